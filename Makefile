@@ -1,0 +1,46 @@
+# Backup365. Quick start: `make demo`, then `make test`. See README.md.
+SHELL := /bin/bash
+NODE ?= node
+NPM ?= npm
+
+# Debian packages the project needs: disk tools for capture and restore, the field's
+# tools that tests use as oracles, and what native addons need to build.
+DEB_PACKAGES := ca-certificates python3 make g++ util-linux fdisk gdisk parted e2fsprogs \
+	dosfstools mtools ntfs-3g lz4 b3sum partclone restic qemu-system-x86 qemu-utils \
+	netcat-openbsd ovmf nbd-client psmisc kmod time
+# Extra packages to build the rescue ISO.
+BOOTMEDIA_PACKAGES := debootstrap squashfs-tools xorriso grub-pc-bin grub-efi-amd64-bin \
+	grub-common mtools dosfstools cpio zstd
+
+.PHONY: setup build test e2e bench demo serve bootmedia clean install
+
+setup: node_modules/.installed
+	@scripts/apt-ensure.sh $(DEB_PACKAGES)
+
+node_modules/.installed: package.json package-lock.json
+	@scripts/apt-ensure.sh $(DEB_PACKAGES)
+	$(NPM) ci --no-audit --no-fund
+	@touch $@
+
+build: node_modules/.installed
+	rm -rf dist
+	npx tsc -p .
+
+test: setup build
+	npx tap
+
+demo: setup build
+	$(NODE) dist/scripts/demo.js
+
+serve: setup build
+	bin/b365 server --repo $${B365_REPO:-./var/repo} --listen $${B365_LISTEN:-127.0.0.1:8365}
+
+bench: setup build
+	$(NODE) dist/bench/run.js
+
+# Put `b365` on the PATH.
+install: build
+	ln -sf $(CURDIR)/bin/b365 /usr/local/bin/b365
+
+clean:
+	rm -rf dist .tap

@@ -1,0 +1,53 @@
+// The Express application for /api/v1: public routes, then authentication, then the
+// route modules, then JSON errors for everything else.
+import express, { type Express } from 'express';
+import { NotFoundError } from '../src/errors.js';
+import type { Logger } from '../src/log.js';
+import { VERSION } from '../src/version.js';
+import { errorHandler, requireAuth } from './http.js';
+import { openApiDocument } from './openapi.js';
+import type { Repository } from './repository.js';
+import { imageRoutes } from './routes/images.js';
+import { machineRoutes } from './routes/machines.js';
+import { objectRoutes } from './routes/objects.js';
+import { sessionRoutes } from './routes/sessions.js';
+import { tokenRoutes } from './routes/tokens.js';
+
+export interface AppOptions {
+  uploadSlots?: number;
+}
+
+export function createApp(repository: Repository, log: Logger, options: AppOptions = {}): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use((request, response, next) => {
+    const started = process.hrtime.bigint();
+    response.on('finish', () => {
+      log.debug({ method: request.method, path: request.path, status: response.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
+    });
+    next();
+  });
+
+  const api = express.Router();
+  api.get('/health', (_request, response) => {
+    response.json({ ok: true, version: VERSION, time: new Date(repository.clock.now()).toISOString() });
+  });
+  const document = openApiDocument();
+  api.get('/openapi.json', (_request, response) => {
+    response.json(document);
+  });
+  api.use(requireAuth(repository.catalog));
+  api.use(sessionRoutes(repository, { uploadSlots: options.uploadSlots ?? 8 }));
+  api.use(imageRoutes(repository));
+  api.use(objectRoutes(repository));
+  api.use(machineRoutes(repository));
+  api.use(tokenRoutes(repository));
+
+  app.use('/api/v1', api);
+  app.use((request, _response, next) => {
+    next(new NotFoundError(`no such endpoint: ${request.method} ${request.path}`));
+  });
+  app.use(errorHandler(log));
+  return app;
+}

@@ -1,0 +1,455 @@
+// The server's catalog: an embedded SQLite database of machines, hashed tokens,
+// upload sessions with leases, stored objects and images. Everything but tokens and
+// sessions can be rebuilt from the store alone (see reindex.ts).
+import { createHash, randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import type { Clock } from '../../src/clock.js';
+import { NotFoundError, UsageError } from '../../src/errors.js';
+
+export type Role = 'admin' | 'machine' | 'auditor' | 'restore';
+export type SessionState = 'open' | 'committed' | 'aborted';
+export type ImageState = 'ok' | 'failed';
+export type ObjectKind = 'chunk' | 'index';
+
+export interface TokenRecord {
+  id: number;
+  role: Role;
+  machine: string | null;
+  label: string | null;
+  createdAt: number;
+  expiresAt: number | null;
+  revokedAt: number | null;
+  lastUsedAt: number | null;
+}
+
+export interface SessionRecord {
+  id: string;
+  machine: string;
+  tokenId: number | null;
+  parent: string | null;
+  state: SessionState;
+  createdAt: number;
+  leaseExpiresAt: number;
+  imageId: string | null;
+}
+
+export interface ImageRecord {
+  id: string;
+  machine: string;
+  timestamp: string;
+  createdAt: number;
+  manifestDigest: string;
+  parent: string | null;
+  diskKeys: string[];
+  sizeBytes: number;
+  usedBytes: number;
+  uploadedBytes: number;
+  storedBytes: number;
+  state: ImageState;
+  stateReason: string | null;
+}
+
+export interface MachineRecord {
+  name: string;
+  createdAt: number;
+  lastSeenAt: number | null;
+  imageCount: number;
+  latestImage: string | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS machines (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  last_seen_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS tokens (
+  id INTEGER PRIMARY KEY,
+  hash BLOB NOT NULL UNIQUE,
+  role TEXT NOT NULL CHECK (role IN ('admin', 'machine', 'auditor', 'restore')),
+  machine_id INTEGER REFERENCES machines(id),
+  label TEXT,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  revoked_at INTEGER,
+  last_used_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY,
+  machine_id INTEGER NOT NULL REFERENCES machines(id),
+  token_id INTEGER,
+  parent TEXT,
+  state TEXT NOT NULL CHECK (state IN ('open', 'committed', 'aborted')),
+  created_at INTEGER NOT NULL,
+  lease_expires_at INTEGER NOT NULL,
+  image_id TEXT
+);
+CREATE TABLE IF NOT EXISTS session_objects (
+  session_id TEXT NOT NULL,
+  digest BLOB NOT NULL,
+  PRIMARY KEY (session_id, digest)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS objects (
+  digest BLOB PRIMARY KEY,
+  kind TEXT NOT NULL CHECK (kind IN ('chunk', 'index')),
+  stored_size INTEGER NOT NULL,
+  raw_size INTEGER NOT NULL,
+  first_seen INTEGER NOT NULL,
+  last_touched INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS machine_objects (
+  machine_id INTEGER NOT NULL,
+  digest BLOB NOT NULL,
+  PRIMARY KEY (machine_id, digest)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS images (
+  id TEXT PRIMARY KEY,
+  machine_id INTEGER NOT NULL REFERENCES machines(id),
+  timestamp TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  manifest_digest TEXT NOT NULL,
+  parent TEXT,
+  disk_keys TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  used_bytes INTEGER NOT NULL,
+  uploaded_bytes INTEGER NOT NULL,
+  stored_bytes INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL DEFAULT 'ok' CHECK (state IN ('ok', 'failed')),
+  state_reason TEXT,
+  UNIQUE (machine_id, timestamp)
+);
+CREATE INDEX IF NOT EXISTS images_by_machine ON images (machine_id, timestamp);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+`;
+
+export function hashToken(token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest();
+}
+
+/** A new secret: a recognisable prefix and 256 random bits, URL-safe. */
+export function newTokenSecret(): string {
+  return `b365_${randomBytes(32).toString('base64url')}`;
+}
+
+const digestBlob = (digest: string): Buffer => Buffer.from(digest, 'hex');
+
+interface ImageRow {
+  id: string;
+  machine: string;
+  timestamp: string;
+  created_at: number;
+  manifest_digest: string;
+  parent: string | null;
+  disk_keys: string;
+  size_bytes: number;
+  used_bytes: number;
+  uploaded_bytes: number;
+  stored_bytes: number;
+  state: ImageState;
+  state_reason: string | null;
+}
+
+function imageFromRow(row: ImageRow): ImageRecord {
+  return {
+    id: row.id,
+    machine: row.machine,
+    timestamp: row.timestamp,
+    createdAt: row.created_at,
+    manifestDigest: row.manifest_digest,
+    parent: row.parent,
+    diskKeys: JSON.parse(row.disk_keys) as string[],
+    sizeBytes: row.size_bytes,
+    usedBytes: row.used_bytes,
+    uploadedBytes: row.uploaded_bytes,
+    storedBytes: row.stored_bytes,
+    state: row.state,
+    stateReason: row.state_reason,
+  };
+}
+
+const IMAGE_COLUMNS = `i.id, m.name AS machine, i.timestamp, i.created_at, i.manifest_digest, i.parent, i.disk_keys,
+  i.size_bytes, i.used_bytes, i.uploaded_bytes, i.stored_bytes, i.state, i.state_reason`;
+
+export class Catalog {
+  readonly db: Database.Database;
+
+  constructor(
+    file: string,
+    private readonly clock: Clock,
+  ) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  // --- machines -------------------------------------------------------------
+
+  ensureMachine(name: string): number {
+    const existing = this.db.prepare('SELECT id FROM machines WHERE name = ?').get(name) as { id: number } | undefined;
+    if (existing) return existing.id;
+    return Number(this.db.prepare('INSERT INTO machines (name, created_at) VALUES (?, ?)').run(name, this.now()).lastInsertRowid);
+  }
+
+  machineId(name: string): number | null {
+    const row = this.db.prepare('SELECT id FROM machines WHERE name = ?').get(name) as { id: number } | undefined;
+    return row?.id ?? null;
+  }
+
+  machineSeen(name: string): void {
+    this.db.prepare('UPDATE machines SET last_seen_at = ? WHERE name = ?').run(this.now(), name);
+  }
+
+  listMachines(): MachineRecord[] {
+    const rows = this.db
+      .prepare(
+        `SELECT m.name, m.created_at, m.last_seen_at,
+           (SELECT COUNT(*) FROM images i WHERE i.machine_id = m.id) AS image_count,
+           (SELECT i.id FROM images i WHERE i.machine_id = m.id ORDER BY i.timestamp DESC LIMIT 1) AS latest
+         FROM machines m ORDER BY m.name`,
+      )
+      .all() as { name: string; created_at: number; last_seen_at: number | null; image_count: number; latest: string | null }[];
+    return rows.map((row) => ({ name: row.name, createdAt: row.created_at, lastSeenAt: row.last_seen_at, imageCount: row.image_count, latestImage: row.latest }));
+  }
+
+  // --- tokens ---------------------------------------------------------------
+
+  createToken(options: { role: Role; machine?: string | null; label?: string | null; expiresAt?: number | null; secret?: string }): { secret: string; record: TokenRecord } {
+    if ((options.role === 'machine' || options.role === 'restore') && !options.machine) {
+      throw new UsageError(`a ${options.role} token needs a machine`);
+    }
+    if ((options.role === 'admin' || options.role === 'auditor') && options.machine) {
+      throw new UsageError(`an ${options.role} token is not tied to a machine`);
+    }
+    const secret = options.secret ?? newTokenSecret();
+    const machineId = options.machine ? this.ensureMachine(options.machine) : null;
+    const id = Number(
+      this.db
+        .prepare('INSERT INTO tokens (hash, role, machine_id, label, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(hashToken(secret), options.role, machineId, options.label ?? null, this.now(), options.expiresAt ?? null).lastInsertRowid,
+    );
+    return { secret, record: this.tokenById(id)! };
+  }
+
+  private tokenQuery(where: string): string {
+    return `SELECT t.id, t.role, m.name AS machine, t.label, t.created_at AS createdAt, t.expires_at AS expiresAt,
+      t.revoked_at AS revokedAt, t.last_used_at AS lastUsedAt FROM tokens t LEFT JOIN machines m ON m.id = t.machine_id WHERE ${where}`;
+  }
+
+  tokenById(id: number): TokenRecord | null {
+    return (this.db.prepare(this.tokenQuery('t.id = ?')).get(id) as TokenRecord | undefined) ?? null;
+  }
+
+  tokenBySecret(secret: string): TokenRecord | null {
+    return (this.db.prepare(this.tokenQuery('t.hash = ?')).get(hashToken(secret)) as TokenRecord | undefined) ?? null;
+  }
+
+  tokenUsed(id: number): void {
+    this.db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(this.now(), id);
+  }
+
+  listTokens(): TokenRecord[] {
+    return this.db.prepare(this.tokenQuery('1 = 1 ORDER BY t.id')).all() as TokenRecord[];
+  }
+
+  revokeToken(id: number): void {
+    const result = this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(this.now(), id);
+    if (result.changes === 0 && !this.tokenById(id)) throw new NotFoundError(`token ${id} does not exist`);
+  }
+
+  // --- sessions -------------------------------------------------------------
+
+  private sessionQuery = `SELECT s.id, m.name AS machine, s.token_id AS tokenId, s.parent, s.state, s.created_at AS createdAt,
+    s.lease_expires_at AS leaseExpiresAt, s.image_id AS imageId FROM sessions s JOIN machines m ON m.id = s.machine_id`;
+
+  createSession(options: { id: string; machine: string; tokenId: number | null; parent: string | null; leaseMs: number }): SessionRecord {
+    const machineId = this.ensureMachine(options.machine);
+    const now = this.now();
+    this.db
+      .prepare('INSERT INTO sessions (id, machine_id, token_id, parent, state, created_at, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(options.id, machineId, options.tokenId, options.parent, 'open', now, now + options.leaseMs);
+    return this.session(options.id)!;
+  }
+
+  session(id: string): SessionRecord | null {
+    return (this.db.prepare(`${this.sessionQuery} WHERE s.id = ?`).get(id) as SessionRecord | undefined) ?? null;
+  }
+
+  openSessions(): SessionRecord[] {
+    return this.db.prepare(`${this.sessionQuery} WHERE s.state = 'open'`).all() as SessionRecord[];
+  }
+
+  renewLease(id: string, leaseMs: number): number {
+    const until = this.now() + leaseMs;
+    this.db.prepare("UPDATE sessions SET lease_expires_at = ? WHERE id = ? AND state = 'open'").run(until, id);
+    return until;
+  }
+
+  abortSession(id: string): void {
+    this.db.transaction(() => {
+      this.db.prepare("UPDATE sessions SET state = 'aborted' WHERE id = ? AND state = 'open'").run(id);
+      this.db.prepare('DELETE FROM session_objects WHERE session_id = ?').run(id);
+    })();
+  }
+
+  addSessionObjects(sessionId: string, digests: string[]): void {
+    const insert = this.db.prepare('INSERT OR IGNORE INTO session_objects (session_id, digest) VALUES (?, ?)');
+    this.db.transaction(() => {
+      for (const digest of digests) insert.run(sessionId, digestBlob(digest));
+    })();
+  }
+
+  // --- objects (chunks and indexes) -----------------------------------------
+
+  recordObject(digest: string, kind: ObjectKind, storedSize: number, rawSize: number): void {
+    const now = this.now();
+    this.db
+      .prepare(
+        `INSERT INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (digest) DO UPDATE SET last_touched = excluded.last_touched`,
+      )
+      .run(digestBlob(digest), kind, storedSize, rawSize, now, now);
+  }
+
+  objectInfo(digest: string): { kind: ObjectKind; storedSize: number; rawSize: number; firstSeen: number; lastTouched: number } | null {
+    const row = this.db
+      .prepare('SELECT kind, stored_size AS storedSize, raw_size AS rawSize, first_seen AS firstSeen, last_touched AS lastTouched FROM objects WHERE digest = ?')
+      .get(digestBlob(digest)) as { kind: ObjectKind; storedSize: number; rawSize: number; firstSeen: number; lastTouched: number } | undefined;
+    return row ?? null;
+  }
+
+  forgetObject(digest: string): void {
+    const blob = digestBlob(digest);
+    this.db.prepare('DELETE FROM objects WHERE digest = ?').run(blob);
+  }
+
+  /**
+   * Of `digests`, those this caller cannot count as present: absent from the store or,
+   * for a machine-scoped caller, not among the objects its own images or this session
+   * already reference. Present ones are pinned to the session and touched.
+   */
+  missingObjects(digests: string[], scope: { machine: string | null; sessionId: string | null }): string[] {
+    const has = this.db.prepare('SELECT 1 FROM objects WHERE digest = ?');
+    const inSession = this.db.prepare('SELECT 1 FROM session_objects WHERE session_id = ? AND digest = ?');
+    const inMachine = this.db.prepare('SELECT 1 FROM machine_objects WHERE machine_id = ? AND digest = ?');
+    const touch = this.db.prepare('UPDATE objects SET last_touched = ? WHERE digest = ?');
+    const pin = this.db.prepare('INSERT OR IGNORE INTO session_objects (session_id, digest) VALUES (?, ?)');
+    const machineId = scope.machine ? this.machineId(scope.machine) : null;
+    const now = this.now();
+    const missing: string[] = [];
+    this.db.transaction(() => {
+      for (const digest of digests) {
+        const blob = digestBlob(digest);
+        let visible = has.get(blob) !== undefined;
+        if (visible && scope.machine) {
+          visible = (scope.sessionId !== null && inSession.get(scope.sessionId, blob) !== undefined) || (machineId !== null && inMachine.get(machineId, blob) !== undefined);
+        }
+        if (!visible) {
+          missing.push(digest);
+          continue;
+        }
+        touch.run(now, blob);
+        if (scope.sessionId) pin.run(scope.sessionId, blob);
+      }
+    })();
+    return missing;
+  }
+
+  /** May this machine read the object (its images or its open sessions reference it)? */
+  machineMayRead(machine: string, digest: string): boolean {
+    const machineId = this.machineId(machine);
+    if (machineId === null) return false;
+    const blob = digestBlob(digest);
+    if (this.db.prepare('SELECT 1 FROM machine_objects WHERE machine_id = ? AND digest = ?').get(machineId, blob)) return true;
+    return (
+      this.db
+        .prepare("SELECT 1 FROM session_objects so JOIN sessions s ON s.id = so.session_id WHERE s.machine_id = ? AND s.state = 'open' AND so.digest = ?")
+        .get(machineId, blob) !== undefined
+    );
+  }
+
+  // --- images ---------------------------------------------------------------
+
+  imageIdTaken(machine: string, timestamp: string): boolean {
+    return this.db.prepare('SELECT 1 FROM images i JOIN machines m ON m.id = i.machine_id WHERE m.name = ? AND i.timestamp = ?').get(machine, timestamp) !== undefined;
+  }
+
+  /** Record a committed image and make every object it references visible to its machine. */
+  insertImage(image: Omit<ImageRecord, 'state' | 'stateReason'>, referenced: Iterable<string>, sessionId: string | null): void {
+    const machineId = this.ensureMachine(image.machine);
+    const grant = this.db.prepare('INSERT OR IGNORE INTO machine_objects (machine_id, digest) VALUES (?, ?)');
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO images (id, machine_id, timestamp, created_at, manifest_digest, parent, disk_keys, size_bytes, used_bytes, uploaded_bytes, stored_bytes)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(image.id, machineId, image.timestamp, image.createdAt, image.manifestDigest, image.parent, JSON.stringify(image.diskKeys), image.sizeBytes, image.usedBytes, image.uploadedBytes, image.storedBytes);
+      for (const digest of referenced) grant.run(machineId, digestBlob(digest));
+      if (sessionId) {
+        this.db.prepare("UPDATE sessions SET state = 'committed', image_id = ? WHERE id = ?").run(image.id, sessionId);
+        this.db.prepare('DELETE FROM session_objects WHERE session_id = ?').run(sessionId);
+      }
+    })();
+  }
+
+  image(id: string): ImageRecord | null {
+    const row = this.db.prepare(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id WHERE i.id = ?`).get(id) as ImageRow | undefined;
+    return row ? imageFromRow(row) : null;
+  }
+
+  listImages(machine?: string): ImageRecord[] {
+    const rows = machine
+      ? this.db.prepare(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id WHERE m.name = ? ORDER BY i.timestamp`).all(machine)
+      : this.db.prepare(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id ORDER BY m.name, i.timestamp`).all();
+    return (rows as ImageRow[]).map(imageFromRow);
+  }
+
+  /** Resolve `latest` or a (prefix of a) timestamp among a machine's images. */
+  resolveImage(machine: string, selector: string): ImageRecord {
+    const images = this.listImages(machine);
+    if (images.length === 0) throw new NotFoundError(`machine ${machine} has no images`);
+    if (selector === 'latest') return images[images.length - 1]!;
+    const matches = images.filter((image) => image.timestamp.startsWith(selector));
+    if (matches.length === 0) throw new NotFoundError(`machine ${machine} has no image ${selector}`);
+    if (matches.length > 1 && !matches.some((image) => image.timestamp === selector)) {
+      throw new UsageError(`${machine}@${selector} matches ${matches.length} images; give more of the timestamp`);
+    }
+    return matches.find((image) => image.timestamp === selector) ?? matches[0]!;
+  }
+
+  setImageState(id: string, state: ImageState, reason: string | null): void {
+    this.db.prepare('UPDATE images SET state = ?, state_reason = ? WHERE id = ?').run(state, reason, id);
+  }
+
+  deleteImage(id: string): void {
+    this.db.prepare('DELETE FROM images WHERE id = ?').run(id);
+  }
+
+  // --- reindex --------------------------------------------------------------
+
+  /** Drop everything that the store can rebuild (images, objects, grants). */
+  clearRebuildable(): void {
+    this.db.exec('DELETE FROM images; DELETE FROM objects; DELETE FROM machine_objects;');
+  }
+
+  getMeta(key: string): string | null {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value ?? null;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+}

@@ -1,0 +1,89 @@
+// Shared HTTP plumbing: authentication middleware, body parsers with limits, and the
+// error handler that turns typed errors into JSON bodies with a stable `code`.
+import express, { type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { AuthError, ConflictError, ForbiddenError, FormatError, NotFoundError, PayloadTooLargeError, UnavailableError, UnsafeTargetError, UsageError, UserError } from '../src/errors.js';
+import type { Logger } from '../src/log.js';
+import { authenticate, type Principal } from './auth.js';
+import type { Catalog } from './catalog/catalog.js';
+
+export const JSON_LIMIT = '4mb';
+
+export function principalOf(response: Response): Principal {
+  return response.locals.principal as Principal;
+}
+
+export function requireAuth(catalog: Catalog): RequestHandler {
+  return (request, response, next) => {
+    response.locals.principal = authenticate(catalog, request.headers.authorization);
+    next();
+  };
+}
+
+export const jsonBody = express.json({ limit: JSON_LIMIT, strict: true, type: () => true });
+
+export function rawBody(limitBytes: number): RequestHandler {
+  return express.raw({ limit: limitBytes, type: () => true });
+}
+
+/** Bounds how many upload bodies are buffered at once; later requests wait their turn. */
+export function concurrencyLimit(slots: number): RequestHandler {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return (_request: Request, response: Response, next: NextFunction) => {
+    const start = () => {
+      active++;
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        active--;
+        waiting.shift()?.();
+      };
+      response.on('finish', release);
+      response.on('close', release);
+      next();
+    };
+    if (active < slots) start();
+    else waiting.push(start);
+  };
+}
+
+export function statusOf(error: UserError): number {
+  if (error instanceof PayloadTooLargeError) return 413;
+  if (error instanceof FormatError || error instanceof UsageError) return 400;
+  if (error instanceof ForbiddenError) return 403;
+  if (error instanceof AuthError) return 401;
+  if (error instanceof NotFoundError) return 404;
+  if (error instanceof ConflictError) return 409;
+  if (error instanceof UnsafeTargetError) return 409;
+  if (error instanceof UnavailableError) return 503;
+  return 400;
+}
+
+interface BodyParserError extends Error {
+  type?: string;
+  status?: number;
+  limit?: number;
+}
+
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (error: unknown, request, response, _next) => {
+    let userError: UserError | null = error instanceof UserError ? error : null;
+    const parserError = error as BodyParserError;
+    if (!userError && parserError?.type === 'entity.too.large') {
+      userError = new PayloadTooLargeError(`request body is larger than the limit of ${parserError.limit} bytes for ${request.method} ${request.path}`);
+    } else if (!userError && parserError?.type === 'entity.parse.failed') {
+      userError = new FormatError(`request body is not valid JSON: ${parserError.message}`);
+    } else if (!userError && (parserError?.type === 'request.aborted' || parserError?.type === 'request.size.invalid')) {
+      userError = new FormatError(`request body was truncated: ${parserError.message}`);
+    }
+    if (!userError) {
+      log.error({ err: error, method: request.method, path: request.path }, 'request failed');
+      if (!response.headersSent) response.status(500).json({ code: 'internal', message: 'internal server error; see the server log' });
+      return;
+    }
+    const status = statusOf(userError);
+    log[status >= 500 ? 'error' : 'info']({ method: request.method, path: request.path, status, code: userError.code, msg2: userError.message }, 'request refused');
+    if (!response.headersSent) response.status(status).json({ code: userError.code, message: userError.message, ...(userError.details ?? {}) });
+  };
+}

@@ -1,0 +1,88 @@
+// The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json. Operations
+// are listed once here; a test calls every one of them to keep this honest.
+import { manifestSchema } from '../src/format/manifest.js';
+import { VERSION } from '../src/version.js';
+
+export interface Operation {
+  method: 'get' | 'post' | 'put' | 'delete';
+  path: string;
+  summary: string;
+  roles: string[];
+  body?: 'json' | 'lz4-frame' | 'manifest';
+  /** Status codes beyond the common 400/401/403/404. */
+  responses: Record<string, string>;
+  /** Readable without a token. */
+  public?: boolean;
+}
+
+const SESSION = '/sessions/{id}';
+export const operations: Operation[] = [
+  { method: 'get', path: '/health', summary: 'Liveness and version', roles: [], public: true, responses: { 200: 'ok' } },
+  { method: 'get', path: '/openapi.json', summary: 'This document', roles: [], public: true, responses: { 200: 'OpenAPI document' } },
+  { method: 'post', path: '/sessions', summary: 'Open an upload session with a client-chosen UUID, or resume it', roles: ['admin', 'machine'], body: 'json', responses: { 200: 'session' } },
+  { method: 'post', path: `${SESSION}/heartbeat`, summary: "Renew the session's lease", roles: ['admin', 'machine'], responses: { 200: 'session' } },
+  { method: 'post', path: `${SESSION}/missing`, summary: 'Which of these digests (at most 10000) must be uploaded', roles: ['admin', 'machine'], body: 'json', responses: { 200: '{missing: [digest]}', 409: 'session not open' } },
+  { method: 'put', path: `${SESSION}/chunks/{digest}`, summary: 'Upload a chunk as an LZ4 frame; rejected with 400 digest_mismatch unless it hashes to its name', roles: ['admin', 'machine'], body: 'lz4-frame', responses: { 201: 'stored', 200: 'already present (touched)', 413: 'too large' } },
+  { method: 'put', path: `${SESSION}/indexes/{digest}`, summary: 'Upload a fixed index as an LZ4 frame', roles: ['admin', 'machine'], body: 'lz4-frame', responses: { 201: 'stored', 200: 'already present', 413: 'too large' } },
+  { method: 'post', path: `${SESSION}/commit`, summary: 'Commit the manifest; the image exists from here on, named with a server timestamp', roles: ['admin', 'machine'], body: 'manifest', responses: { 201: 'committed', 200: 'already committed (idempotent)', 409: 'missing_objects: names the first absent digest' } },
+  { method: 'delete', path: SESSION, summary: 'Abort the session', roles: ['admin', 'machine'], responses: { 200: 'aborted' } },
+  { method: 'get', path: '/machines', summary: 'Machines and their latest image', roles: ['admin', 'auditor', 'machine', 'restore'], responses: { 200: '{machines}' } },
+  { method: 'get', path: '/machines/{machine}/base', summary: 'Latest healthy image holding one of the given disks (?disk=KEY, repeatable)', roles: ['admin', 'machine'], responses: { 200: '{image|null}' } },
+  { method: 'get', path: '/images', summary: 'List images (?machine=NAME)', roles: ['admin', 'auditor', 'machine', 'restore'], responses: { 200: '{images}' } },
+  { method: 'get', path: '/images/{id}', summary: 'One image (id is MACHINE@TIMESTAMP or MACHINE@latest)', roles: ['admin', 'auditor', 'machine', 'restore'], responses: { 200: 'image' } },
+  { method: 'get', path: '/images/{id}/manifest', summary: 'The manifest exactly as stored', roles: ['admin', 'auditor', 'machine', 'restore'], responses: { 200: 'manifest' } },
+  { method: 'delete', path: '/images/{id}', summary: 'Delete an image (its chunks stay until garbage collection)', roles: ['admin'], responses: { 200: 'deleted' } },
+  { method: 'get', path: '/chunks/{digest}', summary: 'A chunk as its stored LZ4 frame', roles: ['admin', 'machine', 'restore'], responses: { 200: 'LZ4 frame' } },
+  { method: 'get', path: '/indexes/{digest}', summary: 'A fixed index as its stored LZ4 frame', roles: ['admin', 'auditor', 'machine', 'restore'], responses: { 200: 'LZ4 frame' } },
+  { method: 'post', path: '/tokens', summary: 'Create a token {role, machine?, label?, ttlSeconds?}; the secret is returned once', roles: ['admin'], body: 'json', responses: { 201: 'token' } },
+  { method: 'get', path: '/tokens', summary: 'List tokens (never their secrets)', roles: ['admin'], responses: { 200: '{tokens}' } },
+  { method: 'delete', path: '/tokens/{id}', summary: 'Revoke a token', roles: ['admin'], responses: { 200: 'revoked' } },
+];
+
+const errorSchema = {
+  type: 'object',
+  required: ['code', 'message'],
+  properties: { code: { type: 'string' }, message: { type: 'string' } },
+  additionalProperties: true,
+};
+
+export function openApiDocument(): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const operation of operations) {
+    const parameters = [...operation.path.matchAll(/\{(\w+)\}/g)].map((match) => ({ name: match[1], in: 'path', required: true, schema: { type: 'string' } }));
+    const responses: Record<string, unknown> = {};
+    for (const [status, description] of Object.entries(operation.responses)) responses[status] = { description };
+    for (const [status, description] of Object.entries({ 400: 'bad request', 401: 'no or bad token', 403: 'not allowed for this role', 404: 'not found' })) {
+      if (!operation.public) responses[status] ??= { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+    }
+    const requestBody =
+      operation.body === 'lz4-frame'
+        ? { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }
+        : operation.body === 'manifest'
+          ? { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/Manifest' } } } }
+          : operation.body === 'json'
+            ? { required: true, content: { 'application/json': { schema: { type: 'object' } } } }
+            : undefined;
+    paths[operation.path] ??= {};
+    paths[operation.path]![operation.method] = {
+      summary: operation.summary,
+      'x-roles': operation.roles,
+      ...(parameters.length ? { parameters } : {}),
+      ...(requestBody ? { requestBody } : {}),
+      ...(operation.public ? { security: [] } : {}),
+      responses,
+    };
+  }
+  const { $id: _id, ...manifest } = manifestSchema;
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Backup365 repository API', version: VERSION, description: 'Chunks, indexes and manifests of block-level machine images. Errors are JSON with a stable `code`.' },
+    servers: [{ url: '/api/v1' }],
+    security: [{ bearer: [] }],
+    paths,
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: { Error: errorSchema, Manifest: manifest },
+    },
+  };
+}

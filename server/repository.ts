@@ -1,0 +1,363 @@
+// The repository's operations as plain functions over a store and a catalog: the
+// HTTP routes only translate requests into these calls. Committing a manifest is the
+// one step that makes an image exist.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Clock } from '../src/clock.js';
+import { ConflictError, DigestMismatchError, ForbiddenError, FormatError, MissingObjectsError, NotFoundError, UsageError } from '../src/errors.js';
+import { MAX_CHUNK_SIZE } from '../src/format/chunk.js';
+import { assertDigest, digestOf } from '../src/format/digest.js';
+import { FixedIndex, MAX_INDEX_BYTES } from '../src/format/fixed-index.js';
+import { imageId, parseImageRef, timestampOf } from '../src/format/image-ref.js';
+import { decodeFrame } from '../src/format/lz4-frame.js';
+import { type Manifest, diskKeysOf, manifestVolumes, parseManifest, parseManifestText } from '../src/format/manifest.js';
+import type { Logger } from '../src/log.js';
+import { type Principal, requireMachineAccess, requireRole } from './auth.js';
+import { Catalog, type ImageRecord, type ObjectKind, type SessionRecord } from './catalog/catalog.js';
+import { LocalStore } from './store/local.js';
+import { type ObjectStore, chunkKey, manifestKey } from './store/store.js';
+
+export const DEFAULT_LEASE_MS = 60 * 60 * 1000;
+export const MAX_MISSING_BATCH = 10000;
+const MAX_REPORTED_MISSING = 1000;
+const SESSION_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export interface SessionView {
+  id: string;
+  machine: string;
+  state: SessionRecord['state'];
+  parent: string | null;
+  leaseExpiresAt: string;
+  image: string | null;
+}
+
+export interface CommitResult {
+  image: ImageRecord;
+  manifestDigest: string;
+  created: boolean;
+}
+
+export class Repository {
+  constructor(
+    readonly store: ObjectStore,
+    readonly catalog: Catalog,
+    readonly clock: Clock,
+    readonly log: Logger,
+    readonly leaseMs = DEFAULT_LEASE_MS,
+  ) {}
+
+  /** Open the repository in `directory`, creating it (and its admin token) on first use. */
+  static async open(directory: string, options: { clock: Clock; log: Logger; leaseMs?: number }): Promise<{ repository: Repository; newAdminToken: string | null }> {
+    const store = await LocalStore.open(directory);
+    const catalog = new Catalog(path.join(store.root, 'catalog.sqlite'), options.clock);
+    const repository = new Repository(store, catalog, options.clock, options.log, options.leaseMs);
+    const newAdminToken = await repository.ensureAdminToken(path.join(store.root, 'admin.token'));
+    return { repository, newAdminToken };
+  }
+
+  close(): void {
+    this.catalog.close();
+  }
+
+  /**
+   * On first start, create the admin token and keep it in `admin.token` (0600). A
+   * catalog rebuilt without tokens re-registers the token kept in that file.
+   */
+  private async ensureAdminToken(tokenFile: string): Promise<string | null> {
+    const hasAdmin = this.catalog.listTokens().some((token) => token.role === 'admin' && token.revokedAt === null);
+    if (hasAdmin) return null;
+    let existing: string | null = null;
+    try {
+      existing = (await fs.readFile(tokenFile, 'utf8')).trim() || null;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    if (existing) {
+      if (!this.catalog.tokenBySecret(existing)) this.catalog.createToken({ role: 'admin', label: 'admin.token', secret: existing });
+      return null;
+    }
+    const { secret } = this.catalog.createToken({ role: 'admin', label: 'first start' });
+    const temporary = `${tokenFile}.tmp`;
+    await fs.writeFile(temporary, `${secret}\n`, { mode: 0o600 });
+    await fs.rename(temporary, tokenFile);
+    return secret;
+  }
+
+  // --- sessions -------------------------------------------------------------
+
+  private view(session: SessionRecord): SessionView {
+    return {
+      id: session.id,
+      machine: session.machine,
+      state: session.state,
+      parent: session.parent,
+      leaseExpiresAt: new Date(session.leaseExpiresAt).toISOString(),
+      image: session.imageId,
+    };
+  }
+
+  private sessionFor(principal: Principal, id: string): SessionRecord {
+    if (!SESSION_ID_PATTERN.test(id)) throw new UsageError(`session id ${JSON.stringify(id)} is not a UUID`);
+    const session = this.catalog.session(id);
+    if (!session) throw new NotFoundError(`upload session ${id} does not exist`);
+    requireMachineAccess(principal, session.machine, 'write');
+    return session;
+  }
+
+  private openSessionFor(principal: Principal, id: string): SessionRecord {
+    const session = this.sessionFor(principal, id);
+    if (session.state !== 'open') {
+      throw new ConflictError(`upload session ${id} is ${session.state}`, { details: { session: this.view(session) } });
+    }
+    return session;
+  }
+
+  /**
+   * Open a session with a client-chosen id, or return the existing one: the client
+   * resumes after a crash by opening the same id again.
+   */
+  openSession(principal: Principal, request: { id: string; machine: string; parent?: string | null }): SessionView {
+    requireRole(principal, 'admin', 'machine');
+    if (!SESSION_ID_PATTERN.test(request.id)) throw new UsageError(`session id ${JSON.stringify(request.id)} is not a UUID`);
+    requireMachineAccess(principal, request.machine, 'write');
+    const existing = this.catalog.session(request.id);
+    if (existing) {
+      if (existing.machine !== request.machine) throw new ForbiddenError(`session ${request.id} belongs to another machine`);
+      if (existing.state === 'open') this.catalog.renewLease(existing.id, this.leaseMs);
+      this.log.info({ session: existing.id, machine: existing.machine, state: existing.state }, 'session resumed');
+      return this.view(this.catalog.session(existing.id)!);
+    }
+    const session = this.catalog.createSession({ id: request.id, machine: request.machine, tokenId: principal.tokenId, parent: request.parent ?? null, leaseMs: this.leaseMs });
+    this.catalog.machineSeen(request.machine);
+    this.log.info({ session: session.id, machine: session.machine }, 'session opened');
+    return this.view(session);
+  }
+
+  heartbeat(principal: Principal, id: string): SessionView {
+    const session = this.sessionFor(principal, id);
+    if (session.state === 'open') this.catalog.renewLease(id, this.leaseMs);
+    this.catalog.machineSeen(session.machine);
+    return this.view(this.catalog.session(id)!);
+  }
+
+  abortSession(principal: Principal, id: string): SessionView {
+    const session = this.sessionFor(principal, id);
+    if (session.state === 'committed') throw new ConflictError(`upload session ${id} is already committed as ${session.imageId}`);
+    this.catalog.abortSession(id);
+    this.log.info({ session: id, machine: session.machine }, 'session aborted');
+    return this.view(this.catalog.session(id)!);
+  }
+
+  /** Which of `digests` must the client send? See Catalog.missingObjects for who sees what. */
+  missing(principal: Principal, sessionId: string, digests: unknown): string[] {
+    const session = this.openSessionFor(principal, sessionId);
+    if (!Array.isArray(digests)) throw new FormatError('body.digests must be an array of digests');
+    if (digests.length > MAX_MISSING_BATCH) throw new FormatError(`at most ${MAX_MISSING_BATCH} digests per request, got ${digests.length}`);
+    const checked = digests.map((digest, position) => assertDigest(digest, `digests[${position}]`));
+    this.catalog.renewLease(sessionId, this.leaseMs);
+    return this.catalog.missingObjects(checked, { machine: principal.role === 'admin' ? null : session.machine, sessionId });
+  }
+
+  /**
+   * Receive one chunk or index as an LZ4 frame: decompress, re-hash, and store it only
+   * if it is exactly what its name says. An existing object is only touched.
+   */
+  async putObject(principal: Principal, sessionId: string, kind: ObjectKind, digestText: string, frame: Buffer): Promise<{ digest: string; created: boolean }> {
+    this.openSessionFor(principal, sessionId);
+    const digest = assertDigest(digestText, `${kind} name`);
+    const what = `${kind} ${digest}`;
+    const data = decodeFrame(frame, kind === 'chunk' ? MAX_CHUNK_SIZE : MAX_INDEX_BYTES, what);
+    const actual = digestOf(data);
+    if (actual !== digest) throw new DigestMismatchError(digest, actual, `${what} (nothing was stored)`);
+    if (kind === 'index') FixedIndex.parse(data, what);
+    const { created } = await this.store.put(chunkKey(digest), frame, { ifAbsent: true });
+    this.catalog.recordObject(digest, kind, frame.length, data.length);
+    this.catalog.addSessionObjects(sessionId, [digest]);
+    if (created) this.catalog.db.prepare('UPDATE sessions SET lease_expires_at = ? WHERE id = ?').run(this.clock.now() + this.leaseMs, sessionId);
+    return { digest, created };
+  }
+
+  /** Load an index object from the store and check it against the volume that names it. */
+  async loadIndex(digest: string, what = `index ${digest}`): Promise<FixedIndex> {
+    const frame = await this.store.get(chunkKey(digest));
+    const data = decodeFrame(frame, MAX_INDEX_BYTES, what);
+    if (digestOf(data) !== digest) throw new FormatError(`${what}: stored bytes do not hash to its name`);
+    return FixedIndex.parse(data, what);
+  }
+
+  async commit(principal: Principal, sessionId: string, body: unknown): Promise<CommitResult> {
+    const session = this.sessionFor(principal, sessionId);
+    if (session.state === 'committed' && session.imageId) {
+      const image = this.catalog.image(session.imageId);
+      if (image) return { image, manifestDigest: image.manifestDigest, created: false };
+    }
+    if (session.state !== 'open') throw new ConflictError(`upload session ${sessionId} is ${session.state}`);
+    const manifest = parseManifest(body);
+    if (manifest.id !== undefined || manifest.createdAt !== undefined) {
+      throw new FormatError('invalid manifest: /id and /createdAt are assigned by the server at commit; leave them out');
+    }
+    if (manifest.machine !== session.machine) throw new FormatError(`invalid manifest: /machine is ${manifest.machine}, the session is for ${session.machine}`);
+    if (manifest.parent !== null) {
+      const parent = this.catalog.image(manifest.parent);
+      if (!parent || parent.machine !== manifest.machine) throw new FormatError(`invalid manifest: /parent names ${manifest.parent}, which is not an image of ${manifest.machine}`);
+    }
+    const scope = { machine: principal.role === 'admin' ? null : session.machine, sessionId };
+
+    // Every index, then every chunk every index names, must be present and visible.
+    const indexDigests = [...new Set([...manifestVolumes(manifest)].map(({ volume }) => volume.index))];
+    const missingIndexes = this.catalog.missingObjects(indexDigests, scope);
+    if (missingIndexes.length) throw this.missingError(missingIndexes, 'index');
+    const chunkDigests = new Set<string>();
+    for (const { disk, volume } of manifestVolumes(manifest)) {
+      const index = await this.loadIndex(volume.index, `index ${volume.index} of volume ${disk.id}/${volume.id}`);
+      if (index.chunkSize !== volume.chunkSize || index.volumeSize !== volume.size) {
+        throw new FormatError(`invalid manifest: volume ${disk.id}/${volume.id} says ${volume.size} bytes in ${volume.chunkSize}-byte chunks, its index says ${index.volumeSize} in ${index.chunkSize}`);
+      }
+      for (const digest of index.distinctDigests()) chunkDigests.add(digest);
+    }
+    const missingChunks: string[] = [];
+    const all = [...chunkDigests];
+    for (let start = 0; start < all.length; start += MAX_MISSING_BATCH) {
+      missingChunks.push(...this.catalog.missingObjects(all.slice(start, start + MAX_MISSING_BATCH), scope));
+    }
+    if (missingChunks.length) throw this.missingError(missingChunks, 'chunk');
+
+    // The server owns time: the image's name is the moment it is committed.
+    let when = this.clock.now();
+    let timestamp = timestampOf(new Date(when));
+    const committed = { ...manifest } as Manifest;
+    let bytes: Buffer;
+    for (;;) {
+      while (this.catalog.imageIdTaken(manifest.machine, timestamp)) {
+        when += 1000;
+        timestamp = timestampOf(new Date(when));
+      }
+      const ordered: Manifest = {
+        format: committed.format,
+        version: committed.version,
+        machine: committed.machine,
+        id: imageId(manifest.machine, timestamp),
+        createdAt: new Date(when).toISOString(),
+        parent: committed.parent,
+        client: committed.client,
+        disks: committed.disks,
+        stats: committed.stats,
+        warnings: committed.warnings,
+      };
+      bytes = Buffer.from(`${JSON.stringify(ordered, null, 2)}\n`);
+      const { created } = await this.store.put(manifestKey(manifest.machine, timestamp), bytes, { ifAbsent: true });
+      if (created) break;
+      when += 1000;
+      timestamp = timestampOf(new Date(when));
+    }
+    const manifestDigest = digestOf(bytes);
+    const storedBytes = this.sessionStoredBytes(sessionId);
+    const record = this.imageRecordOf(manifest, timestamp, when, manifestDigest, storedBytes);
+    this.catalog.insertImage(record, [...indexDigests, ...chunkDigests], sessionId);
+    this.log.info({ session: sessionId, image: record.id, chunks: chunkDigests.size, storedBytes }, 'image committed');
+    return { image: this.catalog.image(record.id)!, manifestDigest, created: true };
+  }
+
+  private sessionStoredBytes(sessionId: string): number {
+    const row = this.catalog.db
+      .prepare(
+        `SELECT COALESCE(SUM(o.stored_size), 0) AS bytes FROM session_objects so JOIN objects o ON o.digest = so.digest
+         JOIN sessions s ON s.id = so.session_id WHERE so.session_id = ? AND o.first_seen >= s.created_at`,
+      )
+      .get(sessionId) as { bytes: number };
+    return row.bytes;
+  }
+
+  imageRecordOf(manifest: Manifest, timestamp: string, createdAt: number, manifestDigest: string, storedBytes: number): Omit<ImageRecord, 'state' | 'stateReason'> {
+    return {
+      id: imageId(manifest.machine, timestamp),
+      machine: manifest.machine,
+      timestamp,
+      createdAt,
+      manifestDigest,
+      parent: manifest.parent,
+      diskKeys: manifest.disks.flatMap(diskKeysOf),
+      sizeBytes: manifest.disks.reduce((sum, disk) => sum + disk.size, 0),
+      usedBytes: manifest.stats.bytesUsed,
+      uploadedBytes: manifest.stats.bytesUploaded,
+      storedBytes,
+    };
+  }
+
+  private missingError(missing: string[], kind: ObjectKind): MissingObjectsError {
+    return new MissingObjectsError(
+      `the repository lacks ${missing.length} ${kind}${missing.length === 1 ? '' : 's'} this image references, first ${missing[0]}; nothing was committed`,
+      { details: { kind, digest: missing[0], missing: missing.slice(0, MAX_REPORTED_MISSING), missingCount: missing.length } },
+    );
+  }
+
+  // --- images ---------------------------------------------------------------
+
+  /** Resolve an image id (`machine@timestamp`, `machine@latest`, or a unique prefix). */
+  resolveImage(principal: Principal, reference: string): ImageRecord {
+    const { machine, selector } = parseImageRef(reference);
+    requireMachineAccess(principal, machine, 'metadata');
+    return this.catalog.resolveImage(machine, selector);
+  }
+
+  listImages(principal: Principal, machine?: string): ImageRecord[] {
+    if (principal.role === 'machine' || principal.role === 'restore') {
+      if (machine && machine !== principal.machine) requireMachineAccess(principal, machine, 'metadata');
+      return this.catalog.listImages(principal.machine!);
+    }
+    return this.catalog.listImages(machine);
+  }
+
+  listMachines(principal: Principal): ReturnType<Catalog['listMachines']> {
+    const machines = this.catalog.listMachines();
+    if (principal.role === 'machine' || principal.role === 'restore') return machines.filter((machine) => machine.name === principal.machine);
+    return machines;
+  }
+
+  async manifestBytes(principal: Principal, reference: string): Promise<{ image: ImageRecord; bytes: Buffer }> {
+    const image = this.resolveImage(principal, reference);
+    const bytes = await this.store.get(manifestKey(image.machine, image.timestamp));
+    return { image, bytes };
+  }
+
+  async manifest(principal: Principal, reference: string): Promise<{ image: ImageRecord; manifest: Manifest }> {
+    const { image, bytes } = await this.manifestBytes(principal, reference);
+    return { image, manifest: parseManifestText(bytes.toString('utf8'), `manifest of ${image.id}`) };
+  }
+
+  /**
+   * The latest image of `machine` that holds one of the given disks and is fit to be
+   * the base of an incremental image (its verification has not failed).
+   */
+  baseImage(principal: Principal, machine: string, diskKeys: string[]): ImageRecord | null {
+    requireMachineAccess(principal, machine, 'write');
+    const wanted = new Set(diskKeys);
+    const images = this.catalog.listImages(machine).filter((image) => image.state === 'ok');
+    for (let position = images.length - 1; position >= 0; position--) {
+      if (images[position]!.diskKeys.some((key) => wanted.has(key))) return images[position]!;
+    }
+    return null;
+  }
+
+  /** Read a stored object's frame; auditors may read indexes but never chunk content. */
+  async objectFrame(principal: Principal, kind: ObjectKind, digestText: string): Promise<Buffer> {
+    const digest = assertDigest(digestText, `${kind} name`);
+    if (principal.role === 'auditor' && kind === 'chunk') throw new ForbiddenError('an auditor token cannot download chunk content');
+    const info = this.catalog.objectInfo(digest);
+    if (!info || info.kind !== kind) throw new NotFoundError(`${kind} ${digest} is not in the repository`);
+    if ((principal.role === 'machine' || principal.role === 'restore') && !this.catalog.machineMayRead(principal.machine!, digest)) {
+      // Same answer as absent: a machine must not learn what other machines hold.
+      throw new NotFoundError(`${kind} ${digest} is not in the repository`);
+    }
+    return this.store.get(chunkKey(digest));
+  }
+
+  async deleteImage(principal: Principal, reference: string): Promise<ImageRecord> {
+    requireRole(principal, 'admin');
+    const image = this.resolveImage(principal, reference);
+    await this.store.remove(manifestKey(image.machine, image.timestamp));
+    this.catalog.deleteImage(image.id);
+    this.log.info({ image: image.id }, 'image deleted');
+    return image;
+  }
+}

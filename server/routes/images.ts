@@ -1,0 +1,37 @@
+// Images and their manifests: list, show, read the manifest as stored, delete (admin).
+import { Router } from 'express';
+import type { ImageRecord } from '../catalog/catalog.js';
+import { principalOf } from '../http.js';
+import type { Repository } from '../repository.js';
+
+export function imageView(image: ImageRecord) {
+  return { ...image, createdAt: new Date(image.createdAt).toISOString() };
+}
+export type ImageView = ReturnType<typeof imageView>;
+
+export function imageRoutes(repository: Repository): Router {
+  const router = Router();
+
+  router.get('/images', (request, response) => {
+    const machine = typeof request.query.machine === 'string' ? request.query.machine : undefined;
+    response.json({ images: repository.listImages(principalOf(response), machine).map(imageView) });
+  });
+
+  router.get('/images/:id', (request, response) => {
+    response.json(imageView(repository.resolveImage(principalOf(response), request.params.id)));
+  });
+
+  router.get('/images/:id/manifest', async (request, response) => {
+    const { image, bytes } = await repository.manifestBytes(principalOf(response), request.params.id);
+    response.setHeader('Content-Type', 'application/json');
+    response.setHeader('X-B365-Image', image.id);
+    response.setHeader('X-B365-Manifest-Digest', image.manifestDigest);
+    response.send(bytes);
+  });
+
+  router.delete('/images/:id', async (request, response) => {
+    response.json({ deleted: imageView(await repository.deleteImage(principalOf(response), request.params.id)) });
+  });
+
+  return router;
+}

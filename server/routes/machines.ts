@@ -1,0 +1,27 @@
+// Machines known to the repository and the base image for an incremental capture.
+import { Router } from 'express';
+import { principalOf } from '../http.js';
+import type { Repository } from '../repository.js';
+import { imageView } from './images.js';
+
+export function machineRoutes(repository: Repository): Router {
+  const router = Router();
+
+  router.get('/machines', (_request, response) => {
+    const machines = repository.listMachines(principalOf(response)).map((machine) => ({
+      ...machine,
+      createdAt: new Date(machine.createdAt).toISOString(),
+      lastSeenAt: machine.lastSeenAt === null ? null : new Date(machine.lastSeenAt).toISOString(),
+    }));
+    response.json({ machines });
+  });
+
+  router.get('/machines/:machine/base', (request, response) => {
+    const disk = request.query.disk;
+    const keys = (Array.isArray(disk) ? disk : disk === undefined ? [] : [disk]).map(String);
+    const image = repository.baseImage(principalOf(response), request.params.machine, keys);
+    response.json({ image: image ? imageView(image) : null });
+  });
+
+  return router;
+}

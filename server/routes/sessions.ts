@@ -1,0 +1,60 @@
+// Upload sessions: open/resume, heartbeat, "which are missing", object uploads,
+// commit and abort. Each handler only translates HTTP to a Repository call.
+import { Router } from 'express';
+import { MAX_CHUNK_SIZE } from '../../src/format/chunk.js';
+import { MAX_INDEX_BYTES } from '../../src/format/fixed-index.js';
+import { concurrencyLimit, jsonBody, principalOf, rawBody } from '../http.js';
+import type { Repository } from '../repository.js';
+import { imageView } from './images.js';
+
+/** A frame may exceed its content by a 4-byte header per 4 MiB block plus framing. */
+const frameLimit = (contentLimit: number): number => contentLimit + Math.ceil(contentLimit / (4 << 20)) * 4 + 64;
+
+export function sessionRoutes(repository: Repository, options: { uploadSlots: number }): Router {
+  const router = Router();
+  const uploads = concurrencyLimit(options.uploadSlots);
+
+  router.post('/sessions', jsonBody, (request, response) => {
+    const body = (request.body ?? {}) as { id?: unknown; machine?: unknown; parent?: unknown };
+    const session = repository.openSession(principalOf(response), {
+      id: String(body.id ?? ''),
+      machine: String(body.machine ?? ''),
+      parent: typeof body.parent === 'string' ? body.parent : null,
+    });
+    response.status(200).json(session);
+  });
+
+  router.post('/sessions/:id/heartbeat', (request, response) => {
+    response.json(repository.heartbeat(principalOf(response), request.params.id));
+  });
+
+  router.post('/sessions/:id/missing', jsonBody, (request, response) => {
+    const body = (request.body ?? {}) as { digests?: unknown };
+    response.json({ missing: repository.missing(principalOf(response), request.params.id, body.digests) });
+  });
+
+  router.put('/sessions/:id/chunks/:digest', uploads, rawBody(frameLimit(MAX_CHUNK_SIZE)), async (request, response) => {
+    const result = await repository.putObject(principalOf(response), String(request.params.id), 'chunk', String(request.params.digest), bodyBuffer(request.body));
+    response.status(result.created ? 201 : 200).json(result);
+  });
+
+  router.put('/sessions/:id/indexes/:digest', uploads, rawBody(frameLimit(MAX_INDEX_BYTES)), async (request, response) => {
+    const result = await repository.putObject(principalOf(response), String(request.params.id), 'index', String(request.params.digest), bodyBuffer(request.body));
+    response.status(result.created ? 201 : 200).json(result);
+  });
+
+  router.post('/sessions/:id/commit', jsonBody, async (request, response) => {
+    const result = await repository.commit(principalOf(response), request.params.id, request.body);
+    response.status(result.created ? 201 : 200).json({ image: imageView(result.image), manifestDigest: result.manifestDigest });
+  });
+
+  router.delete('/sessions/:id', (request, response) => {
+    response.json(repository.abortSession(principalOf(response), request.params.id));
+  });
+
+  return router;
+}
+
+function bodyBuffer(body: unknown): Buffer {
+  return Buffer.isBuffer(body) ? body : Buffer.alloc(0);
+}

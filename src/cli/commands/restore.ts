@@ -1,0 +1,48 @@
+// `b365 restore IMAGE --to TARGET`: write an image back onto a disk or image file.
+import type { Command } from 'commander';
+import { restoreImage, type RestoreReport } from '../../../imaging/restore/image.js';
+import { clientFor, globals, interruptSignal } from '../context.js';
+import { byteProgress, formatBytes, formatDuration, printJson } from '../output.js';
+
+export function printRestoreReport(report: RestoreReport): void {
+  const lines = [
+    `restored ${report.image} (${report.disk}) onto ${report.target}: wrote ${formatBytes(report.bytesWritten)}, fetched ${report.chunksFetched} chunks in ${formatDuration(report.durationMs)}`,
+    ...report.checks.map((check) => `  ${check.ok ? 'ok  ' : 'FAIL'} ${check.check}: ${check.detail}`),
+    report.verified ? 'restore verified' : 'restore did NOT verify',
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+export function registerRestore(program: Command): void {
+  program
+    .command('restore')
+    .description('restore an image onto a disk or disk image file')
+    .argument('<image>', 'image id (MACHINE@TIMESTAMP) or MACHINE@latest')
+    .requiredOption('--to <target>', 'block device or image file to write')
+    .option('--disk <id>', 'which disk of a multi-disk image')
+    .option('--parallel <n>', 'chunks fetched at once', '12')
+    .action(async (reference: string, options: { to: string; disk?: string; parallel: string }, command: Command) => {
+      const global = globals(command);
+      const client = clientFor(command);
+      const progress = byteProgress(`restoring ${reference}`, !global.json);
+      const interrupt = interruptSignal();
+      try {
+        const report = await restoreImage({
+          client,
+          reference,
+          target: options.to,
+          disk: options.disk,
+          parallel: Number(options.parallel),
+          signal: interrupt.signal,
+          onProgress: ({ bytesDone, bytesTotal, stage }) => progress.update(bytesDone, bytesTotal, stage),
+        });
+        progress.stop();
+        if (global.json) printJson(report);
+        else printRestoreReport(report);
+      } finally {
+        progress.stop();
+        interrupt.dispose();
+        await client.close();
+      }
+    });
+}

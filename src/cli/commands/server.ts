@@ -1,0 +1,58 @@
+// `b365 server`: run the repository server; `b365 server reindex`: rebuild its catalog.
+import path from 'node:path';
+import type { Command } from 'commander';
+import { clockFromEnvironment } from '../../clock.js';
+import { createLogger } from '../../log.js';
+import { startServer } from '../../../server/main.js';
+import { Repository } from '../../../server/repository.js';
+import { reindex } from '../../../server/reindex.js';
+import { printJson } from '../output.js';
+import { globals } from '../context.js';
+
+export const DEFAULT_REPO = './var/repo';
+export const DEFAULT_LISTEN = '127.0.0.1:8365';
+
+export function registerServer(program: Command): void {
+  const server = program.command('server').description('run the repository server, or maintain its repository');
+
+  server
+    .command('start', { isDefault: true })
+    .description('serve a repository over HTTP (the default)')
+    .option('--repo <dir>', 'repository directory', process.env.B365_REPO ?? DEFAULT_REPO)
+    .option('--listen <host:port>', 'address to listen on', process.env.B365_LISTEN ?? DEFAULT_LISTEN)
+    .option('--log-file <file>', 'write JSON log lines here instead of stderr')
+    .action(async (options: { repo: string; listen: string; logFile?: string }, command: Command) => {
+      const log = createLogger({ level: globals(command).logLevel, destination: options.logFile });
+      const running = await startServer({ repo: options.repo, listen: options.listen, log });
+      if (running.newAdminToken) {
+        process.stdout.write(`admin token (shown once, also saved in ${path.join(path.resolve(options.repo), 'admin.token')}):\n${running.newAdminToken}\n`);
+      }
+      process.stdout.write(`b365 server listening on ${running.url} (repository ${path.resolve(options.repo)})\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      log.info('shutting down');
+      await running.close();
+    });
+
+  server
+    .command('reindex')
+    .description('rebuild the catalog from the repository directory alone')
+    .option('--repo <dir>', 'repository directory', process.env.B365_REPO ?? DEFAULT_REPO)
+    .action(async (options: { repo: string }, command: Command) => {
+      const log = createLogger({ level: globals(command).logLevel ?? 'warn' });
+      const { repository } = await Repository.open(options.repo, { clock: clockFromEnvironment(), log });
+      try {
+        const report = await reindex(repository);
+        if (globals(command).json) printJson(report);
+        else {
+          process.stdout.write(`reindexed ${report.images} images and ${report.objects} objects from ${path.resolve(options.repo)}\n`);
+          for (const skipped of report.skipped) process.stdout.write(`skipped ${skipped.key}: ${skipped.reason}\n`);
+        }
+      } finally {
+        repository.close();
+      }
+    });
+}

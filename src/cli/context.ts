@@ -1,0 +1,60 @@
+// What every client command needs: where the server is and which token to use, from
+// flags first, then the environment (B365_SERVER, B365_TOKEN, B365_TOKEN_FILE).
+import fs from 'node:fs';
+import type { Command } from 'commander';
+import { RepositoryClient } from '../client/repository.js';
+import { UsageError } from '../errors.js';
+import { createLogger } from '../log.js';
+
+export const DEFAULT_SERVER = 'http://127.0.0.1:8365';
+
+export interface GlobalOptions {
+  server?: string;
+  token?: string;
+  tokenFile?: string;
+  json?: boolean;
+  progress?: boolean;
+  logLevel?: string;
+}
+
+export function globals(command: Command): GlobalOptions {
+  return command.optsWithGlobals() as GlobalOptions;
+}
+
+export function resolveToken(options: GlobalOptions): string {
+  if (options.token) return options.token;
+  if (process.env.B365_TOKEN) return process.env.B365_TOKEN;
+  const file = options.tokenFile ?? process.env.B365_TOKEN_FILE;
+  if (file) {
+    try {
+      return fs.readFileSync(file, 'utf8').trim();
+    } catch (error) {
+      throw new UsageError(`cannot read token file ${file}: ${(error as Error).message}`);
+    }
+  }
+  throw new UsageError('no token: pass --token, --token-file, or set B365_TOKEN');
+}
+
+export function clientFor(command: Command): RepositoryClient {
+  const options = globals(command);
+  return new RepositoryClient({
+    server: options.server ?? process.env.B365_SERVER ?? DEFAULT_SERVER,
+    token: resolveToken(options),
+    log: createLogger({ level: options.logLevel ?? process.env.B365_LOG_LEVEL ?? 'warn' }),
+  });
+}
+
+/** An AbortSignal that fires on SIGINT/SIGTERM, so long operations stop cleanly. */
+export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const onSignal = (name: NodeJS.Signals) => controller.abort(new Error(`received ${name}`));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    dispose() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// The `b365` command line. User errors print their message and exit with the code of
+// their class (docs/cli.md); anything else is a bug and prints its stack.
+import { Command, CommanderError } from 'commander';
+import { ExitCode, UserError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { registerImage } from './commands/image.js';
+import { registerImages } from './commands/images.js';
+import { registerRestore } from './commands/restore.js';
+import { registerServer } from './commands/server.js';
+import { registerToken } from './commands/token.js';
+
+export function buildProgram(): Command {
+  const program = new Command('b365')
+    .version(VERSION)
+    .description('Backup365: block-level machine imaging and disaster recovery')
+    .option('--server <url>', 'repository server (B365_SERVER, default http://127.0.0.1:8365)')
+    .option('--token <token>', 'access token (B365_TOKEN)')
+    .option('--token-file <file>', 'read the access token from a file (B365_TOKEN_FILE)')
+    .option('--json', 'machine-readable output on stdout')
+    .option('--log-level <level>', 'debug, info, warn, error')
+    .showHelpAfterError()
+    .exitOverride();
+  registerServer(program);
+  registerImage(program);
+  registerRestore(program);
+  registerImages(program);
+  registerToken(program);
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return ExitCode.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return ExitCode.ok;
+      return ExitCode.usage;
+    }
+    const json = argv.includes('--json');
+    if (error instanceof UserError) {
+      if (json) process.stdout.write(`${JSON.stringify({ error: { code: error.code, message: error.message, ...(error.details ?? {}) } }, null, 2)}\n`);
+      process.stderr.write(`b365: ${error.message}\n`);
+      return error.exitCode;
+    }
+    process.stderr.write(`b365: internal error: ${(error as Error)?.stack ?? String(error)}\n`);
+    return ExitCode.failure;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`b365: ${String(error)}\n`);
+    process.exitCode = ExitCode.failure;
+  },
+);

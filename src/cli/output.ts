@@ -1,0 +1,71 @@
+// How commands speak: JSON on stdout for scripts (`--json`), short human lines
+// otherwise, and a progress bar on stderr when it is a terminal.
+import cliProgress from 'cli-progress';
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  const seconds = ms / 1000;
+  if (seconds < 120) return `${seconds.toFixed(1)} s`;
+  return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+export function printTable(rows: Record<string, string | number | null>[], columns: string[]): void {
+  const widths = columns.map((column) => Math.max(column.length, ...rows.map((row) => String(row[column] ?? '-').length)));
+  const line = (cells: string[]) => cells.map((cell, position) => cell.padEnd(widths[position]!)).join('  ').trimEnd();
+  process.stdout.write(`${line(columns.map((column) => column.toUpperCase()))}\n`);
+  for (const row of rows) process.stdout.write(`${line(columns.map((column) => String(row[column] ?? '-')))}\n`);
+}
+
+export interface Progress {
+  update(done: number, total: number, detail?: string): void;
+  stop(): void;
+}
+
+/** A byte progress bar with rate and ETA; silent when stderr is not a terminal or output is JSON. */
+export function byteProgress(label: string, enabled: boolean): Progress {
+  if (!enabled || !process.stderr.isTTY) return { update() {}, stop() {} };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: `${label} [{bar}] {percentage}% | {doneText} of {totalText} | {rate}/s | ETA {eta_formatted} {detail}`,
+      hideCursor: true,
+      etaBuffer: 50,
+      fps: 5,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const started = Date.now();
+  let running = false;
+  return {
+    update(done, total, detail = '') {
+      const seconds = Math.max(0.001, (Date.now() - started) / 1000);
+      const payload = { doneText: formatBytes(done), totalText: formatBytes(total), rate: formatBytes(done / seconds), detail };
+      if (!running) {
+        bar.start(Math.max(total, 1), done, payload);
+        running = true;
+      } else {
+        bar.setTotal(Math.max(total, 1));
+        bar.update(done, payload);
+      }
+    },
+    stop() {
+      if (running) bar.stop();
+      running = false;
+    },
+  };
+}

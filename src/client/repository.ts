@@ -1,0 +1,164 @@
+// Typed calls to the repository API. Everything that comes back is checked: chunks
+// and indexes are decompressed and re-hashed, manifests validated against the schema.
+import { decodeChunk } from '../format/chunk.js';
+import { digestOf } from '../format/digest.js';
+import { FixedIndex, MAX_INDEX_BYTES } from '../format/fixed-index.js';
+import { decodeFrame } from '../format/lz4-frame.js';
+import { type Manifest, parseManifestText } from '../format/manifest.js';
+import { FormatError } from '../errors.js';
+import { HttpClient, type HttpClientOptions } from './http.js';
+
+export interface SessionInfo {
+  id: string;
+  machine: string;
+  state: 'open' | 'committed' | 'aborted';
+  parent: string | null;
+  leaseExpiresAt: string;
+  image: string | null;
+}
+
+export interface ImageInfo {
+  id: string;
+  machine: string;
+  timestamp: string;
+  createdAt: string;
+  manifestDigest: string;
+  parent: string | null;
+  diskKeys: string[];
+  sizeBytes: number;
+  usedBytes: number;
+  uploadedBytes: number;
+  storedBytes: number;
+  state: 'ok' | 'failed';
+  stateReason: string | null;
+}
+
+export interface MachineInfo {
+  name: string;
+  createdAt: string;
+  lastSeenAt: string | null;
+  imageCount: number;
+  latestImage: string | null;
+}
+
+export interface TokenInfo {
+  id: number;
+  role: string;
+  machine: string | null;
+  label: string | null;
+  createdAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
+
+const enc = encodeURIComponent;
+
+export class RepositoryClient {
+  readonly http: HttpClient;
+
+  constructor(options: HttpClientOptions) {
+    this.http = new HttpClient(options);
+  }
+
+  get server(): string {
+    return this.http.server;
+  }
+
+  close(): Promise<void> {
+    return this.http.close();
+  }
+
+  health(): Promise<{ ok: boolean; version: string; time: string }> {
+    return this.http.call('GET', '/health');
+  }
+
+  openSession(id: string, machine: string, parent: string | null): Promise<SessionInfo> {
+    return this.http.call('POST', '/sessions', { json: { id, machine, parent } });
+  }
+
+  heartbeat(id: string): Promise<SessionInfo> {
+    return this.http.call('POST', `/sessions/${enc(id)}/heartbeat`);
+  }
+
+  async missing(id: string, digests: string[]): Promise<string[]> {
+    const result = await this.http.call<{ missing: string[] }>('POST', `/sessions/${enc(id)}/missing`, { json: { digests } });
+    return result.missing;
+  }
+
+  putChunk(id: string, digest: string, frame: Buffer): Promise<{ created: boolean }> {
+    return this.http.call('PUT', `/sessions/${enc(id)}/chunks/${digest}`, { body: frame });
+  }
+
+  putIndex(id: string, digest: string, frame: Buffer): Promise<{ created: boolean }> {
+    return this.http.call('PUT', `/sessions/${enc(id)}/indexes/${digest}`, { body: frame });
+  }
+
+  commit(id: string, manifest: Manifest): Promise<{ image: ImageInfo; manifestDigest: string }> {
+    return this.http.call('POST', `/sessions/${enc(id)}/commit`, { json: manifest });
+  }
+
+  abort(id: string): Promise<SessionInfo> {
+    return this.http.call('DELETE', `/sessions/${enc(id)}`);
+  }
+
+  async listImages(machine?: string): Promise<ImageInfo[]> {
+    return (await this.http.call<{ images: ImageInfo[] }>('GET', '/images', { query: { machine } })).images;
+  }
+
+  image(reference: string): Promise<ImageInfo> {
+    return this.http.call('GET', `/images/${enc(reference)}`);
+  }
+
+  async deleteImage(reference: string): Promise<ImageInfo> {
+    return (await this.http.call<{ deleted: ImageInfo }>('DELETE', `/images/${enc(reference)}`)).deleted;
+  }
+
+  async listMachines(): Promise<MachineInfo[]> {
+    return (await this.http.call<{ machines: MachineInfo[] }>('GET', '/machines')).machines;
+  }
+
+  async baseImage(machine: string, diskKeys: string[]): Promise<ImageInfo | null> {
+    return (await this.http.call<{ image: ImageInfo | null }>('GET', `/machines/${enc(machine)}/base`, { query: { disk: diskKeys } })).image;
+  }
+
+  /** The manifest of an image, checked against the digest the catalog recorded for it. */
+  async manifest(reference: string): Promise<{ image: ImageInfo; manifest: Manifest; bytes: Buffer }> {
+    const image = await this.image(reference);
+    const bytes = await this.http.bytes(`/images/${enc(image.id)}/manifest`);
+    const actual = digestOf(bytes);
+    if (actual !== image.manifestDigest) {
+      throw new FormatError(`manifest of ${image.id} hashes to ${actual}, the catalog recorded ${image.manifestDigest}`);
+    }
+    return { image, manifest: parseManifestText(bytes.toString('utf8'), `manifest of ${image.id}`), bytes };
+  }
+
+  chunkFrame(digest: string): Promise<Buffer> {
+    return this.http.bytes(`/chunks/${digest}`);
+  }
+
+  /** A chunk's bytes, proven to hash to `digest`. */
+  async chunk(digest: string, maxSize?: number): Promise<Buffer> {
+    return decodeChunk(await this.chunkFrame(digest), digest, maxSize);
+  }
+
+  async index(digest: string): Promise<FixedIndex> {
+    const frame = await this.http.bytes(`/indexes/${digest}`);
+    const data = decodeFrame(frame, MAX_INDEX_BYTES, `index ${digest}`);
+    const actual = digestOf(data);
+    if (actual !== digest) throw new FormatError(`index ${digest} from the server hashes to ${actual}`);
+    return FixedIndex.parse(data, `index ${digest}`);
+  }
+
+  async createToken(request: { role: string; machine?: string; label?: string; ttlSeconds?: number }): Promise<TokenInfo & { token: string }> {
+    return this.http.call('POST', '/tokens', { json: request, idempotent: false });
+  }
+
+  async listTokens(): Promise<TokenInfo[]> {
+    return (await this.http.call<{ tokens: TokenInfo[] }>('GET', '/tokens')).tokens;
+  }
+
+  async revokeToken(id: number): Promise<TokenInfo> {
+    return (await this.http.call<{ revoked: TokenInfo }>('DELETE', `/tokens/${id}`)).revoked;
+  }
+}

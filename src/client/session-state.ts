@@ -1,0 +1,48 @@
+// Remembers the upload session of an unfinished capture, so that a rerun after a
+// crash (of the client or the server) resumes it instead of sending everything again.
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { digestOf } from '../format/digest.js';
+
+export interface SessionState {
+  sessionId: string;
+  server: string;
+  machine: string;
+  sources: string[];
+  createdAt: string;
+}
+
+export function defaultStateDirectory(): string {
+  if (process.env.B365_STATE_DIR) return process.env.B365_STATE_DIR;
+  if (process.getuid?.() === 0) return '/var/lib/backup365';
+  return path.join(process.env.XDG_STATE_HOME ?? path.join(os.homedir(), '.local', 'state'), 'backup365');
+}
+
+export class SessionStateFile {
+  readonly file: string;
+
+  constructor(directory: string, server: string, machine: string, sources: string[]) {
+    const key = digestOf(Buffer.from(JSON.stringify([server, machine, [...sources].sort()]))).slice(0, 24);
+    this.file = path.join(directory, 'sessions', `${machine}-${key}.json`);
+  }
+
+  async load(): Promise<SessionState | null> {
+    try {
+      return JSON.parse(await fs.readFile(this.file, 'utf8')) as SessionState;
+    } catch {
+      return null;
+    }
+  }
+
+  async save(state: SessionState): Promise<void> {
+    await fs.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    const temporary = `${this.file}.tmp`;
+    await fs.writeFile(temporary, JSON.stringify(state, null, 2), { mode: 0o600 });
+    await fs.rename(temporary, this.file);
+  }
+
+  async clear(): Promise<void> {
+    await fs.rm(this.file, { force: true });
+  }
+}
