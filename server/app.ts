@@ -7,9 +7,12 @@ import { VERSION } from '../src/version.js';
 import { errorHandler, requireAuth } from './http.js';
 import { openApiDocument } from './openapi.js';
 import type { Repository } from './repository.js';
+import { auditRoutes } from './routes/audit.js';
 import { imageRoutes } from './routes/images.js';
 import { machineRoutes } from './routes/machines.js';
 import { objectRoutes } from './routes/objects.js';
+import { restoreCodeExchangeRoute, restoreCodeRoutes } from './routes/restore-codes.js';
+import { RestoreCodes } from './restore-codes.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { tokenRoutes } from './routes/tokens.js';
 
@@ -37,12 +40,16 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   api.get('/openapi.json', (_request, response) => {
     response.json(document);
   });
+  const restoreCodes = new RestoreCodes(repository);
+  api.use(restoreCodeExchangeRoute(restoreCodes));
   api.use(requireAuth(repository.catalog));
   api.use(sessionRoutes(repository, { uploadSlots: options.uploadSlots ?? 8 }));
   api.use(imageRoutes(repository));
   api.use(objectRoutes(repository));
   api.use(machineRoutes(repository));
   api.use(tokenRoutes(repository));
+  api.use(restoreCodeRoutes(repository, restoreCodes));
+  api.use(auditRoutes(repository));
 
   app.use('/api/v1', api);
   app.use((request, _response, next) => {

@@ -57,6 +57,7 @@ export function statusOf(error: UserError): number {
   if (error instanceof ConflictError) return 409;
   if (error instanceof UnsafeTargetError) return 409;
   if (error instanceof UnavailableError) return 503;
+  if (error.code === 'rate_limited') return 429;
   return 400;
 }
 

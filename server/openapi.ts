@@ -37,6 +37,11 @@ export const operations: Operation[] = [
   { method: 'post', path: '/tokens', summary: 'Create a token {role, machine?, label?, ttlSeconds?}; the secret is returned once', roles: ['admin'], body: 'json', responses: { 201: 'token' } },
   { method: 'get', path: '/tokens', summary: 'List tokens (never their secrets)', roles: ['admin'], responses: { 200: '{tokens}' } },
   { method: 'delete', path: '/tokens/{id}', summary: 'Revoke a token', roles: ['admin'], responses: { 200: 'revoked' } },
+  { method: 'get', path: '/audit', summary: 'Audit trail (?kind=restore-code-used, ...)', roles: ['admin', 'auditor'], responses: { 200: '{events}' } },
+  { method: 'post', path: '/restore-codes', summary: 'Create a restore code {machine, ttlSeconds?} for a technician; the code is returned once', roles: ['admin'], body: 'json', responses: { 201: 'code' } },
+  { method: 'get', path: '/restore-codes', summary: 'List restore codes (never the codes themselves)', roles: ['admin'], responses: { 200: '{codes}' } },
+  { method: 'delete', path: '/restore-codes/{id}', summary: 'Revoke a restore code and every token it was exchanged for', roles: ['admin'], responses: { 200: 'revoked' } },
+  { method: 'post', path: '/restore-codes/exchange', summary: 'Exchange a restore code {code} for a token limited to one machine until the code expires', roles: [], public: true, body: 'json', responses: { 200: '{token, machine, expiresAt}', 401: 'code is invalid_code, code_expired or code_revoked', 429: 'too many wrong codes' } },
 ];
 
 const errorSchema = {

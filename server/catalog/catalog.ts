@@ -49,6 +49,16 @@ export interface ImageRecord {
   stateReason: string | null;
 }
 
+export interface RestoreCodeRecord {
+  id: number;
+  machine: string;
+  createdAt: number;
+  expiresAt: number;
+  revokedAt: number | null;
+  uses: number;
+  lastUsedAt: number | null;
+}
+
 export interface MachineRecord {
   name: string;
   createdAt: number;
@@ -73,7 +83,27 @@ CREATE TABLE IF NOT EXISTS tokens (
   created_at INTEGER NOT NULL,
   expires_at INTEGER,
   revoked_at INTEGER,
+  last_used_at INTEGER,
+  restore_code_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS restore_codes (
+  id INTEGER PRIMARY KEY,
+  hash BLOB NOT NULL UNIQUE,
+  machine_id INTEGER NOT NULL REFERENCES machines(id),
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  revoked_at INTEGER,
+  created_by INTEGER,
+  uses INTEGER NOT NULL DEFAULT 0,
   last_used_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS audit_events (
+  id INTEGER PRIMARY KEY,
+  time INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  machine TEXT,
+  remote TEXT,
+  detail TEXT
 );
 CREATE TABLE IF NOT EXISTS sessions (
   id TEXT PRIMARY KEY,
@@ -225,7 +255,7 @@ export class Catalog {
 
   // --- tokens ---------------------------------------------------------------
 
-  createToken(options: { role: Role; machine?: string | null; label?: string | null; expiresAt?: number | null; secret?: string }): { secret: string; record: TokenRecord } {
+  createToken(options: { role: Role; machine?: string | null; label?: string | null; expiresAt?: number | null; secret?: string; restoreCodeId?: number }): { secret: string; record: TokenRecord } {
     if ((options.role === 'machine' || options.role === 'restore') && !options.machine) {
       throw new UsageError(`a ${options.role} token needs a machine`);
     }
@@ -236,8 +266,8 @@ export class Catalog {
     const machineId = options.machine ? this.ensureMachine(options.machine) : null;
     const id = Number(
       this.db
-        .prepare('INSERT INTO tokens (hash, role, machine_id, label, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(hashToken(secret), options.role, machineId, options.label ?? null, this.now(), options.expiresAt ?? null).lastInsertRowid,
+        .prepare('INSERT INTO tokens (hash, role, machine_id, label, created_at, expires_at, restore_code_id) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(hashToken(secret), options.role, machineId, options.label ?? null, this.now(), options.expiresAt ?? null, options.restoreCodeId ?? null).lastInsertRowid,
     );
     return { secret, record: this.tokenById(id)! };
   }
@@ -266,6 +296,56 @@ export class Catalog {
   revokeToken(id: number): void {
     const result = this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(this.now(), id);
     if (result.changes === 0 && !this.tokenById(id)) throw new NotFoundError(`token ${id} does not exist`);
+  }
+
+  // --- restore codes and the audit trail -----------------------------------
+
+  createRestoreCode(options: { code: string; machine: string; expiresAt: number; createdBy: number | null }): RestoreCodeRecord {
+    const machineId = this.ensureMachine(options.machine);
+    const id = Number(
+      this.db
+        .prepare('INSERT INTO restore_codes (hash, machine_id, created_at, expires_at, created_by) VALUES (?, ?, ?, ?, ?)')
+        .run(hashToken(options.code), machineId, this.now(), options.expiresAt, options.createdBy).lastInsertRowid,
+    );
+    return this.restoreCodeById(id)!;
+  }
+
+  private restoreCodeQuery = `SELECT r.id, m.name AS machine, r.created_at AS createdAt, r.expires_at AS expiresAt, r.revoked_at AS revokedAt,
+    r.uses, r.last_used_at AS lastUsedAt FROM restore_codes r JOIN machines m ON m.id = r.machine_id`;
+
+  restoreCodeById(id: number): RestoreCodeRecord | null {
+    return (this.db.prepare(`${this.restoreCodeQuery} WHERE r.id = ?`).get(id) as RestoreCodeRecord | undefined) ?? null;
+  }
+
+  restoreCodeByCode(code: string): RestoreCodeRecord | null {
+    return (this.db.prepare(`${this.restoreCodeQuery} WHERE r.hash = ?`).get(hashToken(code)) as RestoreCodeRecord | undefined) ?? null;
+  }
+
+  listRestoreCodes(): RestoreCodeRecord[] {
+    return this.db.prepare(`${this.restoreCodeQuery} ORDER BY r.id`).all() as RestoreCodeRecord[];
+  }
+
+  restoreCodeUsed(id: number): void {
+    this.db.prepare('UPDATE restore_codes SET uses = uses + 1, last_used_at = ? WHERE id = ?').run(this.now(), id);
+  }
+
+  /** Revoke a code and every token it was exchanged for. */
+  revokeRestoreCode(id: number): void {
+    if (!this.restoreCodeById(id)) throw new NotFoundError(`restore code ${id} does not exist`);
+    const now = this.now();
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE restore_codes SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id);
+      this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE restore_code_id = ? AND revoked_at IS NULL').run(now, id);
+    })();
+  }
+
+  audit(kind: string, details: { machine?: string | null; remote?: string | null; detail?: string | null }): void {
+    this.db.prepare('INSERT INTO audit_events (time, kind, machine, remote, detail) VALUES (?, ?, ?, ?, ?)').run(this.now(), kind, details.machine ?? null, details.remote ?? null, details.detail ?? null);
+  }
+
+  auditEvents(kind?: string): { id: number; time: number; kind: string; machine: string | null; remote: string | null; detail: string | null }[] {
+    const rows = kind ? this.db.prepare('SELECT * FROM audit_events WHERE kind = ? ORDER BY id').all(kind) : this.db.prepare('SELECT * FROM audit_events ORDER BY id').all();
+    return rows as { id: number; time: number; kind: string; machine: string | null; remote: string | null; detail: string | null }[];
   }
 
   // --- sessions -------------------------------------------------------------

@@ -15,6 +15,7 @@ export interface GlobalOptions {
   json?: boolean;
   progress?: boolean;
   logLevel?: string;
+  restoreCode?: string;
 }
 
 export function globals(command: Command): GlobalOptions {
@@ -35,13 +36,18 @@ export function resolveToken(options: GlobalOptions): string {
   throw new UsageError('no token: pass --token, --token-file, or set B365_TOKEN');
 }
 
-export function clientFor(command: Command): RepositoryClient {
+export function serverOf(options: GlobalOptions): string {
+  return options.server ?? process.env.B365_SERVER ?? DEFAULT_SERVER;
+}
+
+/** A client for the command: with the token given, or one a restore code is exchanged for. */
+export async function clientFor(command: Command): Promise<RepositoryClient> {
   const options = globals(command);
-  return new RepositoryClient({
-    server: options.server ?? process.env.B365_SERVER ?? DEFAULT_SERVER,
-    token: resolveToken(options),
-    log: createLogger({ level: options.logLevel ?? process.env.B365_LOG_LEVEL ?? 'warn' }),
-  });
+  const server = serverOf(options);
+  const log = createLogger({ level: options.logLevel ?? process.env.B365_LOG_LEVEL ?? 'warn' });
+  const code = options.restoreCode ?? process.env.B365_RESTORE_CODE;
+  const token = code && !options.token ? (await RepositoryClient.exchangeRestoreCode(server, code)).token : resolveToken(options);
+  return new RepositoryClient({ server, token, log });
 }
 
 /** An AbortSignal that fires on SIGINT/SIGTERM, so long operations stop cleanly. */

@@ -8,6 +8,7 @@ import { registerImage } from './commands/image.js';
 import { registerImages } from './commands/images.js';
 import { registerRestore } from './commands/restore.js';
 import { registerServer } from './commands/server.js';
+import { registerRestoreCode } from './commands/restore-code.js';
 import { registerToken } from './commands/token.js';
 
 export function buildProgram(): Command {
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .option('--server <url>', 'repository server (B365_SERVER, default http://127.0.0.1:8365)')
     .option('--token <token>', 'access token (B365_TOKEN)')
     .option('--token-file <file>', 'read the access token from a file (B365_TOKEN_FILE)')
+    .option('--restore-code <code>', "a technician's restore code instead of a token (B365_RESTORE_CODE)")
     .option('--json', 'machine-readable output on stdout')
     .option('--log-level <level>', 'debug, info, warn, error')
     .showHelpAfterError()
@@ -26,6 +28,7 @@ export function buildProgram(): Command {
   registerRestore(program);
   registerImages(program);
   registerToken(program);
+  registerRestoreCode(program);
   return program;
 }
 

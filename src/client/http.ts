@@ -71,7 +71,7 @@ export function errorFromResponse(status: number, body: { code?: string; message
   if (status === 404) return new NotFoundError(message, options);
   if (status === 409) return body?.code === 'missing_objects' ? new MissingObjectsError(message, options) : new ConflictError(message, options);
   if (status === 413) return new PayloadTooLargeError(message, options);
-  if (status >= 500) return new UnavailableError(message, options);
+  if (status === 429 || status >= 500) return new UnavailableError(message, options);
   return new FormatError(message, options);
 }
 
@@ -108,7 +108,8 @@ export class HttpClient {
       if (value === undefined) continue;
       for (const item of Array.isArray(value) ? value : [value]) url.searchParams.append(key, item);
     }
-    const headers: Record<string, string> = { authorization: `Bearer ${this.options.token}`, 'user-agent': `b365/${VERSION}` };
+    const headers: Record<string, string> = { 'user-agent': `b365/${VERSION}` };
+    if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
     let body: Buffer | string | undefined;
     if (options.json !== undefined) {
       headers['content-type'] = 'application/json';

@@ -52,6 +52,16 @@ export interface TokenInfo {
   lastUsedAt: string | null;
 }
 
+export interface RestoreCodeInfo {
+  id: number;
+  machine: string;
+  createdAt: string;
+  expiresAt: string;
+  revokedAt: string | null;
+  uses: number;
+  lastUsedAt: string | null;
+}
+
 const enc = encodeURIComponent;
 
 export class RepositoryClient {
@@ -148,6 +158,28 @@ export class RepositoryClient {
     const actual = digestOf(data);
     if (actual !== digest) throw new FormatError(`index ${digest} from the server hashes to ${actual}`);
     return FixedIndex.parse(data, `index ${digest}`);
+  }
+
+  /** Trade a technician's restore code for a token scoped to one machine (no token needed). */
+  static async exchangeRestoreCode(server: string, code: string, options: { retryForMs?: number } = {}): Promise<{ token: string; machine: string; expiresAt: string }> {
+    const http = new HttpClient({ server, token: '', retryForMs: options.retryForMs });
+    try {
+      return await http.call('POST', '/restore-codes/exchange', { json: { code }, idempotent: false });
+    } finally {
+      await http.close();
+    }
+  }
+
+  async createRestoreCode(machine: string, ttlSeconds?: number): Promise<RestoreCodeInfo & { code: string }> {
+    return this.http.call('POST', '/restore-codes', { json: { machine, ttlSeconds }, idempotent: false });
+  }
+
+  async listRestoreCodes(): Promise<RestoreCodeInfo[]> {
+    return (await this.http.call<{ codes: RestoreCodeInfo[] }>('GET', '/restore-codes')).codes;
+  }
+
+  async revokeRestoreCode(id: number): Promise<RestoreCodeInfo> {
+    return (await this.http.call<{ revoked: RestoreCodeInfo }>('DELETE', `/restore-codes/${id}`)).revoked;
   }
 
   async createToken(request: { role: string; machine?: string; label?: string; ttlSeconds?: number }): Promise<TokenInfo & { token: string }> {

@@ -47,7 +47,7 @@ export function registerImage(program: Command): void {
       const global = globals(command);
       const machine = assertMachineName(options.machine);
       const chunkSize = parseChunkSize(options.chunkSize);
-      const client = clientFor(command);
+      const client = await clientFor(command);
       const device = await describeDevice(source);
       const handle = await fs.open(source, 'r');
       const disks = [rawDiskPlan(device, handle, chunkSize)];

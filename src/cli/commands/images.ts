@@ -9,7 +9,7 @@ export function registerImages(program: Command): void {
     .description('list images')
     .option('--machine <name>', 'only this machine')
     .action(async (options: { machine?: string }, command: Command) => {
-      const client = clientFor(command);
+      const client = await clientFor(command);
       try {
         const list = await client.listImages(options.machine);
         if (globals(command).json) return printJson({ images: list });
@@ -27,7 +27,7 @@ export function registerImages(program: Command): void {
     .description("print an image's manifest")
     .argument('<image>', 'image id or MACHINE@latest')
     .action(async (reference: string, _options: unknown, command: Command) => {
-      const client = clientFor(command);
+      const client = await clientFor(command);
       try {
         const { manifest } = await client.manifest(reference);
         printJson(manifest);
@@ -41,7 +41,7 @@ export function registerImages(program: Command): void {
     .description('delete an image (admin); its chunks are freed by garbage collection')
     .argument('<image>', 'image id')
     .action(async (reference: string, _options: unknown, command: Command) => {
-      const client = clientFor(command);
+      const client = await clientFor(command);
       try {
         const deleted = await client.deleteImage(reference);
         if (globals(command).json) printJson({ deleted });
@@ -55,7 +55,7 @@ export function registerImages(program: Command): void {
     .command('machines')
     .description('list machines')
     .action(async (_options: unknown, command: Command) => {
-      const client = clientFor(command);
+      const client = await clientFor(command);
       try {
         const machines = await client.listMachines();
         if (globals(command).json) return printJson({ machines });

@@ -23,7 +23,7 @@ export function registerRestore(program: Command): void {
     .option('--parallel <n>', 'chunks fetched at once', '12')
     .action(async (reference: string, options: { to: string; disk?: string; parallel: string }, command: Command) => {
       const global = globals(command);
-      const client = clientFor(command);
+      const client = await clientFor(command);
       const progress = byteProgress(`restoring ${reference}`, !global.json);
       const interrupt = interruptSignal();
       try {

@@ -17,7 +17,7 @@ export function registerToken(program: Command): void {
     .option('--ttl <duration>', 'expire after this long, like 30d')
     .action(async (options: { role: string; machine?: string; label?: string; ttl?: string }, command: Command) => {
       if (options.role === 'machine' && !options.machine) throw new UsageError('a machine token needs --machine NAME');
-      const client = clientFor(command);
+      const client = await clientFor(command);
       try {
         const created = await client.createToken({
           role: options.role,
@@ -36,7 +36,7 @@ export function registerToken(program: Command): void {
     .command('list')
     .description('list tokens (never their secrets)')
     .action(async (_options: unknown, command: Command) => {
-      const client = clientFor(command);
+      const client = await clientFor(command);
       try {
         const tokens = await client.listTokens();
         if (globals(command).json) return printJson({ tokens });
@@ -54,7 +54,7 @@ export function registerToken(program: Command): void {
     .description('revoke a token by id')
     .argument('<id>', 'token id from `b365 token list`')
     .action(async (id: string, _options: unknown, command: Command) => {
-      const client = clientFor(command);
+      const client = await clientFor(command);
       try {
         const revoked = await client.revokeToken(Number(id));
         if (globals(command).json) printJson({ revoked });

@@ -1,0 +1,95 @@
+// Restore codes: short, read-aloud-able secrets an admin gives a technician. A code is
+// exchanged for a token that reads only one machine's images until the code expires.
+// Wrong guesses are rate limited; every use is written to the audit trail.
+import { randomInt } from 'node:crypto';
+import { AuthError, UsageError, UserError } from '../src/errors.js';
+import type { Principal } from './auth.js';
+import { requireRole } from './auth.js';
+import type { RestoreCodeRecord } from './catalog/catalog.js';
+import { FailureLimiter } from './rate-limit.js';
+import type { Repository } from './repository.js';
+
+/** Crockford's base32 without I, L, O, U: nothing to confuse when read over the phone. */
+const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+const GROUPS = 3;
+const GROUP_LENGTH = 4;
+export const DEFAULT_CODE_TTL_MS = 4 * 60 * 60 * 1000;
+export const MAX_CODE_TTL_MS = 30 * 24 * 60 * 60 * 1000;
+
+export class RateLimitedError extends UserError {
+  override readonly code = 'rate_limited';
+}
+
+export class RestoreCodeError extends AuthError {
+  override readonly code: string;
+  constructor(reason: 'invalid_code' | 'code_expired' | 'code_revoked', message: string) {
+    super(message);
+    this.code = reason;
+  }
+}
+
+export function newRestoreCode(): string {
+  const groups: string[] = [];
+  for (let group = 0; group < GROUPS; group++) {
+    let text = '';
+    for (let position = 0; position < GROUP_LENGTH; position++) text += ALPHABET[randomInt(ALPHABET.length)];
+    groups.push(text);
+  }
+  return groups.join('-');
+}
+
+/** Accept what a person types: any case, spaces or dashes, O for 0, I and L for 1. */
+export function normalizeRestoreCode(text: string): string {
+  const cleaned = text
+    .toUpperCase()
+    .replace(/[\s-]/g, '')
+    .replace(/O/g, '0')
+    .replace(/[IL]/g, '1');
+  if (cleaned.length !== GROUPS * GROUP_LENGTH || [...cleaned].some((character) => !ALPHABET.includes(character))) return '';
+  return cleaned.match(new RegExp(`.{${GROUP_LENGTH}}`, 'g'))!.join('-');
+}
+
+export class RestoreCodes {
+  private readonly limiter: FailureLimiter;
+
+  constructor(private readonly repository: Repository) {
+    // 5 wrong codes per address and 50 overall per 15 minutes.
+    this.limiter = new FailureLimiter(() => repository.clock.now(), 5, 50, 15 * 60 * 1000);
+  }
+
+  create(principal: Principal, machine: string, ttlMs = DEFAULT_CODE_TTL_MS): { code: string; record: RestoreCodeRecord } {
+    requireRole(principal, 'admin');
+    if (!(ttlMs > 0) || ttlMs > MAX_CODE_TTL_MS) throw new UsageError('a restore code lives between a second and 30 days');
+    const code = newRestoreCode();
+    const { catalog } = this.repository;
+    const record = catalog.createRestoreCode({ code, machine, expiresAt: catalog.now() + ttlMs, createdBy: principal.tokenId });
+    catalog.audit('restore-code-created', { machine, detail: `code ${record.id} valid until ${new Date(record.expiresAt).toISOString()}` });
+    this.repository.log.info({ code: record.id, machine }, 'restore code created');
+    return { code, record };
+  }
+
+  exchange(text: string, remote: string): { token: string; machine: string; expiresAt: number; codeId: number } {
+    const { catalog, log } = this.repository;
+    const wait = this.limiter.retryAfter(remote);
+    if (wait > 0) {
+      catalog.audit('restore-code-rate-limited', { remote });
+      throw new RateLimitedError(`too many wrong restore codes; try again in ${Math.ceil(wait / 1000)} s`, { details: { retryAfterSeconds: Math.ceil(wait / 1000) } });
+    }
+    const code = normalizeRestoreCode(text);
+    const record = code ? catalog.restoreCodeByCode(code) : null;
+    const refuse = (reason: 'invalid_code' | 'code_expired' | 'code_revoked', message: string): never => {
+      this.limiter.fail(remote);
+      catalog.audit('restore-code-refused', { machine: record?.machine ?? null, remote, detail: reason });
+      log.warn({ remote, reason, machine: record?.machine }, 'restore code refused');
+      throw new RestoreCodeError(reason, message);
+    };
+    if (!record) return refuse('invalid_code', 'unknown restore code: check it with the admin who gave it');
+    if (record.revokedAt !== null) return refuse('code_revoked', `restore code for ${record.machine} was revoked; ask the admin for a new one`);
+    if (record.expiresAt <= catalog.now()) return refuse('code_expired', `restore code for ${record.machine} expired at ${new Date(record.expiresAt).toISOString()}; ask the admin for a new one`);
+    const { secret } = catalog.createToken({ role: 'restore', machine: record.machine, label: `restore code ${record.id}`, expiresAt: record.expiresAt, restoreCodeId: record.id });
+    catalog.restoreCodeUsed(record.id);
+    catalog.audit('restore-code-used', { machine: record.machine, remote, detail: `code ${record.id}` });
+    log.info({ code: record.id, machine: record.machine, remote }, 'restore code used');
+    return { token: secret, machine: record.machine, expiresAt: record.expiresAt, codeId: record.id };
+  }
+}

@@ -1,0 +1,60 @@
+// `b365 restore-code create|list|revoke`: codes an admin reads to a technician.
+import type { Command } from 'commander';
+import { assertMachineName } from '../../format/image-ref.js';
+import { clientFor, globals } from '../context.js';
+import { printJson, printTable } from '../output.js';
+import { parseDuration } from '../parse.js';
+
+export function registerRestoreCode(program: Command): void {
+  const codes = program.command('restore-code').description("restore codes for technicians (admin)");
+
+  codes
+    .command('create')
+    .description('create a code that lets a technician restore one machine, and print it')
+    .requiredOption('--machine <name>', 'the machine whose images the code opens')
+    .option('--ttl <duration>', 'how long the code is valid, like 4h or 2d', '4h')
+    .action(async (options: { machine: string; ttl: string }, command: Command) => {
+      const machine = assertMachineName(options.machine);
+      const ttlSeconds = parseDuration(options.ttl) / 1000;
+      const client = await clientFor(command);
+      try {
+        const created = await client.createRestoreCode(machine, ttlSeconds);
+        if (globals(command).json) printJson(created);
+        else process.stdout.write(`${created.code}\n(restore code for ${created.machine}, valid until ${created.expiresAt})\n`);
+      } finally {
+        await client.close();
+      }
+    });
+
+  codes
+    .command('list')
+    .description('list restore codes (never the codes themselves)')
+    .action(async (_options: unknown, command: Command) => {
+      const client = await clientFor(command);
+      try {
+        const list = await client.listRestoreCodes();
+        if (globals(command).json) return printJson({ codes: list });
+        printTable(
+          list.map((code) => ({ id: code.id, machine: code.machine, created: code.createdAt, expires: code.expiresAt, revoked: code.revokedAt, uses: code.uses })),
+          ['id', 'machine', 'created', 'expires', 'revoked', 'uses'],
+        );
+      } finally {
+        await client.close();
+      }
+    });
+
+  codes
+    .command('revoke')
+    .description('revoke a code and the access it gave')
+    .argument('<id>', 'code id from `b365 restore-code list`')
+    .action(async (id: string, _options: unknown, command: Command) => {
+      const client = await clientFor(command);
+      try {
+        const revoked = await client.revokeRestoreCode(Number(id));
+        if (globals(command).json) printJson({ revoked });
+        else process.stdout.write(`revoked restore code ${revoked.id} for ${revoked.machine}\n`);
+      } finally {
+        await client.close();
+      }
+    });
+}
