@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `b365` command line. User errors print their message and exit with the code of
 // their class (docs/cli.md); anything else is a bug and prints its stack.
+import '../runtime-env.js';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, UserError } from '../errors.js';
 import { VERSION } from '../version.js';

@@ -96,8 +96,9 @@ export class RepositoryClient {
     return result.missing;
   }
 
-  putChunk(id: string, digest: string, frame: Buffer): Promise<{ created: boolean }> {
-    return this.http.call('PUT', `/sessions/${enc(id)}/chunks/${digest}`, { body: frame });
+  /** Upload a chunk's frame, whole or as parts sent back to back (with their total length). */
+  putChunk(id: string, digest: string, frame: Buffer | Buffer[], length?: number): Promise<{ created: boolean }> {
+    return this.http.call('PUT', `/sessions/${enc(id)}/chunks/${digest}`, { body: frame, bodyLength: length });
   }
 
   putIndex(id: string, digest: string, frame: Buffer): Promise<{ created: boolean }> {
