@@ -5,12 +5,14 @@ import '../runtime-env.js';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, UserError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { jsonPrinted } from './output.js';
 import { registerImage } from './commands/image.js';
 import { registerImages } from './commands/images.js';
 import { registerRestore } from './commands/restore.js';
 import { registerServer } from './commands/server.js';
 import { registerRestoreCode } from './commands/restore-code.js';
 import { registerToken } from './commands/token.js';
+import { registerVerify } from './commands/verify.js';
 
 export function buildProgram(): Command {
   const program = new Command('b365')
@@ -30,6 +32,7 @@ export function buildProgram(): Command {
   registerImages(program);
   registerToken(program);
   registerRestoreCode(program);
+  registerVerify(program);
   return program;
 }
 
@@ -45,7 +48,7 @@ async function main(argv: string[]): Promise<number> {
     }
     const json = argv.includes('--json');
     if (error instanceof UserError) {
-      if (json) process.stdout.write(`${JSON.stringify({ error: { code: error.code, message: error.message, ...(error.details ?? {}) } }, null, 2)}\n`);
+      if (json && !jsonPrinted) process.stdout.write(`${JSON.stringify({ error: { code: error.code, message: error.message, ...(error.details ?? {}) } }, null, 2)}\n`);
       process.stderr.write(`b365: ${error.message}\n`);
       return error.exitCode;
     }

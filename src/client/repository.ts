@@ -62,6 +62,19 @@ export interface RestoreCodeInfo {
   lastUsedAt: string | null;
 }
 
+export interface VerificationJobInfo {
+  id: string;
+  level: string;
+  scope: { all: boolean; images: string[] };
+  state: 'queued' | 'running' | 'done' | 'error';
+  result: 'ok' | 'failed' | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  progress: { done: number; total: number; stage: string };
+  reportDigest: string | null;
+  error: string | null;
+}
+
 const enc = encodeURIComponent;
 
 export class RepositoryClient {
@@ -181,6 +194,22 @@ export class RepositoryClient {
 
   async revokeRestoreCode(id: number): Promise<RestoreCodeInfo> {
     return (await this.http.call<{ revoked: RestoreCodeInfo }>('DELETE', `/restore-codes/${id}`)).revoked;
+  }
+
+  startVerification(request: { images?: string[]; all?: boolean; level?: string }): Promise<VerificationJobInfo> {
+    return this.http.call('POST', '/verifications', { json: request, idempotent: false });
+  }
+
+  verification(id: string): Promise<VerificationJobInfo> {
+    return this.http.call('GET', `/verifications/${enc(id)}`);
+  }
+
+  verificationReport(id: string): Promise<Buffer> {
+    return this.http.bytes(`/verifications/${enc(id)}/report`);
+  }
+
+  async keys(): Promise<{ keyId: string; algorithm: string; publicKey: string }[]> {
+    return (await this.http.call<{ keys: { keyId: string; algorithm: string; publicKey: string }[] }>('GET', '/keys')).keys;
   }
 
   async createToken(request: { role: string; machine?: string; label?: string; ttlSeconds?: number }): Promise<TokenInfo & { token: string }> {
