@@ -26,6 +26,8 @@ export interface ReadTableResult {
   warnings: string[];
 }
 
+const isProtectiveEntry = (entry: MbrEntry) => entry.type === GPT_PROTECTIVE_TYPE && entry.startLba === 1;
+
 const noTable = (warnings: string[]): ReadTableResult => ({ table: { type: 'none', partitions: [] }, warnings });
 
 function hybridEntries(entries: MbrEntry[], sectorSize: number): Partition[] {
@@ -62,6 +64,19 @@ export async function readPartitionTable(reader: BlockReader, sectorSize: number
   }
 
   const entries = parseMbrEntries(sector0);
+  const used = entries.filter(isUsedEntry);
+
+  // Like Linux and libfdisk: a GPT is announced by a 0xEE entry starting at LBA 1.
+  if (used.some(isProtectiveEntry)) {
+    const table = await readGpt(reader, sectorSize, warnings);
+    const hybrid = used.some((entry) => entry.type !== GPT_PROTECTIVE_TYPE);
+    if (hybrid) return { table: { ...table, pmbr: 'hybrid', hybridMbr: hybridEntries(entries, sectorSize) }, warnings };
+    const protective = used.find(isProtectiveEntry)!;
+    const expectedSectors = Math.min(diskSectors - 1, MAX_MBR_SECTORS);
+    if (protective.sectors !== expectedSectors) warnings.push(`the protective MBR covers sectors 1-${protective.sectors}, not 1-${expectedSectors} of this disk`);
+    return { table: { ...table, pmbr: 'protective' }, warnings };
+  }
+
   const badStatus = entries.find((entry) => entry.status !== 0x00 && entry.status !== 0x80);
   if (badStatus) {
     if (!looksLikeFilesystemBootSector(sector0)) {
@@ -69,20 +84,6 @@ export async function readPartitionTable(reader: BlockReader, sectorSize: number
     }
     return noTable(warnings);
   }
-  const used = entries.filter(isUsedEntry);
-
-  if (used.some((entry) => entry.type === GPT_PROTECTIVE_TYPE)) {
-    const table = await readGpt(reader, sectorSize, warnings);
-    const hybrid = used.some((entry) => entry.type !== GPT_PROTECTIVE_TYPE);
-    if (hybrid) return { table: { ...table, pmbr: 'hybrid', hybridMbr: hybridEntries(entries, sectorSize) }, warnings };
-    const protective = used.find((entry) => entry.type === GPT_PROTECTIVE_TYPE)!;
-    const expectedSectors = Math.min(diskSectors - 1, MAX_MBR_SECTORS);
-    if (protective.startLba !== 1 || protective.sectors !== expectedSectors) {
-      warnings.push(`the protective MBR covers sectors ${protective.startLba}-${protective.startLba + protective.sectors - 1}, not 1-${expectedSectors} of this disk`);
-    }
-    return { table: { ...table, pmbr: 'protective' }, warnings };
-  }
-
   if (looksLikeFilesystemBootSector(sector0) && (used.length === 0 || used.some((entry) => entry.startLba === 0 || entry.startLba + entry.sectors > diskSectors))) {
     return noTable(warnings);
   }

@@ -304,6 +304,23 @@ export function wipeTableSignatures(target: DiskGeometry): DiskWrite[] {
   return writes;
 }
 
+/**
+ * `bytes` bound for `offset` on the target, with the areas wipeTableSignatures clears
+ * set to zero: gaps captured from the source hold the old table's signatures, and a
+ * restore writes those only at the very end, with the table.
+ */
+export function maskTableSignatures(target: DiskGeometry, offset: number, bytes: Buffer): Buffer {
+  let masked = bytes;
+  for (const area of wipeTableSignatures(target)) {
+    const start = Math.max(offset, area.offset);
+    const end = Math.min(offset + bytes.length, area.offset + area.bytes.length);
+    if (start >= end) continue;
+    if (masked === bytes) masked = Buffer.from(bytes);
+    masked.fill(0, start - offset, end - offset);
+  }
+  return masked;
+}
+
 /** Applies writes in order, each in full. */
 export async function applyDiskWrites(handle: fsp.FileHandle, writes: DiskWrite[]): Promise<void> {
   for (const { offset, bytes } of writes) {

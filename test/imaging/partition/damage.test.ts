@@ -121,6 +121,35 @@ t.test('MBR: EBR chains that loop or leave their extended partition', async (t) 
   t.match(read.warnings, [/EBR at byte 20971520 has no 0x55AA signature/]);
 });
 
+t.test('sector 0 and LBA 1 disagreeing', async (t) => {
+  const { bytes: mbr } = await mbrBytes(t);
+  const directory = await tempDir(t);
+  const gpt = await fs.readFile(await gptDisk(directory));
+  const { table: gptTable } = await readPartitionTable(new MemoryBlockReader(gpt), SECTOR);
+
+  // A GPT whose protective MBR was zeroed: still a GPT, and the restore writes a protective MBR.
+  const noPmbr = Buffer.from(gpt);
+  noPmbr.fill(0, 0, SECTOR);
+  const read = await readPartitionTable(new MemoryBlockReader(noPmbr), SECTOR);
+  t.same(read.table, gptTable);
+  t.match(read.warnings, [/sector 0 holds no protective MBR/]);
+
+  // An MBR disk with an old GPT header left at LBA 1: the MBR rules, as for Linux and fdisk.
+  const stale = Buffer.from(mbr);
+  gpt.copy(stale, SECTOR, SECTOR, 2 * SECTOR);
+  const staleRead = await readPartitionTable(new MemoryBlockReader(stale), SECTOR);
+  t.equal(staleRead.table.type, 'mbr');
+  t.same(staleRead.table.partitions.map((partition) => partition.number), [1, 2, 5, 6]);
+  t.match(staleRead.warnings, [/GPT header at LBA 1 without a protective MBR is ignored/]);
+
+  // Entries that cannot be a table (status bytes other than 0x00 and 0x80).
+  const garbage = Buffer.from(mbr.subarray(0, 1 << 20));
+  garbage[446] = 0x12;
+  const garbageRead = await readPartitionTable(new MemoryBlockReader(garbage), SECTOR);
+  t.same(garbageRead.table, { type: 'none', partitions: [] });
+  t.match(garbageRead.warnings, [/MBR entry 1 has status byte 0x12/]);
+});
+
 t.test('random damage to the table areas: a table or a FormatError, never a crash', async (t) => {
   const { bytes: mbr, ebrs } = await mbrBytes(t);
   const directory = await tempDir(t);

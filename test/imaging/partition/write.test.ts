@@ -6,8 +6,9 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { UnsafeTargetError } from '../../../src/errors.js';
 import { DeviceBlockReader } from '../../../imaging/block-reader.js';
+import { diskLayout } from '../../../imaging/partition/layout.js';
 import { readPartitionTable } from '../../../imaging/partition/table.js';
-import { restoreTableWrites, wipeTableSignatures, type DiskGeometry } from '../../../imaging/partition/write.js';
+import { maskTableSignatures, restoreTableWrites, wipeTableSignatures, type DiskGeometry } from '../../../imaging/partition/write.js';
 import { makeImageFile, run } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { applyImageWrites, attachLoop4k, dumpOf, gptDisk, hybridDisk, mbrDisk, MiB, readBytes, readImageTable, sfdiskJson } from './disks.js';
@@ -173,6 +174,25 @@ t.test('wiping the signatures leaves a disk with no partition table', async (t) 
     t.equal(await run('blkid', ['-p', '-o', 'export', image]).catch(() => ''), '', 'blkid finds nothing');
     t.same(await readImageTable(image), { table: { type: 'none', partitions: [] }, warnings: [] });
     t.ok((await readBytes(image, 0, 440)).equals(bootCode), 'boot code untouched');
+  }
+});
+
+t.test('a whole restore: gaps written with the signatures masked, the table last', async (t) => {
+  const directory = await tempDir(t);
+  for (const image of [await gptDisk(directory), await mbrDisk(directory)]) {
+    const { table } = await readImageTable(image);
+    const target = await makeImageFile(path.join(directory, `restored-${path.basename(image)}`), SOURCE.size);
+    await applyImageWrites(target, wipeTableSignatures(SOURCE));
+    // The gaps hold the old table; written first, masked, they must not make a partitioned disk.
+    for (const gap of diskLayout(table, SOURCE.size).gaps) {
+      await applyImageWrites(target, [{ offset: gap.offset, bytes: maskTableSignatures(SOURCE, gap.offset, await readBytes(image, gap.offset, gap.size)) }]);
+    }
+    await t.rejects(run('sfdisk', ['--dump', target]), /does not contain a recognized partition table/, `${path.basename(image)}: no table before the table is written`);
+    t.same((await readImageTable(target)).table, { type: 'none', partitions: [] });
+    const { writes } = restoreTableWrites(table, SOURCE, SOURCE, { firstSector: await readBytes(image, 0, SECTOR) });
+    await applyImageWrites(target, writes);
+    t.equal(await dumpOf(target), await dumpOf(image), `${path.basename(image)}: the table is back`);
+    t.ok((await fs.readFile(target)).equals(await fs.readFile(image)), `${path.basename(image)}: the restored disk is byte for byte the source`);
   }
 });
 
