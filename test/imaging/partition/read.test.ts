@@ -9,7 +9,7 @@ import { readPartitionTable } from '../../../imaging/partition/table.js';
 import { makeImageFile, run } from '../../helpers/disk.js';
 import { sampleManifest } from '../../helpers/manifest.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { attachLoop4k, attributesFromSfdisk, gptDisk, GPT_SCRIPT, hybridDisk, mbrDisk, MiB, partitionNumberOf, readBytes, readImageTable, sfdiskJson, type SfdiskTable } from './disks.js';
+import { attachLoop4k, attributesFromSfdisk, gptDisk, GPT_SCRIPT, hybridDisk, mbrDisk, MiB, partitionNumberOf, readBytes, readImageTable, sfdiskJson, writeBytes, type SfdiskTable } from './disks.js';
 
 function compareGpt(t: Test, table: PartitionTable, oracle: SfdiskTable, sectorSize: number): void {
   t.equal(table.type, 'gpt');
@@ -122,6 +122,19 @@ t.test('MBR with a primary NTFS partition, an extended partition and two logical
 
   await compareWithBlkid(t, image, table);
   assertValidInManifest(t, table);
+});
+
+t.test('extended partitions of type 0x0f and 0x85 hold logical partitions too', async (t) => {
+  const directory = await tempDir(t);
+  const image = await mbrDisk(directory);
+  for (const type of [0x0f, 0x85]) {
+    // Partition 2 is the extended one: its type byte is the fifth of the second entry.
+    await writeBytes(image, 446 + 16 + 4, Buffer.from([type]));
+    const { table, warnings } = await readImageTable(image);
+    t.same(warnings, []);
+    compareMbrEntries(t, table.partitions, await sfdiskJson(image), 512);
+    t.same(table.partitions.map((partition) => `${partition.number}:${partition.kind}`), ['1:primary', '2:extended', '5:logical', '6:logical'], `type 0x${type.toString(16)}`);
+  }
 });
 
 t.test('hybrid MBR made by sgdisk -h is recorded entry by entry', async (t) => {
