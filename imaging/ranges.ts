@@ -41,6 +41,11 @@ export class RangeList {
     return new RangeList(result);
   }
 
+  /** The same ranges moved by `delta` bytes. */
+  shift(delta: number): RangeList {
+    return new RangeList(this.ranges.map(([start, end]) => [start + delta, end + delta] as const));
+  }
+
   /** A cursor for walking the list window by window in increasing order. */
   cursor(): RangeCursor {
     return new RangeCursor(this.ranges);

@@ -28,6 +28,8 @@ export interface DiskPlan {
   serial: string | null;
   partitionTable: PartitionTable;
   volumes: VolumePlan[];
+  /** Things about the whole disk the user should know (a damaged table, LVM...). */
+  warnings?: string[];
 }
 
 export interface CaptureProgress {
@@ -157,6 +159,7 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
           options.onStage?.(`reading ${disk.source} ${plan.id}`);
           const after = await options.beforeVolume?.(disk, plan);
           try {
+            if (after) await plan.refresh?.();
             const context: CaptureContext = {
               handle,
               source: disk.source,
@@ -212,7 +215,7 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
       stats.chunksUploaded += volume.stats.chunksUploaded;
       stats.chunksReused += volume.stats.chunksReused;
     }
-    const warnings = captured.flatMap(({ disk, volume }) => volume.warnings.map((warning) => `${disk.source} ${volume.id}: ${warning}`));
+    const warnings = [...options.disks.flatMap((disk) => disk.warnings ?? []), ...captured.flatMap(({ volume }) => volume.warnings)];
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,

@@ -24,6 +24,8 @@ export interface VolumePlan {
   /** Byte ranges of the volume worth reading; everything else is captured as zeros. */
   readable: RangeList;
   warnings: string[];
+  /** Read the used-block map again (after a freeze flushed it). */
+  refresh?: () => Promise<void>;
 }
 
 /** A compact key for "have we got this digest": the first 52 bits. A false match only
