@@ -197,7 +197,7 @@ class VisitedClusters {
   add(cluster: number): void {
     if (this.set) {
       this.set.add(cluster);
-      if (this.set.size < 65536) return;
+      if (this.set.size < 16384) return;
       this.bitmap = new Uint8Array((this.lastCluster >> 3) + 1);
       for (const seen of this.set) this.bitmap[seen >> 3]! |= 1 << (seen & 7);
       this.set = null;
