@@ -1,7 +1,7 @@
 // Read-only access to the files of a FAT volume: paths resolve through directories in
 // the fixed root region or in cluster chains; file data is read along cluster chains,
 // contiguous clusters in one read.
-import { NotFoundError, UsageError } from '../../../src/errors.js';
+import { FormatError, NotFoundError, UsageError } from '../../../src/errors.js';
 import type { BlockReader } from '../../block-reader.js';
 import type { DirEntry, FileNode, FileStat, FileTree } from '../filesystem.js';
 import type { FatGeometry } from './boot-sector.js';
@@ -66,6 +66,8 @@ export class FatFileTree implements FileTree {
   private readonly records = new Map<number, FatRecord>();
   private readonly listings = new Map<number, { entries: FatDirEntry[]; records: FatRecord[] }>();
   private readonly chains = new Map<number, ClusterRun[]>();
+  /** Which directory each listed directory's first cluster belongs to: a second owner means a cycle or a cross-link. */
+  private readonly directoryClusters = new Map<number, FatRecord>();
 
   constructor(
     private readonly reader: BlockReader,
@@ -164,6 +166,15 @@ export class FatFileTree implements FileTree {
   private async listing(directory: FatRecord): Promise<{ entries: FatDirEntry[]; records: FatRecord[] }> {
     const cached = this.listings.get(directory.inode);
     if (cached) return cached;
+    if (directory.firstCluster !== 0) {
+      // FAT has no hard links: a directory starting where another one does is damage, and
+      // following it could lead back into its own ancestors forever.
+      const owner = this.directoryClusters.get(directory.firstCluster);
+      if (owner && owner.inode !== directory.inode) {
+        throw new FormatError(`${this.where}: directory ${directory.path} starts at cluster ${directory.firstCluster}, which belongs to directory ${owner.path}`);
+      }
+      this.directoryClusters.set(directory.firstCluster, directory);
+    }
     const { bytes, pieces } = await readDirectoryBytes(this.reader, this.geometry, this.table, directory.firstCluster, directory.path);
     const entries = parseDirectory(bytes, pieces, this.geometry, this.where, directory.path);
     const records = entries.map((entry) => {

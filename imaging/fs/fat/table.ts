@@ -115,9 +115,10 @@ export class FatTable {
     const visited = new VisitedClusters(this.lastCluster);
     const runs: ClusterRun[] = [];
     let cluster = first;
+    let previous = first;
     let count = 0;
     for (;;) {
-      if (visited.has(cluster)) throw new FormatError(`${where}: cluster chain loops back to cluster ${cluster} after ${count} clusters (FAT entry at byte ${this.entryOffset(cluster)})`);
+      if (visited.has(cluster)) throw new FormatError(`${where}: cluster chain loops back to cluster ${cluster} after ${count} clusters (FAT entry at byte ${this.entryOffset(previous)})`);
       visited.add(cluster);
       const last = runs[runs.length - 1];
       if (last && last.first + last.count === cluster) last.count++;
@@ -125,7 +126,9 @@ export class FatTable {
       count++;
       if (clusters !== null && count >= clusters) return runs;
       if (clusters === null && count > limit) throw new FormatError(`${where}: directory chain is longer than ${limit} clusters, the most 65536 entries can need`);
-      const next = await this.entry(cluster);
+      // Most entries are in a cached page: no await for them.
+      let next = this.cachedEntry(cluster);
+      if (next < 0) next = await this.entry(cluster);
       if (next >= this.endOfChain) {
         if (clusters !== null) throw new FormatError(`${where}: cluster chain ends after ${count} of the ${clusters} clusters its size needs (FAT entry at byte ${this.entryOffset(cluster)})`);
         return runs;
@@ -134,6 +137,7 @@ export class FatTable {
         const problem = next === 0 ? 'a free cluster' : next === this.badMark ? 'a cluster marked bad' : `cluster ${next}, outside clusters 2..${this.lastCluster}`;
         throw new FormatError(`${where}: cluster chain leads from cluster ${cluster} to ${problem} (FAT entry at byte ${this.entryOffset(cluster)})`);
       }
+      previous = cluster;
       cluster = next;
     }
   }

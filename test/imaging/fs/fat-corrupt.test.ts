@@ -80,7 +80,7 @@ for (const fatType of [16, 32] as const) {
     const victimInode = (await (await openTree(t, pristine)).lookup('/dir/victim.bin')).inode;
     const first = await firstCluster(pristine, victimInode);
     const damages: { what: string; cluster: number; value: number; message: RegExp }[] = [
-      { what: 'a loop', cluster: first + 5, value: first + 2, message: new RegExp(`/dir/victim.bin: cluster chain loops back to cluster ${first + 2} after 6 clusters`) },
+      { what: 'a loop', cluster: first + 5, value: first + 2, message: new RegExp(`/dir/victim.bin: cluster chain loops back to cluster ${first + 2} after 6 clusters \\(FAT entry at byte ${layout.fatOffset + ((first + 5) * layout.fatType) / 8}\\)`) },
       { what: 'a link out of range', cluster: first + 3, value: layout.clusterCount + 50, message: new RegExp(`/dir/victim.bin: cluster chain leads from cluster ${first + 3} to cluster ${layout.clusterCount + 50}, outside clusters`) },
       { what: 'a free cluster in the chain', cluster: first + 3, value: 0, message: /\/dir\/victim.bin: cluster chain leads from cluster \d+ to a free cluster/ },
       { what: 'a bad cluster in the chain', cluster: first + 3, value: fatType === 16 ? 0xfff7 : 0x0ffffff7, message: /\/dir\/victim.bin: cluster chain leads from cluster \d+ to a cluster marked bad/ },
@@ -129,6 +129,17 @@ for (const fatType of [16, 32] as const) {
     await setFatEntry(looped, layout, subCluster, subCluster);
     tree = await openTree(t, looped);
     await t.rejects(tree.readdir(await tree.lookup('/dir/sub')), { name: 'FormatError', message: new RegExp(`directory /dir/sub: cluster chain loops back to cluster ${subCluster}`) });
+
+    // A subdirectory entry pointing back at its parent: a walk must not descend forever.
+    const cycle = path.join(directory, 'cycle.img');
+    await fs.copyFile(image, cycle);
+    const dirInode = (await (await openTree(t, cycle)).lookup('/dir')).inode;
+    const dirCluster = await firstCluster(cycle, dirInode);
+    await patch(cycle, subInode * 32 + 26, Buffer.from([dirCluster & 0xff, dirCluster >> 8]));
+    await patch(cycle, subInode * 32 + 20, Buffer.from([(dirCluster >> 16) & 0xff, dirCluster >> 24]));
+    t.notOk((await fsckFat(cycle)).clean, 'fsck.fat objects to the cycle');
+    tree = await openTree(t, cycle);
+    await t.rejects(walkTree(tree), { name: 'FormatError', message: new RegExp(`directory /dir/sub starts at cluster ${dirCluster}, which belongs to directory /dir`) });
   });
 
   t.test(`FAT${fatType}: long names that do not check out fall back to the short name, as in mtools`, async (t) => {

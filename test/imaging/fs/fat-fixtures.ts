@@ -92,9 +92,10 @@ export async function blkid(device: string): Promise<Record<string, string>> {
   const values: Record<string, string> = {};
   for (const line of String(result.stdout).split('\n')) {
     const at = line.indexOf('=');
-    // Export format escapes spaces and other special characters with a backslash.
-    if (at > 0) values[line.slice(0, at)] = line.slice(at + 1).replace(/\\(.)/g, '$1');
+    if (at > 0) values[line.slice(0, at)] = line.slice(at + 1);
   }
+  // Export format escapes shell characters and spells non-ASCII bytes as "M-x": ask for the label raw.
+  if (values.LABEL !== undefined) values.LABEL = String((await execa('blkid', ['-p', '-o', 'value', '-s', 'LABEL', device])).stdout);
   return values;
 }
 
