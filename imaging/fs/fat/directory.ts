@@ -32,14 +32,12 @@ export interface FatDirEntry {
   name: string;
   /** The 8.3 name as stored, with the NT lowercase flags applied. */
   shortName: string;
-  hasLongName: boolean;
   attributes: number;
   isDirectory: boolean;
   firstCluster: number;
   size: number;
   mtimeMs: number;
   atimeMs: number;
-  birthtimeMs: number;
   /** Byte offset of the short entry in the volume: unique, so it serves as inode number. */
   entryOffset: number;
 }
@@ -104,8 +102,8 @@ function shortName(raw: Buffer, flags: number): string {
   return extension ? `${base}.${extension}` : base;
 }
 
-/** FAT date and time words (and hundredths of a second) read as UTC; see the module comment. */
-export function dosTimeMs(date: number, time = 0, hundredths = 0): number {
+/** FAT date and time words read as UTC (see the module comment); impossible fields are clamped, never thrown on. */
+export function dosTimeMs(date: number, time = 0): number {
   if (date === 0) return DOS_EPOCH_MS;
   const year = 1980 + (date >> 9);
   const month = Math.max(1, (date >> 5) & 0x0f);
@@ -113,7 +111,7 @@ export function dosTimeMs(date: number, time = 0, hundredths = 0): number {
   const hours = time >> 11;
   const minutes = (time >> 5) & 0x3f;
   const seconds = (time & 0x1f) * 2;
-  return Date.UTC(year, month - 1, day, hours, minutes, seconds) + Math.min(hundredths, 199) * 10;
+  return Date.UTC(year, month - 1, day, hours, minutes, seconds);
 }
 
 function isDotEntry(entry: Buffer): boolean {
@@ -191,19 +189,17 @@ export function parseDirectory(bytes: Buffer, pieces: readonly DirectoryPiece[],
       name = decodeLongName(parts.flat());
     }
     const mtimeMs = dosTimeMs(entry.readUInt16LE(24), entry.readUInt16LE(22));
+    // Bytes 13-17 hold the creation time, which FileStat has no place for.
     const accessDate = entry.readUInt16LE(18);
-    const createDate = entry.readUInt16LE(16);
     entries.push({
       name: name ?? short,
       shortName: short,
-      hasLongName: name !== null,
       attributes,
       isDirectory,
       firstCluster,
       size: isDirectory ? 0 : size,
       mtimeMs,
       atimeMs: accessDate === 0 ? mtimeMs : dosTimeMs(accessDate),
-      birthtimeMs: createDate === 0 ? mtimeMs : dosTimeMs(createDate, entry.readUInt16LE(14), entry[13]!),
       entryOffset,
     });
   }

@@ -38,6 +38,7 @@ export async function readDirectoryBytes(reader: BlockReader, geometry: FatGeome
 }
 
 function statOf(entry: FatDirEntry | null, inode: number): FileStat {
+  // The root has no directory entry, so no times either.
   if (!entry) return { type: 'directory', size: 0, mode: 0o755, uid: 0, gid: 0, nlink: 1, mtimeMs: 0, atimeMs: 0, ctimeMs: 0, inode };
   // Windows sets read-only on folders to mark them customized, not to forbid writing;
   // Linux ignores it on directories too (vfat without the rodir option).

@@ -231,6 +231,7 @@ async function checkStat(t: Test, tree: FileTree, image: string): Promise<void> 
     t.equal(node.stat.mode, readOnly.has(entry.name) ? 0o444 : 0o644, `${entry.name}: mode`);
     t.match(node.stat, { uid: 0, gid: 0, nlink: 1, type: 'file' });
     t.equal(node.stat.ctimeMs, node.stat.mtimeMs);
+    t.equal(node.stat.atimeMs % 86_400_000, 0, `${entry.name}: FAT keeps only the access date`);
     t.same(await tree.xattrs(node), new Map(), `${entry.name}: no extended attributes`);
   }
   const directoryNode = await tree.lookup('/deep/level01');
