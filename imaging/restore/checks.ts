@@ -7,6 +7,7 @@ import type { Disk, Volume } from '../../src/format/manifest.js';
 import { DeviceBlockReader } from '../block-reader.js';
 import type { DeviceInfo } from '../device.js';
 import { filesystemModules } from '../fs/registry.js';
+import { swapRecreateArgs } from '../fs/swap.js';
 import { withWindow } from '../loop.js';
 
 export interface RestoreCheck {
@@ -53,7 +54,7 @@ export async function growFilesystem(target: string, volume: Volume, offset: num
     let steps: string[][];
     if (type.startsWith('ext')) steps = [['e2fsck', '-fy', device], ['resize2fs', device]];
     else if (type === 'ntfs') steps = [['ntfsresize', '--force', '--force', '--no-progress-bar', device]];
-    else if (type === 'swap') steps = [['mkswap', ...(volume.filesystem?.uuid ? ['-U', volume.filesystem.uuid] : []), ...(volume.filesystem?.label ? ['-L', volume.filesystem.label] : []), device]];
+    else if (type === 'swap' && volume.filesystem) steps = [['mkswap', ...swapRecreateArgs({ ...volume.filesystem, totalBytes: size }, device)]];
     else return { check, ok: true, detail: `${type} is not grown: the extra space stays free` };
     for (const [program, ...args] of steps) {
       const result = await execa(program!, args, { reject: false, input: 'y\n' });
