@@ -45,7 +45,7 @@ function parseEntries(bytes: Buffer, entriesStart: number, valueBase: number, en
     const valueOffset = bytes.readUInt16LE(at + 2);
     const valueInode = bytes.readUInt32LE(at + 4);
     const valueSize = bytes.readUInt32LE(at + 8);
-    if (nameLength === 0 || at + ENTRY_HEADER_SIZE + nameLength > end) fail(`attribute entry at byte ${at} has a name of ${nameLength} bytes that does not fit`);
+    if (at + ENTRY_HEADER_SIZE + nameLength > end) fail(`attribute entry at byte ${at} has a name of ${nameLength} bytes that does not fit`);
     const suffix = bytes.subarray(at + ENTRY_HEADER_SIZE, at + ENTRY_HEADER_SIZE + nameLength).toString('utf8');
     if (valueInode !== 0) {
       if (!superblock.has.eaInode) fail(`attribute ${suffix} keeps its value in inode ${valueInode} without the ea_inode feature`);

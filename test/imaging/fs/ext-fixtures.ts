@@ -165,3 +165,67 @@ export async function e2fsckReadOnly(image: string): Promise<{ exitCode: number;
   const result = await execa('e2fsck', ['-fn', image], { reject: false, all: true });
   return { exitCode: result.exitCode ?? -1, output: String(result.all ?? '') };
 }
+
+/**
+ * The kinds of inode a file reader must get right, under `root/special`: Unicode names,
+ * fast and slow symlinks, hard links, user/trusted xattrs (small and large), POSIX
+ * ACLs, device nodes, a fifo, ids above 65535 and nanosecond times (also past 2038
+ * and before 1970).
+ */
+export async function fillSpecialFiles(root: string): Promise<void> {
+  const base = path.join(root, 'special');
+  await fs.mkdir(base, { recursive: true });
+  for (const name of ['héllo wörld.txt', '日本語のファイル名', '🎉 party', 'e\u0301 combining', 'tab\tand newline\n']) {
+    await fs.writeFile(path.join(base, name), `content of ${name}\n`);
+  }
+  await fs.symlink('short-target', path.join(base, 'fast-symlink'));
+  await fs.symlink(`${'a-long-directory-name/'.repeat(12)}target-file`, path.join(base, 'slow-symlink'));
+  await fs.symlink('/special/hardlink-a', path.join(base, 'absolute-symlink'));
+  await fs.writeFile(path.join(base, 'hardlink-a'), 'shared by three names\n');
+  await fs.link(path.join(base, 'hardlink-a'), path.join(base, 'hardlink-b'));
+  await fs.mkdir(path.join(base, 'elsewhere'));
+  await fs.link(path.join(base, 'hardlink-a'), path.join(base, 'elsewhere', 'hardlink-c'));
+
+  const tagged = path.join(base, 'with-xattrs');
+  await fs.writeFile(tagged, 'has attributes\n');
+  await run('setfattr', ['-n', 'user.small', '-v', 'hello', tagged]);
+  await run('setfattr', ['-n', 'user.binary', '-v', '0x00ff10ee', tagged]);
+  await run('setfattr', ['-n', 'trusted.secret', '-v', 'only-root', tagged]);
+  // Too large for the inode body: lands in the external attribute block.
+  await run('setfattr', ['-n', 'user.large', '-v', `0x${patternBytes(5, 1500).toString('hex')}`, tagged]);
+  await run('setfattr', ['-n', 'user.on-directory', '-v', 'yes', path.join(base, 'elsewhere')]);
+
+  const withAcl = path.join(base, 'with-acl');
+  await fs.writeFile(withAcl, 'has an ACL\n');
+  await run('setfacl', ['-m', 'u:1234:rwx,g:2345:r-x,u:70000:r--,m::rwx', withAcl]);
+  const aclDirectory = path.join(base, 'acl-dir');
+  await fs.mkdir(aclDirectory);
+  await run('setfacl', ['-m', 'u:1234:rwx', aclDirectory]);
+  await run('setfacl', ['-d', '-m', 'u:1234:r-x,g::r-x,o::---', aclDirectory]);
+  await fs.writeFile(path.join(aclDirectory, 'inherits'), 'inherits the default ACL\n');
+
+  await run('mknod', [path.join(base, 'null-like'), 'c', '1', '3']);
+  await run('mknod', [path.join(base, 'loop-like'), 'b', '7', '200']);
+  await run('mknod', [path.join(base, 'big-numbers'), 'c', '300', '70000']);
+  await run('mkfifo', [path.join(base, 'fifo')]);
+
+  const owned = path.join(base, 'high-ids');
+  await fs.writeFile(owned, 'owned by large ids\n');
+  await fs.chown(owned, 100000, 200000);
+  await fs.chmod(owned, 0o4751);
+  await fs.chmod(path.join(base, 'elsewhere'), 0o1777);
+
+  const timed = path.join(base, 'timestamps');
+  await fs.mkdir(timed);
+  const times: [string, string][] = [
+    ['nanoseconds', '2021-03-04 05:06:07.123456789 UTC'],
+    ['after-2038', '2100-01-02 03:04:05.987654321 UTC'],
+    ['before-1970', '1960-07-08 09:10:11.5 UTC'],
+  ];
+  for (const [name, date] of times) {
+    const file = path.join(timed, name);
+    await fs.writeFile(file, `${name}\n`);
+    await run('touch', ['-h', '-m', '-d', date, file]);
+    await run('touch', ['-h', '-a', '-d', date, file]);
+  }
+}
