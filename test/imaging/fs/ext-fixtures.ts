@@ -172,7 +172,7 @@ export async function e2fsckReadOnly(image: string): Promise<{ exitCode: number;
  * ACLs, device nodes, a fifo, ids above 65535 and nanosecond times (also past 2038
  * and before 1970).
  */
-export async function fillSpecialFiles(root: string): Promise<void> {
+export async function fillSpecialFiles(root: string, options: { largeXattrBytes?: number } = {}): Promise<void> {
   const base = path.join(root, 'special');
   await fs.mkdir(base, { recursive: true });
   for (const name of ['héllo wörld.txt', '日本語のファイル名', '🎉 party', 'e\u0301 combining', 'tab\tand newline\n']) {
@@ -192,7 +192,7 @@ export async function fillSpecialFiles(root: string): Promise<void> {
   await run('setfattr', ['-n', 'user.binary', '-v', '0x00ff10ee', tagged]);
   await run('setfattr', ['-n', 'trusted.secret', '-v', 'only-root', tagged]);
   // Too large for the inode body: lands in the external attribute block.
-  await run('setfattr', ['-n', 'user.large', '-v', `0x${patternBytes(5, 1500).toString('hex')}`, tagged]);
+  await run('setfattr', ['-n', 'user.large', '-v', `0x${patternBytes(5, options.largeXattrBytes ?? 1500).toString('hex')}`, tagged]);
   await run('setfattr', ['-n', 'user.on-directory', '-v', 'yes', path.join(base, 'elsewhere')]);
 
   const withAcl = path.join(base, 'with-acl');
