@@ -39,9 +39,15 @@ export function crc32cRaw(seed: number, data: Uint8Array, start = 0, end = data.
 
 /** CRC32C of a little-endian 32-bit number, as the kernel feeds inode and group numbers. */
 export function crc32cU32(seed: number, value: number): number {
-  const bytes = Buffer.allocUnsafe(4);
-  bytes.writeUInt32LE(value >>> 0, 0);
-  return crc32cRaw(seed, bytes);
+  const crc = (seed ^ value) >>> 0;
+  return (T3[crc & 0xff]! ^ T2[(crc >>> 8) & 0xff]! ^ T1[(crc >>> 16) & 0xff]! ^ T0[crc >>> 24]!) >>> 0;
+}
+
+const ZEROS = new Uint8Array(4);
+
+/** CRC32C continued over `count` (at most 4) zero bytes: a checksum field taken as zero. */
+export function crc32cZeros(seed: number, count: number): number {
+  return crc32cRaw(seed, ZEROS, 0, count);
 }
 
 /** CRC32C of a little-endian 64-bit number (external xattr block numbers). */

@@ -3,7 +3,7 @@
 // and kept as flat arrays indexed by group.
 import { FormatError } from '../../../src/errors.js';
 import type { BlockReader } from '../../block-reader.js';
-import { crc16, crc32cRaw, crc32cU32 } from './checksums.js';
+import { crc16, crc32cRaw, crc32cU32, crc32cZeros } from './checksums.js';
 import { descriptorBlockLocation, groupBlockCount, groupFirstBlock, oldStyleDescriptorBlocks, primarySuperblockBlock } from './layout.js';
 import type { Superblock } from './superblock.js';
 
@@ -44,7 +44,7 @@ function descriptorChecksum(superblock: Superblock, group: number, bytes: Buffer
   if (superblock.has.metadataCsum) {
     let crc = crc32cU32(superblock.checksumSeed, group);
     crc = crc32cRaw(crc, bytes, 0, checksumOffset);
-    crc = crc32cRaw(crc, Buffer.alloc(2));
+    crc = crc32cZeros(crc, 2);
     crc = crc32cRaw(crc, bytes, checksumOffset + 2, bytes.length);
     return crc & 0xffff;
   }

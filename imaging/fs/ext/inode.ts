@@ -4,7 +4,7 @@
 import { FormatError } from '../../../src/errors.js';
 import type { FileType } from '../filesystem.js';
 import { LruCache, PromiseCache } from './cache.js';
-import { crc32cRaw, crc32cU32 } from './checksums.js';
+import { crc32cRaw, crc32cU32, crc32cZeros } from './checksums.js';
 import { BG_INODE_UNINIT } from './group-descriptors.js';
 import { OS_LINUX } from './superblock.js';
 import type { ExtVolume } from './volume.js';
@@ -132,10 +132,16 @@ export function parseInode(volume: ExtVolume, number: number, offset: number, ra
   const checksumSeed = superblock.has.metadataCsum ? crc32cU32(crc32cU32(superblock.checksumSeed, number), generation) : 0;
   if (superblock.has.metadataCsum && linux) {
     const hasHigh = extraIsize >= 4;
-    const copy = Buffer.from(raw);
-    copy.writeUInt16LE(0, 0x7c);
-    if (hasHigh) copy.writeUInt16LE(0, 0x82);
-    const computed = crc32cRaw(checksumSeed, copy);
+    // The checksum covers the whole inode with its own two fields taken as zero.
+    let computed = crc32cRaw(checksumSeed, raw, 0, 0x7c);
+    computed = crc32cZeros(computed, 2);
+    if (hasHigh) {
+      computed = crc32cRaw(computed, raw, 0x7e, 0x82);
+      computed = crc32cZeros(computed, 2);
+      computed = crc32cRaw(computed, raw, 0x84, raw.length);
+    } else {
+      computed = crc32cRaw(computed, raw, 0x7e, raw.length);
+    }
     const stored = u16(0x7c) + (hasHigh ? u16(0x82) * 0x10000 : 0);
     const matches = hasHigh ? computed === stored : (computed & 0xffff) === stored;
     if (!matches) fail(`checksum 0x${stored.toString(16)} does not match the contents (0x${(hasHigh ? computed : computed & 0xffff).toString(16)})`);

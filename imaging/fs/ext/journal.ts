@@ -2,6 +2,7 @@
 // transactions not yet written in place may hold newer copies of block bitmaps, whose
 // allocations the used-block map must keep, or replaying them after a restore would
 // point files at blocks that were captured as zeros.
+import { FormatError } from '../../../src/errors.js';
 import { fileBlockMap, findRun, type FileExtent } from './block-map.js';
 import { InodeTable } from './inode.js';
 import type { ExtVolume } from './volume.js';
@@ -15,6 +16,8 @@ const BLOCK_REVOKE = 5;
 const INCOMPAT_64BIT = 0x2;
 const INCOMPAT_CSUM_V2 = 0x8;
 const INCOMPAT_CSUM_V3 = 0x10;
+const INCOMPAT_FAST_COMMIT = 0x20;
+const DEFAULT_FAST_COMMIT_BLOCKS = 256;
 const FLAG_ESCAPE = 1;
 const FLAG_SAME_UUID = 2;
 const FLAG_LAST_TAG = 8;
@@ -33,13 +36,25 @@ interface LoggedBlock {
 }
 
 export async function journalWarnings(volume: ExtVolume): Promise<JournalFindings> {
+  const { superblock } = volume;
+  if (!superblock.has.hasJournal) return { warnings: [], bitmaps: new Map() };
+  if (superblock.journalInode === 0) {
+    const warnings = superblock.has.needsRecovery ? ['the external journal needs recovery and was not examined: blocks its transactions allocate may be missing from the used-block map'] : [];
+    return { warnings, bitmaps: new Map() };
+  }
+  try {
+    return await examineJournal(volume);
+  } catch (error) {
+    if (!(error instanceof FormatError)) throw error;
+    // Without replay the journal does not matter; with it, a map that ignored it could lose data.
+    if (superblock.has.needsRecovery) throw new FormatError(`${volume.reader.description}: the journal needs recovery but cannot be read: ${error.message}`, { cause: error });
+    return { warnings: [`the journal cannot be read (${error.message}); the filesystem does not need recovery, so this does not affect the image`], bitmaps: new Map() };
+  }
+}
+
+async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
   const { superblock, groups } = volume;
   const findings: JournalFindings = { warnings: [], bitmaps: new Map() };
-  if (!superblock.has.hasJournal) return findings;
-  if (superblock.journalInode === 0) {
-    if (superblock.has.needsRecovery) findings.warnings.push('the external journal needs recovery and was not examined: blocks its transactions allocate may be missing from the used-block map');
-    return findings;
-  }
   const { blockSize } = superblock;
   const journal = await new InodeTable(volume).read(superblock.journalInode);
   const runs: FileExtent[] = await fileBlockMap(volume, journal);
@@ -51,21 +66,21 @@ export async function journalWarnings(volume: ExtVolume): Promise<JournalFinding
   };
 
   const header = await readJournalBlock(0);
-  if (!header || header.readUInt32BE(0) !== JBD2_MAGIC) {
-    findings.warnings.push(`the journal (inode ${superblock.journalInode}) has no valid superblock`);
-    return findings;
-  }
+  if (!header || header.readUInt32BE(0) !== JBD2_MAGIC) throw new FormatError(`the journal (inode ${superblock.journalInode}) has no valid superblock`);
   const type = header.readUInt32BE(4);
-  const maxLength = Math.min(header.readUInt32BE(0x10), journalBlocks);
+  if (type !== BLOCK_SUPERBLOCK_V1 && type !== BLOCK_SUPERBLOCK_V2) throw new FormatError(`the journal superblock has unknown type ${type}`);
+  if (header.readUInt32BE(0x0c) !== blockSize) throw new FormatError(`the journal's block size ${header.readUInt32BE(0x0c)} is not the filesystem's ${blockSize}`);
   const first = header.readUInt32BE(0x14);
   let sequence = header.readUInt32BE(0x18);
   const start = header.readUInt32BE(0x1c);
   if (start === 0) return findings;
-  if (type !== BLOCK_SUPERBLOCK_V1 && type !== BLOCK_SUPERBLOCK_V2) {
-    findings.warnings.push('the journal superblock has an unknown version: unreplayed transactions were not examined');
-    return findings;
-  }
   const incompat = type === BLOCK_SUPERBLOCK_V2 ? header.readUInt32BE(0x28) : 0;
+  // Fast-commit blocks follow the log proper: the log wraps before them.
+  const fastCommitBlocks = incompat & INCOMPAT_FAST_COMMIT ? header.readUInt32BE(0x54) || DEFAULT_FAST_COMMIT_BLOCKS : 0;
+  const maxLength = Math.min(header.readUInt32BE(0x10), journalBlocks) - fastCommitBlocks;
+  if (first < 1 || first >= maxLength || start < first || start >= maxLength) {
+    throw new FormatError(`journal superblock: log start ${start} is outside blocks ${first}-${maxLength - 1}`);
+  }
   const csumV3 = (incompat & INCOMPAT_CSUM_V3) !== 0;
   const csumV2 = (incompat & INCOMPAT_CSUM_V2) !== 0;
   const wide = (incompat & INCOMPAT_64BIT) !== 0;
@@ -129,6 +144,6 @@ export async function journalWarnings(volume: ExtVolume): Promise<JournalFinding
     `the journal holds ${transactions} committed transaction${transactions === 1 ? '' : 's'} not yet written in place (the filesystem was in use or not cleanly unmounted); ` +
       `blocks they allocate are kept, and mounting or checking the restored filesystem replays them`,
   );
-  if ((superblock.compat & 0x0400) !== 0) findings.warnings.push('fast-commit journal blocks were not examined');
+  if (fastCommitBlocks > 0) findings.warnings.push('fast-commit journal blocks were not examined: blocks they allocate may be missing from the used-block map');
   return findings;
 }
