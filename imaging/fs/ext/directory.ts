@@ -4,7 +4,7 @@
 import { FormatError } from '../../../src/errors.js';
 import type { FileType } from '../filesystem.js';
 import { crc32cRaw } from './checksums.js';
-import type { Inode } from './inode.js';
+import { InodeFlag, type Inode } from './inode.js';
 import type { Superblock } from './superblock.js';
 
 export interface RawDirEntry {
@@ -89,7 +89,7 @@ export function parseDirectoryBlock(block: Buffer, directory: Inode, logical: nu
 
 /** htree index blocks (the root, and interior nodes that pose as one empty entry) carry no leaf checksum tail. */
 function isIndexBlock(block: Buffer, directory: Inode, logical: number, blockSize: number): boolean {
-  const indexed = (directory.flags & 0x1000) !== 0;
+  const indexed = (directory.flags & InodeFlag.index) !== 0;
   if (!indexed) return false;
   if (logical === 0) return true;
   return block.readUInt32LE(0) === 0 && recordLength(block.readUInt16LE(4), blockSize) === blockSize;

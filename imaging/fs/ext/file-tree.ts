@@ -102,14 +102,12 @@ export class ExtFileTree implements FileTree {
       const entry = entries.get(name);
       const entryPath = `${directoryPath === '/' ? '' : directoryPath}/${name}`;
       if (!entry) throw new NotFoundError(`${this.description}: ${normalized}: ${entryPath} does not exist`);
-      if (pending.length === 0) {
-        const inode = await this.inContext(`resolving ${normalized}: ${entryPath} (inode ${entry.inode})`, () => this.inodes.read(entry.inode));
-        return { path: normalized, inode: inode.number, stat: statOf(inode) };
-      }
       const inode = await this.inContext(`resolving ${normalized}: ${entryPath} (inode ${entry.inode})`, () => this.inodes.read(entry.inode));
+      if (pending.length === 0) return { path: normalized, inode: inode.number, stat: statOf(inode) };
       if (inode.type === 'symlink') {
         if (++symlinks > MAX_SYMLINKS) throw new NotFoundError(`${this.description}: ${normalized}: too many levels of symbolic links at ${entryPath}`);
         const target = await this.inContext(`resolving ${normalized}: ${entryPath} (inode ${inode.number})`, () => this.symlinkTarget(inode));
+        // Relative targets continue from the symlink's directory, absolute ones from the root.
         if (target.startsWith('/')) {
           stack.length = 0;
           current = ROOT_INODE;
@@ -120,8 +118,10 @@ export class ExtFileTree implements FileTree {
       stack.push({ name, inode: inode.number });
       current = inode.number;
     }
-    const root = await this.inContext(`resolving ${normalized}: / (inode ${current})`, () => this.inodes.read(current));
-    return { path: normalized, inode: root.number, stat: statOf(root) };
+    // The path ended on a directory reached through '..' (or is the root itself).
+    const last = current;
+    const inode = await this.inContext(`resolving ${normalized}: ${walked()} (inode ${last})`, () => this.inodes.read(last));
+    return { path: normalized, inode: inode.number, stat: statOf(inode) };
   }
 
   async readdir(node: FileNode): Promise<DirEntry[]> {
@@ -258,8 +258,13 @@ export class ExtFileTree implements FileTree {
 
     const { blockSize } = this.volume.superblock;
     const runs = await this.blockMap(inode);
-    const result = Buffer.alloc(wanted);
     const end = offset + wanted;
+    const first = runs[findRun(runs, Math.floor(offset / blockSize))];
+    // The common case, all of it inside one extent: one read, no copy.
+    if (first && first.initialized && first.logical * blockSize <= offset && (first.logical + first.length) * blockSize >= end) {
+      return this.volume.reader.read(first.physical * blockSize + (offset - first.logical * blockSize), wanted);
+    }
+    const result = Buffer.alloc(wanted);
     const lastBlock = Math.ceil(end / blockSize);
     for (let index = findRun(runs, Math.floor(offset / blockSize)); index < runs.length && runs[index]!.logical < lastBlock; index++) {
       const run = runs[index]!;

@@ -19,7 +19,6 @@ export interface GroupDescriptors {
   inodeBitmap: Float64Array;
   inodeTable: Float64Array;
   flags: Uint16Array;
-  freeClusters: Float64Array;
   itableUnused: Float64Array;
   blockBitmapChecksum: Uint32Array;
   /** Whether the checksum above has its high 16 bits (descriptors of 64 bytes and more). */
@@ -31,7 +30,7 @@ export interface GroupDescriptors {
 }
 
 /** Read blocks [first, first + count) in runs of at most MAX_READ_BYTES. */
-export async function readBlocks(reader: BlockReader, blockSize: number, first: number, count: number): Promise<Buffer> {
+async function readBlocks(reader: BlockReader, blockSize: number, first: number, count: number): Promise<Buffer> {
   const total = count * blockSize;
   if (total <= MAX_READ_BYTES) return reader.read(first * blockSize, total);
   const parts: Buffer[] = [];
@@ -83,7 +82,6 @@ export async function readGroupDescriptors(reader: BlockReader, superblock: Supe
     inodeBitmap: new Float64Array(groupCount),
     inodeTable: new Float64Array(groupCount),
     flags: new Uint16Array(groupCount),
-    freeClusters: new Float64Array(groupCount),
     itableUnused: new Float64Array(groupCount),
     blockBitmapChecksum: new Uint32Array(groupCount),
     blockBitmapChecksumHasHigh: descSize >= 0x3a,
@@ -123,7 +121,6 @@ export async function readGroupDescriptors(reader: BlockReader, superblock: Supe
     result.inodeBitmap[group] = inodeBitmap;
     result.inodeTable[group] = inodeTable;
     result.flags[group] = checked ? u16(0x12) : 0;
-    result.freeClusters[group] = u16(0x0c) + (wide ? u16(0x2c) * 0x10000 : 0);
     result.itableUnused[group] = checked ? u16(0x1c) + (wide ? u16(0x32) * 0x10000 : 0) : 0;
     result.blockBitmapChecksum[group] = u16(0x18) | (result.blockBitmapChecksumHasHigh ? u16(0x38) << 16 : 0);
 

@@ -13,12 +13,13 @@ export const ROOT_INODE = 2;
 export const INLINE_AREA_SIZE = 60;
 
 export const InodeFlag = {
-  compressed: 0x4,
+  /** A hashed (htree) directory. */
   index: 0x1000,
   encrypted: 0x800,
+  /** i_blocks counts filesystem blocks, not 512-byte sectors. */
   hugeFile: 0x40000,
   extents: 0x80000,
-  verity: 0x100000,
+  /** This inode holds the value of an extended attribute (ea_inode). */
   eaInode: 0x200000,
   inlineData: 0x10000000,
 } as const;

@@ -13,12 +13,6 @@ export function groupBlockCount(superblock: Superblock, group: number): number {
   return Math.min(superblock.blocksPerGroup, superblock.blocksCount - groupFirstBlock(superblock, group));
 }
 
-/** The group a block belongs to, or -1 for the boot block before first_data_block. */
-export function groupOfBlock(superblock: Superblock, block: number): number {
-  if (block < superblock.firstDataBlock) return -1;
-  return Math.floor((block - superblock.firstDataBlock) / superblock.blocksPerGroup);
-}
-
 function isPowerOf(value: number, base: number): boolean {
   let remaining = value;
   while (remaining >= base && remaining % base === 0) remaining /= base;

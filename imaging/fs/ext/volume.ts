@@ -2,7 +2,7 @@
 // descriptors, and block reads that refuse block numbers outside the filesystem.
 import { FormatError } from '../../../src/errors.js';
 import type { BlockReader } from '../../block-reader.js';
-import { MAX_READ_BYTES, type GroupDescriptors } from './group-descriptors.js';
+import type { GroupDescriptors } from './group-descriptors.js';
 import type { Superblock } from './superblock.js';
 
 export interface ExtVolume {
@@ -25,14 +25,4 @@ export async function readBlock(volume: ExtVolume, block: number, what: string):
   checkBlockRange(volume, block, 1, what);
   const { blockSize } = volume.superblock;
   return volume.reader.read(block * blockSize, blockSize);
-}
-
-/** `length` bytes starting `offset` bytes into block `block`, in reads of at most MAX_READ_BYTES, into `target` at `targetOffset`. */
-export async function readInto(volume: ExtVolume, block: number, offset: number, length: number, target: Buffer, targetOffset: number): Promise<void> {
-  const start = block * volume.superblock.blockSize + offset;
-  for (let done = 0; done < length; done += MAX_READ_BYTES) {
-    const size = Math.min(MAX_READ_BYTES, length - done);
-    const bytes = await volume.reader.read(start + done, size);
-    bytes.copy(target, targetOffset + done);
-  }
 }

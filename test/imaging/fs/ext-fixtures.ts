@@ -191,6 +191,7 @@ export async function fillSpecialFiles(root: string, options: { largeXattrBytes?
   await run('setfattr', ['-n', 'user.small', '-v', 'hello', tagged]);
   await run('setfattr', ['-n', 'user.binary', '-v', '0x00ff10ee', tagged]);
   await run('setfattr', ['-n', 'trusted.secret', '-v', 'only-root', tagged]);
+  await run('setfattr', ['-n', 'security.label', '-v', 'system_u:object_r:test_t', tagged]);
   // Too large for the inode body: lands in the external attribute block.
   await run('setfattr', ['-n', 'user.large', '-v', `0x${patternBytes(5, options.largeXattrBytes ?? 1500).toString('hex')}`, tagged]);
   await run('setfattr', ['-n', 'user.on-directory', '-v', 'yes', path.join(base, 'elsewhere')]);

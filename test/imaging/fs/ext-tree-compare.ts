@@ -71,11 +71,14 @@ function sortedKeys(record: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
+// One read buffer for every file: fresh large buffers are slow to allocate here.
+const readBuffer = Buffer.allocUnsafe(8 << 20);
+
 async function sha256OfFile(file: string): Promise<string> {
   const hash = crypto.createHash('sha256');
   const handle = await fs.open(file, 'r');
   try {
-    const buffer = Buffer.allocUnsafe(8 << 20);
+    const buffer = readBuffer;
     for (;;) {
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
       if (bytesRead === 0) break;
