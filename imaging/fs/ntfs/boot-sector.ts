@@ -18,8 +18,9 @@ export interface BootSector {
   serial: string;
 }
 
-/** Sizes in the boot sector: positive = clusters, negative = 2^-n bytes. */
+/** Sizes in the boot sector: positive = clusters, negative = 2^-n bytes, 0 = invalid. */
 function clustersOrPowerOfTwo(value: number, clusterSize: number): number {
+  if (value === 0) return 0;
   return value > 0 ? value * clusterSize : 2 ** -value;
 }
 

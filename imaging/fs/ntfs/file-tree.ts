@@ -25,6 +25,12 @@ const CACHED_DIRECTORIES = 64;
 /** Named streams larger than this are not returned as extended attributes. */
 const MAX_NAMED_STREAM_BYTES = 64 << 20;
 
+/** A directory's listed entries (no DOS-only names, no system files), and by name. */
+interface Listing {
+  entries: IndexEntry[];
+  byName: Map<string, IndexEntry>;
+}
+
 interface Described {
   stat: FileStat;
   kind: FileKind | null;
@@ -32,7 +38,7 @@ interface Described {
 
 export class NtfsFileTree implements FileTree {
   private readonly described = new WeakMap<NtfsInode, Promise<Described>>();
-  private readonly directories = new Map<number, Promise<IndexEntry[]>>();
+  private readonly directories = new Map<number, Promise<Listing>>();
 
   constructor(private readonly mft: Mft) {}
 
@@ -47,8 +53,8 @@ export class NtfsFileTree implements FileTree {
       if (part === '..') throw new NotFoundError(`${path}: ".." is not supported in paths`);
       const directory = await this.describePath(parentPath, recordNumber);
       if (directory.stat.type !== 'directory') throw new NotFoundError(`${path}: ${parentPath} is not a directory`);
-      const entries = await this.withPath(parentPath, () => this.entriesOf(recordNumber));
-      const entry = entries.find((candidate) => candidate.name === part && candidate.namespace !== FileNameNamespace.dos && isListed(candidate));
+      const listing = await this.withPath(parentPath, () => this.listingOf(recordNumber));
+      const entry = listing.byName.get(part);
       if (!entry) throw new NotFoundError(`${path}: no such file or directory`);
       const inode = await this.withPath(walked, () => this.mft.inode(entry.recordNumber));
       if (entry.recordSequence !== 0 && entry.recordSequence !== inode.record.sequenceNumber) {
@@ -66,8 +72,7 @@ export class NtfsFileTree implements FileTree {
     if (stat.type !== 'directory') throw new UserError(`${node.path}: not a directory`);
     return this.withPath(node.path, async () => {
       const result: DirEntry[] = [];
-      for (const entry of await this.entriesOf(node.inode)) {
-        if (entry.namespace === FileNameNamespace.dos || !isListed(entry)) continue;
+      for (const entry of (await this.listingOf(node.inode)).entries) {
         result.push({ name: entry.name, inode: entry.recordNumber, type: await this.entryType(entry) });
       }
       return result;
@@ -118,14 +123,18 @@ export class NtfsFileTree implements FileTree {
     });
   }
 
-  private entriesOf(recordNumber: number): Promise<IndexEntry[]> {
-    let entries = this.directories.get(recordNumber);
-    if (entries) return entries;
-    entries = this.mft.inode(recordNumber).then(readDirectoryIndex);
-    entries.catch(() => this.directories.delete(recordNumber));
+  private listingOf(recordNumber: number): Promise<Listing> {
+    let listing = this.directories.get(recordNumber);
+    if (listing) return listing;
+    listing = this.mft.inode(recordNumber).then(async (inode) => {
+      // Not the root's "." entry, not the system files, not the DOS twins of long names.
+      const entries = (await readDirectoryIndex(inode)).filter((entry) => entry.namespace !== FileNameNamespace.dos && entry.recordNumber >= SystemFile.firstUser);
+      return { entries, byName: new Map(entries.map((entry) => [entry.name, entry])) };
+    });
+    listing.catch(() => this.directories.delete(recordNumber));
     if (this.directories.size >= CACHED_DIRECTORIES) this.directories.delete(this.directories.keys().next().value!);
-    this.directories.set(recordNumber, entries);
-    return entries;
+    this.directories.set(recordNumber, listing);
+    return listing;
   }
 
   /** The type of a directory entry; the file is read only when its name's flags leave doubt. */
@@ -161,11 +170,6 @@ export class NtfsFileTree implements FileTree {
       throw error;
     }
   }
-}
-
-/** Entries ntfs-3g lists: not the root's "." entry, not the system files. */
-function isListed(entry: IndexEntry): boolean {
-  return entry.recordNumber >= SystemFile.firstUser;
 }
 
 async function describeInode(inode: NtfsInode): Promise<Described> {
