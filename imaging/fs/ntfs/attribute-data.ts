@@ -8,6 +8,8 @@ import { decompressLznt1, Lznt1Error } from './lznt1.js';
 import { AttributeFlag, type Attribute } from './mft-record.js';
 import { Runlist } from './runlist.js';
 
+const STANDARD_COMPRESSION_UNIT = 4;
+
 export class AttributeData {
   /** Compressed units decompressed last, for reads smaller than a unit. */
   private unitCache: { index: number; bytes: Buffer } | null = null;
@@ -66,6 +68,10 @@ export class AttributeData {
       throw first.location.error(48, `data size ${head.dataSize} is larger than the allocated size ${head.allocatedSize}`);
     }
     const compressed = (first.flags & AttributeFlag.compressed) !== 0 && head.compressionUnit > 0;
+    // Windows (and ntfs-3g) only ever compress in units of 16 clusters.
+    if (compressed && head.compressionUnit !== STANDARD_COMPRESSION_UNIT) {
+      throw first.location.error(34, `compression unit of 2^${head.compressionUnit} clusters is not the 16 clusters NTFS uses`);
+    }
     const unitSize = compressed ? clusterSize << head.compressionUnit : 0;
     const runlist = new Runlist(runs, clusterSize, label);
     return new AttributeData(reader, label, head.dataSize, head.allocatedSize, first.flags, null, runlist, head.initializedSize, unitSize);
@@ -99,19 +105,16 @@ export class AttributeData {
       const clippedEnd = Math.min(end, this.size);
       if (clippedEnd <= start) return;
       const last = ranges[ranges.length - 1] as [number, number] | undefined;
-      if (last && last[1] === start) last[1] = clippedEnd;
+      if (last && start <= last[1]) last[1] = Math.max(last[1], clippedEnd);
       else ranges.push([start, clippedEnd]);
     };
-    if (this.unitSize > 0) {
-      const unitClusters = this.unitSize / runlist.clusterSize;
-      const units = Math.ceil(this.size / this.unitSize);
-      for (let unit = 0; unit < units; unit++) {
-        if (!runlist.isSparse(unit * unitClusters)) push(unit * this.unitSize, (unit + 1) * this.unitSize);
-      }
-      return ranges;
-    }
+    // In a compressed file a unit with any allocated cluster holds data, all of it.
+    const granule = this.unitSize > 0 ? this.unitSize : runlist.clusterSize;
     for (const run of runlist.runs) {
-      if (run.lcn !== null) push(run.vcn * runlist.clusterSize, (run.vcn + run.length) * runlist.clusterSize);
+      if (run.lcn === null) continue;
+      const start = run.vcn * runlist.clusterSize;
+      const end = (run.vcn + run.length) * runlist.clusterSize;
+      push(Math.floor(start / granule) * granule, Math.ceil(end / granule) * granule);
     }
     return ranges;
   }

@@ -9,7 +9,8 @@
 // - named data streams ("file:stream") are extended attributes "user.<stream>", as
 //   with ntfs-3g's default streams_interface=xattr;
 // - compressed files are decompressed (LZNT1); encrypted (EFS) files cannot be read.
-// Names are matched exactly (ntfs-3g's default is case-sensitive too).
+// Names are matched exactly (ntfs-3g's default is case-sensitive too); lookup also
+// finds a file by its DOS 8.3 name, as ntfs-3g does, though readdir does not list it.
 import { FormatError, NotFoundError, UserError } from '../../../src/errors.js';
 import { RangeList } from '../../ranges.js';
 import type { DirEntry, FileNode, FileStat, FileTree, FileType } from '../filesystem.js';
@@ -29,6 +30,8 @@ const MAX_NAMED_STREAM_BYTES = 64 << 20;
 interface Listing {
   entries: IndexEntry[];
   byName: Map<string, IndexEntry>;
+  /** 8.3 names: not listed, but found by lookup, as with ntfs-3g. */
+  byDosName: Map<string, IndexEntry>;
 }
 
 interface Described {
@@ -54,7 +57,7 @@ export class NtfsFileTree implements FileTree {
       const directory = await this.describePath(parentPath, recordNumber);
       if (directory.stat.type !== 'directory') throw new NotFoundError(`${path}: ${parentPath} is not a directory`);
       const listing = await this.withPath(parentPath, () => this.listingOf(recordNumber));
-      const entry = listing.byName.get(part);
+      const entry = listing.byName.get(part) ?? listing.byDosName.get(part);
       if (!entry) throw new NotFoundError(`${path}: no such file or directory`);
       const inode = await this.withPath(walked, () => this.mft.inode(entry.recordNumber));
       if (entry.recordSequence !== 0 && entry.recordSequence !== inode.record.sequenceNumber) {
@@ -128,8 +131,10 @@ export class NtfsFileTree implements FileTree {
     if (listing) return listing;
     listing = this.mft.inode(recordNumber).then(async (inode) => {
       // Not the root's "." entry, not the system files, not the DOS twins of long names.
-      const entries = (await readDirectoryIndex(inode)).filter((entry) => entry.namespace !== FileNameNamespace.dos && entry.recordNumber >= SystemFile.firstUser);
-      return { entries, byName: new Map(entries.map((entry) => [entry.name, entry])) };
+      const all = (await readDirectoryIndex(inode)).filter((entry) => entry.recordNumber >= SystemFile.firstUser);
+      const entries = all.filter((entry) => entry.namespace !== FileNameNamespace.dos);
+      const dosNames = all.filter((entry) => entry.namespace === FileNameNamespace.dos);
+      return { entries, byName: new Map(entries.map((entry) => [entry.name, entry])), byDosName: new Map(dosNames.map((entry) => [entry.name, entry])) };
     });
     listing.catch(() => this.directories.delete(recordNumber));
     if (this.directories.size >= CACHED_DIRECTORIES) this.directories.delete(this.directories.keys().next().value!);

@@ -47,6 +47,12 @@ async function fill(root: string): Promise<void> {
   await fs.mkdir(unicode);
   for (const name of UNICODE_NAMES) await fs.writeFile(path.join(unicode, name), `${name}\n`);
   await fs.mkdir(path.join(unicode, 'Verzeichnis äöü'));
+  // Long names with a separate DOS 8.3 name, as Windows makes them: a second $FILE_NAME
+  // in the DOS namespace, which is not listed.
+  await fs.writeFile(path.join(root, 'A long file name.txt'), 'long\n');
+  await setXattr(path.join(root, 'A long file name.txt'), 'system.ntfs_dos_name', Buffer.from('ALONGF~1.TXT'));
+  await fs.mkdir(path.join(root, 'A long directory name'));
+  await setXattr(path.join(root, 'A long directory name'), 'system.ntfs_dos_name', Buffer.from('ALONGD~1'));
 
   // Hard links in one and in several directories; 40 links overflow the base record,
   // so the file gets an $ATTRIBUTE_LIST and $FILE_NAMEs in extension records.
@@ -104,6 +110,7 @@ t.test('a filled volume reads like the ntfs-3g mount', async (t) => {
   t.match(await attributesOf(image, '/links/hub'), /\$ATTRIBUTE_LIST/, 'the many-linked file has an attribute list');
   t.match(await attributesOf(image, '/compressed/text.txt'), /\$DATA[^]*Attribute flags:\s+0x0001/, 'text.txt is compressed');
   t.match(await attributesOf(image, '/sparse.bin'), /\$DATA[^]*Attribute flags:\s+0x8000/, 'sparse.bin is sparse');
+  t.match(await attributesOf(image, '/A long file name.txt'), /Namespace:\s+DOS/, 'a file with a DOS name');
 
   const { tree } = await openNtfs(t, image);
   const started = performance.now();
@@ -153,6 +160,10 @@ t.test('a filled volume reads like the ntfs-3g mount', async (t) => {
   const compressedRanges = await tree.dataRanges!(compressedText);
   t.ok(compressedRanges.totalBytes < compressedText.stat.size, 'the all-zero compression units of a compressed file are holes');
   t.same(await tree.read(compressedText, 100000, 1000), Buffer.alloc(1000), 'zeros inside a compressed file');
+
+  const byDosName = await tree.lookup('/ALONGF~1.TXT');
+  t.equal(byDosName.inode, ours.files.get('/A long file name.txt')!.inode, 'lookup by the DOS name finds the file, as with ntfs-3g');
+  t.notOk(ours.files.has('/ALONGF~1.TXT'), 'but readdir does not list it');
 
   await t.rejects(tree.lookup('/no/such/file'), { name: 'NotFoundError', message: /\/no\/such\/file/ });
   await t.rejects(tree.lookup('/big.bin/child'), { name: 'NotFoundError' });
