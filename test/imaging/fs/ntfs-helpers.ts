@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import type { Test } from 'tap';
 import { checkRange, DeviceBlockReader, type BlockReader } from '../../../imaging/block-reader.js';
 import type { FileTree, FileType, OpenFilesystem } from '../../../imaging/fs/filesystem.js';
 import { ntfsFilesystem } from '../../../imaging/fs/ntfs.js';
@@ -82,11 +83,14 @@ function typeOf(stats: { isFile(): boolean; isDirectory(): boolean; isSymbolicLi
   return 'block-device';
 }
 
+/** One read buffer for every file (walks run one at a time): allocating 8 MiB per small file would be most of a walk. */
+const hashBuffer = Buffer.alloc(8 << 20);
+
 async function hashMountedFile(file: string): Promise<string> {
   const hash = createHash('sha256');
   const handle = await fs.open(file, 'r');
   try {
-    const buffer = Buffer.alloc(8 << 20);
+    const buffer = hashBuffer;
     for (;;) {
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
       if (bytesRead === 0) break;
@@ -291,4 +295,46 @@ print(json.dumps(out))
 `;
   const parsed = JSON.parse(await run('python3', ['-c', script, root])) as Record<string, Record<string, string>>;
   return new Map(Object.entries(parsed).map(([file, attributes]) => [file, new Map(Object.entries(attributes))]));
+}
+
+/**
+ * The used-range map of a volume image checked three ways: it equals the clusters
+ * partclone.ntfs copies plus the backup boot sector; its size agrees with ntfsinfo and
+ * ntfscluster; and a copy of only those ranges into zeros passes `ntfsfix -n` and
+ * mounts with ntfs-3g showing the same files and contents, which the FileTree also
+ * reads. Leaving out the backup boot sector must make ntfsfix fail.
+ */
+export async function checkUsedRanges(t: Test, image: string, scratch: string): Promise<void> {
+  const size = (await fs.stat(image)).size;
+  const { volume, tree } = await openNtfs(t, image);
+  const used = await volume.usedRanges();
+
+  const partclone = await partcloneUsedRanges(image, scratch);
+  const backupBootSector: Range = [size - 512, size];
+  t.same(used.ranges, RangeList.of([...partclone.ranges, backupBootSector]).ranges, 'the clusters partclone.ntfs copies, and the backup boot sector');
+
+  const ntfsinfo = await ntfsinfoVolume(image);
+  t.equal(volume.info.blockSize, ntfsinfo.clusterSize, 'cluster size');
+  t.equal(volume.info.totalBytes, ntfsinfo.clusterCount * ntfsinfo.clusterSize, 'total bytes');
+  t.equal(volume.info.usedBytes, (ntfsinfo.clusterCount - ntfsinfo.freeClusters) * ntfsinfo.clusterSize, 'used bytes = clusters ntfsinfo does not count as free');
+  t.equal(used.totalBytes, volume.info.usedBytes + 512, 'the map is the used clusters plus one sector');
+  const ntfscluster = await run('ntfscluster', ['--info', image]);
+  t.equal(Number(/clusters of free space\s*:\s*(\d+)/.exec(ntfscluster)?.[1]), ntfsinfo.clusterCount - volume.info.usedBytes / volume.info.blockSize, 'free clusters as ntfscluster counts them');
+
+  const copy = path.join(scratch, 'copy.img');
+  await copyRanges(image, copy, used);
+  const check = await ntfsfixCheck(copy);
+  t.equal(check.exitCode, 0, 'ntfsfix -n finds the copy clean', { output: check.output });
+  t.match(check.output, /alternate boot sector\.\.\. OK/);
+
+  const original = await withNtfsMount(t, image, walkMount, 'ro');
+  const copied = await withNtfsMount(t, copy, walkMount, 'ro');
+  t.ok(original.size > 0);
+  t.same(compareWalks(copied, original), [], 'the copy mounts with the same files and contents');
+  const ours = await walkTree(tree);
+  t.same(compareWalks(ours.files, original), [], 'and the FileTree reads them as ntfs-3g does');
+
+  const withoutBackup = path.join(scratch, 'without-backup.img');
+  await copyRanges(image, withoutBackup, RangeList.of(used.ranges.filter(([start]) => start < backupBootSector[0])));
+  t.not((await ntfsfixCheck(withoutBackup)).exitCode, 0, 'ntfsfix -n fails when the backup boot sector is left out');
 }
