@@ -2,7 +2,7 @@
 // boot sector past the last cluster), and read-only file access. The format's parts
 // live in ntfs/: boot sector, MFT records and fixups, runlists, indexes, LZNT1.
 import type { BlockReader } from '../block-reader.js';
-import { FormatError } from '../../src/errors.js';
+import { FormatError, NotFoundError, UserError } from '../../src/errors.js';
 import type { FilesystemInfo } from '../../src/format/manifest.js';
 import { RangeList, type Range } from '../ranges.js';
 import type { FileTree, FilesystemModule, OpenFilesystem } from './filesystem.js';
@@ -73,6 +73,8 @@ class NtfsVolume implements OpenFilesystem {
     if (information.flags & VolumeFlag.dirty) {
       warnings.push(`${reader.description}: NTFS volume is marked dirty (not cleanly unmounted, or chkdsk is scheduled); the image is of the volume as it is`);
     }
+    const hibernation = await hibernationWarning(new NtfsFileTree(mft), reader.description);
+    if (hibernation) warnings.push(hibernation);
     const info: FilesystemInfo = {
       type: 'ntfs',
       uuid: boot.serial,
@@ -96,5 +98,24 @@ class NtfsVolume implements OpenFilesystem {
 
   async files(): Promise<FileTree> {
     return new NtfsFileTree(this.mft);
+  }
+}
+
+/**
+ * Windows that is hibernated, or shut down with Fast Startup, keeps the volume's latest
+ * state in memory saved to hiberfil.sys, whose header then starts "hibr" (ntfs-3g refuses
+ * to mount such a volume). The image is still taken, with this warning.
+ */
+async function hibernationWarning(tree: NtfsFileTree, description: string): Promise<string | null> {
+  try {
+    const hiberfile = await tree.lookup('/hiberfil.sys');
+    if (hiberfile.stat.type !== 'file') return null;
+    const magic = (await tree.read(hiberfile, 0, 4)).toString('latin1');
+    if (magic !== 'hibr' && magic !== 'HIBR') return null;
+    return `${description}: Windows is hibernated or was shut down with Fast Startup: recent changes may be missing from this volume's image; shut Windows down fully (or disable Fast Startup) before imaging`;
+  } catch (error) {
+    if (error instanceof NotFoundError) return null;
+    if (error instanceof UserError) return `${description}: could not check hiberfil.sys for hibernation: ${error.message}`;
+    throw error;
   }
 }

@@ -28,7 +28,7 @@ async function buildFixture(t: { teardown(fn: () => unknown): void }): Promise<F
   await withNtfsMount(t, image, async (root) => {
     const prng = new Prng(5);
     await fs.mkdir(path.join(root, 'docs'));
-    for (const name of ['victim.txt', 'sibling.txt', 'stale.txt', 'broken-attribute.txt']) await fs.writeFile(path.join(root, 'docs', name), textLike(prng, 9000));
+    for (const name of ['victim.txt', 'sibling.txt', 'stale.txt', 'broken-attribute.txt', 'secret.txt']) await fs.writeFile(path.join(root, 'docs', name), textLike(prng, 9000));
     await fs.mkdir(path.join(root, 'many'));
     for (let index = 0; index < 600; index++) await fs.writeFile(path.join(root, 'many', `entry-${String(index).padStart(4, '0')}`), `${index}\n`);
     await fs.mkdir(path.join(root, 'compressed'));
@@ -41,7 +41,7 @@ async function buildFixture(t: { teardown(fn: () => unknown): void }): Promise<F
     await sparse.write(Buffer.from('end'), 0, undefined, 3 * MiB);
     await sparse.close();
     await setXattr(path.join(root, 'docs', 'sibling.txt'), 'user.note', Buffer.from('stream'));
-    for (const name of ['docs/victim.txt', 'docs/stale.txt', 'docs/broken-attribute.txt', 'many', 'compressed/text.txt']) {
+    for (const name of ['docs/victim.txt', 'docs/stale.txt', 'docs/broken-attribute.txt', 'docs/secret.txt', 'many', 'compressed/text.txt']) {
       records.set(`/${name}`, Number((await fs.stat(path.join(root, name))).ino));
     }
   });
@@ -93,6 +93,11 @@ t.test('damage in one place is named and stays there', async (t) => {
   damaged.write('INDY', indexBlock, 'latin1');
   const compressedUnit = await firstClusterOf(fixture, '/compressed/text.txt', '$DATA');
   damaged.writeUInt16LE(0x3000 | (100 - 3), compressedUnit);
+  // Not damage: the "encrypted" flag on a $DATA attribute, as EFS leaves it.
+  const secret = recordOffset(fixture, '/docs/secret.txt');
+  let dataAttribute = secret + damaged.readUInt16LE(secret + 20);
+  while (damaged.readUInt32LE(dataAttribute) !== 0x80) dataAttribute += damaged.readUInt32LE(dataAttribute + 4);
+  damaged.writeUInt16LE(damaged.readUInt16LE(dataAttribute + 12) | 0x4000, dataAttribute + 12);
 
   const tree = await treeOf(damaged);
   await t.rejects(tree.lookup('/docs/victim.txt'), {
@@ -105,7 +110,10 @@ t.test('damage in one place is named and stays there', async (t) => {
     message: new RegExp(`^/docs/broken-attribute\\.txt: .*at byte ${firstAttribute + 4}: attribute 0x10 has invalid length`),
   });
   const docs = await tree.readdir(await tree.lookup('/docs'));
-  t.same(docs.map((entry) => entry.name).sort(), ['broken-attribute.txt', 'sibling.txt', 'stale.txt', 'victim.txt'], 'the directory still lists every name');
+  t.same(docs.map((entry) => entry.name).sort(), ['broken-attribute.txt', 'secret.txt', 'sibling.txt', 'stale.txt', 'victim.txt'], 'the directory still lists every name');
+  const encrypted = await tree.lookup('/docs/secret.txt');
+  t.equal(encrypted.stat.size, 9000, 'an encrypted file has its size');
+  await t.rejects(tree.read(encrypted, 0, 100), { name: 'UserError', message: /^\/docs\/secret\.txt: encrypted \(EFS\) NTFS files cannot be read/ });
   const sibling = await tree.lookup('/docs/sibling.txt');
   t.equal((await tree.read(sibling, 0, 9000)).length, 9000, 'a neighbour reads');
   t.same([...(await tree.xattrs(sibling)).keys()], ['user.note']);

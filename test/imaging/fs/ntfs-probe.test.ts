@@ -10,7 +10,7 @@ import { ntfsFilesystem } from '../../../imaging/fs/ntfs.js';
 import { RangeList } from '../../../imaging/ranges.js';
 import { attachLoop, makeImageFile, MiB, mount, run, sfdisk } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { blkid, copyRanges, makeNtfsImage, MemoryBlockReader, ntfsfixCheck, ntfsinfoVolume, openNtfs, partcloneUsedRanges } from './ntfs-helpers.js';
+import { blkid, copyRanges, makeNtfsImage, MemoryBlockReader, ntfsfixCheck, ntfsinfoVolume, openNtfs, partcloneUsedRanges, withNtfsMount } from './ntfs-helpers.js';
 
 const volumes = [
   { name: 'default 4 KiB clusters with a label', size: 256 * MiB, args: ['--label', 'Données 2026'], label: 'Données 2026' },
@@ -137,4 +137,32 @@ t.test('a damaged boot sector or $MFT record 0 is a FormatError naming the byte'
   t.equal(await ntfsFilesystem.detect(patched(original, [[3, [0x4e, 0x54, 0x46, 0x53, 0x21]]])), false, 'a wrong OEM id is not detected');
   const intact = await ntfsFilesystem.open(new MemoryBlockReader(original, 'intact.img'));
   t.equal(intact.info.type, 'ntfs', 'the same bytes unpatched open');
+});
+
+t.test('warnings: a hibernated Windows, a dirty volume', async (t) => {
+  for (const magic of ['hibr', 'wake']) {
+    const directory = await tempDir(t);
+    const image = await makeNtfsImage(path.join(directory, `${magic}.img`), 32 * MiB);
+    await withNtfsMount(t, image, async (root) => {
+      const header = Buffer.alloc(8192);
+      header.write(magic, 0, 'latin1');
+      await fs.writeFile(path.join(root, 'hiberfil.sys'), header);
+    });
+    const { volume } = await openNtfs(t, image);
+    if (magic === 'hibr') t.match(volume.warnings, [/Windows is hibernated/], 'hiberfil.sys with a "hibr" header');
+    else t.same(volume.warnings, [], 'hiberfil.sys after resuming');
+
+    if (magic !== 'wake') continue;
+    // Set the dirty bit in $Volume's $VOLUME_INFORMATION, as Windows does while mounted.
+    const bytes = await fs.readFile(image);
+    const recordSize = 2 ** -bytes.readInt8(64);
+    const volumeRecord = Number(bytes.readBigInt64LE(48)) * bytes.readUInt16LE(11) * bytes[13]! + 3 * recordSize;
+    let attribute = volumeRecord + bytes.readUInt16LE(volumeRecord + 20);
+    while (bytes.readUInt32LE(attribute) !== 0x70) attribute += bytes.readUInt32LE(attribute + 4);
+    const flags = attribute + bytes.readUInt16LE(attribute + 20) + 10;
+    t.not(flags % 512, 510, 'the flags are not under a fixup');
+    bytes.writeUInt16LE(bytes.readUInt16LE(flags) | 1, flags);
+    const dirty = await ntfsFilesystem.open(new MemoryBlockReader(bytes, 'dirty.img'));
+    t.match(dirty.warnings, [/^dirty\.img: NTFS volume is marked dirty/]);
+  }
 });
