@@ -6,7 +6,7 @@ import { FormatError } from '../../../src/errors.js';
 import type { Range } from '../../ranges.js';
 import { decompressLznt1, Lznt1Error } from './lznt1.js';
 import { AttributeFlag, type Attribute } from './mft-record.js';
-import { Runlist } from './runlist.js';
+import { Runlist, type Run } from './runlist.js';
 
 const STANDARD_COMPRESSION_UNIT = 4;
 
@@ -19,8 +19,7 @@ export class AttributeData {
     readonly label: string,
     /** Logical size in bytes. */
     readonly size: number,
-    readonly allocatedSize: number,
-    readonly flags: number,
+    private readonly flags: number,
     private readonly resident: Buffer | null,
     readonly runlist: Runlist | null,
     private readonly initializedSize: number,
@@ -30,10 +29,6 @@ export class AttributeData {
 
   get isResident(): boolean {
     return this.resident !== null;
-  }
-
-  get isCompressed(): boolean {
-    return this.unitSize > 0;
   }
 
   get isEncrypted(): boolean {
@@ -49,32 +44,35 @@ export class AttributeData {
     if (!first) throw new FormatError(`${label}: attribute has no extents`);
     if (first.value) {
       if (extents.length > 1) throw first.location.error(0, 'resident attribute has more than one extent');
-      return new AttributeData(reader, label, first.value.length, first.value.length, first.flags, first.value.bytes, null, first.value.length, 0);
+      return new AttributeData(reader, label, first.value.length, first.flags, first.value.bytes, null, first.value.length, 0);
     }
     const sorted = [...extents].sort((a, b) => (a.nonResident?.lowestVcn ?? 0) - (b.nonResident?.lowestVcn ?? 0));
-    const head = sorted[0]!.nonResident;
-    if (!head || head.lowestVcn !== 0) throw first.location.error(16, 'the first extent of a non-resident attribute does not start at VCN 0');
-    const runs = [];
+    // Sizes, flags and compression are meaningful in the extent that starts at VCN 0.
+    const headAttribute = sorted[0]!;
+    const head = headAttribute.nonResident;
+    if (!head || head.lowestVcn !== 0) throw headAttribute.location.error(16, 'the first extent of a non-resident attribute does not start at VCN 0');
+    const runs: Run[] = [];
     let nextVcn = 0;
     for (const extent of sorted) {
       const info = extent.nonResident;
       if (!info) throw extent.location.error(8, 'a resident extent among non-resident ones');
       if (info.lowestVcn !== nextVcn) throw extent.location.error(16, `extent starts at VCN ${info.lowestVcn}, expected ${nextVcn}`);
-      runs.push(...info.runs);
+      for (const run of info.runs) runs.push(run);
       const end = info.runs.length ? info.runs[info.runs.length - 1]!.vcn + info.runs[info.runs.length - 1]!.length : info.lowestVcn;
       nextVcn = Math.max(end, info.highestVcn + 1);
     }
-    if (head.dataSize > head.allocatedSize && !(first.flags & AttributeFlag.compressed)) {
-      throw first.location.error(48, `data size ${head.dataSize} is larger than the allocated size ${head.allocatedSize}`);
+    const flags = headAttribute.flags;
+    if (head.dataSize > head.allocatedSize && !(flags & AttributeFlag.compressed)) {
+      throw headAttribute.location.error(48, `data size ${head.dataSize} is larger than the allocated size ${head.allocatedSize}`);
     }
-    const compressed = (first.flags & AttributeFlag.compressed) !== 0 && head.compressionUnit > 0;
+    const compressed = (flags & AttributeFlag.compressed) !== 0 && head.compressionUnit > 0;
     // Windows (and ntfs-3g) only ever compress in units of 16 clusters.
     if (compressed && head.compressionUnit !== STANDARD_COMPRESSION_UNIT) {
-      throw first.location.error(34, `compression unit of 2^${head.compressionUnit} clusters is not the 16 clusters NTFS uses`);
+      throw headAttribute.location.error(34, `compression unit of 2^${head.compressionUnit} clusters is not the 16 clusters NTFS uses`);
     }
     const unitSize = compressed ? clusterSize << head.compressionUnit : 0;
     const runlist = new Runlist(runs, clusterSize, label);
-    return new AttributeData(reader, label, head.dataSize, head.allocatedSize, first.flags, null, runlist, head.initializedSize, unitSize);
+    return new AttributeData(reader, label, head.dataSize, flags, null, runlist, head.initializedSize, unitSize);
   }
 
   /** Up to `length` bytes from `offset`, shorter only at the end. */

@@ -142,13 +142,20 @@ export class NtfsFileTree implements FileTree {
     return listing;
   }
 
-  /** The type of a directory entry; the file is read only when its name's flags leave doubt. */
+  /**
+   * The type of a directory entry; the file is read only when its name's flags leave
+   * doubt. A damaged file does not spoil its directory's listing: it gets the type its
+   * flags suggest, and looking it up reports the damage.
+   */
   private async entryType(entry: IndexEntry): Promise<FileType> {
-    if (entry.fileAttributes & (FileAttribute.reparsePoint | FileAttribute.system)) {
-      const inode = await this.mft.inode(entry.recordNumber);
-      return (await this.describe(inode)).stat.type;
+    const guess: FileType = entry.fileAttributes & FileAttribute.reparsePoint ? 'symlink' : entry.fileAttributes & FileAttribute.directoryIndex ? 'directory' : 'file';
+    if (!(entry.fileAttributes & (FileAttribute.reparsePoint | FileAttribute.system))) return guess;
+    try {
+      return (await this.describe(await this.mft.inode(entry.recordNumber))).stat.type;
+    } catch (error) {
+      if (error instanceof FormatError) return guess;
+      throw error;
     }
-    return entry.fileAttributes & FileAttribute.directoryIndex ? 'directory' : 'file';
   }
 
   private describePath(path: string, recordNumber: number): Promise<Described> {

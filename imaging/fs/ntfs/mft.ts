@@ -7,8 +7,8 @@ import { AttributeData } from './attribute-data.js';
 import { parseAttributeList, parseFileName, parseStandardInformation, type FileName, type StandardInformation } from './attributes.js';
 import type { BootSector } from './boot-sector.js';
 import { ByteView } from './byte-view.js';
-import { applyFixups, AttributeType, parseMftRecord, type Attribute, type MftRecord } from './mft-record.js';
-import { Runlist, type Run } from './runlist.js';
+import { applyFixups, AttributeType, parseMftRecord, type Attribute, type MftRecord, type NonResidentInfo } from './mft-record.js';
+import { Runlist } from './runlist.js';
 
 export const SystemFile = {
   mft: 0,
@@ -108,18 +108,14 @@ export class Mft {
     const label = `${reader.description}: $MFT`;
     const record0 = parseRecordBytes(await reader.read(firstOffset, recordSize), 0, firstOffset, reader.description, boot.clusterCount);
     if (!record0.inUse) throw new FormatError(`${reader.description}: MFT record 0 at byte ${firstOffset} is not marked in use`);
-    const ownExtents = record0.attributes.filter((attribute) => attribute.type === AttributeType.data && attribute.name === '');
-    const first = ownExtents.find((extent) => extent.nonResident?.lowestVcn === 0);
-    if (!first?.nonResident) throw new FormatError(`${reader.description}: MFT record 0 at byte ${firstOffset} has no non-resident $DATA starting at VCN 0`);
-    const runs: Run[] = [];
-    const extents = [...ownExtents];
-    const addRuns = (): Runlist => {
-      extents.sort((a, b) => a.nonResident!.lowestVcn - b.nonResident!.lowestVcn);
-      runs.length = 0;
-      for (const extent of extents) runs.push(...extent.nonResident!.runs);
-      return new Runlist([...runs], boot.clusterSize, label);
+    const extents = dataExtents(record0);
+    const first = extents.find((extent) => extent.lowestVcn === 0);
+    if (!first) throw new FormatError(`${reader.description}: MFT record 0 at byte ${firstOffset} has no non-resident $DATA starting at VCN 0`);
+    const joinExtents = (): Runlist => {
+      extents.sort((a, b) => a.lowestVcn - b.lowestVcn);
+      return new Runlist(extents.flatMap((extent) => extent.runs), boot.clusterSize, label);
     };
-    let runlist = addRuns();
+    let runlist = joinExtents();
     const list = record0.attributes.find((attribute) => attribute.type === AttributeType.attributeList);
     if (list) {
       // $MFT's extension records are found through the part of its runlist known so far.
@@ -138,11 +134,11 @@ export class Mft {
         }
         const extension = parseRecordBytes(await reader.read(offset, recordSize), entry.recordNumber, offset, reader.description, boot.clusterCount);
         if (!extension.inUse || extension.baseRecord !== 0) throw new FormatError(`${label}: MFT record ${entry.recordNumber} is not an extension record of $MFT`);
-        extents.push(...extension.attributes.filter((attribute) => attribute.type === AttributeType.data && attribute.name === ''));
-        runlist = addRuns();
+        extents.push(...dataExtents(extension));
+        runlist = joinExtents();
       }
     }
-    const info = first.nonResident;
+    const info = first;
     const recordCount = Math.floor(info.dataSize / recordSize);
     if (recordCount <= SystemFile.firstUser) throw new FormatError(`${label}: $MFT holds only ${recordCount} records`);
     if (!runlist.covers(0, Math.ceil(info.dataSize / boot.clusterSize))) throw new FormatError(`${label}: runlist does not map the ${info.dataSize} bytes of $MFT`);
@@ -213,6 +209,11 @@ export class Mft {
     }
     return new NtfsInode(this, base, attributes);
   }
+}
+
+/** The non-resident extents of a record's unnamed $DATA. */
+function dataExtents(record: MftRecord): NonResidentInfo[] {
+  return record.attributes.flatMap((attribute) => (attribute.type === AttributeType.data && attribute.name === '' && attribute.nonResident ? [attribute.nonResident] : []));
 }
 
 function parseRecordBytes(bytes: Buffer, number: number, volumeOffset: number | null, description: string, clusterCount: number): MftRecord {
