@@ -49,7 +49,7 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
   const verifiedDirectories = new Set<string>([rootReal]);
   const xattrDump: string[] = [];
 
-  const destination = (volumePath: string) => path.join(rootReal, volumePath);
+  const destination = (volumePath: string) => path.resolve(rootReal, `.${volumePath}`);
 
   /** The parent must be a real directory inside the target: never follow a symlink out. */
   const checkParent = async (target: string) => {
@@ -71,6 +71,7 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
     await fs.unlink(target);
   };
 
+  const times: { target: string; stat: FileStat; symlink: boolean }[] = [];
   const setMetadata = async (target: string, stat: FileStat, symlink: boolean) => {
     if (isRoot) {
       await fs.lchown(target, stat.uid, stat.gid).catch((error: Error) => note(`owner not restored (${error.message})`, target));
@@ -79,9 +80,8 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
       // After chown, which clears setuid and setgid.
       await fs.chmod(target, stat.mode).catch((error: Error) => note(`mode not restored (${error.message})`, target));
     }
-    const atime = new Date(stat.atimeMs);
-    const mtime = new Date(stat.mtimeMs);
-    await (symlink ? fs.lutimes(target, atime, mtime) : fs.utimes(target, atime, mtime)).catch((error: Error) => note(`times not restored (${error.message})`, target));
+    // Times go last, all at once, after everything inside directories exists.
+    times.push({ target, stat, symlink });
   };
 
   const recordXattrs = async (entry: WalkEntry, target: string) => {
@@ -180,12 +180,11 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
           }
         }
       },
-      skip: (where, reason) => note(reason, where),
+      skip: (where, reason) => note(reason.startsWith('cannot be read') ? reason : reason, where),
     },
     { withParents: true },
   );
 
-  // Directories last, deepest first, so writing into them does not change their times.
   for (const { target, stat } of directoriesToFinish.reverse()) await setMetadata(target, stat, false);
   if (!isRoot) note('owners not restored (not running as root)', rootReal);
 
@@ -203,6 +202,40 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
       await fs.rm(dumpFile, { force: true });
     }
   }
+  await restoreTimes(times, note);
   report.notRestored = [...problems].map(([what, { count, example }]) => ({ what, count, example }));
   return report;
+}
+
+const SET_TIMES = `
+import json, os, sys
+for line in sys.stdin:
+    path, atime, mtime, follow = json.loads(line)
+    try:
+        os.utime(path, ns=(atime, mtime), follow_symlinks=follow)
+    except OSError as error:
+        print(path + "\\t" + (error.strerror or str(error)), file=sys.stderr)
+`;
+
+const nanoseconds = (ms: number, ns: bigint | undefined) => (ns ?? BigInt(Math.round(ms * 1e6))).toString();
+
+/**
+ * Times to the nanosecond, as the filesystem holds them. Node rounds to a double of
+ * seconds, so the whole batch goes through one python3 (utimensat) when there is one;
+ * otherwise Node sets them to the microsecond and says so.
+ */
+async function restoreTimes(entries: { target: string; stat: FileStat; symlink: boolean }[], note: (what: string, example: string) => void): Promise<void> {
+  if (entries.length === 0) return;
+  const input = entries.map(({ target, stat, symlink }) => `[${JSON.stringify(target)},${nanoseconds(stat.atimeMs, stat.atimeNs)},${nanoseconds(stat.mtimeMs, stat.mtimeNs)},${!symlink}]`).join('\n');
+  const result = await execa('python3', ['-c', SET_TIMES], { input, reject: false });
+  if (result.exitCode === 0 && !result.failed) {
+    for (const line of String(result.stderr).split('\n').filter(Boolean)) note(`times not restored (${line.split('\t')[1]})`, line.split('\t')[0]!);
+    return;
+  }
+  note('times restored to the microsecond only (python3 is not available for nanoseconds)', entries[0]!.target);
+  for (const { target, stat, symlink } of entries) {
+    const atime = stat.atimeMs / 1000;
+    const mtime = stat.mtimeMs / 1000;
+    await (symlink ? fs.lutimes(target, atime, mtime) : fs.utimes(target, atime, mtime)).catch((error: Error) => note(`times not restored (${error.message})`, target));
+  }
 }

@@ -54,8 +54,11 @@ async function walkNode(tree: FileTree, entry: WalkEntry, visitor: WalkVisitor):
   try {
     children = await tree.readdir(entry.node);
   } catch (error) {
-    if (error instanceof FormatError) throw new FormatError(`${entry.path}: ${error.message}`, { cause: error });
-    throw error;
+    // A damaged directory costs its own contents, not the rest of the walk.
+    if (!(error instanceof FormatError)) throw error;
+    visitor.skip(entry.path, `cannot be read: ${error.message}`);
+    await visitor.leave?.(entry);
+    return;
   }
   children.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const child of children) {
@@ -68,8 +71,9 @@ async function walkNode(tree: FileTree, entry: WalkEntry, visitor: WalkVisitor):
     try {
       node = await tree.lookup(path);
     } catch (error) {
-      if (error instanceof FormatError) throw new FormatError(`${path}: ${error.message.startsWith(path) ? error.message.slice(path.length + 2) : error.message}`, { cause: error });
-      throw error;
+      if (!(error instanceof FormatError)) throw error;
+      visitor.skip(path, `cannot be read: ${error.message}`);
+      continue;
     }
     await walkNode(tree, { path, node, stat: node.stat }, visitor);
   }

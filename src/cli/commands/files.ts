@@ -5,7 +5,7 @@ import { extractFiles } from '../../../imaging/files/extract.js';
 import { listPath, modeString } from '../../../imaging/files/listing.js';
 import { openImageVolume } from '../../../imaging/files/open.js';
 import { writeTar } from '../../../imaging/files/tar.js';
-import { UsageError } from '../../errors.js';
+import { FormatError, UsageError } from '../../errors.js';
 import { clientFor, globals } from '../context.js';
 import { byteProgress, formatBytes, formatDuration, printJson } from '../output.js';
 
@@ -59,9 +59,13 @@ export function registerFiles(program: Command): void {
         const report = await extractFiles({ tree: opened.tree, paths, to: options.to!, onProgress: (bytes) => progress.update((done += bytes), done) });
         progress.stop();
         const result = { image: opened.image, volume: opened.volume.id, to: path.resolve(options.to!), ...report, chunksFetched: opened.reader.stats.chunksFetched, bytesFetched: opened.reader.stats.bytesFetched, durationMs: Date.now() - started };
-        if (global.json) return printJson(result);
-        process.stdout.write(`extracted ${report.files} files, ${report.directories} directories, ${report.symlinks} symlinks, ${report.hardLinks} hard links (${formatBytes(report.bytes)}) from ${opened.image} ${opened.volume.id} into ${result.to} in ${formatDuration(result.durationMs)}\n`);
-        for (const problem of report.notRestored) process.stdout.write(`  not restored: ${problem.what}: ${problem.count} (e.g. ${problem.example})\n`);
+        const unreadable = report.notRestored.filter((problem) => problem.what.startsWith('cannot be read')).reduce((sum, problem) => sum + problem.count, 0);
+        if (global.json) printJson(result);
+        else {
+          process.stdout.write(`extracted ${report.files} files, ${report.directories} directories, ${report.symlinks} symlinks, ${report.hardLinks} hard links (${formatBytes(report.bytes)}) from ${opened.image} ${opened.volume.id} into ${result.to} in ${formatDuration(result.durationMs)}\n`);
+          for (const problem of report.notRestored) process.stdout.write(`  not restored: ${problem.what}: ${problem.count} (e.g. ${problem.example})\n`);
+        }
+        if (unreadable) throw new FormatError(`${unreadable} paths could not be read from ${opened.image} (the rest was extracted): ${report.notRestored.filter((problem) => problem.what.startsWith('cannot be read')).map((problem) => `${problem.example}: ${problem.what}`).join('; ')}`);
       } finally {
         await client.close();
       }
