@@ -89,6 +89,9 @@ export class Monitor {
     }
     // Occurrences before the agent existed or before the policy last changed do not count.
     if (occurrence === null || occurrence < Math.max(agentSince, this.policies.changedAt(machine))) return;
+    // A machine imaged successfully since then has recovered from that miss.
+    const lastOk = this.runs.lastRun(machine, 'ok');
+    if (lastOk && lastOk.startedAt >= occurrence) return;
     if (this.runs.runFor(machine, occurrence, occurrence, occurrence + windowMs)) return;
     const open = this.incidents.openIncident('missed-run', machine);
     if (open && open.detail.scheduledFor === when(occurrence)) return;

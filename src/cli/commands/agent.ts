@@ -10,7 +10,7 @@ import { DEFAULT_AGENT_CONFIG, DEFAULT_AGENT_STATE, DEFAULT_CONFIG_DIRECTORY, re
 import { Agent } from '../../agent/daemon.js';
 import { SERVICE_NAME, installAgent } from '../../agent/install.js';
 import { clockFromEnvironment } from '../../clock.js';
-import { ExitCode, UsageError } from '../../errors.js';
+import { ConflictError, UsageError, UserError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { clientFor, globals, resolveToken } from '../context.js';
 import { printJson, printTable } from '../output.js';
@@ -86,10 +86,10 @@ export function registerAgent(program: Command): void {
       try {
         if (flags.once) {
           const report = await daemon.runOnce();
+          if (!report) throw new ConflictError('another run is in progress; nothing was done');
           if (global.json) printJson(report);
-          else if (report) process.stdout.write(`run ${report.id}: ${report.state}${report.image ? `, image ${report.image}` : ''}${report.error ? `: ${report.error}` : ''}\n`);
-          else process.stdout.write('another run is in progress; nothing was done\n');
-          if (report?.state !== 'ok') process.exitCode = ExitCode.failure;
+          else process.stdout.write(`run ${report.id}: ${report.state}${report.image ? `, image ${report.image}` : ''}\n`);
+          if (report.state !== 'ok') throw new UserError(`run ${report.id} failed: ${report.error ?? 'no reason given'}`);
           return;
         }
         await daemon.run();
