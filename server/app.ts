@@ -8,6 +8,8 @@ import { errorHandler, requireAuth } from './http.js';
 import { openApiDocument } from './openapi.js';
 import type { Repository } from './repository.js';
 import { auditRoutes } from './routes/audit.js';
+import { fileRoutes } from './routes/files.js';
+import { FileAccess } from './files.js';
 import { imageRoutes } from './routes/images.js';
 import { machineRoutes } from './routes/machines.js';
 import { objectRoutes } from './routes/objects.js';
@@ -89,6 +91,7 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   api.use(runRoutes(nightly.runs));
   api.use(incidentRoutes(nightly.incidents, nightly.notifier));
   api.use(maintenanceRoutes(nightly.pruner, nightly.gc));
+  api.use(fileRoutes(new FileAccess(repository)));
 
   app.use('/api/v1', api);
   app.use((request, _response, next) => {

@@ -4,9 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { clockFromEnvironment, type Clock } from '../src/clock.js';
 import { type ServerConfig, defaultConfig } from './config.js';
 import type { Nightly } from './nightly.js';
-import { UsageError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { createApp } from './app.js';
+import { parseListen } from '../src/listen.js';
 import { Repository } from './repository.js';
 import { SigningKey } from './signing.js';
 import type { Verifier } from './jobs/verify.js';
@@ -20,6 +20,8 @@ export interface ServerOptions {
   config?: ServerConfig;
 }
 
+export { parseListen };
+
 export interface RunningServer {
   url: string;
   repository: Repository;
@@ -29,13 +31,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export function parseListen(listen: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
-  if (!match) throw new UsageError(`--listen must be HOST:PORT, got ${JSON.stringify(listen)}`);
-  const port = Number(match[3]);
-  if (port > 65535) throw new UsageError(`port ${port} is out of range`);
-  return { host: match[1] ?? match[2]!, port };
-}
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { host, port } = parseListen(options.listen);

@@ -42,6 +42,8 @@ export const operations: Operation[] = [
   { method: 'get', path: '/verifications', summary: 'Verification jobs, newest first', roles: ['admin', 'auditor'], responses: { 200: '{verifications}' } },
   { method: 'get', path: '/verifications/{id}', summary: 'One verification job: state, progress, result', roles: ['admin', 'auditor'], responses: { 200: 'job' } },
   { method: 'get', path: '/verifications/{id}/report', summary: 'The signed report of a finished verification', roles: ['admin', 'auditor'], responses: { 200: 'signed report' } },
+  { method: 'get', path: '/images/{id}/volumes/{volume}/files/{path}', summary: 'A path inside a volume (partition number or volume id): a directory lists as JSON, a file comes back as bytes (Range supported), ?archive=tar streams a tar', roles: ['admin', 'machine', 'restore'], responses: { 200: 'listing or bytes', 206: 'partial content', 416: 'bad range' } },
+  { method: 'get', path: '/stats', summary: 'Counters of chunks and bytes served to readers', roles: ['admin', 'auditor'], responses: { 200: '{chunksServed, chunkBytesServed}' } },
   { method: 'get', path: '/audit', summary: 'Audit trail (?kind=restore-code-used, ...)', roles: ['admin', 'auditor'], responses: { 200: '{events}' } },
   { method: 'post', path: '/restore-codes', summary: 'Create a restore code {machine, ttlSeconds?} for a technician; the code is returned once', roles: ['admin'], body: 'json', responses: { 201: 'code' } },
   { method: 'get', path: '/restore-codes', summary: 'List restore codes (never the codes themselves)', roles: ['admin'], responses: { 200: '{codes}' } },

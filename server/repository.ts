@@ -15,6 +15,7 @@ import type { Logger } from '../src/log.js';
 import { type Principal, requireMachineAccess, requireRole } from './auth.js';
 import { Catalog, type ImageRecord, type ObjectKind, type SessionRecord } from './catalog/catalog.js';
 import { LocalStore } from './store/local.js';
+import { readStats } from './stats.js';
 import { type ObjectStore, chunkKey, manifestKey } from './store/store.js';
 
 export const DEFAULT_LEASE_MS = 60 * 60 * 1000;
@@ -176,9 +177,8 @@ export class Repository {
     const removal = this.removals.get(digest);
     if (removal) await removal;
     const { created } = await this.store.put(chunkKey(digest), frame, { ifAbsent: true });
-    this.catalog.recordObject(digest, kind, frame.length, data.length);
-    this.catalog.addSessionObjects(sessionId, [digest]);
-    if (created) this.catalog.db.prepare('UPDATE sessions SET lease_expires_at = ? WHERE id = ?').run(this.clock.now() + this.leaseMs, sessionId);
+    this.catalog.recordObject(digest, kind, frame.length, data.length, sessionId);
+    this.catalog.renewLease(sessionId, this.leaseMs);
     return { digest, created };
   }
 
@@ -354,7 +354,12 @@ export class Repository {
       // Same answer as absent: a machine must not learn what other machines hold.
       throw new NotFoundError(`${kind} ${digest} is not in the repository`);
     }
-    return this.store.get(chunkKey(digest));
+    const frame = await this.store.get(chunkKey(digest));
+    if (kind === 'chunk') {
+      readStats.chunksServed++;
+      readStats.chunkBytesServed += frame.length;
+    }
+    return frame;
   }
 
   async deleteImage(principal: Principal, reference: string): Promise<ImageRecord> {

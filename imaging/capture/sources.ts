@@ -9,7 +9,8 @@ import type { DiskPlan, VolumeHooks } from './image.js';
 import { rawDiskPlan } from './plan.js';
 
 export interface SourcePlanOptions {
-  chunkSize: number;
+  /** Fixed chunk size, or 'auto' to pick one per volume. */
+  chunkSize: number | 'auto';
   /** One raw volume per disk instead of reading its partitions. */
   raw?: boolean;
   live: LiveMode;

@@ -6,8 +6,11 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode, UserError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { jsonPrinted } from './output.js';
+import { registerDisks } from './commands/disks.js';
+import { registerFiles } from './commands/files.js';
 import { registerImage } from './commands/image.js';
 import { registerImages } from './commands/images.js';
+import { registerNbd } from './commands/nbd.js';
 import { registerRestore } from './commands/restore.js';
 import { registerServer } from './commands/server.js';
 import { registerRestoreCode } from './commands/restore-code.js';
@@ -32,6 +35,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerServer(program);
+  registerDisks(program);
   registerImage(program);
   registerRestore(program);
   registerImages(program);
@@ -43,6 +47,8 @@ export function buildProgram(): Command {
   registerReports(program);
   registerPrune(program);
   registerGc(program);
+  registerFiles(program);
+  registerNbd(program);
   return program;
 }
 

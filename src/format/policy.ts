@@ -33,7 +33,8 @@ export interface Policy {
   disks: string[];
   live: LiveMode;
   raw: boolean;
-  chunkSize: number;
+  /** Bytes, or 'auto' to let the capture pick per volume. */
+  chunkSize: number | 'auto';
   /** Each run starts at a random moment this long after its scheduled time at most. */
   spreadSeconds: number;
   /** A run that has not started this long after its scheduled time is a missed run. */
@@ -52,7 +53,7 @@ export function builtinPolicy(timezone: string): Policy {
     disks: [],
     live: 'crash-consistent',
     raw: false,
-    chunkSize: 1 << 20,
+    chunkSize: 'auto',
     spreadSeconds: 600,
     windowSeconds: 4 * 3600,
     retention: { keepLast: 0, keepHourly: 0, keepDaily: 14, keepWeekly: 8, keepMonthly: 12, keepYearly: 0 },
@@ -75,7 +76,7 @@ const overridesSchema = {
     disks: { type: 'array', maxItems: 64, items: { type: 'string', pattern: '^/[^,\\u0000]*$', maxLength: 4096 } },
     live: { enum: LIVE_MODES },
     raw: { type: 'boolean' },
-    chunkSize: { type: 'integer', minimum: MIN_CHUNK_SIZE, maximum: MAX_CHUNK_SIZE },
+    chunkSize: { anyOf: [{ const: 'auto' }, { type: 'integer', minimum: MIN_CHUNK_SIZE, maximum: MAX_CHUNK_SIZE }] },
     spreadSeconds: { type: 'integer', minimum: 0, maximum: 86400 },
     windowSeconds: { type: 'integer', minimum: 60, maximum: 7 * 86400 },
     retention: retentionSchema,
@@ -98,7 +99,7 @@ function describe(errors: ErrorObject[] | null | undefined, what: string): strin
 function checkMeaning(value: PolicyOverrides, what: string): void {
   if (value.timezone !== undefined) assertTimeZone(value.timezone);
   if (value.schedule !== undefined) new Schedule(value.schedule, value.timezone ?? 'UTC');
-  if (value.chunkSize !== undefined && (value.chunkSize & (value.chunkSize - 1)) !== 0) throw new UsageError(`${what}: chunkSize must be a power of two`);
+  if (typeof value.chunkSize === 'number' && (value.chunkSize & (value.chunkSize - 1)) !== 0) throw new UsageError(`${what}: chunkSize must be a power of two`);
 }
 
 /** A change to a policy as sent to the server; null fields are taken as "inherit". */

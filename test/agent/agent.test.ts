@@ -60,7 +60,7 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
   const created = await api(server.url, 'POST', '/tokens', { token: admin, json: { role: 'machine', machine: 'alpha' } });
   t.equal(created.status, 201);
   const machineToken = created.body.token as string;
-  const policy = await b365(['policy', 'set', 'alpha', '--schedule', '0 */2 * * *', '--timezone', 'UTC', '--disks', disk, '--raw', '--spread', '0s', '--window', '30m', '--json'], { env: adminEnv });
+  const policy = await b365(['policy', 'set', 'alpha', '--schedule', '0 */2 * * *', '--timezone', 'UTC', '--disks', disk, '--raw', '--chunk-size', '1M', '--spread', '0s', '--window', '30m', '--json'], { env: adminEnv });
   t.equal(policy.exitCode, 0, policy.stderr);
   t.same(policy.json.effective.disks, [disk]);
   t.equal(policy.json.effective.retention.keepDaily, 14, 'retention not set here is inherited from the default');

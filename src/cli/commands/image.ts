@@ -5,7 +5,7 @@ import { planSources } from '../../../imaging/capture/sources.js';
 import type { LiveMode } from '../../../imaging/live.js';
 import { UsageError } from '../../errors.js';
 import { defaultStateDirectory } from '../../client/session-state.js';
-import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../../format/chunk.js';
+import { parseChunkSize } from '../../format/chunk.js';
 import { assertMachineName } from '../../format/image-ref.js';
 import { createLogger } from '../../log.js';
 import { clientFor, globals, interruptSignal } from '../context.js';
@@ -43,14 +43,14 @@ export function registerImage(program: Command): void {
     .option('--raw', 'capture every byte as one raw volume (all-zero chunks are still holes)')
     .option('--freeze', 'freeze filesystems mounted read-write while they are read (fsfreeze)')
     .option('--crash-consistent', 'image filesystems mounted read-write as they are, like a power cut would leave them')
-    .option('--chunk-size <size>', 'chunk size, 256K to 8M', String(DEFAULT_CHUNK_SIZE))
+    .option('--chunk-size <size>', 'chunk size, 256K to 8M, or auto (256K, larger for volumes over 256 GiB)', 'auto')
     .option('--full', 'do not trust the previous image; ask the server about every chunk')
     .option('--state-dir <dir>', 'where unfinished upload sessions are remembered')
     .option('--threads <n>', 'compression threads')
     .action(async (sources: string[], options: ImageOptions, command: Command) => {
       const global = globals(command);
       const machine = assertMachineName(options.machine);
-      const chunkSize = parseChunkSize(options.chunkSize);
+      const chunkSize = options.chunkSize === 'auto' ? 'auto' : parseChunkSize(options.chunkSize);
       if (options.freeze && options.crashConsistent) throw new UsageError('choose --freeze or --crash-consistent, not both');
       const live: LiveMode = options.freeze ? 'freeze' : options.crashConsistent ? 'crash-consistent' : 'refuse';
       const { disks, beforeVolume } = await planSources(sources, { chunkSize, raw: options.raw, live });

@@ -53,7 +53,7 @@ export function policyChange(flags: SetFlags): Record<string, unknown> {
     change.live = flags.live;
   }
   if (flags.raw !== undefined) change.raw = flags.raw;
-  if (flags.chunkSize !== undefined) change.chunkSize = parseChunkSize(flags.chunkSize);
+  if (flags.chunkSize !== undefined) change.chunkSize = flags.chunkSize === 'auto' ? 'auto' : parseChunkSize(flags.chunkSize);
   if (flags.spread !== undefined) change.spreadSeconds = Math.round(parseDuration(flags.spread) / 1000);
   if (flags.window !== undefined) change.windowSeconds = Math.round(parseDuration(flags.window) / 1000);
   if (flags.enable !== undefined) change.enabled = flags.enable;
@@ -84,7 +84,7 @@ function describe(view: PolicyView): string {
     `policy ${view.name}${view.updatedAt ? ` (changed ${view.updatedAt})` : ''}`,
     `  schedule   ${policy.schedule} ${policy.timezone}${policy.enabled ? '' : ' (disabled)'}${own('schedule')}`,
     `  disks      ${policy.disks.length ? policy.disks.join(', ') : 'every fixed disk'}${own('disks')}`,
-    `  live       ${policy.live}${policy.raw ? ', raw' : ''}, chunks of ${policy.chunkSize / 1024} KiB`,
+    `  live       ${policy.live}${policy.raw ? ', raw' : ''}, chunks of ${policy.chunkSize === 'auto' ? 'a size chosen per volume' : `${policy.chunkSize / 1024} KiB`}`,
     `  spread     ${policy.spreadSeconds} s, window ${Math.round(policy.windowSeconds / 60)} min`,
     `  keep       ${keeps.length ? keeps.join(', ') : 'everything (no retention)'}`,
   ].join('\n');
@@ -103,7 +103,7 @@ export function registerPolicy(program: Command): void {
     .option('--live <mode>', `mounted read-write filesystems: ${LIVE_MODES.join(', ')}`)
     .option('--raw', 'capture whole disks byte for byte')
     .option('--no-raw', 'capture by filesystem (the default)')
-    .option('--chunk-size <size>', 'chunk size, 256K to 8M')
+    .option('--chunk-size <size>', 'chunk size, 256K to 8M, or auto (the default: chosen per volume)')
     .option('--spread <duration>', 'start each run up to this long after its time (e.g. 10m)')
     .option('--window <duration>', 'a run not started this long after its time is missed (e.g. 4h)')
     .option('--enable', 'run the schedule')
