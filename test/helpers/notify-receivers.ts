@@ -84,8 +84,8 @@ export async function startWebhookReceiver(t: Teardown): Promise<{ url: string; 
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, hooks };
 }
 
-/** Poll until `check` returns something truthy. */
-export async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000): Promise<NonNullable<T>> {
+/** Poll until `check` returns something truthy (generous: other tests may load the disk). */
+export async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 120_000): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
