@@ -124,7 +124,7 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
   await t.test('two overlapping triggers produce one run', async (t) => {
     await fillDisk(); // new content: this run uploads again and takes a while
     const agentB = startAgent('agent-b'); // a second agent on the same machine and lock
-    await sleep(1500);
+    await eventually('the second agent to load its policy', async () => /policy loaded/.test(await fs.readFile(path.join(base, 'agent-b.log'), 'utf8').catch(() => '')));
     await setTime('2030-01-07T03:59:59Z');
     const run = await eventually('the 04:00 run', () => runFor('2030-01-07T04:00:00.000Z', 'ok'));
     t.equal(run.chunksNew, 40);
