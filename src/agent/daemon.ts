@@ -161,13 +161,14 @@ export class Agent {
       const answer = await this.api.policy();
       const changed = !this.answer || JSON.stringify(answer.policy) !== JSON.stringify(this.answer.policy) || answer.machine !== this.answer.machine;
       const first = !this.answer;
+      const firstFetch = this.policyCheckedAt === Number.NEGATIVE_INFINITY;
       this.answer = answer;
       this.policyCheckedAt = this.now();
       this.policyFailures = 0;
       await this.writeJson('policy.json', answer);
       if (first) this.planFromStart();
       else if (changed) this.planNext(this.now());
-      if (changed) this.log.info({ machine: answer.machine, schedule: answer.policy.schedule, timezone: answer.policy.timezone, enabled: answer.policy.enabled, next: this.next ? iso(this.next.occurrence) : null }, 'policy loaded');
+      if (changed || firstFetch) this.log.info({ machine: answer.machine, schedule: answer.policy.schedule, timezone: answer.policy.timezone, enabled: answer.policy.enabled, next: this.next ? iso(this.next.occurrence) : null }, 'policy loaded');
     } catch (error) {
       if (error instanceof AuthError) this.log.error({ error: errorMessage(error) }, 'the server refuses this agent token');
       this.policyFailures++;
