@@ -2,6 +2,8 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { clockFromEnvironment, type Clock } from '../src/clock.js';
+import { type ServerConfig, defaultConfig } from './config.js';
+import type { Nightly } from './nightly.js';
 import type { Logger } from '../src/log.js';
 import { createApp } from './app.js';
 import { parseListen } from '../src/listen.js';
@@ -15,6 +17,7 @@ export interface ServerOptions {
   log: Logger;
   clock?: Clock;
   leaseMs?: number;
+  config?: ServerConfig;
 }
 
 export { parseListen };
@@ -23,6 +26,7 @@ export interface RunningServer {
   url: string;
   repository: Repository;
   verifier: Verifier;
+  nightly: Nightly;
   newAdminToken: string | null;
   close(): Promise<void>;
 }
@@ -33,7 +37,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const clock = options.clock ?? clockFromEnvironment();
   const { repository, newAdminToken } = await Repository.open(options.repo, { clock, log: options.log, ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) });
   const signingKey = await SigningKey.load(options.repo);
-  const { app, verifier } = createApp(repository, options.log, { signingKey });
+  const config = options.config ?? defaultConfig();
+  const { app, verifier, nightly } = createApp(repository, options.log, { signingKey, config });
   const server: Server = await new Promise((resolve, reject) => {
     const listening = app.listen(port, host, () => resolve(listening));
     listening.once('error', reject);
@@ -44,12 +49,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   options.log.info({ url, repo: options.repo }, 'server listening');
+  nightly.start();
   return {
     url,
     repository,
     verifier,
+    nightly,
     newAdminToken,
     async close() {
+      await nightly.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

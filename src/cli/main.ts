@@ -16,6 +16,11 @@ import { registerServer } from './commands/server.js';
 import { registerRestoreCode } from './commands/restore-code.js';
 import { registerToken } from './commands/token.js';
 import { registerVerify } from './commands/verify.js';
+import { registerAgent } from './commands/agent.js';
+import { registerGc } from './commands/gc.js';
+import { registerPolicy } from './commands/policy.js';
+import { registerPrune } from './commands/prune.js';
+import { registerReports } from './commands/reports.js';
 
 export function buildProgram(): Command {
   const program = new Command('b365')
@@ -37,6 +42,11 @@ export function buildProgram(): Command {
   registerToken(program);
   registerRestoreCode(program);
   registerVerify(program);
+  registerAgent(program);
+  registerPolicy(program);
+  registerReports(program);
+  registerPrune(program);
+  registerGc(program);
   registerFiles(program);
   registerNbd(program);
   return program;
