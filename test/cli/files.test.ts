@@ -211,7 +211,7 @@ t.test('hostile names and corrupt directory blocks are named, not a crash', asyn
   const server = await startServer(t);
   const directory = await tempDir(t);
   const volume = await makeImageFile(path.join(directory, 'vol.img'), 64 * MiB);
-  await run('mkfs.ext4', ['-q', '-O', '^metadata_csum,^has_journal', volume]);
+  await run('mkfs.ext4', ['-q', '-b', '4096', '-O', '^metadata_csum,^has_journal', volume]);
   const loop = await attachLoop(t, volume);
   const mounted = await mount(t, loop.device);
   await fs.mkdir(path.join(mounted.path, 'broken'));
