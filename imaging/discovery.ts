@@ -79,6 +79,26 @@ function partitionNumberOf(device: LsblkDevice, parent: LsblkDevice): number {
   return match ? Number(match[1]) : 0;
 }
 
+/** Our own probe of one partition, for what lsblk leaves empty (no udev to ask). */
+async function probe(node: string): Promise<{ type: string; uuid: string | null; label: string | null } | null> {
+  let opened;
+  try {
+    opened = await DeviceBlockReader.open(node);
+  } catch {
+    return null;
+  }
+  try {
+    for (const module of filesystemModules) {
+      if (!(await module.detect(opened.reader).catch(() => false))) continue;
+      const info = await module.open(opened.reader).then((filesystem) => filesystem.info, () => null);
+      return info ? { type: info.type, uuid: info.uuid, label: info.label } : null;
+    }
+    return null;
+  } finally {
+    await opened.close();
+  }
+}
+
 export async function discoverBlockDevices(paths: string[] = []): Promise<DiscoveredDisk[]> {
   const result = await execa('lsblk', ['--json', '--bytes', '-O', ...paths], { reject: false });
   if (result.exitCode !== 0) throw new UserError(`lsblk failed: ${String(result.stderr).trim()}`);
@@ -89,7 +109,7 @@ export async function discoverBlockDevices(paths: string[] = []): Promise<Discov
     const df = mount ? usage.get(mount) : undefined;
     return { usedBytes: df?.used ?? device.fsused ?? null, fsSizeBytes: df?.size ?? device.fssize ?? null };
   };
-  return devices
+  const disks = devices
     .filter((device) => ['disk', 'loop'].includes(device.type) && (paths.length > 0 || device.size > 0))
     .map((device) => ({
       path: device.path,
@@ -117,6 +137,17 @@ export async function discoverBlockDevices(paths: string[] = []): Promise<Discov
           ...usageOf(child),
         })),
     }));
+  for (const disk of disks) {
+    for (const partition of disk.partitions) {
+      if (partition.filesystem && partition.uuid) continue;
+      const found = partition.path ? await probe(partition.path) : null;
+      if (!found) continue;
+      partition.filesystem ??= found.type;
+      partition.uuid ??= found.uuid;
+      partition.fsLabel ??= found.label;
+    }
+  }
+  return disks;
 }
 
 /** A disk image file: read with Backup365's own partition and filesystem readers. */

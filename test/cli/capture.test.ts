@@ -42,6 +42,36 @@ t.test('damage falls back, with warnings, and does not crash', async (t) => {
   t.equal(restore.json.verified, true);
 });
 
+t.test('b365 disks describes image files and loop devices; LVM is said and imaged raw', async (t) => {
+  const server = await startServer(t);
+  const directory = await tempDir(t);
+  const disk = await makeImageFile(path.join(directory, 'lvm.img'), 96 * MiB);
+  await sfdisk(disk, 'label: gpt\nsize=40MiB, type=linux, name="root"\ntype=E6D6D379-F507-44C2-A23C-238F2A3DF928, name="lvm"\n');
+  const loop = await attachLoop(t, disk);
+  await run('mkfs.ext4', ['-q', '-L', 'rootfs', loop.partition(1)]);
+  await run('pvcreate', ['-ff', '-y', '--devices', loop.partition(2), loop.partition(2)]);
+
+  const fromFile = await b365(['disks', disk, '--json']);
+  t.equal(fromFile.exitCode, 0, fromFile.stderr);
+  const fileDisk = fromFile.json.disks[0];
+  t.equal(fileDisk.kind, 'file');
+  t.equal(fileDisk.partitionTable, 'gpt');
+  t.same(fileDisk.partitions.map((partition: { number: number; filesystem: string | null; fsLabel: string | null; label: string | null }) => [partition.number, partition.filesystem, partition.fsLabel, partition.label]), [[1, 'ext4', 'rootfs', 'root'], [2, null, null, 'lvm']]);
+  const fromDevice = await b365(['disks', loop.device, '--json']);
+  t.equal(fromDevice.exitCode, 0, fromDevice.stderr);
+  const device = fromDevice.json.disks[0];
+  t.equal(device.path, loop.device);
+  t.equal(device.size, 96 * MiB);
+  t.equal(device.partitions.find((partition: { number: number }) => partition.number === 1)?.uuid, (await run('blkid', ['-s', 'UUID', '-o', 'value', loop.partition(1)])).trim(), 'UUID as blkid has it');
+  const human = await b365(['disks', disk]);
+  t.match(human.stdout, /GPT/);
+
+  const captured = await b365(['image', disk, '--machine', 'lvm-pc', '--json'], { env: server.env });
+  t.equal(captured.exitCode, 0, captured.stderr);
+  t.match(captured.json.warnings.join('\n'), /partition 2 of .* holds a LVM2 physical volume: its LVM logical volumes are imaged raw/, 'LVM is named, and imaged raw');
+  t.equal(captured.json.volumes.find((volume: { volume: string }) => volume.volume === 'p2').method, 'raw');
+});
+
 t.test('live filesystems: refused without a choice, frozen and thawed with --freeze', async (t) => {
   const server = await startServer(t);
   const directory = await tempDir(t);

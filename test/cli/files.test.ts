@@ -60,8 +60,9 @@ t.test('files from ext4, FAT32 and NTFS volumes of one image', async (t) => {
   const directory = await tempDir(t);
   const big = path.join(directory, 'big-source.bin');
   await execa('sh', ['-c', `head -c ${200 * MiB} /dev/urandom > ${big}`]);
-  const disk = await makeImageFile(path.join(directory, 'disk.img'), 1800 * MiB);
-  await sfdisk(disk, 'label: gpt\nsize=560MiB, type=linux\nsize=560MiB, type=uefi\ntype=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n');
+  // A 4 GiB disk: the one-file test below reads 10 MiB out of it.
+  const disk = await makeImageFile(path.join(directory, 'disk.img'), 4096 * MiB);
+  await sfdisk(disk, 'label: gpt\nsize=2600MiB, type=linux\nsize=560MiB, type=uefi\ntype=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n');
   const loop = await attachLoop(t, disk);
   await run('mkfs.ext4', ['-q', '-O', '^metadata_csum', loop.partition(1)]);
   await run('mkfs.vfat', ['-F', '32', loop.partition(2)]);
@@ -75,7 +76,7 @@ t.test('files from ext4, FAT32 and NTFS volumes of one image', async (t) => {
   await loop.detach();
   const fatTree = path.join(directory, 'fat-tree');
   await fillTree(fatTree, { links: false, xattrs: false, sparse: false, big });
-  const fatOffset = 561 * MiB;
+  const fatOffset = 2601 * MiB;
   await execa('mcopy', ['-s', '-m', '-i', `${disk}@@${fatOffset}`, ...(await fs.readdir(fatTree)).map((name) => path.join(fatTree, name)), '::/'], { env: { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC' } });
   await fs.rm(fatTree, { recursive: true });
 
