@@ -10,6 +10,7 @@ import { registerRestore } from './commands/restore.js';
 import { registerServer } from './commands/server.js';
 import { registerRestoreCode } from './commands/restore-code.js';
 import { registerToken } from './commands/token.js';
+import { registerRescue } from './commands/rescue.js';
 
 export function buildProgram(): Command {
   const program = new Command('b365')
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerImages(program);
   registerToken(program);
   registerRestoreCode(program);
+  registerRescue(program);
   return program;
 }
 
