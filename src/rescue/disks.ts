@@ -4,6 +4,7 @@
 import fs from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
+import { formatBytes } from '../cli/output.js';
 import { FormatError, NotFoundError, UnsafeTargetError } from '../errors.js';
 
 export interface DiskCandidate {
@@ -99,7 +100,7 @@ export function diskWithSerial(disks: DiskCandidate[], serial: string | null): D
 }
 
 export function describeDisk(disk: DiskCandidate): string {
-  const size = `${(disk.size / 1e9).toFixed(1)} GB`;
+  const size = formatBytes(disk.size);
   const details = [disk.model, disk.serial ? `serial ${disk.serial}` : 'no serial', disk.transport, disk.removable ? 'removable' : null].filter(Boolean);
   return `${disk.name.padEnd(8)} ${size.padStart(9)}  ${details.join(', ')}`;
 }
