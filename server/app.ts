@@ -15,12 +15,21 @@ import { restoreCodeExchangeRoute, restoreCodeRoutes } from './routes/restore-co
 import { RestoreCodes } from './restore-codes.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { tokenRoutes } from './routes/tokens.js';
+import { keyRoutes, verificationRoutes } from './routes/verifications.js';
+import { Verifier } from './jobs/verify.js';
+import type { SigningKey } from './signing.js';
 
 export interface AppOptions {
+  signingKey: SigningKey;
   uploadSlots?: number;
 }
 
-export function createApp(repository: Repository, log: Logger, options: AppOptions = {}): Express {
+export interface App {
+  app: Express;
+  verifier: Verifier;
+}
+
+export function createApp(repository: Repository, log: Logger, options: AppOptions): App {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -41,7 +50,9 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
     response.json(document);
   });
   const restoreCodes = new RestoreCodes(repository);
+  const verifier = new Verifier(repository, options.signingKey);
   api.use(restoreCodeExchangeRoute(restoreCodes));
+  api.use(keyRoutes(options.signingKey));
   api.use(requireAuth(repository.catalog));
   api.use(sessionRoutes(repository, { uploadSlots: options.uploadSlots ?? 8 }));
   api.use(imageRoutes(repository));
@@ -50,11 +61,12 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   api.use(tokenRoutes(repository));
   api.use(restoreCodeRoutes(repository, restoreCodes));
   api.use(auditRoutes(repository));
+  api.use(verificationRoutes(verifier));
 
   app.use('/api/v1', api);
   app.use((request, _response, next) => {
     next(new NotFoundError(`no such endpoint: ${request.method} ${request.path}`));
   });
   app.use(errorHandler(log));
-  return app;
+  return { app, verifier };
 }

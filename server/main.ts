@@ -6,6 +6,8 @@ import { UsageError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { createApp } from './app.js';
 import { Repository } from './repository.js';
+import { SigningKey } from './signing.js';
+import type { Verifier } from './jobs/verify.js';
 
 export interface ServerOptions {
   repo: string;
@@ -18,6 +20,7 @@ export interface ServerOptions {
 export interface RunningServer {
   url: string;
   repository: Repository;
+  verifier: Verifier;
   newAdminToken: string | null;
   close(): Promise<void>;
 }
@@ -34,7 +37,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { host, port } = parseListen(options.listen);
   const clock = options.clock ?? clockFromEnvironment();
   const { repository, newAdminToken } = await Repository.open(options.repo, { clock, log: options.log, ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) });
-  const app = createApp(repository, options.log);
+  const signingKey = await SigningKey.load(options.repo);
+  const { app, verifier } = createApp(repository, options.log, { signingKey });
   const server: Server = await new Promise((resolve, reject) => {
     const listening = app.listen(port, host, () => resolve(listening));
     listening.once('error', reject);
@@ -48,6 +52,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   return {
     url,
     repository,
+    verifier,
     newAdminToken,
     async close() {
       await new Promise<void>((resolve) => {

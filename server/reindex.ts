@@ -72,9 +72,19 @@ export async function reindex(repository: Repository): Promise<ReindexReport> {
       report.skipped.push({ key: object(entry), reason: `unreadable index: ${(error as Error).message}` });
     }
     const createdAt = entry.manifest.createdAt ? Date.parse(entry.manifest.createdAt) : 0;
-    catalog.insertImage(repository.imageRecordOf(entry.manifest, entry.timestamp, createdAt, entry.digest, 0), referenced, null);
+    const record = repository.imageRecordOf(entry.manifest, entry.timestamp, createdAt, entry.digest, 0);
+    catalog.insertImage(record, referenced, null);
+    const state = await store.get(`images/${entry.machine}/${entry.timestamp}/state.json`).catch(() => null);
+    if (state) {
+      const { state: value, reason } = JSON.parse(state.toString('utf8')) as { state: 'ok' | 'failed'; reason: string | null };
+      catalog.setImageState(record.id, value, reason);
+    }
     report.images++;
   }
+  // The chain of verification reports continues from the newest one in the store.
+  let newest: string | null = null;
+  for await (const object of store.list('reports/')) if (!newest || object.key > newest) newest = object.key;
+  if (newest) catalog.setMeta('last_report_digest', digestOf(await store.get(newest)));
   return report;
 }
 

@@ -1,6 +1,8 @@
-// Worker thread: compress one chunk slot of the shared buffer into an LZ4 frame.
+// Worker thread: compress one chunk slot of the shared buffer into LZ4 frame blocks.
+// The blocks are moved (not copied) back to the main thread.
 import { parentPort } from 'node:worker_threads';
-import { encodeFrame } from '../../src/format/lz4-frame.js';
+import { encodeBlocks } from '../../src/format/lz4-frame.js';
+import { GarbageBudget } from '../../src/gc.js';
 
 interface Task {
   id: number;
@@ -9,13 +11,14 @@ interface Task {
   length: number;
 }
 
+const garbage = new GarbageBudget(24 << 20);
+
 parentPort!.on('message', (task: Task) => {
   try {
-    const frame = encodeFrame(Buffer.from(task.shared, task.offset, task.length));
-    // Small frames may live in Node's shared allocation pool: copy those, move the rest.
-    const owned = frame.byteOffset === 0 && frame.buffer.byteLength === frame.length ? frame : Buffer.from(frame);
-    const transfer = owned.byteOffset === 0 && owned.buffer.byteLength === owned.length ? [owned.buffer as ArrayBuffer] : [];
-    parentPort!.postMessage({ id: task.id, frame: owned }, transfer);
+    const blocks = encodeBlocks(Buffer.from(task.shared, task.offset, task.length));
+    const transfer = blocks.filter((block) => block.byteOffset === 0 && block.buffer.byteLength === block.length).map((block) => block.buffer as ArrayBuffer);
+    parentPort!.postMessage({ id: task.id, blocks }, transfer);
+    garbage.add(task.length);
   } catch (error) {
     parentPort!.postMessage({ id: task.id, error: (error as Error).message });
   }

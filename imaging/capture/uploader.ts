@@ -2,6 +2,7 @@
 // asked which of the batch are missing, and only those are uploaded, several at a
 // time. Frames waiting here are bounded in bytes, so memory stays flat.
 import type { RepositoryClient } from '../../src/client/repository.js';
+import type { Frame } from './compress-pool.js';
 
 export interface UploadStats {
   chunksUploaded: number;
@@ -11,7 +12,7 @@ export interface UploadStats {
 
 interface Candidate {
   digest: string;
-  frame: Promise<Buffer>;
+  frame: Promise<Frame>;
   /** Called with true when the chunk was sent, false when the server already had it. */
   settled(uploaded: boolean, bytes: number): void;
 }
@@ -42,14 +43,14 @@ export class Uploader {
   ) {
     this.batchSize = options.batchSize ?? 256;
     this.parallelUploads = options.parallelUploads ?? 4;
-    this.maxPendingBytes = options.maxPendingBytes ?? 96 << 20;
+    this.maxPendingBytes = options.maxPendingBytes ?? 32 << 20;
   }
 
   /**
    * Offer a chunk. `estimatedBytes` (its uncompressed size) counts against the memory
    * bound until the chunk is sent or dropped; this waits while the bound is reached.
    */
-  async offer(digest: string, frame: Promise<Buffer>, estimatedBytes: number, settled: Candidate['settled']): Promise<void> {
+  async offer(digest: string, frame: Promise<Frame>, estimatedBytes: number, settled: Candidate['settled']): Promise<void> {
     this.throwIfFailed();
     while (this.pendingBytes + estimatedBytes > this.maxPendingBytes && this.pendingBytes > 0) {
       // What is waiting must get going, or nothing would ever free the memory.
@@ -118,7 +119,7 @@ export class Uploader {
     try {
       if (this.failure) throw this.failure;
       const frame = await candidate.frame;
-      await this.client.putChunk(this.sessionId, candidate.digest, frame);
+      await this.client.putChunk(this.sessionId, candidate.digest, frame.parts, frame.length);
       this.stats.chunksUploaded++;
       this.stats.bytesUploaded += frame.length;
       candidate.settled(true, frame.length);

@@ -161,7 +161,10 @@ export async function captureVolume(context: CaptureContext, plan: VolumePlan): 
       const frame = context.pool.compress(context.slots.shared, slot * context.slots.slotSize, length);
       released = true;
       const compressed = frame.finally(() => context.slots.release(slot));
-      compressions.push(compressed.catch(() => undefined));
+      compressions.push(compressed.then(
+        () => undefined,
+        () => undefined,
+      ));
       await context.uploader.offer(digest, compressed, length, (uploaded, sent) => {
         if (uploaded) {
           stats.chunksUploaded++;

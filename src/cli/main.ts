@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 // The `b365` command line. User errors print their message and exit with the code of
 // their class (docs/cli.md); anything else is a bug and prints its stack.
+import '../runtime-env.js';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, UserError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { jsonPrinted } from './output.js';
 import { registerImage } from './commands/image.js';
 import { registerImages } from './commands/images.js';
 import { registerRestore } from './commands/restore.js';
 import { registerServer } from './commands/server.js';
 import { registerRestoreCode } from './commands/restore-code.js';
 import { registerToken } from './commands/token.js';
+import { registerVerify } from './commands/verify.js';
 import { registerRescue } from './commands/rescue.js';
 
 export function buildProgram(): Command {
@@ -30,6 +33,7 @@ export function buildProgram(): Command {
   registerImages(program);
   registerToken(program);
   registerRestoreCode(program);
+  registerVerify(program);
   registerRescue(program);
   return program;
 }
@@ -46,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
     }
     const json = argv.includes('--json');
     if (error instanceof UserError) {
-      if (json) process.stdout.write(`${JSON.stringify({ error: { code: error.code, message: error.message, ...(error.details ?? {}) } }, null, 2)}\n`);
+      if (json && !jsonPrinted) process.stdout.write(`${JSON.stringify({ error: { code: error.code, message: error.message, ...(error.details ?? {}) } }, null, 2)}\n`);
       process.stderr.write(`b365: ${error.message}\n`);
       return error.exitCode;
     }

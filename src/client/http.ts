@@ -1,6 +1,7 @@
 // HTTP to the repository: keep-alive connections, bounded concurrency, and retries
 // with exponential backoff for network errors and 5xx answers on idempotent calls, so
 // a server restart in the middle of an upload costs a pause, not the run.
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import {
@@ -29,7 +30,9 @@ export interface HttpClientOptions {
 
 export interface RequestOptions {
   json?: unknown;
-  body?: Buffer;
+  body?: Buffer | Buffer[];
+  /** Total length when `body` is a list of parts. */
+  bodyLength?: number;
   query?: Record<string, string | string[] | undefined>;
   /** Safe to repeat; all calls are, except the few that create a new secret. */
   idempotent?: boolean;
@@ -110,13 +113,14 @@ export class HttpClient {
     }
     const headers: Record<string, string> = { 'user-agent': `b365/${VERSION}` };
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
-    let body: Buffer | string | undefined;
+    let body: Buffer | Buffer[] | string | undefined;
     if (options.json !== undefined) {
       headers['content-type'] = 'application/json';
       body = JSON.stringify(options.json);
     } else if (options.body) {
       headers['content-type'] = 'application/octet-stream';
       body = options.body;
+      if (Array.isArray(body)) headers['content-length'] = String(options.bodyLength ?? body.reduce((sum, part) => sum + part.length, 0));
     }
     const idempotent = options.idempotent ?? true;
     const what = `${method} ${path}`;
@@ -124,7 +128,9 @@ export class HttpClient {
     for (let attempt = 0; ; attempt++) {
       let failure: UserError;
       try {
-        const response = await request(url, { method: method as 'GET', headers, body, dispatcher: this.agent });
+        // Parts are streamed back to back; a fresh stream for every attempt.
+        const payload = Array.isArray(body) ? Readable.from(body, { objectMode: false }) : body;
+        const response = await request(url, { method: method as 'GET', headers, body: payload, dispatcher: this.agent });
         if (response.statusCode < 300) {
           if (options.binary) return Buffer.from(await response.body.arrayBuffer());
           const text = await response.body.text();

@@ -62,6 +62,19 @@ export interface RestoreCodeInfo {
   lastUsedAt: string | null;
 }
 
+export interface VerificationJobInfo {
+  id: string;
+  level: string;
+  scope: { all: boolean; images: string[] };
+  state: 'queued' | 'running' | 'done' | 'error';
+  result: 'ok' | 'failed' | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  progress: { done: number; total: number; stage: string };
+  reportDigest: string | null;
+  error: string | null;
+}
+
 const enc = encodeURIComponent;
 
 export class RepositoryClient {
@@ -96,8 +109,9 @@ export class RepositoryClient {
     return result.missing;
   }
 
-  putChunk(id: string, digest: string, frame: Buffer): Promise<{ created: boolean }> {
-    return this.http.call('PUT', `/sessions/${enc(id)}/chunks/${digest}`, { body: frame });
+  /** Upload a chunk's frame, whole or as parts sent back to back (with their total length). */
+  putChunk(id: string, digest: string, frame: Buffer | Buffer[], length?: number): Promise<{ created: boolean }> {
+    return this.http.call('PUT', `/sessions/${enc(id)}/chunks/${digest}`, { body: frame, bodyLength: length });
   }
 
   putIndex(id: string, digest: string, frame: Buffer): Promise<{ created: boolean }> {
@@ -180,6 +194,22 @@ export class RepositoryClient {
 
   async revokeRestoreCode(id: number): Promise<RestoreCodeInfo> {
     return (await this.http.call<{ revoked: RestoreCodeInfo }>('DELETE', `/restore-codes/${id}`)).revoked;
+  }
+
+  startVerification(request: { images?: string[]; all?: boolean; level?: string }): Promise<VerificationJobInfo> {
+    return this.http.call('POST', '/verifications', { json: request, idempotent: false });
+  }
+
+  verification(id: string): Promise<VerificationJobInfo> {
+    return this.http.call('GET', `/verifications/${enc(id)}`);
+  }
+
+  verificationReport(id: string): Promise<Buffer> {
+    return this.http.bytes(`/verifications/${enc(id)}/report`);
+  }
+
+  async keys(): Promise<{ keyId: string; algorithm: string; publicKey: string }[]> {
+    return (await this.http.call<{ keys: { keyId: string; algorithm: string; publicKey: string }[] }>('GET', '/keys')).keys;
   }
 
   async createToken(request: { role: string; machine?: string; label?: string; ttlSeconds?: number }): Promise<TokenInfo & { token: string }> {

@@ -21,7 +21,9 @@ export const WRITE_BLOCK_MAX = 4 << 20;
 const HEADER_BYTES = 4 + 2 + 8 + 1;
 const UNCOMPRESSED_BIT = 0x80000000;
 
-function frameHeader(contentSize: number): Buffer {
+export const END_MARK = Buffer.alloc(4);
+
+export function frameHeader(contentSize: number): Buffer {
   const header = Buffer.alloc(HEADER_BYTES);
   header.writeUInt32LE(LZ4_MAGIC, 0);
   header[4] = CANONICAL_FLG;
@@ -31,9 +33,13 @@ function frameHeader(contentSize: number): Buffer {
   return header;
 }
 
-/** Compress `data` into one canonical LZ4 frame. */
-export function encodeFrame(data: Buffer): Buffer {
-  const parts: Buffer[] = [frameHeader(data.length)];
+/**
+ * The blocks of a frame for `data`, each with its 4-byte size field in front: what
+ * goes between the header and the end mark. Every part is freshly allocated (never a
+ * view of `data`), so `data` may be reused as soon as this returns.
+ */
+export function encodeBlocks(data: Buffer): Buffer[] {
+  const parts: Buffer[] = [];
   for (let offset = 0; offset < data.length; offset += WRITE_BLOCK_MAX) {
     const block = data.subarray(offset, Math.min(offset + WRITE_BLOCK_MAX, data.length));
     // compressSync returns [u32 uncompressed size][raw LZ4 block]; the prefix slot is
@@ -44,13 +50,23 @@ export function encodeFrame(data: Buffer): Buffer {
       compressed.writeUInt32LE(compressedLength, 0);
       parts.push(compressed);
     } else {
-      const size = Buffer.alloc(4);
-      size.writeUInt32LE((block.length | UNCOMPRESSED_BIT) >>> 0, 0);
-      parts.push(size, block);
+      const stored = Buffer.allocUnsafeSlow(4 + block.length);
+      stored.writeUInt32LE((block.length | UNCOMPRESSED_BIT) >>> 0, 0);
+      block.copy(stored, 4);
+      parts.push(stored);
     }
   }
-  parts.push(Buffer.alloc(4));
-  return Buffer.concat(parts);
+  return parts;
+}
+
+/** A whole frame as a list of buffers (header, blocks, end mark), to send without joining. */
+export function frameParts(contentSize: number, blocks: Buffer[]): Buffer[] {
+  return [frameHeader(contentSize), ...blocks, END_MARK];
+}
+
+/** Compress `data` into one canonical LZ4 frame. */
+export function encodeFrame(data: Buffer): Buffer {
+  return Buffer.concat(frameParts(data.length, encodeBlocks(data)));
 }
 
 export interface FrameInfo {

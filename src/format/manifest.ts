@@ -72,6 +72,10 @@ export interface PartitionTable {
   entrySize?: number;
   /** GPT: protective or hybrid MBR in front of it. */
   pmbr?: 'protective' | 'hybrid';
+  /** GPT: first LBA of the primary partition entry array (2 on nearly every disk). */
+  entriesLba?: number;
+  /** GPT with a hybrid MBR: the MBR's own entries (the 0xEE one included), numbered by slot 1-4. */
+  hybridMbr?: Partition[];
   partitions: Partition[];
 }
 
@@ -178,6 +182,24 @@ export const manifestSchema = {
               entryCount: COUNT,
               entrySize: COUNT,
               pmbr: { enum: ['protective', 'hybrid'] },
+              entriesLba: COUNT,
+              hybridMbr: {
+                type: 'array',
+                maxItems: 4,
+                items: {
+                  type: 'object',
+                  additionalProperties: false,
+                  required: ['number', 'kind', 'start', 'size', 'type'],
+                  properties: {
+                    number: { type: 'integer', minimum: 1, maximum: 4 },
+                    kind: { const: 'primary' },
+                    start: COUNT,
+                    size: COUNT,
+                    type: { type: 'string', pattern: '^0x[0-9a-f]{2}$' },
+                    bootable: { type: 'boolean' },
+                  },
+                },
+              },
               partitions: {
                 type: 'array',
                 maxItems: 1024,

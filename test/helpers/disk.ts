@@ -68,14 +68,16 @@ export async function attachLoop(t: Teardown, image: string, options: { readOnly
     },
   };
   t.teardown(() => loop.detach());
-  // Partition nodes can appear a moment late: ask the kernel, then wait for them.
-  const table = await execa('sfdisk', ['--dump', device], { reject: false });
-  const count = (String(table.stdout).match(/^\/dev\/\S+ :/gm) ?? []).length;
-  if (count > 0) {
+  // No udev here: partition nodes appear only once the kernel is told about them, and
+  // can appear a moment late. `partx --add` covers logical partitions too.
+  const table = await execa('sfdisk', ['--json', device], { reject: false });
+  const nodes = table.exitCode === 0 ? ((JSON.parse(String(table.stdout)) as { partitiontable: { partitions?: { node: string }[] } }).partitiontable.partitions ?? []).map((entry) => entry.node) : [];
+  if (nodes.length > 0) {
+    await execa('partx', ['--add', device], { reject: false });
     await execa('partx', ['--update', device], { reject: false });
     for (let attempt = 0; attempt < 50; attempt++) {
-      const nodes = await Promise.all(Array.from({ length: count }, (_, index) => fs.access(`${device}p${index + 1}`).then(() => true, () => false)));
-      if (nodes.every(Boolean)) break;
+      const present = await Promise.all(nodes.map((node) => fs.access(node).then(() => true, () => false)));
+      if (present.every(Boolean)) break;
       await sleep(100);
     }
   }

@@ -3,9 +3,6 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { clockFromEnvironment } from '../../clock.js';
 import { createLogger } from '../../log.js';
-import { startServer } from '../../../server/main.js';
-import { Repository } from '../../../server/repository.js';
-import { reindex } from '../../../server/reindex.js';
 import { printJson } from '../output.js';
 import { globals } from '../context.js';
 
@@ -23,6 +20,8 @@ export function registerServer(program: Command): void {
     .option('--log-file <file>', 'write JSON log lines here instead of stderr')
     .action(async (options: { repo: string; listen: string; logFile?: string }, command: Command) => {
       const log = createLogger({ level: globals(command).logLevel, destination: options.logFile });
+      // Loaded only here: clients never pay for the server's modules.
+      const { startServer } = await import('../../../server/main.js');
       const running = await startServer({ repo: options.repo, listen: options.listen, log });
       if (running.newAdminToken) {
         process.stdout.write(`admin token (shown once, also saved in ${path.join(path.resolve(options.repo), 'admin.token')}):\n${running.newAdminToken}\n`);
@@ -43,6 +42,8 @@ export function registerServer(program: Command): void {
     .option('--repo <dir>', 'repository directory', process.env.B365_REPO ?? DEFAULT_REPO)
     .action(async (options: { repo: string }, command: Command) => {
       const log = createLogger({ level: globals(command).logLevel ?? 'warn' });
+      const { Repository } = await import('../../../server/repository.js');
+      const { reindex } = await import('../../../server/reindex.js');
       const { repository } = await Repository.open(options.repo, { clock: clockFromEnvironment(), log });
       try {
         const report = await reindex(repository);

@@ -1,0 +1,396 @@
+// Verification jobs (DESIGN.md decision 9), one at a time so reports form a chain:
+//  structural      manifest, indexes, every referenced chunk present;
+//  content         + every distinct chunk read, decompressed and re-hashed once per run;
+//                  corrupt chunks quarantined, the images that use them marked failed;
+//  restore-stream  + every volume reassembled in order and compared with its content digest.
+// Each run ends with a report signed by the server's key that names the previous one.
+import { randomBytes } from 'node:crypto';
+import { FormatError, NotFoundError, UsageError } from '../../src/errors.js';
+import { MAX_CHUNK_SIZE } from '../../src/format/chunk.js';
+import { ContentHasher, digestOf } from '../../src/format/digest.js';
+import type { FixedIndex } from '../../src/format/fixed-index.js';
+import { timestampOf } from '../../src/format/image-ref.js';
+import { decodeFrame } from '../../src/format/lz4-frame.js';
+import { type Manifest, manifestVolumes, parseManifestText } from '../../src/format/manifest.js';
+import type { SignedDocument } from '../../src/format/signed-report.js';
+import { type Principal, requireRole } from '../auth.js';
+import type { ImageRecord } from '../catalog/catalog.js';
+import type { Repository } from '../repository.js';
+import type { SigningKey } from '../signing.js';
+import { chunkKey, manifestKey, quarantineKey } from '../store/store.js';
+
+export type VerifyLevel = 'structural' | 'content' | 'restore-stream';
+export const VERIFY_LEVELS: VerifyLevel[] = ['structural', 'content', 'restore-stream'];
+
+export interface ImageVerification {
+  image: string;
+  machine: string;
+  manifestDigest: string;
+  indexRoots: string[];
+  chunksReferenced: number;
+  chunksVerified: number;
+  chunksMissing: number;
+  chunksCorrupt: number;
+  bytesRead: number;
+  volumes: { disk: string; volume: string; contentDigest: string; streamDigest: string | null; ok: boolean }[];
+  problems: string[];
+  result: 'ok' | 'failed';
+}
+
+export interface VerificationReport {
+  format: 'backup365-verification-report';
+  version: 1;
+  id: string;
+  level: VerifyLevel;
+  scope: { all: boolean; images: string[] };
+  startedAt: string;
+  finishedAt: string;
+  previousReport: string | null;
+  keyId: string;
+  summary: { images: number; ok: number; failed: number; chunksReferenced: number; chunksVerified: number; chunksMissing: number; chunksCorrupt: number; bytesRead: number };
+  images: ImageVerification[];
+  missingChunks: string[];
+  corruptChunks: string[];
+  quarantined: string[];
+  /** Images outside the scope that use a chunk found corrupt: marked failed too. */
+  alsoFailed: string[];
+}
+
+export interface VerificationJob {
+  id: string;
+  level: VerifyLevel;
+  scope: { all: boolean; images: string[] };
+  state: 'queued' | 'running' | 'done' | 'error';
+  result: 'ok' | 'failed' | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  progress: { done: number; total: number; stage: string };
+  reportDigest: string | null;
+  error: string | null;
+}
+
+const REPORT_LIST_LIMIT = 1000;
+
+export function reportKey(id: string): string {
+  return `reports/${id}.json`;
+}
+
+export class Verifier {
+  private readonly jobs = new Map<string, VerificationJob>();
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly repository: Repository,
+    private readonly signingKey: SigningKey,
+  ) {
+    repository.catalog.db.exec(`CREATE TABLE IF NOT EXISTS verifications (
+      id TEXT PRIMARY KEY, level TEXT NOT NULL, scope TEXT NOT NULL, state TEXT NOT NULL, result TEXT,
+      started_at INTEGER, finished_at INTEGER, report_digest TEXT, error TEXT)`);
+  }
+
+  start(principal: Principal, request: { images?: unknown; all?: unknown; level?: unknown }): VerificationJob {
+    requireRole(principal, 'admin', 'auditor');
+    const level = (request.level ?? 'content') as VerifyLevel;
+    if (!VERIFY_LEVELS.includes(level)) throw new UsageError(`level must be one of ${VERIFY_LEVELS.join(', ')}`);
+    const all = request.all === true;
+    const images = Array.isArray(request.images) ? request.images.map(String) : [];
+    if (!all && images.length === 0) throw new UsageError('name images to verify, or ask for all');
+    // Resolve now, so a typo fails the request instead of the job.
+    const resolved = all ? [] : images.map((reference) => this.repository.resolveImage(principal, reference).id);
+    const now = new Date(this.repository.clock.now());
+    const id = `${timestampOf(now)}-${randomBytes(3).toString('hex')}`;
+    const job: VerificationJob = { id, level, scope: { all, images: resolved }, state: 'queued', result: null, startedAt: null, finishedAt: null, progress: { done: 0, total: 0, stage: 'queued' }, reportDigest: null, error: null };
+    this.jobs.set(id, job);
+    this.repository.catalog.db.prepare('INSERT INTO verifications (id, level, scope, state) VALUES (?, ?, ?, ?)').run(id, level, JSON.stringify(job.scope), 'queued');
+    this.queue = this.queue.then(() => this.run(job));
+    return job;
+  }
+
+  job(principal: Principal, id: string): VerificationJob {
+    requireRole(principal, 'admin', 'auditor');
+    const job = this.jobs.get(id) ?? this.jobFromCatalog(id);
+    if (!job) throw new NotFoundError(`verification ${id} does not exist`);
+    return job;
+  }
+
+  list(principal: Principal): VerificationJob[] {
+    requireRole(principal, 'admin', 'auditor');
+    const rows = this.repository.catalog.db.prepare(`SELECT id FROM verifications ORDER BY id DESC LIMIT ${REPORT_LIST_LIMIT}`).all() as { id: string }[];
+    return rows.map((row) => this.jobs.get(row.id) ?? this.jobFromCatalog(row.id)!).filter(Boolean);
+  }
+
+  async reportBytes(principal: Principal, id: string): Promise<Buffer> {
+    const job = this.job(principal, id);
+    if (job.state !== 'done') throw new NotFoundError(`verification ${id} has no report yet (${job.state})`);
+    return this.repository.store.get(reportKey(id));
+  }
+
+  /** Wait for every queued job (tests and shutdown). */
+  idle(): Promise<void> {
+    return this.queue;
+  }
+
+  private jobFromCatalog(id: string): VerificationJob | null {
+    const row = this.repository.catalog.db.prepare('SELECT * FROM verifications WHERE id = ?').get(id) as
+      | { id: string; level: VerifyLevel; scope: string; state: VerificationJob['state']; result: VerificationJob['result']; started_at: number | null; finished_at: number | null; report_digest: string | null; error: string | null }
+      | undefined;
+    if (!row) return null;
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+    // A job that was running when the server stopped did not finish.
+    const state = row.state === 'running' || row.state === 'queued' ? 'error' : row.state;
+    return { id: row.id, level: row.level, scope: JSON.parse(row.scope), state, result: row.result, startedAt: iso(row.started_at), finishedAt: iso(row.finished_at), progress: { done: 0, total: 0, stage: state }, reportDigest: row.report_digest, error: row.error ?? (state === 'error' && row.state !== 'error' ? 'interrupted by a server restart' : null) };
+  }
+
+  private async run(job: VerificationJob): Promise<void> {
+    const { catalog, log } = this.repository;
+    job.state = 'running';
+    job.startedAt = new Date(this.repository.clock.now()).toISOString();
+    catalog.db.prepare('UPDATE verifications SET state = ?, started_at = ? WHERE id = ?').run('running', Date.parse(job.startedAt), job.id);
+    try {
+      const report = await this.verify(job);
+      const signed: SignedDocument<VerificationReport> = this.signingKey.sign(report);
+      const bytes = Buffer.from(`${JSON.stringify(signed, null, 2)}\n`);
+      await this.repository.store.put(reportKey(job.id), bytes, { ifAbsent: true });
+      job.reportDigest = digestOf(bytes);
+      catalog.setMeta('last_report_digest', job.reportDigest);
+      job.result = report.summary.failed > 0 ? 'failed' : 'ok';
+      job.state = 'done';
+      log.info({ verification: job.id, level: job.level, result: job.result, failed: report.summary.failed }, 'verification finished');
+    } catch (error) {
+      job.state = 'error';
+      job.error = (error as Error).message;
+      log.error({ verification: job.id, err: error }, 'verification could not run');
+    }
+    job.finishedAt = new Date(this.repository.clock.now()).toISOString();
+    catalog.db
+      .prepare('UPDATE verifications SET state = ?, result = ?, finished_at = ?, report_digest = ?, error = ? WHERE id = ?')
+      .run(job.state, job.result, Date.parse(job.finishedAt), job.reportDigest, job.error, job.id);
+  }
+
+  private async verify(job: VerificationJob): Promise<VerificationReport> {
+    const { catalog, store } = this.repository;
+    const images: ImageRecord[] = job.scope.all ? catalog.listImages() : job.scope.images.map((id) => catalog.image(id)).filter((image): image is ImageRecord => image !== null);
+    const results = new Map<string, ImageVerification>();
+    const manifests = new Map<string, Manifest>();
+    const indexes = new Map<string, FixedIndex>();
+    const chunkUsers = new Map<string, Set<string>>();
+    const missing = new Set<string>();
+
+    // Structural: the manifest as recorded, its indexes, every chunk present.
+    job.progress = { done: 0, total: images.length, stage: 'structure' };
+    for (const image of images) {
+      const result: ImageVerification = { image: image.id, machine: image.machine, manifestDigest: image.manifestDigest, indexRoots: [], chunksReferenced: 0, chunksVerified: 0, chunksMissing: 0, chunksCorrupt: 0, bytesRead: 0, volumes: [], problems: [], result: 'ok' };
+      results.set(image.id, result);
+      try {
+        const bytes = await store.get(manifestKey(image.machine, image.timestamp));
+        result.bytesRead += bytes.length;
+        const actual = digestOf(bytes);
+        if (actual !== image.manifestDigest) result.problems.push(`manifest hashes to ${actual}, recorded ${image.manifestDigest}`);
+        const manifest = parseManifestText(bytes.toString('utf8'), `manifest of ${image.id}`);
+        manifests.set(image.id, manifest);
+        const referenced = new Set<string>();
+        for (const { disk, volume } of manifestVolumes(manifest)) {
+          result.indexRoots.push(volume.index);
+          try {
+            let index = indexes.get(volume.index);
+            if (!index) {
+              index = await this.repository.loadIndex(volume.index, `index of ${image.id} ${disk.id}/${volume.id}`);
+              indexes.set(volume.index, index);
+            }
+            for (const digest of index.distinctDigests()) referenced.add(digest);
+          } catch (error) {
+            result.problems.push(error instanceof NotFoundError ? `index ${volume.index} of ${disk.id}/${volume.id} is missing` : (error as Error).message);
+          }
+        }
+        result.chunksReferenced = referenced.size;
+        for (const digest of referenced) {
+          let users = chunkUsers.get(digest);
+          if (!users) {
+            users = new Set();
+            chunkUsers.set(digest, users);
+            if (!(await store.stat(chunkKey(digest)))) missing.add(digest);
+          }
+          users.add(image.id);
+          if (missing.has(digest)) result.chunksMissing++;
+        }
+      } catch (error) {
+        result.problems.push(error instanceof NotFoundError ? 'manifest is missing from the store' : (error as Error).message);
+      }
+      job.progress.done++;
+    }
+
+    // Content: each distinct chunk once.
+    const corrupt = new Set<string>();
+    const verified = new Set<string>();
+    const bytesPerImage = new Map<string, number>();
+    if (job.level !== 'structural') {
+      const digests = [...chunkUsers.keys()].filter((digest) => !missing.has(digest));
+      job.progress = { done: 0, total: digests.length, stage: 'content' };
+      for (const digest of digests) {
+        const outcome = await this.checkChunk(digest);
+        if (outcome.ok) verified.add(digest);
+        else corrupt.add(digest);
+        for (const user of chunkUsers.get(digest)!) bytesPerImage.set(user, (bytesPerImage.get(user) ?? 0) + outcome.bytes);
+        job.progress.done++;
+      }
+    }
+
+    // Restore stream: every volume in order, against its content digest.
+    if (job.level === 'restore-stream') {
+      job.progress = { done: 0, total: images.length, stage: 'restore-stream' };
+      for (const image of images) {
+        const manifest = manifests.get(image.id);
+        const result = results.get(image.id)!;
+        if (!manifest) continue;
+        for (const { disk, volume } of manifestVolumes(manifest)) {
+          const index = indexes.get(volume.index);
+          let streamDigest: string | null = null;
+          if (index) {
+            try {
+              streamDigest = await this.streamDigest(index);
+            } catch (error) {
+              result.problems.push(`${disk.id}/${volume.id}: ${(error as Error).message}`);
+            }
+          }
+          const ok = streamDigest === volume.contentDigest;
+          if (streamDigest && !ok) result.problems.push(`${disk.id}/${volume.id}: reassembled volume hashes to ${streamDigest}, the image says ${volume.contentDigest}`);
+          result.volumes.push({ disk: disk.id, volume: volume.id, contentDigest: volume.contentDigest, streamDigest, ok });
+        }
+        job.progress.done++;
+      }
+    } else {
+      for (const [id, manifest] of manifests) {
+        for (const { disk, volume } of manifestVolumes(manifest)) results.get(id)!.volumes.push({ disk: disk.id, volume: volume.id, contentDigest: volume.contentDigest, streamDigest: null, ok: true });
+      }
+    }
+
+    // Quarantine what is corrupt; fail every image that uses a missing or corrupt chunk.
+    const quarantined: string[] = [];
+    for (const digest of corrupt) {
+      try {
+        await this.repository.store.move(chunkKey(digest), quarantineKey(digest));
+        quarantined.push(digest);
+      } catch (error) {
+        this.repository.log.error({ digest, err: error }, 'could not quarantine a corrupt chunk');
+      }
+      catalog.forgetObject(digest);
+    }
+    const alsoFailed = corrupt.size ? (await this.imagesUsing(corrupt)).filter((id) => !results.has(id)) : [];
+    for (const [digest, users] of chunkUsers) {
+      for (const user of users) {
+        const result = results.get(user)!;
+        if (corrupt.has(digest)) result.chunksCorrupt++;
+        else if (verified.has(digest)) result.chunksVerified++;
+      }
+    }
+    for (const result of results.values()) {
+      result.bytesRead += bytesPerImage.get(result.image) ?? 0;
+      if (result.chunksMissing) result.problems.push(`${result.chunksMissing} referenced chunks are missing`);
+      if (result.chunksCorrupt) result.problems.push(`${result.chunksCorrupt} referenced chunks are corrupt (quarantined)`);
+      result.result = result.problems.length ? 'failed' : 'ok';
+      await this.recordImageState(result.image, result.result, result.problems.join('; ') || null, job.id);
+    }
+    for (const id of alsoFailed) await this.recordImageState(id, 'failed', 'uses a chunk found corrupt by verification', job.id);
+
+    const list = [...results.values()];
+    const sum = (pick: (item: ImageVerification) => number) => list.reduce((total, item) => total + pick(item), 0);
+    return {
+      format: 'backup365-verification-report',
+      version: 1,
+      id: job.id,
+      level: job.level,
+      scope: job.scope,
+      startedAt: job.startedAt!,
+      finishedAt: new Date(this.repository.clock.now()).toISOString(),
+      previousReport: catalog.getMeta('last_report_digest'),
+      keyId: this.signingKey.keyId,
+      summary: {
+        images: list.length,
+        ok: list.filter((item) => item.result === 'ok').length,
+        failed: list.filter((item) => item.result === 'failed').length,
+        chunksReferenced: chunkUsers.size,
+        chunksVerified: verified.size,
+        chunksMissing: missing.size,
+        chunksCorrupt: corrupt.size,
+        bytesRead: sum((item) => item.bytesRead),
+      },
+      images: list,
+      missingChunks: [...missing],
+      corruptChunks: [...corrupt],
+      quarantined,
+      alsoFailed,
+    };
+  }
+
+  private async checkChunk(digest: string): Promise<{ ok: boolean; bytes: number }> {
+    let frame: Buffer;
+    try {
+      frame = await this.repository.store.get(chunkKey(digest));
+    } catch {
+      return { ok: false, bytes: 0 };
+    }
+    try {
+      const data = decodeFrame(frame, MAX_CHUNK_SIZE, `chunk ${digest}`);
+      return { ok: digestOf(data) === digest, bytes: frame.length };
+    } catch (error) {
+      if (error instanceof FormatError) return { ok: false, bytes: frame.length };
+      throw error;
+    }
+  }
+
+  private async streamDigest(index: FixedIndex): Promise<string> {
+    const hasher = new ContentHasher();
+    const recent = new Map<string, Buffer>();
+    for (let position = 0; position < index.chunkCount; position++) {
+      const digest = index.get(position);
+      if (!digest) {
+        hasher.updateZeros(index.chunkLength(position));
+        continue;
+      }
+      let data = recent.get(digest);
+      if (!data) {
+        const frame = await this.repository.store.get(chunkKey(digest));
+        data = decodeFrame(frame, MAX_CHUNK_SIZE, `chunk ${digest}`);
+        if (digestOf(data) !== digest) throw new FormatError(`chunk ${digest} at position ${position} does not hash to its name`);
+        recent.set(digest, data);
+        if (recent.size > 16) recent.delete(recent.keys().next().value!);
+      }
+      if (data.length !== index.chunkLength(position)) throw new FormatError(`chunk ${digest} at position ${position} holds ${data.length} bytes, expected ${index.chunkLength(position)}`);
+      hasher.update(data);
+    }
+    return hasher.digest();
+  }
+
+  /** Every image whose indexes name one of `digests`. */
+  private async imagesUsing(digests: Set<string>): Promise<string[]> {
+    const users: string[] = [];
+    for (const image of this.repository.catalog.listImages()) {
+      try {
+        const bytes = await this.repository.store.get(manifestKey(image.machine, image.timestamp));
+        const manifest = parseManifestText(bytes.toString('utf8'));
+        let uses = false;
+        for (const { volume } of manifestVolumes(manifest)) {
+          const index = await this.repository.loadIndex(volume.index);
+          for (let position = 0; position < index.chunkCount && !uses; position++) {
+            const digest = index.get(position);
+            if (digest && digests.has(digest)) uses = true;
+          }
+          if (uses) break;
+        }
+        if (uses) users.push(image.id);
+      } catch {
+        users.push(image.id);
+      }
+    }
+    return users;
+  }
+
+  /** The catalog's state and a copy in the store, so a reindex keeps it. */
+  private async recordImageState(id: string, state: 'ok' | 'failed', reason: string | null, verification: string): Promise<void> {
+    const image = this.repository.catalog.image(id);
+    if (!image) return;
+    this.repository.catalog.setImageState(id, state, reason);
+    const key = `images/${image.machine}/${image.timestamp}/state.json`;
+    await this.repository.store.put(key, Buffer.from(`${JSON.stringify({ state, reason, verification }, null, 2)}\n`));
+  }
+}
