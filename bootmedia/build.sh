@@ -90,6 +90,8 @@ build_base() {
   rm -rf "$base.partial"
   mv "$work/base" "$base.partial"
   mv "$base.partial" "$base"
+  # Bases of older recipes are never used again.
+  find "$cache" -maxdepth 1 -name 'base-*' ! -name "base-$base_key" -exec rm -rf {} +
   say "base layer ready after $(elapsed): $(du -sh "$base" | cut -f1)"
 }
 
@@ -105,6 +107,9 @@ install -m 0755 "$node_binary" "$layer/usr/local/bin/node"
 node "$root/dist/bootmedia/bundle.js" --root "$root" --to "$layer/opt/backup365"
 cp -a "$here/rootfs/." "$layer/"
 chmod 0755 "$layer/usr/local/bin/b365"
+chmod 0700 "$layer/root"
+# live-boot writes a network stanza there at boot.
+mkdir -p "$layer/etc/network"
 mksquashfs "$layer" "$work/b365.squashfs" -comp zstd -noappend -quiet -no-progress -all-root >/dev/null
 say "b365 layer: $(du -h "$work/b365.squashfs" | cut -f1) after $(elapsed)"
 

@@ -8,8 +8,8 @@ set -euo pipefail
 cache=${BOOTMEDIA_CACHE:-/var/cache/backup365/bootmedia}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
-packages=(linux-image-cloud-amd64 systemd-sysv udev initramfs-tools grub-pc-bin grub-efi-amd64-bin grub2-common e2fsprogs dosfstools)
-recipe_version=1
+packages=(linux-image-cloud-amd64 systemd-sysv udev initramfs-tools grub-pc-bin grub2-common e2fsprogs)
+recipe_version=2
 key=$(printf '%s\n' "$suite" "$recipe_version" "${packages[@]}" | sha256sum | cut -c1-16)
 image=$cache/testdisk-$key.img
 say() { printf 'testdisk: %s\n' "$*" >&2; }
@@ -93,9 +93,9 @@ chroot "$mnt" grub-install --target=i386-pc --boot-directory=/boot "$loop" >"$wo
 printf 'search --no-floppy --fs-uuid --set=root %s\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n' "$uuid" >"$work/early.cfg"
 grub-mkimage -O x86_64-efi -o "$work/BOOTX64.EFI" -p /boot/grub -c "$work/early.cfg" \
   part_gpt fat ext2 search search_fs_uuid normal configfile linux echo serial terminal test all_video efi_gop >>"$work/grub.log" 2>&1
-export MTOOLS_SKIP_CHECK=1
-mmd -i "${loop}p2" ::/EFI ::/EFI/BOOT
-mcopy -i "${loop}p2" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+# (mtools warns that a partition has no disk geometry: harmless, kept in the log.)
+{ mmd -i "${loop}p2" ::/EFI ::/EFI/BOOT && mcopy -i "${loop}p2" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI; } >>"$work/grub.log" 2>&1 ||
+  { cat "$work/grub.log" >&2; exit 1; }
 kernel=$(cd "$mnt/boot" && ls vmlinuz-* | head -1)
 initrd=$(cd "$mnt/boot" && ls initrd.img-* | head -1)
 cat >"$mnt/boot/grub/grub.cfg" <<CFG
@@ -110,13 +110,18 @@ menuentry "Backup365 test disk" {
 }
 CFG
 chroot "$mnt" passwd -d root >/dev/null
-rm -rf "$mnt"/var/cache/apt/archives/*.deb "$mnt"/var/lib/apt/lists/*
+rm -rf "$mnt"/var/cache/apt/archives/*.deb "$mnt"/var/lib/apt/lists/* "$mnt"/usr/share/doc/* "$mnt"/usr/share/man/*
 umount "$mnt/dev" "$mnt/sys" "$mnt/proc"
+# Free blocks (the downloaded packages debootstrap deleted) become holes in the image
+# file, so they are neither read nor sent when the disk is imaged.
+fstrim "$mnt"
 umount "$mnt"
 losetup --detach "$loop"
 loop=""
 mv "$disk" "$image.partial"
 echo "$id" >"$image.id"
 mv "$image.partial" "$image"
+# Disks of older recipes are never used again.
+find "$cache" -maxdepth 1 -name 'testdisk-*.img*' ! -name "testdisk-$key.img*" -delete
 say "built $image (id $id) in $(( $(date +%s) - started )) s"
 printf '%s %s\n' "$image" "$id"

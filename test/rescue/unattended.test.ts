@@ -68,6 +68,12 @@ t.test('restore, capture and refusals', async (t) => {
     t.equal(await b3sum(target.device), untouched, 'target unchanged');
   });
 
+  t.test('a mistyped parameter still ends with a result line', async (t) => {
+    const run = await rescue(server, `b365.action=restore b365.code=X b365.target=vda`);
+    t.equal(run.exitCode, 2, run.stderr);
+    t.same(result(run.stdout), { status: 'failed', action: 'restore', code: 'usage', exit: '2', message: 'b365.target=vda: name a disk under /dev' });
+  });
+
   t.test('a missing disk fails clearly', async (t) => {
     const { code } = await createCode(server, 'host1');
     const run = await rescue(server, `b365.action=restore b365.code=${code} b365.target=/dev/b365-no-such-disk b365.disk-wait=2`);

@@ -3,11 +3,13 @@
 // and ends with a B365-RESULT line (bootmedia/README.md lists the parameters).
 import fs from 'node:fs/promises';
 import type { Command } from 'commander';
-import { UsageError } from '../../errors.js';
+import { errorMessage, ExitCode, UsageError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { parseKernelCommandLine, unattendedSettings } from '../../rescue/cmdline.js';
+import { failureCode, resultLine } from '../../rescue/actions.js';
+import { parseKernelCommandLine, unattendedSettings, type UnattendedSettings } from '../../rescue/cmdline.js';
 import { activeConsoles, ConsoleEcho } from '../../rescue/console.js';
 import { runInteractive } from '../../rescue/interactive.js';
+import { finish } from '../../rescue/power.js';
 import { Prompter } from '../../rescue/prompter.js';
 import { runUnattended } from '../../rescue/unattended.js';
 import { globals, interruptSignal } from '../context.js';
@@ -39,10 +41,20 @@ export function registerRescue(program: Command): void {
       const log = createLogger({ level: globals(command).logLevel ?? process.env.B365_LOG_LEVEL ?? 'warn' });
       const parameters = parseKernelCommandLine(await readCommandLine(options.cmdline));
       if (options.unattended) {
-        const settings = unattendedSettings(parameters);
-        if (!settings) throw new UsageError(`no b365.action=restore|capture in ${options.cmdline}`);
         const consoles = options.console.flatMap((entry) => (entry === 'auto' ? activeConsoles() : entry === 'none' ? [] : [entry]));
         const echo = new ConsoleEcho(process.stdout, consoles);
+        let settings: UnattendedSettings | null;
+        try {
+          settings = unattendedSettings(parameters);
+          if (!settings) throw new UsageError(`no b365.action=restore|capture in ${options.cmdline}`);
+        } catch (error) {
+          // A script waits for the result line: a mistyped parameter must end with one too.
+          echo.line(resultLine({ status: 'failed', action: parameters.get('b365.action') ?? 'none', code: failureCode(error), exit: ExitCode.usage, message: errorMessage(error) }));
+          echo.close();
+          const after = parameters.get('b365.after-failure');
+          if (after === 'poweroff' || after === 'reboot') await finish(after);
+          throw error;
+        }
         const interrupt = interruptSignal();
         try {
           await runUnattended({ settings: { ...settings, network: options.network ? settings.network : { mode: 'none' } }, echo, log, signal: interrupt.signal });
