@@ -92,9 +92,10 @@ async function networkStep(options: InteractiveOptions): Promise<void> {
 
 async function connectStep(options: InteractiveOptions, wantsWrite: boolean): Promise<{ connection: Connection; server: string }> {
   const { prompter, parameters } = options;
+  let lastServer = parameters.get('b365.server') ?? process.env.B365_SERVER;
   for (;;) {
     const server = await prompter.ask('Backup server URL', {
-      default: parameters.get('b365.server') ?? process.env.B365_SERVER,
+      default: lastServer,
       check: (answer) => {
         try {
           checkServerUrl(answer);
@@ -104,6 +105,7 @@ async function connectStep(options: InteractiveOptions, wantsWrite: boolean): Pr
         }
       },
     });
+    lastServer = server;
     const secret = wantsWrite
       ? await prompter.ask('Machine token (an admin gives it: b365 token create --role machine --machine NAME)', { default: parameters.get('b365.token') })
       : await prompter.ask('Restore code (like K7QM-2XPT-9D4F), or token:SECRET', { default: parameters.get('b365.code') });

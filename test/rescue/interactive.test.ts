@@ -29,7 +29,7 @@ t.test('restore through the questions, after one refused confirmation', async (t
     'restore',
     server.url,
     'not-a-code',
-    server.url,
+    '',
     code,
     '9',
     '1',
