@@ -1,6 +1,7 @@
 // An unattended rescue run, as the kernel command line asks: network, restore code,
 // image, disk, action, then power off or reboot. Progress and one final B365-RESULT
 // line go to every console, so a script watching the serial port knows how it ended.
+import os from 'node:os';
 import { errorMessage, ExitCode, UsageError, UserError, VerificationError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { formatBytes, formatDuration } from '../cli/output.js';
@@ -37,7 +38,7 @@ export async function runUnattended(options: UnattendedOptions): Promise<void> {
   const say = (text: string) => echo.line(text);
   const started = Date.now();
   let connection: Connection | null = null;
-  say(`B365: unattended ${settings.action} of ${settings.disk} starting (server ${settings.server})`);
+  say(`B365: unattended ${settings.action} of ${settings.disk} starting (server ${settings.server}, system up ${Math.round(os.uptime())} s)`);
   try {
     if (settings.network.mode !== 'none') {
       say(`B365: network: ${settings.network.mode}${settings.network.interface ? ` on ${settings.network.interface}` : ''}`);

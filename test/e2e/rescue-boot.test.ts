@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { tempDir } from '../helpers/tmp.js';
-import { ensureIso, OVMF, stage } from './helpers/artifacts.js';
+import { ensureIso, OVMF, serialLogPath, stage } from './helpers/artifacts.js';
 import { QemuGuest } from './helpers/qemu.js';
 
 const MINUTE = 60_000;
@@ -20,7 +20,7 @@ if (process.env.B365_E2E !== '1') {
     // What `dd if=b365-rescue.iso of=/dev/sdX` leaves on a stick: the same bytes.
     const stick = path.join(directory, 'stick.img');
     await fs.copyFile(iso, stick);
-    const guest = await QemuGuest.start(t, { serialLog: path.join(directory, 'uefi-serial.log'), uefi: OVMF, usbStick: stick });
+    const guest = await QemuGuest.start(t, { serialLog: await serialLogPath('uefi-usb-stick'), uefi: OVMF, usbStick: stick });
     await stage(t, 'UEFI firmware reaches the boot menu', () => guest.waitFor(/Backup365 rescue, copied to memory/, 10 * MINUTE));
     await stage(t, 'rescue program starts', () => guest.waitFor(BANNER, 15 * MINUTE));
     await guest.waitFor(/How should this machine join the network/, 5 * MINUTE);
@@ -28,9 +28,8 @@ if (process.env.B365_E2E !== '1') {
   });
 
   t.test('BIOS: the CD boots to the rescue program', async (t) => {
-    const directory = await tempDir(t, 'b365-e2e-');
     const iso = await ensureIso();
-    const guest = await QemuGuest.start(t, { serialLog: path.join(directory, 'bios-serial.log'), cdrom: iso });
+    const guest = await QemuGuest.start(t, { serialLog: await serialLogPath('bios-cd'), cdrom: iso });
     await stage(t, 'BIOS reaches the boot menu', () => guest.waitFor(/Backup365 rescue, copied to memory/, 10 * MINUTE));
     await stage(t, 'rescue program starts', () => guest.waitFor(BANNER, 15 * MINUTE));
     t.pass('the rescue program greets on the serial console');

@@ -9,7 +9,7 @@ import { b365 } from '../helpers/cli.js';
 import { writeLargeDistinctFile } from '../helpers/content.js';
 import { startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
-import { ensureIso, extractBootFiles, liveAppend, parseResultLine, stage } from './helpers/artifacts.js';
+import { ensureIso, extractBootFiles, liveAppend, parseResultLine, serialLogPath, stage } from './helpers/artifacts.js';
 import { GUEST_SERVER_URL, QemuGuest } from './helpers/qemu.js';
 
 const MINUTE = 60_000;
@@ -38,7 +38,7 @@ if (process.env.B365_E2E !== '1') {
     const modified = (await fs.stat(target)).mtimeMs;
 
     const rescue = await QemuGuest.start(t, {
-      serialLog: path.join(directory, 'serial.log'),
+      serialLog: await serialLogPath('expired-code'),
       kernel: {
         ...boot,
         append: liveAppend({

@@ -8,7 +8,7 @@ import { b365 } from '../helpers/cli.js';
 import { makeImageFile } from '../helpers/disk.js';
 import { startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
-import { ensureIso, ensureTestDisk, extractBootFiles, liveAppend, parseResultLine, stage } from './helpers/artifacts.js';
+import { ensureIso, ensureTestDisk, extractBootFiles, liveAppend, parseResultLine, serialLogPath, stage } from './helpers/artifacts.js';
 import { GUEST_SERVER_URL, QemuGuest } from './helpers/qemu.js';
 
 const MINUTE = 60_000;
@@ -32,7 +32,7 @@ if (process.env.B365_E2E !== '1') {
 
     const target = await makeImageFile(path.join(directory, 'target.img'), 1 << 30);
     const rescue = await QemuGuest.start(t, {
-      serialLog: path.join(directory, 'rescue-serial.log'),
+      serialLog: await serialLogPath('unattended-restore'),
       kernel: {
         ...boot,
         append: liveAppend({
@@ -63,7 +63,7 @@ if (process.env.B365_E2E !== '1') {
 
     t.equal(await b3sum(target), await b3sum(disk.image), 'the restored disk holds the imaged bytes (b3sum)');
 
-    const restored = await QemuGuest.start(t, { serialLog: path.join(directory, 'restored-serial.log'), disks: [{ file: target }] });
+    const restored = await QemuGuest.start(t, { serialLog: await serialLogPath('restored-disk'), disks: [{ file: target }] });
     const [, bootedId, root] = await stage(t, 'restored disk boots (BIOS)', () => restored.waitFor(/B365-TESTDISK-BOOTED id=(\w+) root=(\S+)/, 10 * MINUTE));
     t.equal(bootedId, disk.id, 'the restored disk booted and printed its own marker');
     t.equal(root, '/dev/vda3', 'its root filesystem is the restored partition');

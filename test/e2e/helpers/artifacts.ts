@@ -14,6 +14,13 @@ interface Commenter {
   comment(...message: unknown[]): void;
 }
 
+/** Where a guest's serial console is written; kept after the run for reading when a test fails. */
+export async function serialLogPath(name: string): Promise<string> {
+  const directory = process.env.B365_E2E_LOGS ?? path.join(REPO_ROOT, 'dist', 'e2e-logs');
+  await fs.mkdir(directory, { recursive: true });
+  return path.join(directory, `${name}.log`);
+}
+
 /** Run `work`, then note its duration in the TAP output. */
 export async function stage<T>(t: Commenter, name: string, work: () => Promise<T>): Promise<T> {
   const started = Date.now();

@@ -99,20 +99,21 @@ export class QemuGuest {
 
   /** Wait for the guest to power off by itself. */
   async waitForExit(timeoutMs: number): Promise<number | undefined> {
-    const result = await Promise.race([this.exited, sleep(timeoutMs).then(() => null)]);
+    // An unreferenced timer: a guest that exits early must not leave the test waiting on it.
+    const result = await Promise.race([this.exited, sleep(timeoutMs, null, { ref: false })]);
     if (result === null) throw new Error(`qemu still running after ${Math.round(timeoutMs / 1000)} s; serial console ends with:\n${tail(await this.serial())}`);
     return result.exitCode;
   }
 
   private async stderr(): Promise<string> {
-    const result = await Promise.race([this.process, sleep(100).then(() => null)]);
+    const result = await Promise.race([this.process, sleep(100, null, { ref: false })]);
     return result ? String(result.stderr ?? '') : '';
   }
 
   async kill(): Promise<void> {
     if (!this.running) return;
     this.process.kill('SIGTERM');
-    const stopped = await Promise.race([this.exited.then(() => true), sleep(5000).then(() => false)]);
+    const stopped = await Promise.race([this.exited.then(() => true), sleep(5000, false, { ref: false })]);
     if (!stopped) {
       this.process.kill('SIGKILL');
       await this.exited;
