@@ -48,7 +48,7 @@ export class QemuGuest {
 
   static async start(t: Teardown, options: QemuOptions): Promise<QemuGuest> {
     await fs.writeFile(options.serialLog, '');
-    const args = ['-machine', 'q35,accel=tcg', '-cpu', 'max', '-m', String(options.memoryMiB ?? 1536), '-smp', String(options.cpus ?? 2)];
+    const args = ['-machine', 'q35,accel=tcg', '-cpu', 'max', '-m', String(options.memoryMiB ?? 2048), '-smp', String(options.cpus ?? 2)];
     args.push('-display', 'none', '-monitor', 'none', '-no-reboot', '-serial', `file:${options.serialLog}`);
     if (options.uefi) {
       const vars = `${options.serialLog}.OVMF_VARS.fd`;
