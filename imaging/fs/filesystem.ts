@@ -46,6 +46,10 @@ export interface FileStat {
   mtimeMs: number;
   atimeMs: number;
   ctimeMs: number;
+  /** The same times in nanoseconds, where the filesystem keeps them that finely. */
+  mtimeNs?: bigint;
+  atimeNs?: bigint;
+  ctimeNs?: bigint;
   /** Stable within the filesystem; equal for hard links. */
   inode: number;
   /** Device number for block and character devices. */

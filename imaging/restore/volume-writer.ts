@@ -20,6 +20,12 @@ export interface VolumeWriteOptions {
   parallel?: number;
   onProgress?(bytes: number): void;
   signal?: AbortSignal;
+  /** Change bytes before they are written (gaps: table signatures are written last). */
+  transform?(targetOffset: number, bytes: Buffer): Buffer;
+  /** Told what was written at each chunk position (holes are not reported). */
+  onWritten?(position: number, bytes: Buffer): void;
+  /** Zero runs of holes on a block device (discard/zeroout), instead of writing zeros. */
+  zeroRange?(offset: number, length: number): Promise<void>;
 }
 
 export interface VolumeWriteResult {
@@ -55,11 +61,24 @@ export async function writeVolume(options: VolumeWriteOptions): Promise<VolumeWr
       if (recent.size > 8) recent.delete(recent.keys().next().value!);
     }
     if (bytes.length !== index.chunkLength(position)) throw new FormatError(`${where}: chunk ${digest} holds ${bytes.length} bytes, the index expects ${index.chunkLength(position)}`);
-    await writeFully(options.handle, bytes, options.targetOffset + position * volume.chunkSize);
+    const offset = options.targetOffset + position * volume.chunkSize;
+    const written = options.transform ? options.transform(offset, bytes) : bytes;
+    await writeFully(options.handle, written, offset);
+    options.onWritten?.(position, written);
     result.bytesWritten += bytes.length;
     options.onProgress?.(bytes.length);
   };
 
+  // Holes come in runs; a run is zeroed in one go when the target must hold zeros there.
+  let holeRun: { offset: number; length: number } | null = null;
+  const flushHoles = async () => {
+    if (!holeRun) return;
+    const run = holeRun;
+    holeRun = null;
+    if (options.zeroRange) await options.zeroRange(run.offset, run.length);
+    else for (let done = 0; done < run.length; done += zeros.length) await writeFully(handle, zeros.subarray(0, Math.min(zeros.length, run.length - done)), run.offset + done);
+    result.bytesWritten += run.length;
+  };
   for (let position = 0; position < index.chunkCount; position++) {
     if (failure) break;
     if (options.signal?.aborted) throw options.signal.reason;
@@ -67,8 +86,12 @@ export async function writeVolume(options: VolumeWriteOptions): Promise<VolumeWr
     const length = index.chunkLength(position);
     if (!digest) {
       if (options.writeHoles) {
-        await writeFully(handle, zeros.subarray(0, length), options.targetOffset + position * volume.chunkSize);
-        result.bytesWritten += length;
+        const offset = options.targetOffset + position * volume.chunkSize;
+        if (holeRun && holeRun.offset + holeRun.length === offset) holeRun.length += length;
+        else {
+          await flushHoles();
+          holeRun = { offset, length };
+        }
       }
       options.onProgress?.(length);
       continue;
@@ -80,6 +103,7 @@ export async function writeVolume(options: VolumeWriteOptions): Promise<VolumeWr
     inFlight.add(task);
     void task.finally(() => inFlight.delete(task));
   }
+  await flushHoles();
   await Promise.all(inFlight);
   if (failure) throw failure;
   return result;

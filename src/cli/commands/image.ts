@@ -1,11 +1,11 @@
 // `b365 image SOURCE --machine NAME`: capture a disk (block device or image file).
-import fs from 'node:fs/promises';
 import type { Command } from 'commander';
 import { captureImage, type CaptureReport } from '../../../imaging/capture/image.js';
-import { rawDiskPlan } from '../../../imaging/capture/plan.js';
-import { describeDevice } from '../../../imaging/device.js';
+import { planSources } from '../../../imaging/capture/sources.js';
+import type { LiveMode } from '../../../imaging/live.js';
+import { UsageError } from '../../errors.js';
 import { defaultStateDirectory } from '../../client/session-state.js';
-import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../../format/chunk.js';
+import { parseChunkSize } from '../../format/chunk.js';
 import { assertMachineName } from '../../format/image-ref.js';
 import { createLogger } from '../../log.js';
 import { clientFor, globals, interruptSignal } from '../context.js';
@@ -14,6 +14,8 @@ import { byteProgress, formatBytes, formatDuration, printJson } from '../output.
 interface ImageOptions {
   machine: string;
   raw?: boolean;
+  freeze?: boolean;
+  crashConsistent?: boolean;
   chunkSize: string;
   full?: boolean;
   stateDir?: string;
@@ -36,23 +38,24 @@ export function registerImage(program: Command): void {
   program
     .command('image')
     .description('image a disk (block device or disk image file) into the repository')
-    .argument('<source>', 'block device or disk image file')
+    .argument('<sources...>', 'block devices or disk image files (several disks make one image)')
     .requiredOption('--machine <name>', 'machine the image belongs to')
     .option('--raw', 'capture every byte as one raw volume (all-zero chunks are still holes)')
-    .option('--chunk-size <size>', 'chunk size, 256K to 8M', String(DEFAULT_CHUNK_SIZE))
+    .option('--freeze', 'freeze filesystems mounted read-write while they are read (fsfreeze)')
+    .option('--crash-consistent', 'image filesystems mounted read-write as they are, like a power cut would leave them')
+    .option('--chunk-size <size>', 'chunk size, 256K to 8M, or auto (256K, larger for volumes over 256 GiB)', 'auto')
     .option('--full', 'do not trust the previous image; ask the server about every chunk')
     .option('--state-dir <dir>', 'where unfinished upload sessions are remembered')
     .option('--threads <n>', 'compression threads')
-    .action(async (source: string, options: ImageOptions, command: Command) => {
+    .action(async (sources: string[], options: ImageOptions, command: Command) => {
       const global = globals(command);
       const machine = assertMachineName(options.machine);
-      const chunkSize = parseChunkSize(options.chunkSize);
+      const chunkSize = options.chunkSize === 'auto' ? 'auto' : parseChunkSize(options.chunkSize);
+      if (options.freeze && options.crashConsistent) throw new UsageError('choose --freeze or --crash-consistent, not both');
+      const live: LiveMode = options.freeze ? 'freeze' : options.crashConsistent ? 'crash-consistent' : 'refuse';
+      const { disks, beforeVolume } = await planSources(sources, { chunkSize, raw: options.raw, live });
       const client = await clientFor(command);
-      const device = await describeDevice(source);
-      const handle = await fs.open(source, 'r');
-      const disks = [rawDiskPlan(device, handle, chunkSize)];
-      await handle.close();
-      const progress = byteProgress(`imaging ${source}`, !global.json);
+      const progress = byteProgress(`imaging ${sources.join(', ')}`, !global.json);
       const interrupt = interruptSignal();
       try {
         const report = await captureImage({
@@ -64,6 +67,7 @@ export function registerImage(program: Command): void {
           threads: options.threads ? Number(options.threads) : undefined,
           full: options.full,
           signal: interrupt.signal,
+          beforeVolume,
           onProgress: ({ bytesDone, bytesTotal }) => progress.update(bytesDone, bytesTotal),
         });
         progress.stop();

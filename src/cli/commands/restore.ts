@@ -7,6 +7,7 @@ import { byteProgress, formatBytes, formatDuration, printJson } from '../output.
 export function printRestoreReport(report: RestoreReport): void {
   const lines = [
     `restored ${report.image} (${report.disk}) onto ${report.target}: wrote ${formatBytes(report.bytesWritten)}, fetched ${report.chunksFetched} chunks in ${formatDuration(report.durationMs)}`,
+    ...(report.grown ? [`  grown: ${report.grown}`] : []),
     ...report.checks.map((check) => `  ${check.ok ? 'ok  ' : 'FAIL'} ${check.check}: ${check.detail}`),
     report.verified ? 'restore verified' : 'restore did NOT verify',
   ];
@@ -19,9 +20,13 @@ export function registerRestore(program: Command): void {
     .description('restore an image onto a disk or disk image file')
     .argument('<image>', 'image id (MACHINE@TIMESTAMP) or MACHINE@latest')
     .requiredOption('--to <target>', 'block device or image file to write')
-    .option('--disk <id>', 'which disk of a multi-disk image')
+    .option('--disk <id>', 'which disk of a multi-disk image (disk0, disk1, or its source path)')
+    .option('--yes', 'do not ask for the device name to be typed back')
+    .option('--grow', 'on a larger disk, extend the last partition and its filesystem to the end')
+    .option('--zero-unused', 'on a block device, also zero the blocks the image holds as unused')
+    .option('--skip-checks', 'skip fsck and /etc/fstab checks (content digests are still compared)')
     .option('--parallel <n>', 'chunks fetched at once', '12')
-    .action(async (reference: string, options: { to: string; disk?: string; parallel: string }, command: Command) => {
+    .action(async (reference: string, options: { to: string; disk?: string; parallel: string; yes?: boolean; grow?: boolean; zeroUnused?: boolean; skipChecks?: boolean }, command: Command) => {
       const global = globals(command);
       const client = await clientFor(command);
       const progress = byteProgress(`restoring ${reference}`, !global.json);
@@ -32,6 +37,10 @@ export function registerRestore(program: Command): void {
           reference,
           target: options.to,
           disk: options.disk,
+          yes: options.yes,
+          grow: options.grow,
+          zeroUnused: options.zeroUnused,
+          skipChecks: options.skipChecks,
           parallel: Number(options.parallel),
           signal: interrupt.signal,
           onProgress: ({ bytesDone, bytesTotal, stage }) => progress.update(bytesDone, bytesTotal, stage),

@@ -1,0 +1,202 @@
+// Inodes: located through the group descriptors, read from the inode table in 64 KiB
+// pieces kept in a bounded cache, checked (metadata_csum, extra size, file type) and
+// parsed into typed fields (64-bit sizes, 32-bit ids, nanosecond times).
+import { FormatError } from '../../../src/errors.js';
+import type { FileType } from '../filesystem.js';
+import { LruCache, PromiseCache } from './cache.js';
+import { crc32cRaw, crc32cU32, crc32cZeros } from './checksums.js';
+import { BG_INODE_UNINIT } from './group-descriptors.js';
+import { OS_LINUX } from './superblock.js';
+import type { ExtVolume } from './volume.js';
+
+export const ROOT_INODE = 2;
+export const INLINE_AREA_SIZE = 60;
+
+export const InodeFlag = {
+  /** A hashed (htree) directory. */
+  index: 0x1000,
+  encrypted: 0x800,
+  /** i_blocks counts filesystem blocks, not 512-byte sectors. */
+  hugeFile: 0x40000,
+  extents: 0x80000,
+  /** This inode holds the value of an extended attribute (ea_inode). */
+  eaInode: 0x200000,
+  inlineData: 0x10000000,
+} as const;
+
+const TYPE_BY_MODE: Record<number, FileType> = {
+  0x1000: 'fifo',
+  0x2000: 'char-device',
+  0x4000: 'directory',
+  0x6000: 'block-device',
+  0x8000: 'file',
+  0xa000: 'symlink',
+  0xc000: 'socket',
+};
+
+export interface Timestamp {
+  seconds: number;
+  nanoseconds: number;
+}
+
+export interface Inode {
+  number: number;
+  /** Byte offset of the inode in the volume, for error messages. */
+  offset: number;
+  mode: number;
+  type: FileType;
+  uid: number;
+  gid: number;
+  size: number;
+  linksCount: number;
+  flags: number;
+  generation: number;
+  /** i_blocks in 512-byte units (huge_file inodes count filesystem blocks: converted). */
+  sectors: number;
+  /** Block of the external extended attribute block, 0 if none. */
+  xattrBlock: number;
+  /** The 60-byte i_block area: block map, extent root, inline data or fast symlink. */
+  blockArea: Buffer;
+  atime: Timestamp;
+  ctime: Timestamp;
+  mtime: Timestamp;
+  extraIsize: number;
+  /** The whole on-disk inode (in-inode extended attributes live after the extra fields). */
+  raw: Buffer;
+  /** Seed of the checksums of this inode's directory, extent and xattr-inode blocks. */
+  checksumSeed: number;
+}
+
+/** Inode-table bytes are read in pieces of this size (whole inodes: inode sizes are powers of two). */
+const TABLE_PIECE_BYTES = 64 * 1024;
+
+export class InodeTable {
+  private readonly pieces = new LruCache<number, Promise<Buffer>>(256);
+  private readonly inodes = new PromiseCache<number, Inode>(8192);
+
+  constructor(private readonly volume: ExtVolume) {}
+
+  /** Where inode `number` lives: its byte offset, after checking that it can exist. */
+  locate(number: number): { offset: number; group: number; index: number } {
+    const { superblock, groups } = this.volume;
+    if (!Number.isSafeInteger(number) || number < 1 || number > superblock.inodesCount) {
+      throw new FormatError(`inode number ${number} is outside 1-${superblock.inodesCount}`);
+    }
+    const group = Math.floor((number - 1) / superblock.inodesPerGroup);
+    const index = (number - 1) % superblock.inodesPerGroup;
+    if (groups.flagsValid && number >= superblock.firstInode) {
+      const initialized = (groups.flags[group]! & BG_INODE_UNINIT) === 0;
+      const used = superblock.inodesPerGroup - groups.itableUnused[group]!;
+      if (!initialized || index >= used) throw new FormatError(`inode ${number} lies in the never-used part of group ${group}'s inode table`);
+    }
+    return { offset: groups.inodeTable[group]! * superblock.blockSize + index * superblock.inodeSize, group, index };
+  }
+
+  read(number: number): Promise<Inode> {
+    return this.inodes.get(number, () => this.load(number));
+  }
+
+  private async load(number: number): Promise<Inode> {
+    const { superblock, groups } = this.volume;
+    const { offset, group, index } = this.locate(number);
+    const tableStart = groups.inodeTable[group]! * superblock.blockSize;
+    const tableBytes = superblock.inodesPerGroup * superblock.inodeSize;
+    const within = index * superblock.inodeSize;
+    const pieceStart = Math.floor(within / TABLE_PIECE_BYTES) * TABLE_PIECE_BYTES;
+    const key = tableStart + pieceStart;
+    let piece = this.pieces.get(key);
+    if (!piece) {
+      piece = this.volume.reader.read(key, Math.min(TABLE_PIECE_BYTES, tableBytes - pieceStart));
+      this.pieces.set(key, piece);
+      piece.catch(() => this.pieces.delete(key));
+    }
+    const bytes = (await piece).subarray(within - pieceStart, within - pieceStart + superblock.inodeSize);
+    return parseInode(this.volume, number, offset, Buffer.from(bytes));
+  }
+}
+
+export function parseInode(volume: ExtVolume, number: number, offset: number, raw: Buffer): Inode {
+  const { superblock } = volume;
+  const fail = (problem: string): never => {
+    throw new FormatError(`inode ${number} at byte ${offset}: ${problem}`);
+  };
+  const u16 = (at: number) => raw.readUInt16LE(at);
+  const u32 = (at: number) => raw.readUInt32LE(at);
+  const linux = superblock.creatorOs === OS_LINUX;
+
+  let extraIsize = 0;
+  if (superblock.inodeSize > 128) {
+    extraIsize = u16(0x80);
+    if (128 + extraIsize > superblock.inodeSize || extraIsize % 4 !== 0) fail(`extra size ${extraIsize} does not fit a ${superblock.inodeSize}-byte inode`);
+  }
+  const generation = u32(0x64);
+  const checksumSeed = superblock.has.metadataCsum ? crc32cU32(crc32cU32(superblock.checksumSeed, number), generation) : 0;
+  if (superblock.has.metadataCsum && linux) {
+    const hasHigh = extraIsize >= 4;
+    // The checksum covers the whole inode with its own two fields taken as zero.
+    let computed = crc32cRaw(checksumSeed, raw, 0, 0x7c);
+    computed = crc32cZeros(computed, 2);
+    if (hasHigh) {
+      computed = crc32cRaw(computed, raw, 0x7e, 0x82);
+      computed = crc32cZeros(computed, 2);
+      computed = crc32cRaw(computed, raw, 0x84, raw.length);
+    } else {
+      computed = crc32cRaw(computed, raw, 0x7e, raw.length);
+    }
+    const stored = u16(0x7c) + (hasHigh ? u16(0x82) * 0x10000 : 0);
+    const matches = hasHigh ? computed === stored : (computed & 0xffff) === stored;
+    if (!matches) fail(`checksum 0x${stored.toString(16)} does not match the contents (0x${(hasHigh ? computed : computed & 0xffff).toString(16)})`);
+  }
+
+  const mode = u16(0x00);
+  const type = TYPE_BY_MODE[mode & 0xf000];
+  if (!type) fail(`mode 0o${mode.toString(8)} is no known file type`);
+  const linksCount = u16(0x1a);
+  if (linksCount === 0) fail('is not in use (its link count is 0)');
+  const flags = u32(0x20);
+
+  const sizeHigh = u32(0x6c);
+  const sizeLow = u32(0x04);
+  let size = sizeLow;
+  if (type === 'file' || superblock.has.largeDir) {
+    if (sizeHigh >= 0x200000) fail(`size ${sizeHigh} * 2^32 + ${sizeLow} is beyond what can be addressed`);
+    size += sizeHigh * 0x1_0000_0000;
+  }
+
+  let sectors = u32(0x1c) + (superblock.has.hugeFile && linux ? u16(0x74) * 0x1_0000_0000 : 0);
+  if (superblock.has.hugeFile && flags & InodeFlag.hugeFile) sectors *= superblock.blockSize / 512;
+  const xattrBlock = u32(0x68) + (linux ? u16(0x76) * 0x1_0000_0000 : 0);
+
+  const time = (secondsAt: number, extraAt: number): Timestamp => {
+    let seconds = raw.readInt32LE(secondsAt);
+    let nanoseconds = 0;
+    if (extraAt + 4 <= 128 + extraIsize) {
+      const extra = u32(extraAt);
+      seconds += (extra & 3) * 0x1_0000_0000;
+      nanoseconds = extra >>> 2;
+    }
+    return { seconds, nanoseconds };
+  };
+
+  return {
+    number,
+    offset,
+    mode,
+    type: type!,
+    uid: u16(0x02) + u16(0x78) * 0x10000,
+    gid: u16(0x18) + u16(0x7a) * 0x10000,
+    size,
+    linksCount,
+    flags,
+    generation,
+    sectors,
+    xattrBlock,
+    blockArea: raw.subarray(0x28, 0x28 + INLINE_AREA_SIZE),
+    atime: time(0x08, 0x8c),
+    ctime: time(0x0c, 0x84),
+    mtime: time(0x10, 0x88),
+    extraIsize,
+    raw,
+    checksumSeed,
+  };
+}
