@@ -1,15 +1,12 @@
 // What the rescue program does once it knows what to do: reach the server with a
 // restore code or a token, pick an image, and restore it onto a disk or capture a disk.
 // The interactive and the unattended front ends share these steps.
-import fs from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { captureImage, type CaptureReport } from '../../imaging/capture/image.js';
-import { rawDiskPlan } from '../../imaging/capture/plan.js';
-import { describeDevice } from '../../imaging/device.js';
+import { planSources } from '../../imaging/capture/sources.js';
 import { restoreImage, type RestoreReport } from '../../imaging/restore/image.js';
 import { RepositoryClient, type ImageInfo } from '../client/repository.js';
 import { defaultStateDirectory } from '../client/session-state.js';
-import { DEFAULT_CHUNK_SIZE } from '../format/chunk.js';
 import type { Manifest } from '../format/manifest.js';
 import { ForbiddenError, UnavailableError, UsageError, UserError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -86,6 +83,8 @@ export async function restoreOnto(options: { client: RepositoryClient; image: st
     client: options.client,
     reference: options.image,
     target: options.disk.path,
+    // The rescue program has its own consent: the typed disk name, or b365.target= itself.
+    yes: true,
     signal: options.signal,
     onProgress: (progress) => options.onProgress?.(progress),
   });
@@ -102,18 +101,14 @@ export async function captureFrom(options: {
   if (options.disk.mounted.length) {
     throw new UserError(`${options.disk.path} has mounted filesystems (${options.disk.mounted.join(', ')}); an offline image needs them unmounted`);
   }
-  const device = await describeDevice(options.disk.path);
-  const handle = await fs.open(device.path, 'r');
-  let disks;
-  try {
-    disks = [rawDiskPlan(device, handle, DEFAULT_CHUNK_SIZE)];
-  } finally {
-    await handle.close();
-  }
+  // The same plan as `b365 image`: partition table and used blocks of each filesystem.
+  // Nothing is mounted here, so a mounted filesystem is refused rather than frozen.
+  const { disks, beforeVolume } = await planSources([options.disk.path], { chunkSize: 'auto', raw: false, live: 'refuse' });
   return captureImage({
     client: options.client,
     machine: options.machine,
     disks,
+    beforeVolume,
     stateDirectory: defaultStateDirectory(),
     log: options.log,
     signal: options.signal,
