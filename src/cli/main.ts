@@ -21,6 +21,7 @@ import { registerGc } from './commands/gc.js';
 import { registerPolicy } from './commands/policy.js';
 import { registerPrune } from './commands/prune.js';
 import { registerReports } from './commands/reports.js';
+import { registerRescue } from './commands/rescue.js';
 
 export function buildProgram(): Command {
   const program = new Command('b365')
@@ -49,6 +50,7 @@ export function buildProgram(): Command {
   registerGc(program);
   registerFiles(program);
   registerNbd(program);
+  registerRescue(program);
   return program;
 }
 
