@@ -57,18 +57,18 @@ export class RestoreCodes {
     this.limiter = new FailureLimiter(() => repository.clock.now(), 5, 50, 15 * 60 * 1000);
   }
 
-  create(principal: Principal, machine: string, ttlMs = DEFAULT_CODE_TTL_MS): { code: string; record: RestoreCodeRecord } {
+  create(principal: Principal, machine: string, ttlMs = DEFAULT_CODE_TTL_MS, capture = false): { code: string; record: RestoreCodeRecord } {
     requireRole(principal, 'admin');
     if (!(ttlMs > 0) || ttlMs > MAX_CODE_TTL_MS) throw new UsageError('a restore code lives between a second and 30 days');
     const code = newRestoreCode();
     const { catalog } = this.repository;
-    const record = catalog.createRestoreCode({ code, machine, expiresAt: catalog.now() + ttlMs, createdBy: principal.tokenId });
-    catalog.audit('restore-code-created', { machine, detail: `code ${record.id} valid until ${new Date(record.expiresAt).toISOString()}` });
+    const record = catalog.createRestoreCode({ code, machine, expiresAt: catalog.now() + ttlMs, createdBy: principal.tokenId, capture });
+    catalog.audit('restore-code-created', { machine, detail: `code ${record.id}${capture ? ' (restore and capture)' : ''} valid until ${new Date(record.expiresAt).toISOString()}` });
     this.repository.log.info({ code: record.id, machine }, 'restore code created');
     return { code, record };
   }
 
-  exchange(text: string, remote: string): { token: string; machine: string; expiresAt: number; codeId: number } {
+  exchange(text: string, remote: string): { token: string; machine: string; expiresAt: number; codeId: number; role: 'restore' | 'machine' } {
     const { catalog, log } = this.repository;
     const wait = this.limiter.retryAfter(remote);
     if (wait > 0) {
@@ -86,10 +86,12 @@ export class RestoreCodes {
     if (!record) return refuse('invalid_code', 'unknown restore code: check it with the admin who gave it');
     if (record.revokedAt !== null) return refuse('code_revoked', `restore code for ${record.machine} was revoked; ask the admin for a new one`);
     if (record.expiresAt <= catalog.now()) return refuse('code_expired', `restore code for ${record.machine} expired at ${new Date(record.expiresAt).toISOString()}; ask the admin for a new one`);
-    const { secret } = catalog.createToken({ role: 'restore', machine: record.machine, label: `restore code ${record.id}`, expiresAt: record.expiresAt, restoreCodeId: record.id });
+    // A capture code gives a machine token (write its own images) for the code's lifetime.
+    const role = record.capture ? 'machine' : 'restore';
+    const { secret } = catalog.createToken({ role, machine: record.machine, label: `restore code ${record.id}`, expiresAt: record.expiresAt, restoreCodeId: record.id });
     catalog.restoreCodeUsed(record.id);
-    catalog.audit('restore-code-used', { machine: record.machine, remote, detail: `code ${record.id}` });
-    log.info({ code: record.id, machine: record.machine, remote }, 'restore code used');
-    return { token: secret, machine: record.machine, expiresAt: record.expiresAt, codeId: record.id };
+    catalog.audit('restore-code-used', { machine: record.machine, remote, detail: `code ${record.id}${record.capture ? ' (restore and capture)' : ''}` });
+    log.info({ code: record.id, machine: record.machine, remote, role }, 'restore code used');
+    return { token: secret, machine: record.machine, expiresAt: record.expiresAt, codeId: record.id, role };
   }
 }

@@ -287,7 +287,7 @@ async function commitWithRepair(
       const missing = new Set(details.missing ?? []);
       log.warn({ missing: missing.size, kind: details.kind }, 'server lacks objects the base image held; sending them');
       let sent = 0;
-      for (const { disk, plan, index } of captured) {
+      for (const { index } of captured) {
         const digest = digestOf(index.encode());
         if (missing.has(digest)) {
           await client.putIndex(sessionId, digest, encodeFrame(indexes.get(digest) ?? index.encode()));

@@ -80,7 +80,8 @@ async function targetIdentity(target: DeviceInfo, disk: Disk, tableOnTarget: Dis
   try {
     for (const volume of disk.volumes) {
       if (volume.kind === 'gap' || !volume.filesystem) continue;
-      const reader = new DeviceBlockReader(handle, volume.offset, volume.size, `${target.path} ${volume.id}`);
+      const size = tableOnTarget.partitions.find((partition) => partition.number === volume.partitionNumber)?.size ?? volume.size;
+      const reader = new DeviceBlockReader(handle, volume.offset, size, `${target.path} ${volume.id}`);
       for (const module of filesystemModules) {
         if (!(await module.detect(reader))) continue;
         try {
@@ -118,7 +119,9 @@ export async function checkFstab(target: DeviceInfo, disk: Disk, tableOnTarget: 
   try {
     for (const volume of disk.volumes) {
       if (!volume.filesystem?.type.startsWith('ext')) continue;
-      const reader = new DeviceBlockReader(handle, volume.offset, volume.size, `${target.path} ${volume.id}`);
+      // A grown partition is larger on the target than in the image.
+      const size = tableOnTarget.partitions.find((partition) => partition.number === volume.partitionNumber)?.size ?? volume.size;
+      const reader = new DeviceBlockReader(handle, volume.offset, size, `${target.path} ${volume.id}`);
       let text: string;
       try {
         const files = await (await ext.open(reader)).files?.();

@@ -52,6 +52,8 @@ export interface ImageRecord {
 export interface RestoreCodeRecord {
   id: number;
   machine: string;
+  /** Also lets the technician image the machine (a rescue capture), not only restore it. */
+  capture: number | boolean;
   createdAt: number;
   expiresAt: number;
   revokedAt: number | null;
@@ -95,7 +97,8 @@ CREATE TABLE IF NOT EXISTS restore_codes (
   revoked_at INTEGER,
   created_by INTEGER,
   uses INTEGER NOT NULL DEFAULT 0,
-  last_used_at INTEGER
+  last_used_at INTEGER,
+  capture INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS audit_events (
   id INTEGER PRIMARY KEY,
@@ -216,10 +219,17 @@ export class Catalog {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    this.migrate();
   }
 
   close(): void {
     this.db.close();
+  }
+
+  /** Columns added after a table first shipped. */
+  private migrate(): void {
+    const columns = (this.db.prepare('PRAGMA table_info(restore_codes)').all() as { name: string }[]).map((column) => column.name);
+    if (!columns.includes('capture')) this.db.exec('ALTER TABLE restore_codes ADD COLUMN capture INTEGER NOT NULL DEFAULT 0');
   }
 
   private readonly statements = new Map<string, Database.Statement>();
@@ -320,18 +330,18 @@ export class Catalog {
 
   // --- restore codes and the audit trail -----------------------------------
 
-  createRestoreCode(options: { code: string; machine: string; expiresAt: number; createdBy: number | null }): RestoreCodeRecord {
+  createRestoreCode(options: { code: string; machine: string; expiresAt: number; createdBy: number | null; capture?: boolean }): RestoreCodeRecord {
     const machineId = this.ensureMachine(options.machine);
     const id = Number(
       this.db
-        .prepare('INSERT INTO restore_codes (hash, machine_id, created_at, expires_at, created_by) VALUES (?, ?, ?, ?, ?)')
-        .run(hashToken(options.code), machineId, this.now(), options.expiresAt, options.createdBy).lastInsertRowid,
+        .prepare('INSERT INTO restore_codes (hash, machine_id, created_at, expires_at, created_by, capture) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(hashToken(options.code), machineId, this.now(), options.expiresAt, options.createdBy, options.capture ? 1 : 0).lastInsertRowid,
     );
     return this.restoreCodeById(id)!;
   }
 
   private restoreCodeQuery = `SELECT r.id, m.name AS machine, r.created_at AS createdAt, r.expires_at AS expiresAt, r.revoked_at AS revokedAt,
-    r.uses, r.last_used_at AS lastUsedAt FROM restore_codes r JOIN machines m ON m.id = r.machine_id`;
+    r.uses, r.last_used_at AS lastUsedAt, r.capture = 1 AS capture FROM restore_codes r JOIN machines m ON m.id = r.machine_id`;
 
   restoreCodeById(id: number): RestoreCodeRecord | null {
     return (this.sql(`${this.restoreCodeQuery} WHERE r.id = ?`).get(id) as RestoreCodeRecord | undefined) ?? null;

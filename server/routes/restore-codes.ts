@@ -11,7 +11,7 @@ import type { Repository } from '../repository.js';
 
 function codeView(record: RestoreCodeRecord) {
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-  return { ...record, createdAt: iso(record.createdAt), expiresAt: iso(record.expiresAt), revokedAt: iso(record.revokedAt), lastUsedAt: iso(record.lastUsedAt) };
+  return { ...record, capture: Boolean(record.capture), createdAt: iso(record.createdAt), expiresAt: iso(record.expiresAt), revokedAt: iso(record.revokedAt), lastUsedAt: iso(record.lastUsedAt) };
 }
 
 /** The one route that needs no token: mounted before authentication. */
@@ -21,7 +21,7 @@ export function restoreCodeExchangeRoute(codes: RestoreCodes): Router {
     const body = (request.body ?? {}) as { code?: unknown };
     if (typeof body.code !== 'string') throw new UsageError('body.code must be the restore code');
     const result = codes.exchange(body.code, request.socket.remoteAddress ?? 'unknown');
-    response.json({ token: result.token, machine: result.machine, expiresAt: new Date(result.expiresAt).toISOString() });
+    response.json({ token: result.token, machine: result.machine, role: result.role, expiresAt: new Date(result.expiresAt).toISOString() });
   });
   return router;
 }
@@ -29,10 +29,10 @@ export function restoreCodeExchangeRoute(codes: RestoreCodes): Router {
 export function restoreCodeRoutes(repository: Repository, codes: RestoreCodes): Router {
   const router = Router();
   router.post('/restore-codes', jsonBody, (request, response) => {
-    const body = (request.body ?? {}) as { machine?: unknown; ttlSeconds?: unknown };
+    const body = (request.body ?? {}) as { machine?: unknown; ttlSeconds?: unknown; capture?: unknown };
     const machine = assertMachineName(String(body.machine ?? ''));
     const ttl = body.ttlSeconds === undefined ? undefined : Number(body.ttlSeconds) * 1000;
-    const { code, record } = codes.create(principalOf(response), machine, ttl);
+    const { code, record } = codes.create(principalOf(response), machine, ttl, body.capture === true);
     response.status(201).json({ code, ...codeView(record) });
   });
   router.get('/restore-codes', (_request, response) => {

@@ -55,6 +55,7 @@ export interface TokenInfo {
 export interface RestoreCodeInfo {
   id: number;
   machine: string;
+  capture: boolean;
   createdAt: string;
   expiresAt: string;
   revokedAt: string | null;
@@ -175,7 +176,7 @@ export class RepositoryClient {
   }
 
   /** Trade a technician's restore code for a token scoped to one machine (no token needed). */
-  static async exchangeRestoreCode(server: string, code: string, options: { retryForMs?: number } = {}): Promise<{ token: string; machine: string; expiresAt: string }> {
+  static async exchangeRestoreCode(server: string, code: string, options: { retryForMs?: number } = {}): Promise<{ token: string; machine: string; role: 'restore' | 'machine'; expiresAt: string }> {
     const http = new HttpClient({ server, token: '', retryForMs: options.retryForMs });
     try {
       return await http.call('POST', '/restore-codes/exchange', { json: { code }, idempotent: false });
@@ -184,8 +185,8 @@ export class RepositoryClient {
     }
   }
 
-  async createRestoreCode(machine: string, ttlSeconds?: number): Promise<RestoreCodeInfo & { code: string }> {
-    return this.http.call('POST', '/restore-codes', { json: { machine, ttlSeconds }, idempotent: false });
+  async createRestoreCode(machine: string, ttlSeconds?: number, capture = false): Promise<RestoreCodeInfo & { code: string }> {
+    return this.http.call('POST', '/restore-codes', { json: { machine, ttlSeconds, capture }, idempotent: false });
   }
 
   async listRestoreCodes(): Promise<RestoreCodeInfo[]> {

@@ -38,6 +38,19 @@ t.test('restore codes', async (t) => {
     t.equal(write.exitCode, 6, 'a restore code cannot write images');
   });
 
+  t.test('a capture code also lets the technician image that machine (and no other)', async (t) => {
+    const capture = await b365(['restore-code', 'create', '--machine', 'pc-07', '--capture', '--json'], { env: server.env });
+    t.equal(capture.json.capture, true);
+    const env = { B365_SERVER: server.url, B365_RESTORE_CODE: capture.json.code, B365_STATE_DIR: path.join(directory, 'tech-capture') };
+    const imaged = await b365(['image', source, '--machine', 'pc-07', '--json'], { env });
+    t.equal(imaged.exitCode, 0, imaged.stderr);
+    t.match(imaged.json.image, /^pc-07@/);
+    const elsewhere = await b365(['image', source, '--machine', 'other'], { env });
+    t.equal(elsewhere.exitCode, 6, 'not another machine');
+    const used = (await api(server.url, 'GET', '/audit?kind=restore-code-used', { token: server.adminToken })).body.events;
+    t.match(JSON.stringify(used), /restore and capture/, 'the use is in the audit trail');
+  });
+
   t.test('unknown, expired and revoked codes are refused clearly', async (t) => {
     const unknown = await api(server.url, 'POST', '/restore-codes/exchange', { json: { code: 'AAAA-BBBB-CCCC' } });
     t.equal(unknown.status, 401);

@@ -13,14 +13,15 @@ export function registerRestoreCode(program: Command): void {
     .description('create a code that lets a technician restore one machine, and print it')
     .requiredOption('--machine <name>', 'the machine whose images the code opens')
     .option('--ttl <duration>', 'how long the code is valid, like 4h or 2d', '4h')
-    .action(async (options: { machine: string; ttl: string }, command: Command) => {
+    .option('--capture', 'also let the technician image the machine from the rescue USB')
+    .action(async (options: { machine: string; ttl: string; capture?: boolean }, command: Command) => {
       const machine = assertMachineName(options.machine);
       const ttlSeconds = parseDuration(options.ttl) / 1000;
       const client = await clientFor(command);
       try {
-        const created = await client.createRestoreCode(machine, ttlSeconds);
+        const created = await client.createRestoreCode(machine, ttlSeconds, options.capture ?? false);
         if (globals(command).json) printJson(created);
-        else process.stdout.write(`${created.code}\n(restore code for ${created.machine}, valid until ${created.expiresAt})\n`);
+        else process.stdout.write(`${created.code}\n(${created.capture ? 'restore and capture' : 'restore'} code for ${created.machine}, valid until ${created.expiresAt})\n`);
       } finally {
         await client.close();
       }
