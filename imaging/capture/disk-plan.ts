@@ -14,6 +14,7 @@ import { diskLayout } from '../partition/layout.js';
 import { readPartitionTable } from '../partition/table.js';
 import type { RangeList } from '../ranges.js';
 import type { DiskPlan } from './image.js';
+import { diskPlanOf } from './plan.js';
 import type { VolumePlan } from './volume.js';
 
 export interface PlanOptions {
@@ -128,20 +129,5 @@ export async function planDisk(device: DeviceInfo, handle: FileHandle, options: 
       volumes.push(await volumeFor(handle, device, options, piece));
     }
   }
-  return {
-    warnings,
-    plan: {
-      id,
-      source: device.path,
-      sourceKind: device.kind,
-      size: device.size,
-      logicalSectorSize: device.logicalSectorSize,
-      physicalSectorSize: device.physicalSectorSize,
-      model: device.model,
-      serial: device.serial,
-      partitionTable: table,
-      volumes,
-      warnings,
-    },
-  };
+  return { warnings, plan: diskPlanOf(device, id, table, volumes, warnings) };
 }
