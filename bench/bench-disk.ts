@@ -62,8 +62,13 @@ class BuildScope implements Scope {
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
+/** Where benchmark inputs are kept between runs (gitignored). */
+export function benchCacheRoot(): string {
+  return process.env.B365_BENCH_CACHE ?? path.join(REPO_ROOT, 'var', 'cache', 'bench');
+}
+
 export function cacheDirectory(): string {
-  return path.join(process.env.B365_BENCH_CACHE ?? path.join(REPO_ROOT, 'var', 'cache', 'bench'), BENCH_DISK_VERSION);
+  return path.join(benchCacheRoot(), BENCH_DISK_VERSION);
 }
 
 /** The cached disks, built first when the cache lacks them. */

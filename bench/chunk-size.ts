@@ -33,7 +33,7 @@ export async function benchChunkSize(context: BenchContext, fromDiskSection?: Di
     const earlier = fromDiskSection?.b365.rows;
     if (earlier && chunkSize === DEFAULT_CHUNK_SIZE) {
       const repo = fromDiskSection.b365.server.repo;
-      results.push({ chunkSize, full: earlier.full, incremental: earlier.incremental, objects: await storeObjects(repo), index: await imageIndexes(repo, earlier.incremental.report.image), reused: true });
+      results.push({ chunkSize, full: earlier.full, incremental: earlier.incremental, objects: await storeObjects(repo), index: await imageIndexes(repo, earlier.latestImage), reused: true });
       continue;
     }
     const directory = path.join(work, `chunk-size-${sizeName(chunkSize)}`);
