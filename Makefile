@@ -7,10 +7,13 @@ NPM ?= npm
 # tools that tests use as oracles, and what native addons need to build.
 DEB_PACKAGES := ca-certificates python3 make g++ util-linux fdisk gdisk parted e2fsprogs \
 	dosfstools mtools ntfs-3g lz4 b3sum partclone restic qemu-system-x86 qemu-utils \
-	netcat-openbsd ovmf nbd-client psmisc kmod time
+	netcat-openbsd ovmf nbd-client psmisc kmod time attr acl lvm2
 # Extra packages to build the rescue ISO.
 BOOTMEDIA_PACKAGES := debootstrap squashfs-tools xorriso grub-pc-bin grub-efi-amd64-bin \
-	grub-common mtools dosfstools cpio zstd
+	grub-common mtools dosfstools cpio zstd qemu-system-x86 ovmf netcat-openbsd b3sum
+# The Debian base of the rescue ISO and the e2e test disk are cached here, outside the
+# work tree, so that every checkout and CI run on this machine reuses them.
+BOOTMEDIA_CACHE ?= /var/cache/backup365/bootmedia
 
 .PHONY: setup build test e2e bench demo serve bootmedia clean install
 
@@ -41,6 +44,15 @@ bench: setup build
 # Put `b365` on the PATH.
 install: build
 	ln -sf $(CURDIR)/bin/b365 /usr/local/bin/b365
+
+# dist/b365-rescue.iso: hybrid ISO (CD or dd'ed USB stick, BIOS or UEFI); see bootmedia/README.md.
+bootmedia: setup build
+	@scripts/apt-ensure.sh $(BOOTMEDIA_PACKAGES)
+	BOOTMEDIA_CACHE=$(BOOTMEDIA_CACHE) bootmedia/build.sh
+
+# Boots the rescue ISO in qemu (TCG): unattended restore of a bootable disk, refused code, UEFI and BIOS boots.
+e2e: bootmedia
+	BOOTMEDIA_CACHE=$(BOOTMEDIA_CACHE) B365_E2E=1 npx tap --jobs 1 --timeout 2400 dist/test/e2e/*.test.js
 
 clean:
 	rm -rf dist .tap

@@ -64,7 +64,7 @@ async function presentingDevices(device: DeviceInfo): Promise<{ node: string; de
   if (result.exitCode !== 0 || !String(result.stdout).trim()) return [];
   const real = await fs.realpath(device.path);
   const loops = (JSON.parse(String(result.stdout)) as { loopdevices: { name: string; 'back-file': string | null; offset: number | string; 'maj:min': string }[] }).loopdevices;
-  return loops.filter((loop) => loop['back-file'] && path.resolve(loop['back-file'].replace(/ \(deleted\)$/, '')) === real).map((loop) => ({ node: loop.name, devno: loop['maj:min'], offset: Number(loop.offset) }));
+  return loops.filter((loop) => loop['back-file'] && path.resolve(loop['back-file'].replace(/ \(deleted\)$/, '')) === real).map((loop) => ({ node: loop.name, devno: loop['maj:min'].trim(), offset: Number(loop.offset) }));
 }
 
 /**

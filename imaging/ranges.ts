@@ -41,6 +41,26 @@ export class RangeList {
     return new RangeList(result);
   }
 
+  /** What this list covers that `other` does not. */
+  subtract(other: RangeList): RangeList {
+    const result: Range[] = [];
+    let j = 0;
+    for (const [start, end] of this.ranges) {
+      let from = start;
+      while (j < other.ranges.length && other.ranges[j]![1] <= from) j++;
+      let k = j;
+      while (k < other.ranges.length && other.ranges[k]![0] < end) {
+        const [cutStart, cutEnd] = other.ranges[k]!;
+        if (cutStart > from) result.push([from, Math.min(cutStart, end)]);
+        from = Math.max(from, cutEnd);
+        if (from >= end) break;
+        k++;
+      }
+      if (from < end) result.push([from, end]);
+    }
+    return new RangeList(result);
+  }
+
   /** The same ranges moved by `delta` bytes. */
   shift(delta: number): RangeList {
     return new RangeList(this.ranges.map(([start, end]) => [start + delta, end + delta] as const));

@@ -8,6 +8,8 @@ import { errorHandler, requireAuth } from './http.js';
 import { openApiDocument } from './openapi.js';
 import type { Repository } from './repository.js';
 import { auditRoutes } from './routes/audit.js';
+import { fileRoutes } from './routes/files.js';
+import { FileAccess } from './files.js';
 import { imageRoutes } from './routes/images.js';
 import { machineRoutes } from './routes/machines.js';
 import { objectRoutes } from './routes/objects.js';
@@ -18,15 +20,25 @@ import { tokenRoutes } from './routes/tokens.js';
 import { keyRoutes, verificationRoutes } from './routes/verifications.js';
 import { Verifier } from './jobs/verify.js';
 import type { SigningKey } from './signing.js';
+import { type ServerConfig, defaultConfig } from './config.js';
+import { Nightly } from './nightly.js';
+import { agentRoutes } from './routes/agents.js';
+import { incidentRoutes } from './routes/incidents.js';
+import { maintenanceRoutes } from './routes/maintenance.js';
+import { metricsHandler } from './routes/metrics.js';
+import { policyRoutes } from './routes/policies.js';
+import { runRoutes } from './routes/runs.js';
 
 export interface AppOptions {
   signingKey: SigningKey;
   uploadSlots?: number;
+  config?: ServerConfig;
 }
 
 export interface App {
   app: Express;
   verifier: Verifier;
+  nightly: Nightly;
 }
 
 export function createApp(repository: Repository, log: Logger, options: AppOptions): App {
@@ -38,6 +50,17 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
     response.on('finish', () => {
       log.debug({ method: request.method, path: request.path, status: response.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
     });
+    next();
+  });
+
+  const config = options.config ?? defaultConfig();
+  const nightly = new Nightly(repository, config, log);
+  const metrics = metricsHandler(nightly.metrics, repository.catalog, config.metrics);
+  app.get('/metrics', metrics);
+  // Chunks and indexes served to readers, for the metrics.
+  app.use('/api/v1', (request, response, next) => {
+    const kind = request.method === 'GET' ? (/^\/(chunks|indexes)\//.exec(request.path)?.[1] ?? null) : null;
+    if (kind) response.on('finish', () => response.statusCode === 200 && nightly.metrics.served(kind === 'chunks' ? 'chunk' : 'index', Number(response.getHeader('content-length') ?? 0)));
     next();
   });
 
@@ -53,6 +76,7 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   const verifier = new Verifier(repository, options.signingKey);
   api.use(restoreCodeExchangeRoute(restoreCodes));
   api.use(keyRoutes(options.signingKey));
+  api.get('/metrics', metrics);
   api.use(requireAuth(repository.catalog));
   api.use(sessionRoutes(repository, { uploadSlots: options.uploadSlots ?? 8 }));
   api.use(imageRoutes(repository));
@@ -62,11 +86,17 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   api.use(restoreCodeRoutes(repository, restoreCodes));
   api.use(auditRoutes(repository));
   api.use(verificationRoutes(verifier));
+  api.use(policyRoutes(nightly.policies));
+  api.use(agentRoutes(nightly.runs, nightly.policies, config, () => repository.clock.now()));
+  api.use(runRoutes(nightly.runs));
+  api.use(incidentRoutes(nightly.incidents, nightly.notifier));
+  api.use(maintenanceRoutes(nightly.pruner, nightly.gc));
+  api.use(fileRoutes(new FileAccess(repository)));
 
   app.use('/api/v1', api);
   app.use((request, _response, next) => {
     next(new NotFoundError(`no such endpoint: ${request.method} ${request.path}`));
   });
   app.use(errorHandler(log));
-  return { app, verifier };
+  return { app, verifier, nightly };
 }

@@ -15,6 +15,7 @@ import type { Logger } from '../src/log.js';
 import { type Principal, requireMachineAccess, requireRole } from './auth.js';
 import { Catalog, type ImageRecord, type ObjectKind, type SessionRecord } from './catalog/catalog.js';
 import { LocalStore } from './store/local.js';
+import { readStats } from './stats.js';
 import { type ObjectStore, chunkKey, manifestKey } from './store/store.js';
 
 export const DEFAULT_LEASE_MS = 60 * 60 * 1000;
@@ -38,6 +39,9 @@ export interface CommitResult {
 }
 
 export class Repository {
+  /** Objects garbage collection is deleting: an upload of one waits until it is gone. */
+  private readonly removals = new Map<string, Promise<void>>();
+
   constructor(
     readonly store: ObjectStore,
     readonly catalog: Catalog,
@@ -48,7 +52,7 @@ export class Repository {
 
   /** Open the repository in `directory`, creating it (and its admin token) on first use. */
   static async open(directory: string, options: { clock: Clock; log: Logger; leaseMs?: number }): Promise<{ repository: Repository; newAdminToken: string | null }> {
-    const store = await LocalStore.open(directory);
+    const store = await LocalStore.open(directory, options.clock);
     const catalog = new Catalog(path.join(store.root, 'catalog.sqlite'), options.clock);
     const repository = new Repository(store, catalog, options.clock, options.log, options.leaseMs);
     const newAdminToken = await repository.ensureAdminToken(path.join(store.root, 'admin.token'));
@@ -170,10 +174,11 @@ export class Repository {
     const actual = digestOf(data);
     if (actual !== digest) throw new DigestMismatchError(digest, actual, `${what} (nothing was stored)`);
     if (kind === 'index') FixedIndex.parse(data, what);
+    const removal = this.removals.get(digest);
+    if (removal) await removal;
     const { created } = await this.store.put(chunkKey(digest), frame, { ifAbsent: true });
-    this.catalog.recordObject(digest, kind, frame.length, data.length);
-    this.catalog.addSessionObjects(sessionId, [digest]);
-    if (created) this.catalog.db.prepare('UPDATE sessions SET lease_expires_at = ? WHERE id = ?').run(this.clock.now() + this.leaseMs, sessionId);
+    this.catalog.recordObject(digest, kind, frame.length, data.length, sessionId);
+    this.catalog.renewLease(sessionId, this.leaseMs);
     return { digest, created };
   }
 
@@ -349,15 +354,42 @@ export class Repository {
       // Same answer as absent: a machine must not learn what other machines hold.
       throw new NotFoundError(`${kind} ${digest} is not in the repository`);
     }
-    return this.store.get(chunkKey(digest));
+    const frame = await this.store.get(chunkKey(digest));
+    if (kind === 'chunk') {
+      readStats.chunksServed++;
+      readStats.chunkBytesServed += frame.length;
+    }
+    return frame;
   }
 
   async deleteImage(principal: Principal, reference: string): Promise<ImageRecord> {
     requireRole(principal, 'admin');
     const image = this.resolveImage(principal, reference);
+    await this.removeImage(image);
+    return image;
+  }
+
+  /** Remove an image (its manifest and recorded state); its chunks stay until garbage collection. */
+  async removeImage(image: ImageRecord): Promise<void> {
     await this.store.remove(manifestKey(image.machine, image.timestamp));
+    await this.store.remove(`images/${image.machine}/${image.timestamp}/state.json`);
     this.catalog.deleteImage(image.id);
     this.log.info({ image: image.id }, 'image deleted');
-    return image;
+  }
+
+  /**
+   * Delete a stored object whose catalog row garbage collection has just removed. The
+   * removal is registered before the first await, so an upload of the same digest that
+   * arrives meanwhile waits and then stores it afresh.
+   */
+  async removeObjectFile(digest: string): Promise<void> {
+    let finished!: () => void;
+    this.removals.set(digest, new Promise<void>((resolve) => (finished = resolve)));
+    try {
+      await this.store.remove(chunkKey(digest));
+    } finally {
+      this.removals.delete(digest);
+      finished();
+    }
   }
 }

@@ -1,8 +1,9 @@
 // Plans the capture of a whole disk: its partition table, each partition through the
 // filesystem module that recognises it (only used blocks are read), and every gap
 // between partitions raw, so boot code, tables and hidden boot areas come back too.
-import type { FileHandle } from 'node:fs/promises';
+import fs, { type FileHandle } from 'node:fs/promises';
 import { FormatError } from '../../src/errors.js';
+import { chunkSizeFor } from '../../src/format/chunk.js';
 import type { Partition, PartitionTable } from '../../src/format/manifest.js';
 import { DeviceBlockReader } from '../block-reader.js';
 import { dataRanges, type DeviceInfo } from '../device.js';
@@ -16,7 +17,8 @@ import type { DiskPlan } from './image.js';
 import type { VolumePlan } from './volume.js';
 
 export interface PlanOptions {
-  chunkSize: number;
+  /** Fixed chunk size, or 'auto' to pick one per volume (chunkSizeFor). */
+  chunkSize: number | 'auto';
   modules?: FilesystemModule[];
 }
 
@@ -67,7 +69,7 @@ async function volumeFor(
     size: spec.size,
     filesystem: null,
     method: 'raw',
-    chunkSize: options.chunkSize,
+    chunkSize: options.chunkSize === 'auto' ? chunkSizeFor(spec.size) : options.chunkSize,
     readable: data(),
     warnings: [],
   };
@@ -79,10 +81,17 @@ async function volumeFor(
   plan.method = filesystem.method;
   plan.warnings.push(...filesystem.warnings);
   plan.readable = (await filesystem.usedRanges()).intersect(data());
-  // A frozen filesystem has just written its bitmaps: read them again then.
+  // A frozen filesystem has just written its bitmaps: read them again then (the
+  // planning handle is closed by now).
   plan.refresh = async () => {
-    const reopened = await probeVolume(reader, spec.partition, device, modules);
-    if (reopened.filesystem) plan.readable = (await reopened.filesystem.usedRanges()).intersect(data());
+    const again = await fs.open(device.path, 'r');
+    try {
+      const fresh = new DeviceBlockReader(again, spec.offset, spec.size, reader.description);
+      const reopened = await probeVolume(fresh, spec.partition, device, modules);
+      if (reopened.filesystem) plan.readable = (await reopened.filesystem.usedRanges()).intersect(dataRanges(again.fd, device.kind, spec.offset, spec.offset + spec.size).shift(-spec.offset));
+    } finally {
+      await again.close();
+    }
   };
   return plan;
 }

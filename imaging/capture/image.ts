@@ -14,6 +14,7 @@ import { type Disk, type ImageStats, type Manifest, MANIFEST_FORMAT, MANIFEST_VE
 import { silentLogger, type Logger } from '../../src/log.js';
 import { VERSION } from '../../src/version.js';
 import { CompressPool } from './compress-pool.js';
+import { DigestKeySet } from './digest-set.js';
 import { Uploader } from './uploader.js';
 import { type CaptureContext, SlotPool, type VolumePlan, captureVolume, digestKey, readChunkInto } from './volume.js';
 
@@ -77,13 +78,13 @@ export interface CaptureReport {
 
 interface BaseDigests {
   image: string | null;
-  keys: Set<number>;
+  keys: DigestKeySet;
   indexes: Set<string>;
 }
 
 /** The digests of the previous image of these disks: what need not be sent again. */
 async function loadBase(client: RepositoryClient, machine: string, disks: DiskPlan[], log: Logger): Promise<BaseDigests> {
-  const base: BaseDigests = { image: null, keys: new Set(), indexes: new Set() };
+  const base: BaseDigests = { image: null, keys: new DigestKeySet(), indexes: new Set() };
   const manifests = new Map<string, Manifest>();
   for (const disk of disks) {
     const keys = diskKeysOf(disk);
@@ -123,7 +124,7 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
   const stateFile = new SessionStateFile(options.stateDirectory, client.server, machine, options.disks.map((disk) => disk.source));
 
   options.onStage?.('looking up the previous image');
-  const base = options.full ? { image: null, keys: new Set<number>(), indexes: new Set<string>() } : await loadBase(client, machine, options.disks, log);
+  const base = options.full ? { image: null, keys: new DigestKeySet(), indexes: new Set<string>() } : await loadBase(client, machine, options.disks, log);
 
   // Resume the session of an interrupted run, or start a new one.
   const saved = await stateFile.load();
@@ -148,7 +149,7 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
   const uploader = new Uploader(client, sessionId);
   const bytesTotal = options.disks.reduce((sum, disk) => sum + disk.volumes.reduce((inner, volume) => inner + volume.readable.totalBytes, 0), 0);
   let bytesDone = 0;
-  const seen = new Set<number>();
+  const seen = new DigestKeySet();
   const captured: { disk: DiskPlan; plan: VolumePlan; volume: Volume; index: FixedIndex }[] = [];
 
   try {

@@ -1,10 +1,11 @@
 // Plans what to read from a disk. The raw plan treats the whole disk as one volume:
 // every byte is kept, all-zero chunks become holes, holes of sparse files are not read.
 import type fsp from 'node:fs/promises';
+import { chunkSizeFor } from '../../src/format/chunk.js';
 import { dataRanges, type DeviceInfo } from '../device.js';
 import type { DiskPlan } from './image.js';
 
-export function rawDiskPlan(device: DeviceInfo, handle: fsp.FileHandle, chunkSize: number, id = 'disk0'): DiskPlan {
+export function rawDiskPlan(device: DeviceInfo, handle: fsp.FileHandle, chunkSize: number | 'auto', id = 'disk0'): DiskPlan {
   return {
     id,
     source: device.path,
@@ -24,7 +25,7 @@ export function rawDiskPlan(device: DeviceInfo, handle: fsp.FileHandle, chunkSiz
         size: device.size,
         filesystem: null,
         method: 'raw',
-        chunkSize,
+        chunkSize: chunkSize === 'auto' ? chunkSizeFor(device.size) : chunkSize,
         readable: dataRanges(handle.fd, device.kind, 0, device.size),
         warnings: [],
       },

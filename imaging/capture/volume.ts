@@ -9,6 +9,7 @@ import type { CaptureMethod, FilesystemInfo, Volume, VolumeKind, VolumeStats } f
 import { readFully } from '../device.js';
 import type { Range, RangeList } from '../ranges.js';
 import type { CompressPool } from './compress-pool.js';
+import type { DigestKeySet } from './digest-set.js';
 import type { Uploader } from './uploader.js';
 
 export interface VolumePlan {
@@ -71,9 +72,9 @@ export interface CaptureContext {
   slots: SlotPool;
   uploader: Uploader;
   /** Digest keys the base image already holds: never compressed, never sent. */
-  base: Set<number>;
+  base: DigestKeySet;
   /** Digest keys already handled in this run. */
-  seen: Set<number>;
+  seen: DigestKeySet;
   onProgress(bytesUsedDone: number): void;
   signal?: AbortSignal;
 }

@@ -4,7 +4,7 @@
 import { FormatError } from '../../src/errors.js';
 import type { FilesystemInfo } from '../../src/format/manifest.js';
 import type { BlockReader } from '../block-reader.js';
-import type { RangeList } from '../ranges.js';
+import { RangeList } from '../ranges.js';
 import { ExtFileTree } from './ext/file-tree.js';
 import { readGroupDescriptors } from './ext/group-descriptors.js';
 import { journalWarnings } from './ext/journal.js';
@@ -45,7 +45,7 @@ async function open(reader: BlockReader): Promise<OpenFilesystem> {
     else if (!(superblock.state & STATE_CLEAN) && !superblock.has.hasJournal) warnings.push('the filesystem was not cleanly unmounted: run e2fsck on it');
     const journal = await journalWarnings(volume);
     warnings.push(...journal.warnings);
-    const used = await usedByteRanges(reader, superblock, groups, { warnings, extraBitmaps: journal.bitmaps });
+    const used = (await usedByteRanges(reader, superblock, groups, { warnings, extraBitmaps: journal.bitmaps })).subtract(RangeList.of(journal.idle));
     const info: FilesystemInfo = {
       type: superblock.type,
       uuid: formatUuid(superblock.uuid),

@@ -210,7 +210,9 @@ export class Catalog {
   ) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    // WAL with NORMAL: a power cut may lose the last commits but never corrupts the
+    // database; what the catalog caches is rebuilt from the store by reindex.
+    this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
@@ -220,6 +222,18 @@ export class Catalog {
     this.db.close();
   }
 
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** A prepared statement, compiled once. */
+  sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      this.statements.set(text, statement);
+    }
+    return statement;
+  }
+
   now(): number {
     return this.clock.now();
   }
@@ -227,18 +241,18 @@ export class Catalog {
   // --- machines -------------------------------------------------------------
 
   ensureMachine(name: string): number {
-    const existing = this.db.prepare('SELECT id FROM machines WHERE name = ?').get(name) as { id: number } | undefined;
+    const existing = this.sql('SELECT id FROM machines WHERE name = ?').get(name) as { id: number } | undefined;
     if (existing) return existing.id;
-    return Number(this.db.prepare('INSERT INTO machines (name, created_at) VALUES (?, ?)').run(name, this.now()).lastInsertRowid);
+    return Number(this.sql('INSERT INTO machines (name, created_at) VALUES (?, ?)').run(name, this.now()).lastInsertRowid);
   }
 
   machineId(name: string): number | null {
-    const row = this.db.prepare('SELECT id FROM machines WHERE name = ?').get(name) as { id: number } | undefined;
+    const row = this.sql('SELECT id FROM machines WHERE name = ?').get(name) as { id: number } | undefined;
     return row?.id ?? null;
   }
 
   machineSeen(name: string): void {
-    this.db.prepare('UPDATE machines SET last_seen_at = ? WHERE name = ?').run(this.now(), name);
+    this.sql('UPDATE machines SET last_seen_at = ? WHERE name = ?').run(this.now(), name);
   }
 
   listMachines(): MachineRecord[] {
@@ -278,23 +292,29 @@ export class Catalog {
   }
 
   tokenById(id: number): TokenRecord | null {
-    return (this.db.prepare(this.tokenQuery('t.id = ?')).get(id) as TokenRecord | undefined) ?? null;
+    return (this.sql(this.tokenQuery('t.id = ?')).get(id) as TokenRecord | undefined) ?? null;
   }
 
   tokenBySecret(secret: string): TokenRecord | null {
-    return (this.db.prepare(this.tokenQuery('t.hash = ?')).get(hashToken(secret)) as TokenRecord | undefined) ?? null;
+    return (this.sql(this.tokenQuery('t.hash = ?')).get(hashToken(secret)) as TokenRecord | undefined) ?? null;
   }
 
+  private readonly tokenUseWritten = new Map<number, number>();
+
+  /** Remember when a token was last used, at most once a minute per token. */
   tokenUsed(id: number): void {
-    this.db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(this.now(), id);
+    const now = this.now();
+    if (now - (this.tokenUseWritten.get(id) ?? 0) < 60_000) return;
+    this.tokenUseWritten.set(id, now);
+    this.sql('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(now, id);
   }
 
   listTokens(): TokenRecord[] {
-    return this.db.prepare(this.tokenQuery('1 = 1 ORDER BY t.id')).all() as TokenRecord[];
+    return this.sql(this.tokenQuery('1 = 1 ORDER BY t.id')).all() as TokenRecord[];
   }
 
   revokeToken(id: number): void {
-    const result = this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(this.now(), id);
+    const result = this.sql('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(this.now(), id);
     if (result.changes === 0 && !this.tokenById(id)) throw new NotFoundError(`token ${id} does not exist`);
   }
 
@@ -314,19 +334,19 @@ export class Catalog {
     r.uses, r.last_used_at AS lastUsedAt FROM restore_codes r JOIN machines m ON m.id = r.machine_id`;
 
   restoreCodeById(id: number): RestoreCodeRecord | null {
-    return (this.db.prepare(`${this.restoreCodeQuery} WHERE r.id = ?`).get(id) as RestoreCodeRecord | undefined) ?? null;
+    return (this.sql(`${this.restoreCodeQuery} WHERE r.id = ?`).get(id) as RestoreCodeRecord | undefined) ?? null;
   }
 
   restoreCodeByCode(code: string): RestoreCodeRecord | null {
-    return (this.db.prepare(`${this.restoreCodeQuery} WHERE r.hash = ?`).get(hashToken(code)) as RestoreCodeRecord | undefined) ?? null;
+    return (this.sql(`${this.restoreCodeQuery} WHERE r.hash = ?`).get(hashToken(code)) as RestoreCodeRecord | undefined) ?? null;
   }
 
   listRestoreCodes(): RestoreCodeRecord[] {
-    return this.db.prepare(`${this.restoreCodeQuery} ORDER BY r.id`).all() as RestoreCodeRecord[];
+    return this.sql(`${this.restoreCodeQuery} ORDER BY r.id`).all() as RestoreCodeRecord[];
   }
 
   restoreCodeUsed(id: number): void {
-    this.db.prepare('UPDATE restore_codes SET uses = uses + 1, last_used_at = ? WHERE id = ?').run(this.now(), id);
+    this.sql('UPDATE restore_codes SET uses = uses + 1, last_used_at = ? WHERE id = ?').run(this.now(), id);
   }
 
   /** Revoke a code and every token it was exchanged for. */
@@ -334,17 +354,17 @@ export class Catalog {
     if (!this.restoreCodeById(id)) throw new NotFoundError(`restore code ${id} does not exist`);
     const now = this.now();
     this.db.transaction(() => {
-      this.db.prepare('UPDATE restore_codes SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id);
-      this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE restore_code_id = ? AND revoked_at IS NULL').run(now, id);
+      this.sql('UPDATE restore_codes SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id);
+      this.sql('UPDATE tokens SET revoked_at = ? WHERE restore_code_id = ? AND revoked_at IS NULL').run(now, id);
     })();
   }
 
   audit(kind: string, details: { machine?: string | null; remote?: string | null; detail?: string | null }): void {
-    this.db.prepare('INSERT INTO audit_events (time, kind, machine, remote, detail) VALUES (?, ?, ?, ?, ?)').run(this.now(), kind, details.machine ?? null, details.remote ?? null, details.detail ?? null);
+    this.sql('INSERT INTO audit_events (time, kind, machine, remote, detail) VALUES (?, ?, ?, ?, ?)').run(this.now(), kind, details.machine ?? null, details.remote ?? null, details.detail ?? null);
   }
 
   auditEvents(kind?: string): { id: number; time: number; kind: string; machine: string | null; remote: string | null; detail: string | null }[] {
-    const rows = kind ? this.db.prepare('SELECT * FROM audit_events WHERE kind = ? ORDER BY id').all(kind) : this.db.prepare('SELECT * FROM audit_events ORDER BY id').all();
+    const rows = kind ? this.sql('SELECT * FROM audit_events WHERE kind = ? ORDER BY id').all(kind) : this.sql('SELECT * FROM audit_events ORDER BY id').all();
     return rows as { id: number; time: number; kind: string; machine: string | null; remote: string | null; detail: string | null }[];
   }
 
@@ -363,28 +383,34 @@ export class Catalog {
   }
 
   session(id: string): SessionRecord | null {
-    return (this.db.prepare(`${this.sessionQuery} WHERE s.id = ?`).get(id) as SessionRecord | undefined) ?? null;
+    return (this.sql(`${this.sessionQuery} WHERE s.id = ?`).get(id) as SessionRecord | undefined) ?? null;
   }
 
   openSessions(): SessionRecord[] {
-    return this.db.prepare(`${this.sessionQuery} WHERE s.state = 'open'`).all() as SessionRecord[];
+    return this.sql(`${this.sessionQuery} WHERE s.state = 'open'`).all() as SessionRecord[];
   }
 
+  private readonly leaseWritten = new Map<string, number>();
+
+  /** Extend a session's lease; written at most every tenth of the lease. */
   renewLease(id: string, leaseMs: number): number {
-    const until = this.now() + leaseMs;
-    this.db.prepare("UPDATE sessions SET lease_expires_at = ? WHERE id = ? AND state = 'open'").run(until, id);
+    const now = this.now();
+    const until = now + leaseMs;
+    if (now - (this.leaseWritten.get(id) ?? 0) < leaseMs / 10) return until;
+    this.leaseWritten.set(id, now);
+    this.sql("UPDATE sessions SET lease_expires_at = ? WHERE id = ? AND state = 'open'").run(until, id);
     return until;
   }
 
   abortSession(id: string): void {
     this.db.transaction(() => {
-      this.db.prepare("UPDATE sessions SET state = 'aborted' WHERE id = ? AND state = 'open'").run(id);
-      this.db.prepare('DELETE FROM session_objects WHERE session_id = ?').run(id);
+      this.sql("UPDATE sessions SET state = 'aborted' WHERE id = ? AND state = 'open'").run(id);
+      this.sql('DELETE FROM session_objects WHERE session_id = ?').run(id);
     })();
   }
 
   addSessionObjects(sessionId: string, digests: string[]): void {
-    const insert = this.db.prepare('INSERT OR IGNORE INTO session_objects (session_id, digest) VALUES (?, ?)');
+    const insert = this.sql('INSERT OR IGNORE INTO session_objects (session_id, digest) VALUES (?, ?)');
     this.db.transaction(() => {
       for (const digest of digests) insert.run(sessionId, digestBlob(digest));
     })();
@@ -392,14 +418,19 @@ export class Catalog {
 
   // --- objects (chunks and indexes) -----------------------------------------
 
-  recordObject(digest: string, kind: ObjectKind, storedSize: number, rawSize: number): void {
+  /** Record a stored object (or touch it) and, in the same transaction, pin it to a session. */
+  recordObject(digest: string, kind: ObjectKind, storedSize: number, rawSize: number, sessionId?: string): void {
     const now = this.now();
-    this.db
-      .prepare(
-        `INSERT INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (digest) DO UPDATE SET last_touched = excluded.last_touched`,
-      )
-      .run(digestBlob(digest), kind, storedSize, rawSize, now, now);
+    const blob = digestBlob(digest);
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (digest) DO UPDATE SET last_touched = excluded.last_touched`,
+        )
+        .run(blob, kind, storedSize, rawSize, now, now);
+      if (sessionId) this.sql('INSERT OR IGNORE INTO session_objects (session_id, digest) VALUES (?, ?)').run(sessionId, blob);
+    })();
   }
 
   objectInfo(digest: string): { kind: ObjectKind; storedSize: number; rawSize: number; firstSeen: number; lastTouched: number } | null {
@@ -411,7 +442,7 @@ export class Catalog {
 
   forgetObject(digest: string): void {
     const blob = digestBlob(digest);
-    this.db.prepare('DELETE FROM objects WHERE digest = ?').run(blob);
+    this.sql('DELETE FROM objects WHERE digest = ?').run(blob);
   }
 
   /**
@@ -420,11 +451,11 @@ export class Catalog {
    * already reference. Present ones are pinned to the session and touched.
    */
   missingObjects(digests: string[], scope: { machine: string | null; sessionId: string | null }): string[] {
-    const has = this.db.prepare('SELECT 1 FROM objects WHERE digest = ?');
-    const inSession = this.db.prepare('SELECT 1 FROM session_objects WHERE session_id = ? AND digest = ?');
-    const inMachine = this.db.prepare('SELECT 1 FROM machine_objects WHERE machine_id = ? AND digest = ?');
-    const touch = this.db.prepare('UPDATE objects SET last_touched = ? WHERE digest = ?');
-    const pin = this.db.prepare('INSERT OR IGNORE INTO session_objects (session_id, digest) VALUES (?, ?)');
+    const has = this.sql('SELECT 1 FROM objects WHERE digest = ?');
+    const inSession = this.sql('SELECT 1 FROM session_objects WHERE session_id = ? AND digest = ?');
+    const inMachine = this.sql('SELECT 1 FROM machine_objects WHERE machine_id = ? AND digest = ?');
+    const touch = this.sql('UPDATE objects SET last_touched = ? WHERE digest = ?');
+    const pin = this.sql('INSERT OR IGNORE INTO session_objects (session_id, digest) VALUES (?, ?)');
     const machineId = scope.machine ? this.machineId(scope.machine) : null;
     const now = this.now();
     const missing: string[] = [];
@@ -451,7 +482,7 @@ export class Catalog {
     const machineId = this.machineId(machine);
     if (machineId === null) return false;
     const blob = digestBlob(digest);
-    if (this.db.prepare('SELECT 1 FROM machine_objects WHERE machine_id = ? AND digest = ?').get(machineId, blob)) return true;
+    if (this.sql('SELECT 1 FROM machine_objects WHERE machine_id = ? AND digest = ?').get(machineId, blob)) return true;
     return (
       this.db
         .prepare("SELECT 1 FROM session_objects so JOIN sessions s ON s.id = so.session_id WHERE s.machine_id = ? AND s.state = 'open' AND so.digest = ?")
@@ -462,13 +493,13 @@ export class Catalog {
   // --- images ---------------------------------------------------------------
 
   imageIdTaken(machine: string, timestamp: string): boolean {
-    return this.db.prepare('SELECT 1 FROM images i JOIN machines m ON m.id = i.machine_id WHERE m.name = ? AND i.timestamp = ?').get(machine, timestamp) !== undefined;
+    return this.sql('SELECT 1 FROM images i JOIN machines m ON m.id = i.machine_id WHERE m.name = ? AND i.timestamp = ?').get(machine, timestamp) !== undefined;
   }
 
   /** Record a committed image and make every object it references visible to its machine. */
   insertImage(image: Omit<ImageRecord, 'state' | 'stateReason'>, referenced: Iterable<string>, sessionId: string | null): void {
     const machineId = this.ensureMachine(image.machine);
-    const grant = this.db.prepare('INSERT OR IGNORE INTO machine_objects (machine_id, digest) VALUES (?, ?)');
+    const grant = this.sql('INSERT OR IGNORE INTO machine_objects (machine_id, digest) VALUES (?, ?)');
     this.db.transaction(() => {
       this.db
         .prepare(
@@ -478,21 +509,21 @@ export class Catalog {
         .run(image.id, machineId, image.timestamp, image.createdAt, image.manifestDigest, image.parent, JSON.stringify(image.diskKeys), image.sizeBytes, image.usedBytes, image.uploadedBytes, image.storedBytes);
       for (const digest of referenced) grant.run(machineId, digestBlob(digest));
       if (sessionId) {
-        this.db.prepare("UPDATE sessions SET state = 'committed', image_id = ? WHERE id = ?").run(image.id, sessionId);
-        this.db.prepare('DELETE FROM session_objects WHERE session_id = ?').run(sessionId);
+        this.sql("UPDATE sessions SET state = 'committed', image_id = ? WHERE id = ?").run(image.id, sessionId);
+        this.sql('DELETE FROM session_objects WHERE session_id = ?').run(sessionId);
       }
     })();
   }
 
   image(id: string): ImageRecord | null {
-    const row = this.db.prepare(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id WHERE i.id = ?`).get(id) as ImageRow | undefined;
+    const row = this.sql(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id WHERE i.id = ?`).get(id) as ImageRow | undefined;
     return row ? imageFromRow(row) : null;
   }
 
   listImages(machine?: string): ImageRecord[] {
     const rows = machine
-      ? this.db.prepare(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id WHERE m.name = ? ORDER BY i.timestamp`).all(machine)
-      : this.db.prepare(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id ORDER BY m.name, i.timestamp`).all();
+      ? this.sql(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id WHERE m.name = ? ORDER BY i.timestamp`).all(machine)
+      : this.sql(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id ORDER BY m.name, i.timestamp`).all();
     return (rows as ImageRow[]).map(imageFromRow);
   }
 
@@ -510,11 +541,11 @@ export class Catalog {
   }
 
   setImageState(id: string, state: ImageState, reason: string | null): void {
-    this.db.prepare('UPDATE images SET state = ?, state_reason = ? WHERE id = ?').run(state, reason, id);
+    this.sql('UPDATE images SET state = ?, state_reason = ? WHERE id = ?').run(state, reason, id);
   }
 
   deleteImage(id: string): void {
-    this.db.prepare('DELETE FROM images WHERE id = ?').run(id);
+    this.sql('DELETE FROM images WHERE id = ?').run(id);
   }
 
   // --- reindex --------------------------------------------------------------
@@ -525,11 +556,11 @@ export class Catalog {
   }
 
   getMeta(key: string): string | null {
-    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    const row = this.sql('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
     return row?.value ?? null;
   }
 
   setMeta(key: string, value: string): void {
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 }

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { type Clock, systemClock } from '../../src/clock.js';
 import { NotFoundError } from '../../src/errors.js';
 import type { ObjectStat, ObjectStore, PutResult } from './store.js';
 
@@ -24,14 +25,18 @@ export class LocalStore implements ObjectStore {
   private readonly tmpDirectory: string;
   private readonly knownDirectories = new Set<string>();
 
-  private constructor(readonly root: string) {
+  private constructor(
+    readonly root: string,
+    /** Stamps file times: garbage collection compares them with the server's clock. */
+    private readonly clock: Clock,
+  ) {
     this.description = `local directory ${root}`;
     this.tmpDirectory = path.join(root, 'tmp');
   }
 
   /** Open (creating if needed) a store; leftovers of interrupted writes are removed. */
-  static async open(root: string): Promise<LocalStore> {
-    const store = new LocalStore(path.resolve(root));
+  static async open(root: string, clock: Clock = systemClock): Promise<LocalStore> {
+    const store = new LocalStore(path.resolve(root), clock);
     await fs.mkdir(store.root, { recursive: true, mode: 0o750 });
     await fs.rm(store.tmpDirectory, { recursive: true, force: true });
     await fs.mkdir(store.tmpDirectory, { recursive: true });
@@ -55,6 +60,8 @@ export class LocalStore implements ObjectStore {
     const handle = await fs.open(tmpPath, 'wx', 0o640);
     try {
       await handle.writeFile(bytes);
+      const now = new Date(this.clock.now());
+      await handle.utimes(now, now);
       await handle.datasync();
     } finally {
       await handle.close();
@@ -126,7 +133,7 @@ export class LocalStore implements ObjectStore {
     }
   }
 
-  async touch(key: string, when: Date = new Date()): Promise<void> {
+  async touch(key: string, when: Date = new Date(this.clock.now())): Promise<void> {
     try {
       await fs.utimes(this.pathOf(key), when, when);
     } catch (error) {

@@ -6,13 +6,22 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode, UserError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { jsonPrinted } from './output.js';
+import { registerDisks } from './commands/disks.js';
+import { registerFiles } from './commands/files.js';
 import { registerImage } from './commands/image.js';
 import { registerImages } from './commands/images.js';
+import { registerNbd } from './commands/nbd.js';
 import { registerRestore } from './commands/restore.js';
 import { registerServer } from './commands/server.js';
 import { registerRestoreCode } from './commands/restore-code.js';
 import { registerToken } from './commands/token.js';
 import { registerVerify } from './commands/verify.js';
+import { registerAgent } from './commands/agent.js';
+import { registerGc } from './commands/gc.js';
+import { registerPolicy } from './commands/policy.js';
+import { registerPrune } from './commands/prune.js';
+import { registerReports } from './commands/reports.js';
+import { registerRescue } from './commands/rescue.js';
 
 export function buildProgram(): Command {
   const program = new Command('b365')
@@ -27,12 +36,21 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerServer(program);
+  registerDisks(program);
   registerImage(program);
   registerRestore(program);
   registerImages(program);
   registerToken(program);
   registerRestoreCode(program);
   registerVerify(program);
+  registerAgent(program);
+  registerPolicy(program);
+  registerReports(program);
+  registerPrune(program);
+  registerGc(program);
+  registerFiles(program);
+  registerNbd(program);
+  registerRescue(program);
   return program;
 }
 

@@ -67,8 +67,8 @@ export async function writeMixedFile(file: string, length: number, seed: number)
 }
 
 /**
- * A large file quickly: 64 MiB of mixed content is made once and tiled, with each MiB
- * stamped with its own position so that no two chunks are alike.
+ * A large file quickly: 64 MiB of mixed content is made once and tiled, with every
+ * 64 KiB stamped with its own position so that no two chunks (of any size) are alike.
  */
 export async function writeLargeDistinctFile(file: string, length: number, seed: number): Promise<void> {
   const prng = new Prng(seed);
@@ -79,8 +79,8 @@ export async function writeLargeDistinctFile(file: string, length: number, seed:
     for (let position = 0; position < length; position += block.length) {
       const poolOffset = position % pool.length;
       pool.copy(block, 0, poolOffset, poolOffset + block.length);
-      for (let mib = 0; mib < block.length; mib += 1 << 20) {
-        block.writeDoubleLE(position + mib + seed, mib + 4000);
+      for (let piece = 0; piece < block.length; piece += 64 << 10) {
+        block.writeDoubleLE(position + piece + seed, piece + 4000);
       }
       await handle.write(block, 0, Math.min(block.length, length - position), position);
     }

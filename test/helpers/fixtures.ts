@@ -71,6 +71,15 @@ export interface TreeEntry {
 /** Everything a user would notice about a mounted tree. */
 export async function snapshotTree(root: string, options: { owners?: boolean; xattrs?: boolean } = {}): Promise<Record<string, TreeEntry>> {
   const entries: Record<string, TreeEntry> = {};
+  // One getfattr for the whole tree: "# file: PATH" then "name=value" lines.
+  const attributes = new Map<string, string>();
+  if (options.xattrs) {
+    const dump = await execa('getfattr', ['-R', '-h', '-d', '-m', 'user\\.', '--absolute-names', root], { reject: false, maxBuffer: 1 << 30 });
+    for (const block of String(dump.stdout).split('\n\n')) {
+      const [header, ...values] = block.split('\n').filter(Boolean);
+      if (header?.startsWith('# file: ')) attributes.set(header.slice(8), values.join(';'));
+    }
+  }
   const inodes = new Map<number, string[]>();
   async function walk(directory: string): Promise<void> {
     for (const name of (await fs.readdir(directory)).sort()) {
@@ -89,7 +98,7 @@ export async function snapshotTree(root: string, options: { owners?: boolean; xa
         sha256: type === 'file' ? createHash('sha256').update(await fs.readFile(full)).digest('hex') : null,
         target: type === 'symlink' ? await fs.readlink(full) : null,
         links: null,
-        xattrs: options.xattrs && type === 'file' ? (await execa('getfattr', ['-d', '-m', 'user\\.', '--absolute-names', full], { reject: false })).stdout.split('\n').slice(1).join(';') : null,
+        xattrs: options.xattrs && type === 'file' ? (attributes.get(full) ?? '') : null,
       };
       if (type === 'file' && stats.nlink > 1) inodes.set(stats.ino, [...(inodes.get(stats.ino) ?? []), relative]);
       if (type === 'directory') await walk(full);

@@ -27,6 +27,12 @@ export interface JournalFindings {
   warnings: string[];
   /** Committed journal copies of block bitmaps, by the block they will be written to. */
   bitmaps: Map<number, Buffer[]>;
+  /**
+   * Byte ranges of an empty journal's log (everything but its superblock): a cleanly
+   * unmounted filesystem never reads them again, so they are captured as zeros, and a
+   * busy journal does not make every nightly image larger.
+   */
+  idle: [number, number][];
 }
 
 interface LoggedBlock {
@@ -37,10 +43,10 @@ interface LoggedBlock {
 
 export async function journalWarnings(volume: ExtVolume): Promise<JournalFindings> {
   const { superblock } = volume;
-  if (!superblock.has.hasJournal) return { warnings: [], bitmaps: new Map() };
+  if (!superblock.has.hasJournal) return { warnings: [], bitmaps: new Map(), idle: [] };
   if (superblock.journalInode === 0) {
     const warnings = superblock.has.needsRecovery ? ['the external journal needs recovery and was not examined: blocks its transactions allocate may be missing from the used-block map'] : [];
-    return { warnings, bitmaps: new Map() };
+    return { warnings, bitmaps: new Map(), idle: [] };
   }
   try {
     return await examineJournal(volume);
@@ -48,13 +54,13 @@ export async function journalWarnings(volume: ExtVolume): Promise<JournalFinding
     if (!(error instanceof FormatError)) throw error;
     // Without replay the journal does not matter; with it, a map that ignored it could lose data.
     if (superblock.has.needsRecovery) throw new FormatError(`${volume.reader.description}: the journal needs recovery but cannot be read: ${error.message}`, { cause: error });
-    return { warnings: [`the journal cannot be read (${error.message}); the filesystem does not need recovery, so this does not affect the image`], bitmaps: new Map() };
+    return { warnings: [`the journal cannot be read (${error.message}); the filesystem does not need recovery, so this does not affect the image`], bitmaps: new Map(), idle: [] };
   }
 }
 
 async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
   const { superblock, groups } = volume;
-  const findings: JournalFindings = { warnings: [], bitmaps: new Map() };
+  const findings: JournalFindings = { warnings: [], bitmaps: new Map(), idle: [] };
   const { blockSize } = superblock;
   const journal = await new InodeTable(volume).read(superblock.journalInode);
   const runs: FileExtent[] = await fileBlockMap(volume, journal);
@@ -73,7 +79,16 @@ async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
   const first = header.readUInt32BE(0x14);
   let sequence = header.readUInt32BE(0x18);
   const start = header.readUInt32BE(0x1c);
-  if (start === 0) return findings;
+  if (start === 0) {
+    if (!superblock.has.needsRecovery) {
+      for (const run of runs) {
+        const from = Math.max(run.logical, 1);
+        if (from >= run.logical + run.length) continue;
+        findings.idle.push([(run.physical + from - run.logical) * blockSize, (run.physical + run.length) * blockSize]);
+      }
+    }
+    return findings;
+  }
   const incompat = type === BLOCK_SUPERBLOCK_V2 ? header.readUInt32BE(0x28) : 0;
   // Fast-commit blocks follow the log proper: the log wraps before them.
   const fastCommitBlocks = incompat & INCOMPAT_FAST_COMMIT ? header.readUInt32BE(0x54) || DEFAULT_FAST_COMMIT_BLOCKS : 0;

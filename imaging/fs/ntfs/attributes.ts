@@ -33,6 +33,11 @@ export function ntTimeToMs(ntTime: bigint): number {
   return Number(whole) + Number(sinceUnixEpoch - whole * 10000n) / 10000;
 }
 
+/** NT time (100 ns ticks since 1601) as Unix nanoseconds: exact. */
+export function ntTimeToNs(ntTime: bigint): bigint {
+  return (ntTime - NT_EPOCH_OFFSET) * 100n;
+}
+
 export interface StandardInformation {
   creationTime: bigint;
   modificationTime: bigint;

@@ -15,7 +15,7 @@ import { FormatError, NotFoundError, UserError } from '../../../src/errors.js';
 import { RangeList } from '../../ranges.js';
 import type { DirEntry, FileNode, FileStat, FileTree, FileType } from '../filesystem.js';
 import type { AttributeData } from './attribute-data.js';
-import { FileAttribute, FileNameNamespace, ntTimeToMs } from './attributes.js';
+import { FileAttribute, FileNameNamespace, ntTimeToMs, ntTimeToNs } from './attributes.js';
 import { readDirectoryIndex, type IndexEntry } from './directory-index.js';
 import { AttributeType } from './mft-record.js';
 import { SystemFile, type Mft, type NtfsInode } from './mft.js';
@@ -215,6 +215,9 @@ async function describeInode(inode: NtfsInode): Promise<Described> {
     mtimeMs: ntTimeToMs(times.modificationTime),
     atimeMs: ntTimeToMs(times.accessTime),
     ctimeMs: ntTimeToMs(times.mftChangeTime),
+    mtimeNs: ntTimeToNs(times.modificationTime),
+    atimeNs: ntTimeToNs(times.accessTime),
+    ctimeNs: ntTimeToNs(times.mftChangeTime),
     inode: inode.number,
   };
   if (kind?.rdev !== undefined) stat.rdev = kind.rdev;

@@ -1,14 +1,11 @@
 // `b365 image SOURCE --machine NAME`: capture a disk (block device or image file).
-import fs from 'node:fs/promises';
 import type { Command } from 'commander';
-import { planDisk } from '../../../imaging/capture/disk-plan.js';
-import { captureImage, type CaptureReport, type DiskPlan } from '../../../imaging/capture/image.js';
-import { rawDiskPlan } from '../../../imaging/capture/plan.js';
-import { describeDevice } from '../../../imaging/device.js';
-import { checkLiveVolumes, diskMounts, freeze, type LiveMode, type VolumeMounts } from '../../../imaging/live.js';
+import { captureImage, type CaptureReport } from '../../../imaging/capture/image.js';
+import { planSources } from '../../../imaging/capture/sources.js';
+import type { LiveMode } from '../../../imaging/live.js';
 import { UsageError } from '../../errors.js';
 import { defaultStateDirectory } from '../../client/session-state.js';
-import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../../format/chunk.js';
+import { parseChunkSize } from '../../format/chunk.js';
 import { assertMachineName } from '../../format/image-ref.js';
 import { createLogger } from '../../log.js';
 import { clientFor, globals, interruptSignal } from '../context.js';
@@ -46,30 +43,17 @@ export function registerImage(program: Command): void {
     .option('--raw', 'capture every byte as one raw volume (all-zero chunks are still holes)')
     .option('--freeze', 'freeze filesystems mounted read-write while they are read (fsfreeze)')
     .option('--crash-consistent', 'image filesystems mounted read-write as they are, like a power cut would leave them')
-    .option('--chunk-size <size>', 'chunk size, 256K to 8M', String(DEFAULT_CHUNK_SIZE))
+    .option('--chunk-size <size>', 'chunk size, 256K to 8M, or auto (256K, larger for volumes over 256 GiB)', 'auto')
     .option('--full', 'do not trust the previous image; ask the server about every chunk')
     .option('--state-dir <dir>', 'where unfinished upload sessions are remembered')
     .option('--threads <n>', 'compression threads')
     .action(async (sources: string[], options: ImageOptions, command: Command) => {
       const global = globals(command);
       const machine = assertMachineName(options.machine);
-      const chunkSize = parseChunkSize(options.chunkSize);
+      const chunkSize = options.chunkSize === 'auto' ? 'auto' : parseChunkSize(options.chunkSize);
       if (options.freeze && options.crashConsistent) throw new UsageError('choose --freeze or --crash-consistent, not both');
       const live: LiveMode = options.freeze ? 'freeze' : options.crashConsistent ? 'crash-consistent' : 'refuse';
-      const disks: DiskPlan[] = [];
-      const mountsBySource = new Map<string, VolumeMounts[]>();
-      for (const [position, source] of sources.entries()) {
-        const device = await describeDevice(source);
-        const handle = await fs.open(source, 'r');
-        try {
-          const plan = options.raw ? rawDiskPlan(device, handle, chunkSize, `disk${position}`) : (await planDisk(device, handle, { chunkSize }, `disk${position}`)).plan;
-          const mounted = await diskMounts(device, plan.partitionTable.partitions);
-          mountsBySource.set(source, checkLiveVolumes(mounted, live, source));
-          disks.push(plan);
-        } finally {
-          await handle.close();
-        }
-      }
+      const { disks, beforeVolume } = await planSources(sources, { chunkSize, raw: options.raw, live });
       const client = await clientFor(command);
       const progress = byteProgress(`imaging ${sources.join(', ')}`, !global.json);
       const interrupt = interruptSignal();
@@ -83,21 +67,7 @@ export function registerImage(program: Command): void {
           threads: options.threads ? Number(options.threads) : undefined,
           full: options.full,
           signal: interrupt.signal,
-          beforeVolume:
-            live === 'freeze'
-              ? async (disk, volume) => {
-                  const mounted = (mountsBySource.get(disk.source) ?? []).filter((entry) => entry.partition === volume.partitionNumber && (volume.kind !== 'gap'));
-                  const thaws: (() => Promise<void>)[] = [];
-                  for (const entry of mounted) {
-                    const writable = entry.mounts.find((mount) => !mount.readOnly);
-                    if (writable) thaws.push(await freeze(writable.mountPoint, entry.node));
-                  }
-                  if (thaws.length === 0) return;
-                  return async () => {
-                    for (const thaw of thaws) await thaw();
-                  };
-                }
-              : undefined,
+          beforeVolume,
           onProgress: ({ bytesDone, bytesTotal }) => progress.update(bytesDone, bytesTotal),
         });
         progress.stop();

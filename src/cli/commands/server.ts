@@ -15,18 +15,23 @@ export function registerServer(program: Command): void {
   server
     .command('start', { isDefault: true })
     .description('serve a repository over HTTP (the default)')
-    .option('--repo <dir>', 'repository directory', process.env.B365_REPO ?? DEFAULT_REPO)
-    .option('--listen <host:port>', 'address to listen on', process.env.B365_LISTEN ?? DEFAULT_LISTEN)
+    .option('--config <file>', 'server configuration (JSON, see docs/server-config.md; B365_SERVER_CONFIG)')
+    .option('--repo <dir>', `repository directory (B365_REPO, the config's repo, default ${DEFAULT_REPO})`)
+    .option('--listen <host:port>', `address to listen on (B365_LISTEN, the config's listen, default ${DEFAULT_LISTEN})`)
     .option('--log-file <file>', 'write JSON log lines here instead of stderr')
-    .action(async (options: { repo: string; listen: string; logFile?: string }, command: Command) => {
-      const log = createLogger({ level: globals(command).logLevel, destination: options.logFile });
+    .action(async (options: { config?: string; repo?: string; listen?: string; logFile?: string }, command: Command) => {
       // Loaded only here: clients never pay for the server's modules.
+      const { loadConfig } = await import('../../../server/config.js');
+      const config = loadConfig(options.config ?? process.env.B365_SERVER_CONFIG ?? null);
+      const repo = options.repo ?? process.env.B365_REPO ?? config.repo ?? DEFAULT_REPO;
+      const listen = options.listen ?? process.env.B365_LISTEN ?? config.listen ?? DEFAULT_LISTEN;
+      const log = createLogger({ level: globals(command).logLevel, destination: options.logFile ?? config.logFile ?? undefined });
       const { startServer } = await import('../../../server/main.js');
-      const running = await startServer({ repo: options.repo, listen: options.listen, log });
+      const running = await startServer({ repo, listen, log, config });
       if (running.newAdminToken) {
-        process.stdout.write(`admin token (shown once, also saved in ${path.join(path.resolve(options.repo), 'admin.token')}):\n${running.newAdminToken}\n`);
+        process.stdout.write(`admin token (shown once, also saved in ${path.join(path.resolve(repo), 'admin.token')}):\n${running.newAdminToken}\n`);
       }
-      process.stdout.write(`b365 server listening on ${running.url} (repository ${path.resolve(options.repo)})\n`);
+      process.stdout.write(`b365 server listening on ${running.url} (repository ${path.resolve(repo)})\n`);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once('SIGINT', stop);

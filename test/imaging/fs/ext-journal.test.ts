@@ -26,11 +26,13 @@ t.test('an image taken while mounted keeps what the journal allocates', async (t
       await handle.sync();
       await handle.close();
     };
-    for (let index = 0; index < 8; index++) {
+    // Few writes, done quickly: the kernel writes dirty metadata in place on its own
+    // after 30 s (dirty_expire_centisecs), which would leave nothing for the journal to show.
+    for (let index = 0; index < 4; index++) {
       const directory = path.join(mounted.path, `dir${index}`);
       await fs.mkdir(directory);
       await writeSynced(path.join(directory, 'data.bin'), largePattern(index, 2 * MiB + index));
-      for (let small = 0; small < 30; small++) await writeSynced(path.join(directory, `s${small}`), patternBytes(small, 300 + small * 200));
+      for (let small = 0; small < 6; small++) await writeSynced(path.join(directory, `s${small}`), patternBytes(small, 300 + small * 200));
     }
     expected = await hashTree(mounted.path);
     await run('cp', ['--sparse=always', image, snapshot]);

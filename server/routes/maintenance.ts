@@ -1,0 +1,30 @@
+// Retention and garbage collection on demand (admin only; machine tokens can do
+// neither), and their history.
+import { Router } from 'express';
+import { assertMachineName } from '../../src/format/image-ref.js';
+import { jsonBody, principalOf } from '../http.js';
+import type { GarbageCollector } from '../jobs/gc.js';
+import type { Pruner } from '../jobs/prune.js';
+
+export function maintenanceRoutes(pruner: Pruner, gc: GarbageCollector): Router {
+  const router = Router();
+  router.post('/prune', jsonBody, async (request, response) => {
+    const body = (request.body ?? {}) as { machine?: unknown; dryRun?: unknown };
+    const machine = body.machine === undefined || body.machine === null ? undefined : assertMachineName(String(body.machine));
+    response.json(await pruner.prune(principalOf(response), { machine, dryRun: body.dryRun === true }));
+  });
+  router.get('/prune', (_request, response) => {
+    response.json({ prunes: pruner.history(principalOf(response)) });
+  });
+  router.post('/gc', jsonBody, (request, response) => {
+    const body = (request.body ?? {}) as { dryRun?: unknown; graceSeconds?: unknown };
+    response.status(202).json(gc.start(principalOf(response), body));
+  });
+  router.get('/gc', (_request, response) => {
+    response.json({ collections: gc.list(principalOf(response)) });
+  });
+  router.get('/gc/:id', (request, response) => {
+    response.json(gc.job(principalOf(response), request.params.id));
+  });
+  return router;
+}

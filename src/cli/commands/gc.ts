@@ -1,0 +1,54 @@
+// `b365 gc [--dry-run]`: garbage collection of chunks no image references. Admin only;
+// it runs on the server, the command waits for it and reports the bytes reclaimed.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
+import { UserError } from '../../errors.js';
+import { clientFor, globals } from '../context.js';
+import { parseDuration } from '../parse.js';
+import { formatBytes, printJson } from '../output.js';
+
+interface GcJob {
+  id: string;
+  dryRun: boolean;
+  state: 'running' | 'done' | 'error';
+  stage: string;
+  report: { manifests: number; referenced: number; scanned: number; keptPinned: number; keptRecent: number; removed: number; bytesReclaimed: number; sessionsExpired: number };
+  error: string | null;
+}
+
+export function registerGc(program: Command): void {
+  program
+    .command('gc')
+    .description('remove stored chunks that no image or open upload references')
+    .option('--dry-run', 'count what would be removed, remove nothing')
+    .option('--grace <duration>', "spare objects touched this recently (default: the server's configuration, 24h)")
+    .option('--no-wait', 'start it and return')
+    .action(async (flags: { dryRun?: boolean; grace?: string; wait: boolean }, command: Command) => {
+      const client = await clientFor(command);
+      try {
+        const body: Record<string, unknown> = { dryRun: flags.dryRun === true };
+        if (flags.grace !== undefined) body.graceSeconds = Math.round(parseDuration(flags.grace) / 1000);
+        let job = await client.http.call<GcJob>('POST', '/gc', { json: body, idempotent: false });
+        while (flags.wait && job.state === 'running') {
+          await sleep(500);
+          job = await client.http.call<GcJob>('GET', `/gc/${encodeURIComponent(job.id)}`);
+        }
+        if (globals(command).json) printJson(job);
+        else if (job.state === 'running') process.stdout.write(`garbage collection ${job.id} started\n`);
+        else {
+          const { report } = job;
+          process.stdout.write(
+            [
+              `garbage collection ${job.id}: ${job.state}${job.dryRun ? ' (dry run)' : ''}`,
+              `  ${report.manifests} manifests reference ${report.referenced} objects; ${report.scanned} objects in the store`,
+              `  spared ${report.keptPinned} pinned by open uploads, ${report.keptRecent} touched within the grace period`,
+              `  ${job.dryRun ? 'would remove' : 'removed'} ${report.removed} objects, ${formatBytes(report.bytesReclaimed)} ${job.dryRun ? 'reclaimable' : 'reclaimed'}`,
+            ].join('\n') + '\n',
+          );
+        }
+        if (job.state === 'error') throw new UserError(`garbage collection failed: ${job.error}`);
+      } finally {
+        await client.close();
+      }
+    });
+}

@@ -1,0 +1,183 @@
+// `b365 policy set|show|list|delete`: when machines are imaged and how long their
+// images are kept. NAME is `default` or a machine name.
+import type { Command } from 'commander';
+import { UsageError } from '../../errors.js';
+import { parseChunkSize } from '../../format/chunk.js';
+import { LIVE_MODES, type LiveMode, type Policy, type PolicyOverrides, RETENTION_KEYS } from '../../format/policy.js';
+import { clientFor, globals } from '../context.js';
+import { parseDuration } from '../parse.js';
+import { printJson, printTable } from '../output.js';
+
+interface PolicyView {
+  name: string;
+  overrides: PolicyOverrides;
+  effective: Policy;
+  updatedAt: string | null;
+}
+
+interface SetFlags {
+  schedule?: string;
+  timezone?: string;
+  disks?: string;
+  live?: string;
+  raw?: boolean;
+  chunkSize?: string;
+  spread?: string;
+  window?: string;
+  enable?: boolean;
+  keepLast?: string;
+  keepHourly?: string;
+  keepDaily?: string;
+  keepWeekly?: string;
+  keepMonthly?: string;
+  keepYearly?: string;
+  inherit?: string[];
+}
+
+const FIELD_NAMES = ['schedule', 'timezone', 'enabled', 'disks', 'live', 'raw', 'chunkSize', 'spreadSeconds', 'windowSeconds', ...RETENTION_KEYS];
+
+function count(text: string, option: string): number {
+  if (!/^\d+$/.test(text)) throw new UsageError(`${option} needs a whole number, got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+/** The JSON change a `policy set` command line asks for. */
+export function policyChange(flags: SetFlags): Record<string, unknown> {
+  const change: Record<string, unknown> = {};
+  const retention: Record<string, unknown> = {};
+  if (flags.schedule !== undefined) change.schedule = flags.schedule;
+  if (flags.timezone !== undefined) change.timezone = flags.timezone;
+  if (flags.disks !== undefined) change.disks = flags.disks.split(',').map((disk) => disk.trim()).filter(Boolean);
+  if (flags.live !== undefined) {
+    if (!LIVE_MODES.includes(flags.live as LiveMode)) throw new UsageError(`--live must be one of ${LIVE_MODES.join(', ')}`);
+    change.live = flags.live;
+  }
+  if (flags.raw !== undefined) change.raw = flags.raw;
+  if (flags.chunkSize !== undefined) change.chunkSize = flags.chunkSize === 'auto' ? 'auto' : parseChunkSize(flags.chunkSize);
+  if (flags.spread !== undefined) change.spreadSeconds = Math.round(parseDuration(flags.spread) / 1000);
+  if (flags.window !== undefined) change.windowSeconds = Math.round(parseDuration(flags.window) / 1000);
+  if (flags.enable !== undefined) change.enabled = flags.enable;
+  const keeps: [keyof SetFlags, string, string][] = [
+    ['keepLast', 'keepLast', '--keep-last'],
+    ['keepHourly', 'keepHourly', '--keep-hourly'],
+    ['keepDaily', 'keepDaily', '--keep-daily'],
+    ['keepWeekly', 'keepWeekly', '--keep-weekly'],
+    ['keepMonthly', 'keepMonthly', '--keep-monthly'],
+    ['keepYearly', 'keepYearly', '--keep-yearly'],
+  ];
+  for (const [flag, key, option] of keeps) if (flags[flag] !== undefined) retention[key] = count(String(flags[flag]), option);
+  for (const name of flags.inherit ?? []) {
+    if (!FIELD_NAMES.includes(name)) throw new UsageError(`--inherit takes one of ${FIELD_NAMES.join(', ')}`);
+    if ((RETENTION_KEYS as string[]).includes(name)) retention[name] = null;
+    else change[name] = null;
+  }
+  if (Object.keys(retention).length) change.retention = retention;
+  if (Object.keys(change).length === 0) throw new UsageError('nothing to change: give --schedule, --disks, --keep-daily, ... (see b365 policy set --help)');
+  return change;
+}
+
+function describe(view: PolicyView): string {
+  const policy = view.effective;
+  const own = (key: string) => (key in view.overrides || (view.overrides.retention && key in view.overrides.retention) ? '' : '  (inherited)');
+  const keeps = RETENTION_KEYS.filter((key) => policy.retention[key] > 0).map((key) => `${key.replace(/^keep/, '').toLowerCase()} ${policy.retention[key]}`);
+  return [
+    `policy ${view.name}${view.updatedAt ? ` (changed ${view.updatedAt})` : ''}`,
+    `  schedule   ${policy.schedule} ${policy.timezone}${policy.enabled ? '' : ' (disabled)'}${own('schedule')}`,
+    `  disks      ${policy.disks.length ? policy.disks.join(', ') : 'every fixed disk'}${own('disks')}`,
+    `  live       ${policy.live}${policy.raw ? ', raw' : ''}, chunks of ${policy.chunkSize === 'auto' ? 'a size chosen per volume' : `${policy.chunkSize / 1024} KiB`}`,
+    `  spread     ${policy.spreadSeconds} s, window ${Math.round(policy.windowSeconds / 60)} min`,
+    `  keep       ${keeps.length ? keeps.join(', ') : 'everything (no retention)'}`,
+  ].join('\n');
+}
+
+export function registerPolicy(program: Command): void {
+  const policy = program.command('policy').description('backup policies: schedule, disks, retention (NAME is default or a machine)');
+
+  policy
+    .command('set')
+    .description('change some fields of a policy; the rest stays or is inherited from the default')
+    .argument('<name>', 'default, or a machine name')
+    .option('--schedule <cron>', 'cron expression, e.g. "0 2 * * *" (02:00 every day)')
+    .option('--timezone <zone>', 'IANA time zone the schedule and retention days are read in')
+    .option('--disks <list>', 'comma-separated block devices or disk image files ("" for every fixed disk)')
+    .option('--live <mode>', `mounted read-write filesystems: ${LIVE_MODES.join(', ')}`)
+    .option('--raw', 'capture whole disks byte for byte')
+    .option('--no-raw', 'capture by filesystem (the default)')
+    .option('--chunk-size <size>', 'chunk size, 256K to 8M, or auto (the default: chosen per volume)')
+    .option('--spread <duration>', 'start each run up to this long after its time (e.g. 10m)')
+    .option('--window <duration>', 'a run not started this long after its time is missed (e.g. 4h)')
+    .option('--enable', 'run the schedule')
+    .option('--disable', 'stop the schedule (no runs, no missed-run incidents)')
+    .option('--keep-last <n>', 'keep the newest N images')
+    .option('--keep-hourly <n>', 'keep the newest image of each of the last N hours with images')
+    .option('--keep-daily <n>', 'keep the newest image of each of the last N days with images')
+    .option('--keep-weekly <n>', 'keep the newest image of each of the last N ISO weeks with images')
+    .option('--keep-monthly <n>', 'keep the newest image of each of the last N months with images')
+    .option('--keep-yearly <n>', 'keep the newest image of each of the last N years with images')
+    .option('--inherit <field...>', 'forget this policy\'s own value of these fields (schedule, keepDaily, ...)')
+    .action(async (name: string, flags: SetFlags & { disable?: boolean }, command: Command) => {
+      if (flags.disable) flags.enable = false;
+      const change = policyChange(flags);
+      const client = await clientFor(command);
+      try {
+        const view = await client.http.call<PolicyView>('PUT', `/policies/${encodeURIComponent(name)}`, { json: change });
+        if (globals(command).json) printJson(view);
+        else process.stdout.write(`${describe(view)}\n`);
+      } finally {
+        await client.close();
+      }
+    });
+
+  policy
+    .command('show')
+    .description('a policy as it applies (inherited fields included)')
+    .argument('[name]', 'default, or a machine name', 'default')
+    .action(async (name: string, _flags: unknown, command: Command) => {
+      const client = await clientFor(command);
+      try {
+        const view = await client.http.call<PolicyView>('GET', `/policies/${encodeURIComponent(name)}`);
+        if (globals(command).json) printJson(view);
+        else process.stdout.write(`${describe(view)}\n`);
+      } finally {
+        await client.close();
+      }
+    });
+
+  policy
+    .command('list')
+    .description('the default policy and every machine policy')
+    .action(async (_flags: unknown, command: Command) => {
+      const client = await clientFor(command);
+      try {
+        const { policies } = await client.http.call<{ policies: PolicyView[] }>('GET', '/policies');
+        if (globals(command).json) printJson(policies);
+        else
+          printTable(
+            policies.map((view) => ({
+              name: view.name,
+              schedule: `${view.effective.schedule} ${view.effective.timezone}${view.effective.enabled ? '' : ' (off)'}`,
+              disks: view.effective.disks.join(',') || 'all fixed',
+              keep: RETENTION_KEYS.filter((key) => view.effective.retention[key] > 0).map((key) => `${key.slice(4, 5).toLowerCase()}${view.effective.retention[key]}`).join(' ') || 'all',
+            })),
+            ['name', 'schedule', 'disks', 'keep'],
+          );
+      } finally {
+        await client.close();
+      }
+    });
+
+  policy
+    .command('delete')
+    .description("forget a machine's own policy (it follows the default again); `default` resets the default")
+    .argument('<name>')
+    .action(async (name: string, _flags: unknown, command: Command) => {
+      const client = await clientFor(command);
+      try {
+        const view = await client.http.call<PolicyView>('DELETE', `/policies/${encodeURIComponent(name)}`);
+        if (globals(command).json) printJson(view);
+        else process.stdout.write(`${describe(view)}\n`);
+      } finally {
+        await client.close();
+      }
+    });
+}

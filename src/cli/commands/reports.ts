@@ -1,0 +1,100 @@
+// `b365 reports`: one line per agent run (successful or not), newest first; and
+// `b365 incidents`: what the server has raised about runs, agents and space.
+import type { Command } from 'commander';
+import { clockFromEnvironment } from '../../clock.js';
+import { UsageError } from '../../errors.js';
+import { clientFor, globals } from '../context.js';
+import { formatBytes, formatDuration, printJson, printTable } from '../output.js';
+import { parseDuration } from '../parse.js';
+
+interface RunView {
+  id: string;
+  machine: string;
+  trigger: string;
+  scheduledFor: string | null;
+  state: string;
+  startedAt: string;
+  finishedAt: string | null;
+  durationMs: number | null;
+  attempts: number;
+  image: string | null;
+  bytesRead: number;
+  bytesUploaded: number;
+  chunksNew: number;
+  chunksReused: number;
+  warnings: string[];
+  error: string | null;
+}
+
+interface IncidentView {
+  id: number;
+  kind: string;
+  subject: string;
+  state: string;
+  openedAt: string;
+  resolvedAt: string | null;
+  summary: string;
+  notifications: number;
+}
+
+/** "7d", "12h" (back from now) or an ISO time. */
+export function sinceOf(text: string): string {
+  if (/^\d+(\.\d+)?\s*[smhd]$/.test(text.trim())) return new Date(clockFromEnvironment().now() - parseDuration(text)).toISOString();
+  const time = Date.parse(text);
+  if (Number.isNaN(time)) throw new UsageError(`--since takes a duration like 7d or a time like 2026-11-01T00:00:00Z, got ${JSON.stringify(text)}`);
+  return new Date(time).toISOString();
+}
+
+export function registerReports(program: Command): void {
+  program
+    .command('reports')
+    .description('reports of agent runs, newest first')
+    .option('--machine <name>', 'only this machine')
+    .option('--since <when>', 'only runs started since (7d, 12h, or an ISO time)')
+    .option('--failed', 'only failed runs')
+    .option('--limit <n>', 'at most this many', '100')
+    .action(async (flags: { machine?: string; since?: string; failed?: boolean; limit: string }, command: Command) => {
+      const client = await clientFor(command);
+      try {
+        const query = { machine: flags.machine, since: flags.since ? sinceOf(flags.since) : undefined, state: flags.failed ? 'failed' : undefined, limit: flags.limit };
+        const { runs } = await client.http.call<{ runs: RunView[] }>('GET', '/runs', { query });
+        if (globals(command).json) {
+          printJson(runs);
+          return;
+        }
+        printTable(
+          runs.map((run) => ({
+            started: run.startedAt.replace(/\.\d{3}Z$/, 'Z'),
+            machine: run.machine,
+            result: run.state,
+            image: run.image,
+            took: run.durationMs === null ? null : formatDuration(run.durationMs),
+            read: formatBytes(run.bytesRead),
+            uploaded: formatBytes(run.bytesUploaded),
+            chunks: `${run.chunksNew} new, ${run.chunksReused} reused`,
+            note: run.error ?? (run.warnings.length ? `${run.warnings.length} warnings` : run.attempts > 1 ? `${run.attempts} attempts` : null),
+          })),
+          ['started', 'machine', 'result', 'image', 'took', 'read', 'uploaded', 'chunks', 'note'],
+        );
+      } finally {
+        await client.close();
+      }
+    });
+
+  program
+    .command('incidents')
+    .description('incidents: failed or missed runs, silent agents, low space (open ones unless --all)')
+    .option('--all', 'resolved ones too')
+    .option('--machine <name>', 'only this machine')
+    .action(async (flags: { all?: boolean; machine?: string }, command: Command) => {
+      const client = await clientFor(command);
+      try {
+        const { incidents } = await client.http.call<{ incidents: IncidentView[] }>('GET', '/incidents', { query: { state: flags.all ? 'all' : 'open', machine: flags.machine } });
+        if (globals(command).json) printJson(incidents);
+        else if (incidents.length === 0) process.stdout.write(flags.all ? 'no incidents\n' : 'no open incidents\n');
+        else printTable(incidents.map((incident) => ({ ...incident, opened: incident.openedAt, resolved: incident.resolvedAt })), ['id', 'kind', 'subject', 'state', 'opened', 'resolved', 'summary']);
+      } finally {
+        await client.close();
+      }
+    });
+}

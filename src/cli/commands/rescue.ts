@@ -1,0 +1,74 @@
+// `b365 rescue`: the program the rescue medium starts on its consoles. Interactive by
+// default; `--unattended` runs what the kernel command line's b365.* parameters ask
+// and ends with a B365-RESULT line (bootmedia/README.md lists the parameters).
+import fs from 'node:fs/promises';
+import type { Command } from 'commander';
+import { errorMessage, ExitCode, UsageError } from '../../errors.js';
+import { createLogger } from '../../log.js';
+import { failureCode, resultLine } from '../../rescue/actions.js';
+import { parseKernelCommandLine, unattendedSettings, type UnattendedSettings } from '../../rescue/cmdline.js';
+import { activeConsoles, ConsoleEcho } from '../../rescue/console.js';
+import { runInteractive } from '../../rescue/interactive.js';
+import { finish } from '../../rescue/power.js';
+import { Prompter } from '../../rescue/prompter.js';
+import { runUnattended } from '../../rescue/unattended.js';
+import { globals, interruptSignal } from '../context.js';
+
+interface RescueOptions {
+  unattended?: boolean;
+  cmdline: string;
+  console: string[];
+  network: boolean;
+  loopDevices?: boolean;
+}
+
+async function readCommandLine(source: string): Promise<string> {
+  // A file (the default /proc/cmdline) or, for tests and scripts, the parameters themselves.
+  if (source.startsWith('/')) return fs.readFile(source, 'utf8');
+  return source;
+}
+
+export function registerRescue(program: Command): void {
+  program
+    .command('rescue')
+    .description('the rescue medium program: restore or capture a disk, interactively or as the kernel command line says')
+    .option('--unattended', 'run the b365.action=... given on the kernel command line, then report a B365-RESULT line')
+    .option('--cmdline <file-or-text>', 'where the b365.* parameters come from', '/proc/cmdline')
+    .option('--console <device...>', 'also print unattended progress on these devices ("auto": the kernel consoles, "none")', ['auto'])
+    .option('--no-network', 'do not offer to configure the network')
+    .option('--loop-devices', 'offer loop devices as disks (for tests with image files)')
+    .action(async (options: RescueOptions, command: Command) => {
+      const log = createLogger({ level: globals(command).logLevel ?? process.env.B365_LOG_LEVEL ?? 'warn' });
+      const parameters = parseKernelCommandLine(await readCommandLine(options.cmdline));
+      if (options.unattended) {
+        const consoles = options.console.flatMap((entry) => (entry === 'auto' ? activeConsoles() : entry === 'none' ? [] : [entry]));
+        const echo = new ConsoleEcho(process.stdout, consoles);
+        let settings: UnattendedSettings | null;
+        try {
+          settings = unattendedSettings(parameters);
+          if (!settings) throw new UsageError(`no b365.action=restore|capture in ${options.cmdline}`);
+        } catch (error) {
+          // A script waits for the result line: a mistyped parameter must end with one too.
+          echo.line(resultLine({ status: 'failed', action: parameters.get('b365.action') ?? 'none', code: failureCode(error), exit: ExitCode.usage, message: errorMessage(error) }));
+          echo.close();
+          const after = parameters.get('b365.after-failure');
+          if (after === 'poweroff' || after === 'reboot') await finish(after);
+          throw error;
+        }
+        const interrupt = interruptSignal();
+        try {
+          await runUnattended({ settings: { ...settings, network: options.network ? settings.network : { mode: 'none' } }, echo, log, signal: interrupt.signal });
+        } finally {
+          interrupt.dispose();
+          echo.close();
+        }
+        return;
+      }
+      const prompter = new Prompter(process.stdin, process.stdout);
+      try {
+        await runInteractive({ prompter, log, parameters, network: options.network, includeLoopDevices: options.loopDevices });
+      } finally {
+        prompter.close();
+      }
+    });
+}

@@ -1,0 +1,84 @@
+// An unattended rescue run, as the kernel command line asks: network, restore code,
+// image, disk, action, then power off or reboot. Progress and one final B365-RESULT
+// line go to every console, so a script watching the serial port knows how it ended.
+import os from 'node:os';
+import { errorMessage, ExitCode, UsageError, UserError, VerificationError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { formatBytes, formatDuration } from '../cli/output.js';
+import { captureFrom, connect, failureCode, imageReference, loadImage, resultLine, restoreOnto, type ActionProgress, type Connection } from './actions.js';
+import type { UnattendedSettings } from './cmdline.js';
+import type { ConsoleEcho } from './console.js';
+import { describeDisk, waitForDisk } from './disks.js';
+import { configureNetwork } from './network.js';
+import { finish } from './power.js';
+
+export interface UnattendedOptions {
+  settings: UnattendedSettings;
+  echo: ConsoleEcho;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+/** Prints a progress line at every tenth of the way and at each new stage. */
+export function progressPrinter(say: (text: string) => void): (progress: ActionProgress) => void {
+  let stage = '';
+  let lastTenth = -1;
+  return ({ stage: current, bytesDone, bytesTotal }) => {
+    const tenth = bytesTotal > 0 ? Math.floor((10 * bytesDone) / bytesTotal) : 0;
+    if (current === stage && tenth === lastTenth) return;
+    stage = current;
+    lastTenth = tenth;
+    say(`B365: ${current} ${tenth * 10}% (${formatBytes(bytesDone)} of ${formatBytes(bytesTotal)})`);
+  };
+}
+
+/** Runs to the end; a failure is reported on the consoles, then thrown for the exit code. */
+export async function runUnattended(options: UnattendedOptions): Promise<void> {
+  const { settings, echo, log } = options;
+  const say = (text: string) => echo.line(text);
+  const started = Date.now();
+  let connection: Connection | null = null;
+  say(`B365: unattended ${settings.action} of ${settings.disk} starting (server ${settings.server}, system up ${Math.round(os.uptime())} s)`);
+  try {
+    if (settings.network.mode !== 'none') {
+      say(`B365: network: ${settings.network.mode}${settings.network.interface ? ` on ${settings.network.interface}` : ''}`);
+      const interfaces = await configureNetwork(settings.network);
+      say(`B365: network up: ${interfaces.map((entry) => `${entry.name} ${entry.addresses.join(' ')}`).join(', ')}`);
+    }
+    connection = await connect(settings.server, { code: settings.code, token: settings.token }, { log });
+    if (connection.via === 'code') say(`B365: restore code accepted for machine ${connection.machine}, valid until ${connection.expiresAt}`);
+    if (connection.machine && settings.machine && connection.machine !== settings.machine) {
+      throw new UsageError(`the restore code opens machine ${connection.machine}, not ${settings.machine}`);
+    }
+    const machine = settings.machine ?? connection.machine;
+    if (!machine) throw new UsageError('b365.machine=NAME is needed with a token');
+
+    if (settings.action === 'restore') {
+      const { info, manifest } = await loadImage(connection.client, imageReference(machine, settings.image));
+      say(`B365: image ${info.id} taken ${info.createdAt}, ${formatBytes(info.sizeBytes)}, verification ${info.state}`);
+      if (info.state === 'failed') throw new VerificationError(`image ${info.id} failed verification (${info.stateReason ?? 'no reason given'}); choose another image`);
+      const disk = await waitForDisk(settings.disk, settings.diskWaitSeconds * 1000);
+      say(`B365: target ${describeDisk(disk).replace(/\s+/g, ' ')}`);
+      const source = manifest.disks[0];
+      if (source?.serial && disk.serial && source.serial !== disk.serial) say(`B365: note: the image was taken from a disk with serial ${source.serial}`);
+      const report = await restoreOnto({ client: connection.client, image: info.id, disk, signal: options.signal, onProgress: progressPrinter(say) });
+      for (const check of report.checks) say(`B365: check ${check.ok ? 'ok' : 'FAILED'}: ${check.check}: ${check.detail}`);
+      say(resultLine({ status: 'ok', action: 'restore', image: report.image, target: report.target, bytes: report.bytesWritten, verified: report.verified ? 'yes' : 'no', seconds: Math.round((Date.now() - started) / 1000) }));
+    } else {
+      const disk = await waitForDisk(settings.disk, settings.diskWaitSeconds * 1000);
+      say(`B365: source ${describeDisk(disk).replace(/\s+/g, ' ')}`);
+      const report = await captureFrom({ client: connection.client, machine, disk, log, signal: options.signal, onProgress: progressPrinter(say) });
+      say(`B365: read ${formatBytes(report.bytesRead)}, uploaded ${formatBytes(report.bytesUploaded)} in ${formatDuration(report.durationMs)}`);
+      say(resultLine({ status: 'ok', action: 'capture', image: report.image, source: disk.path, bytes: report.bytesRead, uploaded: report.bytesUploaded, seconds: Math.round((Date.now() - started) / 1000) }));
+    }
+    await connection.client.close();
+    await finish(settings.after);
+  } catch (error) {
+    log.debug({ error: error instanceof Error ? error.stack : String(error) }, 'unattended run failed');
+    await connection?.client.close().catch(() => undefined);
+    const exitCode = error instanceof UserError ? error.exitCode : ExitCode.failure;
+    say(resultLine({ status: 'failed', action: settings.action, code: failureCode(error), exit: exitCode, message: errorMessage(error) }));
+    await finish(settings.afterFailure);
+    throw error;
+  }
+}

@@ -1,0 +1,72 @@
+// The rescue ISO restores a bootable disk unattended: a small Debian disk is imaged to
+// a server on this host, the ISO boots in qemu with a blank disk and b365.* kernel
+// parameters, restores, powers off; then the restored disk must boot and print its marker.
+import path from 'node:path';
+import t from 'tap';
+import { b3sum } from '../helpers/b3sum.js';
+import { b365 } from '../helpers/cli.js';
+import { makeImageFile } from '../helpers/disk.js';
+import { startServer } from '../helpers/server.js';
+import { tempDir } from '../helpers/tmp.js';
+import { ensureIso, ensureTestDisk, extractBootFiles, liveAppend, parseResultLine, serialLogPath, stage } from './helpers/artifacts.js';
+import { GUEST_SERVER_URL, QemuGuest } from './helpers/qemu.js';
+
+const MINUTE = 60_000;
+
+if (process.env.B365_E2E !== '1') {
+  t.plan(0, 'end-to-end tests run with `make e2e` (B365_E2E=1)');
+} else {
+  t.test('unattended restore from the rescue ISO, then the restored disk boots', async (t) => {
+    const directory = await tempDir(t, 'b365-e2e-');
+    const iso = await stage(t, 'rescue ISO', ensureIso);
+    const boot = await extractBootFiles(iso, directory);
+    const disk = await stage(t, 'bootable test disk', ensureTestDisk);
+    const server = await startServer(t);
+    const port = Number(new URL(server.url).port);
+
+    const captured = await stage(t, 'image the test disk to the server', () => b365(['image', disk.image, '--machine', 'e2e-vm', '--raw', '--json'], { env: server.env }));
+    t.equal(captured.exitCode, 0, captured.stderr);
+    const imageId = captured.json.image as string;
+    const code = await b365(['restore-code', 'create', '--machine', 'e2e-vm', '--ttl', '2h', '--json'], { env: server.env });
+    t.equal(code.exitCode, 0, code.stderr);
+
+    const target = await makeImageFile(path.join(directory, 'target.img'), 1 << 30);
+    const rescue = await QemuGuest.start(t, {
+      serialLog: await serialLogPath('unattended-restore'),
+      kernel: {
+        ...boot,
+        append: liveAppend({
+          'b365.server': GUEST_SERVER_URL,
+          'b365.code': code.json.code,
+          'b365.machine': 'e2e-vm',
+          'b365.image': 'latest',
+          'b365.target': '/dev/vda',
+          'b365.action': 'restore',
+          'b365.after': 'poweroff',
+          'b365.after-failure': 'poweroff',
+        }),
+      },
+      cdrom: iso,
+      disks: [{ file: target, serial: 'B365-E2E-TARGET' }],
+      hostPort: port,
+    });
+    await stage(t, 'rescue system boots and starts b365', () => rescue.waitFor(/B365: unattended restore/, 15 * MINUTE));
+    const [line] = await stage(t, 'restore in the guest', () => rescue.waitFor(/B365-RESULT [^\r\n]*/, 20 * MINUTE));
+    const result = parseResultLine(line);
+    t.equal(result.status, 'ok', line);
+    t.equal(result.action, 'restore');
+    t.equal(result.image, imageId, 'the latest image was restored');
+    t.equal(result.target, '/dev/vda');
+    t.equal(result.verified, 'yes');
+    t.match(await rescue.serial(), /B365: check ok: content digest of disk/, 'the restore checks are printed');
+    await stage(t, 'guest powers off', () => rescue.waitForExit(5 * MINUTE));
+
+    t.equal(await b3sum(target), await b3sum(disk.image), 'the restored disk holds the imaged bytes (b3sum)');
+
+    const restored = await QemuGuest.start(t, { serialLog: await serialLogPath('restored-disk'), disks: [{ file: target }] });
+    const [, bootedId, root] = await stage(t, 'restored disk boots (BIOS)', () => restored.waitFor(/B365-TESTDISK-BOOTED id=(\w+) root=(\S+)/, 10 * MINUTE));
+    t.equal(bootedId, disk.id, 'the restored disk booted and printed its own marker');
+    t.equal(root, '/dev/vda3', 'its root filesystem is the restored partition');
+    await restored.kill();
+  });
+}
