@@ -3,11 +3,11 @@
 // less after a day of scattered writes but stores more objects and a larger index.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { DEFAULT_CHUNK_SIZE } from '../src/format/chunk.js';
-import { benchDisk } from './bench-disk.js';
+import { chunkSizeFor } from '../src/format/chunk.js';
+import { BENCH_DISK_SIZE, benchDisk } from './bench-disk.js';
 import { type B365Row, type BenchContext, type DiskArtifacts, b365Image, startServerIn } from './disk.js';
 import { renderTable } from './measure.js';
-import { type ObjectStats, imageIndexes, storeObjects } from './store-stats.js';
+import { type ObjectStats, imageChunkSizes, imageIndexes, storeObjects } from './store-stats.js';
 
 const KiB = 1024;
 const SIZES = [256 * KiB, 512 * KiB, 1024 * KiB, 2048 * KiB, 4096 * KiB];
@@ -31,8 +31,8 @@ export async function benchChunkSize(context: BenchContext, fromDiskSection?: Di
   for (const chunkSize of SIZES) {
     // The disk benchmark already imaged the same disks at the default size in this run.
     const earlier = fromDiskSection?.b365.rows;
-    if (earlier && chunkSize === DEFAULT_CHUNK_SIZE) {
-      const repo = fromDiskSection.b365.server.repo;
+    const repo = fromDiskSection?.b365.server.repo;
+    if (earlier && repo && [...(await imageChunkSizes(repo, earlier.latestImage))].join() === String(chunkSize)) {
       results.push({ chunkSize, full: earlier.full, incremental: earlier.incremental, objects: await storeObjects(repo), index: await imageIndexes(repo, earlier.latestImage), reused: true });
       continue;
     }
@@ -66,7 +66,7 @@ export async function benchChunkSize(context: BenchContext, fromDiskSection?: Di
   process.stdout.write(
     [
       '',
-      `## Chunk size: full + incremental of the 4 GiB disk at each size (default now ${sizeName(DEFAULT_CHUNK_SIZE)})`,
+      `## Chunk size: full + incremental of the 4 GiB disk at each size (default: auto, ${sizeName(chunkSizeFor(BENCH_DISK_SIZE))} for a disk this size)`,
       renderTable(header, lines),
       '- incr. sent: LZ4-compressed bytes uploaded by the incremental; changed raw: chunks it sent times the chunk size',
       '- objects stored: chunks and indexes in the store after both images; index per TiB: 32-byte digests for 1 TiB of volume',

@@ -40,12 +40,21 @@ export async function storeObjects(repo: string): Promise<ObjectStats> {
   return stats;
 }
 
-/** The indexes of one image (`machine@timestamp`): how many, and their raw and stored bytes. */
-export async function imageIndexes(repo: string, image: string): Promise<ObjectStats> {
+async function imageVolumes(repo: string, image: string): Promise<{ index: string; chunkSize: number }[]> {
   const [machine, timestamp] = image.split('@') as [string, string];
-  const manifest = JSON.parse(await fs.readFile(path.join(repo, 'images', machine, timestamp, 'manifest.json'), 'utf8')) as { disks: { volumes: { index: string }[] }[] };
+  const manifest = JSON.parse(await fs.readFile(path.join(repo, 'images', machine, timestamp, 'manifest.json'), 'utf8')) as { disks: { volumes: { index: string; chunkSize: number }[] }[] };
+  return manifest.disks.flatMap((disk) => disk.volumes);
+}
+
+/** The chunk sizes the volumes of one image (`machine@timestamp`) were cut into. */
+export async function imageChunkSizes(repo: string, image: string): Promise<Set<number>> {
+  return new Set((await imageVolumes(repo, image)).map((volume) => volume.chunkSize));
+}
+
+/** The indexes of one image: how many, and their raw and stored bytes. */
+export async function imageIndexes(repo: string, image: string): Promise<ObjectStats> {
   const stats: ObjectStats = { objects: 0, storedBytes: 0, rawBytes: 0 };
-  for (const volume of manifest.disks.flatMap((disk) => disk.volumes)) {
+  for (const volume of await imageVolumes(repo, image)) {
     const sizes = await frameSizes(objectFile(repo, volume.index));
     stats.objects++;
     stats.storedBytes += sizes.stored;
