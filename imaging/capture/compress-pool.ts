@@ -30,9 +30,10 @@ export class CompressPool {
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   /** Frames arrive here and die a little later, after their upload or as duplicates. */
-  private readonly garbage = new GarbageBudget(32 << 20);
+  private readonly garbage = new GarbageBudget(16 << 20);
 
-  constructor(threads = Math.max(1, Math.min(os.availableParallelism(), 4))) {
+  /** One core stays with the main thread (reading, hashing, HTTP); compression gets the rest. */
+  constructor(threads = Math.max(1, Math.min(os.availableParallelism() - 1, 4))) {
     for (let count = 0; count < threads; count++) {
       const worker = new Worker(new URL('./compress-worker.js', import.meta.url));
       worker.on('message', (message: { id: number; blocks?: Uint8Array[]; error?: string }) => {

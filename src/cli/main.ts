@@ -6,24 +6,49 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode, UserError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { jsonPrinted } from './output.js';
-import { registerDisks } from './commands/disks.js';
-import { registerFiles } from './commands/files.js';
-import { registerImage } from './commands/image.js';
-import { registerImages } from './commands/images.js';
-import { registerNbd } from './commands/nbd.js';
-import { registerRestore } from './commands/restore.js';
-import { registerServer } from './commands/server.js';
-import { registerRestoreCode } from './commands/restore-code.js';
-import { registerToken } from './commands/token.js';
-import { registerVerify } from './commands/verify.js';
-import { registerAgent } from './commands/agent.js';
-import { registerGc } from './commands/gc.js';
-import { registerPolicy } from './commands/policy.js';
-import { registerPrune } from './commands/prune.js';
-import { registerReports } from './commands/reports.js';
-import { registerRescue } from './commands/rescue.js';
+type Register = (program: Command) => void;
 
-export function buildProgram(): Command {
+/**
+ * Each top-level command and the module that defines it. Only the module of the
+ * command being run is loaded: a capture does not pay for the server, the agent's
+ * scheduler or the mailer (a few tens of MiB of memory).
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  server: async () => (await import('./commands/server.js')).registerServer,
+  disks: async () => (await import('./commands/disks.js')).registerDisks,
+  image: async () => (await import('./commands/image.js')).registerImage,
+  restore: async () => (await import('./commands/restore.js')).registerRestore,
+  images: async () => (await import('./commands/images.js')).registerImages,
+  machines: async () => (await import('./commands/images.js')).registerImages,
+  token: async () => (await import('./commands/token.js')).registerToken,
+  'restore-code': async () => (await import('./commands/restore-code.js')).registerRestoreCode,
+  verify: async () => (await import('./commands/verify.js')).registerVerify,
+  keys: async () => (await import('./commands/verify.js')).registerVerify,
+  agent: async () => (await import('./commands/agent.js')).registerAgent,
+  agents: async () => (await import('./commands/agent.js')).registerAgent,
+  policy: async () => (await import('./commands/policy.js')).registerPolicy,
+  reports: async () => (await import('./commands/reports.js')).registerReports,
+  incidents: async () => (await import('./commands/reports.js')).registerReports,
+  prune: async () => (await import('./commands/prune.js')).registerPrune,
+  gc: async () => (await import('./commands/gc.js')).registerGc,
+  files: async () => (await import('./commands/files.js')).registerFiles,
+  nbd: async () => (await import('./commands/nbd.js')).registerNbd,
+  rescue: async () => (await import('./commands/rescue.js')).registerRescue,
+};
+
+const OPTIONS_WITH_VALUES = new Set(['--server', '--token', '--token-file', '--restore-code', '--log-level']);
+
+/** The command word of argv, skipping global options (and their values). */
+function commandWord(argv: string[]): string | undefined {
+  for (let index = 0; index < argv.length; index++) {
+    const arg = argv[index]!;
+    if (OPTIONS_WITH_VALUES.has(arg)) index++;
+    else if (!arg.startsWith('-')) return arg;
+  }
+  return undefined;
+}
+
+export async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command('b365')
     .version(VERSION)
     .description('Backup365: block-level machine imaging and disaster recovery')
@@ -35,27 +60,20 @@ export function buildProgram(): Command {
     .option('--log-level <level>', 'debug, info, warn, error')
     .showHelpAfterError()
     .exitOverride();
-  registerServer(program);
-  registerDisks(program);
-  registerImage(program);
-  registerRestore(program);
-  registerImages(program);
-  registerToken(program);
-  registerRestoreCode(program);
-  registerVerify(program);
-  registerAgent(program);
-  registerPolicy(program);
-  registerReports(program);
-  registerPrune(program);
-  registerGc(program);
-  registerFiles(program);
-  registerNbd(program);
-  registerRescue(program);
+  const wanted = commandWord(argv);
+  const loaders = wanted && COMMANDS[wanted] ? [COMMANDS[wanted]!] : [...new Set(Object.values(COMMANDS))];
+  const registered = new Set<Register>();
+  for (const load of loaders) {
+    const register = await load();
+    if (registered.has(register)) continue;
+    registered.add(register);
+    register(program);
+  }
   return program;
 }
 
 async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return ExitCode.ok;

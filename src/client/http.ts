@@ -1,9 +1,9 @@
 // HTTP to the repository: keep-alive connections, bounded concurrency, and retries
 // with exponential backoff for network errors and 5xx answers on idempotent calls, so
 // a server restart in the middle of an upload costs a pause, not the run.
-import { Readable } from 'node:stream';
+import http from 'node:http';
+import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, request } from 'undici';
 import {
   AuthError,
   ConflictError,
@@ -48,12 +48,29 @@ const RETRYABLE_CODES = new Set([
   'EHOSTUNREACH',
   'ENETUNREACH',
   'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
+  'ECONNABORTED',
 ]);
+
+const REQUEST_TIMEOUT_MS = 5 * 60_000;
+
+/** One HTTP exchange on a keep-alive agent: Node's own http, which costs far less memory than a client library. */
+function exchange(url: URL, method: string, headers: Record<string, string>, body: Buffer | Buffer[] | string | undefined, agent: http.Agent): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const transport = url.protocol === 'https:' ? https : http;
+    const request = transport.request(url, { method, headers, agent, timeout: REQUEST_TIMEOUT_MS }, (response) => {
+      const parts: Buffer[] = [];
+      response.on('data', (part: Buffer) => parts.push(part));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts) }));
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+    request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000} s`), { code: 'ETIMEDOUT' })));
+    if (Array.isArray(body)) {
+      for (const part of body) request.write(part);
+      request.end();
+    } else request.end(body);
+  });
+}
 
 function networkCode(error: unknown): string | null {
   let current: unknown = error;
@@ -80,20 +97,21 @@ export function errorFromResponse(status: number, body: { code?: string; message
 
 export class HttpClient {
   readonly server: string;
-  private readonly agent: Agent;
+  private readonly agent: http.Agent;
   private readonly retryForMs: number;
   private readonly log: Logger;
 
   constructor(private readonly options: HttpClientOptions) {
     this.server = options.server.replace(/\/+$/, '');
     if (!/^https?:\/\//.test(this.server)) throw new FormatError(`server URL must start with http:// or https://, got ${JSON.stringify(options.server)}`);
-    this.agent = new Agent({ connections: options.connections ?? 8, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 60_000, pipelining: 1 });
+    const Transport = this.server.startsWith('https:') ? https.Agent : http.Agent;
+    this.agent = new Transport({ keepAlive: true, keepAliveMsecs: 30_000, maxSockets: options.connections ?? 8 });
     this.retryForMs = options.retryForMs ?? Number(process.env.B365_RETRY_FOR_MS ?? 5 * 60_000);
     this.log = options.log ?? silentLogger;
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    this.agent.destroy();
   }
 
   async call<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, options: RequestOptions = {}): Promise<T> {
@@ -117,10 +135,11 @@ export class HttpClient {
     if (options.json !== undefined) {
       headers['content-type'] = 'application/json';
       body = JSON.stringify(options.json);
+      headers['content-length'] = String(Buffer.byteLength(body));
     } else if (options.body) {
       headers['content-type'] = 'application/octet-stream';
       body = options.body;
-      if (Array.isArray(body)) headers['content-length'] = String(options.bodyLength ?? body.reduce((sum, part) => sum + part.length, 0));
+      headers['content-length'] = String(Array.isArray(body) ? (options.bodyLength ?? body.reduce((sum, part) => sum + part.length, 0)) : body.length);
     }
     const idempotent = options.idempotent ?? true;
     const what = `${method} ${path}`;
@@ -128,23 +147,21 @@ export class HttpClient {
     for (let attempt = 0; ; attempt++) {
       let failure: UserError;
       try {
-        // Parts are streamed back to back; a fresh stream for every attempt.
-        const payload = Array.isArray(body) ? Readable.from(body, { objectMode: false }) : body;
-        const response = await request(url, { method: method as 'GET', headers, body: payload, dispatcher: this.agent });
-        if (response.statusCode < 300) {
-          if (options.binary) return Buffer.from(await response.body.arrayBuffer());
-          const text = await response.body.text();
+        const response = await exchange(url, method, headers, body, this.agent);
+        if (response.status < 300) {
+          if (options.binary) return response.body;
+          const text = response.body.toString('utf8');
           return text ? JSON.parse(text) : null;
         }
-        const text = await response.body.text();
+        const text = response.body.toString('utf8');
         let parsed: { code?: string; message?: string } | null = null;
         try {
           parsed = text ? (JSON.parse(text) as { code?: string; message?: string }) : null;
         } catch {
           parsed = { message: text.slice(0, 200) };
         }
-        failure = errorFromResponse(response.statusCode, parsed, what);
-        if (!RETRYABLE_STATUS.has(response.statusCode) || !idempotent) throw failure;
+        failure = errorFromResponse(response.status, parsed, what);
+        if (!RETRYABLE_STATUS.has(response.status) || !idempotent) throw failure;
       } catch (error) {
         if (error instanceof UserError) throw error;
         const code = networkCode(error);
