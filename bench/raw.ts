@@ -1,10 +1,12 @@
 // Benchmark of the repository core: raw image of a 2 GiB file of realistic mixed
 // content (real system files, generated text and random data, zeros) through a local
-// server, next to `lz4 -1` and `b3sum` on the same file in the same run.
+// server, next to `lz4 -1` and `b3sum` on the same file in the same run. The file is
+// made once and kept under var/cache/bench/.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { writeMixedFile } from '../test/helpers/content.js';
+import { benchCacheRoot } from './bench-disk.js';
 import { startServer } from '../test/helpers/server.js';
 import { CLI_MAIN } from '../test/helpers/cli.js';
 import { type Measurement, formatTable, measure, processUsage } from './measure.js';
@@ -14,6 +16,9 @@ interface Scope {
 }
 
 const GiB = 1 << 30;
+
+/** Bump when makeSource changes. */
+const RAW_SOURCE_VERSION = 'raw-2g-v1';
 
 /** 2 GiB: 1.25 GiB of real files from /usr (a tar stream), then generated mixed content. */
 async function makeSource(file: string): Promise<void> {
@@ -25,9 +30,25 @@ async function makeSource(file: string): Promise<void> {
   if (size < 2 * GiB - (1 << 20)) throw new Error(`source is only ${size} bytes`);
 }
 
+/** The cached source file, made first when the cache lacks it. */
+async function cachedSource(): Promise<string> {
+  const directory = path.join(benchCacheRoot(), RAW_SOURCE_VERSION);
+  const source = path.join(directory, 'source.img');
+  if (await fs.access(source).then(() => true, () => false)) return source;
+  await fs.mkdir(directory, { recursive: true });
+  const partial = `${source}.partial-${process.pid}`;
+  try {
+    await makeSource(partial);
+    await fs.rename(partial, source);
+  } finally {
+    await fs.rm(partial, { force: true });
+    await fs.rm(`${partial}.tail`, { force: true });
+  }
+  return source;
+}
+
 export async function benchRaw(scope: Scope, work: string): Promise<{ rows: Measurement[]; checks: string[] }> {
-  const source = path.join(work, 'raw-source.img');
-  await makeSource(source);
+  const source = await cachedSource();
   const bytes = (await fs.stat(source)).size;
   await execa('sh', ['-c', `cat ${source} > /dev/null`]);
 
@@ -57,7 +78,6 @@ export async function benchRaw(scope: Scope, work: string): Promise<{ rows: Meas
     `client peak RSS ${image.peakRssMiB.toFixed(0)} MiB (target < 150): ${image.peakRssMiB < 150 ? 'met' : 'MISSED'}`,
     `server peak RSS ${serverUsage.peakRssMiB.toFixed(0)} MiB (target < 150): ${serverUsage.peakRssMiB < 150 ? 'met' : 'MISSED'}`,
   ];
-  await fs.rm(source, { force: true });
   process.stdout.write(`\n## Raw image of a 2 GiB file (repository core)\n${formatTable(rows)}\n${checks.map((line) => `- ${line}`).join('\n')}\n`);
   return { rows, checks };
 }
