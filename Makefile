@@ -52,7 +52,7 @@ bootmedia: setup build
 
 # Boots the rescue ISO in qemu (TCG): unattended restore of a bootable disk, refused code, UEFI and BIOS boots.
 e2e: bootmedia
-	BOOTMEDIA_CACHE=$(BOOTMEDIA_CACHE) B365_E2E=1 npx tap --jobs 1 --timeout 2400 dist/test/e2e/*.test.js
+	BOOTMEDIA_CACHE=$(BOOTMEDIA_CACHE) B365_E2E=1 npx tap --jobs 1 --timeout 2400 --disable-coverage dist/test/e2e/*.test.js
 
 clean:
 	rm -rf dist .tap

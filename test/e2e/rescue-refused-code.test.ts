@@ -54,7 +54,7 @@ if (process.env.B365_E2E !== '1') {
       disks: [{ file: target }],
       hostPort: Number(new URL(server.url).port),
     });
-    const [line] = await stage(t, 'boot and refusal', () => rescue.waitFor(/B365-RESULT [^\r\n]*/, 20 * MINUTE));
+    const line = await stage(t, 'boot and refusal', () => rescue.waitForResult(20 * MINUTE));
     const result = parseResultLine(line);
     t.equal(result.status, 'failed', line);
     t.equal(result.code, 'code_expired');

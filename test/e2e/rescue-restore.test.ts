@@ -52,7 +52,7 @@ if (process.env.B365_E2E !== '1') {
       hostPort: port,
     });
     await stage(t, 'rescue system boots and starts b365', () => rescue.waitFor(/B365: unattended restore/, 15 * MINUTE));
-    const [line] = await stage(t, 'restore in the guest', () => rescue.waitFor(/B365-RESULT [^\r\n]*/, 20 * MINUTE));
+    const line = await stage(t, 'restore in the guest', () => rescue.waitForResult(20 * MINUTE));
     const result = parseResultLine(line);
     t.equal(result.status, 'ok', line);
     t.equal(result.action, 'restore');
@@ -64,7 +64,7 @@ if (process.env.B365_E2E !== '1') {
     t.equal(await tableDump(target), await tableDump(disk.image), 'the restored partition table is the imaged one');
 
     const restored = await QemuGuest.start(t, { serialLog: await serialLogPath('restored-disk'), disks: [{ file: target }] });
-    const [, bootedId, root] = await stage(t, 'restored disk boots (BIOS)', () => restored.waitFor(/B365-TESTDISK-BOOTED id=(\w+) root=(\S+)/, 10 * MINUTE));
+    const [, bootedId, root] = await stage(t, 'restored disk boots (BIOS)', () => restored.waitFor(/B365-TESTDISK-BOOTED id=(\w+) root=(\S+)\s/, 10 * MINUTE));
     t.equal(bootedId, disk.id, 'the restored disk booted and printed its own marker');
     t.equal(root, '/dev/vda3', 'its root filesystem is the restored partition');
     await restored.kill();

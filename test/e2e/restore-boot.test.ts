@@ -32,7 +32,7 @@ if (process.env.B365_E2E !== '1') {
       t.equal(restored.json.verified, true, `${name}: content digests, fsck and /etc/fstab checks pass`);
       t.ok(restored.json.checks.some((check: { check: string }) => check.check.startsWith('/etc/fstab')), 'the restored root\'s fstab was checked');
       const guest = await QemuGuest.start(t, { serialLog: await serialLogPath(`restored-boot-${factor}`), disks: [{ file: target }] });
-      const [, bootedId] = await stage(t, `${name}: the restored disk boots (BIOS)`, () => guest.waitFor(/B365-TESTDISK-BOOTED id=(\w+) root=(\S+)/, 10 * MINUTE));
+      const [, bootedId] = await stage(t, `${name}: the restored disk boots (BIOS)`, () => guest.waitFor(/B365-TESTDISK-BOOTED id=(\w+) root=(\S+)\s/, 10 * MINUTE));
       t.equal(bootedId, disk.id, `${name}: it printed its own marker`);
       await guest.kill();
     }

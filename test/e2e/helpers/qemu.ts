@@ -97,6 +97,15 @@ export class QemuGuest {
     }
   }
 
+  /**
+   * Wait for the rescue's whole `B365-RESULT ...` line. The serial log grows while it is
+   * read, so the match must include the line's end: a line cut mid-read is not a result.
+   */
+  async waitForResult(timeoutMs: number): Promise<string> {
+    const match = await this.waitFor(/(B365-RESULT [^\r\n]*)\r?\n/, timeoutMs);
+    return match[1]!;
+  }
+
   /** Wait for the guest to power off by itself. */
   async waitForExit(timeoutMs: number): Promise<number | undefined> {
     // An unreferenced timer: a guest that exits early must not leave the test waiting on it.
