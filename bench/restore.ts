@@ -25,7 +25,7 @@ const mb = (bytes: number) => (bytes / 1e6).toFixed(0);
 export async function benchRestore(context: BenchContext, prepared?: DiskArtifacts): Promise<{ rows: Measurement[]; checks: string[] }> {
   const { scope, work, policy } = context;
   const artifacts = prepared ?? (await prepareArtifacts(context));
-  const { server, machine, fullImage } = artifacts.b365;
+  const { server, fullImage } = artifacts.b365;
   const diskSize = (await fs.stat(artifacts.disk.before)).size;
 
   const restoreTo = (round: number, name: string) => path.join(work, `restore-${name}-${round}.img`);

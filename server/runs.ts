@@ -4,11 +4,11 @@
 // corrected by the difference between its `sentAt` and the moment the report arrives.
 import { NotFoundError, UsageError } from '../src/errors.js';
 import { assertMachineName } from '../src/format/image-ref.js';
-import { type RunProgress, type RunReport, type RunState, type RunTrigger, parseRunReport } from '../src/format/run-report.js';
+import { type RunOutcome, type RunProgress, type RunReport, type RunState, type RunTrigger, parseRunReport } from '../src/format/run-report.js';
 import { type Principal, requireMachineAccess, requireRole } from './auth.js';
 import type { Catalog } from './catalog/catalog.js';
 
-export interface RunRecord {
+export interface RunRecord extends RunOutcome {
   id: string;
   machine: string;
   trigger: RunTrigger;
@@ -19,13 +19,6 @@ export interface RunRecord {
   updatedAt: number;
   attempts: number;
   disks: string[];
-  image: string | null;
-  bytesRead: number;
-  bytesUploaded: number;
-  chunksNew: number;
-  chunksReused: number;
-  warnings: string[];
-  error: string | null;
   progress: RunProgress | null;
   agentVersion: string;
   /** Who closed the report: the agent, or the server when the agent fell silent. */

@@ -58,20 +58,12 @@ export interface CaptureOptions extends VolumeHooks {
   full?: boolean;
 }
 
-export interface CaptureReport {
+export interface CaptureReport extends ImageStats {
   image: string;
   manifestDigest: string;
   parent: string | null;
   session: string;
   resumed: boolean;
-  bytesRead: number;
-  bytesUsed: number;
-  bytesUploaded: number;
-  chunksTotal: number;
-  chunksHoles: number;
-  chunksUploaded: number;
-  chunksReused: number;
-  durationMs: number;
   volumes: { disk: string; volume: string; method: Volume['method']; filesystem: string | null; size: number; bytesUsed: number; bytesUploaded: number; chunksUploaded: number; chunksReused: number; holes: number; contentDigest: string }[];
   warnings: string[];
 }

@@ -5,23 +5,15 @@ import type { FileHandle } from 'node:fs/promises';
 import { isAllZero } from '../../src/format/chunk.js';
 import { ContentHasher, digestOf } from '../../src/format/digest.js';
 import { FixedIndex } from '../../src/format/fixed-index.js';
-import type { CaptureMethod, FilesystemInfo, Volume, VolumeKind, VolumeStats } from '../../src/format/manifest.js';
+import type { Volume, VolumeStats } from '../../src/format/manifest.js';
 import { readFully } from '../device.js';
 import type { Range, RangeList } from '../ranges.js';
 import type { CompressPool } from './compress-pool.js';
 import type { DigestKeySet } from './digest-set.js';
 import type { Uploader } from './uploader.js';
 
-export interface VolumePlan {
-  id: string;
-  kind: VolumeKind;
-  partitionNumber: number | null;
-  /** Where the volume starts on the disk, in bytes. */
-  offset: number;
-  size: number;
-  filesystem: FilesystemInfo | null;
-  method: CaptureMethod;
-  chunkSize: number;
+/** The manifest's volume fields known before reading: where, what, how and in what chunk size. */
+export interface VolumePlan extends Pick<Volume, 'id' | 'kind' | 'partitionNumber' | 'offset' | 'size' | 'filesystem' | 'method' | 'chunkSize'> {
   /** Byte ranges of the volume worth reading; everything else is captured as zeros. */
   readable: RangeList;
   warnings: string[];

@@ -13,14 +13,12 @@ import { timestampOf } from '../../src/format/image-ref.js';
 import { decodeFrame } from '../../src/format/lz4-frame.js';
 import { type Manifest, manifestVolumes, parseManifestText } from '../../src/format/manifest.js';
 import type { SignedDocument } from '../../src/format/signed-report.js';
+import { VERIFY_LEVELS, type VerificationJob, type VerifyLevel } from '../../src/format/verification.js';
 import { type Principal, requireRole } from '../auth.js';
 import type { ImageRecord } from '../catalog/catalog.js';
 import type { Repository } from '../repository.js';
 import type { SigningKey } from '../signing.js';
 import { chunkKey, manifestKey, quarantineKey } from '../store/store.js';
-
-export type VerifyLevel = 'structural' | 'content' | 'restore-stream';
-export const VERIFY_LEVELS: VerifyLevel[] = ['structural', 'content', 'restore-stream'];
 
 export interface ImageVerification {
   image: string;
@@ -56,18 +54,6 @@ export interface VerificationReport {
   alsoFailed: string[];
 }
 
-export interface VerificationJob {
-  id: string;
-  level: VerifyLevel;
-  scope: { all: boolean; images: string[] };
-  state: 'queued' | 'running' | 'done' | 'error';
-  result: 'ok' | 'failed' | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-  progress: { done: number; total: number; stage: string };
-  reportDigest: string | null;
-  error: string | null;
-}
 
 const REPORT_LIST_LIMIT = 1000;
 

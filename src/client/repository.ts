@@ -7,6 +7,7 @@ import { decodeFrame } from '../format/lz4-frame.js';
 import { type Manifest, parseManifestText } from '../format/manifest.js';
 import { FormatError } from '../errors.js';
 import { HttpClient, type HttpClientOptions } from './http.js';
+import type { VerificationJob } from '../format/verification.js';
 
 export interface SessionInfo {
   id: string;
@@ -63,18 +64,6 @@ export interface RestoreCodeInfo {
   lastUsedAt: string | null;
 }
 
-export interface VerificationJobInfo {
-  id: string;
-  level: string;
-  scope: { all: boolean; images: string[] };
-  state: 'queued' | 'running' | 'done' | 'error';
-  result: 'ok' | 'failed' | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-  progress: { done: number; total: number; stage: string };
-  reportDigest: string | null;
-  error: string | null;
-}
 
 const enc = encodeURIComponent;
 
@@ -197,11 +186,11 @@ export class RepositoryClient {
     return (await this.http.call<{ revoked: RestoreCodeInfo }>('DELETE', `/restore-codes/${id}`)).revoked;
   }
 
-  startVerification(request: { images?: string[]; all?: boolean; level?: string }): Promise<VerificationJobInfo> {
+  startVerification(request: { images?: string[]; all?: boolean; level?: string }): Promise<VerificationJob> {
     return this.http.call('POST', '/verifications', { json: request, idempotent: false });
   }
 
-  verification(id: string): Promise<VerificationJobInfo> {
+  verification(id: string): Promise<VerificationJob> {
     return this.http.call('GET', `/verifications/${enc(id)}`);
   }
 

@@ -14,7 +14,18 @@ export interface RunProgress {
   bytesUploaded: number;
 }
 
-export interface RunReport {
+/** What a run produced: the same fields in the agent's report, the server's record and the CLI's view. */
+export interface RunOutcome {
+  image: string | null;
+  bytesRead: number;
+  bytesUploaded: number;
+  chunksNew: number;
+  chunksReused: number;
+  warnings: string[];
+  error: string | null;
+}
+
+export interface RunReport extends RunOutcome {
   id: string;
   machine: string;
   trigger: RunTrigger;
@@ -26,13 +37,6 @@ export interface RunReport {
   /** How many times the run was tried (the server unreachable, for instance). */
   attempts: number;
   disks: string[];
-  image: string | null;
-  bytesRead: number;
-  bytesUploaded: number;
-  chunksNew: number;
-  chunksReused: number;
-  warnings: string[];
-  error: string | null;
   progress: RunProgress | null;
   agentVersion: string;
   /** The agent's clock when it sent this: the server corrects the other times by it. */

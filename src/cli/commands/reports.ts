@@ -3,11 +3,12 @@
 import type { Command } from 'commander';
 import { clockFromEnvironment } from '../../clock.js';
 import { UsageError } from '../../errors.js';
+import type { RunOutcome } from '../../format/run-report.js';
 import { clientFor, globals } from '../context.js';
 import { formatBytes, formatDuration, printJson, printTable } from '../output.js';
 import { parseDuration } from '../parse.js';
 
-interface RunView {
+interface RunView extends RunOutcome {
   id: string;
   machine: string;
   trigger: string;
@@ -17,13 +18,6 @@ interface RunView {
   finishedAt: string | null;
   durationMs: number | null;
   attempts: number;
-  image: string | null;
-  bytesRead: number;
-  bytesUploaded: number;
-  chunksNew: number;
-  chunksReused: number;
-  warnings: string[];
-  error: string | null;
 }
 
 interface IncidentView {
