@@ -433,8 +433,7 @@ export class Catalog {
     const now = this.now();
     const blob = digestBlob(digest);
     this.db.transaction(() => {
-      this.db
-        .prepare(
+      this.sql(
           `INSERT INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)
            ON CONFLICT (digest) DO UPDATE SET last_touched = excluded.last_touched`,
         )
@@ -444,8 +443,7 @@ export class Catalog {
   }
 
   objectInfo(digest: string): { kind: ObjectKind; storedSize: number; rawSize: number; firstSeen: number; lastTouched: number } | null {
-    const row = this.db
-      .prepare('SELECT kind, stored_size AS storedSize, raw_size AS rawSize, first_seen AS firstSeen, last_touched AS lastTouched FROM objects WHERE digest = ?')
+    const row = this.sql('SELECT kind, stored_size AS storedSize, raw_size AS rawSize, first_seen AS firstSeen, last_touched AS lastTouched FROM objects WHERE digest = ?')
       .get(digestBlob(digest)) as { kind: ObjectKind; storedSize: number; rawSize: number; firstSeen: number; lastTouched: number } | undefined;
     return row ?? null;
   }
@@ -494,8 +492,7 @@ export class Catalog {
     const blob = digestBlob(digest);
     if (this.sql('SELECT 1 FROM machine_objects WHERE machine_id = ? AND digest = ?').get(machineId, blob)) return true;
     return (
-      this.db
-        .prepare("SELECT 1 FROM session_objects so JOIN sessions s ON s.id = so.session_id WHERE s.machine_id = ? AND s.state = 'open' AND so.digest = ?")
+      this.sql("SELECT 1 FROM session_objects so JOIN sessions s ON s.id = so.session_id WHERE s.machine_id = ? AND s.state = 'open' AND so.digest = ?")
         .get(machineId, blob) !== undefined
     );
   }
@@ -511,8 +508,7 @@ export class Catalog {
     const machineId = this.ensureMachine(image.machine);
     const grant = this.sql('INSERT OR IGNORE INTO machine_objects (machine_id, digest) VALUES (?, ?)');
     this.db.transaction(() => {
-      this.db
-        .prepare(
+      this.sql(
           `INSERT INTO images (id, machine_id, timestamp, created_at, manifest_digest, parent, disk_keys, size_bytes, used_bytes, uploaded_bytes, stored_bytes)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )

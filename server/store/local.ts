@@ -60,8 +60,11 @@ export class LocalStore implements ObjectStore {
     const handle = await fs.open(tmpPath, 'wx', 0o640);
     try {
       await handle.writeFile(bytes);
-      const now = new Date(this.clock.now());
-      await handle.utimes(now, now);
+      // The write stamped the system's time; another clock (tests) stamps its own.
+      if (this.clock !== systemClock) {
+        const now = new Date(this.clock.now());
+        await handle.utimes(now, now);
+      }
       await handle.datasync();
     } finally {
       await handle.close();
@@ -83,7 +86,7 @@ export class LocalStore implements ObjectStore {
       await fsyncDirectory(directory);
       return { created: true };
     } finally {
-      await fs.rm(tmpPath, { force: true });
+      await fs.unlink(tmpPath).catch(() => undefined);
     }
   }
 

@@ -2,6 +2,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { SERVER_NODE_OPTIONS } from '../../server/main.js';
 import { CLI_MAIN } from './cli.js';
 import { tempDir } from './tmp.js';
 
@@ -24,7 +25,7 @@ export interface TestServer {
 }
 
 async function spawn(repo: string, listen: string, env: Record<string, string>): Promise<{ child: ResultPromise; url: string }> {
-  const child = execa(process.execPath, [CLI_MAIN, 'server', '--repo', repo, '--listen', listen, '--log-file', path.join(repo, '..', 'server.log')], {
+  const child = execa(process.execPath, [...SERVER_NODE_OPTIONS, CLI_MAIN, 'server', '--repo', repo, '--listen', listen, '--log-file', path.join(repo, '..', 'server.log')], {
     env: { B365_LOG_LEVEL: 'info', ...env },
     reject: false,
     buffer: false,
