@@ -43,7 +43,7 @@ export function registerImage(program: Command): void {
     .option('--raw', 'capture every byte as one raw volume (all-zero chunks are still holes)')
     .option('--freeze', 'freeze filesystems mounted read-write while they are read (fsfreeze)')
     .option('--crash-consistent', 'image filesystems mounted read-write as they are, like a power cut would leave them')
-    .option('--chunk-size <size>', 'chunk size, 256K to 8M, or auto (256K, larger for volumes over 256 GiB)', 'auto')
+    .option('--chunk-size <size>', 'chunk size, 256K to 8M, or auto (512K, larger for volumes over 512 GiB)', 'auto')
     .option('--full', 'do not trust the previous image; ask the server about every chunk')
     .option('--state-dir <dir>', 'where unfinished upload sessions are remembered')
     .option('--threads <n>', 'compression threads')
