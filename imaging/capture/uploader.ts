@@ -43,7 +43,7 @@ export class Uploader {
   ) {
     this.batchSize = options.batchSize ?? 256;
     this.parallelUploads = options.parallelUploads ?? 4;
-    this.maxPendingBytes = options.maxPendingBytes ?? 16 << 20;
+    this.maxPendingBytes = options.maxPendingBytes ?? 8 << 20;
   }
 
   /**
