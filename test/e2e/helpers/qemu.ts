@@ -100,9 +100,10 @@ export class QemuGuest {
   /**
    * Wait for the rescue's whole `B365-RESULT ...` line. The serial log grows while it is
    * read, so the match must include the line's end: a line cut mid-read is not a result.
+   * The console's tty turns the line's "\r\n" into "\r\r\n".
    */
   async waitForResult(timeoutMs: number): Promise<string> {
-    const match = await this.waitFor(/(B365-RESULT [^\r\n]*)\r?\n/, timeoutMs);
+    const match = await this.waitFor(/(B365-RESULT [^\r\n]*)\r*\n/, timeoutMs);
     return match[1]!;
   }
 
