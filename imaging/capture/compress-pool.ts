@@ -30,7 +30,7 @@ export class CompressPool {
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   /** Frames arrive here and die a little later, after their upload or as duplicates. */
-  private readonly garbage = new GarbageBudget(8 << 20);
+  private readonly garbage = new GarbageBudget(4 << 20);
 
   /** One core stays with the main thread (reading, hashing, HTTP); compression gets the rest. */
   constructor(threads = Math.max(1, Math.min(os.availableParallelism() - 1, 4))) {

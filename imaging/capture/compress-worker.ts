@@ -11,7 +11,7 @@ interface Task {
   length: number;
 }
 
-const garbage = new GarbageBudget(8 << 20);
+const garbage = new GarbageBudget(4 << 20);
 
 parentPort!.on('message', (task: Task) => {
   try {
