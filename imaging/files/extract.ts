@@ -30,7 +30,9 @@ export interface ExtractOptions {
   onProgress?(bytes: number, path: string): void;
 }
 
-const READ_BLOCK = 4 << 20;
+const READ_BLOCK = 1 << 20;
+/** Files written at once: their chunk fetches overlap, so the wait for the server does not add up. */
+const PARALLEL_FILES = 6;
 const WRITE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
 
 export async function extractFiles(options: ExtractOptions): Promise<ExtractReport> {
@@ -112,6 +114,22 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
     }
   };
 
+  // Files with one link are written in the background, a few at a time; everything that
+  // later entries depend on (directories, the first path of a hard-linked file) is done in
+  // walk order.
+  const writing = new Set<Promise<void>>();
+  let writeFailure: { error: unknown } | null = null;
+  const inBackground = async (work: () => Promise<void>) => {
+    while (writing.size >= PARALLEL_FILES) await Promise.race(writing);
+    if (writeFailure) throw writeFailure.error;
+    const task: Promise<void> = work()
+      .catch((error: unknown) => {
+        writeFailure ??= { error };
+      })
+      .finally(() => writing.delete(task));
+    writing.add(task);
+  };
+
   const directoriesToFinish: { target: string; stat: FileStat }[] = [];
 
   await walkPaths(
@@ -145,11 +163,18 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
               report.hardLinks++;
               return;
             }
-            await writeFile(entry, target);
-            if (stat.nlink > 1) firstPathOfInode.set(stat.inode, target);
-            report.files++;
-            await setMetadata(target, stat, false);
-            await recordXattrs(entry, target);
+            const write = async () => {
+              await writeFile(entry, target);
+              report.files++;
+              await setMetadata(target, stat, false);
+              await recordXattrs(entry, target);
+            };
+            if (stat.nlink > 1) {
+              await write();
+              firstPathOfInode.set(stat.inode, target);
+            } else {
+              await inBackground(write);
+            }
             return;
           }
           case 'symlink': {
@@ -184,6 +209,8 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
     },
     { withParents: true },
   );
+  await Promise.all(writing);
+  if (writeFailure) throw (writeFailure as { error: unknown }).error;
 
   for (const { target, stat } of directoriesToFinish.reverse()) await setMetadata(target, stat, false);
   if (!isRoot) note('owners not restored (not running as root)', rootReal);

@@ -1,11 +1,20 @@
 // Opening a volume's files through the repository client: the chunk source that
 // `files` and `nbd` share.
 import type { RepositoryClient } from '../../src/client/repository.js';
+import { GarbageBudget } from '../../src/gc.js';
 import type { ImageVolumeOptions } from '../image-volume.js';
 import { openVolumeFiles, type OpenedVolume } from './volume-files.js';
 
 export async function openImageVolume(client: RepositoryClient, reference: string, selector?: string, options: ImageVolumeOptions = {}): Promise<OpenedVolume & { image: string }> {
   const { image, manifest } = await client.manifest(reference);
-  const opened = await openVolumeFiles({ chunk: (digest, maxSize) => client.chunk(digest, maxSize) }, manifest, (digest) => client.index(digest), selector, options);
+  // Every fetched chunk is a response body and its decoded copy, native memory V8 frees
+  // only when it collects: nudge it, as capture does.
+  const garbage = new GarbageBudget(8 << 20);
+  const chunk = async (digest: string, maxSize: number) => {
+    const bytes = await client.chunk(digest, maxSize);
+    garbage.add(bytes.length);
+    return bytes;
+  };
+  const opened = await openVolumeFiles({ chunk }, manifest, (digest) => client.index(digest), selector, options);
   return { ...opened, image: image.id };
 }

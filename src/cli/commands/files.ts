@@ -48,7 +48,8 @@ export function registerFiles(program: Command): void {
       const client = await clientFor(command);
       const started = Date.now();
       try {
-        const opened = await openImageVolume(client, reference, options.volume);
+        // A whole tree streams through: a small cache holds the metadata it reads again.
+        const opened = await openImageVolume(client, reference, options.volume, { cacheBytes: 24 << 20 });
         if (options.tar) {
           const report = await writeTar(opened.tree, paths, process.stdout);
           for (const skipped of report.skipped) process.stderr.write(`b365: not in the tar: ${skipped.path}: ${skipped.reason}\n`);
