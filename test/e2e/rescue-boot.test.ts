@@ -4,6 +4,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
+import { VERSION } from '../../src/version.js';
 import { tempDir } from '../helpers/tmp.js';
 import { ensureIso, OVMF, serialLogPath, stage } from './helpers/artifacts.js';
 import { QemuGuest } from './helpers/qemu.js';
@@ -22,16 +23,18 @@ if (process.env.B365_E2E !== '1') {
     await fs.copyFile(iso, stick);
     const guest = await QemuGuest.start(t, { serialLog: await serialLogPath('uefi-usb-stick'), uefi: OVMF, usbStick: stick });
     await stage(t, 'UEFI firmware reaches the boot menu', () => guest.waitFor(/Backup365 rescue, copied to memory/, 10 * MINUTE));
-    await stage(t, 'rescue program starts', () => guest.waitFor(BANNER, 15 * MINUTE));
+    const [banner] = await stage(t, 'rescue program starts', () => guest.waitFor(BANNER, 15 * MINUTE));
+    t.equal(banner, `Backup365 rescue ${VERSION}`, 'the ISO carries this version of b365');
     await guest.waitFor(/How should this machine join the network/, 5 * MINUTE);
-    t.pass('the rescue program asks its first question on the serial console');
+    const serial = await guest.serial();
+    t.ok(serial.indexOf(banner) < serial.indexOf('How should this machine join the network'), 'the first question follows the greeting on the serial console');
   });
 
   t.test('BIOS: the CD boots to the rescue program', async (t) => {
     const iso = await ensureIso();
     const guest = await QemuGuest.start(t, { serialLog: await serialLogPath('bios-cd'), cdrom: iso });
     await stage(t, 'BIOS reaches the boot menu', () => guest.waitFor(/Backup365 rescue, copied to memory/, 10 * MINUTE));
-    await stage(t, 'rescue program starts', () => guest.waitFor(BANNER, 15 * MINUTE));
-    t.pass('the rescue program greets on the serial console');
+    const [banner] = await stage(t, 'rescue program starts', () => guest.waitFor(BANNER, 15 * MINUTE));
+    t.equal(banner, `Backup365 rescue ${VERSION}`, 'the ISO carries this version of b365');
   });
 }
