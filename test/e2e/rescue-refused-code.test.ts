@@ -7,9 +7,10 @@ import t from 'tap';
 import { b3sum } from '../helpers/b3sum.js';
 import { b365 } from '../helpers/cli.js';
 import { writeLargeDistinctFile } from '../helpers/content.js';
+import { parseResultLine } from '../helpers/rescue.js';
 import { startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
-import { ensureIso, extractBootFiles, liveAppend, parseResultLine, serialLogPath, stage } from './helpers/artifacts.js';
+import { ensureIso, extractBootFiles, liveAppend, serialLogPath, stage } from './helpers/artifacts.js';
 import { GUEST_SERVER_URL, QemuGuest } from './helpers/qemu.js';
 
 const MINUTE = 60_000;

@@ -6,9 +6,10 @@ import t from 'tap';
 import { b365 } from '../helpers/cli.js';
 import { makeImageFile } from '../helpers/disk.js';
 import { tableDump } from '../helpers/fixtures.js';
+import { parseResultLine } from '../helpers/rescue.js';
 import { startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
-import { ensureIso, ensureTestDisk, extractBootFiles, liveAppend, parseResultLine, serialLogPath, stage } from './helpers/artifacts.js';
+import { ensureIso, ensureTestDisk, extractBootFiles, liveAppend, serialLogPath, stage } from './helpers/artifacts.js';
 import { GUEST_SERVER_URL, QemuGuest } from './helpers/qemu.js';
 
 const MINUTE = 60_000;

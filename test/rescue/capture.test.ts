@@ -4,29 +4,12 @@
 import path from 'node:path';
 import t from 'tap';
 import { b3sum } from '../helpers/b3sum.js';
-import { b365, type CliResult } from '../helpers/cli.js';
+import { b365 } from '../helpers/cli.js';
 import { writeLargeDistinctFile } from '../helpers/content.js';
 import { attachLoop, MiB } from '../helpers/disk.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { createRestoreCode, rescueUnattended, resultOf } from '../helpers/rescue.js';
+import { startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
-
-function rescue(server: TestServer, parameters: string): Promise<CliResult> {
-  // The same parameters a kernel command line would carry; no network set-up, no power-off.
-  return b365(['rescue', '--unattended', '--console', 'none', '--cmdline', `boot=live b365.server=${server.url} b365.net=none ${parameters}`], { env: { B365_STATE_DIR: server.env.B365_STATE_DIR } });
-}
-
-function result(output: string): Record<string, string> {
-  const line = output.split('\n').find((candidate) => candidate.startsWith('B365-RESULT '));
-  const fields: Record<string, string> = {};
-  for (const match of (line ?? '').matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)) fields[match[1]!] = match[2]!.startsWith('"') ? (JSON.parse(match[2]!) as string) : match[2]!;
-  return fields;
-}
-
-async function createCode(server: TestServer, machine: string): Promise<{ code: string; id: number }> {
-  const created = await b365(['restore-code', 'create', '--machine', machine, '--json'], { env: server.env });
-  if (created.exitCode !== 0) throw new Error(created.stderr);
-  return created.json as { code: string; id: number };
-}
 
 t.test('capture', async (t) => {
   const server = await startServer(t);
@@ -40,9 +23,9 @@ t.test('capture', async (t) => {
   t.equal(imaged.exitCode, 0, imaged.stderr);
 
   t.test('capture with a token images a disk offline', async (t) => {
-    const run = await rescue(server, `b365.action=capture b365.token=${server.adminToken} b365.machine=captured1 b365.source=${target.device}`);
+    const run = await rescueUnattended(server, `b365.action=capture b365.token=${server.adminToken} b365.machine=captured1 b365.source=${target.device}`);
     t.equal(run.exitCode, 0, run.stderr + run.stdout);
-    const fields = result(run.stdout);
+    const fields = resultOf(run.stdout);
     t.equal(fields.status, 'ok', run.stdout);
     t.match(fields.image, /^captured1@\d{8}T\d{6}Z$/);
     const back = path.join(directory, 'captured.img');
@@ -52,10 +35,10 @@ t.test('capture', async (t) => {
   });
 
   t.test('capture with a restore code is refused: such a code cannot write images', async (t) => {
-    const { code } = await createCode(server, 'host1');
-    const run = await rescue(server, `b365.action=capture b365.code=${code} b365.machine=host1 b365.source=${target.device}`);
-    t.equal(result(run.stdout).status, 'failed', run.stdout);
-    t.equal(result(run.stdout).code, 'forbidden');
-    t.match(result(run.stdout).message, /cannot write images/);
+    const { code } = await createRestoreCode(server, 'host1');
+    const run = await rescueUnattended(server, `b365.action=capture b365.code=${code} b365.machine=host1 b365.source=${target.device}`);
+    t.equal(resultOf(run.stdout).status, 'failed', run.stdout);
+    t.equal(resultOf(run.stdout).code, 'forbidden');
+    t.match(resultOf(run.stdout).message, /cannot write images/);
   });
 });

@@ -4,29 +4,12 @@
 import path from 'node:path';
 import t from 'tap';
 import { b3sum } from '../helpers/b3sum.js';
-import { b365, type CliResult } from '../helpers/cli.js';
+import { b365 } from '../helpers/cli.js';
 import { writeLargeDistinctFile } from '../helpers/content.js';
 import { attachLoop, MiB } from '../helpers/disk.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { createRestoreCode, rescueUnattended, resultOf } from '../helpers/rescue.js';
+import { startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
-
-function rescue(server: TestServer, parameters: string): Promise<CliResult> {
-  // The same parameters a kernel command line would carry; no network set-up, no power-off.
-  return b365(['rescue', '--unattended', '--console', 'none', '--cmdline', `boot=live b365.server=${server.url} b365.net=none ${parameters}`], { env: { B365_STATE_DIR: server.env.B365_STATE_DIR } });
-}
-
-function result(output: string): Record<string, string> {
-  const line = output.split('\n').find((candidate) => candidate.startsWith('B365-RESULT '));
-  const fields: Record<string, string> = {};
-  for (const match of (line ?? '').matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)) fields[match[1]!] = match[2]!.startsWith('"') ? (JSON.parse(match[2]!) as string) : match[2]!;
-  return fields;
-}
-
-async function createCode(server: TestServer, machine: string): Promise<{ code: string; id: number }> {
-  const created = await b365(['restore-code', 'create', '--machine', machine, '--json'], { env: server.env });
-  if (created.exitCode !== 0) throw new Error(created.stderr);
-  return created.json as { code: string; id: number };
-}
 
 t.test('restore, capture and refusals', async (t) => {
   const server = await startServer(t);
@@ -42,9 +25,9 @@ t.test('restore, capture and refusals', async (t) => {
   const untouched = await b3sum(target.device);
 
   t.test('a wrong code fails with invalid_code and writes nothing', async (t) => {
-    const run = await rescue(server, `b365.action=restore b365.code=AAAA-BBBB-CCCC b365.target=${target.device}`);
+    const run = await rescueUnattended(server, `b365.action=restore b365.code=AAAA-BBBB-CCCC b365.target=${target.device}`);
     t.equal(run.exitCode, 6, run.stderr);
-    const fields = result(run.stdout);
+    const fields = resultOf(run.stdout);
     t.equal(fields.status, 'failed', run.stdout);
     t.equal(fields.code, 'invalid_code');
     t.match(fields.message, /unknown restore code/);
@@ -52,41 +35,41 @@ t.test('restore, capture and refusals', async (t) => {
   });
 
   t.test("another machine's code is refused before the disk is touched", async (t) => {
-    const { code } = await createCode(server, 'host1');
-    const run = await rescue(server, `b365.action=restore b365.code=${code} b365.machine=other b365.target=${target.device}`);
-    t.equal(result(run.stdout).status, 'failed', run.stdout);
-    t.match(result(run.stdout).message, /opens machine host1, not other/);
+    const { code } = await createRestoreCode(server, 'host1');
+    const run = await rescueUnattended(server, `b365.action=restore b365.code=${code} b365.machine=other b365.target=${target.device}`);
+    t.equal(resultOf(run.stdout).status, 'failed', run.stdout);
+    t.match(resultOf(run.stdout).message, /opens machine host1, not other/);
     t.equal(await b3sum(target.device), untouched, 'target unchanged');
   });
 
   t.test('a revoked code fails with code_revoked', async (t) => {
-    const { code, id } = await createCode(server, 'host1');
+    const { code, id } = await createRestoreCode(server, 'host1');
     const revoked = await b365(['restore-code', 'revoke', String(id)], { env: server.env });
     t.equal(revoked.exitCode, 0, revoked.stderr);
-    const run = await rescue(server, `b365.action=restore b365.code=${code} b365.target=${target.device}`);
-    t.equal(result(run.stdout).code, 'code_revoked', run.stdout);
+    const run = await rescueUnattended(server, `b365.action=restore b365.code=${code} b365.target=${target.device}`);
+    t.equal(resultOf(run.stdout).code, 'code_revoked', run.stdout);
     t.equal(await b3sum(target.device), untouched, 'target unchanged');
   });
 
   t.test('a mistyped parameter still ends with a result line', async (t) => {
-    const run = await rescue(server, `b365.action=restore b365.code=X b365.target=vda`);
+    const run = await rescueUnattended(server, `b365.action=restore b365.code=X b365.target=vda`);
     t.equal(run.exitCode, 2, run.stderr);
-    t.same(result(run.stdout), { status: 'failed', action: 'restore', code: 'usage', exit: '2', message: 'b365.target=vda: name a disk under /dev' });
+    t.same(resultOf(run.stdout), { status: 'failed', action: 'restore', code: 'usage', exit: '2', message: 'b365.target=vda: name a disk under /dev' });
   });
 
   t.test('a missing disk fails clearly', async (t) => {
-    const { code } = await createCode(server, 'host1');
-    const run = await rescue(server, `b365.action=restore b365.code=${code} b365.target=/dev/b365-no-such-disk b365.disk-wait=2`);
+    const { code } = await createRestoreCode(server, 'host1');
+    const run = await rescueUnattended(server, `b365.action=restore b365.code=${code} b365.target=/dev/b365-no-such-disk b365.disk-wait=2`);
     t.equal(run.exitCode, 4, run.stderr);
-    t.equal(result(run.stdout).status, 'failed');
-    t.match(result(run.stdout).message, /did not appear within/);
+    t.equal(resultOf(run.stdout).status, 'failed');
+    t.match(resultOf(run.stdout).message, /did not appear within/);
   });
 
   t.test('a good code restores the latest image and verifies it', async (t) => {
-    const { code } = await createCode(server, 'host1');
-    const run = await rescue(server, `b365.action=restore b365.code=${code} b365.image=latest b365.target=${target.device} b365.after=shell`);
+    const { code } = await createRestoreCode(server, 'host1');
+    const run = await rescueUnattended(server, `b365.action=restore b365.code=${code} b365.image=latest b365.target=${target.device} b365.after=shell`);
     t.equal(run.exitCode, 0, run.stderr + run.stdout);
-    const fields = result(run.stdout);
+    const fields = resultOf(run.stdout);
     t.equal(fields.status, 'ok', run.stdout);
     t.equal(fields.image, imaged.json.image);
     t.equal(fields.target, target.device);

@@ -70,12 +70,3 @@ export function liveAppend(parameters: Record<string, string>): string {
   const own = Object.entries(parameters).map(([key, value]) => `${key}=${value}`);
   return ['boot=live', 'toram', 'console=ttyS0,115200', 'panic=1', ...own].join(' ');
 }
-
-/** Parse `B365-RESULT key=value key="quoted value"` into its fields. */
-export function parseResultLine(line: string): Record<string, string> {
-  const fields: Record<string, string> = {};
-  for (const match of line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)) {
-    fields[match[1]!] = match[2]!.startsWith('"') ? (JSON.parse(match[2]!) as string) : match[2]!;
-  }
-  return fields;
-}
