@@ -90,20 +90,25 @@ async function networkStep(options: InteractiveOptions): Promise<void> {
   }
 }
 
+/** A prompt's check from a function that throws on a bad answer: its message, or null. */
+function promptCheck(validate: (answer: string) => unknown): (answer: string) => string | null {
+  return (answer) => {
+    try {
+      validate(answer);
+      return null;
+    } catch (error) {
+      return errorMessage(error);
+    }
+  };
+}
+
 async function connectStep(options: InteractiveOptions, wantsWrite: boolean): Promise<{ connection: Connection; server: string }> {
   const { prompter, parameters } = options;
   let lastServer = parameters.get('b365.server') ?? process.env.B365_SERVER;
   for (;;) {
     const server = await prompter.ask('Backup server URL', {
       default: lastServer,
-      check: (answer) => {
-        try {
-          checkServerUrl(answer);
-          return null;
-        } catch (error) {
-          return errorMessage(error);
-        }
-      },
+      check: promptCheck(checkServerUrl),
     });
     lastServer = server;
     const secret = wantsWrite
@@ -151,14 +156,7 @@ async function restoreFlow(options: InteractiveOptions, connection: Connection):
   const machine =
     connection.machine ??
     (await prompter.ask('Machine whose images to restore', {
-      check: (answer) => {
-        try {
-          assertMachineName(answer);
-          return null;
-        } catch (error) {
-          return errorMessage(error);
-        }
-      },
+      check: promptCheck(assertMachineName),
     }));
   const images = (await connection.client.listImages(machine)).sort((a, b) => b.timestamp.localeCompare(a.timestamp));
   if (!images.length) {
@@ -221,14 +219,7 @@ async function captureFlow(options: InteractiveOptions, connection: Connection):
   const { prompter } = options;
   const machine = await prompter.ask('Machine name to store the image under', {
     default: connection.machine ?? options.parameters.get('b365.machine'),
-    check: (answer) => {
-      try {
-        assertMachineName(answer);
-        return null;
-      } catch (error) {
-        return errorMessage(error);
-      }
-    },
+    check: promptCheck(assertMachineName),
   });
   const disk = await chooseDisk(options, 'Capture which disk', null);
   if (!disk) return false;
