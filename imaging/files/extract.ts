@@ -132,6 +132,7 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
 
   const directoriesToFinish: { target: string; stat: FileStat }[] = [];
 
+  // However the walk ends, no file is still being written when this returns.
   await walkPaths(
     options.tree,
     options.paths,
@@ -208,8 +209,7 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
       skip: (where, reason) => note(reason.startsWith('cannot be read') ? reason : reason, where),
     },
     { withParents: true },
-  );
-  await Promise.all(writing);
+  ).finally(() => Promise.all(writing));
   if (writeFailure) throw (writeFailure as { error: unknown }).error;
 
   for (const { target, stat } of directoriesToFinish.reverse()) await setMetadata(target, stat, false);
