@@ -434,10 +434,9 @@ export class Catalog {
     const blob = digestBlob(digest);
     this.db.transaction(() => {
       this.sql(
-          `INSERT INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (digest) DO UPDATE SET last_touched = excluded.last_touched`,
-        )
-        .run(blob, kind, storedSize, rawSize, now, now);
+        `INSERT INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (digest) DO UPDATE SET last_touched = excluded.last_touched`,
+      ).run(blob, kind, storedSize, rawSize, now, now);
       if (sessionId) this.sql('INSERT OR IGNORE INTO session_objects (session_id, digest) VALUES (?, ?)').run(sessionId, blob);
     })();
   }
@@ -509,10 +508,9 @@ export class Catalog {
     const grant = this.sql('INSERT OR IGNORE INTO machine_objects (machine_id, digest) VALUES (?, ?)');
     this.db.transaction(() => {
       this.sql(
-          `INSERT INTO images (id, machine_id, timestamp, created_at, manifest_digest, parent, disk_keys, size_bytes, used_bytes, uploaded_bytes, stored_bytes)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(image.id, machineId, image.timestamp, image.createdAt, image.manifestDigest, image.parent, JSON.stringify(image.diskKeys), image.sizeBytes, image.usedBytes, image.uploadedBytes, image.storedBytes);
+        `INSERT INTO images (id, machine_id, timestamp, created_at, manifest_digest, parent, disk_keys, size_bytes, used_bytes, uploaded_bytes, stored_bytes)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(image.id, machineId, image.timestamp, image.createdAt, image.manifestDigest, image.parent, JSON.stringify(image.diskKeys), image.sizeBytes, image.usedBytes, image.uploadedBytes, image.storedBytes);
       for (const digest of referenced) grant.run(machineId, digestBlob(digest));
       if (sessionId) {
         this.sql("UPDATE sessions SET state = 'committed', image_id = ? WHERE id = ?").run(image.id, sessionId);
