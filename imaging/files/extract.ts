@@ -206,7 +206,7 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
           }
         }
       },
-      skip: (where, reason) => note(reason.startsWith('cannot be read') ? reason : reason, where),
+      skip: (where, reason) => note(reason, where),
     },
     { withParents: true },
   ).finally(() => Promise.all(writing));
