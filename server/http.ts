@@ -1,10 +1,11 @@
 // Shared HTTP plumbing: authentication middleware, body parsers with limits, and the
 // error handler that turns typed errors into JSON bodies with a stable `code`.
 import express, { type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
-import { AuthError, ConflictError, ForbiddenError, FormatError, NotFoundError, PayloadTooLargeError, UnavailableError, UnsafeTargetError, UsageError, UserError } from '../src/errors.js';
+import { AuthError, ConflictError, ForbiddenError, FormatError, NotFoundError, PayloadTooLargeError, RepositoryFullError, UnavailableError, UnsafeTargetError, UsageError, UserError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { authenticate, type Principal } from './auth.js';
 import type { Catalog } from './catalog/catalog.js';
+import { asRepositoryFull } from './storage-full.js';
 
 export const JSON_LIMIT = '4mb';
 
@@ -57,6 +58,7 @@ export function statusOf(error: UserError): number {
   if (error instanceof ConflictError) return 409;
   if (error instanceof UnsafeTargetError) return 409;
   if (error instanceof UnavailableError) return 503;
+  if (error instanceof RepositoryFullError) return 507;
   if (error.code === 'rate_limited') return 429;
   return 400;
 }
@@ -68,7 +70,9 @@ interface BodyParserError extends Error {
 }
 
 export function errorHandler(log: Logger): ErrorRequestHandler {
-  return (error: unknown, request, response, _next) => {
+  return (thrown: unknown, request, response, _next) => {
+    // A full disk met anywhere (catalog, keys, a job's files) is the client's to know.
+    const error = asRepositoryFull(thrown, `${request.method} ${request.path}`);
     let userError: UserError | null = error instanceof UserError ? error : null;
     const parserError = error as BodyParserError;
     if (!userError && parserError?.type === 'entity.too.large') {

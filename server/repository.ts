@@ -14,6 +14,7 @@ import { type Manifest, diskKeysOf, manifestVolumes, parseManifest, parseManifes
 import type { Logger } from '../src/log.js';
 import { type Principal, requireMachineAccess, requireRole } from './auth.js';
 import { Catalog, type ImageRecord, type ObjectKind, type SessionRecord } from './catalog/catalog.js';
+import { writePrivateFile } from './private-file.js';
 import { LocalStore } from './store/local.js';
 import { readStats } from './stats.js';
 import { type ObjectStore, chunkKey, manifestKey } from './store/store.js';
@@ -81,9 +82,7 @@ export class Repository {
       return null;
     }
     const { secret } = this.catalog.createToken({ role: 'admin', label: 'first start' });
-    const temporary = `${tokenFile}.tmp`;
-    await fs.writeFile(temporary, `${secret}\n`, { mode: 0o600 });
-    await fs.rename(temporary, tokenFile);
+    await writePrivateFile(tokenFile, `${secret}\n`);
     return secret;
   }
 
@@ -258,7 +257,13 @@ export class Repository {
     const manifestDigest = digestOf(bytes);
     const storedBytes = this.sessionStoredBytes(sessionId);
     const record = this.imageRecordOf(manifest, timestamp, when, manifestDigest, storedBytes);
-    this.catalog.insertImage(record, [...indexDigests, ...chunkDigests], sessionId);
+    try {
+      this.catalog.insertImage(record, [...indexDigests, ...chunkDigests], sessionId);
+    } catch (error) {
+      // Uncatalogued, the manifest would be an image nobody was told of (reindex would list it).
+      await this.store.remove(manifestKey(manifest.machine, timestamp)).catch(() => undefined);
+      throw error;
+    }
     this.log.info({ session: sessionId, image: record.id, chunks: chunkDigests.size, storedBytes }, 'image committed');
     return { image: this.catalog.image(record.id)!, manifestDigest, created: true };
   }

@@ -3,6 +3,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { writePrivateFile } from './private-file.js';
 import { canonicalJson, keyIdOf, type SignedDocument } from '../src/format/signed-report.js';
 
 export class SigningKey {
@@ -29,9 +30,10 @@ export class SigningKey {
       const { privateKey } = generateKeyPairSync('ed25519');
       pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
       await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-      await fs.writeFile(`${file}.tmp`, pem, { mode: 0o600 });
-      await fs.rename(`${file}.tmp`, file);
+      await writePrivateFile(file, pem);
     }
+    await fs.chmod(path.dirname(file), 0o700);
+    await fs.chmod(file, 0o600);
     const privateKey = createPrivateKey(pem);
     return new SigningKey(privateKey, createPublicKey(privateKey));
   }

@@ -12,6 +12,7 @@ export const ExitCode = {
   unavailable: 7,
   unsafeTarget: 8,
   verificationFailed: 9,
+  repositoryFull: 10,
   interrupted: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
@@ -82,6 +83,15 @@ export class PayloadTooLargeError extends FormatError {
 export class UnavailableError extends UserError {
   override readonly exitCode = ExitCode.unavailable;
   override readonly code: string = 'unavailable';
+}
+
+/**
+ * The repository's storage has no room left (ENOSPC, EDQUOT, SQLITE_FULL). Not an
+ * outage: retrying cannot help until someone frees space, so clients stop at once.
+ */
+export class RepositoryFullError extends UserError {
+  override readonly exitCode = ExitCode.repositoryFull;
+  override readonly code = 'repository_full';
 }
 
 /** Refusal to touch a disk: too small, mounted, the running system, the wrong one. */

@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import type { RepositoryClient } from '../../src/client/repository.js';
 import { SessionStateFile } from '../../src/client/session-state.js';
-import { FormatError, InterruptedError, MissingObjectsError, UserError } from '../../src/errors.js';
+import { FormatError, InterruptedError, MissingObjectsError, RepositoryFullError, UserError } from '../../src/errors.js';
 import { encodeFrame } from '../../src/format/lz4-frame.js';
 import { digestOf } from '../../src/format/digest.js';
 import type { FixedIndex } from '../../src/format/fixed-index.js';
@@ -249,6 +249,10 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
   } catch (error) {
     if (options.signal?.aborted) {
       throw new InterruptedError(`capture interrupted; run the same command again to resume upload session ${sessionId}`, { cause: error });
+    }
+    if (error instanceof RepositoryFullError) {
+      // The session stays open and the state file stays: a rerun resumes the upload.
+      throw new RepositoryFullError(`${error.message}; nothing was committed; free space or prune, then run again — the upload resumes (session ${sessionId})`, { cause: error, details: error.details });
     }
     if (error instanceof UserError) throw error;
     throw error;

@@ -2,9 +2,11 @@
 // upload sessions with leases, stored objects and images. Everything but tokens and
 // sessions can be rebuilt from the store alone (see reindex.ts).
 import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Clock } from '../../src/clock.js';
 import { NotFoundError, UsageError } from '../../src/errors.js';
+import { isStorageFull } from '../storage-full.js';
 
 export type Role = 'admin' | 'machine' | 'auditor' | 'restore';
 export type SessionState = 'open' | 'committed' | 'aborted';
@@ -165,6 +167,11 @@ export function newTokenSecret(): string {
   return `b365_${randomBytes(32).toString('base64url')}`;
 }
 
+/** Create the database file readable by its owner only, whatever the umask: tokens and sessions live there. */
+function createPrivately(file: string): void {
+  fs.closeSync(fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600));
+}
+
 const digestBlob = (digest: string): Buffer => Buffer.from(digest, 'hex');
 
 interface ImageRow {
@@ -211,8 +218,11 @@ export class Catalog {
     file: string,
     private readonly clock: Clock,
   ) {
+    createPrivately(file);
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
+    // SQLite gives -wal and -shm the database file's mode; older ones may predate that.
+    for (const companion of [file, `${file}-wal`, `${file}-shm`]) if (fs.existsSync(companion)) fs.chmodSync(companion, 0o600);
     // WAL with NORMAL: a power cut may lose the last commits but never corrupts the
     // database; what the catalog caches is rebuilt from the store by reindex.
     this.db.pragma('synchronous = NORMAL');
@@ -316,7 +326,12 @@ export class Catalog {
     const now = this.now();
     if (now - (this.tokenUseWritten.get(id) ?? 0) < 60_000) return;
     this.tokenUseWritten.set(id, now);
-    this.sql('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(now, id);
+    try {
+      this.sql('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(now, id);
+    } catch (error) {
+      // A note for the admin, not worth refusing a read of a full repository for.
+      if (!isStorageFull(error)) throw error;
+    }
   }
 
   listTokens(): TokenRecord[] {

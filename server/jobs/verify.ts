@@ -18,6 +18,7 @@ import { type Principal, requireRole } from '../auth.js';
 import type { ImageRecord } from '../catalog/catalog.js';
 import type { Repository } from '../repository.js';
 import type { SigningKey } from '../signing.js';
+import { isStorageFull } from '../storage-full.js';
 import { chunkKey, manifestKey, quarantineKey } from '../store/store.js';
 
 export interface ImageVerification {
@@ -56,6 +57,8 @@ export interface VerificationReport {
 
 
 const REPORT_LIST_LIMIT = 1000;
+/** Reports a full repository could not store, kept in memory so their job still has a result. */
+const UNSTORED_REPORTS_KEPT = 16;
 
 export function reportKey(id: string): string {
   return `reports/${id}.json`;
@@ -63,6 +66,7 @@ export function reportKey(id: string): string {
 
 export class Verifier {
   private readonly jobs = new Map<string, VerificationJob>();
+  private readonly unstoredReports = new Map<string, Buffer>();
   private queue: Promise<void> = Promise.resolve();
 
   constructor(
@@ -87,7 +91,7 @@ export class Verifier {
     const id = `${timestampOf(now)}-${randomBytes(3).toString('hex')}`;
     const job: VerificationJob = { id, level, scope: { all, images: resolved }, state: 'queued', result: null, startedAt: null, finishedAt: null, progress: { done: 0, total: 0, stage: 'queued' }, reportDigest: null, error: null };
     this.jobs.set(id, job);
-    this.repository.catalog.db.prepare('INSERT INTO verifications (id, level, scope, state) VALUES (?, ?, ?, ?)').run(id, level, JSON.stringify(job.scope), 'queued');
+    this.unlessFull('the verification job', () => this.repository.catalog.db.prepare('INSERT INTO verifications (id, level, scope, state) VALUES (?, ?, ?, ?)').run(id, level, JSON.stringify(job.scope), 'queued'));
     this.queue = this.queue.then(() => this.run(job));
     return job;
   }
@@ -108,6 +112,9 @@ export class Verifier {
   async reportBytes(principal: Principal, id: string): Promise<Buffer> {
     const job = this.job(principal, id);
     if (job.state !== 'done') throw new NotFoundError(`verification ${id} has no report yet (${job.state})`);
+    const unstored = this.unstoredReports.get(id);
+    if (unstored) return unstored;
+    if (job.reportNotStored) throw new NotFoundError(`the report of verification ${id} could not be stored (${job.reportNotStored}) and is gone since the server restarted`);
     return this.repository.store.get(reportKey(id));
   }
 
@@ -131,14 +138,13 @@ export class Verifier {
     const { catalog, log } = this.repository;
     job.state = 'running';
     job.startedAt = new Date(this.repository.clock.now()).toISOString();
-    catalog.db.prepare('UPDATE verifications SET state = ?, started_at = ? WHERE id = ?').run('running', Date.parse(job.startedAt), job.id);
+    this.unlessFull('the verification job', () => catalog.db.prepare('UPDATE verifications SET state = ?, started_at = ? WHERE id = ?').run('running', Date.parse(job.startedAt!), job.id));
     try {
       const report = await this.verify(job);
       const signed: SignedDocument<VerificationReport> = this.signingKey.sign(report);
       const bytes = Buffer.from(`${JSON.stringify(signed, null, 2)}\n`);
-      await this.repository.store.put(reportKey(job.id), bytes, { ifAbsent: true });
       job.reportDigest = digestOf(bytes);
-      catalog.setMeta('last_report_digest', job.reportDigest);
+      await this.storeReport(job, bytes);
       job.result = report.summary.failed > 0 ? 'failed' : 'ok';
       job.state = 'done';
       log.info({ verification: job.id, level: job.level, result: job.result, failed: report.summary.failed }, 'verification finished');
@@ -148,9 +154,38 @@ export class Verifier {
       log.error({ verification: job.id, err: error }, 'verification could not run');
     }
     job.finishedAt = new Date(this.repository.clock.now()).toISOString();
-    catalog.db
-      .prepare('UPDATE verifications SET state = ?, result = ?, finished_at = ?, report_digest = ?, error = ? WHERE id = ?')
-      .run(job.state, job.result, Date.parse(job.finishedAt), job.reportDigest, job.error, job.id);
+    this.unlessFull('the verification result', () =>
+      catalog.db
+        .prepare('UPDATE verifications SET state = ?, result = ?, finished_at = ?, report_digest = ?, error = ? WHERE id = ?')
+        .run(job.state, job.result, Date.parse(job.finishedAt!), job.reportDigest, job.error, job.id),
+    );
+  }
+
+  /**
+   * Written last, after everything was read: on a full disk the result still stands,
+   * the report is served from memory, and the chain of reports skips it.
+   */
+  private async storeReport(job: VerificationJob, bytes: Buffer): Promise<void> {
+    try {
+      await this.repository.store.put(reportKey(job.id), bytes, { ifAbsent: true });
+      this.repository.catalog.setMeta('last_report_digest', job.reportDigest!);
+    } catch (error) {
+      if (!isStorageFull(error)) throw error;
+      job.reportNotStored = (error as Error).message;
+      this.unstoredReports.set(job.id, bytes);
+      if (this.unstoredReports.size > UNSTORED_REPORTS_KEPT) this.unstoredReports.delete(this.unstoredReports.keys().next().value!);
+      this.repository.log.error({ verification: job.id, err: error }, 'the repository is full: the verification report could not be stored');
+    }
+  }
+
+  /** Bookkeeping that a full repository must not turn into a failed verification. */
+  private unlessFull(what: string, write: () => unknown): void {
+    try {
+      write();
+    } catch (error) {
+      if (!isStorageFull(error)) throw error;
+      this.repository.log.error({ err: error }, `the repository is full: ${what} was not recorded`);
+    }
   }
 
   private async verify(job: VerificationJob): Promise<VerificationReport> {
@@ -375,8 +410,13 @@ export class Verifier {
   private async recordImageState(id: string, state: 'ok' | 'failed', reason: string | null, verification: string): Promise<void> {
     const image = this.repository.catalog.image(id);
     if (!image) return;
-    this.repository.catalog.setImageState(id, state, reason);
+    this.unlessFull(`the state of ${id}`, () => this.repository.catalog.setImageState(id, state, reason));
     const key = `images/${image.machine}/${image.timestamp}/state.json`;
-    await this.repository.store.put(key, Buffer.from(`${JSON.stringify({ state, reason, verification }, null, 2)}\n`));
+    try {
+      await this.repository.store.put(key, Buffer.from(`${JSON.stringify({ state, reason, verification }, null, 2)}\n`));
+    } catch (error) {
+      if (!isStorageFull(error)) throw error;
+      this.repository.log.error({ image: id, err: error }, 'the repository is full: the image state was not stored');
+    }
   }
 }

@@ -1,13 +1,19 @@
 // A repository in a local directory. Every write goes to tmp/, is fsynced, then
 // appears under its final name by link (create-only) or rename, and the directory is
 // fsynced: after a crash an object is either whole under its name or not there.
+// The directory is private to the server's user: directories 0700, files 0600.
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { NotFoundError } from '../../src/errors.js';
+import { asRepositoryFull } from '../storage-full.js';
 import type { ObjectStat, ObjectStore, PutResult } from './store.js';
+
+/** Modes of what the store creates, whatever the process umask. */
+export const PRIVATE_DIRECTORY_MODE = 0o700;
+export const PRIVATE_FILE_MODE = 0o600;
 
 const KEY_PATTERN = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._@-]+(?:\/[A-Za-z0-9._@-]+)*$/;
 
@@ -37,10 +43,23 @@ export class LocalStore implements ObjectStore {
   /** Open (creating if needed) a store; leftovers of interrupted writes are removed. */
   static async open(root: string, clock: Clock = systemClock): Promise<LocalStore> {
     const store = new LocalStore(path.resolve(root), clock);
-    await fs.mkdir(store.root, { recursive: true, mode: 0o750 });
-    await fs.rm(store.tmpDirectory, { recursive: true, force: true });
-    await fs.mkdir(store.tmpDirectory, { recursive: true });
+    await fs.mkdir(store.root, { recursive: true, mode: PRIVATE_DIRECTORY_MODE });
+    // Repositories made before the store was private are tightened here.
+    await fs.chmod(store.root, PRIVATE_DIRECTORY_MODE);
+    await store.emptyTmpDirectory();
     return store;
+  }
+
+  /**
+   * Remove leftovers of interrupted writes but keep tmp/ itself: on a full disk a new
+   * directory may not fit, and the server must still start to serve reads.
+   */
+  private async emptyTmpDirectory(): Promise<void> {
+    await fs.mkdir(this.tmpDirectory, { recursive: true, mode: PRIVATE_DIRECTORY_MODE });
+    await fs.chmod(this.tmpDirectory, PRIVATE_DIRECTORY_MODE);
+    for (const entry of await fs.readdir(this.tmpDirectory)) {
+      await fs.rm(path.join(this.tmpDirectory, entry), { recursive: true, force: true });
+    }
   }
 
   pathOf(key: string): string {
@@ -55,21 +74,10 @@ export class LocalStore implements ObjectStore {
       return { created: false };
     }
     const directory = path.dirname(finalPath);
-    await this.ensureDirectory(directory);
     const tmpPath = path.join(this.tmpDirectory, `${randomBytes(12).toString('hex')}.tmp`);
-    const handle = await fs.open(tmpPath, 'wx', 0o640);
     try {
-      await handle.writeFile(bytes);
-      // The write stamped the system's time; another clock (tests) stamps its own.
-      if (this.clock !== systemClock) {
-        const now = new Date(this.clock.now());
-        await handle.utimes(now, now);
-      }
-      await handle.datasync();
-    } finally {
-      await handle.close();
-    }
-    try {
+      await this.ensureDirectory(directory);
+      await this.writeTemporary(tmpPath, bytes);
       if (options.ifAbsent) {
         try {
           await fs.link(tmpPath, finalPath);
@@ -85,8 +93,26 @@ export class LocalStore implements ObjectStore {
       }
       await fsyncDirectory(directory);
       return { created: true };
+    } catch (error) {
+      throw asRepositoryFull(error, `writing ${key}`);
     } finally {
+      // Whatever failed (a full disk half-way through a write, a link), tmp/ keeps nothing.
       await fs.unlink(tmpPath).catch(() => undefined);
+    }
+  }
+
+  private async writeTemporary(tmpPath: string, bytes: Buffer): Promise<void> {
+    const handle = await fs.open(tmpPath, 'wx', PRIVATE_FILE_MODE);
+    try {
+      await handle.writeFile(bytes);
+      // The write stamped the system's time; another clock (tests) stamps its own.
+      if (this.clock !== systemClock) {
+        const now = new Date(this.clock.now());
+        await handle.utimes(now, now);
+      }
+      await handle.datasync();
+    } finally {
+      await handle.close();
     }
   }
 
@@ -154,10 +180,14 @@ export class LocalStore implements ObjectStore {
   async move(fromKey: string, toKey: string): Promise<void> {
     const from = this.pathOf(fromKey);
     const to = this.pathOf(toKey);
-    await this.ensureDirectory(path.dirname(to));
-    await fs.rename(from, to);
-    await fsyncDirectory(path.dirname(to));
-    await fsyncDirectory(path.dirname(from));
+    try {
+      await this.ensureDirectory(path.dirname(to));
+      await fs.rename(from, to);
+      await fsyncDirectory(path.dirname(to));
+      await fsyncDirectory(path.dirname(from));
+    } catch (error) {
+      throw asRepositoryFull(error, `moving ${fromKey} to ${toKey}`);
+    }
   }
 
   async freeBytes(): Promise<number | null> {
@@ -176,15 +206,20 @@ export class LocalStore implements ObjectStore {
 
   private async ensureDirectory(directory: string): Promise<void> {
     if (this.knownDirectories.has(directory)) return;
-    const firstCreated = await fs.mkdir(directory, { recursive: true, mode: 0o750 });
-    if (firstCreated) {
-      // Make each new directory entry durable, from the first one created downwards.
-      let current = path.dirname(firstCreated);
-      const chain = path.relative(current, directory).split(path.sep);
-      for (const part of chain) {
-        await fsyncDirectory(current);
-        current = path.join(current, part);
+    // One level at a time: a recursive mkdir reports a full disk as ENOENT.
+    let current = this.root;
+    for (const part of path.relative(this.root, directory).split(path.sep)) {
+      const parent = current;
+      current = path.join(current, part);
+      try {
+        await fs.mkdir(current, { mode: PRIVATE_DIRECTORY_MODE });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw error;
       }
+      await fs.chmod(current, PRIVATE_DIRECTORY_MODE);
+      // Make each new directory entry durable.
+      await fsyncDirectory(parent);
     }
     this.knownDirectories.add(directory);
   }

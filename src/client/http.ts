@@ -12,6 +12,7 @@ import {
   MissingObjectsError,
   NotFoundError,
   PayloadTooLargeError,
+  RepositoryFullError,
   UnavailableError,
   UserError,
 } from '../errors.js';
@@ -82,10 +83,12 @@ function networkCode(error: unknown): string | null {
   return null;
 }
 
-export function errorFromResponse(status: number, body: { code?: string; message?: string; [key: string]: unknown } | null, what: string): UserError {
+export function errorFromResponse(status: number, body: { code?: string; message?: string; [key: string]: unknown } | null, what: string, server = 'the server'): UserError {
   const message = `server refused ${what}: ${body?.message ?? `HTTP ${status}`}`;
   const { code: _code, message: _message, ...details } = body ?? {};
   const options = { details: { status, code: body?.code, ...details } };
+  // Not an outage: no retry helps until space is freed, so it is never retried.
+  if (status === 507 || body?.code === 'repository_full') return new RepositoryFullError(`the repository on ${server} is full: ${body?.message ?? `HTTP ${status}`}`, options);
   if (status === 401) return new AuthError(message, options);
   if (status === 403) return new ForbiddenError(message, options);
   if (status === 404) return new NotFoundError(message, options);
@@ -160,7 +163,7 @@ export class HttpClient {
         } catch {
           parsed = { message: text.slice(0, 200) };
         }
-        failure = errorFromResponse(response.status, parsed, what);
+        failure = errorFromResponse(response.status, parsed, what, this.server);
         if (!RETRYABLE_STATUS.has(response.status) || !idempotent) throw failure;
       } catch (error) {
         if (error instanceof UserError) throw error;

@@ -14,5 +14,7 @@ export interface VerificationJob {
   finishedAt: string | null;
   progress: { done: number; total: number; stage: string };
   reportDigest: string | null;
+  /** Why the signed report could not be kept in the repository (a full disk): it is served from memory until the server restarts. */
+  reportNotStored?: string | null;
   error: string | null;
 }

@@ -9,6 +9,16 @@ import { globals } from '../context.js';
 export const DEFAULT_REPO = './var/repo';
 export const DEFAULT_LISTEN = '127.0.0.1:8365';
 
+/**
+ * What the first start says about the new admin token. On a terminal it is shown, as
+ * the person starting the server wants it; anywhere else (journald under systemd, a log
+ * file) it would stay readable for as long as the logs, so only its file is named.
+ */
+export function adminTokenNotice(token: string, tokenFile: string, terminal: boolean): string {
+  if (terminal) return `admin token (shown once, also saved in ${tokenFile}):\n${token}\n`;
+  return `admin token written to ${tokenFile} (mode 0600)\n`;
+}
+
 export function registerServer(program: Command): void {
   const server = program.command('server').description('run the repository server, or maintain its repository');
 
@@ -28,9 +38,7 @@ export function registerServer(program: Command): void {
       const log = createLogger({ level: globals(command).logLevel, destination: options.logFile ?? config.logFile ?? undefined });
       const { startServer } = await import('../../../server/main.js');
       const running = await startServer({ repo, listen, log, config });
-      if (running.newAdminToken) {
-        process.stdout.write(`admin token (shown once, also saved in ${path.join(path.resolve(repo), 'admin.token')}):\n${running.newAdminToken}\n`);
-      }
+      if (running.newAdminToken) process.stdout.write(adminTokenNotice(running.newAdminToken, path.join(path.resolve(repo), 'admin.token'), process.stdout.isTTY === true));
       process.stdout.write(`b365 server listening on ${running.url} (repository ${path.resolve(repo)})\n`);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();

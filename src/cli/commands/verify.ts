@@ -57,6 +57,7 @@ export function registerVerify(program: Command): void {
         }
         if (job.state === 'error') throw new VerificationError(`verification ${job.id} could not run: ${job.error}`);
         const bytes = await client.verificationReport(job.id);
+        if (job.reportNotStored) process.stderr.write(`warning: the signed report could not be stored in the repository (${job.reportNotStored}); keep this copy with --out\n`);
         if (options.out) await fs.writeFile(options.out, bytes);
         const signed = JSON.parse(bytes.toString('utf8'));
         if (json) printJson(signed);

@@ -1,0 +1,123 @@
+// A repository on a real, small ext4 filesystem that fills up during an upload: the
+// client stops at once with its own exit code and message, no temporary file is left,
+// reads (restore, content verification) keep working while the disk is full, and once
+// space is freed the same command resumes the upload and commits.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import t from 'tap';
+import { ExitCode } from '../../src/errors.js';
+import { api } from '../helpers/api.js';
+import { b3sum } from '../helpers/b3sum.js';
+import { b365 } from '../helpers/cli.js';
+import { MiB, makeImageFile, run } from '../helpers/disk.js';
+import { eventually } from '../helpers/notify-receivers.js';
+import { startServer } from '../helpers/server.js';
+import { listFiles } from '../helpers/store.js';
+import { tempDir } from '../helpers/tmp.js';
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+/** A fresh ext4 of `size` bytes mounted at `mountpoint`, with no blocks reserved for root (the server runs as root). */
+async function mountSmallExt4(t: Teardown, image: string, mountpoint: string, size: number): Promise<void> {
+  await makeImageFile(image, size);
+  await run('mkfs.ext4', ['-q', '-F', '-m', '0', image]);
+  await fs.mkdir(mountpoint);
+  await run('mount', ['-o', 'loop', image, mountpoint]);
+  t.teardown(() => run('umount', [mountpoint]).catch(() => run('umount', ['-l', mountpoint])));
+}
+
+async function freeBytes(directory: string): Promise<number> {
+  const stats = await fs.statfs(directory);
+  return stats.bavail * stats.bsize;
+}
+
+/** Write `file` until the filesystem refuses: afterwards not even a small write fits. */
+async function fillToTheBrim(file: string): Promise<void> {
+  const handle = await fs.open(file, 'w');
+  const block = randomBytes(64 << 10);
+  try {
+    for (let size = block.length; size >= 512; size >>= 1) {
+      for (;;) {
+        try {
+          await handle.write(block, 0, size);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOSPC') break;
+          throw error;
+        }
+      }
+    }
+    await handle.sync().catch(() => undefined);
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+t.test('a repository whose disk fills during an upload', async (t) => {
+  const work = await tempDir(t, 'b365-full-');
+  const repo = path.join(work, 'repo');
+  await mountSmallExt4(t, path.join(work, 'repo-fs.img'), repo, 48 * MiB);
+  const config = path.join(work, 'server.json');
+  await fs.writeFile(config, JSON.stringify({ monitoring: { checkEvery: '1s', heartbeatTimeout: '3h', minFreeSpace: '14MiB' } }));
+  const server = await startServer(t, { repo, env: { B365_SERVER_CONFIG: config } });
+
+  const earlier = path.join(work, 'earlier.img');
+  await fs.writeFile(earlier, randomBytes(4 * MiB));
+  const first = await b365(['image', earlier, '--machine', 'full', '--json'], { env: server.env });
+  t.equal(first.exitCode, 0, first.stderr);
+  const earlierImage = first.json.image as string;
+
+  // Leave about 10 MiB: below the configured minimum, so the incident comes first.
+  const filler = path.join(repo, 'filler');
+  await fs.writeFile(filler, Buffer.alloc(Math.max(0, (await freeBytes(repo)) - 10 * MiB), 1));
+  const incident = await eventually(
+    'a low-space incident',
+    async () => ((await api(server.url, 'GET', '/incidents', { token: server.adminToken })).body.incidents as { kind: string; state: string; summary: string }[]).find((item) => item.kind === 'low-space' && item.state === 'open'),
+    20_000,
+  );
+  t.match(incident.summary, /free, less than the 14\.0 MiB configured/, 'the low-space incident is raised before the disk is full');
+
+  const bigger = path.join(work, 'bigger.img');
+  await fs.writeFile(bigger, randomBytes(24 * MiB));
+  const started = Date.now();
+  const full = await b365(['image', bigger, '--machine', 'full'], { env: server.env, timeout: 90_000 });
+  const seconds = (Date.now() - started) / 1000;
+  t.equal(full.exitCode, ExitCode.repositoryFull, `exit code of a full repository (stderr ends: ${full.stderr.slice(-400)})`);
+  t.ok(seconds < 30, `the client gave up at once instead of retrying an outage (${seconds.toFixed(1)} s)`);
+  t.match(full.stderr, new RegExp(`the repository on ${server.url.replace(/[.]/g, '\\.')} is full`));
+  t.match(full.stderr, /nothing was committed; free space or prune, then run again/);
+  t.match(full.stderr, /the upload resumes/);
+  t.notMatch(full.stderr, /internal server error|\n\s+at /, 'no internal error, no stack');
+  t.same(await listFiles(path.join(repo, 'tmp')), [], 'no temporary file left in tmp/');
+  t.same((await listFiles(repo)).filter((file) => file.endsWith('.tmp')), [], 'no *.tmp anywhere in the repository');
+
+  // Now not even a small write fits; reads must still work.
+  await fillToTheBrim(path.join(repo, 'filler-rest'));
+  t.ok((await freeBytes(repo)) < 64 << 10, 'the repository filesystem is full');
+  // A server (re)started on a full disk still opens its catalog and serves reads.
+  await server.restart();
+  const restored = path.join(work, 'restored.img');
+  const restore = await b365(['restore', earlierImage, '--to', restored], { env: server.env, timeout: 90_000 });
+  t.equal(restore.exitCode, 0, `restore works while full: ${restore.stderr.slice(-400)}`);
+  t.equal(await b3sum(restored), await b3sum(earlier), 'the restored image is the earlier disk');
+  const verify = await b365(['verify', earlierImage, '--level', 'content'], { env: server.env, timeout: 90_000 });
+  t.equal(verify.exitCode, 0, `content verification works while full: ${verify.stdout}${verify.stderr.slice(-400)}`);
+  t.match(verify.stdout, /1 of 1 images ok/);
+  t.match(verify.stderr, /report could not be stored/, 'says that the signed report could not be kept');
+  const listed = await b365(['images', '--machine', 'full', '--json'], { env: server.env });
+  t.equal(listed.exitCode, 0, listed.stderr);
+  t.same((listed.json.images ?? listed.json).map((image: { id: string }) => image.id), [earlierImage], 'nothing half-committed is listed');
+
+  // Free the space: the same command resumes the interrupted session and commits.
+  await fs.rm(filler);
+  await fs.rm(path.join(repo, 'filler-rest'));
+  const again = await b365(['image', bigger, '--machine', 'full', '--json'], { env: server.env, timeout: 120_000 });
+  t.equal(again.exitCode, 0, again.stderr);
+  t.equal(again.json.resumed, true, 'the upload resumed the interrupted session');
+  t.ok(again.json.chunksUploaded < 48, `only what was missing was sent (${again.json.chunksUploaded} chunks)`);
+  const restoredBigger = path.join(work, 'restored-bigger.img');
+  t.equal((await b365(['restore', again.json.image, '--to', restoredBigger], { env: server.env })).exitCode, 0);
+  t.equal(await b3sum(restoredBigger), await b3sum(bigger));
+});
