@@ -63,8 +63,14 @@ t.test('a repository whose disk fills during an upload', async (t) => {
   await fs.writeFile(config, JSON.stringify({ monitoring: { checkEvery: '1s', heartbeatTimeout: '3h', minFreeSpace: '14MiB' } }));
   const server = await startServer(t, { repo, env: { B365_SERVER_CONFIG: config } });
 
+  // The earlier image holds a filesystem, so that file access can be tried while full.
+  const content = path.join(work, 'content');
+  await fs.mkdir(content);
+  const dataFile = randomBytes(3 * MiB);
+  await fs.writeFile(path.join(content, 'data.bin'), dataFile);
   const earlier = path.join(work, 'earlier.img');
-  await fs.writeFile(earlier, randomBytes(4 * MiB));
+  await makeImageFile(earlier, 8 * MiB);
+  await run('mkfs.ext4', ['-q', '-F', '-d', content, earlier]);
   const first = await b365(['image', earlier, '--machine', 'full', '--json'], { env: server.env });
   t.equal(first.exitCode, 0, first.stderr);
   const earlierImage = first.json.image as string;
@@ -102,6 +108,13 @@ t.test('a repository whose disk fills during an upload', async (t) => {
   const restore = await b365(['restore', earlierImage, '--to', restored], { env: server.env, timeout: 90_000 });
   t.equal(restore.exitCode, 0, `restore works while full: ${restore.stderr.slice(-400)}`);
   t.equal(await b3sum(restored), await b3sum(earlier), 'the restored image is the earlier disk');
+  const listing = await b365(['files', 'ls', earlierImage, '/', '--json'], { env: server.env, timeout: 90_000 });
+  t.equal(listing.exitCode, 0, `files ls works while full: ${listing.stderr.slice(-400)}`);
+  t.match(listing.stdout, /data\.bin/);
+  const extracted = path.join(work, 'extracted');
+  const get = await b365(['files', 'get', earlierImage, '/data.bin', '--to', extracted], { env: server.env, timeout: 90_000 });
+  t.equal(get.exitCode, 0, `files get works while full: ${get.stderr.slice(-400)}`);
+  t.ok(dataFile.equals(await fs.readFile(path.join(extracted, 'data.bin'))), 'the file read back while full is the one imaged');
   const verify = await b365(['verify', earlierImage, '--level', 'content'], { env: server.env, timeout: 90_000 });
   t.equal(verify.exitCode, 0, `content verification works while full: ${verify.stdout}${verify.stderr.slice(-400)}`);
   t.match(verify.stdout, /1 of 1 images ok/);
