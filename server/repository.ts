@@ -4,7 +4,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../src/clock.js';
-import { ConflictError, DigestMismatchError, ForbiddenError, FormatError, MissingObjectsError, NotFoundError, UsageError } from '../src/errors.js';
+import { ConflictError, DigestMismatchError, ForbiddenError, FormatError, MissingObjectsError, NotFoundError, RepositoryFullError, UsageError } from '../src/errors.js';
 import { MAX_CHUNK_SIZE } from '../src/format/chunk.js';
 import { assertDigest, digestOf } from '../src/format/digest.js';
 import { FixedIndex, MAX_INDEX_BYTES } from '../src/format/fixed-index.js';
@@ -21,6 +21,12 @@ import { type ObjectStore, chunkKey, manifestKey } from './store/store.js';
 
 export const DEFAULT_LEASE_MS = 60 * 60 * 1000;
 export const MAX_MISSING_BATCH = 10000;
+/**
+ * Uploads stop this short of a full disk. The rest is for what reads and restores still
+ * write (tokens from restore codes, verification reports, image states, the catalog's
+ * journal), so a repository filled by uploads keeps serving technicians and auditors.
+ */
+export const UPLOAD_RESERVE_BYTES = 8 << 20;
 const MAX_REPORTED_MISSING = 1000;
 const SESSION_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -175,10 +181,19 @@ export class Repository {
     if (kind === 'index') FixedIndex.parse(data, what);
     const removal = this.removals.get(digest);
     if (removal) await removal;
+    await this.keepReserve(chunkKey(digest), frame.length);
     const { created } = await this.store.put(chunkKey(digest), frame, { ifAbsent: true });
     this.catalog.recordObject(digest, kind, frame.length, data.length, sessionId);
     this.catalog.renewLease(sessionId, this.leaseMs);
     return { digest, created };
+  }
+
+  private async keepReserve(key: string, bytes: number): Promise<void> {
+    const free = await this.store.freeBytes().catch(() => null);
+    if (free === null || free - bytes >= UPLOAD_RESERVE_BYTES) return;
+    // An object already stored is only touched: that costs no space.
+    if (await this.store.stat(key)) return;
+    throw new RepositoryFullError(`no space left on the repository's storage for uploads: ${Math.floor(free / 1024)} KiB free, the last ${UPLOAD_RESERVE_BYTES >> 20} MiB are kept for restores and verification`, { details: { freeBytes: free } });
   }
 
   /** Load an index object from the store and check it against the volume that names it. */

@@ -6,12 +6,14 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { ExitCode } from '../../src/errors.js';
+import { ExitCode, RepositoryFullError } from '../../src/errors.js';
+import { LocalStore } from '../../server/store/local.js';
 import { api } from '../helpers/api.js';
 import { b3sum } from '../helpers/b3sum.js';
 import { b365 } from '../helpers/cli.js';
 import { MiB, makeImageFile, run } from '../helpers/disk.js';
 import { eventually } from '../helpers/notify-receivers.js';
+import { createRestoreCode } from '../helpers/rescue.js';
 import { startServer } from '../helpers/server.js';
 import { listFiles } from '../helpers/store.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -60,7 +62,7 @@ t.test('a repository whose disk fills during an upload', async (t) => {
   const repo = path.join(work, 'repo');
   await mountSmallExt4(t, path.join(work, 'repo-fs.img'), repo, 48 * MiB);
   const config = path.join(work, 'server.json');
-  await fs.writeFile(config, JSON.stringify({ monitoring: { checkEvery: '1s', heartbeatTimeout: '3h', minFreeSpace: '14MiB' } }));
+  await fs.writeFile(config, JSON.stringify({ monitoring: { checkEvery: '1s', heartbeatTimeout: '3h', minFreeSpace: '20MiB' } }));
   const server = await startServer(t, { repo, env: { B365_SERVER_CONFIG: config } });
 
   // The earlier image holds a filesystem, so that file access can be tried while full.
@@ -75,15 +77,15 @@ t.test('a repository whose disk fills during an upload', async (t) => {
   t.equal(first.exitCode, 0, first.stderr);
   const earlierImage = first.json.image as string;
 
-  // Leave about 10 MiB: below the configured minimum, so the incident comes first.
+  // Leave about 16 MiB: below the configured minimum, so the incident comes first.
   const filler = path.join(repo, 'filler');
-  await fs.writeFile(filler, Buffer.alloc(Math.max(0, (await freeBytes(repo)) - 10 * MiB), 1));
+  await fs.writeFile(filler, Buffer.alloc(Math.max(0, (await freeBytes(repo)) - 16 * MiB), 1));
   const incident = await eventually(
     'a low-space incident',
     async () => ((await api(server.url, 'GET', '/incidents', { token: server.adminToken })).body.incidents as { kind: string; state: string; summary: string }[]).find((item) => item.kind === 'low-space' && item.state === 'open'),
     20_000,
   );
-  t.match(incident.summary, /free, less than the 14\.0 MiB configured/, 'the low-space incident is raised before the disk is full');
+  t.match(incident.summary, /free, less than the 20\.0 MiB configured/, 'the low-space incident is raised before the disk is full');
 
   const bigger = path.join(work, 'bigger.img');
   await fs.writeFile(bigger, randomBytes(24 * MiB));
@@ -98,6 +100,14 @@ t.test('a repository whose disk fills during an upload', async (t) => {
   t.notMatch(full.stderr, /internal server error|\n\s+at /, 'no internal error, no stack');
   t.same(await listFiles(path.join(repo, 'tmp')), [], 'no temporary file left in tmp/');
   t.same((await listFiles(repo)).filter((file) => file.endsWith('.tmp')), [], 'no *.tmp anywhere in the repository');
+
+  // Uploads stopped short of the end of the disk: a technician's restore code still works.
+  const code = await createRestoreCode(server, 'full');
+  const technician = { B365_SERVER: server.url, B365_RESTORE_CODE: code.code, B365_STATE_DIR: server.env.B365_STATE_DIR! };
+  const byCode = path.join(work, 'restored-by-code.img');
+  const codeRestore = await b365(['restore', earlierImage, '--to', byCode], { env: technician, timeout: 90_000 });
+  t.equal(codeRestore.exitCode, 0, `restore with a restore code after uploads filled the repository: ${codeRestore.stderr.slice(-400)}`);
+  t.equal(await b3sum(byCode), await b3sum(earlier));
 
   // Now not even a small write fits; reads must still work.
   await fillToTheBrim(path.join(repo, 'filler-rest'));
@@ -119,6 +129,7 @@ t.test('a repository whose disk fills during an upload', async (t) => {
   t.equal(verify.exitCode, 0, `content verification works while full: ${verify.stdout}${verify.stderr.slice(-400)}`);
   t.match(verify.stdout, /1 of 1 images ok/);
   t.match(verify.stderr, /report could not be stored/, 'says that the signed report could not be kept');
+  t.same((await listFiles(repo)).filter((file) => file.endsWith('.tmp')), [], 'writes refused while full (report, image state) left no *.tmp');
   const listed = await b365(['images', '--machine', 'full', '--json'], { env: server.env });
   t.equal(listed.exitCode, 0, listed.stderr);
   t.same((listed.json.images ?? listed.json).map((image: { id: string }) => image.id), [earlierImage], 'nothing half-committed is listed');
@@ -129,8 +140,24 @@ t.test('a repository whose disk fills during an upload', async (t) => {
   const again = await b365(['image', bigger, '--machine', 'full', '--json'], { env: server.env, timeout: 120_000 });
   t.equal(again.exitCode, 0, again.stderr);
   t.equal(again.json.resumed, true, 'the upload resumed the interrupted session');
-  t.ok(again.json.chunksUploaded < 48, `only what was missing was sent (${again.json.chunksUploaded} chunks)`);
+  t.ok(again.json.chunksUploaded <= 40, `only what was missing was sent (${again.json.chunksUploaded} chunks)`);
   const restoredBigger = path.join(work, 'restored-bigger.img');
   t.equal((await b365(['restore', again.json.image, '--to', restoredBigger], { env: server.env })).exitCode, 0);
   t.equal(await b3sum(restoredBigger), await b3sum(bigger));
+});
+
+t.test('the store on a full filesystem refuses with RepositoryFullError and leaves tmp/ empty', async (t) => {
+  const work = await tempDir(t, 'b365-full-store-');
+  const root = path.join(work, 'store');
+  await fs.mkdir(root);
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', root]);
+  t.teardown(() => run('umount', [root]).catch(() => run('umount', ['-l', root])));
+  const store = await LocalStore.open(root);
+  t.same(await store.put('reports/first.json', randomBytes(2 * MiB)), { created: true });
+  for (const ifAbsent of [true, false]) {
+    await t.rejects(store.put('reports/second.json', randomBytes(3 * MiB), { ifAbsent }), RepositoryFullError, `put${ifAbsent ? ' if absent' : ''} on a full disk`);
+    t.same(await listFiles(path.join(root, 'tmp')), [], 'the partial temporary file was removed');
+    t.equal(await store.stat('reports/second.json'), null, 'nothing under the final name');
+  }
+  t.equal((await store.get('reports/first.json')).length, 2 * MiB, 'what was stored before is intact');
 });
