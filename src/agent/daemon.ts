@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../clock.js';
-import { AuthError, UnavailableError, UserError, errorMessage } from '../errors.js';
+import { AuthError, RepositoryFullError, UnavailableError, UserError, errorMessage } from '../errors.js';
 import type { RunReport, RunTrigger } from '../format/run-report.js';
 import type { Logger } from '../log.js';
 import { Schedule } from '../schedule.js';
@@ -424,7 +424,8 @@ export class Agent {
         } else this.delivered.set(report.id, content);
         this.delivery = { retryAt: 0, failures: 0 };
       } catch (error) {
-        if (error instanceof UserError && !(error instanceof UnavailableError) && !(error instanceof AuthError)) {
+        // A full repository takes it once space is freed: it waits like an outage.
+        if (error instanceof UserError && !(error instanceof UnavailableError) && !(error instanceof AuthError) && !(error instanceof RepositoryFullError)) {
           // The server will never take this one (it says why); keeping it would block the rest.
           this.log.error({ run: report.id, error: errorMessage(error) }, 'the server refused a run report; it is dropped');
           await this.outbox.remove(report.id);
