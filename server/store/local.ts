@@ -44,8 +44,11 @@ export class LocalStore implements ObjectStore {
   static async open(root: string, clock: Clock = systemClock): Promise<LocalStore> {
     const store = new LocalStore(path.resolve(root), clock);
     await fs.mkdir(store.root, { recursive: true, mode: PRIVATE_DIRECTORY_MODE });
-    // Repositories made before the store was private are tightened here.
-    await fs.chmod(store.root, PRIVATE_DIRECTORY_MODE);
+    // Repositories made before the store was private are tightened here. A root owned
+    // by someone else (a mount point prepared by root) keeps the mode its owner chose.
+    await fs.chmod(store.root, PRIVATE_DIRECTORY_MODE).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPERM') throw error;
+    });
     await store.emptyTmpDirectory();
     return store;
   }
