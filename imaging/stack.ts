@@ -72,7 +72,7 @@ export function devnoOf(rdev: number): string {
 export class BlockStack {
   readonly sysfs: string;
   private readonly swapNames: Promise<Set<string>>;
-  private backedCache: Promise<Map<string, { upper: string; via: string }[]>> | null = null;
+  private backedCache: Promise<Map<string, string[]>> | null = null;
 
   constructor(private readonly view: SystemView) {
     this.sysfs = view.sysfs ?? '/sys';
@@ -163,9 +163,9 @@ export class BlockStack {
   }
 
   /** Loop and zram devices by the device under them: they never show in holders/. */
-  private backedDevices(): Promise<Map<string, { upper: string; via: string }[]>> {
+  private backedDevices(): Promise<Map<string, string[]>> {
     this.backedCache ??= (async () => {
-      const backed = new Map<string, { upper: string; via: string }[]>();
+      const backed = new Map<string, string[]>();
       for (const name of await listNames(path.join(this.sysfs, 'class', 'block'))) {
         let backing: string | null = null;
         if (/^loop\d+$/.test(name)) backing = await readText(path.join(this.dir(name), 'loop', 'backing_file'));
@@ -173,9 +173,7 @@ export class BlockStack {
         if (!backing || backing === 'none') continue;
         const lower = await this.deviceBehind(backing);
         if (!lower) continue;
-        const list = backed.get(lower.name) ?? [];
-        list.push({ upper: name, via: lower.through === 'file' ? `file ${backing}` : backing });
-        backed.set(lower.name, list);
+        backed.set(lower.name, [...(backed.get(lower.name) ?? []), name]);
       }
       return backed;
     })();
@@ -185,7 +183,7 @@ export class BlockStack {
   /** Devices stacked directly on `name`: its partitions, its holders, loops and zram over it. */
   async above(name: string): Promise<string[]> {
     const backed = (await this.backedDevices()).get(name) ?? [];
-    return [...new Set([...(await this.partitionsOf(name)), ...(await listNames(path.join(this.dir(name), 'holders'))), ...backed.map((entry) => entry.upper)])];
+    return [...new Set([...(await this.partitionsOf(name)), ...(await listNames(path.join(this.dir(name), 'holders'))), ...backed])];
   }
 
   /** Devices `name` is stacked on directly: its disk, its slaves, the device under a loop or zram. */

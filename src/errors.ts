@@ -13,6 +13,8 @@ export const ExitCode = {
   unsafeTarget: 8,
   verificationFailed: 9,
   interrupted: 130,
+  /** Interrupted by SIGTERM (128 + 15, as a shell reports it). */
+  terminated: 143,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -6,7 +6,7 @@ import { setMaxListeners } from 'node:events';
 import { ExitCode } from '../errors.js';
 
 /** Exit codes after an interruption, as shells report a death by that signal (128 + number). */
-export const INTERRUPT_EXIT_CODES = { SIGINT: ExitCode.interrupted, SIGTERM: 143 } as const;
+export const INTERRUPT_EXIT_CODES = { SIGINT: ExitCode.interrupted, SIGTERM: ExitCode.terminated } as const;
 export type InterruptSignalName = keyof typeof INTERRUPT_EXIT_CODES;
 
 /** Time a command has to wind down after the first signal. */
