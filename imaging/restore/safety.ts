@@ -6,7 +6,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline/promises';
-import { UnsafeTargetError } from '../../src/errors.js';
+import { InterruptedError, UnsafeTargetError } from '../../src/errors.js';
 import type { Disk } from '../../src/format/manifest.js';
 import { DeviceBlockReader } from '../block-reader.js';
 import type { DeviceInfo } from '../device.js';
@@ -170,7 +170,12 @@ export async function confirmErase(target: DeviceInfo, image: string, yes: boole
   // The terminal is in raw mode while asking: Ctrl-C reaches readline, not the process.
   prompt.on('SIGINT', () => process.kill(process.pid, 'SIGINT'));
   try {
-    const answer = (await prompt.question(`${lines.join('\n')}\n> `, { signal })).trim();
+    const answer = (
+      await prompt.question(`${lines.join('\n')}\n> `, { signal }).catch((error: unknown) => {
+        if (signal?.aborted) throw new InterruptedError(`interrupted at the confirmation; nothing was written to ${target.path}`, { cause: error });
+        throw error;
+      })
+    ).trim();
     if (answer !== path.basename(target.path) && answer !== target.path) throw new UnsafeTargetError(`confirmation did not match ${path.basename(target.path)}; nothing was written`);
   } finally {
     prompt.close();

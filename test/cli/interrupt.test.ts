@@ -64,5 +64,24 @@ t.test('a stalled server: the client stops on a signal, and the next run resumes
     const again = await b365(['restore', rerun.json.image, '--to', target, '--yes'], { env: server.env });
     t.equal(again.exitCode, 0, again.stderr);
     t.equal(await b3sum(target), await b3sum(source), 'the restore run again wrote the disk whole');
+
+    // At the typed confirmation the terminal is raw: Ctrl-C arrives as a keystroke, not a signal.
+    const before = await b3sum(target);
+    const terminal = execa('script', ['-qec', `${process.execPath} ${CLI_MAIN} restore ${rerun.json.image} --to ${target}`, '/dev/null'], { env: server.env, stdin: 'pipe', reject: false, timeout: 60_000 });
+    let shown = '';
+    await new Promise<void>((resolve) =>
+      terminal.stdout!.on('data', (data: Buffer) => {
+        shown += data.toString();
+        if (shown.includes('Type the device name')) resolve();
+      }),
+    );
+    await sleep(300);
+    const started = Date.now();
+    terminal.stdin!.write('\x03');
+    const atPrompt = await terminal;
+    t.ok(Date.now() - started < STOP_WITHIN_MS, `Ctrl-C at the confirmation ended the restore in ${Date.now() - started} ms`);
+    t.equal(atPrompt.exitCode, 130, shown);
+    t.match(String(atPrompt.stdout), /interrupted at the confirmation; nothing was written/);
+    t.equal(await b3sum(target), before, 'not a byte written');
   });
 });
