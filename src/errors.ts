@@ -14,6 +14,8 @@ export const ExitCode = {
   verificationFailed: 9,
   repositoryFull: 10,
   interrupted: 130,
+  /** Interrupted by SIGTERM (128 + 15, as a shell reports it). */
+  terminated: 143,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

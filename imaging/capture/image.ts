@@ -248,7 +248,7 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
     };
   } catch (error) {
     if (options.signal?.aborted) {
-      throw new InterruptedError(`capture interrupted; run the same command again to resume upload session ${sessionId}`, { cause: error });
+      throw new InterruptedError(`interrupted: nothing was committed; upload session ${sessionId} is kept and the upload resumes on the next run of the same command`, { cause: error });
     }
     if (error instanceof RepositoryFullError) {
       // The session stays open and the state file stays: a rerun resumes the upload.

@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
 import type { RepositoryClient } from '../../src/client/repository.js';
-import { NotFoundError, VerificationError } from '../../src/errors.js';
+import { InterruptedError, NotFoundError, VerificationError } from '../../src/errors.js';
 import { ContentHasher, digestOf } from '../../src/format/digest.js';
 import type { FixedIndex } from '../../src/format/fixed-index.js';
 import type { Disk, Manifest, PartitionTable, Volume } from '../../src/format/manifest.js';
@@ -14,7 +14,7 @@ import { describeDevice, readFully, type DeviceInfo } from '../device.js';
 import { readPartitionTable } from '../partition/table.js';
 import { applyDiskWrites, maskTableSignatures, restoreTableWrites, wipeTableSignatures, type DiskGeometry, type DiskWrite } from '../partition/write.js';
 import { checkFstab, fsckVolumes, growFilesystem, type RestoreCheck } from './checks.js';
-import { checkTarget, confirmErase } from './safety.js';
+import { checkTarget, confirmErase, openForRestore } from './safety.js';
 import { contentDigestOf, writeVolume } from './volume-writer.js';
 
 export type { RestoreCheck };
@@ -103,7 +103,7 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreRepo
 
   const { device: target, fresh } = await openTarget(options.target, disk);
   await checkTarget(target, disk);
-  if (!fresh && !(target.kind === 'file' && target.size === 0)) await confirmErase(target, image.id, options.yes ?? false);
+  if (!fresh && !(target.kind === 'file' && target.size === 0)) await confirmErase(target, image.id, options.yes ?? false, options.signal);
 
   const source: DiskGeometry = { size: disk.size, sectorSize: disk.logicalSectorSize };
   const geometry: DiskGeometry = { size: target.size, sectorSize: target.logicalSectorSize };
@@ -129,7 +129,7 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreRepo
   const bytesTotal = disk.volumes.reduce((sum, volume) => sum + volume.size, 0);
   let bytesDone = 0;
   const tableAreas = [...wipeTableSignatures(geometry), ...(table?.writes ?? [])];
-  const handle = await fs.open(options.target, 'r+');
+  const handle = await openForRestore(target);
   const gapWritten = new Map<string, Map<number, string>>();
   try {
     // 1. Nothing that looks like a finished disk until the very end.
@@ -146,7 +146,8 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreRepo
     const zeroRange =
       target.kind === 'block-device'
         ? async (offset: number, length: number) => {
-            const result = await execa('blkdiscard', ['--zeroout', '--offset', String(offset), '--length', String(length), target.path], { reject: false });
+            // --force: this process holds the device exclusively, blkdiscard would find it busy.
+            const result = await execa('blkdiscard', ['--force', '--zeroout', '--offset', String(offset), '--length', String(length), target.path], { reject: false });
             if (result.exitCode !== 0) {
               const zeros = Buffer.alloc(Math.min(length, 8 << 20));
               for (let done = 0; done < length; done += zeros.length) await handle.write(zeros, 0, Math.min(zeros.length, length - done), offset + done);
@@ -219,6 +220,11 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreRepo
       const same = JSON.stringify(comparableTable(onDisk)) === JSON.stringify(comparableTable(table.table));
       report.checks.push({ check: 'partition table', ok: same, detail: same ? `${onDisk.type}, ${onDisk.partitions.length} partitions as captured${options.grow ? ' (last grown)' : ''}` : 'the table read back differs from the one written' });
     }
+  } catch (error) {
+    if (options.signal?.aborted) {
+      throw new InterruptedError(`interrupted: ${options.target} is partially written and holds no usable disk now; run the same restore again to write it whole from the start`, { cause: error });
+    }
+    throw error;
   } finally {
     await handle.close();
   }

@@ -1,15 +1,18 @@
 // Refusing to write the wrong disk: a target too small, one with mounted partitions or
-// active swap, the disk the running system lives on; and, unless --yes, a prompt that
-// shows what will be erased and wants the device name typed back.
-import fs from 'node:fs/promises';
+// active swap, one with anything stacked on it (dm, md, LVM, LUKS, loop, bcache, zram),
+// the disk the running system lives on (through whatever it is stacked on); and, unless
+// --yes, a prompt that shows what will be erased and wants the device name typed back.
+import { constants as fsConstants } from 'node:fs';
+import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline/promises';
-import { UnsafeTargetError } from '../../src/errors.js';
+import { InterruptedError, UnsafeTargetError } from '../../src/errors.js';
 import type { Disk } from '../../src/format/manifest.js';
 import { DeviceBlockReader } from '../block-reader.js';
 import type { DeviceInfo } from '../device.js';
 import { diskMounts, readMounts } from '../live.js';
 import { readPartitionTable } from '../partition/table.js';
+import { BlockStack, describeChain, devnoOf, type SystemView } from '../stack.js';
 
 export function formatSize(bytes: number): string {
   if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
@@ -36,17 +39,6 @@ async function diskOf(devno: string): Promise<string> {
   return parent ?? devno;
 }
 
-/** Disks that hold the running system: its root and boot filesystems and active swap. */
-async function systemDisks(): Promise<Set<string>> {
-  const disks = new Set<string>();
-  for (const mount of await readMounts()) {
-    if (!['/', '/boot', '/boot/efi', '/usr', '/var'].includes(mount.mountPoint)) continue;
-    if (mount.devno.startsWith('0:')) continue;
-    disks.add(await diskOf(mount.devno));
-  }
-  return disks;
-}
-
 async function activeSwaps(): Promise<string[]> {
   const text = (await readText('/proc/swaps')) ?? '';
   return text
@@ -54,6 +46,33 @@ async function activeSwaps(): Promise<string[]> {
     .slice(1)
     .map((line) => line.split(/\s+/)[0]!)
     .filter(Boolean);
+}
+
+/** This system as the checks see it: sysfs, its mounts and its active swap. */
+export async function liveSystemView(): Promise<SystemView> {
+  return { sysfs: '/sys', mounts: await readMounts(), swaps: await activeSwaps() };
+}
+
+const SYSTEM_MOUNT_POINTS = ['/', '/boot', '/boot/efi', '/usr', '/var'];
+
+/**
+ * Does the running system live on the device `name`: is it, or its disk, beneath the
+ * root, /boot, /boot/efi, /usr or /var filesystem, through any stack (a root on LVM
+ * on LUKS on sdb2 lives on sdb)?
+ */
+export async function holdsRunningSystem(stack: BlockStack, name: string, mounts: SystemView['mounts']): Promise<boolean> {
+  const system = new Set<string>();
+  for (const mount of mounts) {
+    if (!SYSTEM_MOUNT_POINTS.includes(mount.mountPoint) || mount.devno.startsWith('0:')) continue;
+    const device = await stack.nameOf(mount.devno);
+    if (device) for (const below of await stack.everythingBelow(device)) system.add(below);
+  }
+  return system.has(name) || system.has(await stack.diskOf(name));
+}
+
+/** Each chain of devices stacked on `name` that is in use, in words; empty when none is. */
+export async function stackedUses(stack: BlockStack, targetPath: string, name: string): Promise<string[]> {
+  return (await stack.busyChains(name)).map((chain) => describeChain(targetPath, chain));
 }
 
 /** Everything that makes writing `target` unsafe, as one refusal naming the disk. */
@@ -68,22 +87,58 @@ export async function checkTarget(target: DeviceInfo, disk: Disk): Promise<void>
     if (misaligned) throw new UnsafeTargetError(`refusing to restore onto ${name}: partition ${misaligned.number} does not fit its ${target.logicalSectorSize}-byte sectors`);
   }
   if (target.kind !== 'block-device') return;
+  if ((await readText(`/sys/dev/block/${target.devno}/ro`)) === '1') {
+    throw new UnsafeTargetError(`cannot restore onto ${name}: the kernel holds it read-only (write-protected, or attached read-only); nothing was written`);
+  }
   const mounted = await diskMounts(target, []);
   if (mounted.length) {
     const list = mounted.flatMap((volume) => volume.mounts.map((mount) => `${volume.node} at ${mount.mountPoint}`)).join(', ');
     throw new UnsafeTargetError(`refusing to restore onto ${name}: it has mounted filesystems (${list}); unmount them first; nothing was written`);
   }
-  if ((await systemDisks()).has(await diskOf(target.devno!))) {
+  const view = await liveSystemView();
+  const stack = new BlockStack(view);
+  const kernelName = await stack.nameOf(target.devno!);
+  if (kernelName && (await holdsRunningSystem(stack, kernelName, view.mounts))) {
     throw new UnsafeTargetError(`refusing to restore onto ${name}: the running system lives on it; boot the rescue medium to restore this disk; nothing was written`);
+  }
+  const uses = kernelName ? await stackedUses(stack, target.path, kernelName) : [];
+  if (uses.length) {
+    throw new UnsafeTargetError(`refusing to restore onto ${name}: ${uses.join('; ')}; stop what uses it first (umount, swapoff, vgchange -an, cryptsetup close, mdadm --stop, losetup -d); nothing was written`, { details: { inUse: uses } });
   }
   const swaps = await activeSwaps();
   for (const swap of swaps) {
     const real = await fs.realpath(swap).catch(() => swap);
     const stats = await fs.stat(real).catch(() => null);
     if (stats?.isBlockDevice()) {
-      const devno = `${Math.floor(stats.rdev / 256) & 0xfff}:${(stats.rdev & 0xff) | ((stats.rdev >> 12) & 0xfff00)}`;
-      if ((await diskOf(devno)) === target.devno) throw new UnsafeTargetError(`refusing to restore onto ${name}: ${swap} on it is in use as swap (swapoff first); nothing was written`);
+      if ((await diskOf(devnoOf(stats.rdev))) === target.devno) throw new UnsafeTargetError(`refusing to restore onto ${name}: ${swap} on it is in use as swap (swapoff first); nothing was written`);
     }
+  }
+}
+
+/**
+ * Open a target for writing. A block device is opened exclusively (O_EXCL): the kernel
+ * refuses that while the device is mounted or held by anything stacked on it, which
+ * closes the gap between the checks above and the first write.
+ */
+export async function openForRestore(target: DeviceInfo): Promise<FileHandle> {
+  const exclusive = target.kind === 'block-device' ? fsConstants.O_EXCL : 0;
+  try {
+    return await fs.open(target.path, fsConstants.O_RDWR | exclusive);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const name = describeTarget(target);
+    if (code === 'EBUSY') {
+      const stack = new BlockStack(await liveSystemView());
+      const kernelName = target.devno ? await stack.nameOf(target.devno) : null;
+      const uses = kernelName ? await stackedUses(stack, target.path, kernelName) : [];
+      const mounted = (await diskMounts(target, [])).flatMap((volume) => volume.mounts.map((mount) => `${volume.node} mounted at ${mount.mountPoint}`));
+      const holders = [...mounted, ...uses].join('; ') || 'nothing visible holds it: a filesystem on it may still be alive after a lazy unmount (umount -l), or another program has it open exclusively';
+      throw new UnsafeTargetError(`refusing to restore onto ${name}: the kernel reports it busy (${holders}); nothing was written`, { cause: error });
+    }
+    if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
+      throw new UnsafeTargetError(`cannot restore onto ${name}: the kernel refuses to open it for writing (${code}${code === 'EROFS' || code === 'EACCES' ? ': it is read-only' : ''}); nothing was written`, { cause: error });
+    }
+    throw error;
   }
 }
 
@@ -105,15 +160,22 @@ export async function describeContents(target: DeviceInfo): Promise<string[]> {
  * Without --yes, show what will be erased and ask for the device name to be typed back.
  * In a script (no terminal) there is nobody to ask: refuse instead.
  */
-export async function confirmErase(target: DeviceInfo, image: string, yes: boolean): Promise<void> {
+export async function confirmErase(target: DeviceInfo, image: string, yes: boolean, signal?: AbortSignal): Promise<void> {
   if (yes) return;
   if (!process.stdin.isTTY) {
     throw new UnsafeTargetError(`restoring ${image} erases ${describeTarget(target)}: confirm with --yes when running without a terminal; nothing was written`);
   }
   const lines = [`Restoring ${image} will ERASE everything on ${describeTarget(target)}:`, ...(await describeContents(target)).map((line) => `  ${line}`), `Type the device name (${path.basename(target.path)}) to continue, anything else to stop:`];
   const prompt = readline.createInterface({ input: process.stdin, output: process.stderr });
+  // The terminal is in raw mode while asking: Ctrl-C reaches readline, not the process.
+  prompt.on('SIGINT', () => process.kill(process.pid, 'SIGINT'));
   try {
-    const answer = (await prompt.question(`${lines.join('\n')}\n> `)).trim();
+    const answer = (
+      await prompt.question(`${lines.join('\n')}\n> `, { signal }).catch((error: unknown) => {
+        if (signal?.aborted) throw new InterruptedError(`interrupted at the confirmation; nothing was written to ${target.path}`, { cause: error });
+        throw error;
+      })
+    ).trim();
     if (answer !== path.basename(target.path) && answer !== target.path) throw new UnsafeTargetError(`confirmation did not match ${path.basename(target.path)}; nothing was written`);
   } finally {
     prompt.close();

@@ -80,8 +80,9 @@ export async function writeVolume(options: VolumeWriteOptions): Promise<VolumeWr
     result.bytesWritten += run.length;
   };
   for (let position = 0; position < index.chunkCount; position++) {
+    // Stop starting chunks, but let those being written finish before the handle closes.
+    if (options.signal?.aborted) failure ??= options.signal.reason as Error;
     if (failure) break;
-    if (options.signal?.aborted) throw options.signal.reason;
     const digest = index.get(position);
     const length = index.chunkLength(position);
     if (!digest) {

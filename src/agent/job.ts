@@ -26,7 +26,7 @@ export async function imageJob(options: ImageJobOptions): Promise<CaptureReport>
   if (sources.length === 0) throw new UserError('nothing to image: the policy names no disk and this machine has no fixed disk');
   options.onDisks?.(sources);
   const { disks, beforeVolume } = await planSources(sources, { chunkSize: policy.chunkSize, raw: policy.raw, live: policy.live });
-  const client = new RepositoryClient({ server: options.server, token: options.token, log: options.log });
+  const client = new RepositoryClient({ server: options.server, token: options.token, log: options.log, signal: options.signal });
   let stage = 'starting';
   let last: CaptureProgress = { bytesDone: 0, bytesTotal: 0, bytesUploaded: 0 };
   try {

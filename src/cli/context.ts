@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { RepositoryClient } from '../client/repository.js';
 import { UsageError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { installInterruptHandling, processSignal } from './interrupt.js';
 
 export const DEFAULT_SERVER = 'http://127.0.0.1:8365';
 
@@ -46,21 +47,14 @@ export async function clientFor(command: Command): Promise<RepositoryClient> {
   const server = serverOf(options);
   const log = createLogger({ level: options.logLevel ?? process.env.B365_LOG_LEVEL ?? 'warn' });
   const code = options.restoreCode ?? process.env.B365_RESTORE_CODE;
-  const token = code && !options.token ? (await RepositoryClient.exchangeRestoreCode(server, code)).token : resolveToken(options);
-  return new RepositoryClient({ server, token, log });
+  const token = code && !options.token ? (await RepositoryClient.exchangeRestoreCode(server, code, { signal: processSignal })).token : resolveToken(options);
+  return new RepositoryClient({ server, token, log, signal: processSignal });
 }
 
-/** An AbortSignal that fires on SIGINT/SIGTERM, so long operations stop cleanly. */
+/**
+ * The process-wide AbortSignal that fires on the first SIGINT/SIGTERM (src/cli/interrupt.ts),
+ * so long operations stop cleanly. The handling stays installed until the process ends.
+ */
 export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
-  const controller = new AbortController();
-  const onSignal = (name: NodeJS.Signals) => controller.abort(new Error(`received ${name}`));
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  return {
-    signal: controller.signal,
-    dispose() {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
+  return { signal: installInterruptHandling(), dispose() {} };
 }

@@ -3,8 +3,9 @@
 // their class (docs/cli.md); anything else is a bug and prints its stack.
 import '../runtime-env.js';
 import { Command, CommanderError } from 'commander';
-import { ExitCode, UserError } from '../errors.js';
+import { ExitCode, InterruptedError, UserError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { installInterruptHandling, interruptedBy, interruptExitCode } from './interrupt.js';
 import { jsonPrinted } from './output.js';
 type Register = (program: Command) => void;
 
@@ -35,6 +36,9 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   nbd: async () => (await import('./commands/nbd.js')).registerNbd,
   rescue: async () => (await import('./commands/rescue.js')).registerRescue,
 };
+
+/** Commands that run until told to stop and handle SIGINT/SIGTERM themselves (or, in the rescue console, ask). */
+const OWN_SIGNAL_HANDLING = new Set(['server', 'agent', 'agents', 'nbd', 'rescue']);
 
 const OPTIONS_WITH_VALUES = new Set(['--server', '--token', '--token-file', '--restore-code', '--log-level']);
 
@@ -72,7 +76,18 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
   return program;
 }
 
+/** After SIGINT/SIGTERM whatever error ends the command is the interruption: say so, and what was kept. */
+function reportInterruption(error: unknown, json: boolean): number {
+  const signal = interruptedBy()!;
+  const message = error instanceof InterruptedError ? error.message : `interrupted by ${signal}: ${(error as Error)?.message ?? String(error)}`;
+  if (json && !jsonPrinted) process.stdout.write(`${JSON.stringify({ error: { code: 'interrupted', signal, message } }, null, 2)}\n`);
+  process.stderr.write(`b365: ${message}\n`);
+  return interruptExitCode();
+}
+
 async function main(argv: string[]): Promise<number> {
+  const word = commandWord(argv);
+  if (!word || !OWN_SIGNAL_HANDLING.has(word)) installInterruptHandling();
   const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -83,6 +98,7 @@ async function main(argv: string[]): Promise<number> {
       return ExitCode.usage;
     }
     const json = argv.includes('--json');
+    if (interruptedBy()) return reportInterruption(error, json);
     if (error instanceof UserError) {
       if (json && !jsonPrinted) process.stdout.write(`${JSON.stringify({ error: { code: error.code, message: error.message, ...(error.details ?? {}) } }, null, 2)}\n`);
       process.stderr.write(`b365: ${error.message}\n`);

@@ -9,6 +9,7 @@ import {
   ConflictError,
   ForbiddenError,
   FormatError,
+  InterruptedError,
   MissingObjectsError,
   NotFoundError,
   PayloadTooLargeError,
@@ -27,6 +28,8 @@ export interface HttpClientOptions {
   /** Keep retrying a failing idempotent call for this long before giving up. */
   retryForMs?: number;
   log?: Logger;
+  /** Aborts every request in flight and every retry wait (SIGINT/SIGTERM). */
+  signal?: AbortSignal;
 }
 
 export interface RequestOptions {
@@ -55,10 +58,10 @@ const RETRYABLE_CODES = new Set([
 const REQUEST_TIMEOUT_MS = 5 * 60_000;
 
 /** One HTTP exchange on a keep-alive agent: Node's own http, which costs far less memory than a client library. */
-function exchange(url: URL, method: string, headers: Record<string, string>, body: Buffer | Buffer[] | string | undefined, agent: http.Agent): Promise<{ status: number; body: Buffer }> {
+function exchange(url: URL, method: string, headers: Record<string, string>, body: Buffer | Buffer[] | string | undefined, agent: http.Agent, signal: AbortSignal | undefined): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const transport = url.protocol === 'https:' ? https : http;
-    const request = transport.request(url, { method, headers, agent, timeout: REQUEST_TIMEOUT_MS }, (response) => {
+    const request = transport.request(url, { method, headers, agent, timeout: REQUEST_TIMEOUT_MS, signal }, (response) => {
       const parts: Buffer[] = [];
       response.on('data', (part: Buffer) => parts.push(part));
       response.on('end', () => resolve({ status: response.statusCode ?? 0, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts) }));
@@ -147,10 +150,13 @@ export class HttpClient {
     const idempotent = options.idempotent ?? true;
     const what = `${method} ${path}`;
     const started = Date.now();
+    const signal = this.options.signal;
+    const interrupted = (cause?: unknown) => new InterruptedError(`${what} to ${this.server} stopped: ${signal?.reason instanceof Error ? signal.reason.message : 'interrupted'}`, { cause });
     for (let attempt = 0; ; attempt++) {
+      if (signal?.aborted) throw interrupted();
       let failure: UserError;
       try {
-        const response = await exchange(url, method, headers, body, this.agent);
+        const response = await exchange(url, method, headers, body, this.agent, signal);
         if (response.status < 300) {
           if (options.binary) return response.body;
           const text = response.body.toString('utf8');
@@ -167,6 +173,7 @@ export class HttpClient {
         if (!RETRYABLE_STATUS.has(response.status) || !idempotent) throw failure;
       } catch (error) {
         if (error instanceof UserError) throw error;
+        if (signal?.aborted) throw interrupted(error);
         const code = networkCode(error);
         if (!code || !idempotent) throw new UnavailableError(`cannot reach the server at ${this.server} (${what}): ${(error as Error).message}`, { cause: error });
         failure = new UnavailableError(`cannot reach the server at ${this.server} (${what}): ${code}`, { cause: error });
@@ -175,7 +182,9 @@ export class HttpClient {
       if (elapsed >= this.retryForMs) throw failure;
       const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() * 0.5);
       this.log.warn({ attempt: attempt + 1, delayMs: Math.round(delay), error: failure.message }, 'retrying');
-      await sleep(Math.min(delay, this.retryForMs - elapsed + 10));
+      await sleep(Math.min(delay, this.retryForMs - elapsed + 10), undefined, { signal }).catch((error: unknown) => {
+        throw interrupted(error);
+      });
     }
   }
 }

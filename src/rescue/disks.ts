@@ -1,9 +1,11 @@
 // The disks a technician may restore onto or capture from, as lsblk reports them, and
 // the refusals that keep the wrong disk from being written: the rescue medium itself,
-// read-only disks, disks with a mounted partition.
+// read-only disks, disks with a mounted partition or anything stacked on them.
 import fs from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
+import { liveSystemView, stackedUses } from '../../imaging/restore/safety.js';
+import { BlockStack } from '../../imaging/stack.js';
 import { formatBytes } from '../cli/output.js';
 import { FormatError, NotFoundError, UnsafeTargetError } from '../errors.js';
 
@@ -21,6 +23,8 @@ export interface DiskCandidate {
   rescueMedium: boolean;
   /** Mount points of the disk or its partitions. */
   mounted: string[];
+  /** Devices stacked on it that are in use, as chains (`/dev/sdb → dm-0 (vg0-root) mounted at /`). */
+  stacked: string[];
 }
 
 interface LsblkDevice {
@@ -70,6 +74,7 @@ export function parseLsblk(json: string, rescueMediumName: string | null): DiskC
         readOnly: flag(device.ro),
         rescueMedium: name === rescueMediumName,
         mounted: mountsOf(device),
+        stacked: [],
       };
     });
 }
@@ -85,7 +90,11 @@ export async function rescueMediumDisk(): Promise<string | null> {
 
 export async function listDisks(): Promise<DiskCandidate[]> {
   const result = await execa('lsblk', ['--json', '--bytes', '--output', 'NAME,PATH,TYPE,SIZE,MODEL,SERIAL,TRAN,RM,RO,MOUNTPOINTS']);
-  return parseLsblk(String(result.stdout), await rescueMediumDisk());
+  const disks = parseLsblk(String(result.stdout), await rescueMediumDisk());
+  // The same stack walk the restore refuses by: lsblk does not show a loop over a loop.
+  const stack = new BlockStack(await liveSystemView());
+  for (const disk of disks) disk.stacked = await stackedUses(stack, disk.path, disk.name);
+  return disks;
 }
 
 /** Disks worth offering: not the rescue medium, not read-only, no loop device unless asked. */
@@ -111,11 +120,12 @@ export function confirmsDisk(typed: string, disk: DiskCandidate): boolean {
   return answer === disk.name || answer === disk.path;
 }
 
-/** Refuse to write a disk that is the rescue medium, read-only, or has a mounted partition. */
+/** Refuse to write a disk that is the rescue medium, read-only, has a mounted partition or anything stacked on it in use. */
 export function assertWritable(disk: DiskCandidate): void {
   if (disk.rescueMedium) throw new UnsafeTargetError(`${disk.path} holds the rescue system itself; choose another disk`);
   if (disk.readOnly) throw new UnsafeTargetError(`${disk.path} is read-only`);
   if (disk.mounted.length) throw new UnsafeTargetError(`${disk.path} has mounted filesystems (${disk.mounted.join(', ')}); unmount them first`);
+  if (disk.stacked.length) throw new UnsafeTargetError(`${disk.path} is in use: ${disk.stacked.join('; ')}`);
 }
 
 /** Drivers load a moment after boot: wait until the disk is there. */

@@ -140,7 +140,7 @@ async function chooseDisk(options: InteractiveOptions, question: string, preferr
     question,
     [
       ...disks.map((disk) => ({
-        label: `${describeDisk(disk)}${disk === match ? '   <- the disk this image was taken from' : ''}${disk.mounted.length ? '   (in use)' : ''}`,
+        label: `${describeDisk(disk)}${disk === match ? '   <- the disk this image was taken from' : ''}${disk.mounted.length || disk.stacked.length ? '   (in use)' : ''}`,
         value: disk as DiskCandidate | null,
         keys: [disk.name, disk.path],
       })),

@@ -45,7 +45,7 @@ export async function runUnattended(options: UnattendedOptions): Promise<void> {
       const interfaces = await configureNetwork(settings.network);
       say(`B365: network up: ${interfaces.map((entry) => `${entry.name} ${entry.addresses.join(' ')}`).join(', ')}`);
     }
-    connection = await connect(settings.server, { code: settings.code, token: settings.token }, { log });
+    connection = await connect(settings.server, { code: settings.code, token: settings.token }, { log, signal: options.signal });
     if (connection.via === 'code') say(`B365: restore code accepted for machine ${connection.machine}, valid until ${connection.expiresAt}`);
     if (connection.machine && settings.machine && connection.machine !== settings.machine) {
       throw new UsageError(`the restore code opens machine ${connection.machine}, not ${settings.machine}`);

@@ -62,6 +62,13 @@ t.test('the real lsblk lists an attached loop device', async (t) => {
   t.equal(found?.size, 32 * MiB);
   t.notOk(offeredDisks(disks).includes(found!), 'loop devices are not offered by default');
   t.ok(offeredDisks(disks, { includeLoop: true }).includes(found!));
+  t.same(found?.stacked, [], 'nothing is stacked on it');
   t.equal((await waitForDisk(loop.device, 1000)).path, loop.device);
+
+  // lsblk does not show a loop device over another: the stack walk does.
+  const over = await attachLoop(t, loop.device, { offset: MiB, size: 8 * MiB });
+  const held = (await listDisks()).find((disk) => disk.path === loop.device)!;
+  t.same(held.stacked, [`${loop.device} → ${path.basename(over.device)} (over ${loop.device}) is a loop device over it`], 'a loop device over it is listed');
+  t.throws(() => assertWritable(held), { name: 'UnsafeTargetError', message: `${loop.device} is in use: ${loop.device} → ${path.basename(over.device)}` });
   await t.rejects(waitForDisk(path.join(directory, 'nothing'), 600), { name: 'NotFoundError', message: /did not appear within 1 s/ });
 });
