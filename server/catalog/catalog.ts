@@ -153,6 +153,12 @@ CREATE TABLE IF NOT EXISTS images (
   UNIQUE (machine_id, timestamp)
 );
 CREATE INDEX IF NOT EXISTS images_by_machine ON images (machine_id, timestamp);
+CREATE TABLE IF NOT EXISTS image_damage (
+  image_id TEXT NOT NULL,
+  digest BLOB NOT NULL,
+  PRIMARY KEY (image_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS image_damage_by_digest ON image_damage (digest);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
@@ -453,6 +459,18 @@ export class Catalog {
   }
 
   /**
+   * Objects pinned to a session whose catalog row was first written while it was open:
+   * the ones uploaded (stored and synced) during this session, by it or a concurrent one.
+   */
+  objectsRecordedDuring(sessionId: string): Set<string> {
+    const rows = this.sql(
+      `SELECT so.digest FROM session_objects so JOIN objects o ON o.digest = so.digest JOIN sessions s ON s.id = so.session_id
+       WHERE so.session_id = ? AND o.first_seen >= s.created_at`,
+    ).all(sessionId) as { digest: Buffer }[];
+    return new Set(rows.map((row) => row.digest.toString('hex')));
+  }
+
+  /**
    * Of `digests`, those this caller cannot count as present: absent from the store or,
    * for a machine-scoped caller, not among the objects its own images or this session
    * already reference. Present ones are pinned to the session and touched.
@@ -549,14 +567,44 @@ export class Catalog {
   }
 
   deleteImage(id: string): void {
-    this.sql('DELETE FROM images WHERE id = ?').run(id);
+    this.db.transaction(() => {
+      this.sql('DELETE FROM images WHERE id = ?').run(id);
+      this.sql('DELETE FROM image_damage WHERE image_id = ?').run(id);
+    })();
+  }
+
+  // --- damage: lost or corrupt objects that images reference -----------------
+
+  /** Replace what an image is known to lack (objects verification found lost or corrupt). */
+  setImageDamage(id: string, digests: Iterable<string>): void {
+    const insert = this.sql('INSERT OR IGNORE INTO image_damage (image_id, digest) VALUES (?, ?)');
+    this.db.transaction(() => {
+      this.sql('DELETE FROM image_damage WHERE image_id = ?').run(id);
+      for (const digest of digests) insert.run(id, digestBlob(digest));
+    })();
+  }
+
+  imageDamage(id: string): string[] {
+    return (this.sql('SELECT digest FROM image_damage WHERE image_id = ?').all(id) as { digest: Buffer }[]).map((row) => row.digest.toString('hex'));
+  }
+
+  /** An object is stored again: the images that lacked only it (and others already back) are whole. */
+  repairDamage(digest: string): string[] {
+    const blob = digestBlob(digest);
+    return this.db.transaction(() => {
+      const users = (this.sql('SELECT image_id AS id FROM image_damage WHERE digest = ?').all(blob) as { id: string }[]).map((row) => row.id);
+      if (users.length === 0) return [];
+      this.sql('DELETE FROM image_damage WHERE digest = ?').run(blob);
+      const stillDamaged = this.sql('SELECT 1 FROM image_damage WHERE image_id = ? LIMIT 1');
+      return users.filter((id) => stillDamaged.get(id) === undefined);
+    })();
   }
 
   // --- reindex --------------------------------------------------------------
 
   /** Drop everything that the store can rebuild (images, objects, grants). */
   clearRebuildable(): void {
-    this.db.exec('DELETE FROM images; DELETE FROM objects; DELETE FROM machine_objects;');
+    this.db.exec('DELETE FROM images; DELETE FROM objects; DELETE FROM machine_objects; DELETE FROM image_damage;');
   }
 
   getMeta(key: string): string | null {
