@@ -22,9 +22,9 @@ export const operations: Operation[] = [
   { method: 'post', path: '/sessions', summary: 'Open an upload session with a client-chosen UUID, or resume it', roles: ['admin', 'machine'], body: 'json', responses: { 200: 'session' } },
   { method: 'post', path: `${SESSION}/heartbeat`, summary: "Renew the session's lease", roles: ['admin', 'machine'], responses: { 200: 'session' } },
   { method: 'post', path: `${SESSION}/missing`, summary: 'Which of these digests (at most 10000) must be uploaded', roles: ['admin', 'machine'], body: 'json', responses: { 200: '{missing: [digest]}', 409: 'session not open' } },
-  { method: 'put', path: `${SESSION}/chunks/{digest}`, summary: 'Upload a chunk as an LZ4 frame; rejected with 400 digest_mismatch unless it hashes to its name', roles: ['admin', 'machine'], body: 'lz4-frame', responses: { 201: 'stored', 200: 'already present (touched)', 413: 'too large' } },
+  { method: 'put', path: `${SESSION}/chunks/{digest}`, summary: 'Upload a chunk as an LZ4 frame; rejected with 400 digest_mismatch unless it hashes to its name', roles: ['admin', 'machine'], body: 'lz4-frame', responses: { 201: 'stored (for a machine token: new to this machine, whether or not another machine holds it)', 200: 'already present (touched); for a machine token only when its own images or session hold it', 413: 'too large' } },
   { method: 'put', path: `${SESSION}/indexes/{digest}`, summary: 'Upload a fixed index as an LZ4 frame', roles: ['admin', 'machine'], body: 'lz4-frame', responses: { 201: 'stored', 200: 'already present', 413: 'too large' } },
-  { method: 'post', path: `${SESSION}/commit`, summary: 'Commit the manifest; the image exists from here on, named with a server timestamp', roles: ['admin', 'machine'], body: 'manifest', responses: { 201: 'committed', 200: 'already committed (idempotent)', 409: 'missing_objects: names the first absent digest' } },
+  { method: 'post', path: `${SESSION}/commit`, summary: 'Commit the manifest; the image exists from here on, named with a server timestamp', roles: ['admin', 'machine'], body: 'manifest', responses: { 201: 'committed', 200: 'already committed (idempotent)', 409: 'missing_objects: names the absent digests (absent from the catalog, or from the store though the catalog listed them); send them and commit again' } },
   { method: 'delete', path: SESSION, summary: 'Abort the session', roles: ['admin', 'machine'], responses: { 200: 'aborted' } },
   { method: 'get', path: '/machines', summary: 'Machines and their latest image', roles: ['admin', 'auditor', 'machine', 'restore'], responses: { 200: '{machines}' } },
   { method: 'get', path: '/machines/{machine}/base', summary: 'Latest healthy image holding one of the given disks (?disk=KEY, repeatable)', roles: ['admin', 'machine'], responses: { 200: '{image|null}' } },
@@ -67,6 +67,8 @@ export const operations: Operation[] = [
   { method: 'post', path: '/gc', summary: 'Start garbage collection {dryRun?, graceSeconds?}', roles: ['admin'], body: 'json', responses: { 202: 'job', 409: 'one is already running' } },
   { method: 'get', path: '/gc', summary: 'Garbage collections, newest first', roles: ['admin', 'auditor'], responses: { 200: '{collections}' } },
   { method: 'get', path: '/gc/{id}', summary: 'One garbage collection: state, counts, bytes reclaimed', roles: ['admin', 'auditor'], responses: { 200: 'job' } },
+  { method: 'post', path: '/reindex', summary: 'Reconcile the catalog with the store while the server runs (objects and images added or dropped)', roles: ['admin'], responses: { 202: 'job', 409: 'a reindex or garbage collection is running' } },
+  { method: 'get', path: '/reindex/{id}', summary: 'One online reindex: state and what it changed', roles: ['admin', 'auditor'], responses: { 200: 'job' } },
   { method: 'get', path: '/metrics', summary: 'Prometheus metrics (text format; also at /metrics); public if the server config says so', roles: ['admin', 'auditor'], responses: { 200: 'text/plain metrics' } },
 ];
 
