@@ -239,8 +239,7 @@ export class Repository {
     const indexDigests = [...new Set([...manifestVolumes(manifest)].map(({ volume }) => volume.index))];
     const missingIndexes = this.catalog.missingObjects(indexDigests, scope);
     if (missingIndexes.length) throw this.missingError(missingIndexes, 'index');
-    const uploadedNow = this.catalog.objectsRecordedDuring(sessionId);
-    await this.requireStored(indexDigests, uploadedNow, 'index');
+    await this.requireStored(session, indexDigests, 'index');
     const chunkDigests = new Set<string>();
     for (const { disk, volume } of manifestVolumes(manifest)) {
       const index = await this.loadIndex(volume.index, `index ${volume.index} of volume ${disk.id}/${volume.id}`);
@@ -255,7 +254,7 @@ export class Repository {
       missingChunks.push(...this.catalog.missingObjects(all.slice(start, start + MAX_MISSING_BATCH), scope));
     }
     if (missingChunks.length) throw this.missingError(missingChunks, 'chunk');
-    await this.requireStored(all, uploadedNow, 'chunk');
+    await this.requireStored(session, all, 'chunk');
 
     // The server owns time: the image's name is the moment it is committed.
     let when = this.clock.now();
@@ -315,13 +314,13 @@ export class Repository {
    * The catalog can outlive a lost file, so before an image exists every object it
    * references is looked up in the store itself (DESIGN.md decision 11). Objects first
    * recorded while this session was open were written moments ago (temp file, sync,
-   * link) and are taken as present; every other one is stat'ed, a bounded number at a
-   * time (the cost is measured in docs/benchmarks.md). Absent ones are forgotten, so
-   * `missing` asks for them again, and the commit is refused naming them: the client
-   * sends them and commits again.
+   * link, by this session or a concurrent one) and are taken as present; every other
+   * one is stat'ed, a bounded number at a time (the cost is measured in
+   * docs/benchmarks.md). Absent ones are forgotten, so `missing` asks for them again,
+   * and the commit is refused naming them: the client sends them and commits again.
    */
-  private async requireStored(digests: string[], uploadedNow: Set<string>, kind: ObjectKind): Promise<void> {
-    const absent = await absentObjects(this.store, digests.filter((digest) => !uploadedNow.has(digest)));
+  private async requireStored(session: SessionRecord, digests: string[], kind: ObjectKind): Promise<void> {
+    const absent = await absentObjects(this.store, this.catalog.recordedBefore(digests, session.createdAt));
     if (absent.length === 0) return;
     for (const digest of absent) this.catalog.forgetObject(digest);
     this.log.warn({ kind, absent: absent.length, first: absent[0] }, 'the catalog listed objects the store has lost; they are asked for again');

@@ -459,15 +459,15 @@ export class Catalog {
   }
 
   /**
-   * Objects pinned to a session whose catalog row was first written while it was open:
-   * the ones uploaded (stored and synced) during this session, by it or a concurrent one.
+   * Of `digests`, those whose catalog row was first written before `since` (or has none):
+   * the ones not stored while a session that began at `since` was open.
    */
-  objectsRecordedDuring(sessionId: string): Set<string> {
-    const rows = this.sql(
-      `SELECT so.digest FROM session_objects so JOIN objects o ON o.digest = so.digest JOIN sessions s ON s.id = so.session_id
-       WHERE so.session_id = ? AND o.first_seen >= s.created_at`,
-    ).all(sessionId) as { digest: Buffer }[];
-    return new Set(rows.map((row) => row.digest.toString('hex')));
+  recordedBefore(digests: string[], since: number): string[] {
+    const firstSeen = this.sql('SELECT first_seen AS firstSeen FROM objects WHERE digest = ?');
+    return digests.filter((digest) => {
+      const row = firstSeen.get(digestBlob(digest)) as { firstSeen: number } | undefined;
+      return !row || row.firstSeen < since;
+    });
   }
 
   /**
