@@ -153,7 +153,12 @@ export class Repository {
     return this.view(this.catalog.session(id)!);
   }
 
-  /** Which of `digests` must the client send? See Catalog.missingObjects for who sees what. */
+  /**
+   * Which of `digests` must the client send? See Catalog.missingObjects for who sees what.
+   * Answered from the catalog alone: a stat per chunk of every upload would cost more
+   * than the rare lost file, which the commit finds (requireStored) and which
+   * verification forgets, so that this answer asks for it from then on.
+   */
   missing(principal: Principal, sessionId: string, digests: unknown): string[] {
     const session = this.openSessionFor(principal, sessionId);
     if (!Array.isArray(digests)) throw new FormatError('body.digests must be an array of digests');
