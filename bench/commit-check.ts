@@ -8,6 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Principal } from '../server/auth.js';
 import { Repository } from '../server/repository.js';
+import { absentObjects } from '../server/store/presence.js';
 import { chunkKey } from '../server/store/store.js';
 import { systemClock } from '../src/clock.js';
 import { encodeChunk } from '../src/format/chunk.js';
@@ -20,6 +21,7 @@ import type { BenchContext } from './disk.js';
 import { renderTable } from './measure.js';
 
 const CHUNK_SIZE = 512 << 10;
+const ATTEMPTS = 3;
 const ADMIN: Principal = { tokenId: 0, role: 'admin', machine: null };
 
 /** `count` distinct stored chunks (small frames: a stat costs the same for any size), recorded as uploaded in `session`. */
@@ -70,15 +72,22 @@ export async function benchCommitCheck(context: BenchContext): Promise<void> {
       const digests = await storeChunks(repository, directory, uploader, count);
       const manifest = await manifestOf(repository, uploader, digests);
       const trusted = await timed(() => repository.commit(ADMIN, uploader, manifest));
-      const referencing = repository.openSession(ADMIN, { id: randomUUID(), machine: 'bench' }).id;
-      for (let start = 0; start < digests.length; start += 10000) repository.missing(ADMIN, referencing, digests.slice(start, start + 10000));
-      const checked = await timed(() => repository.commit(ADMIN, referencing, manifest));
-      lines.push([String(count), `${((count * CHUNK_SIZE) / 2 ** 30).toFixed(0)} GiB`, trusted.toFixed(2), checked.toFixed(2), `${(((checked - trusted) / count) * 1e6).toFixed(1)} µs`]);
+      // The shared machine is noisy: the fastest of a few attempts is the truest.
+      let checked = Number.POSITIVE_INFINITY;
+      let statsAlone = Number.POSITIVE_INFINITY;
+      for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+        const referencing = repository.openSession(ADMIN, { id: randomUUID(), machine: 'bench' }).id;
+        for (let start = 0; start < digests.length; start += 10000) repository.missing(ADMIN, referencing, digests.slice(start, start + 10000));
+        checked = Math.min(checked, await timed(() => repository.commit(ADMIN, referencing, manifest)));
+        statsAlone = Math.min(statsAlone, await timed(() => absentObjects(repository.store, digests)));
+      }
+      lines.push([String(count), `${((count * CHUNK_SIZE) / 2 ** 30).toFixed(0)} GiB`, trusted.toFixed(2), checked.toFixed(2), statsAlone.toFixed(2), `${((statsAlone / count) * 1e6).toFixed(1)} µs`]);
     } finally {
       repository.close();
       await fs.rm(directory, { recursive: true, force: true });
     }
   }
   process.stdout.write(`\n## Commit: store existence check (page cache warm)\n\n`);
-  process.stdout.write(`${renderTable(['chunks', 'image at 512 KiB', 'commit, uploaded in session (no stat) s', 'commit, all reused (all stat\'ed) s', 'added per chunk'], lines)}\n`);
+  const load = (await fs.readFile('/proc/loadavg', 'utf8')).split(' ')[0];
+  process.stdout.write(`${renderTable(['chunks', 'image at 512 KiB', 'commit, all uploaded in session (no stat) s', 'commit, all reused (all stat\'ed) s', 'the stats alone s', 'per chunk'], lines)}\n(load average ${load} at the end; best of ${ATTEMPTS} for the reused commit and the stats)\n`);
 }

@@ -242,7 +242,10 @@ export class Verifier {
         const outcome = await this.checkChunk(digest);
         if (outcome.ok) verified.add(digest);
         else corrupt.add(digest);
-        for (const user of chunkUsers.get(digest)!) bytesPerImage.set(user, (bytesPerImage.get(user) ?? 0) + outcome.bytes);
+        for (const user of chunkUsers.get(digest)!) {
+          bytesPerImage.set(user, (bytesPerImage.get(user) ?? 0) + outcome.bytes);
+          if (!outcome.ok) damageOf(user).add(digest);
+        }
         job.progress.done++;
       }
     }
@@ -303,10 +306,8 @@ export class Verifier {
     for (const [digest, users] of chunkUsers) {
       for (const user of users) {
         const result = results.get(user)!;
-        if (corrupt.has(digest)) {
-          result.chunksCorrupt++;
-          damageOf(user).add(digest);
-        } else if (verified.has(digest)) result.chunksVerified++;
+        if (corrupt.has(digest)) result.chunksCorrupt++;
+        else if (verified.has(digest)) result.chunksVerified++;
       }
     }
     const outside = lostOrCorrupt.size ? await this.imagesUsing(lostOrCorrupt, new Set(results.keys())) : new Map<string, Set<string>>();

@@ -56,7 +56,7 @@ t.test('a chunk lost from the store is sent again and the images that lacked it 
   const manifest = JSON.parse((await b365(['images', 'show', first.image], { env })).stdout);
   const chunks = await chunksOf(server.repo, manifest);
   t.ok(chunks.length >= 4, `the image holds ${chunks.length} chunks`);
-  const [foundByVerification, foundByCommit] = [chunks[1]!, chunks[chunks.length - 2]!];
+  const [foundByVerification, foundByCommit, foundByFull] = [chunks[1]!, chunks[chunks.length - 2]!, chunks[Math.floor(chunks.length / 2)]!];
   const fileOf = (digest: string) => path.join(server.repo, chunkKey(digest));
 
   t.test('verification forgets a lost chunk and marks its image failed; the next image sends it and the image is ok again', async (t) => {
@@ -72,13 +72,15 @@ t.test('a chunk lost from the store is sent again and the images that lacked it 
     t.equal(await stateOf(first.image), 'ok', 'the damaged image is whole again once its chunk is back');
   });
 
-  t.test('a chunk lost without verification noticing: the next incremental sends it and exits 0', async (t) => {
+  t.test('a chunk lost without verification noticing: the next incremental (or --full) image sends it and exits 0', async (t) => {
     await fs.rm(fileOf(foundByCommit));
     const incremental = await imageOf(t);
     t.not(incremental.parent, null, 'an incremental, which skips what its base holds');
     await fs.access(fileOf(foundByCommit));
+    await fs.rm(fileOf(foundByFull));
     const full = await imageOf(t, ['--full']);
-    t.ok(full.image);
+    t.equal(full.parent, null, '--full trusts no base: it asks the server about every chunk');
+    await fs.access(fileOf(foundByFull));
   });
 
   t.test('full content verification passes and the old image restores', async (t) => {
