@@ -7,6 +7,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { benchChunkSize } from './chunk-size.js';
+import { benchCommitCheck } from './commit-check.js';
 import { benchFiles } from './files.js';
 import { type BenchContext, type DiskArtifacts, benchDiskImaging } from './disk.js';
 import { type Measurement, type RepeatPolicy, loadAverage, otherLoad } from './measure.js';
@@ -20,7 +21,7 @@ const budgetSeconds = Number(process.env.B365_BENCH_BUDGET ?? 1200);
 /** Others keeping at least one of the cores busy on average make a step worth repeating. */
 const busyLoad = Number(process.env.B365_BENCH_BUSY_LOAD ?? 1);
 /** Seconds each section takes without repeats, measured here at a load average near 9. */
-const NOMINAL_SECONDS: Record<string, number> = { raw: 150, disk: 280, restore: 110, files: 120, 'chunk-size': 520 };
+const NOMINAL_SECONDS: Record<string, number> = { raw: 150, disk: 280, restore: 110, files: 120, 'chunk-size': 520, 'commit-check': 60 };
 
 /**
  * Whether a repeat of a given length still fits the budget: what is left of the run is
@@ -72,6 +73,7 @@ const sections: Record<string, (context: BenchContext) => Promise<unknown>> = {
   restore: (context) => benchRestore(context, diskArtifacts),
   files: (context) => benchFiles(context, diskArtifacts),
   'chunk-size': (context) => benchChunkSize(context, diskArtifacts),
+  'commit-check': (context) => benchCommitCheck(context),
 };
 
 async function main(): Promise<void> {

@@ -25,6 +25,7 @@ import { Nightly } from './nightly.js';
 import { agentRoutes } from './routes/agents.js';
 import { incidentRoutes } from './routes/incidents.js';
 import { maintenanceRoutes } from './routes/maintenance.js';
+import { OnlineReindex } from './jobs/online-reindex.js';
 import { metricsHandler } from './routes/metrics.js';
 import { policyRoutes } from './routes/policies.js';
 import { runRoutes } from './routes/runs.js';
@@ -39,6 +40,7 @@ export interface App {
   app: Express;
   verifier: Verifier;
   nightly: Nightly;
+  reindexer: OnlineReindex;
 }
 
 export function createApp(repository: Repository, log: Logger, options: AppOptions): App {
@@ -90,7 +92,8 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   api.use(agentRoutes(nightly.runs, nightly.policies, config, () => repository.clock.now()));
   api.use(runRoutes(nightly.runs));
   api.use(incidentRoutes(nightly.incidents, nightly.notifier));
-  api.use(maintenanceRoutes(nightly.pruner, nightly.gc));
+  const reindexer = new OnlineReindex(repository, nightly.gc, log);
+  api.use(maintenanceRoutes(nightly.pruner, nightly.gc, reindexer));
   api.use(fileRoutes(new FileAccess(repository)));
 
   app.use('/api/v1', api);
@@ -98,5 +101,5 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
     next(new NotFoundError(`no such endpoint: ${request.method} ${request.path}`));
   });
   app.use(errorHandler(log));
-  return { app, verifier, nightly };
+  return { app, verifier, nightly, reindexer };
 }

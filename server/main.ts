@@ -46,7 +46,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { repository, newAdminToken } = await Repository.open(options.repo, { clock, log: options.log, ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) });
   const signingKey = await SigningKey.load(options.repo);
   const config = options.config ?? defaultConfig();
-  const { app, verifier, nightly } = createApp(repository, options.log, { signingKey, config });
+  const { app, verifier, nightly, reindexer } = createApp(repository, options.log, { signingKey, config });
   const server: Server = await new Promise((resolve, reject) => {
     const listening = app.listen(port, host, () => resolve(listening));
     listening.once('error', reject);
@@ -66,6 +66,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     newAdminToken,
     async close() {
       await nightly.stop();
+      await reindexer.idle();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -15,7 +15,9 @@ import type { Logger } from '../src/log.js';
 import { type Principal, requireMachineAccess, requireRole } from './auth.js';
 import { Catalog, type ImageRecord, type ObjectKind, type SessionRecord } from './catalog/catalog.js';
 import { writePrivateFile } from './private-file.js';
+import { isStorageFull } from './storage-full.js';
 import { LocalStore } from './store/local.js';
+import { absentObjects } from './store/presence.js';
 import { readStats } from './stats.js';
 import { type ObjectStore, chunkKey, manifestKey } from './store/store.js';
 
@@ -157,7 +159,12 @@ export class Repository {
     return this.view(this.catalog.session(id)!);
   }
 
-  /** Which of `digests` must the client send? See Catalog.missingObjects for who sees what. */
+  /**
+   * Which of `digests` must the client send? See Catalog.missingObjects for who sees what.
+   * Answered from the catalog alone: a stat per chunk of every upload would cost more
+   * than the rare lost file, which the commit finds (requireStored) and which
+   * verification forgets, so that this answer asks for it from then on.
+   */
   missing(principal: Principal, sessionId: string, digests: unknown): string[] {
     const session = this.openSessionFor(principal, sessionId);
     if (!Array.isArray(digests)) throw new FormatError('body.digests must be an array of digests');
@@ -172,7 +179,7 @@ export class Repository {
    * if it is exactly what its name says. An existing object is only touched.
    */
   async putObject(principal: Principal, sessionId: string, kind: ObjectKind, digestText: string, frame: Buffer): Promise<{ digest: string; created: boolean }> {
-    this.openSessionFor(principal, sessionId);
+    const session = this.openSessionFor(principal, sessionId);
     const digest = assertDigest(digestText, `${kind} name`);
     const what = `${kind} ${digest}`;
     const data = decodeFrame(frame, kind === 'chunk' ? MAX_CHUNK_SIZE : MAX_INDEX_BYTES, what);
@@ -182,10 +189,40 @@ export class Repository {
     const removal = this.removals.get(digest);
     if (removal) await removal;
     await this.keepReserve(chunkKey(digest), frame.length);
+    // Asked before the object is pinned to the session, which makes it readable.
+    const machineSawIt = principal.role === 'admin' ? null : this.catalog.machineMayRead(session.machine, digest);
     const { created } = await this.store.put(chunkKey(digest), frame, { ifAbsent: true });
     this.catalog.recordObject(digest, kind, frame.length, data.length, sessionId);
     this.catalog.renewLease(sessionId, this.leaseMs);
-    return { digest, created };
+    await this.repairImagesLacking(digest);
+    // A machine learns only whether the object is new to its own view of the repository:
+    // one that only other machines hold answers exactly like one nobody holds, or the
+    // answer would tell it what others store (DESIGN.md decision 7).
+    return { digest, created: created || machineSawIt === false };
+  }
+
+  /** An object that verification found lost or corrupt is stored again: images that lacked only such objects are whole again. */
+  private async repairImagesLacking(digest: string): Promise<void> {
+    for (const id of this.catalog.repairDamage(digest)) {
+      await this.recordImageState(id, 'ok', null, { repairedAt: new Date(this.clock.now()).toISOString() });
+      this.log.info({ image: id, digest }, 'image whole again: the objects it lacked were uploaded');
+    }
+  }
+
+  /** An image's state in the catalog and a copy beside its manifest in the store, so a reindex keeps it. */
+  async recordImageState(id: string, state: ImageRecord['state'], reason: string | null, note: Record<string, unknown>): Promise<void> {
+    const image = this.catalog.image(id);
+    if (!image) return;
+    const damaged = this.catalog.imageDamage(id);
+    const document = { state, reason, ...note, ...(damaged.length ? { damagedObjects: damaged } : {}) };
+    try {
+      this.catalog.setImageState(id, state, reason);
+      await this.store.put(`images/${image.machine}/${image.timestamp}/state.json`, Buffer.from(`${JSON.stringify(document, null, 2)}\n`));
+    } catch (error) {
+      // Verification still reports on a full repository; the state waits for its next run.
+      if (!isStorageFull(error)) throw error;
+      this.log.error({ image: id, err: error }, 'the repository is full: the image state was not stored');
+    }
   }
 
   private async keepReserve(key: string, bytes: number): Promise<void> {
@@ -216,16 +253,19 @@ export class Repository {
       throw new FormatError('invalid manifest: /id and /createdAt are assigned by the server at commit; leave them out');
     }
     if (manifest.machine !== session.machine) throw new FormatError(`invalid manifest: /machine is ${manifest.machine}, the session is for ${session.machine}`);
-    if (manifest.parent !== null) {
-      const parent = this.catalog.image(manifest.parent);
-      if (!parent || parent.machine !== manifest.machine) throw new FormatError(`invalid manifest: /parent names ${manifest.parent}, which is not an image of ${manifest.machine}`);
-    }
+    const committed = { ...manifest, ...this.parentAtCommit(session, manifest) } as Manifest;
     const scope = { machine: principal.role === 'admin' ? null : session.machine, sessionId };
 
-    // Every index, then every chunk every index names, must be present and visible.
+    // Every index, then every chunk every index names, must be present and visible: in
+    // the catalog, then in the store itself. The catalog check also pins each object to
+    // the session and touches it, so garbage collection spares them from here until the
+    // image exists. That covers the chunks the client skipped because its base image
+    // held them (it never names those before the commit): if the base was deleted and
+    // collected meanwhile, they are reported missing here and the client sends them.
     const indexDigests = [...new Set([...manifestVolumes(manifest)].map(({ volume }) => volume.index))];
     const missingIndexes = this.catalog.missingObjects(indexDigests, scope);
     if (missingIndexes.length) throw this.missingError(missingIndexes, 'index');
+    await this.requireStored(session, indexDigests, 'index');
     const chunkDigests = new Set<string>();
     for (const { disk, volume } of manifestVolumes(manifest)) {
       const index = await this.loadIndex(volume.index, `index ${volume.index} of volume ${disk.id}/${volume.id}`);
@@ -240,11 +280,11 @@ export class Repository {
       missingChunks.push(...this.catalog.missingObjects(all.slice(start, start + MAX_MISSING_BATCH), scope));
     }
     if (missingChunks.length) throw this.missingError(missingChunks, 'chunk');
+    await this.requireStored(session, all, 'chunk');
 
     // The server owns time: the image's name is the moment it is committed.
     let when = this.clock.now();
     let timestamp = timestampOf(new Date(when));
-    const committed = { ...manifest } as Manifest;
     let bytes: Buffer;
     for (;;) {
       while (this.catalog.imageIdTaken(manifest.machine, timestamp)) {
@@ -271,7 +311,7 @@ export class Repository {
     }
     const manifestDigest = digestOf(bytes);
     const storedBytes = this.sessionStoredBytes(sessionId);
-    const record = this.imageRecordOf(manifest, timestamp, when, manifestDigest, storedBytes);
+    const record = this.imageRecordOf(committed, timestamp, when, manifestDigest, storedBytes);
     try {
       this.catalog.insertImage(record, [...indexDigests, ...chunkDigests], sessionId);
     } catch (error) {
@@ -281,6 +321,42 @@ export class Repository {
     }
     this.log.info({ session: sessionId, image: record.id, chunks: chunkDigests.size, storedBytes }, 'image committed');
     return { image: this.catalog.image(record.id)!, manifestDigest, created: true };
+  }
+
+  /**
+   * The parent the image is committed with. A parent deleted while the image uploaded
+   * (by an admin or retention) does not make the image wrong: every image is complete
+   * on its own, the parent only says which image the client compared with. It is then
+   * dropped and the manifest says why; a parent the session was not opened with must
+   * still be an image of the machine.
+   */
+  private parentAtCommit(session: SessionRecord, manifest: Manifest): Pick<Manifest, 'parent' | 'warnings'> {
+    const unchanged = { parent: manifest.parent, warnings: manifest.warnings };
+    if (manifest.parent === null) return unchanged;
+    const parent = this.catalog.image(manifest.parent);
+    if (parent && parent.machine === manifest.machine) return unchanged;
+    if (parent || manifest.parent !== session.parent) {
+      throw new FormatError(`invalid manifest: /parent names ${manifest.parent}, which is not an image of ${manifest.machine}`);
+    }
+    this.log.warn({ session: session.id, parent: manifest.parent }, 'parent image was deleted during the upload; committing without it');
+    return { parent: null, warnings: [...manifest.warnings, `parent image ${manifest.parent} was deleted while this image was uploading; this image is complete without it`] };
+  }
+
+  /**
+   * The catalog can outlive a lost file, so before an image exists every object it
+   * references is looked up in the store itself (DESIGN.md decision 11). Objects first
+   * recorded while this session was open were written moments ago (temp file, sync,
+   * link, by this session or a concurrent one) and are taken as present; every other
+   * one is stat'ed, a bounded number at a time (the cost is measured in
+   * docs/benchmarks.md). Absent ones are forgotten, so `missing` asks for them again,
+   * and the commit is refused naming them: the client sends them and commits again.
+   */
+  private async requireStored(session: SessionRecord, digests: string[], kind: ObjectKind): Promise<void> {
+    const absent = await absentObjects(this.store, this.catalog.recordedBefore(digests, session.createdAt));
+    if (absent.length === 0) return;
+    for (const digest of absent) this.catalog.forgetObject(digest);
+    this.log.warn({ kind, absent: absent.length, first: absent[0] }, 'the catalog listed objects the store has lost; they are asked for again');
+    throw this.missingError(absent, kind);
   }
 
   private sessionStoredBytes(sessionId: string): number {

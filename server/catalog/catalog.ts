@@ -155,6 +155,12 @@ CREATE TABLE IF NOT EXISTS images (
   UNIQUE (machine_id, timestamp)
 );
 CREATE INDEX IF NOT EXISTS images_by_machine ON images (machine_id, timestamp);
+CREATE TABLE IF NOT EXISTS image_damage (
+  image_id TEXT NOT NULL,
+  digest BLOB NOT NULL,
+  PRIMARY KEY (image_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS image_damage_by_digest ON image_damage (digest);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
@@ -468,6 +474,18 @@ export class Catalog {
   }
 
   /**
+   * Of `digests`, those whose catalog row was first written before `since` (or has none):
+   * the ones not stored while a session that began at `since` was open.
+   */
+  recordedBefore(digests: string[], since: number): string[] {
+    const firstSeen = this.sql('SELECT first_seen AS firstSeen FROM objects WHERE digest = ?');
+    return digests.filter((digest) => {
+      const row = firstSeen.get(digestBlob(digest)) as { firstSeen: number } | undefined;
+      return !row || row.firstSeen < since;
+    });
+  }
+
+  /**
    * Of `digests`, those this caller cannot count as present: absent from the store or,
    * for a machine-scoped caller, not among the objects its own images or this session
    * already reference. Present ones are pinned to the session and touched.
@@ -564,14 +582,44 @@ export class Catalog {
   }
 
   deleteImage(id: string): void {
-    this.sql('DELETE FROM images WHERE id = ?').run(id);
+    this.db.transaction(() => {
+      this.sql('DELETE FROM images WHERE id = ?').run(id);
+      this.sql('DELETE FROM image_damage WHERE image_id = ?').run(id);
+    })();
+  }
+
+  // --- damage: lost or corrupt objects that images reference -----------------
+
+  /** Replace what an image is known to lack (objects verification found lost or corrupt). */
+  setImageDamage(id: string, digests: Iterable<string>): void {
+    const insert = this.sql('INSERT OR IGNORE INTO image_damage (image_id, digest) VALUES (?, ?)');
+    this.db.transaction(() => {
+      this.sql('DELETE FROM image_damage WHERE image_id = ?').run(id);
+      for (const digest of digests) insert.run(id, digestBlob(digest));
+    })();
+  }
+
+  imageDamage(id: string): string[] {
+    return (this.sql('SELECT digest FROM image_damage WHERE image_id = ?').all(id) as { digest: Buffer }[]).map((row) => row.digest.toString('hex'));
+  }
+
+  /** An object is stored again: the images that lacked only it (and others already back) are whole. */
+  repairDamage(digest: string): string[] {
+    const blob = digestBlob(digest);
+    return this.db.transaction(() => {
+      const users = (this.sql('SELECT image_id AS id FROM image_damage WHERE digest = ?').all(blob) as { id: string }[]).map((row) => row.id);
+      if (users.length === 0) return [];
+      this.sql('DELETE FROM image_damage WHERE digest = ?').run(blob);
+      const stillDamaged = this.sql('SELECT 1 FROM image_damage WHERE image_id = ? LIMIT 1');
+      return users.filter((id) => stillDamaged.get(id) === undefined);
+    })();
   }
 
   // --- reindex --------------------------------------------------------------
 
   /** Drop everything that the store can rebuild (images, objects, grants). */
   clearRebuildable(): void {
-    this.db.exec('DELETE FROM images; DELETE FROM objects; DELETE FROM machine_objects;');
+    this.db.exec('DELETE FROM images; DELETE FROM objects; DELETE FROM machine_objects; DELETE FROM image_damage;');
   }
 
   getMeta(key: string): string | null {

@@ -40,6 +40,8 @@ export interface GcJob {
 
 export class GarbageCollector {
   private current: { job: GcJob; done: Promise<void> } | null = null;
+  /** Other jobs a collection must not overlap: each says why not, or null. */
+  private readonly exclusions: (() => string | null)[] = [];
 
   constructor(
     private readonly repository: Repository,
@@ -63,9 +65,22 @@ export class GarbageCollector {
     return this.begin({ dryRun: options.dryRun === true, graceSeconds: grace });
   }
 
+  get running(): boolean {
+    return this.current !== null;
+  }
+
+  /** Refuse to start while `reason` gives a reason. */
+  refuseWhile(reason: () => string | null): void {
+    this.exclusions.push(reason);
+  }
+
   /** Start a collection, or refuse while one runs (there is never more than one). */
   begin(options: { dryRun: boolean; graceSeconds: number }): GcJob {
     if (this.current) throw new ConflictError(`garbage collection ${this.current.job.id} is already running`, { details: { job: this.current.job } });
+    for (const exclusion of this.exclusions) {
+      const reason = exclusion();
+      if (reason) throw new ConflictError(reason);
+    }
     const started = this.repository.clock.now();
     const job: GcJob = {
       id: `${timestampOf(new Date(started))}-${randomBytes(3).toString('hex')}`,

@@ -2,6 +2,9 @@
 //  structural      manifest, indexes, every referenced chunk present;
 //  content         + every distinct chunk read, decompressed and re-hashed once per run;
 //                  corrupt chunks quarantined, the images that use them marked failed;
+//                  lost and corrupt objects are forgotten by the catalog, so the next
+//                  upload that holds them sends them again, and the images that lacked
+//                  only such objects become ok again then (Repository.putObject);
 //  restore-stream  + every volume reassembled in order and compared with its content digest.
 // Each run ends with a report signed by the server's key that names the previous one.
 import { randomBytes } from 'node:crypto';
@@ -53,6 +56,8 @@ export interface VerificationReport {
   quarantined: string[];
   /** Images outside the scope that use a chunk found corrupt: marked failed too. */
   alsoFailed: string[];
+  /** Indexes found absent or corrupt (forgotten by the catalog, corrupt ones quarantined). */
+  damagedIndexes?: string[];
 }
 
 
@@ -196,6 +201,16 @@ export class Verifier {
     const indexes = new Map<string, FixedIndex>();
     const chunkUsers = new Map<string, Set<string>>();
     const missing = new Set<string>();
+    // Per image, the objects it lacks (lost or corrupt); an image whose only problems
+    // are such objects is whole again once they are uploaded again.
+    const damage = new Map<string, Set<string>>();
+    const damageOf = (id: string): Set<string> => {
+      let set = damage.get(id);
+      if (!set) damage.set(id, (set = new Set()));
+      return set;
+    };
+    const damagedIndexes = new Map<string, 'missing' | 'corrupt'>();
+    const otherProblems = new Set<string>();
 
     // Structural: the manifest as recorded, its indexes, every chunk present.
     job.progress = { done: 0, total: images.length, stage: 'structure' };
@@ -206,7 +221,10 @@ export class Verifier {
         const bytes = await store.get(manifestKey(image.machine, image.timestamp));
         result.bytesRead += bytes.length;
         const actual = digestOf(bytes);
-        if (actual !== image.manifestDigest) result.problems.push(`manifest hashes to ${actual}, recorded ${image.manifestDigest}`);
+        if (actual !== image.manifestDigest) {
+          result.problems.push(`manifest hashes to ${actual}, recorded ${image.manifestDigest}`);
+          otherProblems.add(image.id);
+        }
         const manifest = parseManifestText(bytes.toString('utf8'), `manifest of ${image.id}`);
         manifests.set(image.id, manifest);
         const referenced = new Set<string>();
@@ -220,7 +238,11 @@ export class Verifier {
             }
             for (const digest of index.distinctDigests()) referenced.add(digest);
           } catch (error) {
-            result.problems.push(error instanceof NotFoundError ? `index ${volume.index} of ${disk.id}/${volume.id} is missing` : (error as Error).message);
+            const lost = error instanceof NotFoundError;
+            if (!lost && !(error instanceof FormatError)) throw error;
+            damagedIndexes.set(volume.index, lost ? 'missing' : 'corrupt');
+            damageOf(image.id).add(volume.index);
+            result.problems.push(lost ? `index ${volume.index} of ${disk.id}/${volume.id} is missing` : `index ${volume.index} of ${disk.id}/${volume.id} is corrupt: ${(error as Error).message}`);
           }
         }
         result.chunksReferenced = referenced.size;
@@ -232,10 +254,14 @@ export class Verifier {
             if (!(await store.stat(chunkKey(digest)))) missing.add(digest);
           }
           users.add(image.id);
-          if (missing.has(digest)) result.chunksMissing++;
+          if (missing.has(digest)) {
+            result.chunksMissing++;
+            damageOf(image.id).add(digest);
+          }
         }
       } catch (error) {
         result.problems.push(error instanceof NotFoundError ? 'manifest is missing from the store' : (error as Error).message);
+        otherProblems.add(image.id);
       }
       job.progress.done++;
     }
@@ -251,7 +277,10 @@ export class Verifier {
         const outcome = await this.checkChunk(digest);
         if (outcome.ok) verified.add(digest);
         else corrupt.add(digest);
-        for (const user of chunkUsers.get(digest)!) bytesPerImage.set(user, (bytesPerImage.get(user) ?? 0) + outcome.bytes);
+        for (const user of chunkUsers.get(digest)!) {
+          bytesPerImage.set(user, (bytesPerImage.get(user) ?? 0) + outcome.bytes);
+          if (!outcome.ok) damageOf(user).add(digest);
+        }
         job.progress.done++;
       }
     }
@@ -263,6 +292,12 @@ export class Verifier {
         const manifest = manifests.get(image.id);
         const result = results.get(image.id)!;
         if (!manifest) continue;
+        if (damage.has(image.id)) {
+          // Its lost objects are already named; a stream cannot be reassembled without them.
+          for (const { disk, volume } of manifestVolumes(manifest)) result.volumes.push({ disk: disk.id, volume: volume.id, contentDigest: volume.contentDigest, streamDigest: null, ok: false });
+          job.progress.done++;
+          continue;
+        }
         for (const { disk, volume } of manifestVolumes(manifest)) {
           const index = indexes.get(volume.index);
           let streamDigest: string | null = null;
@@ -271,10 +306,14 @@ export class Verifier {
               streamDigest = await this.streamDigest(index);
             } catch (error) {
               result.problems.push(`${disk.id}/${volume.id}: ${(error as Error).message}`);
+              otherProblems.add(image.id);
             }
           }
           const ok = streamDigest === volume.contentDigest;
-          if (streamDigest && !ok) result.problems.push(`${disk.id}/${volume.id}: reassembled volume hashes to ${streamDigest}, the image says ${volume.contentDigest}`);
+          if (streamDigest && !ok) {
+            result.problems.push(`${disk.id}/${volume.id}: reassembled volume hashes to ${streamDigest}, the image says ${volume.contentDigest}`);
+            otherProblems.add(image.id);
+          }
           result.volumes.push({ disk: disk.id, volume: volume.id, contentDigest: volume.contentDigest, streamDigest, ok });
         }
         job.progress.done++;
@@ -285,18 +324,20 @@ export class Verifier {
       }
     }
 
-    // Quarantine what is corrupt; fail every image that uses a missing or corrupt chunk.
+    // Quarantine what is corrupt; forget what is lost or corrupt, so that `missing` asks
+    // for it again; fail every image that uses a missing or corrupt object.
     const quarantined: string[] = [];
-    for (const digest of corrupt) {
+    const corruptObjects = [...corrupt, ...[...damagedIndexes].filter(([, how]) => how === 'corrupt').map(([digest]) => digest)];
+    for (const digest of corruptObjects) {
       try {
         await this.repository.store.move(chunkKey(digest), quarantineKey(digest));
         quarantined.push(digest);
       } catch (error) {
-        this.repository.log.error({ digest, err: error }, 'could not quarantine a corrupt chunk');
+        this.repository.log.error({ digest, err: error }, 'could not quarantine a corrupt object');
       }
-      catalog.forgetObject(digest);
     }
-    const alsoFailed = corrupt.size ? (await this.imagesUsing(corrupt)).filter((id) => !results.has(id)) : [];
+    const lostOrCorrupt = new Set([...corruptObjects, ...missing, ...damagedIndexes.keys()]);
+    for (const digest of lostOrCorrupt) catalog.forgetObject(digest);
     for (const [digest, users] of chunkUsers) {
       for (const user of users) {
         const result = results.get(user)!;
@@ -304,14 +345,24 @@ export class Verifier {
         else if (verified.has(digest)) result.chunksVerified++;
       }
     }
+    const outside = lostOrCorrupt.size ? await this.imagesUsing(lostOrCorrupt, new Set(results.keys())) : new Map<string, Set<string>>();
+    const alsoFailed = [...outside.keys()];
     for (const result of results.values()) {
       result.bytesRead += bytesPerImage.get(result.image) ?? 0;
       if (result.chunksMissing) result.problems.push(`${result.chunksMissing} referenced chunks are missing`);
       if (result.chunksCorrupt) result.problems.push(`${result.chunksCorrupt} referenced chunks are corrupt (quarantined)`);
       result.result = result.problems.length ? 'failed' : 'ok';
-      await this.recordImageState(result.image, result.result, result.problems.join('; ') || null, job.id);
+      // Only an image whose every problem is a lost or corrupt object can be repaired by uploads.
+      catalog.setImageDamage(result.image, otherProblems.has(result.image) ? [] : (damage.get(result.image) ?? []));
+      await this.repository.recordImageState(result.image, result.result, result.problems.join('; ') || null, { verification: job.id });
     }
-    for (const id of alsoFailed) await this.recordImageState(id, 'failed', 'uses a chunk found corrupt by verification', job.id);
+    for (const [id, lacks] of outside) {
+      const image = catalog.image(id);
+      // An image that had failed for another reason stays failed for it, and is not repairable by uploads.
+      const repairable = image !== null && (image.state === 'ok' || catalog.imageDamage(id).length > 0);
+      if (repairable) catalog.setImageDamage(id, [...catalog.imageDamage(id), ...lacks]);
+      await this.repository.recordImageState(id, 'failed', 'uses an object found lost or corrupt by verification', { verification: job.id });
+    }
 
     const list = [...results.values()];
     const sum = (pick: (item: ImageVerification) => number) => list.reduce((total, item) => total + pick(item), 0);
@@ -340,6 +391,7 @@ export class Verifier {
       corruptChunks: [...corrupt],
       quarantined,
       alsoFailed,
+      damagedIndexes: [...damagedIndexes.keys()],
     };
   }
 
@@ -382,41 +434,30 @@ export class Verifier {
     return hasher.digest();
   }
 
-  /** Every image whose indexes name one of `digests`. */
-  private async imagesUsing(digests: Set<string>): Promise<string[]> {
-    const users: string[] = [];
+  /** Every image outside `skip` whose indexes name one of `digests`, with the ones it names. */
+  private async imagesUsing(digests: Set<string>, skip: Set<string>): Promise<Map<string, Set<string>>> {
+    const users = new Map<string, Set<string>>();
     for (const image of this.repository.catalog.listImages()) {
+      if (skip.has(image.id)) continue;
+      const used = new Set<string>();
       try {
         const bytes = await this.repository.store.get(manifestKey(image.machine, image.timestamp));
         const manifest = parseManifestText(bytes.toString('utf8'));
-        let uses = false;
         for (const { volume } of manifestVolumes(manifest)) {
-          const index = await this.repository.loadIndex(volume.index);
-          for (let position = 0; position < index.chunkCount && !uses; position++) {
-            const digest = index.get(position);
-            if (digest && digests.has(digest)) uses = true;
+          if (digests.has(volume.index)) {
+            used.add(volume.index);
+            continue;
           }
-          if (uses) break;
+          const index = await this.repository.loadIndex(volume.index);
+          for (const digest of index.distinctDigests()) if (digests.has(digest)) used.add(digest);
         }
-        if (uses) users.push(image.id);
       } catch {
-        users.push(image.id);
+        // Unreadable: it cannot be shown whole, so it is failed too (not repairable by uploads).
+        users.set(image.id, new Set());
+        continue;
       }
+      if (used.size) users.set(image.id, used);
     }
     return users;
-  }
-
-  /** The catalog's state and a copy in the store, so a reindex keeps it. */
-  private async recordImageState(id: string, state: 'ok' | 'failed', reason: string | null, verification: string): Promise<void> {
-    const image = this.repository.catalog.image(id);
-    if (!image) return;
-    this.unlessFull(`the state of ${id}`, () => this.repository.catalog.setImageState(id, state, reason));
-    const key = `images/${image.machine}/${image.timestamp}/state.json`;
-    try {
-      await this.repository.store.put(key, Buffer.from(`${JSON.stringify({ state, reason, verification }, null, 2)}\n`));
-    } catch (error) {
-      if (!isStorageFull(error)) throw error;
-      this.repository.log.error({ image: id, err: error }, 'the repository is full: the image state was not stored');
-    }
   }
 }

@@ -1,12 +1,13 @@
-// Retention and garbage collection on demand (admin only; machine tokens can do
-// neither), and their history.
+// Retention, garbage collection and an online reindex on demand (admin only; machine
+// tokens can do none of them), and their history.
 import { Router } from 'express';
 import { assertMachineName } from '../../src/format/image-ref.js';
 import { jsonBody, principalOf } from '../http.js';
 import type { GarbageCollector } from '../jobs/gc.js';
+import type { OnlineReindex } from '../jobs/online-reindex.js';
 import type { Pruner } from '../jobs/prune.js';
 
-export function maintenanceRoutes(pruner: Pruner, gc: GarbageCollector): Router {
+export function maintenanceRoutes(pruner: Pruner, gc: GarbageCollector, reindexer: OnlineReindex): Router {
   const router = Router();
   router.post('/prune', jsonBody, async (request, response) => {
     const body = (request.body ?? {}) as { machine?: unknown; dryRun?: unknown };
@@ -25,6 +26,12 @@ export function maintenanceRoutes(pruner: Pruner, gc: GarbageCollector): Router 
   });
   router.get('/gc/:id', (request, response) => {
     response.json(gc.job(principalOf(response), request.params.id));
+  });
+  router.post('/reindex', (_request, response) => {
+    response.status(202).json(reindexer.start(principalOf(response)));
+  });
+  router.get('/reindex/:id', (request, response) => {
+    response.json(reindexer.job(principalOf(response), request.params.id));
   });
   return router;
 }

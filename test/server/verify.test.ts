@@ -86,6 +86,8 @@ t.test('verification', async (t) => {
     t.equal(next.json.parent, null, 'failed images are not a base');
     t.equal(next.json.chunksUploaded, 1, 'only the quarantined chunk is sent again');
     await fs.access(victimFile);
+    const healedStates = (await b365(['images', '--json'], { env })).json.images as { id: string; state: string }[];
+    t.same(healedStates.filter((image) => users.includes(image.id)).map((image) => image.state), users.map(() => 'ok'), 'the images that lacked only that chunk are ok again as soon as it is back');
     const stream = await b365(['verify', next.json.image, '--level', 'restore-stream', '--json'], { env: auditorEnv });
     t.equal(stream.exitCode, 0, stream.stderr);
     t.equal(stream.json.report.images[0].volumes[0].ok, true);

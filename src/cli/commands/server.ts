@@ -1,10 +1,27 @@
-// `b365 server`: run the repository server; `b365 server reindex`: rebuild its catalog.
+// `b365 server`: run the repository server; `b365 server reindex`: rebuild its catalog
+// (offline from the directory, or `--online` through a running server's API).
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { clockFromEnvironment } from '../../clock.js';
+import { UserError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { printJson } from '../output.js';
-import { globals } from '../context.js';
+import { clientFor, globals } from '../context.js';
+
+interface ReindexOutcome {
+  images: number;
+  objects: number;
+  skipped: { key: string; reason: string }[];
+  changes?: { imagesAdded: number; imagesDropped: number; objectsAdded: number; objectsDropped: number };
+}
+
+interface ReindexJob {
+  id: string;
+  state: 'running' | 'done' | 'error';
+  report: ReindexOutcome | null;
+  error: string | null;
+}
 
 export const DEFAULT_REPO = './var/repo';
 export const DEFAULT_LISTEN = '127.0.0.1:8365';
@@ -51,22 +68,47 @@ export function registerServer(program: Command): void {
 
   server
     .command('reindex')
-    .description('rebuild the catalog from the repository directory alone')
+    .description('rebuild the catalog from the repository directory alone (stop the server first), or reconcile a running one with --online')
     .option('--repo <dir>', 'repository directory', process.env.B365_REPO ?? DEFAULT_REPO)
-    .action(async (options: { repo: string }, command: Command) => {
-      const log = createLogger({ level: globals(command).logLevel ?? 'warn' });
-      const { Repository } = await import('../../../server/repository.js');
-      const { reindex } = await import('../../../server/reindex.js');
-      const { repository } = await Repository.open(options.repo, { clock: clockFromEnvironment(), log });
-      try {
-        const report = await reindex(repository);
-        if (globals(command).json) printJson(report);
-        else {
-          process.stdout.write(`reindexed ${report.images} images and ${report.objects} objects from ${path.resolve(options.repo)}\n`);
-          for (const skipped of report.skipped) process.stdout.write(`skipped ${skipped.key}: ${skipped.reason}\n`);
+    .option('--online', 'ask the running server (--server, admin token) to reconcile its catalog with its store; uploads go on meanwhile')
+    .action(async (options: { repo: string; online?: boolean }, command: Command) => {
+      const report = options.online ? await reindexOnline(command) : await reindexOffline(options.repo, command);
+      if (globals(command).json) printJson(report);
+      else {
+        const where = options.online ? 'the running server' : path.resolve(options.repo);
+        process.stdout.write(`reindexed ${report.images} images and ${report.objects} objects from ${where}\n`);
+        if (report.changes) {
+          const { imagesAdded, imagesDropped, objectsAdded, objectsDropped } = report.changes;
+          process.stdout.write(`  images: ${imagesAdded} added, ${imagesDropped} dropped (manifest gone); objects: ${objectsAdded} added, ${objectsDropped} dropped (file gone)\n`);
         }
-      } finally {
-        repository.close();
+        for (const skipped of report.skipped) process.stdout.write(`skipped ${skipped.key}: ${skipped.reason}\n`);
       }
     });
+}
+
+async function reindexOffline(repo: string, command: Command): Promise<ReindexOutcome> {
+  const log = createLogger({ level: globals(command).logLevel ?? 'warn' });
+  const { Repository } = await import('../../../server/repository.js');
+  const { reindex } = await import('../../../server/reindex.js');
+  const { repository } = await Repository.open(repo, { clock: clockFromEnvironment(), log });
+  try {
+    return await reindex(repository);
+  } finally {
+    repository.close();
+  }
+}
+
+async function reindexOnline(command: Command): Promise<ReindexOutcome> {
+  const client = await clientFor(command);
+  try {
+    let job = await client.http.call<ReindexJob>('POST', '/reindex', { idempotent: false });
+    while (job.state === 'running') {
+      await sleep(500);
+      job = await client.http.call<ReindexJob>('GET', `/reindex/${encodeURIComponent(job.id)}`);
+    }
+    if (job.state === 'error' || !job.report) throw new UserError(`reindex failed: ${job.error ?? 'no report'}`);
+    return job.report;
+  } finally {
+    await client.close();
+  }
 }
