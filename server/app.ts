@@ -15,6 +15,7 @@ import { machineRoutes } from './routes/machines.js';
 import { objectRoutes } from './routes/objects.js';
 import { restoreCodeExchangeRoute, restoreCodeRoutes } from './routes/restore-codes.js';
 import { RestoreCodes } from './restore-codes.js';
+import { TrustedProxies } from './client-address.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { keyRoutes, verificationRoutes } from './routes/verifications.js';
@@ -74,7 +75,7 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   });
   const restoreCodes = new RestoreCodes(repository);
   const verifier = new Verifier(repository, options.signingKey);
-  api.use(restoreCodeExchangeRoute(restoreCodes));
+  api.use(restoreCodeExchangeRoute(restoreCodes, new TrustedProxies(config.http.trustProxy)));
   api.use(keyRoutes(options.signingKey));
   api.get('/metrics', metrics);
   api.use(requireAuth(repository.catalog));

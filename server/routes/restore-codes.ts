@@ -4,6 +4,7 @@ import { Router } from 'express';
 import { UsageError } from '../../src/errors.js';
 import { assertMachineName } from '../../src/format/image-ref.js';
 import { requireRole } from '../auth.js';
+import { clientAddress, type TrustedProxies } from '../client-address.js';
 import type { RestoreCodeRecord } from '../catalog/catalog.js';
 import { jsonBody, principalOf } from '../http.js';
 import type { RestoreCodes } from '../restore-codes.js';
@@ -15,12 +16,12 @@ function codeView(record: RestoreCodeRecord) {
 }
 
 /** The one route that needs no token: mounted before authentication. */
-export function restoreCodeExchangeRoute(codes: RestoreCodes): Router {
+export function restoreCodeExchangeRoute(codes: RestoreCodes, proxies: TrustedProxies): Router {
   const router = Router();
   router.post('/restore-codes/exchange', jsonBody, (request, response) => {
     const body = (request.body ?? {}) as { code?: unknown };
     if (typeof body.code !== 'string') throw new UsageError('body.code must be the restore code');
-    const result = codes.exchange(body.code, request.socket.remoteAddress ?? 'unknown');
+    const result = codes.exchange(body.code, clientAddress(request, proxies));
     response.json({ token: result.token, machine: result.machine, role: result.role, expiresAt: new Date(result.expiresAt).toISOString() });
   });
   return router;
