@@ -3,16 +3,17 @@
 import { Router } from 'express';
 import { MAX_CHUNK_SIZE } from '../../src/format/chunk.js';
 import { MAX_INDEX_BYTES } from '../../src/format/fixed-index.js';
-import { concurrencyLimit, jsonBody, principalOf, rawBody } from '../http.js';
+import { jsonBody, principalOf, rawBody } from '../http.js';
 import type { Repository } from '../repository.js';
+import { uploadSlot, type UploadSlots } from '../upload-slots.js';
 import { imageView } from './images.js';
 
 /** A frame may exceed its content by a 4-byte header per 4 MiB block plus framing. */
 const frameLimit = (contentLimit: number): number => contentLimit + Math.ceil(contentLimit / (4 << 20)) * 4 + 64;
 
-export function sessionRoutes(repository: Repository, options: { uploadSlots: number }): Router {
+export function sessionRoutes(repository: Repository, options: { uploadSlots: UploadSlots }): Router {
   const router = Router();
-  const uploads = concurrencyLimit(options.uploadSlots);
+  const uploads = uploadSlot(options.uploadSlots);
 
   router.post('/sessions', jsonBody, (request, response) => {
     const body = (request.body ?? {}) as { id?: unknown; machine?: unknown; parent?: unknown };
