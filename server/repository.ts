@@ -170,7 +170,8 @@ export class Repository {
     this.openSessionFor(principal, sessionId);
     const digest = assertDigest(digestText, `${kind} name`);
     const what = `${kind} ${digest}`;
-    const data = decodeFrame(frame, kind === 'chunk' ? MAX_CHUNK_SIZE : MAX_INDEX_BYTES, what);
+    // Only the canonical frame is stored, so every object reads back the one documented way.
+    const data = decodeFrame(frame, kind === 'chunk' ? MAX_CHUNK_SIZE : MAX_INDEX_BYTES, what, { canonical: true });
     const actual = digestOf(data);
     if (actual !== digest) throw new DigestMismatchError(digest, actual, `${what} (nothing was stored)`);
     if (kind === 'index') FixedIndex.parse(data, what);

@@ -3,7 +3,7 @@
 // Wrong guesses are rate limited per client address (never overall, so nobody can lock
 // a technician out); every use is written to the audit trail. docs/security.md.
 import { randomInt } from 'node:crypto';
-import { AuthError, UsageError, UserError } from '../src/errors.js';
+import { AuthError, NotFoundError, UsageError, UserError } from '../src/errors.js';
 import type { Principal } from './auth.js';
 import { requireRole } from './auth.js';
 import type { RestoreCodeRecord } from './catalog/catalog.js';
@@ -65,9 +65,11 @@ export class RestoreCodes {
 
   create(principal: Principal, machine: string, ttlMs = DEFAULT_CODE_TTL_MS, capture = false): { code: string; record: RestoreCodeRecord } {
     requireRole(principal, 'admin');
-    if (!(ttlMs > 0) || ttlMs > MAX_CODE_TTL_MS) throw new UsageError('a restore code lives between a second and 30 days');
-    const code = newRestoreCode();
+    if (!Number.isInteger(ttlMs) || ttlMs < 1000 || ttlMs > MAX_CODE_TTL_MS) throw new UsageError('a restore code lives between a second and 30 days');
     const { catalog } = this.repository;
+    // A capture code may bring a new machine in; a restore code has nothing to restore.
+    if (!capture && catalog.machineId(machine) === null) throw new NotFoundError(`machine ${machine} does not exist: it has no images, tokens or sessions to restore from`);
+    const code = newRestoreCode();
     const record = catalog.createRestoreCode({ code, machine, expiresAt: catalog.now() + ttlMs, createdBy: principal.tokenId, capture });
     catalog.audit('restore-code-created', { machine, detail: `code ${record.id}${capture ? ' (restore and capture)' : ''} valid until ${new Date(record.expiresAt).toISOString()}` });
     this.repository.log.info({ code: record.id, machine }, 'restore code created');

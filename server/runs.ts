@@ -210,7 +210,7 @@ export class Runs {
     const values: (string | number)[] = [];
     if (filter.machine) {
       where.push('machine = ?');
-      values.push(assertMachineName(filter.machine));
+      values.push(assertMachineName(filter.machine, 'machine'));
     }
     if (filter.since !== undefined) {
       where.push('started_at >= ?');

@@ -287,12 +287,15 @@ export class Catalog {
       throw new UsageError(`an ${options.role} token is not tied to a machine`);
     }
     const secret = options.secret ?? newTokenSecret();
-    const machineId = options.machine ? this.ensureMachine(options.machine) : null;
-    const id = Number(
-      this.db
-        .prepare('INSERT INTO tokens (hash, role, machine_id, label, created_at, expires_at, restore_code_id) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(hashToken(secret), options.role, machineId, options.label ?? null, this.now(), options.expiresAt ?? null, options.restoreCodeId ?? null).lastInsertRowid,
-    );
+    // One transaction: a token that cannot be written leaves no machine behind either.
+    const id = this.db.transaction(() => {
+      const machineId = options.machine ? this.ensureMachine(options.machine) : null;
+      return Number(
+        this.db
+          .prepare('INSERT INTO tokens (hash, role, machine_id, label, created_at, expires_at, restore_code_id) VALUES (?, ?, ?, ?, ?, ?, ?)')
+          .run(hashToken(secret), options.role, machineId, options.label ?? null, this.now(), options.expiresAt ?? null, options.restoreCodeId ?? null).lastInsertRowid,
+      );
+    })();
     return { secret, record: this.tokenById(id)! };
   }
 

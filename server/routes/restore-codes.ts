@@ -7,7 +7,8 @@ import { requireRole } from '../auth.js';
 import { clientAddress, type TrustedProxies } from '../client-address.js';
 import type { RestoreCodeRecord } from '../catalog/catalog.js';
 import { jsonBody, principalOf } from '../http.js';
-import type { RestoreCodes } from '../restore-codes.js';
+import { MAX_CODE_TTL_MS, type RestoreCodes } from '../restore-codes.js';
+import { ttlSecondsField } from '../request-fields.js';
 import type { Repository } from '../repository.js';
 
 function codeView(record: RestoreCodeRecord) {
@@ -31,8 +32,9 @@ export function restoreCodeRoutes(repository: Repository, codes: RestoreCodes): 
   const router = Router();
   router.post('/restore-codes', jsonBody, (request, response) => {
     const body = (request.body ?? {}) as { machine?: unknown; ttlSeconds?: unknown; capture?: unknown };
-    const machine = assertMachineName(String(body.machine ?? ''));
-    const ttl = body.ttlSeconds === undefined ? undefined : Number(body.ttlSeconds) * 1000;
+    const machine = assertMachineName(body.machine, 'body.machine');
+    const ttlSeconds = ttlSecondsField(body.ttlSeconds, 'body.ttlSeconds', MAX_CODE_TTL_MS / 1000);
+    const ttl = ttlSeconds === undefined ? undefined : ttlSeconds * 1000;
     const { code, record } = codes.create(principalOf(response), machine, ttl, body.capture === true);
     response.status(201).json({ code, ...codeView(record) });
   });

@@ -2,6 +2,7 @@
 // commit and abort. Each handler only translates HTTP to a Repository call.
 import { Router } from 'express';
 import { MAX_CHUNK_SIZE } from '../../src/format/chunk.js';
+import { assertMachineName } from '../../src/format/image-ref.js';
 import { MAX_INDEX_BYTES } from '../../src/format/fixed-index.js';
 import { jsonBody, principalOf, rawBody } from '../http.js';
 import type { Repository } from '../repository.js';
@@ -19,7 +20,7 @@ export function sessionRoutes(repository: Repository, options: { uploadSlots: Up
     const body = (request.body ?? {}) as { id?: unknown; machine?: unknown; parent?: unknown };
     const session = repository.openSession(principalOf(response), {
       id: String(body.id ?? ''),
-      machine: String(body.machine ?? ''),
+      machine: assertMachineName(body.machine, 'body.machine'),
       parent: typeof body.parent === 'string' ? body.parent : null,
     });
     response.status(200).json(session);
