@@ -22,34 +22,48 @@ function idleLimitMs(request: Request): number {
 }
 
 /**
- * Watch the socket while the body is read: Node's socket timeout counts time without
- * any traffic, and during a body nothing is written back, so it measures body progress.
+ * Watch the connection's received byte count while the body is read. Node's own socket
+ * timeout is not used: the server sets it for keep-alive between requests, and
+ * clearing it afterwards would keep idle connections open forever.
  */
 function watchBody(request: Request, response: Response, idleMs: number): void {
   const socket = request.socket;
-  const onTimeout = () => {
-    stop();
-    if (response.headersSent) {
-      socket.destroy();
-      return;
+  let bytesSeen = socket.bytesRead;
+  let progressAt = Date.now();
+  const check = () => {
+    if (socket.bytesRead !== bytesSeen) {
+      bytesSeen = socket.bytesRead;
+      progressAt = Date.now();
+    } else if (Date.now() - progressAt >= idleMs) {
+      stop();
+      refuse(request, response, idleMs);
     }
-    response.once('finish', () => socket.destroy());
-    response
-      .status(408)
-      .set('Connection', 'close')
-      .json({ code: 'request_timeout', message: `the request body made no progress for ${idleMs / 1000} s; the upload was dropped` });
   };
+  const timer = setInterval(check, Math.min(1000, Math.max(50, idleMs / 10)));
+  timer.unref();
   const stop = () => {
-    request.off('timeout', onTimeout);
+    clearInterval(timer);
     request.off('end', stop);
+    request.off('close', stop);
     response.off('close', stop);
-    if (!socket.destroyed) socket.setTimeout(0);
   };
-  // A 'timeout' listener on the request keeps Node from destroying the socket unanswered.
-  request.on('timeout', onTimeout);
   request.once('end', stop);
+  request.once('close', stop);
   response.once('close', stop);
-  socket.setTimeout(idleMs);
+}
+
+/** Answer 408 and close the connection: the rest of that body is not wanted. */
+function refuse(request: Request, response: Response, idleMs: number): void {
+  const socket = request.socket;
+  if (response.headersSent) {
+    socket.destroy();
+    return;
+  }
+  response.once('finish', () => socket.destroy());
+  response
+    .status(408)
+    .set('Connection', 'close')
+    .json({ code: 'request_timeout', message: `the request body made no progress for ${idleMs / 1000} s; the request was dropped` });
 }
 
 /** `parser` with the idle limit: from its start until the body ends, idleness is bounded. */

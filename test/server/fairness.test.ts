@@ -111,7 +111,7 @@ t.test("one machine stalling 10 uploads does not stall another machine's image",
 });
 
 t.test('a body that stops arriving is cut after the idle time and its slot is freed', async (t) => {
-  const server = await startServer(t, { env: await serverConfigEnv(t, { http: { bodyIdleTimeout: '2s', uploadSlots: 1 } }) });
+  const server = await startServer(t, { env: await serverConfigEnv(t, { http: { bodyIdleTimeout: '2s', keepAliveTimeout: '1s', uploadSlots: 1 } }) });
   const evil = await uploader(server, 'stalling');
   const other = await uploader(server, 'other');
 
@@ -131,4 +131,16 @@ t.test('a body that stops arriving is cut after the idle time and its slot is fr
 
   // 5 pieces 1 s apart: 4 s in all, never 2 s without progress.
   t.equal(await slowUpload(server, other, 3, 5, 1000), 201, 'a slow body that keeps arriving is not cut');
+
+  // Watching bodies must leave Node's keep-alive limit alone.
+  const url = new URL(server.url);
+  const idle = net.connect(Number(url.port), url.hostname);
+  const closed = new Promise<number>((resolve) => idle.on('close', () => resolve(Date.now())));
+  idle.on('error', () => {});
+  idle.resume();
+  idle.write(`POST /api/v1/restore-codes/exchange HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{"code":"A-B"}`);
+  const answered = Date.now();
+  const closedAt = await Promise.race([closed, new Promise<null>((resolve) => setTimeout(() => resolve(null), 8000))]);
+  t.ok(closedAt !== null && closedAt - answered < 5000, `an idle keep-alive connection is closed after keepAliveTimeout (${closedAt === null ? 'still open' : closedAt - answered} ms)`);
+  idle.destroy();
 });
