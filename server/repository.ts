@@ -101,6 +101,7 @@ export class Repository {
   }
 
   private sessionFor(principal: Principal, id: string): SessionRecord {
+    requireRole(principal, 'admin', 'machine');
     if (!SESSION_ID_PATTERN.test(id)) throw new UsageError(`session id ${JSON.stringify(id)} is not a UUID`);
     const session = this.catalog.session(id);
     if (!session) throw new NotFoundError(`upload session ${id} does not exist`);

@@ -32,6 +32,7 @@ export function restoreCodeRoutes(repository: Repository, codes: RestoreCodes): 
   const router = Router();
   router.post('/restore-codes', jsonBody, (request, response) => {
     const body = (request.body ?? {}) as { machine?: unknown; ttlSeconds?: unknown; capture?: unknown };
+    requireRole(principalOf(response), 'admin');
     const machine = assertMachineName(body.machine, 'body.machine');
     const ttlSeconds = ttlSecondsField(body.ttlSeconds, 'body.ttlSeconds', MAX_CODE_TTL_MS / 1000);
     const ttl = ttlSeconds === undefined ? undefined : ttlSeconds * 1000;

@@ -4,6 +4,7 @@ import { Router } from 'express';
 import { MAX_CHUNK_SIZE } from '../../src/format/chunk.js';
 import { assertMachineName } from '../../src/format/image-ref.js';
 import { MAX_INDEX_BYTES } from '../../src/format/fixed-index.js';
+import { requireRole } from '../auth.js';
 import { jsonBody, principalOf, rawBody } from '../http.js';
 import type { Repository } from '../repository.js';
 import { uploadSlot, type UploadSlots } from '../upload-slots.js';
@@ -18,6 +19,7 @@ export function sessionRoutes(repository: Repository, options: { uploadSlots: Up
 
   router.post('/sessions', jsonBody, (request, response) => {
     const body = (request.body ?? {}) as { id?: unknown; machine?: unknown; parent?: unknown };
+    requireRole(principalOf(response), 'admin', 'machine');
     const session = repository.openSession(principalOf(response), {
       id: String(body.id ?? ''),
       machine: assertMachineName(body.machine, 'body.machine'),
