@@ -2,6 +2,13 @@
 // codes is slow for every address while nobody else's failures ever cost an honest
 // technician anything. docs/security.md has the arithmetic behind the numbers.
 
+/**
+ * Addresses remembered at most. Past this the longest-remembered is forgotten: a flood
+ * from that many addresses then guesses no faster than the server answers, which the
+ * arithmetic in docs/security.md still shows to be hopeless; memory stays bounded.
+ */
+const MAX_KEYS = 100_000;
+
 export class FailureLimiter {
   private readonly failures = new Map<string, number[]>();
   private lastSweep = 0;
@@ -10,6 +17,7 @@ export class FailureLimiter {
     private readonly now: () => number,
     private readonly perKey: number,
     private readonly windowMs: number,
+    private readonly maxKeys = MAX_KEYS,
   ) {}
 
   private recent(times: number[]): number[] {
@@ -27,8 +35,11 @@ export class FailureLimiter {
   }
 
   fail(key: string): void {
-    this.failures.set(key, [...this.recent(this.failures.get(key) ?? []), this.now()]);
+    const times = [...this.recent(this.failures.get(key) ?? []), this.now()];
+    this.failures.delete(key);
+    this.failures.set(key, times);
     this.sweep();
+    if (this.failures.size > this.maxKeys) this.failures.delete(this.failures.keys().next().value!);
   }
 
   /** Forget addresses whose failures are all older than the window, once per window. */
