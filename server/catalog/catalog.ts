@@ -334,12 +334,14 @@ export class Catalog {
   // --- restore codes and the audit trail -----------------------------------
 
   createRestoreCode(options: { code: string; machine: string; expiresAt: number; createdBy: number | null; capture?: boolean }): RestoreCodeRecord {
-    const machineId = this.ensureMachine(options.machine);
-    const id = Number(
-      this.db
-        .prepare('INSERT INTO restore_codes (hash, machine_id, created_at, expires_at, created_by, capture) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(hashToken(options.code), machineId, this.now(), options.expiresAt, options.createdBy, options.capture ? 1 : 0).lastInsertRowid,
-    );
+    const id = this.db.transaction(() => {
+      const machineId = this.ensureMachine(options.machine);
+      return Number(
+        this.db
+          .prepare('INSERT INTO restore_codes (hash, machine_id, created_at, expires_at, created_by, capture) VALUES (?, ?, ?, ?, ?, ?)')
+          .run(hashToken(options.code), machineId, this.now(), options.expiresAt, options.createdBy, options.capture ? 1 : 0).lastInsertRowid,
+      );
+    })();
     return this.restoreCodeById(id)!;
   }
 
