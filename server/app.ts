@@ -15,6 +15,9 @@ import { machineRoutes } from './routes/machines.js';
 import { objectRoutes } from './routes/objects.js';
 import { restoreCodeExchangeRoute, restoreCodeRoutes } from './routes/restore-codes.js';
 import { RestoreCodes } from './restore-codes.js';
+import { TrustedProxies } from './client-address.js';
+import { BODY_IDLE_TIMEOUT_SETTING } from './body-timeout.js';
+import { UploadSlots } from './upload-slots.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { keyRoutes, verificationRoutes } from './routes/verifications.js';
@@ -32,7 +35,6 @@ import { runRoutes } from './routes/runs.js';
 
 export interface AppOptions {
   signingKey: SigningKey;
-  uploadSlots?: number;
   config?: ServerConfig;
 }
 
@@ -56,6 +58,8 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   });
 
   const config = options.config ?? defaultConfig();
+  app.set(BODY_IDLE_TIMEOUT_SETTING, config.http.bodyIdleTimeoutSeconds * 1000);
+  const uploadSlots = new UploadSlots(config.http.uploadSlots, config.http.uploadSlotsPerMachine);
   const nightly = new Nightly(repository, config, log);
   const metrics = metricsHandler(nightly.metrics, repository.catalog, config.metrics);
   app.get('/metrics', metrics);
@@ -76,11 +80,11 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   });
   const restoreCodes = new RestoreCodes(repository);
   const verifier = new Verifier(repository, options.signingKey);
-  api.use(restoreCodeExchangeRoute(restoreCodes));
+  api.use(restoreCodeExchangeRoute(restoreCodes, new TrustedProxies(config.http.trustProxy)));
   api.use(keyRoutes(options.signingKey));
   api.get('/metrics', metrics);
   api.use(requireAuth(repository.catalog));
-  api.use(sessionRoutes(repository, { uploadSlots: options.uploadSlots ?? 8 }));
+  api.use(sessionRoutes(repository, { uploadSlots }));
   api.use(imageRoutes(repository));
   api.use(objectRoutes(repository));
   api.use(machineRoutes(repository));

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Ajv } from 'ajv';
 import { FormatError, UsageError } from '../src/errors.js';
 import { Schedule, localTimeZone } from '../src/schedule.js';
+import { TrustedProxies } from './client-address.js';
 
 export interface SmtpSettings {
   host: string;
@@ -64,6 +65,23 @@ export interface ServerConfig {
     /** Serve /metrics without a token. */
     public: boolean;
   };
+  http: HttpSettings;
+}
+
+/** Limits that keep one slow or hostile client from holding what others need. */
+export interface HttpSettings {
+  /** A request whose headers take longer than this is dropped. */
+  headersTimeoutSeconds: number;
+  /** A request body that makes no progress for this long is refused with 408. */
+  bodyIdleTimeoutSeconds: number;
+  /** An idle keep-alive connection is closed after this long. */
+  keepAliveTimeoutSeconds: number;
+  /** Object uploads read and checked at once, over all machines. */
+  uploadSlots: number;
+  /** The most of those one machine (or one admin token) may hold. */
+  uploadSlotsPerMachine: number;
+  /** Reverse proxies (addresses or CIDR blocks) whose X-Forwarded-For is believed. */
+  trustProxy: string[];
 }
 
 const duration = { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^\\d+(\\.\\d+)?\\s*(s|m|h|d)$' }] };
@@ -128,6 +146,18 @@ export const configSchema = {
       },
     },
     metrics: { type: 'object', additionalProperties: false, properties: { public: { type: 'boolean' } } },
+    http: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        headersTimeout: duration,
+        bodyIdleTimeout: duration,
+        keepAliveTimeout: duration,
+        uploadSlots: { type: 'integer', minimum: 1, maximum: 1024 },
+        uploadSlotsPerMachine: { type: 'integer', minimum: 1, maximum: 1024 },
+        trustProxy: { type: 'array', items: { type: 'string', minLength: 2, maxLength: 64 } },
+      },
+    },
   },
 } as const;
 
@@ -159,6 +189,7 @@ export function defaultConfig(): ServerConfig {
     retention: { pruneSchedule: '30 3 * * *', gcSchedule: '0 5 * * 0', gcGraceSeconds: 24 * 3600 },
     notifications: { repeatSeconds: 4 * 3600, email: null, summarySchedule: null, webhooks: [] },
     metrics: { public: false },
+    http: { headersTimeoutSeconds: 30, bodyIdleTimeoutSeconds: 30, keepAliveTimeoutSeconds: 65, uploadSlots: 8, uploadSlotsPerMachine: 4, trustProxy: [] },
   };
 }
 
@@ -189,7 +220,7 @@ export function parseConfig(value: unknown, what = 'server configuration', base 
   if (raw.listen) config.listen = raw.listen;
   if (raw.logFile) config.logFile = path.resolve(base, raw.logFile);
   if (raw.timezone) config.timezone = raw.timezone;
-  const { monitoring, agents, retention, notifications, metrics } = raw;
+  const { monitoring, agents, retention, notifications, metrics, http } = raw;
   config.monitoring.checkEverySeconds = Math.max(1, seconds(monitoring, 'checkEvery', config.monitoring.checkEverySeconds));
   config.monitoring.heartbeatTimeoutSeconds = seconds(monitoring, 'heartbeatTimeout', config.monitoring.heartbeatTimeoutSeconds);
   if (monitoring?.minFreeSpace !== undefined) config.monitoring.minFreeBytes = parseSize(monitoring.minFreeSpace as number | string);
@@ -218,11 +249,31 @@ export function parseConfig(value: unknown, what = 'server configuration', base 
   const hooks = (notifications?.webhooks as Record<string, unknown>[] | undefined) ?? [];
   config.notifications.webhooks = hooks.map((hook) => ({ url: hook.url as string, secret: secret(hook, 'secret', base, what) }));
   if (metrics?.public !== undefined) config.metrics.public = metrics.public as boolean;
+  config.http = parseHttpSettings(http, config.http, what);
   // Schedules and the zone are checked here, so a typo stops the server at start.
   for (const schedule of [config.retention.pruneSchedule, config.retention.gcSchedule, config.notifications.summarySchedule]) {
     if (schedule !== null) new Schedule(schedule, config.timezone);
   }
   return config;
+}
+
+function parseHttpSettings(raw: Record<string, unknown> | undefined, defaults: HttpSettings, what: string): HttpSettings {
+  const seconds = (key: string, fallback: number) => (raw?.[key] === undefined ? fallback : parseDurationSeconds(raw[key] as number | string));
+  const settings: HttpSettings = {
+    headersTimeoutSeconds: Math.max(1, seconds('headersTimeout', defaults.headersTimeoutSeconds)),
+    bodyIdleTimeoutSeconds: Math.max(1, seconds('bodyIdleTimeout', defaults.bodyIdleTimeoutSeconds)),
+    keepAliveTimeoutSeconds: Math.max(1, seconds('keepAliveTimeout', defaults.keepAliveTimeoutSeconds)),
+    uploadSlots: (raw?.uploadSlots as number | undefined) ?? defaults.uploadSlots,
+    uploadSlotsPerMachine: 0,
+    trustProxy: (raw?.trustProxy as string[] | undefined) ?? defaults.trustProxy,
+  };
+  settings.uploadSlotsPerMachine = (raw?.uploadSlotsPerMachine as number | undefined) ?? Math.max(1, Math.floor(settings.uploadSlots / 2));
+  if (settings.uploadSlotsPerMachine > settings.uploadSlots) {
+    throw new FormatError(`invalid ${what}: /http/uploadSlotsPerMachine (${settings.uploadSlotsPerMachine}) is more than /http/uploadSlots (${settings.uploadSlots})`);
+  }
+  // Checked here, so a typo in a proxy address stops the server at start.
+  new TrustedProxies(settings.trustProxy);
+  return settings;
 }
 
 export function loadConfig(file: string | null): ServerConfig {

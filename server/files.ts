@@ -2,7 +2,7 @@
 // store (no HTTP in between), cached for the next request.
 import { MAX_CHUNK_SIZE, decodeChunk } from '../src/format/chunk.js';
 import type { Principal } from './auth.js';
-import { requireMachineAccess } from './auth.js';
+import { requireMachineAccess, requireRole } from './auth.js';
 import { openVolumeFiles, type OpenedVolume } from '../imaging/files/volume-files.js';
 import type { ChunkSource } from '../imaging/image-volume.js';
 import type { Repository } from './repository.js';
@@ -26,6 +26,7 @@ export class FileAccess {
 
   /** The files of volume `selector` of an image; machines and restore codes reach only their own, auditors none. */
   async open(principal: Principal, reference: string, selector: string): Promise<OpenedVolume & { image: string }> {
+    requireRole(principal, 'admin', 'machine', 'restore');
     const image = this.repository.resolveImage(principal, reference);
     requireMachineAccess(principal, image.machine, 'read');
     const key = `${image.id}/${selector}`;

@@ -1,9 +1,10 @@
 // Shared HTTP plumbing: authentication middleware, body parsers with limits, and the
 // error handler that turns typed errors into JSON bodies with a stable `code`.
-import express, { type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import express, { type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
 import { AuthError, ConflictError, ForbiddenError, FormatError, NotFoundError, PayloadTooLargeError, RepositoryFullError, UnavailableError, UnsafeTargetError, UsageError, UserError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { authenticate, type Principal } from './auth.js';
+import { bodyIdleTimeout } from './body-timeout.js';
 import type { Catalog } from './catalog/catalog.js';
 import { asRepositoryFull } from './storage-full.js';
 
@@ -20,33 +21,10 @@ export function requireAuth(catalog: Catalog): RequestHandler {
   };
 }
 
-export const jsonBody = express.json({ limit: JSON_LIMIT, strict: true, type: () => true });
+export const jsonBody = bodyIdleTimeout(express.json({ limit: JSON_LIMIT, strict: true, type: () => true }));
 
 export function rawBody(limitBytes: number): RequestHandler {
-  return express.raw({ limit: limitBytes, type: () => true });
-}
-
-/** Bounds how many upload bodies are buffered at once; later requests wait their turn. */
-export function concurrencyLimit(slots: number): RequestHandler {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return (_request: Request, response: Response, next: NextFunction) => {
-    const start = () => {
-      active++;
-      let released = false;
-      const release = () => {
-        if (released) return;
-        released = true;
-        active--;
-        waiting.shift()?.();
-      };
-      response.on('finish', release);
-      response.on('close', release);
-      next();
-    };
-    if (active < slots) start();
-    else waiting.push(start);
-  };
+  return bodyIdleTimeout(express.raw({ limit: limitBytes, type: () => true }));
 }
 
 export function statusOf(error: UserError): number {

@@ -51,8 +51,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const listening = app.listen(port, host, () => resolve(listening));
     listening.once('error', reject);
   });
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
+  // Headers and idle keep-alive connections are bounded in time; a whole request is
+  // not, since a large upload over a slow link may take long (its body's idleness is
+  // bounded instead, see body-timeout.ts).
+  server.keepAliveTimeout = config.http.keepAliveTimeoutSeconds * 1000;
+  server.headersTimeout = config.http.headersTimeoutSeconds * 1000;
   server.requestTimeout = 0;
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;

@@ -28,7 +28,7 @@ export class Policies {
   }
 
   private static checkName(name: string): string {
-    return name === DEFAULT_POLICY_NAME ? name : assertMachineName(name);
+    return name === DEFAULT_POLICY_NAME ? name : assertMachineName(name, 'policy name');
   }
 
   /** The policy a machine's agent follows. */

@@ -108,6 +108,7 @@ export class Repository {
   }
 
   private sessionFor(principal: Principal, id: string): SessionRecord {
+    requireRole(principal, 'admin', 'machine');
     if (!SESSION_ID_PATTERN.test(id)) throw new UsageError(`session id ${JSON.stringify(id)} is not a UUID`);
     const session = this.catalog.session(id);
     if (!session) throw new NotFoundError(`upload session ${id} does not exist`);
@@ -182,7 +183,8 @@ export class Repository {
     const session = this.openSessionFor(principal, sessionId);
     const digest = assertDigest(digestText, `${kind} name`);
     const what = `${kind} ${digest}`;
-    const data = decodeFrame(frame, kind === 'chunk' ? MAX_CHUNK_SIZE : MAX_INDEX_BYTES, what);
+    // Only the canonical frame is stored, so every object reads back the one documented way.
+    const data = decodeFrame(frame, kind === 'chunk' ? MAX_CHUNK_SIZE : MAX_INDEX_BYTES, what, { canonical: true });
     const actual = digestOf(data);
     if (actual !== digest) throw new DigestMismatchError(digest, actual, `${what} (nothing was stored)`);
     if (kind === 'index') FixedIndex.parse(data, what);

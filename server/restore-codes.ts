@@ -1,11 +1,13 @@
 // Restore codes: short, read-aloud-able secrets an admin gives a technician. A code is
 // exchanged for a token that reads only one machine's images until the code expires.
-// Wrong guesses are rate limited; every use is written to the audit trail.
+// Wrong guesses are rate limited per client address (never overall, so nobody can lock
+// a technician out); every use is written to the audit trail. docs/security.md.
 import { randomInt } from 'node:crypto';
-import { AuthError, UsageError, UserError } from '../src/errors.js';
+import { AuthError, NotFoundError, UsageError, UserError } from '../src/errors.js';
 import type { Principal } from './auth.js';
 import { requireRole } from './auth.js';
 import type { RestoreCodeRecord } from './catalog/catalog.js';
+import { limitKeyOf } from './client-address.js';
 import { FailureLimiter } from './rate-limit.js';
 import type { Repository } from './repository.js';
 
@@ -15,6 +17,9 @@ const GROUPS = 3;
 const GROUP_LENGTH = 4;
 export const DEFAULT_CODE_TTL_MS = 4 * 60 * 60 * 1000;
 export const MAX_CODE_TTL_MS = 30 * 24 * 60 * 60 * 1000;
+/** Wrong codes one address (an IPv6 /64) may send per window; docs/security.md. */
+export const FAILURES_PER_ADDRESS = 5;
+export const FAILURE_WINDOW_MS = 15 * 60 * 1000;
 
 export class RateLimitedError extends UserError {
   override readonly code = 'rate_limited';
@@ -53,15 +58,18 @@ export class RestoreCodes {
   private readonly limiter: FailureLimiter;
 
   constructor(private readonly repository: Repository) {
-    // 5 wrong codes per address and 50 overall per 15 minutes.
-    this.limiter = new FailureLimiter(() => repository.clock.now(), 5, 50, 15 * 60 * 1000);
+    // No overall budget: it would let anyone lock every technician out, and the code
+    // space makes guessing infeasible even for a large botnet (docs/security.md).
+    this.limiter = new FailureLimiter(() => repository.clock.now(), FAILURES_PER_ADDRESS, FAILURE_WINDOW_MS);
   }
 
   create(principal: Principal, machine: string, ttlMs = DEFAULT_CODE_TTL_MS, capture = false): { code: string; record: RestoreCodeRecord } {
     requireRole(principal, 'admin');
-    if (!(ttlMs > 0) || ttlMs > MAX_CODE_TTL_MS) throw new UsageError('a restore code lives between a second and 30 days');
-    const code = newRestoreCode();
+    if (!Number.isInteger(ttlMs) || ttlMs < 1000 || ttlMs > MAX_CODE_TTL_MS) throw new UsageError('a restore code lives between a second and 30 days');
     const { catalog } = this.repository;
+    // A capture code may bring a new machine in; a restore code has nothing to restore.
+    if (!capture && catalog.machineId(machine) === null) throw new NotFoundError(`machine ${machine} does not exist: it has no images, tokens or sessions to restore from`);
+    const code = newRestoreCode();
     const record = catalog.createRestoreCode({ code, machine, expiresAt: catalog.now() + ttlMs, createdBy: principal.tokenId, capture });
     catalog.audit('restore-code-created', { machine, detail: `code ${record.id}${capture ? ' (restore and capture)' : ''} valid until ${new Date(record.expiresAt).toISOString()}` });
     this.repository.log.info({ code: record.id, machine }, 'restore code created');
@@ -70,7 +78,8 @@ export class RestoreCodes {
 
   exchange(text: string, remote: string): { token: string; machine: string; expiresAt: number; codeId: number; role: 'restore' | 'machine' } {
     const { catalog, log } = this.repository;
-    const wait = this.limiter.retryAfter(remote);
+    const key = limitKeyOf(remote);
+    const wait = this.limiter.retryAfter(key);
     if (wait > 0) {
       catalog.audit('restore-code-rate-limited', { remote });
       throw new RateLimitedError(`too many wrong restore codes; try again in ${Math.ceil(wait / 1000)} s`, { details: { retryAfterSeconds: Math.ceil(wait / 1000) } });
@@ -78,7 +87,7 @@ export class RestoreCodes {
     const code = normalizeRestoreCode(text);
     const record = code ? catalog.restoreCodeByCode(code) : null;
     const refuse = (reason: 'invalid_code' | 'code_expired' | 'code_revoked', message: string): never => {
-      this.limiter.fail(remote);
+      this.limiter.fail(key);
       catalog.audit('restore-code-refused', { machine: record?.machine ?? null, remote, detail: reason });
       log.warn({ remote, reason, machine: record?.machine }, 'restore code refused');
       throw new RestoreCodeError(reason, message);

@@ -126,6 +126,8 @@ export class Runs {
   }
 
   get(principal: Principal, id: string): RunRecord {
+    // The role first: who may not read runs must not learn which run ids exist either.
+    requireRole(principal, 'admin', 'auditor', 'machine');
     const run = this.run(id);
     if (!run) throw new NotFoundError(`run ${id} does not exist`);
     requireMachineAccess(principal, run.machine, 'metadata');
@@ -210,7 +212,7 @@ export class Runs {
     const values: (string | number)[] = [];
     if (filter.machine) {
       where.push('machine = ?');
-      values.push(assertMachineName(filter.machine));
+      values.push(assertMachineName(filter.machine, 'machine'));
     }
     if (filter.since !== undefined) {
       where.push('started_at >= ?');

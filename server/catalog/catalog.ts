@@ -303,12 +303,15 @@ export class Catalog {
       throw new UsageError(`an ${options.role} token is not tied to a machine`);
     }
     const secret = options.secret ?? newTokenSecret();
-    const machineId = options.machine ? this.ensureMachine(options.machine) : null;
-    const id = Number(
-      this.db
-        .prepare('INSERT INTO tokens (hash, role, machine_id, label, created_at, expires_at, restore_code_id) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(hashToken(secret), options.role, machineId, options.label ?? null, this.now(), options.expiresAt ?? null, options.restoreCodeId ?? null).lastInsertRowid,
-    );
+    // One transaction: a token that cannot be written leaves no machine behind either.
+    const id = this.db.transaction(() => {
+      const machineId = options.machine ? this.ensureMachine(options.machine) : null;
+      return Number(
+        this.db
+          .prepare('INSERT INTO tokens (hash, role, machine_id, label, created_at, expires_at, restore_code_id) VALUES (?, ?, ?, ?, ?, ?, ?)')
+          .run(hashToken(secret), options.role, machineId, options.label ?? null, this.now(), options.expiresAt ?? null, options.restoreCodeId ?? null).lastInsertRowid,
+      );
+    })();
     return { secret, record: this.tokenById(id)! };
   }
 
@@ -352,12 +355,14 @@ export class Catalog {
   // --- restore codes and the audit trail -----------------------------------
 
   createRestoreCode(options: { code: string; machine: string; expiresAt: number; createdBy: number | null; capture?: boolean }): RestoreCodeRecord {
-    const machineId = this.ensureMachine(options.machine);
-    const id = Number(
-      this.db
-        .prepare('INSERT INTO restore_codes (hash, machine_id, created_at, expires_at, created_by, capture) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(hashToken(options.code), machineId, this.now(), options.expiresAt, options.createdBy, options.capture ? 1 : 0).lastInsertRowid,
-    );
+    const id = this.db.transaction(() => {
+      const machineId = this.ensureMachine(options.machine);
+      return Number(
+        this.db
+          .prepare('INSERT INTO restore_codes (hash, machine_id, created_at, expires_at, created_by, capture) VALUES (?, ?, ?, ?, ?, ?)')
+          .run(hashToken(options.code), machineId, this.now(), options.expiresAt, options.createdBy, options.capture ? 1 : 0).lastInsertRowid,
+      );
+    })();
     return this.restoreCodeById(id)!;
   }
 

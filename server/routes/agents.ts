@@ -34,7 +34,7 @@ export function agentRoutes(runs: Runs, policies: Policies, config: ServerConfig
 
   router.delete('/agents/:machine', (request, response) => {
     requireRole(principalOf(response), 'admin');
-    const machine = assertMachineName(request.params.machine);
+    const machine = assertMachineName(request.params.machine, 'machine in the path');
     runs.forgetAgent(machine);
     response.json({ forgotten: machine });
   });

@@ -1,6 +1,7 @@
 // Images and their manifests: list, show, read the manifest as stored, delete (admin).
 import { Router } from 'express';
 import type { ImageRecord } from '../catalog/catalog.js';
+import { assertMachineName } from '../../src/format/image-ref.js';
 import { principalOf } from '../http.js';
 import type { Repository } from '../repository.js';
 
@@ -13,7 +14,7 @@ export function imageRoutes(repository: Repository): Router {
   const router = Router();
 
   router.get('/images', (request, response) => {
-    const machine = typeof request.query.machine === 'string' ? request.query.machine : undefined;
+    const machine = request.query.machine === undefined ? undefined : assertMachineName(request.query.machine, 'query machine');
     response.json({ images: repository.listImages(principalOf(response), machine).map(imageView) });
   });
 

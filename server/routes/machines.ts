@@ -1,5 +1,6 @@
 // Machines known to the repository and the base image for an incremental capture.
 import { Router } from 'express';
+import { assertMachineName } from '../../src/format/image-ref.js';
 import { principalOf } from '../http.js';
 import type { Repository } from '../repository.js';
 import { imageView } from './images.js';
@@ -19,7 +20,7 @@ export function machineRoutes(repository: Repository): Router {
   router.get('/machines/:machine/base', (request, response) => {
     const disk = request.query.disk;
     const keys = (Array.isArray(disk) ? disk : disk === undefined ? [] : [disk]).map(String);
-    const image = repository.baseImage(principalOf(response), request.params.machine, keys);
+    const image = repository.baseImage(principalOf(response), assertMachineName(request.params.machine, 'machine in the path'), keys);
     response.json({ image: image ? imageView(image) : null });
   });
 

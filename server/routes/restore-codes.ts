@@ -4,9 +4,11 @@ import { Router } from 'express';
 import { UsageError } from '../../src/errors.js';
 import { assertMachineName } from '../../src/format/image-ref.js';
 import { requireRole } from '../auth.js';
+import { clientAddress, type TrustedProxies } from '../client-address.js';
 import type { RestoreCodeRecord } from '../catalog/catalog.js';
 import { jsonBody, principalOf } from '../http.js';
-import type { RestoreCodes } from '../restore-codes.js';
+import { MAX_CODE_TTL_MS, type RestoreCodes } from '../restore-codes.js';
+import { ttlSecondsField } from '../request-fields.js';
 import type { Repository } from '../repository.js';
 
 function codeView(record: RestoreCodeRecord) {
@@ -15,12 +17,12 @@ function codeView(record: RestoreCodeRecord) {
 }
 
 /** The one route that needs no token: mounted before authentication. */
-export function restoreCodeExchangeRoute(codes: RestoreCodes): Router {
+export function restoreCodeExchangeRoute(codes: RestoreCodes, proxies: TrustedProxies): Router {
   const router = Router();
   router.post('/restore-codes/exchange', jsonBody, (request, response) => {
     const body = (request.body ?? {}) as { code?: unknown };
     if (typeof body.code !== 'string') throw new UsageError('body.code must be the restore code');
-    const result = codes.exchange(body.code, request.socket.remoteAddress ?? 'unknown');
+    const result = codes.exchange(body.code, clientAddress(request, proxies));
     response.json({ token: result.token, machine: result.machine, role: result.role, expiresAt: new Date(result.expiresAt).toISOString() });
   });
   return router;
@@ -30,8 +32,10 @@ export function restoreCodeRoutes(repository: Repository, codes: RestoreCodes): 
   const router = Router();
   router.post('/restore-codes', jsonBody, (request, response) => {
     const body = (request.body ?? {}) as { machine?: unknown; ttlSeconds?: unknown; capture?: unknown };
-    const machine = assertMachineName(String(body.machine ?? ''));
-    const ttl = body.ttlSeconds === undefined ? undefined : Number(body.ttlSeconds) * 1000;
+    requireRole(principalOf(response), 'admin');
+    const machine = assertMachineName(body.machine, 'body.machine');
+    const ttlSeconds = ttlSecondsField(body.ttlSeconds, 'body.ttlSeconds', MAX_CODE_TTL_MS / 1000);
+    const ttl = ttlSeconds === undefined ? undefined : ttlSeconds * 1000;
     const { code, record } = codes.create(principalOf(response), machine, ttl, body.capture === true);
     response.status(201).json({ code, ...codeView(record) });
   });

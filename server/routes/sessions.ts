@@ -1,24 +1,33 @@
 // Upload sessions: open/resume, heartbeat, "which are missing", object uploads,
 // commit and abort. Each handler only translates HTTP to a Repository call.
-import { Router } from 'express';
+import { type RequestHandler, Router } from 'express';
 import { MAX_CHUNK_SIZE } from '../../src/format/chunk.js';
+import { assertMachineName } from '../../src/format/image-ref.js';
 import { MAX_INDEX_BYTES } from '../../src/format/fixed-index.js';
-import { concurrencyLimit, jsonBody, principalOf, rawBody } from '../http.js';
+import { requireRole } from '../auth.js';
+import { jsonBody, principalOf, rawBody } from '../http.js';
 import type { Repository } from '../repository.js';
+import { uploadSlot, type UploadSlots } from '../upload-slots.js';
 import { imageView } from './images.js';
 
 /** A frame may exceed its content by a 4-byte header per 4 MiB block plus framing. */
 const frameLimit = (contentLimit: number): number => contentLimit + Math.ceil(contentLimit / (4 << 20)) * 4 + 64;
 
-export function sessionRoutes(repository: Repository, options: { uploadSlots: number }): Router {
+export function sessionRoutes(repository: Repository, options: { uploadSlots: UploadSlots }): Router {
   const router = Router();
-  const uploads = concurrencyLimit(options.uploadSlots);
+  // Who may not upload is refused before taking a slot or reading a byte of the body.
+  const mayUpload: RequestHandler = (_request, response, next) => {
+    requireRole(principalOf(response), 'admin', 'machine');
+    next();
+  };
+  const slot = uploadSlot(options.uploadSlots);
 
   router.post('/sessions', jsonBody, (request, response) => {
     const body = (request.body ?? {}) as { id?: unknown; machine?: unknown; parent?: unknown };
+    requireRole(principalOf(response), 'admin', 'machine');
     const session = repository.openSession(principalOf(response), {
       id: String(body.id ?? ''),
-      machine: String(body.machine ?? ''),
+      machine: assertMachineName(body.machine, 'body.machine'),
       parent: typeof body.parent === 'string' ? body.parent : null,
     });
     response.status(200).json(session);
@@ -33,12 +42,12 @@ export function sessionRoutes(repository: Repository, options: { uploadSlots: nu
     response.json({ missing: repository.missing(principalOf(response), request.params.id, body.digests) });
   });
 
-  router.put('/sessions/:id/chunks/:digest', uploads, rawBody(frameLimit(MAX_CHUNK_SIZE)), async (request, response) => {
+  router.put('/sessions/:id/chunks/:digest', mayUpload, slot, rawBody(frameLimit(MAX_CHUNK_SIZE)), async (request, response) => {
     const result = await repository.putObject(principalOf(response), String(request.params.id), 'chunk', String(request.params.digest), bodyBuffer(request.body));
     response.status(result.created ? 201 : 200).json(result);
   });
 
-  router.put('/sessions/:id/indexes/:digest', uploads, rawBody(frameLimit(MAX_INDEX_BYTES)), async (request, response) => {
+  router.put('/sessions/:id/indexes/:digest', mayUpload, slot, rawBody(frameLimit(MAX_INDEX_BYTES)), async (request, response) => {
     const result = await repository.putObject(principalOf(response), String(request.params.id), 'index', String(request.params.digest), bodyBuffer(request.body));
     response.status(result.created ? 201 : 200).json(result);
   });

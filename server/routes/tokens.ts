@@ -6,6 +6,7 @@ import { requireRole } from '../auth.js';
 import type { Role, TokenRecord } from '../catalog/catalog.js';
 import { jsonBody, principalOf } from '../http.js';
 import type { Repository } from '../repository.js';
+import { MAX_TOKEN_TTL_SECONDS, ttlSecondsField } from '../request-fields.js';
 
 const CREATABLE: Role[] = ['admin', 'machine', 'auditor'];
 
@@ -22,9 +23,9 @@ export function tokenRoutes(repository: Repository): Router {
     const body = (request.body ?? {}) as { role?: unknown; machine?: unknown; label?: unknown; ttlSeconds?: unknown };
     const role = String(body.role ?? '') as Role;
     if (!CREATABLE.includes(role)) throw new UsageError(`role must be one of ${CREATABLE.join(', ')}`);
-    const machine = body.machine === undefined || body.machine === null ? null : assertMachineName(String(body.machine));
-    const ttl = body.ttlSeconds === undefined ? null : Number(body.ttlSeconds);
-    if (ttl !== null && !(ttl > 0)) throw new UsageError('ttlSeconds must be a positive number');
+    // Everything is checked before the token is written: a refused request creates nothing.
+    const machine = body.machine === undefined || body.machine === null ? null : assertMachineName(body.machine, 'body.machine');
+    const ttl = ttlSecondsField(body.ttlSeconds, 'body.ttlSeconds', MAX_TOKEN_TTL_SECONDS) ?? null;
     const { secret, record } = repository.catalog.createToken({
       role,
       machine,

@@ -43,7 +43,8 @@ export interface RequestOptions {
   binary?: boolean;
 }
 
-const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
+// 408: the server dropped a body that stalled (http.bodyIdleTimeout); sending it again is safe.
+const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 const RETRYABLE_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',

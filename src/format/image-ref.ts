@@ -11,9 +11,16 @@ export function isMachineName(name: string): boolean {
   return machinePattern.test(name);
 }
 
-export function assertMachineName(name: string): string {
+/**
+ * The one check of a machine name, wherever one enters (CLI, request bodies, paths,
+ * image ids): it becomes a directory in the store, so nothing else may pass. `field`
+ * says where the name came from, for the message.
+ */
+export function assertMachineName(name: unknown, field?: string): string {
+  const where = field ? `${field}: ` : '';
+  if (typeof name !== 'string') throw new UsageError(`${where}a machine name must be a string, got ${name === null ? 'null' : typeof name}`);
   if (!isMachineName(name)) {
-    throw new UsageError(`invalid machine name ${JSON.stringify(name)}: use 1-64 letters, digits, dot, dash or underscore, starting with a letter or digit`);
+    throw new UsageError(`${where}invalid machine name ${JSON.stringify(name)}: use 1-64 letters, digits, dot, dash or underscore, starting with a letter or digit`);
   }
   return name;
 }
@@ -45,7 +52,7 @@ export interface ImageRef {
 export function parseImageRef(text: string): ImageRef {
   const at = text.lastIndexOf('@');
   if (at <= 0) throw new UsageError(`image ${JSON.stringify(text)} should be MACHINE@TIMESTAMP or MACHINE@latest`);
-  const machine = assertMachineName(text.slice(0, at));
+  const machine = assertMachineName(text.slice(0, at), `image ${JSON.stringify(text)}`);
   const selector = text.slice(at + 1);
   if (selector !== 'latest' && !/^\d{1,8}(T\d{0,6}Z?)?$/.test(selector)) {
     throw new UsageError(`image ${JSON.stringify(text)}: "${selector}" is neither "latest" nor a timestamp like 20261126T020013Z`);

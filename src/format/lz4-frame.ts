@@ -99,12 +99,24 @@ export function readFrameHeader(frame: Buffer, what = 'LZ4 frame'): FrameInfo {
   return { contentSize: Number(contentSize), blockMax, headerBytes: HEADER_BYTES };
 }
 
+export interface DecodeOptions {
+  /**
+   * Accept only the one frame we write (4 MiB blocks, each full but the last), as the
+   * server does for uploads; readers also take the smaller block sizes `lz4 -B4..-B6`
+   * writes, which hold the same content.
+   */
+  canonical?: boolean;
+}
+
 /**
- * Decompress a canonical frame. `maxContentSize` bounds the output before any work is
- * done, so a small hostile frame cannot expand into gigabytes.
+ * Decompress a frame. `maxContentSize` bounds the output before any work is done, so a
+ * small hostile frame cannot expand into gigabytes.
  */
-export function decodeFrame(frame: Buffer, maxContentSize: number, what = 'LZ4 frame'): Buffer {
+export function decodeFrame(frame: Buffer, maxContentSize: number, what = 'LZ4 frame', options: DecodeOptions = {}): Buffer {
   const { contentSize, blockMax, headerBytes } = readFrameHeader(frame, what);
+  if (options.canonical && blockMax !== WRITE_BLOCK_MAX) {
+    throw new FormatError(`${what}: not the canonical frame (block maximum size ${blockMax >> 10} KiB; it must be 4 MiB, BD 0x70)`);
+  }
   if (contentSize > maxContentSize) {
     throw new FormatError(`${what}: declares ${contentSize} bytes of content, more than the limit of ${maxContentSize}`);
   }
@@ -139,6 +151,7 @@ export function decodeFrame(frame: Buffer, maxContentSize: number, what = 'LZ4 f
       }
     }
     if (block.length > remaining) throw new FormatError(`${what}: blocks hold more than the declared ${contentSize} bytes`);
+    if (options.canonical) checkCanonicalBlock(block.length, blockMax, remaining, position, what);
     blocks.push(block);
     produced += block.length;
     position += 4 + size;
@@ -148,4 +161,12 @@ export function decodeFrame(frame: Buffer, maxContentSize: number, what = 'LZ4 f
   // A single stored (uncompressed) block is returned as a view into `frame`.
   if (blocks.length === 1) return blocks[0]!;
   return Buffer.concat(blocks, produced);
+}
+
+/** Canonical blocks are full except the last, so a content has exactly one frame. */
+function checkCanonicalBlock(length: number, blockMax: number, remaining: number, position: number, what: string): void {
+  if (length === 0) throw new FormatError(`${what}: not the canonical frame (empty block at offset ${position})`);
+  if (length < blockMax && length < remaining) {
+    throw new FormatError(`${what}: not the canonical frame (short block at offset ${position}, ${length} bytes, before the last; blocks hold exactly ${blockMax} bytes)`);
+  }
 }

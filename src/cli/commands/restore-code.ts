@@ -16,7 +16,7 @@ export function registerRestoreCode(program: Command): void {
     .option('--capture', 'also let the technician image the machine from the rescue USB')
     .action(async (options: { machine: string; ttl: string; capture?: boolean }, command: Command) => {
       const machine = assertMachineName(options.machine);
-      const ttlSeconds = parseDuration(options.ttl) / 1000;
+      const ttlSeconds = Math.round(parseDuration(options.ttl) / 1000);
       const client = await clientFor(command);
       try {
         const created = await client.createRestoreCode(machine, ttlSeconds, options.capture ?? false);

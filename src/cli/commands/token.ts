@@ -23,7 +23,7 @@ export function registerToken(program: Command): void {
           role: options.role,
           machine: options.machine,
           label: options.label,
-          ttlSeconds: options.ttl ? parseDuration(options.ttl) / 1000 : undefined,
+          ttlSeconds: options.ttl ? Math.round(parseDuration(options.ttl) / 1000) : undefined,
         });
         if (globals(command).json) printJson(created);
         else process.stdout.write(`${created.token}\n`);
