@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { benchChunkSize } from './chunk-size.js';
 import { benchFiles } from './files.js';
+import { benchLoad } from './load.js';
 import { type BenchContext, type DiskArtifacts, benchDiskImaging } from './disk.js';
 import { type Measurement, type RepeatPolicy, loadAverage, otherLoad } from './measure.js';
 import { benchRaw } from './raw.js';
@@ -20,7 +21,7 @@ const budgetSeconds = Number(process.env.B365_BENCH_BUDGET ?? 1200);
 /** Others keeping at least one of the cores busy on average make a step worth repeating. */
 const busyLoad = Number(process.env.B365_BENCH_BUSY_LOAD ?? 1);
 /** Seconds each section takes without repeats, measured here at a load average near 9. */
-const NOMINAL_SECONDS: Record<string, number> = { raw: 150, disk: 280, restore: 110, files: 120, 'chunk-size': 520 };
+const NOMINAL_SECONDS: Record<string, number> = { raw: 150, disk: 280, restore: 110, files: 120, 'chunk-size': 520, load: 660 };
 
 /**
  * Whether a repeat of a given length still fits the budget: what is left of the run is
@@ -72,6 +73,7 @@ const sections: Record<string, (context: BenchContext) => Promise<unknown>> = {
   restore: (context) => benchRestore(context, diskArtifacts),
   files: (context) => benchFiles(context, diskArtifacts),
   'chunk-size': (context) => benchChunkSize(context, diskArtifacts),
+  load: (context) => benchLoad(context),
 };
 
 async function main(): Promise<void> {

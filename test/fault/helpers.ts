@@ -242,6 +242,8 @@ export interface RelayHooks {
   beforeForward?(request: RelayedRequest): Promise<void> | void;
   /** With the server's answer in hand: 'drop' cuts the client's connection instead. */
   afterAnswer?(request: RelayedRequest, status: number): Promise<'deliver' | 'drop'> | 'deliver' | 'drop';
+  /** Once the answer was relayed in full: its status and milliseconds from request to last byte. */
+  answered?(request: RelayedRequest, status: number, milliseconds: number): void;
 }
 
 /**
@@ -252,6 +254,7 @@ export async function startRelay(t: Teardown, upstream: () => string, hooks: Rel
   const relay = http.createServer((request, response) => {
     void (async () => {
       const described = { method: request.method ?? 'GET', path: request.url ?? '/' };
+      const arrived = performance.now();
       try {
         await hooks.beforeForward?.(described);
       } catch {
@@ -271,6 +274,7 @@ export async function startRelay(t: Teardown, upstream: () => string, hooks: Rel
             return;
           }
           response.writeHead(answer.statusCode ?? 502, answer.headers);
+          response.on('finish', () => hooks.answered?.(described, answer.statusCode ?? 0, performance.now() - arrived));
           answer.pipe(response);
         })();
       });
