@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import { api } from '../helpers/api.js';
-import { b365 } from '../helpers/cli.js';
-import { assertNothingLost, changeDisk, FaultRig, succeeded } from './helpers.js';
+import { b365, type CliResult } from '../helpers/cli.js';
+import { assertNothingLost, changeDisk, FaultRig, type FaultDisk, type Pending, succeeded, waitFor } from './helpers.js';
 
 /** Both succeeded, or one was refused with a clear message (conflict, no stack trace). */
 function bothOrOneRefused(t: Test, results: { exitCode: number; stderr: string }[]): void {
@@ -90,6 +90,17 @@ function stalledUpload(url: string, token: string, session: string, trickle: boo
   return socket;
 }
 
+/** The other machine's image, given up after a while so that a stall cannot hold the suite. */
+async function imageGivingUpAfter(rig: FaultRig, disk: FaultDisk, milliseconds: number): Promise<CliResult> {
+  const run = await rig.startImage(disk, 'bystander', { env: { B365_RETRY_FOR_MS: '20000' } });
+  const timer = setTimeout(() => run.child.kill('SIGKILL'), milliseconds);
+  try {
+    return await run.done();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 t.test('stalled and slow clients of one machine while another machine images', async (t) => {
   const rig = await FaultRig.start(t);
   const disk = await rig.disk('bystander', { dataMiB: 16 });
@@ -100,16 +111,17 @@ t.test('stalled and slow clients of one machine while another machine images', a
   const sockets = Array.from({ length: 10 }, (_, position) => stalledUpload(rig.server.url, token, session, position >= 8));
   t.teardown(() => sockets.forEach((socket) => socket.destroy()));
 
-  let blocked: Awaited<ReturnType<FaultRig['image']>> | null = null;
-  await t.test('the other machine uploads normally meanwhile', { todo: 'needs the fair upload slots and body timeouts fix' }, async (t) => {
-    const started = Date.now();
-    blocked = await rig.image(disk, 'bystander', { env: { B365_RETRY_FOR_MS: '20000' } });
-    succeeded(t, blocked, 'the image commits');
-    t.ok(Date.now() - started < 30_000, `in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  });
+  // The connections must hold their upload slots before the other machine starts.
+  await waitFor('the stalled connections to be open', () => sockets.every((socket) => socket.readyState === 'open' && socket.bytesWritten > 0));
+  // Fair slots and body timeouts wait for a fix; until then these report as TODO.
+  const pending: Pending = { todo: 'needs the fair upload slots and body timeouts fix' };
+  const started = Date.now();
+  const during = await imageGivingUpAfter(rig, disk, 30_000);
+  const seconds = (Date.now() - started) / 1000;
+  t.comment(`with 10 stalled uploads open, the other machine's image exited ${during.exitCode} after ${seconds.toFixed(1)} s`);
+  succeeded(t, during, 'the other machine images normally meanwhile', pending);
+  t.ok(seconds < 20, `in ${seconds.toFixed(1)} s`, pending);
   for (const socket of sockets) socket.destroy();
-  if (!blocked || (blocked as { exitCode: number }).exitCode !== 0) {
-    succeeded(t, await rig.image(disk, 'bystander'), 'once the stalled connections are gone, the image commits');
-  }
+  if (during.exitCode !== 0) succeeded(t, await rig.image(disk, 'bystander'), 'once the stalled connections are gone, the image commits');
   await assertNothingLost(t, rig);
 });

@@ -9,7 +9,7 @@ import t from 'tap';
 import { b365 } from '../helpers/cli.js';
 import { MiB } from '../helpers/disk.js';
 import { tempDir } from '../helpers/tmp.js';
-import { assertNothingLost, FaultRig, succeeded, tmpFiles, waitFor } from './helpers.js';
+import { assertNothingLost, FaultRig, type Pending, succeeded, tmpFiles, waitFor } from './helpers.js';
 
 t.test('repository full', async (t) => {
   const base = await tempDir(t, 'b365-full-');
@@ -36,30 +36,24 @@ t.test('repository full', async (t) => {
   }, 30_000);
   t.ok(incidents, 'the low-space incident is raised');
 
-  await t.test('the full repository is a distinct, immediate error', { todo: 'needs the ENOSPC → 507 fix' }, async (t) => {
-    t.not(overflow.exitCode, 7, 'not reported as the server being unavailable');
-    t.not(overflow.exitCode, 1, 'not an unexpected error');
-    t.match(overflow.stderr, /repository.*full|full.*repository/i, 'the message says the repository is full');
-    t.notMatch(overflow.stderr, /\n\s+at /, 'without a stack trace');
-    t.ok(seconds < 15, `it gives up at once instead of retrying as an outage (${seconds.toFixed(1)} s)`);
-  });
+  // What the fix for a full repository must give; until it lands these report as TODO.
+  const pending: Pending = { todo: 'needs the ENOSPC → 507 fix' };
+  t.not(overflow.exitCode, 7, 'not reported as the server being unavailable', pending);
+  t.not(overflow.exitCode, 1, 'not an unexpected error', pending);
+  t.match(overflow.stderr, /repository.*full|full.*repository/i, 'the message says the repository is full', pending);
+  t.notMatch(overflow.stderr, /\n\s+at /, 'without a stack trace', pending);
+  t.ok(seconds < 15, `it gives up at once instead of retrying as an outage (${seconds.toFixed(1)} s)`, pending);
+  t.same(await tmpFiles(repo), [], 'no *.tmp file left by the failed writes while the server runs', pending);
 
-  await t.test('failed writes leave no temporary file behind', { todo: 'needs the ENOSPC → 507 fix' }, async (t) => {
-    t.same(await tmpFiles(repo), [], 'no *.tmp file while the server runs');
-  });
-
-  await t.test('read-only operations work while full', { todo: 'needs the ENOSPC → 507 fix' }, async (t) => {
-    const image = before.json.image as string;
-    const listing = await b365(['files', 'ls', image, '/'], { env: rig.env });
-    succeeded(t, listing, 'files ls');
-    t.match(listing.stdout, /notes\.txt/);
-    const verify = await b365(['verify', image, '--level', 'content', '--json'], { env: rig.env });
-    succeeded(t, verify, 'content verification runs');
-    const target = path.join(rig.directory, 'while-full.img');
-    succeeded(t, await b365(['restore', image, '--to', target, '--yes'], { env: rig.env }), 'restore');
-  });
+  const image = before.json.image as string;
+  const listing = await b365(['files', 'ls', image, '/'], { env: rig.env });
+  succeeded(t, listing, 'files ls works while full', pending);
+  t.match(listing.stdout, /notes\.txt/, 'and lists the files', pending);
+  succeeded(t, await b365(['verify', image, '--level', 'content', '--json'], { env: rig.env }), 'content verification runs while full', pending);
+  const target = path.join(rig.directory, 'while-full.img');
+  succeeded(t, await b365(['restore', image, '--to', target, '--yes'], { env: rig.env }), 'restore works while full', pending);
 
   // Room again: everything committed before is intact.
   await execa('mount', ['-o', `remount,size=${256 * MiB}`, repo]);
-  await assertNothingLost(t, rig);
+  await assertNothingLost(t, rig, { tmpFiles: pending });
 });

@@ -1,6 +1,7 @@
 // Damage in the store under a committed image: a chunk with flipped bytes, one deleted,
 // one truncated. A restore stops naming the chunk, content verification reports it and
-// marks the image, and the next image of the machine that holds the data heals it.
+// marks the image, and the next image of the machine that holds the data heals it
+// (for a deleted chunk that waits for a fix: those assertions report as TODO).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
@@ -10,7 +11,7 @@ import { decodeFrame } from '../../src/format/lz4-frame.js';
 import { api } from '../helpers/api.js';
 import { b365 } from '../helpers/cli.js';
 import { assertStoreIntact } from '../helpers/store.js';
-import { assertNothingLost, FaultRig, succeeded } from './helpers.js';
+import { assertNothingLost, FaultRig, type Pending, succeeded } from './helpers.js';
 
 type Damage = 'corrupted' | 'deleted' | 'truncated';
 
@@ -55,15 +56,15 @@ for (const how of ['corrupted', 'truncated', 'deleted'] as const) {
     t.same(failed, [image], 'and fails exactly the image that uses it');
     t.equal((await rig.images()).find((entry) => entry.id === image)?.state, 'failed', 'the catalog marks the image');
 
-    const todo = how === 'deleted' ? 'needs the lost chunk heal fix' : false;
-    await t.test('the next image of the same disk heals it', { todo }, async (t) => {
-      const next = await rig.image(disk, 'hurt');
-      succeeded(t, next, 'the next image');
-      t.ok(next.json.chunksUploaded >= 1, `it sent the damaged chunk again (${next.json.chunksUploaded} sent)`);
-      const intact = await assertStoreIntact(rig.server.repo);
-      t.same(intact.bad, [], 'the store is whole again');
-      await fs.access(victimFile).then(() => t.pass('the chunk is back in its place'), () => t.fail('the chunk is back in its place'));
-      await assertNothingLost(t, rig);
-    });
+    // The heal of a deleted chunk waits for a fix: until then its failures report as TODO.
+    const pending: Pending = how === 'deleted' ? { todo: 'needs the lost chunk heal fix' } : {};
+    const next = await rig.image(disk, 'hurt');
+    succeeded(t, next, 'the next image of the same disk commits', pending);
+    t.ok(next.json?.chunksUploaded >= 1, `it sent the damaged chunk again (${next.json?.chunksUploaded} sent)`, pending);
+    const intact = await assertStoreIntact(rig.server.repo);
+    t.same(intact.bad, [], 'the store is whole again', pending);
+    const back = await fs.access(victimFile).then(() => true, () => false);
+    t.ok(back, 'the chunk is back in its place', pending);
+    await assertNothingLost(t, rig, pending);
   });
 }
