@@ -44,7 +44,7 @@ export interface FaultDisk {
 }
 
 /**
- * A GPT disk of `dataMiB` incompressible MiB plus ~40 MiB: FAT16 (a few files copied in
+ * A GPT disk of `dataMiB` incompressible MiB plus 48 MiB: FAT16 (a few files copied in
  * with mtools) and ext4 made by `mkfs.ext4 -d`, so free space is zeros and a restored
  * disk must hash exactly like its source.
  */
@@ -63,7 +63,7 @@ export async function buildFaultDisk(t: Teardown, directory: string, name: strin
   }
   await fs.writeFile(path.join(tree, 'notes.txt'), 'lines of text\n'.repeat(20_000));
   await execa('mkfs.ext4', ['-q', '-F', '-b', String(EXT_BLOCK), '-L', 'root', '-d', tree, '-E', `offset=${EXT_START}`, file, `${extSize / 1024}k`]);
-  await execa('mkfs.vfat', ['-F', '16', '-n', 'ESP', '--offset', String(FAT_START / 512), file, String(FAT_SIZE / 1024)], { reject: false });
+  await execa('mkfs.vfat', ['-F', '16', '-n', 'ESP', '--offset', String(FAT_START / 512), file, String(FAT_SIZE / 1024)]);
   await execa('mcopy', ['-s', '-i', `${file}@@${FAT_START}`, path.join(tree, 'etc'), '::/'], { env: { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC' } });
   await fs.rm(tree, { recursive: true, force: true });
   return { file, ext: { offset: EXT_START, size: extSize } };

@@ -26,7 +26,7 @@ t.test('repository full', async (t) => {
 
   const big = await rig.disk('big', { dataMiB: 64 });
   const started = Date.now();
-  const overflow = await rig.image(big, 'full', { env: { B365_RETRY_FOR_MS: '20000' } });
+  const overflow = await rig.image(big, 'full', { env: { B365_RETRY_FOR_MS: '10000' } });
   const seconds = (Date.now() - started) / 1000;
   t.not(overflow.exitCode, 0, 'an image that does not fit fails');
 
