@@ -2,7 +2,7 @@
 // field's tools measured on the same data. Pick sections with B365_BENCH=raw,disk,...
 // The machine may be shared: every step reports the load average it ran under, and a
 // step that ran while other processes were busy is run again (keeping the fastest)
-// when the run can afford it within B365_BENCH_BUDGET seconds (default 20 minutes).
+// when the run can afford it within B365_BENCH_BUDGET seconds (default about 32 minutes).
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +17,7 @@ import { benchRestore } from './restore.js';
 const cleanups: (() => unknown)[] = [];
 const scope = { teardown: (fn: () => unknown) => cleanups.push(fn) };
 const started = Date.now();
-const budgetSeconds = Number(process.env.B365_BENCH_BUDGET ?? 1200);
+const budgetSeconds = Number(process.env.B365_BENCH_BUDGET ?? 1900);
 /** Others keeping at least one of the cores busy on average make a step worth repeating. */
 const busyLoad = Number(process.env.B365_BENCH_BUSY_LOAD ?? 1);
 /** Seconds each section takes without repeats, measured here at a load average near 9. */
