@@ -8,9 +8,7 @@ import t from 'tap';
 import { b3sum } from '../helpers/b3sum.js';
 import { b365, CLI_MAIN } from '../helpers/cli.js';
 import { MiB } from '../helpers/disk.js';
-import { assertNothingLost, FaultRig, startRelay, succeeded, waitFor } from './helpers.js';
-
-const isCommit = (request: { method: string; path: string }) => request.method === 'POST' && /\/sessions\/[^/]+\/commit$/.test(request.path);
+import { assertNothingLost, FaultRig, isCommitRequest, startRelay, succeeded, waitFor } from './helpers.js';
 
 t.test('killed mid-upload: the rerun resumes the session and commits', async (t) => {
   const rig = await FaultRig.start(t);
@@ -39,12 +37,12 @@ for (const moment of ['before the server saw it', 'after the server committed it
     };
     const relay = await startRelay(t, () => rig.server.url, {
       async beforeForward(request) {
-        if (moment !== 'before the server saw it' || !isCommit(request) || killed) return;
+        if (moment !== 'before the server saw it' || !isCommitRequest(request) || killed) return;
         await kill();
         throw new Error('the client is gone');
       },
       async afterAnswer(request) {
-        if (moment !== 'after the server committed it' || !isCommit(request) || killed) return 'deliver';
+        if (moment !== 'after the server committed it' || !isCommitRequest(request) || killed) return 'deliver';
         await kill();
         return 'drop';
       },

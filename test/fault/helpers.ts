@@ -244,6 +244,10 @@ export interface RelayedRequest {
   path: string;
 }
 
+export function isCommitRequest(request: RelayedRequest): boolean {
+  return request.method === 'POST' && /\/sessions\/[^/]+\/commit$/.test(request.path);
+}
+
 export interface RelayHooks {
   /** Before the request goes on to the server; may kill it, stall, … */
   beforeForward?(request: RelayedRequest): Promise<void> | void;
