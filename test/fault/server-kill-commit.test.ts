@@ -23,6 +23,7 @@ t.test('killed as the commit arrives, before it is handled: the client retries i
   t.equal((await rig.images()).length, 1, 'exactly one image');
   await assertNothingLost(t, rig);
 });
+
 t.test('killed after committing, before the answer left: the retried commit names the same image', async (t) => {
   const rig = await FaultRig.start(t);
   const disk = await rig.disk('late');

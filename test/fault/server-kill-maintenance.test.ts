@@ -27,6 +27,7 @@ t.test('killed during garbage collection: nothing referenced is removed, a later
   t.equal(jobs.json.state, 'done', 'a collection after the restart finishes');
   await assertNothingLost(t, rig);
 });
+
 t.test('killed during prune: the kept images survive, a second prune completes', async (t) => {
   const rig = await FaultRig.start(t);
   const disk = await rig.disk('pruned');

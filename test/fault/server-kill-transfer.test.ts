@@ -21,6 +21,7 @@ t.test('killed while chunks arrive: the client waits, resumes and commits', asyn
   succeeded(t, result, 'b365 image succeeds');
   await assertNothingLost(t, rig);
 });
+
 t.test('killed during a restore: the restore retries, completes and verifies', async (t) => {
   const rig = await FaultRig.start(t);
   const disk = await rig.disk('restored', { dataMiB: 96 });
