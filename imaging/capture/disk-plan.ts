@@ -78,18 +78,23 @@ async function volumeFor(
   const { filesystem, warnings } = await probeVolume(reader, spec.partition, device, modules);
   plan.warnings.push(...warnings);
   if (!filesystem) return plan;
+  const map = await filesystem.captureMap();
   plan.filesystem = filesystem.info;
-  plan.method = filesystem.method;
-  plan.warnings.push(...filesystem.warnings);
-  plan.readable = (await filesystem.usedRanges()).intersect(data());
+  plan.method = map.method;
+  plan.warnings.push(...filesystem.warnings, ...map.warnings);
+  plan.readable = map.ranges.intersect(data());
   // A frozen filesystem has just written its bitmaps: read them again then (the
   // planning handle is closed by now).
   plan.refresh = async () => {
     const again = await fs.open(device.path, 'r');
     try {
-      const fresh = new DeviceBlockReader(again, spec.offset, spec.size, reader.description);
-      const reopened = await probeVolume(fresh, spec.partition, device, modules);
-      if (reopened.filesystem) plan.readable = (await reopened.filesystem.usedRanges()).intersect(dataRanges(again.fd, device.kind, spec.offset, spec.offset + spec.size).shift(-spec.offset));
+      const freshReader = new DeviceBlockReader(again, spec.offset, spec.size, reader.description);
+      const reopened = await probeVolume(freshReader, spec.partition, device, modules);
+      if (!reopened.filesystem) return;
+      const fresh = await reopened.filesystem.captureMap();
+      plan.method = fresh.method;
+      plan.warnings.push(...fresh.warnings.filter((warning) => !plan.warnings.includes(warning)));
+      plan.readable = fresh.ranges.intersect(dataRanges(again.fd, device.kind, spec.offset, spec.offset + spec.size).shift(-spec.offset));
     } finally {
       await again.close();
     }

@@ -11,7 +11,7 @@ import { journalWarnings } from './ext/journal.js';
 import { EXT_MAGIC, MAGIC_OFFSET, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, STATE_CLEAN, STATE_ERRORS, formatUuid, parseSuperblock } from './ext/superblock.js';
 import { usedByteRanges } from './ext/used-blocks.js';
 import type { ExtVolume } from './ext/volume.js';
-import type { FileTree, FilesystemModule, OpenFilesystem } from './filesystem.js';
+import type { CaptureMap, FileTree, FilesystemModule, OpenFilesystem } from './filesystem.js';
 
 class OpenExtFilesystem implements OpenFilesystem {
   readonly method = 'used-blocks' as const;
@@ -26,6 +26,10 @@ class OpenExtFilesystem implements OpenFilesystem {
 
   async usedRanges(): Promise<RangeList> {
     return this.used;
+  }
+
+  async captureMap(): Promise<CaptureMap> {
+    return { method: 'used-blocks', ranges: this.used, warnings: [] };
   }
 
   async files(): Promise<FileTree> {

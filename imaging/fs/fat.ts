@@ -71,6 +71,7 @@ async function openFat(reader: BlockReader): Promise<OpenFilesystem> {
     method: 'used-blocks',
     warnings,
     usedRanges: async () => used,
+    captureMap: async () => ({ method: 'used-blocks', ranges: used, warnings: [] }),
     files: async () => (tree ??= new FatFileTree(reader, geometry, table)),
   };
 }

@@ -1,0 +1,28 @@
+// Damaged filesystems through the real pipeline: `b365 image` of an image file to a
+// real server, `b365 restore` onto a fresh file, and the field's own checker run on
+// both, so a test can assert that the restored copy is no worse than its source.
+import path from 'node:path';
+import { b365 } from '../../helpers/cli.js';
+import type { TestServer } from '../../helpers/server.js';
+
+export interface RoundTrip {
+  restored: string;
+  method: string;
+  warnings: string[];
+}
+
+/** Capture `image` (a filesystem without a partition table) and restore it next to it. */
+export async function captureAndRestore(server: TestServer, image: string, machine: string): Promise<RoundTrip> {
+  const captured = await b365(['image', image, '--machine', machine, '--json'], { env: server.env });
+  if (captured.exitCode !== 0) throw new Error(`b365 image ${image} failed (${captured.exitCode}): ${captured.stderr}`);
+  const restored = path.join(path.dirname(image), `${path.basename(image, '.img')}-restored.img`);
+  const restore = await b365(['restore', `${machine}@latest`, '--to', restored, '--skip-checks', '--json'], { env: server.env });
+  if (restore.exitCode !== 0) throw new Error(`b365 restore of ${machine} failed (${restore.exitCode}): ${restore.stderr}`);
+  const volume = captured.json.volumes[0] as { method: string };
+  return { restored, method: volume.method, warnings: captured.json.warnings as string[] };
+}
+
+/** A checker's report with the image path taken out, so source and copy compare equal. */
+export function normaliseReport(output: string, image: string): string {
+  return output.split(image).join('IMAGE').trim();
+}
