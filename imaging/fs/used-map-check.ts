@@ -23,6 +23,8 @@ export interface MapWording {
   /** The allocation unit: "block", "cluster". */
   unit: string;
   unitSize: number;
+  /** The number of the unit at a byte offset, where it is not offset / unitSize (FAT counts clusters from the data area, from 2). */
+  unitAt?: (offset: number) => number;
   /** Who references blocks: "inode", "MFT record", "file". */
   owner: string;
 }
@@ -67,7 +69,8 @@ export function metadataMarkedFree(used: RangeList, regions: readonly MetadataRe
   for (const region of regions) {
     const free = freeParts(used, region.start, region.end);
     if (free.length === 0) continue;
-    const unit = Math.floor(free[0]![0] / wording.unitSize);
+    const offset = free[0]![0];
+    const unit = wording.unitAt ? wording.unitAt(offset) : Math.floor(offset / wording.unitSize);
     return `${wording.volume}: ${wording.map} marks ${wording.unit} ${unit} (${region.name}) free; the allocation bitmap is damaged, capturing every block (raw)`;
   }
   return null;
