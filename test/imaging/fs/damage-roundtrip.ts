@@ -2,6 +2,7 @@
 // real server, `b365 restore` onto a fresh file, and the field's own checker run on
 // both, so a test can assert that the restored copy is no worse than its source.
 import path from 'node:path';
+import { execa } from 'execa';
 import { b365 } from '../../helpers/cli.js';
 import type { TestServer } from '../../helpers/server.js';
 
@@ -36,3 +37,16 @@ export function normaliseReport(output: string, image: string): string {
     .join('\n')
     .trim();
 }
+
+/**
+ * What a checker says about an image: exit code, then stdout and stderr apart (mixed,
+ * their interleaving varies from run to run), each with the image's path taken out.
+ */
+export async function checkerReport(command: string, args: string[], image: string): Promise<string> {
+  const result = await execa(command, [...args, image], { reject: false, env: { LC_ALL: 'C', TZ: 'UTC' } });
+  return [`exit ${result.exitCode}`, normaliseReport(String(result.stdout), image), '-- stderr --', normaliseReport(String(result.stderr), image)].join('\n');
+}
+
+export const e2fsckReport = (image: string) => checkerReport('e2fsck', ['-fn'], image);
+export const ntfsfixReport = (image: string) => checkerReport('ntfsfix', ['--no-action'], image);
+export const fsckFatReport = (image: string) => checkerReport('fsck.fat', ['-n'], image);
