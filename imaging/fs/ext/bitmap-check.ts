@@ -8,11 +8,13 @@ import { FormatError } from '../../../src/errors.js';
 import type { RangeList } from '../../ranges.js';
 import { metadataMarkedFree, rawCaptureMap, ReferencedBlocks, type CaptureMap, type MapWording, type MetadataRegion } from '../used-map-check.js';
 import { fileBlockMap } from './block-map.js';
-import { BG_INODE_UNINIT, MAX_READ_BYTES } from './group-descriptors.js';
+import { BG_INODE_UNINIT } from './group-descriptors.js';
 import { hasBlockMap, InodeTable, parseInode } from './inode.js';
 import { groupFixedMetadata } from './layout.js';
 import type { ExtVolume } from './volume.js';
 
+/** Inode tables are read in pieces of this size: large enough for few reads, small enough to keep memory flat. */
+const INODE_TABLE_READ_BYTES = 1 << 20;
 /** Offset of i_links_count in an inode: a zero there means free, without parsing the rest. */
 const LINKS_COUNT_OFFSET = 0x1a;
 
@@ -80,7 +82,7 @@ async function referencedBlocks(volume: ExtVolume, used: RangeList, wording: Map
       referenced.skip(`inode table of group ${group} at block ${groups.inodeTable[group]} is outside the filesystem`);
       continue;
     }
-    const perRead = Math.max(1, Math.floor(MAX_READ_BYTES / inodeSize));
+    const perRead = Math.max(1, Math.floor(INODE_TABLE_READ_BYTES / inodeSize));
     for (let firstSlot = 0; firstSlot < slots; firstSlot += perRead) {
       const count = Math.min(perRead, slots - firstSlot);
       const table = await reader.read(tableStart + firstSlot * inodeSize, count * inodeSize);

@@ -38,12 +38,17 @@ export function normaliseReport(output: string, image: string): string {
     .trim();
 }
 
+const CHECKER_TIMEOUT_MS = 20_000;
+export const CHECKER_TIMED_OUT = 'the checker did not finish';
+
 /**
  * What a checker says about an image: exit code, then stdout and stderr apart (mixed,
  * their interleaving varies from run to run), each with the image's path taken out.
  */
 export async function checkerReport(command: string, args: string[], image: string): Promise<string> {
-  const result = await execa(command, [...args, image], { reject: false, env: { LC_ALL: 'C', TZ: 'UTC' } });
+  const result = await execa(command, [...args, image], { reject: false, env: { LC_ALL: 'C', TZ: 'UTC' }, timeout: CHECKER_TIMEOUT_MS });
+  // fsck.fat loops forever on some damaged tables: then the checker has no opinion.
+  if (result.timedOut) return CHECKER_TIMED_OUT;
   return [`exit ${result.exitCode}`, normaliseReport(String(result.stdout), image), '-- stderr --', normaliseReport(String(result.stderr), image)].join('\n');
 }
 

@@ -13,6 +13,7 @@ import type { FilesystemModule, FileNode, FileTree } from '../../../imaging/fs/f
 import type { Range, RangeList } from '../../../imaging/ranges.js';
 import { Prng } from '../../helpers/content.js';
 import { tempDir } from '../../helpers/tmp.js';
+import { CHECKER_TIMED_OUT } from './damage-roundtrip.js';
 import { MemoryBlockReader } from './ntfs-helpers.js';
 
 export interface FuzzOptions {
@@ -173,7 +174,9 @@ export async function fuzzFilesystem(t: Test, options: FuzzOptions): Promise<voi
     const restored = path.join(directory, 'restored.img');
     await fs.writeFile(source, bytes);
     await fs.writeFile(restored, copy);
-    t.equal(await options.check(restored), await options.check(source), `${label}: the checker reports the same on the restored volume`);
+    const sourceReport = await options.check(source);
+    if (sourceReport === CHECKER_TIMED_OUT) continue;
+    t.equal(await options.check(restored), sourceReport, `${label}: the checker reports the same on the restored volume`);
     outcomes.compared++;
   }
   t.comment(`${options.name}: ${count} variants, ${outcomes.opened} opened (${outcomes.raw} raw), ${outcomes.refused} refused, ${outcomes.compared} restored and compared`);
