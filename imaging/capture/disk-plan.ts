@@ -7,12 +7,12 @@ import { chunkSizeFor } from '../../src/format/chunk.js';
 import type { Partition, PartitionTable } from '../../src/format/manifest.js';
 import { DeviceBlockReader } from '../block-reader.js';
 import { dataRanges, type DeviceInfo } from '../device.js';
-import type { FilesystemModule, OpenFilesystem } from '../fs/filesystem.js';
+import type { CaptureMap, FilesystemModule, OpenFilesystem } from '../fs/filesystem.js';
 import { filesystemModules } from '../fs/registry.js';
 import { detectForeignVolume } from '../fs/signatures.js';
 import { diskLayout } from '../partition/layout.js';
 import { readPartitionTable } from '../partition/table.js';
-import type { RangeList } from '../ranges.js';
+import { RangeList } from '../ranges.js';
 import type { DiskPlan } from './image.js';
 import { diskPlanOf } from './plan.js';
 import type { VolumePlan } from './volume.js';
@@ -53,6 +53,16 @@ async function probeVolume(
   return { filesystem: null, warnings: partition ? [`${where}${type} holds no filesystem Backup365 reads: imaged raw, all-zero chunks as holes`] : [] };
 }
 
+/** The module's cross-checked map; one the module cannot even check is not trusted. */
+async function checkedCaptureMap(filesystem: OpenFilesystem, where: string, size: number): Promise<CaptureMap> {
+  try {
+    return await filesystem.captureMap();
+  } catch (error) {
+    if (!(error instanceof FormatError)) throw error;
+    return { method: 'raw', ranges: RangeList.full(size), warnings: [`${where}: its used-block map cannot be checked (${error.message}): imaged raw, all-zero chunks as holes`] };
+  }
+}
+
 async function volumeFor(
   handle: FileHandle,
   device: DeviceInfo,
@@ -78,18 +88,23 @@ async function volumeFor(
   const { filesystem, warnings } = await probeVolume(reader, spec.partition, device, modules);
   plan.warnings.push(...warnings);
   if (!filesystem) return plan;
+  const map = await checkedCaptureMap(filesystem, describePartition(spec.partition, device), spec.size);
   plan.filesystem = filesystem.info;
-  plan.method = filesystem.method;
-  plan.warnings.push(...filesystem.warnings);
-  plan.readable = (await filesystem.usedRanges()).intersect(data());
+  plan.method = map.method;
+  plan.warnings.push(...filesystem.warnings, ...map.warnings);
+  plan.readable = map.ranges.intersect(data());
   // A frozen filesystem has just written its bitmaps: read them again then (the
   // planning handle is closed by now).
   plan.refresh = async () => {
     const again = await fs.open(device.path, 'r');
     try {
-      const fresh = new DeviceBlockReader(again, spec.offset, spec.size, reader.description);
-      const reopened = await probeVolume(fresh, spec.partition, device, modules);
-      if (reopened.filesystem) plan.readable = (await reopened.filesystem.usedRanges()).intersect(dataRanges(again.fd, device.kind, spec.offset, spec.offset + spec.size).shift(-spec.offset));
+      const freshReader = new DeviceBlockReader(again, spec.offset, spec.size, reader.description);
+      const reopened = await probeVolume(freshReader, spec.partition, device, modules);
+      if (!reopened.filesystem) return;
+      const fresh = await checkedCaptureMap(reopened.filesystem, describePartition(spec.partition, device), spec.size);
+      plan.method = fresh.method;
+      plan.warnings.push(...fresh.warnings.filter((warning) => !plan.warnings.includes(warning)));
+      plan.readable = fresh.ranges.intersect(dataRanges(again.fd, device.kind, spec.offset, spec.offset + spec.size).shift(-spec.offset));
     } finally {
       await again.close();
     }

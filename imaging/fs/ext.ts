@@ -5,27 +5,37 @@ import { FormatError } from '../../src/errors.js';
 import type { FilesystemInfo } from '../../src/format/manifest.js';
 import type { BlockReader } from '../block-reader.js';
 import { RangeList } from '../ranges.js';
+import { checkBlockBitmaps } from './ext/bitmap-check.js';
 import { ExtFileTree } from './ext/file-tree.js';
 import { readGroupDescriptors } from './ext/group-descriptors.js';
 import { journalWarnings } from './ext/journal.js';
 import { EXT_MAGIC, MAGIC_OFFSET, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, STATE_CLEAN, STATE_ERRORS, formatUuid, parseSuperblock } from './ext/superblock.js';
 import { usedByteRanges } from './ext/used-blocks.js';
 import type { ExtVolume } from './ext/volume.js';
-import type { FileTree, FilesystemModule, OpenFilesystem } from './filesystem.js';
+import type { CaptureMap, FileTree, FilesystemModule, OpenFilesystem } from './filesystem.js';
 
 class OpenExtFilesystem implements OpenFilesystem {
   readonly method = 'used-blocks' as const;
   private tree: ExtFileTree | undefined;
+  private checked: Promise<CaptureMap> | undefined;
 
   constructor(
     private readonly volume: ExtVolume,
     readonly info: FilesystemInfo,
     readonly warnings: string[],
-    private readonly used: RangeList,
+    /** What the block bitmaps (and the journal's copies of them) mark used. */
+    private readonly bitmapUsed: RangeList,
+    /** The log of an empty journal: never read again, so captured as zeros. */
+    private readonly idleJournal: RangeList,
   ) {}
 
   async usedRanges(): Promise<RangeList> {
-    return this.used;
+    return this.bitmapUsed.subtract(this.idleJournal);
+  }
+
+  captureMap(): Promise<CaptureMap> {
+    this.checked ??= checkBlockBitmaps(this.volume, this.bitmapUsed).then((map) => (map.method === 'raw' ? map : { ...map, ranges: map.ranges.subtract(this.idleJournal) }));
+    return this.checked;
   }
 
   async files(): Promise<FileTree> {
@@ -45,7 +55,9 @@ async function open(reader: BlockReader): Promise<OpenFilesystem> {
     else if (!(superblock.state & STATE_CLEAN) && !superblock.has.hasJournal) warnings.push('the filesystem was not cleanly unmounted: run e2fsck on it');
     const journal = await journalWarnings(volume);
     warnings.push(...journal.warnings);
-    const used = (await usedByteRanges(reader, superblock, groups, { warnings, extraBitmaps: journal.bitmaps })).subtract(RangeList.of(journal.idle));
+    const bitmapUsed = await usedByteRanges(reader, superblock, groups, { warnings, extraBitmaps: journal.bitmaps });
+    const idleJournal = RangeList.of(journal.idle);
+    const used = bitmapUsed.subtract(idleJournal);
     const info: FilesystemInfo = {
       type: superblock.type,
       uuid: formatUuid(superblock.uuid),
@@ -55,7 +67,7 @@ async function open(reader: BlockReader): Promise<OpenFilesystem> {
       usedBytes: used.totalBytes,
       features: superblock.features,
     };
-    return new OpenExtFilesystem(volume, info, warnings.map((warning) => `${reader.description}: ${warning}`), used);
+    return new OpenExtFilesystem(volume, info, warnings.map((warning) => `${reader.description}: ${warning}`), bitmapUsed, idleJournal);
   } catch (error) {
     if (error instanceof RangeError) throw new FormatError(`${reader.description}: malformed ext metadata (${error.message})`, { cause: error });
     throw error;

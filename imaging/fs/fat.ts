@@ -9,7 +9,8 @@ import { checkFsInfo, formatSerial, looksLikeFatBootSector, parseBootSector, vol
 import { findLabelEntry } from './fat/directory.js';
 import { FatFileTree, readDirectoryBytes } from './fat/file-tree.js';
 import { FatTable } from './fat/table.js';
-import type { FileTree, FilesystemModule, OpenFilesystem } from './filesystem.js';
+import { checkFileAllocationTable } from './fat/table-check.js';
+import type { CaptureMap, FileTree, FilesystemModule, OpenFilesystem } from './filesystem.js';
 
 export const fatFilesystem: FilesystemModule = {
   name: 'fat',
@@ -66,11 +67,13 @@ async function openFat(reader: BlockReader): Promise<OpenFilesystem> {
     features: [`FAT${geometry.fatType}`],
   };
   let tree: FileTree | null = null;
+  let checked: Promise<CaptureMap> | undefined;
   return {
     info,
     method: 'used-blocks',
     warnings,
     usedRanges: async () => used,
+    captureMap: () => (checked ??= checkFileAllocationTable(reader, geometry, table, used)),
     files: async () => (tree ??= new FatFileTree(reader, geometry, table)),
   };
 }

@@ -3,9 +3,10 @@
 // Modules: ext.ts (ext2/3/4), fat.ts (FAT12/16/32), ntfs.ts, swap.ts.
 import type { CaptureMethod, FilesystemInfo } from '../../src/format/manifest.js';
 import type { RangeList } from '../ranges.js';
+import type { CaptureMap } from './used-map-check.js';
 import type { BlockReader } from '../block-reader.js';
 
-export type { BlockReader };
+export type { BlockReader, CaptureMap };
 
 export interface FilesystemModule {
   /** Short name of the module: 'ext', 'fat', 'ntfs', 'swap'. */
@@ -27,8 +28,14 @@ export interface OpenFilesystem {
   readonly method: CaptureMethod;
   /** Things the user should know (bigalloc handled conservatively, dirty journal...). */
   readonly warnings: string[];
-  /** Byte ranges, relative to the volume start, that hold data or metadata. Everything else is captured as zeros. */
+  /** Byte ranges, relative to the volume start, that hold data or metadata, as the filesystem's own map says. */
   usedRanges(): Promise<RangeList>;
+  /**
+   * What capture reads: the used-block map cross-checked against the metadata and file
+   * references the module parses (used-map-check.ts). Metadata marked free makes it
+   * 'raw' (every block); referenced blocks marked free are added. Warnings say which.
+   */
+  captureMap(): Promise<CaptureMap>;
   /** Read-only access to the files, where the module supports it. */
   files?(): Promise<FileTree>;
 }

@@ -5,9 +5,10 @@ import type { BlockReader } from '../block-reader.js';
 import { FormatError, NotFoundError, UserError } from '../../src/errors.js';
 import type { FilesystemInfo } from '../../src/format/manifest.js';
 import { RangeList, type Range } from '../ranges.js';
-import type { FileTree, FilesystemModule, OpenFilesystem } from './filesystem.js';
+import type { CaptureMap, FileTree, FilesystemModule, OpenFilesystem } from './filesystem.js';
 import { parseVolumeInformation, VolumeFlag } from './ntfs/attributes.js';
 import { NTFS_OEM_ID, parseBootSector, type BootSector } from './ntfs/boot-sector.js';
+import { checkClusterBitmap } from './ntfs/bitmap-check.js';
 import { addUsedClusterRuns } from './ntfs/cluster-bitmap.js';
 import { NtfsFileTree } from './ntfs/file-tree.js';
 import { AttributeType } from './ntfs/mft-record.js';
@@ -35,6 +36,7 @@ const BITMAP_READ_BYTES = 4 << 20;
 
 class NtfsVolume implements OpenFilesystem {
   readonly method = 'used-blocks' as const;
+  private checked: Promise<CaptureMap> | undefined;
 
   private constructor(
     private readonly reader: BlockReader,
@@ -94,6 +96,11 @@ class NtfsVolume implements OpenFilesystem {
     const backupBootSector = sectorCount * bytesPerSector;
     if (backupBootSector + bytesPerSector <= this.reader.size) ranges.push([backupBootSector, backupBootSector + bytesPerSector]);
     return RangeList.of(ranges);
+  }
+
+  captureMap(): Promise<CaptureMap> {
+    this.checked ??= this.usedRanges().then((used) => checkClusterBitmap(this.mft, this.boot, used, this.reader.size, this.reader.description));
+    return this.checked;
   }
 
   async files(): Promise<FileTree> {

@@ -105,7 +105,7 @@ async function openSwap(reader: BlockReader): Promise<OpenFilesystem> {
     features,
   };
   const used = RangeList.of([[0, pageSize]]);
-  return { info, method: 'swap-header-only', warnings, usedRanges: async () => used };
+  return { info, method: 'swap-header-only', warnings, usedRanges: async () => used, captureMap: async () => ({ method: 'swap-header-only', ranges: used, warnings: [] }) };
 }
 
 function formatUuid(bytes: Buffer): string | null {

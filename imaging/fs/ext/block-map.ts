@@ -30,11 +30,14 @@ function appendRun(runs: FileExtent[], run: FileExtent): void {
   else runs.push(run);
 }
 
-export async function fileBlockMap(volume: ExtVolume, inode: Inode): Promise<FileExtent[]> {
-  return inode.flags & InodeFlag.extents ? extentTreeMap(volume, inode) : indirectMap(volume, inode);
+/** Called with each block of the map itself (extent tree nodes, indirect blocks) as it is read. */
+export type MapBlockVisitor = (block: number) => void;
+
+export async function fileBlockMap(volume: ExtVolume, inode: Inode, onMapBlock?: MapBlockVisitor): Promise<FileExtent[]> {
+  return inode.flags & InodeFlag.extents ? extentTreeMap(volume, inode, onMapBlock) : indirectMap(volume, inode, onMapBlock);
 }
 
-async function extentTreeMap(volume: ExtVolume, inode: Inode): Promise<FileExtent[]> {
+async function extentTreeMap(volume: ExtVolume, inode: Inode, onMapBlock?: MapBlockVisitor): Promise<FileExtent[]> {
   const { blockSize } = volume.superblock;
   const runs: FileExtent[] = [];
   // A corrupt tree could name one block many times over; every node is visited once.
@@ -85,6 +88,7 @@ async function extentTreeMap(volume: ExtVolume, inode: Inode): Promise<FileExten
       checkBlockRange(volume, block, 1, `${where}: extent index ${index}`);
       if (visited.has(block)) fail(`extent tree block ${block} is referenced twice`);
       visited.add(block);
+      onMapBlock?.(block);
       children.push({ logical, block });
     }
     // Children are read together, then walked in order so runs stay sorted.
@@ -100,7 +104,7 @@ async function extentTreeMap(volume: ExtVolume, inode: Inode): Promise<FileExten
   return runs;
 }
 
-async function indirectMap(volume: ExtVolume, inode: Inode): Promise<FileExtent[]> {
+async function indirectMap(volume: ExtVolume, inode: Inode, onMapBlock?: MapBlockVisitor): Promise<FileExtent[]> {
   const { blockSize } = volume.superblock;
   const perBlock = blockSize / 4;
   const fileBlocks = Math.ceil(inode.size / blockSize);
@@ -122,6 +126,7 @@ async function indirectMap(volume: ExtVolume, inode: Inode): Promise<FileExtent[
     if (visited.has(block)) throw new FormatError(`${where}: indirect block ${block} is referenced twice`);
     visited.add(block);
     const bytes = await readBlock(volume, block, `${where}: ${['', 'single', 'double', 'triple'][level]} indirect block`);
+    onMapBlock?.(block);
     const span = perBlock ** (level - 1);
     for (let index = 0; index < perBlock; index++) {
       const start = first + index * span;

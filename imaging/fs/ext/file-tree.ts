@@ -9,7 +9,7 @@ import { fileBlockMap, findRun, type FileExtent } from './block-map.js';
 import { PromiseCache } from './cache.js';
 import { parseDirectoryBlock, parseEntries, type RawDirEntry } from './directory.js';
 import { MAX_READ_BYTES } from './group-descriptors.js';
-import { INLINE_AREA_SIZE, InodeFlag, InodeTable, ROOT_INODE, type Inode, type Timestamp } from './inode.js';
+import { hasBlockMap, INLINE_AREA_SIZE, InodeFlag, InodeTable, isFastSymlink, ROOT_INODE, type Inode, type Timestamp } from './inode.js';
 import { isHurd } from './superblock.js';
 import { readBlock, type ExtVolume } from './volume.js';
 import { aclToXattr, blockXattrs, inodeXattrs, xattrName, XattrIndex, type RawXattr } from './xattr.js';
@@ -200,16 +200,11 @@ export class ExtFileTree implements FileTree {
   }
 
   private hasBlockMap(inode: Inode): boolean {
-    if (inode.flags & InodeFlag.inlineData) return false;
-    if (inode.type === 'symlink') return !this.isFastSymlink(inode);
-    return inode.type === 'file' || inode.type === 'directory';
+    return hasBlockMap(inode, this.volume.superblock);
   }
 
   private isFastSymlink(inode: Inode): boolean {
-    if (inode.type !== 'symlink' || inode.flags & InodeFlag.inlineData) return false;
-    if (inode.flags & InodeFlag.eaInode) return inode.size > 0 && inode.size < INLINE_AREA_SIZE;
-    const xattrSectors = inode.xattrBlock ? this.volume.superblock.clusterSize / 512 : 0;
-    return inode.sectors - xattrSectors === 0;
+    return isFastSymlink(inode, this.volume.superblock);
   }
 
   private blockMap(inode: Inode): Promise<FileExtent[]> {

@@ -6,7 +6,7 @@ import type { FileType } from '../filesystem.js';
 import { LruCache, PromiseCache } from './cache.js';
 import { crc32cRaw, crc32cU32, crc32cZeros } from './checksums.js';
 import { BG_INODE_UNINIT } from './group-descriptors.js';
-import { OS_LINUX } from './superblock.js';
+import { OS_LINUX, type Superblock } from './superblock.js';
 import type { ExtVolume } from './volume.js';
 
 export const ROOT_INODE = 2;
@@ -199,4 +199,19 @@ export function parseInode(volume: ExtVolume, number: number, offset: number, ra
     raw,
     checksumSeed,
   };
+}
+
+/** A symlink whose target is kept in the inode's block area, not in blocks. */
+export function isFastSymlink(inode: Inode, superblock: Superblock): boolean {
+  if (inode.type !== 'symlink' || inode.flags & InodeFlag.inlineData) return false;
+  if (inode.flags & InodeFlag.eaInode) return inode.size > 0 && inode.size < INLINE_AREA_SIZE;
+  const xattrSectors = inode.xattrBlock ? superblock.clusterSize / 512 : 0;
+  return inode.sectors - xattrSectors === 0;
+}
+
+/** Whether the block area holds a block map (extent tree or block pointers) rather than inline data, a symlink target or a device number. */
+export function hasBlockMap(inode: Inode, superblock: Superblock): boolean {
+  if (inode.flags & InodeFlag.inlineData) return false;
+  if (inode.type === 'symlink') return !isFastSymlink(inode, superblock);
+  return inode.type === 'file' || inode.type === 'directory';
 }

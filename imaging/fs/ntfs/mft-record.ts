@@ -32,7 +32,7 @@ export const AttributeFlag = {
   sparse: 0x8000,
 } as const;
 
-const RECORD_IN_USE = 0x0001;
+export const RECORD_IN_USE = 0x0001;
 const RECORD_IS_DIRECTORY = 0x0002;
 
 /**

@@ -7,7 +7,7 @@ import { AttributeData } from './attribute-data.js';
 import { parseAttributeList, parseFileName, parseStandardInformation, type FileName, type StandardInformation } from './attributes.js';
 import type { BootSector } from './boot-sector.js';
 import { ByteView } from './byte-view.js';
-import { applyFixups, AttributeType, parseMftRecord, type Attribute, type MftRecord, type NonResidentInfo } from './mft-record.js';
+import { applyFixups, AttributeType, parseMftRecord, RECORD_IN_USE, type Attribute, type MftRecord, type NonResidentInfo } from './mft-record.js';
 import { Runlist } from './runlist.js';
 
 export const SystemFile = {
@@ -145,8 +145,28 @@ export class Mft {
     return new Mft(reader, boot, runlist, recordCount, info.initializedSize);
   }
 
+  /** The clusters $MFT itself occupies. */
+  get runs(): Runlist {
+    return this.runlist;
+  }
+
+  /**
+   * A record that is in use (magic "FILE" and the in-use flag, both in its first sector,
+   * which fixups never touch), or null for a free, never-written or foreign record.
+   */
+  async recordIfInUse(number: number): Promise<MftRecord | null> {
+    const { bytes } = await this.recordBytes(number);
+    if (bytes.toString('latin1', 0, 4) !== 'FILE' || (bytes.readUInt16LE(22) & RECORD_IN_USE) === 0) return null;
+    return this.record(number);
+  }
+
   /** A record with fixups applied; not interpreted beyond its header and attributes. */
   async record(number: number): Promise<MftRecord> {
+    const { bytes, position } = await this.recordBytes(number);
+    return parseRecordBytes(Buffer.from(bytes), number, this.runlist.volumeOffsetOf(position), this.reader.description, this.boot.clusterCount);
+  }
+
+  private async recordBytes(number: number): Promise<{ bytes: Buffer; position: number }> {
     if (!Number.isSafeInteger(number) || number < 0 || number >= this.recordCount) {
       throw new FormatError(`${this.reader.description}: MFT record ${number} is outside $MFT (${this.recordCount} records)`);
     }
@@ -155,8 +175,7 @@ export class Mft {
     const blockIndex = Math.floor(position / BLOCK_BYTES);
     const block = await this.block(blockIndex);
     const start = position - blockIndex * BLOCK_BYTES;
-    const bytes = Buffer.from(block.subarray(start, start + recordSize));
-    return parseRecordBytes(bytes, number, this.runlist.volumeOffsetOf(position), this.reader.description, this.boot.clusterCount);
+    return { bytes: block.subarray(start, start + recordSize), position };
   }
 
   private block(index: number): Promise<Buffer> {
