@@ -40,7 +40,8 @@ export interface SystemView {
   swaps: string[];
 }
 
-async function readText(file: string): Promise<string | null> {
+/** A sysfs or procfs attribute, trimmed; null when it does not exist. */
+export async function readText(file: string): Promise<string | null> {
   try {
     return (await fs.readFile(file, 'utf8')).trim();
   } catch {

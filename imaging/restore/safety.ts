@@ -12,7 +12,7 @@ import { DeviceBlockReader } from '../block-reader.js';
 import type { DeviceInfo } from '../device.js';
 import { diskMounts, readMounts } from '../live.js';
 import { readPartitionTable } from '../partition/table.js';
-import { BlockStack, describeChain, devnoOf, type SystemView } from '../stack.js';
+import { BlockStack, describeChain, devnoOf, readText, type SystemView } from '../stack.js';
 
 export function formatSize(bytes: number): string {
   if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
@@ -21,14 +21,6 @@ export function formatSize(bytes: number): string {
 
 export function describeTarget(device: DeviceInfo): string {
   return [device.path, device.model, device.serial ? `serial ${device.serial}` : null, formatSize(device.size)].filter(Boolean).join(', ');
-}
-
-async function readText(file: string): Promise<string | null> {
-  try {
-    return (await fs.readFile(file, 'utf8')).trim();
-  } catch {
-    return null;
-  }
 }
 
 /** The whole-disk device number of a block device number (itself if it is a disk). */

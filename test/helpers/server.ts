@@ -24,6 +24,32 @@ export interface TestServer {
   restart(): Promise<void>;
 }
 
+/**
+ * Wait for a starting server's "listening on URL" line; `output` returns all it printed
+ * so far (tests read the rest of its stdout through it).
+ */
+export function serverListening(child: ResultPromise): Promise<{ url: string; output: () => string }> {
+  let seen = '';
+  child.stdout!.on('data', (data: Buffer) => {
+    seen += data.toString();
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${seen}`)), 30_000);
+    const check = () => {
+      const match = /listening on (http:\/\/\S+)/.exec(seen);
+      if (!match) return;
+      clearTimeout(timer);
+      child.stdout!.off('data', check);
+      resolve({ url: match[1]!, output: () => seen });
+    };
+    child.stdout!.on('data', check);
+    child.then((result) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${result.exitCode}): ${seen}`));
+    });
+  });
+}
+
 async function spawn(repo: string, listen: string, env: Record<string, string>): Promise<{ child: ResultPromise; url: string }> {
   const child = execa(process.execPath, [...SERVER_NODE_OPTIONS, CLI_MAIN, 'server', '--repo', repo, '--listen', listen, '--log-file', path.join(repo, '..', 'server.log')], {
     env: { B365_LOG_LEVEL: 'info', ...env },
@@ -32,22 +58,7 @@ async function spawn(repo: string, listen: string, env: Record<string, string>):
     stdout: 'pipe',
     stderr: 'inherit',
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${seen}`)), 30_000);
-    child.stdout!.on('data', (data: Buffer) => {
-      seen += data.toString();
-      const match = /listening on (http:\/\/\S+)/.exec(seen);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-    child.then((result) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited (${result.exitCode}): ${seen}`));
-    });
-  });
+  const { url } = await serverListening(child);
   return { child, url };
 }
 

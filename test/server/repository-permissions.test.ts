@@ -9,6 +9,7 @@ import { SERVER_NODE_OPTIONS } from '../../server/main.js';
 import { adminTokenNotice } from '../../src/cli/commands/server.js';
 import { b365, CLI_MAIN } from '../helpers/cli.js';
 import { writeLargeDistinctFile } from '../helpers/content.js';
+import { serverListening } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
 
 interface Started {
@@ -22,23 +23,11 @@ interface Started {
 async function startWithUmask0(t: { teardown(fn: () => unknown): void }, repo: string): Promise<Started> {
   const command = [process.execPath, ...SERVER_NODE_OPTIONS, CLI_MAIN, 'server', '--repo', repo, '--listen', '127.0.0.1:0', '--log-file', path.join(repo, '..', 'server.log')];
   const child = execa('sh', ['-c', 'umask 000 && exec "$@"', 'sh', ...command], { reject: false, buffer: false, stdout: 'pipe', stderr: 'inherit' });
-  let seen = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${seen}`)), 30_000);
-    child.stdout!.on('data', (data: Buffer) => {
-      seen += data.toString();
-      const match = /listening on (http:\/\/\S+)/.exec(seen);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-    void child.then((result) => reject(new Error(`server exited (${result.exitCode}): ${seen}`)));
-  });
+  const { url, output } = await serverListening(child);
   const started: Started = {
     child,
     url,
-    stdout: () => seen,
+    stdout: output,
     async stop() {
       if (child.exitCode === null) {
         child.kill('SIGTERM');

@@ -6,6 +6,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import t from 'tap';
+import { digestOf } from '../../../src/format/digest.js';
 import { b3sum } from '../../helpers/b3sum.js';
 import { b365 } from '../../helpers/cli.js';
 import { writeMixedFile } from '../../helpers/content.js';
@@ -21,6 +22,18 @@ t.test('restore onto a disk in use through a stacked device is refused', async (
   const captured = await b365(['image', source, '--machine', 'stacked', '--json'], { env: server.env });
   t.equal(captured.exitCode, 0, captured.stderr);
   const restore = (target: string) => b365(['restore', 'stacked@latest', '--to', target, '--yes'], { env: server.env });
+  // A restore of this 8 MiB source writes its first MiB first. The mounted filesystem
+  // after it keeps writing to its own range (journal, inode tables), so only the range
+  // outside it can show whether the restore wrote anything.
+  const headDigest = async (file: string) => {
+    const handle = await fs.open(file, 'r');
+    try {
+      const { buffer } = await handle.read(Buffer.alloc(MiB), 0, MiB, 0);
+      return digestOf(buffer);
+    } finally {
+      await handle.close();
+    }
+  };
 
   t.test('a loop device over the target, its filesystem mounted, then not', async (t) => {
     const file = await makeImageFile(path.join(directory, 'target-a.img'), 64 * MiB);
@@ -31,13 +44,13 @@ t.test('restore onto a disk in use through a stacked device is refused', async (
     const mounted = await mount(t, partition.device);
     await fs.writeFile(path.join(mounted.path, 'precious.txt'), 'in use\n');
     await run('sync', []);
-    const before = await b3sum(file);
+    const before = await headDigest(file);
 
     const refused = await restore(disk.device);
     t.equal(refused.exitCode, 8, refused.stderr);
     t.match(refused.stderr, `${disk.device} → ${path.basename(partition.device)} (over ${disk.device}) mounted at ${mounted.path}`, 'the chain is named');
     t.match(refused.stderr, /nothing was written/);
-    t.equal(await b3sum(file), before, 'not a byte written');
+    t.equal(await headDigest(file), before, 'not a byte written before the partition');
 
     await mounted.unmount();
     const unmounted = await b3sum(file);
