@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { assertNothingLost, changeDisk, FaultRig, isCommitRequest, startRelay, succeeded, waitFor, type RelayedRequest, type RunningClient } from '../fault/helpers.js';
 import { makeImageFile, MiB } from '../helpers/disk.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -67,7 +67,7 @@ if (process.env.B365_E2E !== '1') {
     const relay = await startRelay(t, () => guestUrl, { answered: (request, status) => onAnswer?.(request, status) });
     const env = { B365_SERVER: relay.url };
 
-    const bootGuest = async (name: string): Promise<QemuGuest> => {
+    const bootGuest = async (t: Test, name: string): Promise<QemuGuest> => {
       const guest = await QemuGuest.start(t, {
         serialLog: await serialLogPath(name),
         kernel: { ...boot, append: liveAppend({ 'b365.serve': '/dev/vda', 'b365.listen': `0.0.0.0:${GUEST_PORT}` }) },
@@ -91,7 +91,7 @@ if (process.env.B365_E2E !== '1') {
       });
 
     await t.test('cut 1: right after a commit was answered, while another machine uploads', async (t) => {
-      const guest = await bootGuest('power-cut-1');
+      const guest = await bootGuest(t, 'power-cut-1');
       let chunks = 0;
       const cut = cutWhen(guest, (request, status) => {
         if (isChunkUpload(request)) chunks++;
@@ -109,7 +109,7 @@ if (process.env.B365_E2E !== '1') {
 
     await t.test('cut 2: in the middle of chunk uploads, after the guest replayed the first', async (t) => {
       await changeDisk(t, alpha);
-      const guest = await bootGuest('power-cut-2');
+      const guest = await bootGuest(t, 'power-cut-2');
       let chunks = 0;
       const cut = cutWhen(guest, (request) => isChunkUpload(request) && ++chunks >= 4);
       const bravoRun = await rig.startImage(bravo, 'bravo', { env });
