@@ -18,6 +18,8 @@ export interface ServeOptions {
   log: Logger;
   /** Serving ends when this aborts (SIGTERM, SIGINT). */
   signal: AbortSignal;
+  /** Where the disk is mounted; SERVE_MOUNTPOINT on the rescue system. */
+  mountpoint?: string;
 }
 
 /** A disk or a partition: any block device will do, the filesystem on it is what counts. */
@@ -34,16 +36,17 @@ async function waitForBlockDevice(device: string, timeoutMs: number): Promise<vo
   }
 }
 
-async function mountRepository(device: string): Promise<void> {
-  await fs.mkdir(SERVE_MOUNTPOINT, { recursive: true });
+async function mountRepository(device: string, mountpoint: string): Promise<void> {
+  await fs.mkdir(mountpoint, { recursive: true });
   // Mounting replays the filesystem's journal, which is all a repository needs after a
   // power cut: the store's own write order (sync, then rename) does the rest.
-  const result = await execa('mount', [device, SERVE_MOUNTPOINT], { reject: false });
+  const result = await execa('mount', [device, mountpoint], { reject: false });
   if (result.exitCode !== 0) throw new UnavailableError(`cannot mount ${device}: ${String(result.stderr).trim() || `mount exited with ${result.exitCode}`}`);
 }
 
 export async function runServe(options: ServeOptions): Promise<void> {
   const { settings, echo, log } = options;
+  const mountpoint = options.mountpoint ?? SERVE_MOUNTPOINT;
   const say = (text: string) => echo.line(text);
   try {
     if (settings.network.mode !== 'none') {
@@ -51,16 +54,19 @@ export async function runServe(options: ServeOptions): Promise<void> {
       say(`B365: network up: ${interfaces.map((entry) => `${entry.name} ${entry.addresses.join(' ')}`).join(', ')}`);
     }
     await waitForBlockDevice(settings.device, settings.diskWaitSeconds * 1000);
-    await mountRepository(settings.device);
+    await mountRepository(settings.device, mountpoint);
     const { startServer } = await import('../../server/main.js');
-    const running = await startServer({ repo: SERVE_MOUNTPOINT, listen: settings.listen, log });
-    say(`B365-SERVING ${running.url} repository ${settings.device} mounted at ${SERVE_MOUNTPOINT}`);
+    const running = await startServer({ repo: mountpoint, listen: settings.listen, log }).catch(async (error: unknown) => {
+      await execa('umount', [mountpoint], { reject: false });
+      throw error;
+    });
+    say(`B365-SERVING ${running.url} repository ${settings.device} mounted at ${mountpoint}`);
     await new Promise<void>((resolve) => {
       if (options.signal.aborted) resolve();
       else options.signal.addEventListener('abort', () => resolve(), { once: true });
     });
     await running.close();
-    await execa('umount', [SERVE_MOUNTPOINT], { reject: false });
+    await execa('umount', [mountpoint], { reject: false });
     say('B365: repository server stopped, disk unmounted');
   } catch (error) {
     say(`B365-SERVE-FAILED ${errorMessage(error)}`);
