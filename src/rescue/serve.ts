@@ -39,7 +39,7 @@ async function waitForBlockDevice(device: string, timeoutMs: number): Promise<vo
 async function mountRepository(device: string, mountpoint: string): Promise<void> {
   await fs.mkdir(mountpoint, { recursive: true });
   // Mounting replays the filesystem's journal, which is all a repository needs after a
-  // power cut: the store's own write order (sync, then rename) does the rest.
+  // power cut: the store's write order (sync, then link) and the catalog's synced commits do the rest.
   const result = await execa('mount', [device, mountpoint], { reject: false });
   if (result.exitCode !== 0) throw new UnavailableError(`cannot mount ${device}: ${String(result.stderr).trim() || `mount exited with ${result.exitCode}`}`);
 }
