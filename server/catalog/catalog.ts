@@ -564,6 +564,8 @@ export class Catalog {
    * client and then lost to a power cut was measured in test/e2e/power-cut.test.ts.
    */
   private durably(work: () => void): void {
+    // Inside an outer transaction the outer one's commit is what reaches the disk.
+    if (this.db.inTransaction) return this.db.transaction(work)();
     this.db.pragma('synchronous = FULL');
     try {
       this.db.transaction(work)();
