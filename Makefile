@@ -50,7 +50,8 @@ bootmedia: setup build
 	@scripts/apt-ensure.sh $(BOOTMEDIA_PACKAGES)
 	BOOTMEDIA_CACHE=$(BOOTMEDIA_CACHE) bootmedia/build.sh
 
-# Boots the rescue ISO in qemu (TCG): unattended restore of a bootable disk, refused code, UEFI and BIOS boots.
+# Boots the rescue ISO in qemu (TCG): unattended restore of a bootable disk, refused code, UEFI and BIOS boots,
+# power cuts of a repository disk the ISO serves (b365.serve).
 e2e: bootmedia
 	BOOTMEDIA_CACHE=$(BOOTMEDIA_CACHE) B365_E2E=1 npx tap --jobs 1 --timeout 2400 --disable-coverage dist/test/e2e/*.test.js
 

@@ -126,3 +126,36 @@ export function unattendedSettings(parameters: Map<string, string>): UnattendedS
     diskWaitSeconds: waitSeconds(parameters.get('b365.disk-wait')),
   };
 }
+
+/** `b365.serve=/dev/DISK`: mount that disk and serve the repository on it. */
+export interface ServeSettings {
+  /** The disk (or partition) holding the repository at its filesystem's root. */
+  device: string;
+  /** host:port the server listens on. */
+  listen: string;
+  network: NetworkSettings;
+  diskWaitSeconds: number;
+}
+
+const LISTEN = /^([0-9.]+|\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
+function checkListen(text: string): string {
+  const match = LISTEN.exec(text);
+  const port = match ? Number(match[2]) : 0;
+  if (!match || port < 1 || port > 65535) throw new UsageError(`b365.listen=${text}: give host:port, like 0.0.0.0:8365`);
+  return text;
+}
+
+/** The repository server the command line asks for, or null when it asks for none. */
+export function serveSettings(parameters: Map<string, string>): ServeSettings | null {
+  const device = parameters.get('b365.serve');
+  if (device === undefined) return null;
+  if (!device.startsWith('/dev/')) throw new UsageError(`b365.serve=${device}: name the repository's disk under /dev`);
+  if (parameters.has('b365.action')) throw new UsageError('b365.serve and b365.action exclude each other: serve a repository or restore/capture, not both');
+  return {
+    device,
+    listen: checkListen(parameters.get('b365.listen') || '0.0.0.0:8365'),
+    network: networkSettings(parameters),
+    diskWaitSeconds: waitSeconds(parameters.get('b365.disk-wait')),
+  };
+}

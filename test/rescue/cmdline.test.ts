@@ -2,7 +2,7 @@
 // refusal for each malformed one, before anything could touch a disk.
 import t from 'tap';
 import { UsageError } from '../../src/errors.js';
-import { parseKernelCommandLine, unattendedSettings } from '../../src/rescue/cmdline.js';
+import { parseKernelCommandLine, serveSettings, unattendedSettings } from '../../src/rescue/cmdline.js';
 
 const base = 'BOOT_IMAGE=/live/vmlinuz boot=live quiet console=ttyS0,115200';
 
@@ -70,4 +70,30 @@ t.test('refusals name the parameter at fault', async (t) => {
     t.throws(() => unattendedSettings(parseKernelCommandLine(text)), { name: 'UsageError', message }, text);
     t.throws(() => unattendedSettings(parseKernelCommandLine(text)), UsageError);
   }
+});
+
+t.test('b365.serve: serve the repository on a disk', async (t) => {
+  t.equal(serveSettings(parseKernelCommandLine(base)), null);
+  t.same(serveSettings(parseKernelCommandLine(`${base} b365.serve=/dev/vdb`)), {
+    device: '/dev/vdb',
+    listen: '0.0.0.0:8365',
+    network: { mode: 'dhcp', interface: null },
+    diskWaitSeconds: 60,
+  });
+  const settings = serveSettings(parseKernelCommandLine('b365.serve=/dev/sdb1 b365.listen=192.168.1.20:9000 b365.ip=192.168.1.20/24 b365.disk-wait=5'))!;
+  t.equal(settings.listen, '192.168.1.20:9000');
+  t.equal(settings.diskWaitSeconds, 5);
+  t.same(settings.network, { mode: 'static', interface: null, address: '192.168.1.20/24', gateway: null, dns: [] });
+});
+
+t.test('b365.serve refusals name the parameter at fault', async (t) => {
+  const cases: [string, RegExp][] = [
+    ['b365.serve=vdb', /b365.serve=vdb: name the repository's disk under \/dev/],
+    ['b365.serve=', /b365.serve=: name the repository's disk/],
+    ['b365.serve=/dev/vdb b365.listen=8365', /b365.listen=8365: give host:port/],
+    ['b365.serve=/dev/vdb b365.listen=0.0.0.0:70000', /b365.listen=0.0.0.0:70000: give host:port/],
+    ['b365.serve=/dev/vdb b365.action=restore', /exclude each other/],
+    ['b365.serve=/dev/vdb b365.net=static', /needs b365.ip/],
+  ];
+  for (const [text, message] of cases) t.throws(() => serveSettings(parseKernelCommandLine(text)), { name: 'UsageError', message }, text);
 });

@@ -1,21 +1,24 @@
 // `b365 rescue`: the program the rescue medium starts on its consoles. Interactive by
 // default; `--unattended` runs what the kernel command line's b365.* parameters ask
-// and ends with a B365-RESULT line (bootmedia/README.md lists the parameters).
+// and ends with a B365-RESULT line; `--serve` serves the repository disk that b365.serve
+// names (bootmedia/README.md lists the parameters).
 import fs from 'node:fs/promises';
 import type { Command } from 'commander';
 import { errorMessage, ExitCode, UsageError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { failureCode, resultLine } from '../../rescue/actions.js';
-import { parseKernelCommandLine, unattendedSettings, type UnattendedSettings } from '../../rescue/cmdline.js';
+import { parseKernelCommandLine, serveSettings, unattendedSettings, type UnattendedSettings } from '../../rescue/cmdline.js';
 import { activeConsoles, ConsoleEcho } from '../../rescue/console.js';
 import { runInteractive } from '../../rescue/interactive.js';
 import { finish } from '../../rescue/power.js';
 import { Prompter } from '../../rescue/prompter.js';
+import { runServe } from '../../rescue/serve.js';
 import { runUnattended } from '../../rescue/unattended.js';
 import { globals, interruptSignal } from '../context.js';
 
 interface RescueOptions {
   unattended?: boolean;
+  serve?: boolean;
   cmdline: string;
   console: string[];
   network: boolean;
@@ -33,6 +36,7 @@ export function registerRescue(program: Command): void {
     .command('rescue')
     .description('the rescue medium program: restore or capture a disk, interactively or as the kernel command line says')
     .option('--unattended', 'run the b365.action=... given on the kernel command line, then report a B365-RESULT line')
+    .option('--serve', 'mount the disk b365.serve=/dev/DISK names and serve the repository on it (b365.listen=HOST:PORT, default 0.0.0.0:8365)')
     .option('--cmdline <file-or-text>', 'where the b365.* parameters come from', '/proc/cmdline')
     .option('--console <device...>', 'also print unattended progress on these devices ("auto": the kernel consoles, "none")', ['auto'])
     .option('--no-network', 'do not offer to configure the network')
@@ -40,6 +44,20 @@ export function registerRescue(program: Command): void {
     .action(async (options: RescueOptions, command: Command) => {
       const log = createLogger({ level: globals(command).logLevel ?? process.env.B365_LOG_LEVEL ?? 'warn' });
       const parameters = parseKernelCommandLine(await readCommandLine(options.cmdline));
+      if (options.serve) {
+        const settings = serveSettings(parameters);
+        if (!settings) throw new UsageError(`no b365.serve=/dev/DISK in ${options.cmdline}`);
+        const consoles = options.console.flatMap((entry) => (entry === 'auto' ? activeConsoles() : entry === 'none' ? [] : [entry]));
+        const echo = new ConsoleEcho(process.stdout, consoles);
+        const interrupt = interruptSignal();
+        try {
+          await runServe({ settings: { ...settings, network: options.network ? settings.network : { mode: 'none' } }, echo, log, signal: interrupt.signal });
+        } finally {
+          interrupt.dispose();
+          echo.close();
+        }
+        return;
+      }
       if (options.unattended) {
         const consoles = options.console.flatMap((entry) => (entry === 'auto' ? activeConsoles() : entry === 'none' ? [] : [entry]));
         const echo = new ConsoleEcho(process.stdout, consoles);

@@ -18,13 +18,15 @@ export interface QemuOptions {
   kernel?: { kernel: string; initrd: string; append: string };
   cdrom?: string;
   /** Disks in order; each gets a virtio-blk device, the first is /dev/vda. */
-  disks?: { file: string; serial?: string; readOnly?: boolean }[];
+  disks?: { file: string; serial?: string; readOnly?: boolean; uncached?: boolean }[];
   /** A raw image attached as a USB mass-storage stick. */
   usbStick?: string;
   /** Boot through UEFI with these OVMF code and variables files (variables are copied). */
   uefi?: { code: string; vars: string };
   /** The one thing the guest can reach: this host port, as 10.0.2.100:8365. */
   hostPort?: number;
+  /** A guest port the host reaches as 127.0.0.1:hostPort (the guest still reaches nothing). */
+  forward?: { hostPort: number; guestPort: number };
 }
 
 export const GUEST_SERVER_URL = 'http://10.0.2.100:8365';
@@ -58,15 +60,24 @@ export class QemuGuest {
     if (options.kernel) args.push('-kernel', options.kernel.kernel, '-initrd', options.kernel.initrd, '-append', options.kernel.append);
     if (options.cdrom) args.push('-drive', `file=${options.cdrom},media=cdrom,readonly=on`);
     for (const [index, disk] of (options.disks ?? []).entries()) {
-      args.push('-drive', `file=${disk.file},format=raw,if=none,id=disk${index}${disk.readOnly ? ',readonly=on' : ''}`);
+      // uncached: qemu writes with O_DIRECT and passes the guest's flushes on as fdatasync,
+      // so the host file holds what the guest's disk would hold, and killing qemu loses
+      // only what a power cut would (the guest's page cache, writes not yet flushed).
+      const cache = disk.uncached ? ',cache=none,aio=threads' : '';
+      args.push('-drive', `file=${disk.file},format=raw,if=none,id=disk${index}${disk.readOnly ? ',readonly=on' : ''}${cache}`);
       args.push('-device', `virtio-blk-pci,drive=disk${index}${disk.serial ? `,serial=${disk.serial}` : ''}`);
     }
     if (options.usbStick) {
       args.push('-device', 'qemu-xhci,id=xhci', '-drive', `file=${options.usbStick},format=raw,if=none,id=stick`, '-device', 'usb-storage,bus=xhci.0,drive=stick,removable=on');
     }
-    if (options.hostPort) {
-      // restrict=on: no route anywhere; the guestfwd rule is the only way out.
-      args.push('-netdev', `user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8365-cmd:nc 127.0.0.1 ${options.hostPort}`, '-device', 'virtio-net-pci,netdev=n0');
+    if (options.hostPort || options.forward) {
+      // restrict=on: no route anywhere; the guestfwd rule is the only way out, and a
+      // hostfwd rule only lets the host in.
+      const rules = [
+        ...(options.hostPort ? [`guestfwd=tcp:10.0.2.100:8365-cmd:nc 127.0.0.1 ${options.hostPort}`] : []),
+        ...(options.forward ? [`hostfwd=tcp:127.0.0.1:${options.forward.hostPort}-:${options.forward.guestPort}`] : []),
+      ];
+      args.push('-netdev', `user,id=n0,restrict=on,${rules.join(',')}`, '-device', 'virtio-net-pci,netdev=n0');
     } else {
       args.push('-nic', 'none');
     }
@@ -118,6 +129,13 @@ export class QemuGuest {
   private async stderr(): Promise<string> {
     const result = await Promise.race([this.process, sleep(100, null, { ref: false })]);
     return result ? String(result.stderr ?? '') : '';
+  }
+
+  /** SIGKILL: the guest stops at once, as at a power cut; nothing it did not flush is written. */
+  async powerCut(): Promise<void> {
+    if (!this.running) return;
+    this.process.kill('SIGKILL');
+    await this.exited;
   }
 
   async kill(): Promise<void> {
