@@ -31,6 +31,22 @@ async function readCommandLine(source: string): Promise<string> {
   return source;
 }
 
+/** The console lines of an unattended run go to stdout and to these consoles ('auto': every active one). */
+function consoleEcho(consoles: string[]): ConsoleEcho {
+  return new ConsoleEcho(process.stdout, consoles.flatMap((entry) => (entry === 'auto' ? activeConsoles() : entry === 'none' ? [] : [entry])));
+}
+
+/** Run until done or stopped by a signal, then release the signal handling and the consoles. */
+async function untilDone(echo: ConsoleEcho, run: (signal: AbortSignal) => Promise<unknown>): Promise<void> {
+  const interrupt = interruptSignal();
+  try {
+    await run(interrupt.signal);
+  } finally {
+    interrupt.dispose();
+    echo.close();
+  }
+}
+
 export function registerRescue(program: Command): void {
   program
     .command('rescue')
@@ -47,20 +63,13 @@ export function registerRescue(program: Command): void {
       if (options.serve) {
         const settings = serveSettings(parameters);
         if (!settings) throw new UsageError(`no b365.serve=/dev/DISK in ${options.cmdline}`);
-        const consoles = options.console.flatMap((entry) => (entry === 'auto' ? activeConsoles() : entry === 'none' ? [] : [entry]));
-        const echo = new ConsoleEcho(process.stdout, consoles);
-        const interrupt = interruptSignal();
-        try {
-          await runServe({ settings: { ...settings, network: options.network ? settings.network : { mode: 'none' } }, echo, log, signal: interrupt.signal });
-        } finally {
-          interrupt.dispose();
-          echo.close();
-        }
+        const echo = consoleEcho(options.console);
+        const network = options.network ? settings.network : ({ mode: 'none' } as const);
+        await untilDone(echo, (signal) => runServe({ settings: { ...settings, network }, echo, log, signal }));
         return;
       }
       if (options.unattended) {
-        const consoles = options.console.flatMap((entry) => (entry === 'auto' ? activeConsoles() : entry === 'none' ? [] : [entry]));
-        const echo = new ConsoleEcho(process.stdout, consoles);
+        const echo = consoleEcho(options.console);
         let settings: UnattendedSettings | null;
         try {
           settings = unattendedSettings(parameters);
@@ -73,13 +82,8 @@ export function registerRescue(program: Command): void {
           if (after === 'poweroff' || after === 'reboot') await finish(after);
           throw error;
         }
-        const interrupt = interruptSignal();
-        try {
-          await runUnattended({ settings: { ...settings, network: options.network ? settings.network : { mode: 'none' } }, echo, log, signal: interrupt.signal });
-        } finally {
-          interrupt.dispose();
-          echo.close();
-        }
+        const network = options.network ? settings.network : ({ mode: 'none' } as const);
+        await untilDone(echo, (signal) => runUnattended({ settings: { ...settings, network }, echo, log, signal }));
         return;
       }
       const prompter = new Prompter(process.stdin, process.stdout);
