@@ -38,13 +38,15 @@ export async function readMounts(): Promise<MountInfo[]> {
       const [left, right] = line.split(' - ');
       const fields = left!.split(' ');
       const [fsType, source, superOptions] = right!.split(' ');
-      const options = fields[5]!.split(',');
       return {
         mountPoint: unescapeMountField(fields[4]!),
         fsType: fsType!,
         source: unescapeMountField(source!),
         devno: fields[2]!,
-        readOnly: options.includes('ro') || (superOptions ?? '').split(',').includes('ro'),
+        // The filesystem's own flag, not this mount's: a read-only view of it (a bind
+        // mount, or a service's ProtectSystem=) does not stop others writing through
+        // theirs, and a freeze through any of its mounts holds them all.
+        readOnly: (superOptions ?? '').split(',').includes('ro'),
       };
     });
 }

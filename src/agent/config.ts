@@ -57,3 +57,28 @@ export function readTokenFile(file: string): string {
     throw new UsageError(`cannot read token file ${file}: ${(error as Error).message}`);
   }
 }
+
+/** The token the agent uses and where it came from, for the log (never the token itself). */
+export interface AgentToken {
+  token: string;
+  source: string;
+  /** A token in the environment that lost to the configuration's, worth a warning. */
+  ignored: string | null;
+}
+
+/**
+ * Which token the agent uses: one given on its command line, else the configuration's
+ * token file, else B365_TOKEN or B365_TOKEN_FILE. The configuration wins over the
+ * environment because a service's environment can be inherited from anywhere
+ * (a drop-in, a shell that ran `systemctl`), while the configuration is what
+ * `b365 agent install` wrote for this machine.
+ */
+export function chooseAgentToken(flags: { token?: string; tokenFile?: string }, configFile: string | null, config: AgentConfig | null, env: NodeJS.ProcessEnv = process.env): AgentToken {
+  const environmentName = env.B365_TOKEN ? 'B365_TOKEN' : env.B365_TOKEN_FILE ? `B365_TOKEN_FILE ${env.B365_TOKEN_FILE}` : null;
+  if (flags.token) return { token: flags.token, source: '--token', ignored: null };
+  if (flags.tokenFile) return { token: readTokenFile(flags.tokenFile), source: `--token-file ${flags.tokenFile}`, ignored: null };
+  if (config && configFile) return { token: readTokenFile(config.tokenFile), source: `${configFile} (token file ${config.tokenFile})`, ignored: environmentName };
+  if (env.B365_TOKEN) return { token: env.B365_TOKEN, source: 'B365_TOKEN', ignored: null };
+  if (env.B365_TOKEN_FILE) return { token: readTokenFile(env.B365_TOKEN_FILE), source: `B365_TOKEN_FILE ${env.B365_TOKEN_FILE}`, ignored: null };
+  throw new UsageError('no token: pass --token, --token-file or --config, or set B365_TOKEN');
+}

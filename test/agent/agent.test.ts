@@ -73,7 +73,7 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
   // --- install, then start the agent the way its unit does ---------------------
   const configDir = path.join(base, 'etc');
   const unitDir = path.join(base, 'systemd');
-  const install = await b365(['agent', 'install', '--server', server.url, '--token', machineToken, '--config-dir', configDir, '--unit-dir', unitDir, '--state-dir', path.join(base, 'agent-state'), '--no-start', '--json'], {});
+  const install = await b365(['agent', 'install', '--server', server.url, '--token', machineToken, '--config-dir', configDir, '--unit-dir', unitDir, '--state-dir', path.join(base, 'agent-state'), '--no-start', '--allow-build-tree', '--json'], {});
   t.equal(install.exitCode, 0, install.stderr);
   t.equal(install.json.machine, 'alpha', 'install asked the server who the token belongs to');
   t.equal((await fs.stat(install.json.tokenFile)).mode & 0o777, 0o600, 'the token file is 0600');

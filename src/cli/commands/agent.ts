@@ -2,14 +2,14 @@
 // is the agent itself, in the foreground (what the service starts); `b365 agents`
 // lists the agents the server knows.
 import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { execa } from 'execa';
 import { AgentApi } from '../../agent/api.js';
-import { DEFAULT_AGENT_CONFIG, DEFAULT_AGENT_STATE, DEFAULT_CONFIG_DIRECTORY, readAgentConfig, readTokenFile } from '../../agent/config.js';
+import { DEFAULT_AGENT_CONFIG, DEFAULT_AGENT_STATE, DEFAULT_CONFIG_DIRECTORY, chooseAgentToken, readAgentConfig } from '../../agent/config.js';
 import { Agent } from '../../agent/daemon.js';
-import { SERVICE_NAME, installAgent } from '../../agent/install.js';
+import { type InstalledFiles, SERVICE_NAME, installAgent } from '../../agent/install.js';
 import { clockFromEnvironment } from '../../clock.js';
+import { installedCommand } from '../../install/program.js';
+import { DEFAULT_UNIT_DIRECTORY, enableService } from '../../install/systemd.js';
 import { ConflictError, UsageError, UserError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { clientFor, globals, resolveToken } from '../context.js';
@@ -21,6 +21,35 @@ interface InstallFlags {
   stateDir: string;
   start: boolean;
   check: boolean;
+  allowBuildTree?: boolean;
+}
+
+/** Who the token belongs to, asked of the server before anything is written. */
+async function tokenMachine(server: string, token: string): Promise<string> {
+  const api = new AgentApi(server, token, createLogger({ level: 'error' }));
+  try {
+    return (await api.policy()).machine;
+  } finally {
+    await api.close();
+  }
+}
+
+function describeInstalled(files: InstalledFiles, machine: string | null): string {
+  return `agent${machine ? ` for machine ${machine}` : ''} installed:\n  configuration ${files.config}\n  token ${files.tokenFile} (0600)\n  state ${files.stateDirectory} (0700)\n  service ${files.unit}\n`;
+}
+
+async function install(flags: InstallFlags, command: Command): Promise<void> {
+  const global = globals(command);
+  if (!global.server) throw new UsageError('agent install needs --server URL');
+  const token = resolveToken(global);
+  const machine = flags.check ? await tokenMachine(global.server, token) : null;
+  const program = installedCommand({ allowBuildTree: flags.allowBuildTree === true });
+  const files = await installAgent({ server: global.server, token, configDirectory: flags.configDir, unitDirectory: flags.unitDir, stateDirectory: flags.stateDir, command: program });
+  // What was written is said before systemd is asked, so a refusal there leaves no doubt about it.
+  if (!global.json) process.stdout.write(describeInstalled(files, machine));
+  if (flags.start) await enableService(SERVICE_NAME);
+  if (global.json) printJson({ machine, ...files, started: flags.start });
+  else process.stdout.write(flags.start ? `${SERVICE_NAME} is enabled and running\n` : `start it with: systemctl daemon-reload && systemctl enable --now ${SERVICE_NAME}\n`);
 }
 
 export function registerAgent(program: Command): void {
@@ -29,38 +58,13 @@ export function registerAgent(program: Command): void {
   agent
     .command('install')
     .description('write the agent service (systemd) and its configuration; needs --server and --token')
-    .option('--config-dir <dir>', 'where the configuration and token go', DEFAULT_CONFIG_DIRECTORY)
-    .option('--unit-dir <dir>', 'where the systemd unit goes', '/etc/systemd/system')
-    .option('--state-dir <dir>', "the agent's working state", DEFAULT_AGENT_STATE)
+    .option('--config-dir <dir>', 'where the configuration and token go (relative paths are resolved against the current directory)', DEFAULT_CONFIG_DIRECTORY)
+    .option('--unit-dir <dir>', 'where the systemd unit goes', DEFAULT_UNIT_DIRECTORY)
+    .option('--state-dir <dir>', "the agent's working state (made 0700)", DEFAULT_AGENT_STATE)
     .option('--no-start', 'do not enable and start the service')
     .option('--no-check', 'do not ask the server whether the token works')
-    .action(async (flags: InstallFlags, command: Command) => {
-      const global = globals(command);
-      if (!global.server) throw new UsageError('agent install needs --server URL');
-      const token = resolveToken(global);
-      let machine: string | null = null;
-      if (flags.check) {
-        const api = new AgentApi(global.server, token, createLogger({ level: 'error' }));
-        try {
-          machine = (await api.policy()).machine;
-        } finally {
-          await api.close();
-        }
-      }
-      const main = fileURLToPath(new URL('../main.js', import.meta.url));
-      const files = await installAgent({ server: global.server, token, configDirectory: flags.configDir, unitDirectory: flags.unitDir, stateDirectory: flags.stateDir, command: [process.execPath, main] });
-      let started = false;
-      if (flags.start) {
-        await execa('systemctl', ['daemon-reload']);
-        await execa('systemctl', ['enable', '--now', SERVICE_NAME]);
-        started = true;
-      }
-      if (global.json) printJson({ machine, ...files, started });
-      else {
-        process.stdout.write(`agent${machine ? ` for machine ${machine}` : ''} installed:\n  configuration ${files.config}\n  token ${files.tokenFile} (0600)\n  service ${files.unit}\n`);
-        process.stdout.write(started ? `${SERVICE_NAME} is enabled and running\n` : `start it with: systemctl daemon-reload && systemctl enable --now ${SERVICE_NAME}\n`);
-      }
-    });
+    .option('--allow-build-tree', 'let the service run this copy of b365 even though it is a build tree (for trying a unit out)')
+    .action((flags: InstallFlags, command: Command) => install(flags, command));
 
   agent
     .command('run')
@@ -75,10 +79,11 @@ export function registerAgent(program: Command): void {
       const config = configFile ? readAgentConfig(configFile) : null;
       const server = global.server ?? process.env.B365_SERVER ?? config?.server;
       if (!server) throw new UsageError('no server: pass --server URL or --config FILE (see b365 agent install)');
-      const explicitToken = global.token ?? global.tokenFile ?? process.env.B365_TOKEN ?? process.env.B365_TOKEN_FILE;
-      const token = explicitToken || !config ? resolveToken(global) : readTokenFile(config.tokenFile);
+      const { token, source: tokenSource, ignored } = chooseAgentToken(global, configFile, config);
       const stateDirectory = flags.stateDir ?? config?.stateDirectory ?? process.env.B365_STATE_DIR ?? DEFAULT_AGENT_STATE;
       const log = createLogger({ level: global.logLevel ?? process.env.B365_LOG_LEVEL ?? 'info', name: 'b365-agent' });
+      log.info({ tokenSource }, `token from ${tokenSource}`);
+      if (ignored) log.warn({ ignored }, `${ignored} is set but not used: the configuration's token wins`);
       const daemon = new Agent({ server, token, stateDirectory, clock: clockFromEnvironment(), log, tickMs: Math.max(10, Number(flags.tick) || 1000) });
       const stop = () => daemon.stop();
       process.once('SIGINT', stop);

@@ -8,6 +8,7 @@ import { UserError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { printJson } from '../output.js';
 import { clientFor, globals } from '../context.js';
+import { registerServerInstall } from './server-install.js';
 
 interface ReindexOutcome {
   images: number;
@@ -84,6 +85,8 @@ export function registerServer(program: Command): void {
         for (const skipped of report.skipped) process.stdout.write(`skipped ${skipped.key}: ${skipped.reason}\n`);
       }
     });
+
+  registerServerInstall(server);
 }
 
 async function reindexOffline(repo: string, command: Command): Promise<ReindexOutcome> {
