@@ -14,7 +14,7 @@ import { api } from '../helpers/api.js';
 import { b365 } from '../helpers/cli.js';
 import { attachLoop, makeImageFile, MiB, mount, run, sfdisk } from '../helpers/disk.js';
 import { startServer } from '../helpers/server.js';
-import { allowedSyscalls, execStart, tracedSyscalls } from '../helpers/systemd.js';
+import { allowedSocketFamilies, allowedSyscalls, execStart, tracedSocketFamilies, tracedSyscalls } from '../helpers/systemd.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** `CapabilityBoundingSet=CAP_SYS_ADMIN` as setpriv's `-all,+sys_admin`. */
@@ -91,6 +91,8 @@ t.test('the agent images a live disk inside its unit sandbox, and the sandbox is
     const used = await tracedSyscalls(trace);
     t.ok(used.has('ioctl') && used.size > 40, `the trace holds the run (${used.size} distinct system calls)`);
     t.same([...used].filter((name) => !allowed.has(name)).sort(), [], 'no system call outside SystemCallFilter=');
+    const families = allowedSocketFamilies(unit);
+    t.same([...(await tracedSocketFamilies(trace))].filter((family) => !families.has(family)), [], 'no socket outside RestrictAddressFamilies=');
   });
 
   await t.test('without CAP_SYS_ADMIN in the bounding set the freeze is refused', async (t) => {

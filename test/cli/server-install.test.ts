@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import t from 'tap';
 import { b365 } from '../helpers/cli.js';
 import { serverListening } from '../helpers/server.js';
-import { allowedSyscalls, execStart, exposure, tracedSyscalls } from '../helpers/systemd.js';
+import { allowedSocketFamilies, allowedSyscalls, execStart, exposure, tracedSocketFamilies, tracedSyscalls } from '../helpers/systemd.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const systemdRuns = await fs.stat('/run/systemd/system').then(() => true, () => false);
@@ -126,4 +126,6 @@ t.test('the server in the unit sandbox serves an upload and a verification; ever
   t.ok(used.has('accept4') && used.has('fdatasync'), `the trace holds the requests (${used.size} distinct system calls)`);
   const allowed = await allowedSyscalls(unit);
   t.same([...used].filter((name) => !allowed.has(name)).sort(), [], 'no system call outside SystemCallFilter=');
+  const families = allowedSocketFamilies(unit);
+  t.same([...(await tracedSocketFamilies(trace))].filter((family) => !families.has(family)), [], 'no socket outside RestrictAddressFamilies=');
 });

@@ -64,3 +64,15 @@ export async function writeUnit(directory: string, name: string, text: string): 
   await fs.writeFile(file, text);
   return file;
 }
+
+/** Address families of the sockets in an strace trace (`socket(AF_INET, …)`). */
+export async function tracedSocketFamilies(traceFile: string): Promise<Set<string>> {
+  const families = new Set<string>();
+  for (const match of (await fs.readFile(traceFile, 'utf8')).matchAll(/\bsocket\((AF_[A-Z0-9]+)/g)) families.add(match[1]!);
+  return families;
+}
+
+/** The families the unit's RestrictAddressFamilies= lets a process open. */
+export function allowedSocketFamilies(unitText: string): Set<string> {
+  return new Set(/^RestrictAddressFamilies=(.*)$/m.exec(unitText)?.[1]!.trim().split(/\s+/) ?? []);
+}
