@@ -9,7 +9,7 @@ import t from 'tap';
 import { api } from '../helpers/api.js';
 import { b365, CLI_MAIN } from '../helpers/cli.js';
 import { startServer } from '../helpers/server.js';
-import { exposure } from '../helpers/systemd.js';
+import { exposure, verifyUnit } from '../helpers/systemd.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const MiB = 1 << 20;
@@ -19,6 +19,7 @@ t.test('the agent unit is rated 5.0 or better by systemd-analyze security', asyn
   const base = await tempDir(t, 'b365-agent-install-');
   const install = await b365(['agent', 'install', '--server', 'http://127.0.0.1:9', '--token', FAKE_TOKEN, '--config-dir', path.join(base, 'etc'), '--unit-dir', base, '--state-dir', path.join(base, 'state'), '--no-start', '--no-check', '--allow-build-tree', '--json']);
   t.equal(install.exitCode, 0, install.stderr);
+  t.equal(await verifyUnit(install.json.unit), '', 'systemd-analyze verify accepts every line');
   const { score, report } = await exposure(install.json.unit);
   t.ok(score <= 5.0, score <= 5.0 ? `exposure ${score} <= 5.0` : report);
   const unit = await fs.readFile(install.json.unit, 'utf8');

@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import t from 'tap';
 import { b365 } from '../helpers/cli.js';
 import { serverListening } from '../helpers/server.js';
-import { allowedSocketFamilies, allowedSyscalls, execStart, exposure, tracedSocketFamilies, tracedSyscalls } from '../helpers/systemd.js';
+import { allowedSocketFamilies, allowedSyscalls, execStart, exposure, tracedSocketFamilies, tracedSyscalls, verifyUnit } from '../helpers/systemd.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const systemdRuns = await fs.stat('/run/systemd/system').then(() => true, () => false);
@@ -38,6 +38,7 @@ t.test('the printed unit: the installed defaults, and an exposure of 2.5 or bett
   const directory = await tempDir(t, 'b365-server-unit-');
   const file = path.join(directory, 'backup365-server.service');
   await fs.writeFile(file, unit);
+  t.equal(await verifyUnit(file), '', 'systemd-analyze verify accepts every line');
   const { score, report } = await exposure(file);
   t.ok(score <= 2.5, score <= 2.5 ? `exposure ${score} <= 2.5` : report);
 });

@@ -76,3 +76,9 @@ export async function tracedSocketFamilies(traceFile: string): Promise<Set<strin
 export function allowedSocketFamilies(unitText: string): Set<string> {
   return new Set(/^RestrictAddressFamilies=(.*)$/m.exec(unitText)?.[1]!.trim().split(/\s+/) ?? []);
 }
+
+/** What `systemd-analyze verify` says of a unit file: empty when systemd accepts every line. */
+export async function verifyUnit(unitFile: string): Promise<string> {
+  const result = await execa('systemd-analyze', ['verify', '--man=no', unitFile], { reject: false, cwd: path.dirname(unitFile) });
+  return `${String(result.stdout)}${String(result.stderr)}`.trim() + (result.exitCode === 0 ? '' : `\n(exit code ${result.exitCode})`);
+}
