@@ -7,7 +7,7 @@ NPM ?= npm
 # tools that tests use as oracles, and what native addons need to build.
 DEB_PACKAGES := ca-certificates python3 make g++ util-linux fdisk gdisk parted e2fsprogs \
 	dosfstools mtools ntfs-3g lz4 b3sum partclone restic qemu-system-x86 qemu-utils \
-	netcat-openbsd ovmf nbd-client psmisc kmod time attr acl lvm2 systemd strace
+	netcat-openbsd ovmf nbd-client psmisc kmod time attr acl lvm2 systemd systemd-container strace
 # Extra packages to build the rescue ISO.
 BOOTMEDIA_PACKAGES := debootstrap squashfs-tools xorriso grub-pc-bin grub-efi-amd64-bin \
 	grub-common mtools dosfstools cpio zstd qemu-system-x86 ovmf netcat-openbsd b3sum

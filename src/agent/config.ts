@@ -8,7 +8,11 @@ import { FormatError, UsageError } from '../errors.js';
 
 export const DEFAULT_CONFIG_DIRECTORY = '/etc/backup365';
 export const DEFAULT_AGENT_CONFIG = path.join(DEFAULT_CONFIG_DIRECTORY, 'agent.json');
-export const DEFAULT_AGENT_STATE = '/var/lib/backup365';
+/**
+ * Not /var/lib/backup365: that is the server's StateDirectory, owned by its user with mode
+ * 0700, and the agent's root has no CAP_DAC_OVERRIDE to write there when both share a machine.
+ */
+export const DEFAULT_AGENT_STATE = '/var/lib/backup365-agent';
 
 export interface AgentConfig {
   server: string;
