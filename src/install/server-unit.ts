@@ -49,7 +49,6 @@ export function serverUnit(options: ServerUnitOptions): string {
   const exec = execLine([...options.command, 'server', ...(options.config ? ['--config', options.config] : []), '--repo', options.repo, '--listen', options.listen]);
   return `[Unit]
 Description=Backup365 repository server
-Documentation=file:/usr/share/doc/backup365/units.md
 After=network-online.target
 Wants=network-online.target
 
