@@ -12,9 +12,9 @@ export type { Operation };
 const COMMON_REFUSALS: Record<string, string> = { 400: 'bad request: the message names the field', 401: 'no or bad token', 403: 'not allowed for this role', 404: 'not found' };
 const PUBLIC_REFUSALS: Record<string, string> = { 400: 'bad request: the message names the field' };
 
-/** JSON Schema keywords only: `x-expect` is for the server's messages. */
+/** JSON Schema keywords only: the `x-` wording is for the server's messages. */
 function published(schema: Schema): Schema {
-  return JSON.parse(JSON.stringify(schema, (key, value: unknown) => (key === 'x-expect' || key === '$id' ? undefined : value))) as Schema;
+  return JSON.parse(JSON.stringify(schema, (key, value: unknown) => (key.startsWith('x-') || key === '$id' ? undefined : value))) as Schema;
 }
 
 function parameters(operation: Operation): Schema[] {

@@ -28,7 +28,7 @@ export const accessOperations: Operation[] = [
       json: object(
         {
           role: { enum: ['admin', 'machine', 'auditor'] },
-          machine: { anyOf: [machineName, { type: 'null' }], 'x-expect': 'a machine name (1-64 letters, digits, dot, dash or underscore, starting with a letter or digit) or null' },
+          machine: { anyOf: [machineName, { type: 'null' }] },
           label: { anyOf: [{ type: 'string', maxLength: 200 }, { type: 'null' }] },
           ttlSeconds: ttlSeconds(MAX_TOKEN_TTL_SECONDS),
         },

@@ -4,10 +4,12 @@ import { MACHINE_NAME_PATTERN } from '../../src/format/manifest.js';
 import type { Schema } from './operation.js';
 
 export const digest: Schema = { type: 'string', pattern: '^[0-9a-f]{64}$', 'x-expect': 'a digest: 64 lowercase hex characters' };
+/** Worded as assertMachineName words it, wherever the name enters. */
 export const machineName: Schema = {
   type: 'string',
   pattern: MACHINE_NAME_PATTERN,
-  'x-expect': 'a machine name: 1-64 letters, digits, dot, dash or underscore, starting with a letter or digit',
+  'x-type': 'a machine name must be a string',
+  'x-invalid': 'invalid machine name {value}: use 1-64 letters, digits, dot, dash or underscore, starting with a letter or digit',
 };
 export const imageId: Schema = { type: 'string', minLength: 1, maxLength: 200, description: 'MACHINE@TIMESTAMP (20261126T020013Z) or MACHINE@latest' };
 export const uuid: Schema = { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', 'x-expect': 'a lowercase UUID' };

@@ -3,7 +3,11 @@
 // Route modules and the document both read these records, so they cannot drift apart.
 import type { Role } from '../catalog/catalog.js';
 
-/** A JSON Schema (2020-12, as OpenAPI 3.1 uses); `x-expect` words the rule for error messages. */
+/**
+ * A JSON Schema (2020-12, as OpenAPI 3.1 uses). Three annotations word a rule for the
+ * 400 message and are left out of the published document: `x-expect` (the field must be
+ * ...), `x-invalid` (a template with {value}), `x-type` (when the JSON type is wrong).
+ */
 export type Schema = { [keyword: string]: unknown };
 
 export type MediaType = 'application/octet-stream' | 'application/x-tar' | 'text/plain';

@@ -33,7 +33,7 @@ export const storageOperations: Operation[] = [
     summary: `Which of these digests (at most ${MAX_MISSING_BATCH}) must be uploaded`,
     roles: UPLOADERS,
     pathParameters: session,
-    body: { json: object({ digests: { type: 'array', maxItems: MAX_MISSING_BATCH, items: digest } }, ['digests']) },
+    body: { json: object({ digests: { type: 'array', maxItems: MAX_MISSING_BATCH, items: digest, 'x-invalid': `an array of digests, at most ${MAX_MISSING_BATCH} digests per request, got {value}` } }, ['digests']) },
     responses: { 200: { description: 'the digests the repository lacks', json: shape({ missing: { type: 'array', items: digest } }) }, 409: { description: 'session not open', json: ref('Error') } },
   },
   {

@@ -13,7 +13,7 @@ import type { Operation, Schema } from './operation.js';
 const queryAjv = new Ajv({ allErrors: false, strict: true, coerceTypes: 'array', verbose: true });
 const bodyAjv = new Ajv({ allErrors: false, strict: true, verbose: true });
 for (const ajv of [queryAjv, bodyAjv]) {
-  ajv.addKeyword('x-expect');
+  for (const keyword of ['x-expect', 'x-invalid', 'x-type']) ajv.addKeyword(keyword);
   ajv.addFormat('date-time-ish', (text: string) => !Number.isNaN(Date.parse(text)));
 }
 
@@ -42,29 +42,44 @@ function fieldName(where: string, error: ErrorObject): string {
   return `${where}${segments.join('')}${missing}${unknown}`;
 }
 
-/** The deepest `x-expect` on the schema path of the error: the rule in words. */
-function expectation(root: Schema, error: ErrorObject): string | null {
+const WORDING = ['x-expect', 'x-invalid', 'x-type'] as const;
+
+/** The deepest schema on the error's schema path that words its rule (`x-expect`, `x-invalid`, `x-type`). */
+function wording(root: Schema, error: ErrorObject): Schema | null {
   let node: unknown = root;
-  let found: string | null = null;
-  for (const segment of error.schemaPath.replace(/^#\//, '').split('/')) {
+  let found: Schema | null = null;
+  for (const segment of [...error.schemaPath.replace(/^#\//, '').split('/'), '']) {
     if (node === null || typeof node !== 'object') break;
-    const expect = (node as Schema)['x-expect'];
-    if (typeof expect === 'string') found = expect;
+    if (WORDING.some((keyword) => typeof (node as Schema)[keyword] === 'string')) found = node as Schema;
     node = (node as Record<string, unknown>)[segment.replace(/~1/g, '/').replace(/~0/g, '~')];
   }
   return found;
 }
 
+/** A value short enough for a message: a 10,000-item array is not echoed back. */
+function shortValue(value: unknown): string {
+  if (Array.isArray(value)) return `an array of ${value.length} items`;
+  if (value !== null && typeof value === 'object') return 'an object';
+  const text = JSON.stringify(value) ?? 'nothing';
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function typeName(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+}
+
 function describe(where: string, root: Schema, error: ErrorObject): string {
   const field = fieldName(where, error);
-  const got = JSON.stringify(error.data) ?? 'nothing';
+  const got = shortValue(error.data);
   if (error.keyword === 'required') return `${field} is required`;
   if (error.keyword === 'additionalProperties') {
     const known = Object.keys(((error.parentSchema as Schema | undefined)?.properties as Schema | undefined) ?? {});
     return `${field} is not a known field${known.length ? ` (known: ${known.join(', ')})` : ''}`;
   }
-  const expect = expectation(root, error);
-  if (expect) return `${field} must be ${expect}, got ${got}`;
+  const rule = wording(root, error);
+  if (rule?.['x-type'] && error.keyword === 'type') return `${field}: ${String(rule['x-type'])}, got ${typeName(error.data)}`;
+  if (rule?.['x-invalid']) return `${field}: ${String(rule['x-invalid']).replace('{value}', got)}`;
+  if (rule?.['x-expect']) return `${field} must be ${String(rule['x-expect'])}, got ${got}`;
   if (error.keyword === 'enum') return `${field} must be one of ${((error.params as { allowedValues: unknown[] }).allowedValues ?? []).join(', ')}, got ${got}`;
   return `${field} ${error.message ?? 'is invalid'}, got ${got}`;
 }
