@@ -118,10 +118,15 @@ export function seriesKey(sample: Sample): string {
   return `${sample.name}${JSON.stringify(Object.fromEntries(Object.entries(sample.labels).sort()))}`;
 }
 
-/** `promtool check metrics` from Debian's prometheus package, when it is installed. */
-export async function promtoolCheck(text: string): Promise<{ ran: boolean; ok: boolean; output: string }> {
+/**
+ * `promtool check metrics` from Debian's prometheus package, when it is installed:
+ * `parsed` is false on a format error (exit 1); `problems` are its lint findings (exit 3).
+ */
+export async function promtoolCheck(text: string): Promise<{ ran: boolean; parsed: boolean; problems: string[]; output: string }> {
   const binary = process.env.B365_PROMTOOL ?? 'promtool';
   const result = await execa(binary, ['check', 'metrics'], { input: text, reject: false });
-  if ((result as { code?: string }).code === 'ENOENT' || result.failed && result.exitCode === undefined) return { ran: false, ok: false, output: '' };
-  return { ran: true, ok: result.exitCode === 0, output: `${result.stdout}${result.stderr}` };
+  if (result.exitCode === undefined) return { ran: false, parsed: false, problems: [], output: '' };
+  const output = `${result.stdout}${result.stderr}`;
+  const problems = result.exitCode === 3 ? output.split('\n').filter((line) => line.trim() !== '') : [];
+  return { ran: true, parsed: result.exitCode === 0 || result.exitCode === 3, problems, output };
 }
