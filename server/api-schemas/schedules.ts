@@ -86,7 +86,7 @@ export const scheduleOperations: Operation[] = [
       machine: machineName,
       since: { type: 'string', minLength: 1, maxLength: 40, description: 'an ISO 8601 time' },
       state: { enum: ['running', 'ok', 'failed'] },
-      limit: { type: 'integer', minimum: 1, maximum: 100000 },
+      limit: { type: 'integer', minimum: 1, maximum: 1000000, description: 'at most this many (the server returns at most 10000)' },
     }),
     responses: { 200: { description: 'runs', json: listOf('runs', 'Run') } },
   },
