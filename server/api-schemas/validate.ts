@@ -92,9 +92,10 @@ function check(validate: ValidateFunction | null, root: Schema | undefined, valu
 /** Middleware for one operation: mount it after the body parser (if any) and before the handler. */
 export function accepts(operationId: string): RequestHandler {
   const operation = operationById(operationId);
+  // Compiled when the routes are built: a schema ajv refuses stops the server at start.
+  const checks = checksOf(operation);
   return (request, response, next) => {
     if (!operation.public) requireRole(principalOf(response), ...operation.roles);
-    const checks = checksOf(operation);
     check(checks.query, operation.query, structuredClone({ ...request.query }), 'query');
     const bodySchema = operation.body && 'json' in operation.body ? operation.body.json : undefined;
     check(checks.body, bodySchema, request.body ?? {}, 'body');
