@@ -15,7 +15,7 @@ BOOTMEDIA_PACKAGES := debootstrap squashfs-tools xorriso grub-pc-bin grub-efi-am
 # work tree, so that every checkout and CI run on this machine reuses them.
 BOOTMEDIA_CACHE ?= /var/cache/backup365/bootmedia
 
-.PHONY: setup build test e2e bench demo serve bootmedia clean install
+.PHONY: setup build test e2e bench demo serve bootmedia clean install lint-api
 
 setup: node_modules/.installed
 	@scripts/apt-ensure.sh $(DEB_PACKAGES)
@@ -40,6 +40,11 @@ serve: setup build
 
 bench: setup build
 	$(NODE) dist/bench/run.js
+
+# The OpenAPI document, written to a file and linted with Redocly's recommended rules.
+lint-api: build
+	$(NODE) dist/scripts/openapi.js dist/openapi.json
+	npx redocly lint --config redocly.yaml dist/openapi.json
 
 # Put `b365` on the PATH.
 install: build

@@ -29,7 +29,7 @@ import { agentRoutes } from './routes/agents.js';
 import { incidentRoutes } from './routes/incidents.js';
 import { maintenanceRoutes } from './routes/maintenance.js';
 import { OnlineReindex } from './jobs/online-reindex.js';
-import { metricsHandler } from './routes/metrics.js';
+import { metricsHandler, requestDurations } from './routes/metrics.js';
 import { policyRoutes } from './routes/policies.js';
 import { runRoutes } from './routes/runs.js';
 
@@ -61,6 +61,7 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   app.set(BODY_IDLE_TIMEOUT_SETTING, config.http.bodyIdleTimeoutSeconds * 1000);
   const uploadSlots = new UploadSlots(config.http.uploadSlots, config.http.uploadSlotsPerMachine);
   const nightly = new Nightly(repository, config, log);
+  app.use(requestDurations(nightly.metrics));
   const metrics = metricsHandler(nightly.metrics, repository.catalog, config.metrics);
   app.get('/metrics', metrics);
   // Chunks and indexes served to readers, for the metrics.

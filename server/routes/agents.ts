@@ -7,12 +7,13 @@ import type { ServerConfig } from '../config.js';
 import { jsonBody, principalOf } from '../http.js';
 import type { Policies } from '../policies.js';
 import { agentView, type Runs } from '../runs.js';
+import { accepts } from '../api-schemas/validate.js';
 
 export function agentRoutes(runs: Runs, policies: Policies, config: ServerConfig, now: () => number): Router {
   const router = Router();
   const agentSettings = () => ({ heartbeatSeconds: config.agents.heartbeatSeconds, retryInitialSeconds: config.agents.retryInitialSeconds, retryMaxSeconds: config.agents.retryMaxSeconds });
 
-  router.get('/agent/policy', (_request, response) => {
+  router.get('/agent/policy', accepts('agentPolicy'), (_request, response) => {
     const principal = principalOf(response);
     requireRole(principal, 'machine');
     const machine = principal.machine!;
@@ -20,19 +21,19 @@ export function agentRoutes(runs: Runs, policies: Policies, config: ServerConfig
     response.json({ machine, policy: policies.effective(machine), policyChangedAt: changed ? new Date(changed).toISOString() : null, agent: agentSettings(), serverTime: new Date(now()).toISOString() });
   });
 
-  router.post('/agent/heartbeat', jsonBody, (request, response) => {
+  router.post('/agent/heartbeat', jsonBody, accepts('agentHeartbeat'), (request, response) => {
     const principal = principalOf(response);
     const agent = runs.heartbeat(principal, (request.body ?? {}) as Record<string, unknown>);
     const changed = policies.changedAt(agent.machine);
     response.json({ agent: agentView(agent), policyChangedAt: changed ? new Date(changed).toISOString() : null, serverTime: new Date(now()).toISOString() });
   });
 
-  router.get('/agents', (_request, response) => {
+  router.get('/agents', accepts('listAgents'), (_request, response) => {
     requireRole(principalOf(response), 'admin', 'auditor');
     response.json({ agents: runs.agents().map(agentView) });
   });
 
-  router.delete('/agents/:machine', (request, response) => {
+  router.delete('/agents/:machine', accepts('forgetAgent'), (request, response) => {
     requireRole(principalOf(response), 'admin');
     const machine = assertMachineName(request.params.machine, 'machine in the path');
     runs.forgetAgent(machine);

@@ -9,6 +9,7 @@ import type { FileAccess } from '../files.js';
 import { principalOf } from '../http.js';
 import { readStats } from '../stats.js';
 import { requireRole } from '../auth.js';
+import { accepts } from '../api-schemas/validate.js';
 
 const BLOCK = 4 << 20;
 
@@ -32,12 +33,12 @@ function parseRange(header: string | undefined, size: number): { start: number; 
 export function fileRoutes(files: FileAccess): Router {
   const router = Router();
 
-  router.get('/stats', (_request, response) => {
+  router.get('/stats', accepts('readStats'), (_request, response) => {
     requireRole(principalOf(response), 'admin', 'auditor');
     response.json(readStats);
   });
 
-  router.get('/images/:id/volumes/:volume/files{/*path}', async (request, response) => {
+  router.get('/images/:id/volumes/:volume/files{/*path}', accepts('readPath'), async (request, response) => {
     const parts = (request.params as { path?: string[] }).path ?? [];
     const volumePath = normalizeVolumePath(parts.join('/'));
     const opened = await files.open(principalOf(response), String(request.params.id), String(request.params.volume));

@@ -4,6 +4,7 @@ import type { ImageRecord } from '../catalog/catalog.js';
 import { assertMachineName } from '../../src/format/image-ref.js';
 import { principalOf } from '../http.js';
 import type { Repository } from '../repository.js';
+import { accepts } from '../api-schemas/validate.js';
 
 export function imageView(image: ImageRecord) {
   return { ...image, createdAt: new Date(image.createdAt).toISOString() };
@@ -13,25 +14,25 @@ export type ImageView = ReturnType<typeof imageView>;
 export function imageRoutes(repository: Repository): Router {
   const router = Router();
 
-  router.get('/images', (request, response) => {
+  router.get('/images', accepts('listImages'), (request, response) => {
     const machine = request.query.machine === undefined ? undefined : assertMachineName(request.query.machine, 'query machine');
     response.json({ images: repository.listImages(principalOf(response), machine).map(imageView) });
   });
 
-  router.get('/images/:id', (request, response) => {
-    response.json(imageView(repository.resolveImage(principalOf(response), request.params.id)));
+  router.get('/images/:id', accepts('getImage'), (request, response) => {
+    response.json(imageView(repository.resolveImage(principalOf(response), String(request.params.id))));
   });
 
-  router.get('/images/:id/manifest', async (request, response) => {
-    const { image, bytes } = await repository.manifestBytes(principalOf(response), request.params.id);
+  router.get('/images/:id/manifest', accepts('getManifest'), async (request, response) => {
+    const { image, bytes } = await repository.manifestBytes(principalOf(response), String(request.params.id));
     response.setHeader('Content-Type', 'application/json');
     response.setHeader('X-B365-Image', image.id);
     response.setHeader('X-B365-Manifest-Digest', image.manifestDigest);
     response.send(bytes);
   });
 
-  router.delete('/images/:id', async (request, response) => {
-    response.json({ deleted: imageView(await repository.deleteImage(principalOf(response), request.params.id)) });
+  router.delete('/images/:id', accepts('deleteImage'), async (request, response) => {
+    response.json({ deleted: imageView(await repository.deleteImage(principalOf(response), String(request.params.id))) });
   });
 
   return router;

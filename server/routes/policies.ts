@@ -3,26 +3,27 @@ import { Router } from 'express';
 import { requireMachineAccess, requireRole } from '../auth.js';
 import { jsonBody, principalOf } from '../http.js';
 import type { Policies } from '../policies.js';
+import { accepts } from '../api-schemas/validate.js';
 
 export function policyRoutes(policies: Policies): Router {
   const router = Router();
-  router.get('/policies', (_request, response) => {
+  router.get('/policies', accepts('listPolicies'), (_request, response) => {
     requireRole(principalOf(response), 'admin', 'auditor');
     response.json({ policies: policies.list() });
   });
-  router.get('/policies/:name', (request, response) => {
+  router.get('/policies/:name', accepts('getPolicy'), (request, response) => {
     const principal = principalOf(response);
-    if (principal.role === 'machine') requireMachineAccess(principal, request.params.name, 'metadata');
+    if (principal.role === 'machine') requireMachineAccess(principal, String(request.params.name), 'metadata');
     else requireRole(principal, 'admin', 'auditor');
-    response.json(policies.view(request.params.name));
+    response.json(policies.view(String(request.params.name)));
   });
-  router.put('/policies/:name', jsonBody, (request, response) => {
+  router.put('/policies/:name', jsonBody, accepts('setPolicy'), (request, response) => {
     requireRole(principalOf(response), 'admin');
-    response.json(policies.set(request.params.name, request.body));
+    response.json(policies.set(String(request.params.name), request.body));
   });
-  router.delete('/policies/:name', (request, response) => {
+  router.delete('/policies/:name', accepts('resetPolicy'), (request, response) => {
     requireRole(principalOf(response), 'admin');
-    response.json(policies.remove(request.params.name));
+    response.json(policies.remove(String(request.params.name)));
   });
   return router;
 }

@@ -10,6 +10,7 @@ import { jsonBody, principalOf } from '../http.js';
 import { MAX_CODE_TTL_MS, type RestoreCodes } from '../restore-codes.js';
 import { ttlSecondsField } from '../request-fields.js';
 import type { Repository } from '../repository.js';
+import { accepts } from '../api-schemas/validate.js';
 
 function codeView(record: RestoreCodeRecord) {
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -19,7 +20,7 @@ function codeView(record: RestoreCodeRecord) {
 /** The one route that needs no token: mounted before authentication. */
 export function restoreCodeExchangeRoute(codes: RestoreCodes, proxies: TrustedProxies): Router {
   const router = Router();
-  router.post('/restore-codes/exchange', jsonBody, (request, response) => {
+  router.post('/restore-codes/exchange', jsonBody, accepts('exchangeRestoreCode'), (request, response) => {
     const body = (request.body ?? {}) as { code?: unknown };
     if (typeof body.code !== 'string') throw new UsageError('body.code must be the restore code');
     const result = codes.exchange(body.code, clientAddress(request, proxies));
@@ -30,7 +31,7 @@ export function restoreCodeExchangeRoute(codes: RestoreCodes, proxies: TrustedPr
 
 export function restoreCodeRoutes(repository: Repository, codes: RestoreCodes): Router {
   const router = Router();
-  router.post('/restore-codes', jsonBody, (request, response) => {
+  router.post('/restore-codes', jsonBody, accepts('createRestoreCode'), (request, response) => {
     const body = (request.body ?? {}) as { machine?: unknown; ttlSeconds?: unknown; capture?: unknown };
     requireRole(principalOf(response), 'admin');
     const machine = assertMachineName(body.machine, 'body.machine');
@@ -39,11 +40,11 @@ export function restoreCodeRoutes(repository: Repository, codes: RestoreCodes): 
     const { code, record } = codes.create(principalOf(response), machine, ttl, body.capture === true);
     response.status(201).json({ code, ...codeView(record) });
   });
-  router.get('/restore-codes', (_request, response) => {
+  router.get('/restore-codes', accepts('listRestoreCodes'), (_request, response) => {
     requireRole(principalOf(response), 'admin');
     response.json({ codes: repository.catalog.listRestoreCodes().map(codeView) });
   });
-  router.delete('/restore-codes/:id', (request, response) => {
+  router.delete('/restore-codes/:id', accepts('revokeRestoreCode'), (request, response) => {
     requireRole(principalOf(response), 'admin');
     const id = Number(request.params.id);
     repository.catalog.revokeRestoreCode(id);

@@ -4,13 +4,14 @@ import { UsageError } from '../../src/errors.js';
 import type { RunState } from '../../src/format/run-report.js';
 import { jsonBody, principalOf } from '../http.js';
 import { runView, type Runs } from '../runs.js';
+import { accepts } from '../api-schemas/validate.js';
 
 export function runRoutes(runs: Runs): Router {
   const router = Router();
-  router.put('/runs/:id', jsonBody, (request, response) => {
-    response.json(runView(runs.accept(principalOf(response), request.params.id, request.body)));
+  router.put('/runs/:id', jsonBody, accepts('reportRun'), (request, response) => {
+    response.json(runView(runs.accept(principalOf(response), String(request.params.id), request.body)));
   });
-  router.get('/runs', (request, response) => {
+  router.get('/runs', accepts('listRuns'), (request, response) => {
     const text = (name: string) => (typeof request.query[name] === 'string' ? (request.query[name] as string) : undefined);
     const since = text('since');
     const sinceMs = since === undefined ? undefined : Date.parse(since);
@@ -21,8 +22,8 @@ export function runRoutes(runs: Runs): Router {
     const list = runs.list(principalOf(response), { machine: text('machine'), since: sinceMs, state: state as RunState | undefined, limit });
     response.json({ runs: list.map(runView) });
   });
-  router.get('/runs/:id', (request, response) => {
-    response.json(runView(runs.get(principalOf(response), request.params.id)));
+  router.get('/runs/:id', accepts('getRun'), (request, response) => {
+    response.json(runView(runs.get(principalOf(response), String(request.params.id))));
   });
   return router;
 }

@@ -1,6 +1,6 @@
 // Upload sessions: open/resume, heartbeat, "which are missing", object uploads,
 // commit and abort. Each handler only translates HTTP to a Repository call.
-import { type RequestHandler, Router } from 'express';
+import { Router } from 'express';
 import { MAX_CHUNK_SIZE } from '../../src/format/chunk.js';
 import { assertMachineName } from '../../src/format/image-ref.js';
 import { MAX_INDEX_BYTES } from '../../src/format/fixed-index.js';
@@ -9,20 +9,17 @@ import { jsonBody, principalOf, rawBody } from '../http.js';
 import type { Repository } from '../repository.js';
 import { uploadSlot, type UploadSlots } from '../upload-slots.js';
 import { imageView } from './images.js';
+import { accepts } from '../api-schemas/validate.js';
 
 /** A frame may exceed its content by a 4-byte header per 4 MiB block plus framing. */
 const frameLimit = (contentLimit: number): number => contentLimit + Math.ceil(contentLimit / (4 << 20)) * 4 + 64;
 
 export function sessionRoutes(repository: Repository, options: { uploadSlots: UploadSlots }): Router {
   const router = Router();
-  // Who may not upload is refused before taking a slot or reading a byte of the body.
-  const mayUpload: RequestHandler = (_request, response, next) => {
-    requireRole(principalOf(response), 'admin', 'machine');
-    next();
-  };
+  // accepts() refuses who may not upload before a slot is taken or a byte of the body read.
   const slot = uploadSlot(options.uploadSlots);
 
-  router.post('/sessions', jsonBody, (request, response) => {
+  router.post('/sessions', jsonBody, accepts('openSession'), (request, response) => {
     const body = (request.body ?? {}) as { id?: unknown; machine?: unknown; parent?: unknown };
     requireRole(principalOf(response), 'admin', 'machine');
     const session = repository.openSession(principalOf(response), {
@@ -33,32 +30,32 @@ export function sessionRoutes(repository: Repository, options: { uploadSlots: Up
     response.status(200).json(session);
   });
 
-  router.post('/sessions/:id/heartbeat', (request, response) => {
-    response.json(repository.heartbeat(principalOf(response), request.params.id));
+  router.post('/sessions/:id/heartbeat', accepts('renewSession'), (request, response) => {
+    response.json(repository.heartbeat(principalOf(response), String(request.params.id)));
   });
 
-  router.post('/sessions/:id/missing', jsonBody, (request, response) => {
+  router.post('/sessions/:id/missing', jsonBody, accepts('missingObjects'), (request, response) => {
     const body = (request.body ?? {}) as { digests?: unknown };
-    response.json({ missing: repository.missing(principalOf(response), request.params.id, body.digests) });
+    response.json({ missing: repository.missing(principalOf(response), String(request.params.id), body.digests) });
   });
 
-  router.put('/sessions/:id/chunks/:digest', mayUpload, slot, rawBody(frameLimit(MAX_CHUNK_SIZE)), async (request, response) => {
+  router.put('/sessions/:id/chunks/:digest', accepts('uploadChunk'), slot, rawBody(frameLimit(MAX_CHUNK_SIZE)), async (request, response) => {
     const result = await repository.putObject(principalOf(response), String(request.params.id), 'chunk', String(request.params.digest), bodyBuffer(request.body));
     response.status(result.created ? 201 : 200).json(result);
   });
 
-  router.put('/sessions/:id/indexes/:digest', mayUpload, slot, rawBody(frameLimit(MAX_INDEX_BYTES)), async (request, response) => {
+  router.put('/sessions/:id/indexes/:digest', accepts('uploadIndex'), slot, rawBody(frameLimit(MAX_INDEX_BYTES)), async (request, response) => {
     const result = await repository.putObject(principalOf(response), String(request.params.id), 'index', String(request.params.digest), bodyBuffer(request.body));
     response.status(result.created ? 201 : 200).json(result);
   });
 
-  router.post('/sessions/:id/commit', jsonBody, async (request, response) => {
-    const result = await repository.commit(principalOf(response), request.params.id, request.body);
+  router.post('/sessions/:id/commit', jsonBody, accepts('commitSession'), async (request, response) => {
+    const result = await repository.commit(principalOf(response), String(request.params.id), request.body);
     response.status(result.created ? 201 : 200).json({ image: imageView(result.image), manifestDigest: result.manifestDigest });
   });
 
-  router.delete('/sessions/:id', (request, response) => {
-    response.json(repository.abortSession(principalOf(response), request.params.id));
+  router.delete('/sessions/:id', accepts('abortSession'), (request, response) => {
+    response.json(repository.abortSession(principalOf(response), String(request.params.id)));
   });
 
   return router;

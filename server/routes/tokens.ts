@@ -7,6 +7,7 @@ import type { Role, TokenRecord } from '../catalog/catalog.js';
 import { jsonBody, principalOf } from '../http.js';
 import type { Repository } from '../repository.js';
 import { MAX_TOKEN_TTL_SECONDS, ttlSecondsField } from '../request-fields.js';
+import { accepts } from '../api-schemas/validate.js';
 
 const CREATABLE: Role[] = ['admin', 'machine', 'auditor'];
 
@@ -18,7 +19,7 @@ export function tokenView(token: TokenRecord) {
 export function tokenRoutes(repository: Repository): Router {
   const router = Router();
 
-  router.post('/tokens', jsonBody, (request, response) => {
+  router.post('/tokens', jsonBody, accepts('createToken'), (request, response) => {
     requireRole(principalOf(response), 'admin');
     const body = (request.body ?? {}) as { role?: unknown; machine?: unknown; label?: unknown; ttlSeconds?: unknown };
     const role = String(body.role ?? '') as Role;
@@ -36,12 +37,12 @@ export function tokenRoutes(repository: Repository): Router {
     response.status(201).json({ token: secret, ...tokenView(record) });
   });
 
-  router.get('/tokens', (_request, response) => {
+  router.get('/tokens', accepts('listTokens'), (_request, response) => {
     requireRole(principalOf(response), 'admin');
     response.json({ tokens: repository.catalog.listTokens().map(tokenView) });
   });
 
-  router.delete('/tokens/:id', (request, response) => {
+  router.delete('/tokens/:id', accepts('revokeToken'), (request, response) => {
     requireRole(principalOf(response), 'admin');
     repository.catalog.revokeToken(Number(request.params.id));
     response.json({ revoked: tokenView(repository.catalog.tokenById(Number(request.params.id))!) });

@@ -3,11 +3,12 @@ import { Router } from 'express';
 import { jsonBody, principalOf } from '../http.js';
 import type { Verifier } from '../jobs/verify.js';
 import type { SigningKey } from '../signing.js';
+import { accepts } from '../api-schemas/validate.js';
 
 /** Public: anyone may fetch the key that checks the server's reports. */
 export function keyRoutes(signingKey: SigningKey): Router {
   const router = Router();
-  router.get('/keys', (_request, response) => {
+  router.get('/keys', accepts('listKeys'), (_request, response) => {
     response.json({ keys: [{ keyId: signingKey.keyId, algorithm: 'ed25519', publicKey: signingKey.publicKeyPem }] });
   });
   return router;
@@ -15,17 +16,17 @@ export function keyRoutes(signingKey: SigningKey): Router {
 
 export function verificationRoutes(verifier: Verifier): Router {
   const router = Router();
-  router.post('/verifications', jsonBody, (request, response) => {
+  router.post('/verifications', jsonBody, accepts('startVerification'), (request, response) => {
     response.status(202).json(verifier.start(principalOf(response), (request.body ?? {}) as Record<string, unknown>));
   });
-  router.get('/verifications', (_request, response) => {
+  router.get('/verifications', accepts('listVerifications'), (_request, response) => {
     response.json({ verifications: verifier.list(principalOf(response)) });
   });
-  router.get('/verifications/:id', (request, response) => {
-    response.json(verifier.job(principalOf(response), request.params.id));
+  router.get('/verifications/:id', accepts('getVerification'), (request, response) => {
+    response.json(verifier.job(principalOf(response), String(request.params.id)));
   });
-  router.get('/verifications/:id/report', async (request, response) => {
-    const bytes = await verifier.reportBytes(principalOf(response), request.params.id);
+  router.get('/verifications/:id/report', accepts('getVerificationReport'), async (request, response) => {
+    const bytes = await verifier.reportBytes(principalOf(response), String(request.params.id));
     response.setHeader('Content-Type', 'application/json');
     response.send(bytes);
   });

@@ -66,7 +66,7 @@ const retentionSchema = {
   additionalProperties: false,
   properties: Object.fromEntries(RETENTION_KEYS.map((key) => [key, count])),
 };
-const overridesSchema = {
+export const overridesSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {

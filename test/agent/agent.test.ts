@@ -208,7 +208,7 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
     t.match(text, /^b365_runs_total\{result="ok"\} 4$/m);
     t.match(text, /^b365_runs_total\{result="failed"\} 1$/m);
     t.match(text, /^b365_open_incidents\{kind="run-failed"\} 1$/m);
-    t.match(text, /^b365_last_successful_image_age_seconds\{machine="alpha"\} \d+/m);
+    t.match(text, /^b365_last_successful_image_timestamp_seconds\{machine="alpha"\} \d+/m);
     t.equal((await fetch(`${server.url}/metrics`)).status, 401, 'metrics need a token unless configured public');
   });
 });
