@@ -54,6 +54,8 @@ B365_TOKEN=$(cat "$work/repo/admin.token")
 export B365_STATE_DIR=$work/client-state
 "$b365" image "$disk" --machine smoke >"$work/image.out" || fail "b365 image failed"
 "$b365" images | grep -q smoke || fail "b365 images does not list the image"
-"$b365" restore smoke@latest --to "$work/restored.img" --yes >"$work/restore.out" || fail "b365 restore failed"
+# The checks after a restore (fsck) need a loop device, which a bare chroot has not;
+# the content digests are compared all the same, and cmp compares every byte.
+"$b365" restore smoke@latest --to "$work/restored.img" --yes --skip-checks >"$work/restore.out" || fail "b365 restore failed"
 cmp "$disk" "$work/restored.img" || fail "the restored disk differs from the original"
 say "ok: imaged, listed, restored and compared $(du -h --apparent-size "$disk" | cut -f1)"
