@@ -1,5 +1,5 @@
 // Worker thread: compress one chunk slot of the shared buffer into LZ4 frame blocks.
-// The blocks are moved (not copied) back to the main thread.
+// The blocks are moved (not copied) back to the main thread where Node allows it.
 import * as workerThreads from 'node:worker_threads';
 import { parentPort } from 'node:worker_threads';
 import { encodeBlocks } from '../../src/format/lz4-frame.js';
@@ -15,9 +15,9 @@ interface Task {
 const garbage = new GarbageBudget(4 << 20);
 
 /**
- * Node 22 and later mark buffers that native addons allocate (lz4-napi's output) as
- * untransferable, and postMessage throws on them: those are copied instead. Node 20 has
- * no such mark (nor the function that reads it) and moves them all.
+ * Node 24 (the shipped runtime) marks buffers that native addons allocate, as lz4-napi's
+ * output is, untransferable, and postMessage throws on them: those are copied instead.
+ * Node 20 has no such mark (nor the function that reads it) and moves them all.
  */
 const isMarkedAsUntransferable = (workerThreads as { isMarkedAsUntransferable?: (object: unknown) => boolean }).isMarkedAsUntransferable ?? (() => false);
 
