@@ -15,7 +15,9 @@ BOOTMEDIA_PACKAGES := debootstrap squashfs-tools xorriso grub-pc-bin grub-efi-am
 # work tree, so that every checkout and CI run on this machine reuses them.
 BOOTMEDIA_CACHE ?= /var/cache/backup365/bootmedia
 
-.PHONY: setup build test e2e bench demo serve bootmedia clean install lint-api
+.PHONY: setup build test e2e bench demo serve bootmedia clean install uninstall runtime deb deb-test lint-api
+# `make install` puts the program under $(PREFIX)/lib/backup365 and b365 in $(PREFIX)/bin.
+PREFIX ?= /usr/local
 
 setup: node_modules/.installed
 	@scripts/apt-ensure.sh $(DEB_PACKAGES)
@@ -46,9 +48,25 @@ lint-api: build
 	$(NODE) dist/scripts/openapi.js dist/openapi.json
 	npx redocly lint --config redocly.yaml dist/openapi.json
 
-# Put `b365` on the PATH.
-install: build
-	ln -sf $(CURDIR)/bin/b365 /usr/local/bin/b365
+# build/runtime/backup365: the program as it ships, on its own Node LTS; see README.md "Runtime".
+runtime: build
+	scripts/runtime.sh
+
+install: runtime
+	DESTDIR=$(DESTDIR) PREFIX=$(PREFIX) scripts/install.sh
+
+uninstall:
+	DESTDIR=$(DESTDIR) PREFIX=$(PREFIX) scripts/install.sh --uninstall
+
+# dist/backup365_<version>_amd64.deb; see docs/install.md.
+deb: runtime
+	scripts/deb/build.sh
+
+# Installs the .deb in a throwaway Debian 12 root (cached under /var/cache/backup365/deb-test),
+# runs a smoke test there, removes and purges it and checks nothing is left.
+deb-test: deb
+	@scripts/apt-ensure.sh debootstrap
+	scripts/deb/test.sh
 
 # dist/b365-rescue.iso: hybrid ISO (CD or dd'ed USB stick, BIOS or UEFI); see bootmedia/README.md.
 bootmedia: setup build

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds the rescue image dist/b365-rescue.iso: a cached Debian 12 base layer (kernel,
-# live-boot, disk tools) plus a small layer with Node and the b365 bundle, made hybrid
+# live-boot, disk tools) plus a small layer with b365 on its own Node LTS, made hybrid
 # (CD and dd'ed USB stick, BIOS and UEFI) by grub-mkrescue. See bootmedia/README.md.
 set -euo pipefail
 
@@ -10,7 +10,6 @@ cache=${BOOTMEDIA_CACHE:-/var/cache/backup365/bootmedia}
 out=${BOOTMEDIA_OUT:-$root/dist/b365-rescue.iso}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
-node_binary=${BOOTMEDIA_NODE:-$(command -v node)}
 base_only=0
 [ "${1:-}" = "--base-only" ] && base_only=1
 
@@ -98,13 +97,16 @@ build_base() {
 [ -f "$base/filesystem.squashfs" ] || build_base
 [ "$base_only" = 1 ] && exit 0
 
-# The b365 layer: Node, the compiled program with its production dependencies, and
-# the configuration that logs in on the consoles and starts `b365 rescue`.
+# The b365 layer: the tree the .deb ships (scripts/runtime.sh: the compiled program, its
+# production dependencies and the pinned Node LTS they were built for), and the
+# configuration that logs in on the consoles and starts `b365 rescue`.
 [ -f "$root/dist/src/cli/main.js" ] || { say "compile first: npx tsc -p . (make build)"; exit 1; }
+"$root/scripts/runtime.sh"
 layer=$work/b365-root
 mkdir -p "$layer/usr/local/bin" "$layer/opt"
-install -m 0755 "$node_binary" "$layer/usr/local/bin/node"
-node "$root/dist/bootmedia/bundle.js" --root "$root" --to "$layer/opt/backup365"
+cp -R --preserve=mode,timestamps "${RUNTIME_DIR:-$root/build/runtime}/backup365" "$layer/opt/backup365"
+# `node` on a technician's shell is the one b365 runs on.
+ln -s /opt/backup365/node/bin/node "$layer/usr/local/bin/node"
 cp -a "$here/rootfs/." "$layer/"
 chmod 0755 "$layer/usr/local/bin/b365"
 chmod 0700 "$layer/root"

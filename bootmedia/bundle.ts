@@ -29,7 +29,11 @@ async function exists(file: string): Promise<boolean> {
   );
 }
 
-export async function bundle(root: string, destination: string): Promise<{ packages: number }> {
+/**
+ * `modules` is the directory that holds the installed packages: the checkout's own
+ * node_modules, or one staged and rebuilt for another Node (scripts/runtime.sh).
+ */
+export async function bundle(root: string, destination: string, modules = path.join(root, 'node_modules')): Promise<{ packages: number }> {
   const lock = JSON.parse(await fs.readFile(path.join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
   const manifest = JSON.parse(await fs.readFile(path.join(root, 'package.json'), 'utf8')) as { name: string; version: string; type: string };
   await fs.rm(destination, { recursive: true, force: true });
@@ -41,7 +45,7 @@ export async function bundle(root: string, destination: string): Promise<{ packa
   let packages = 0;
   for (const [location, entry] of Object.entries(lock.packages)) {
     if (!location.startsWith('node_modules/') || entry.dev || entry.devOptional) continue;
-    const source = path.join(root, location);
+    const source = path.join(modules, location.slice('node_modules/'.length));
     // Optional packages for other platforms are in the lock but not installed.
     if (!(await exists(source))) {
       if (entry.optional) continue;
@@ -55,9 +59,10 @@ export async function bundle(root: string, destination: string): Promise<{ packa
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { root: { type: 'string' }, to: { type: 'string' } } });
-  if (!values.root || !values.to) throw new Error('usage: bundle.js --root REPO --to DIRECTORY');
-  const { packages } = await bundle(path.resolve(values.root), path.resolve(values.to));
+  const { values } = parseArgs({ options: { root: { type: 'string' }, to: { type: 'string' }, modules: { type: 'string' } } });
+  if (!values.root || !values.to) throw new Error('usage: bundle.js --root REPO --to DIRECTORY [--modules NODE_MODULES]');
+  const modules = values.modules ? path.resolve(values.modules) : undefined;
+  const { packages } = await bundle(path.resolve(values.root), path.resolve(values.to), modules);
   process.stderr.write(`bundle: b365 with ${packages} production packages in ${values.to}\n`);
 }
 
