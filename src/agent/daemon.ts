@@ -51,6 +51,8 @@ export class Agent {
   private policyCheckedAt = Number.NEGATIVE_INFINITY;
   private policyRetryAt = 0;
   private policyFailures = 0;
+  /** Why the last policy fetch failed, if it did. */
+  private policyError: unknown = null;
   private state: AgentState = { lastScheduledFor: null };
   private next: { occurrence: number; due: number } | null = null;
   private lastHeartbeatAt = Number.NEGATIVE_INFINITY;
@@ -133,6 +135,8 @@ export class Agent {
   async runOnce(): Promise<RunReport | null> {
     this.state = (await this.readJson<AgentState>('agent-state.json')) ?? { lastScheduledFor: null };
     await this.refreshPolicy();
+    // A server that is not trusted or refuses the token says so; waiting does not change that.
+    if (!this.answer && (this.policyError instanceof UntrustedServerError || this.policyError instanceof AuthError)) throw this.policyError;
     if (!this.answer) throw new UnavailableError(`cannot get this machine's policy from ${this.api.server}`);
     const report = await this.startRun('manual', null);
     for (let attempt = 0; attempt < 5 && (await this.outbox.pending()).length; attempt++) {
@@ -167,11 +171,13 @@ export class Agent {
       this.answer = answer;
       this.policyCheckedAt = this.now();
       this.policyFailures = 0;
+      this.policyError = null;
       await this.writeJson('policy.json', answer);
       if (first) this.planFromStart();
       else if (changed) this.planNext(this.now());
       if (changed || firstFetch) this.log.info({ machine: answer.machine, schedule: answer.policy.schedule, timezone: answer.policy.timezone, enabled: answer.policy.enabled, next: this.next ? iso(this.next.occurrence) : null }, 'policy loaded');
     } catch (error) {
+      this.policyError = error;
       if (error instanceof AuthError) this.log.error({ error: errorMessage(error) }, 'the server refuses this agent token');
       if (error instanceof UntrustedServerError) this.log.error({ error: errorMessage(error) }, 'the server is not trusted: nothing was sent to it');
       this.policyFailures++;
