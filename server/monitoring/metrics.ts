@@ -28,6 +28,7 @@ export class Metrics {
   private readonly chunksServed: Counter;
   private readonly bytesServed: Counter;
   private readonly requestDuration: Histogram;
+  private readonly authFailures: Counter;
 
   constructor(repository: Repository, runs: Runs, incidents: Incidents, gc: GarbageCollector, pruner: Pruner) {
     collectDefaultMetrics({ register: this.registry });
@@ -42,6 +43,8 @@ export class Metrics {
       this.chunksServed.inc({ kind }, 0);
       this.bytesServed.inc({ kind }, 0);
     }
+    this.authFailures = new Counter({ name: 'b365_auth_failures_total', help: 'Requests refused for an unknown, revoked or expired token or a wrong restore code', labelNames: ['kind'], registers: this.registers });
+    for (const kind of ['token', 'restore_code']) this.authFailures.inc({ kind }, 0);
     this.requestDuration = new Histogram({
       name: 'b365_http_request_duration_seconds',
       help: 'HTTP requests by method, route pattern (as in the OpenAPI document) and status',
@@ -49,6 +52,11 @@ export class Metrics {
       buckets: REQUEST_BUCKETS,
       registers: this.registers,
     });
+  }
+
+  /** A refused token or restore code (server/auth-failures.ts). */
+  authFailed(kind: 'token' | 'restore_code'): void {
+    this.authFailures.inc({ kind });
   }
 
   served(kind: 'chunk' | 'index', bytes: number): void {

@@ -11,6 +11,8 @@ export const SERVICE_NAME = 'backup365-agent.service';
 
 export interface InstallOptions {
   server: string;
+  /** The server's certificate fingerprint to pin, when no trusted CA signed it. */
+  fingerprint?: string;
   token: string;
   configDirectory: string;
   unitDirectory: string;
@@ -107,7 +109,7 @@ export async function installAgent(options: InstallOptions): Promise<InstalledFi
   const configFile = path.join(configDirectory, 'agent.json');
   const tokenFile = path.join(configDirectory, 'agent.token');
   const unit = path.join(path.resolve(options.unitDirectory), SERVICE_NAME);
-  const config: AgentConfig = { server: options.server, tokenFile, stateDirectory };
+  const config: AgentConfig = { server: options.server, tokenFile, stateDirectory, ...(options.fingerprint ? { fingerprint: options.fingerprint } : {}) };
   await writeFileAtomically(tokenFile, `${options.token}\n`, 0o600);
   await writeFileAtomically(configFile, `${JSON.stringify(config, null, 2)}\n`, 0o644);
   await privateDirectory(stateDirectory);

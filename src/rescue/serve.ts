@@ -60,7 +60,8 @@ export async function runServe(options: ServeOptions): Promise<void> {
       await execa('umount', [mountpoint], { reject: false });
       throw error;
     });
-    say(`B365-SERVING ${running.url} repository ${settings.device} mounted at ${mountpoint}`);
+    // Clients on site pin the certificate the repository made for itself on its first start.
+    say(`B365-SERVING ${running.url} repository ${settings.device} mounted at ${mountpoint}${running.certificate ? ` fingerprint ${running.certificate.fingerprint}` : ''}`);
     await new Promise<void>((resolve) => {
       if (options.signal.aborted) resolve();
       else options.signal.addEventListener('abort', () => resolve(), { once: true });

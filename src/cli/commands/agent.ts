@@ -12,7 +12,9 @@ import { installedCommand } from '../../install/program.js';
 import { DEFAULT_UNIT_DIRECTORY, enableService } from '../../install/systemd.js';
 import { ConflictError, UsageError, UserError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { clientFor, globals, resolveToken } from '../context.js';
+import { normalizeFingerprint } from '../../client/tls-pin.js';
+import { agentInstallCommand } from '../agent-command.js';
+import { clientFor, fingerprintOf, globals, resolveToken } from '../context.js';
 import { printJson, printTable } from '../output.js';
 
 interface InstallFlags {
@@ -25,8 +27,8 @@ interface InstallFlags {
 }
 
 /** Who the token belongs to, asked of the server before anything is written. */
-async function tokenMachine(server: string, token: string): Promise<string> {
-  const api = new AgentApi(server, token, createLogger({ level: 'error' }));
+async function tokenMachine(server: string, token: string, fingerprint: string | undefined): Promise<string> {
+  const api = new AgentApi(server, token, createLogger({ level: 'error' }), fingerprint);
   try {
     return (await api.policy()).machine;
   } finally {
@@ -41,12 +43,15 @@ function describeInstalled(files: InstalledFiles, machine: string | null): strin
 async function install(flags: InstallFlags, command: Command): Promise<void> {
   const global = globals(command);
   if (!global.server) throw new UsageError('agent install needs --server URL');
+  const fingerprintText = fingerprintOf(global);
+  const fingerprint = fingerprintText ? normalizeFingerprint(fingerprintText) : undefined;
   const token = resolveToken(global);
-  const machine = flags.check ? await tokenMachine(global.server, token) : null;
+  const machine = flags.check ? await tokenMachine(global.server, token, fingerprint) : null;
   const program = installedCommand({ allowBuildTree: flags.allowBuildTree === true });
-  const files = await installAgent({ server: global.server, token, configDirectory: flags.configDir, unitDirectory: flags.unitDir, stateDirectory: flags.stateDir, command: program });
+  const files = await installAgent({ server: global.server, fingerprint, token, configDirectory: flags.configDir, unitDirectory: flags.unitDir, stateDirectory: flags.stateDir, command: program });
   // What was written is said before systemd is asked, so a refusal there leaves no doubt about it.
   if (!global.json) process.stdout.write(describeInstalled(files, machine));
+  process.stderr.write(`the agent's connection, to run it by hand or install it elsewhere:\n  ${agentInstallCommand(global.server, fingerprint ?? null, files.tokenFile)}\n`);
   if (flags.start) await enableService(SERVICE_NAME);
   if (global.json) printJson({ machine, ...files, started: flags.start });
   else process.stdout.write(flags.start ? `${SERVICE_NAME} is enabled and running\n` : `start it with: systemctl daemon-reload && systemctl enable --now ${SERVICE_NAME}\n`);
@@ -79,12 +84,14 @@ export function registerAgent(program: Command): void {
       const config = configFile ? readAgentConfig(configFile) : null;
       const server = global.server ?? process.env.B365_SERVER ?? config?.server;
       if (!server) throw new UsageError('no server: pass --server URL or --config FILE (see b365 agent install)');
+      // A pin belongs to its server: the configuration's only when its server is the one used.
+      const fingerprint = global.fingerprint ?? (config && server === config.server ? config.fingerprint : undefined) ?? fingerprintOf(global);
       const { token, source: tokenSource, ignored } = chooseAgentToken(global, configFile, config);
       const stateDirectory = flags.stateDir ?? config?.stateDirectory ?? process.env.B365_STATE_DIR ?? DEFAULT_AGENT_STATE;
       const log = createLogger({ level: global.logLevel ?? process.env.B365_LOG_LEVEL ?? 'info', name: 'b365-agent' });
       log.info({ tokenSource }, `token from ${tokenSource}`);
       if (ignored) log.warn({ ignored }, `${ignored} is set but not used: the configuration's token wins`);
-      const daemon = new Agent({ server, token, stateDirectory, clock: clockFromEnvironment(), log, tickMs: Math.max(10, Number(flags.tick) || 1000) });
+      const daemon = new Agent({ server, token, fingerprint, stateDirectory, clock: clockFromEnvironment(), log, tickMs: Math.max(10, Number(flags.tick) || 1000) });
       const stop = () => daemon.stop();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
