@@ -54,7 +54,7 @@ export function registerImage(program: Command): void {
       if (options.freeze && options.crashConsistent) throw new UsageError('choose --freeze or --crash-consistent, not both');
       const live: LiveMode = options.freeze ? 'freeze' : options.crashConsistent ? 'crash-consistent' : 'refuse';
       const { disks, beforeVolume } = await planSources(sources, { chunkSize, raw: options.raw, live });
-      const client = await clientFor(command);
+      const client = await clientFor(command, 'transfer');
       const progress = byteProgress(`imaging ${sources.join(', ')}`, !global.json);
       const interrupt = interruptSignal();
       try {

@@ -28,7 +28,7 @@ export function registerRestore(program: Command): void {
     .option('--parallel <n>', 'chunks fetched at once', '12')
     .action(async (reference: string, options: { to: string; disk?: string; parallel: string; yes?: boolean; grow?: boolean; zeroUnused?: boolean; skipChecks?: boolean }, command: Command) => {
       const global = globals(command);
-      const client = await clientFor(command);
+      const client = await clientFor(command, 'transfer');
       const progress = byteProgress(`restoring ${reference}`, !global.json);
       const interrupt = interruptSignal();
       try {

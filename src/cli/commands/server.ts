@@ -99,7 +99,7 @@ async function reindexOffline(repo: string, command: Command): Promise<ReindexOu
 }
 
 async function reindexOnline(command: Command): Promise<ReindexOutcome> {
-  const client = await clientFor(command);
+  const client = await clientFor(command, 'transfer');
   try {
     let job = await client.http.call<ReindexJob>('POST', '/reindex', { idempotent: false });
     while (job.state === 'running') {

@@ -6,9 +6,7 @@ import type { Command } from 'commander';
 import { verifyLocally } from '../../client/verify-local.js';
 import { UsageError, VerificationError } from '../../errors.js';
 import { checkSignedDocument, parsePublicKey } from '../../format/signed-report.js';
-import { RepositoryClient } from '../../client/repository.js';
-import { processSignal } from '../interrupt.js';
-import { clientFor, globals, serverOf } from '../context.js';
+import { anonymousClientFor, clientFor, globals } from '../context.js';
 import { byteProgress, printJson } from '../output.js';
 
 interface VerifyOptions {
@@ -32,7 +30,7 @@ export function registerVerify(program: Command): void {
     .action(async (images: string[], options: VerifyOptions, command: Command) => {
       const json = globals(command).json;
       if (!options.all && images.length === 0) throw new UsageError('name images to verify, or use --all');
-      const client = await clientFor(command);
+      const client = await clientFor(command, 'transfer');
       try {
         if (options.local) {
           const results = [];
@@ -99,7 +97,7 @@ export function registerVerify(program: Command): void {
     .option('--out <file>', 'write the PEM public key to this file')
     .action(async (options: { out?: string }, command: Command) => {
       // The key is public: no token needed.
-      const client = new RepositoryClient({ server: serverOf(globals(command)), token: process.env.B365_TOKEN ?? '', signal: processSignal });
+      const client = anonymousClientFor(command);
       try {
         const keys = await client.keys();
         if (options.out) await fs.writeFile(options.out, keys[0]!.publicKey);
