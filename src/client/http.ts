@@ -15,6 +15,7 @@ import {
   PayloadTooLargeError,
   RepositoryFullError,
   UnavailableError,
+  UsageError,
   UserError,
 } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -122,6 +123,9 @@ export function errorFromResponse(status: number, body: { code?: string; message
   if (status === 409) return body?.code === 'missing_objects' ? new MissingObjectsError(message, options) : new ConflictError(message, options);
   if (status === 413) return new PayloadTooLargeError(message, options);
   if (status === 429 || status >= 500) return new UnavailableError(message, options);
+  // A value the server refuses is the same mistake as one refused here: a usage error.
+  // Only bytes that fail their own check are bad data.
+  if (status === 400 && body?.code !== 'digest_mismatch') return new UsageError(message, options);
   return new FormatError(message, options);
 }
 

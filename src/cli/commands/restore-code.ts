@@ -20,8 +20,13 @@ export function registerRestoreCode(program: Command): void {
       const client = await clientFor(command);
       try {
         const created = await client.createRestoreCode(machine, ttlSeconds, options.capture ?? false);
-        if (globals(command).json) printJson(created);
-        else process.stdout.write(`${created.code}\n(${created.capture ? 'restore and capture' : 'restore'} code for ${created.machine}, valid until ${created.expiresAt})\n`);
+        if (globals(command).json) return printJson(created);
+        // The code alone on stdout, so `CODE=$(b365 restore-code create …)` holds just it.
+        process.stdout.write(`${created.code}\n`);
+        process.stderr.write(
+          `${created.capture ? 'restore and capture' : 'restore'} code for ${created.machine}, valid until ${created.expiresAt}; ` +
+            `on the rescue USB the technician types it when asked, or runs b365 --restore-code CODE …\n`,
+        );
       } finally {
         await client.close();
       }

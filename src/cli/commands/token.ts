@@ -5,6 +5,13 @@ import { clientFor, globals } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import { parseDuration } from '../parse.js';
 
+/** What the operator is told about a new token, on stderr (the secret is never repeated there). */
+function tokenNotice(created: { id: number; role: string; machine: string | null; expiresAt: string | null }): string {
+  const owner = created.machine ? ` for machine ${created.machine}` : '';
+  const expiry = created.expiresAt ? `, valid until ${created.expiresAt}` : ', valid until revoked';
+  return `${created.role} token ${created.id}${owner}${expiry}; shown once, keep it now`;
+}
+
 export function registerToken(program: Command): void {
   const token = program.command('token').description('manage access tokens (admin)');
 
@@ -25,8 +32,11 @@ export function registerToken(program: Command): void {
           label: options.label,
           ttlSeconds: options.ttl ? Math.round(parseDuration(options.ttl) / 1000) : undefined,
         });
-        if (globals(command).json) printJson(created);
-        else process.stdout.write(`${created.token}\n`);
+        if (globals(command).json) return printJson(created);
+        // The secret alone on stdout, so `TOKEN=$(b365 token create …)` holds just it;
+        // everything said about it goes to stderr.
+        process.stdout.write(`${created.token}\n`);
+        process.stderr.write(`${tokenNotice(created)}\n`);
       } finally {
         await client.close();
       }

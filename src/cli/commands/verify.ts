@@ -100,9 +100,18 @@ export function registerVerify(program: Command): void {
       const client = anonymousClientFor(command);
       try {
         const keys = await client.keys();
-        if (options.out) await fs.writeFile(options.out, keys[0]!.publicKey);
-        if (globals(command).json) printJson({ keys });
-        else for (const key of keys) process.stdout.write(`key ${key.keyId} (${key.algorithm})\n${key.publicKey}`);
+        if (globals(command).json) return printJson({ keys });
+        const current = keys[0]!;
+        // Only PEM goes to stdout or the file, so either is a key file openssl reads as is.
+        if (options.out) {
+          await fs.writeFile(options.out, current.publicKey);
+          process.stderr.write(`wrote public key ${current.keyId} (${current.algorithm}) to ${options.out}\n`);
+          return;
+        }
+        for (const key of keys) {
+          process.stderr.write(`key ${key.keyId} (${key.algorithm})\n`);
+          process.stdout.write(key.publicKey);
+        }
       } finally {
         await client.close();
       }
