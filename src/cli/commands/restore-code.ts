@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { assertMachineName } from '../../format/image-ref.js';
 import { clientFor, globals } from '../context.js';
 import { printJson, printTable } from '../output.js';
-import { parseDuration } from '../parse.js';
+import { parseDurationSeconds } from '../../duration.js';
 
 export function registerRestoreCode(program: Command): void {
   const codes = program.command('restore-code').description("restore codes for technicians (admin)");
@@ -16,7 +16,7 @@ export function registerRestoreCode(program: Command): void {
     .option('--capture', 'also let the technician image the machine from the rescue USB')
     .action(async (options: { machine: string; ttl: string; capture?: boolean }, command: Command) => {
       const machine = assertMachineName(options.machine);
-      const ttlSeconds = Math.round(parseDuration(options.ttl) / 1000);
+      const ttlSeconds = parseDurationSeconds(options.ttl, '--ttl');
       const client = await clientFor(command);
       try {
         const created = await client.createRestoreCode(machine, ttlSeconds, options.capture ?? false);

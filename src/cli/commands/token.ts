@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
 import { clientFor, globals } from '../context.js';
 import { printJson, printTable } from '../output.js';
-import { parseDuration } from '../parse.js';
+import { parseDurationSeconds } from '../../duration.js';
 
 /** What the operator is told about a new token, on stderr (the secret is never repeated there). */
 function tokenNotice(created: { id: number; role: string; machine: string | null; expiresAt: string | null }): string {
@@ -30,7 +30,7 @@ export function registerToken(program: Command): void {
           role: options.role,
           machine: options.machine,
           label: options.label,
-          ttlSeconds: options.ttl ? Math.round(parseDuration(options.ttl) / 1000) : undefined,
+          ttlSeconds: options.ttl !== undefined ? parseDurationSeconds(options.ttl, '--ttl') : undefined,
         });
         if (globals(command).json) return printJson(created);
         // The secret alone on stdout, so `TOKEN=$(b365 token create …)` holds just it;
