@@ -63,6 +63,8 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     .option('--json', 'machine-readable output on stdout')
     .option('--log-level <level>', 'debug, info, warn, error')
     .showHelpAfterError()
+    // Subcommands inherit this: each one's help also lists the options every command takes.
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride();
   const wanted = commandWord(argv);
   const loaders = wanted && COMMANDS[wanted] ? [COMMANDS[wanted]!] : [...new Set(Object.values(COMMANDS))];

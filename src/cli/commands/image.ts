@@ -37,6 +37,7 @@ export function printCaptureReport(report: CaptureReport): void {
 export function registerImage(program: Command): void {
   program
     .command('image')
+    .usage('DISK... --machine NAME [--freeze | --crash-consistent] [--raw] [--full] [options]')
     .description('image a disk (block device or disk image file) into the repository')
     .argument('<sources...>', 'block devices or disk image files (several disks make one image)')
     .requiredOption('--machine <name>', 'machine the image belongs to')

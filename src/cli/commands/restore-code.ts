@@ -10,6 +10,7 @@ export function registerRestoreCode(program: Command): void {
 
   codes
     .command('create')
+    .usage('--machine NAME [--ttl DURATION] [--capture]')
     .description('create a code that lets a technician restore one machine, and print it')
     .requiredOption('--machine <name>', 'the machine whose images the code opens')
     .option('--ttl <duration>', 'how long the code is valid, like 4h or 2d', '4h')

@@ -17,6 +17,7 @@ export function printRestoreReport(report: RestoreReport): void {
 export function registerRestore(program: Command): void {
   program
     .command('restore')
+    .usage('IMAGE --to TARGET [--disk ID] [--yes] [--grow] [options]')
     .description('restore an image onto a disk or disk image file')
     .argument('<image>', 'image id (MACHINE@TIMESTAMP) or MACHINE@latest')
     .requiredOption('--to <target>', 'block device or image file to write')

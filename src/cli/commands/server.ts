@@ -8,6 +8,7 @@ import { UserError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { printJson } from '../output.js';
 import { clientFor, globals } from '../context.js';
+import { helpShowsDefault } from '../help.js';
 
 interface ReindexOutcome {
   images: number;
@@ -39,7 +40,7 @@ export function adminTokenNotice(token: string, tokenFile: string, terminal: boo
 export function registerServer(program: Command): void {
   const server = program.command('server').description('run the repository server, or maintain its repository');
 
-  server
+  const start = server
     .command('start', { isDefault: true })
     .description('serve a repository over HTTP (the default)')
     .option('--config <file>', 'server configuration (JSON, see docs/server-config.md; B365_SERVER_CONFIG)')
@@ -65,6 +66,7 @@ export function registerServer(program: Command): void {
       log.info('shutting down');
       await running.close();
     });
+  helpShowsDefault(server, start, '[--repo DIR] [--listen HOST:PORT] [--config FILE] [--log-file FILE]');
 
   server
     .command('reindex')

@@ -17,6 +17,7 @@ export function registerToken(program: Command): void {
 
   token
     .command('create')
+    .usage('--role admin|machine|auditor [--machine NAME] [--label TEXT] [--ttl DURATION]')
     .description('create a token and print its secret (shown once)')
     .requiredOption('--role <role>', 'admin, machine or auditor')
     .option('--machine <name>', 'the machine a machine token belongs to')

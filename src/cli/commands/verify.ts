@@ -7,6 +7,7 @@ import { verifyLocally } from '../../client/verify-local.js';
 import { UsageError, VerificationError } from '../../errors.js';
 import { checkSignedDocument, parsePublicKey } from '../../format/signed-report.js';
 import { anonymousClientFor, clientFor, globals } from '../context.js';
+import { helpShowsDefault } from '../help.js';
 import { byteProgress, printJson } from '../output.js';
 
 interface VerifyOptions {
@@ -19,7 +20,7 @@ interface VerifyOptions {
 export function registerVerify(program: Command): void {
   const verify = program.command('verify').description('verify stored images and get a signed report');
 
-  verify
+  const run = verify
     .command('run', { isDefault: true })
     .description('verify images on the server (the default) or locally')
     .argument('[images...]', 'image ids or MACHINE@latest')
@@ -71,6 +72,8 @@ export function registerVerify(program: Command): void {
         await client.close();
       }
     });
+
+  helpShowsDefault(verify, run, '(IMAGE... | --all) [--level structural|content|restore-stream] [--local] [--out FILE]');
 
   verify
     .command('check')
