@@ -16,6 +16,7 @@ export interface GlobalOptions {
   json?: boolean;
   progress?: boolean;
   logLevel?: string;
+  logFormat?: string;
   restoreCode?: string;
 }
 
