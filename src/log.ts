@@ -1,6 +1,7 @@
 // Logs of the server, the agent and the CLI (pino). JSON lines where a machine reads
 // them (a log file, journald, a pipe), with a syslog priority prefix when journald
 // does; short human lines on a terminal. `--log-format` / B365_LOG_FORMAT choose.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import fs from 'node:fs';
 import tty from 'node:tty';
 import { pino, type DestinationStream, type Logger } from 'pino';
@@ -100,11 +101,17 @@ function destinationFor(where: string | number, format: 'text' | 'json'): Destin
   return target;
 }
 
+/** Fields every line logged within a context carries, such as the id of the request being handled. */
+export const logContext = new AsyncLocalStorage<Record<string, unknown>>();
+
 export function createLogger(options: { level?: string; name?: string; destination?: string | number; format?: LogFormat } = {}): Logger {
   const level = options.level ?? process.env.B365_LOG_LEVEL ?? 'info';
   const where = options.destination ?? 2;
   const format = resolveLogFormat(options.format ?? requestedFormat(), typeof where === 'number' ? where : null);
-  return pino({ level, name: options.name ?? 'b365', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destinationFor(where, format));
+  return pino(
+    { level, name: options.name ?? 'b365', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, mixin: () => logContext.getStore() ?? {} },
+    destinationFor(where, format),
+  );
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });

@@ -12,6 +12,7 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly chunksServed: Counter;
   private readonly bytesServed: Counter;
+  private readonly authFailures: Counter;
 
   constructor(repository: Repository, runs: Runs, incidents: Incidents, gc: GarbageCollector, pruner: Pruner) {
     const registers = [this.registry];
@@ -133,6 +134,12 @@ export class Metrics {
       this.chunksServed.inc({ kind }, 0);
       this.bytesServed.inc({ kind }, 0);
     }
+    this.authFailures = new Counter({ name: 'b365_auth_failures_total', help: 'Refused authentications: unknown, expired or revoked tokens (kind="token") and restore codes (kind="restore_code")', labelNames: ['kind'], registers });
+    for (const kind of ['token', 'restore_code']) this.authFailures.inc({ kind }, 0);
+  }
+
+  authFailed(kind: 'token' | 'restore_code'): void {
+    this.authFailures.inc({ kind });
   }
 
   served(kind: 'chunk' | 'index', bytes: number): void {
