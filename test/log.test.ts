@@ -1,11 +1,17 @@
 // Logs are human lines on a terminal and JSON lines elsewhere, or as --log-format says.
 // The warnings come from a real one: the CLI retrying while its server restarts.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import t from 'tap';
 import { humanLine, syslogPriority } from '../src/log.js';
 import { CLI_MAIN } from './helpers/cli.js';
 import { startServer, type TestServer } from './helpers/server.js';
+import { tempDir } from './helpers/tmp.js';
+import { SERVER_NODE_OPTIONS } from '../server/main.js';
 
 const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
 
@@ -51,6 +57,33 @@ t.test('a bad --log-format is a usage error', async (t) => {
   const result = await execa(process.execPath, [CLI_MAIN, '--log-format', 'xml', 'images'], { reject: false, env: { B365_TOKEN: 'x' } });
   t.equal(result.exitCode, 2);
   t.match(result.stderr, /^b365: --log-format must be text, json or auto, got "xml"/);
+});
+
+t.test('a server whose stderr is the journal prefixes each line with its priority', async (t) => {
+  const directory = await tempDir(t);
+  // JOURNAL_STREAM names the journal's stream by device and inode; a file stands in for it.
+  const journal = path.join(directory, 'journal');
+  await fs.writeFile(journal, '');
+  const { dev, ino } = await fs.stat(journal);
+  const handle = await fs.open(journal, 'a');
+  t.teardown(() => handle.close());
+  // Node's own spawn hands the file's descriptor to the server as its stderr, as systemd does.
+  const server = spawn(process.execPath, [...SERVER_NODE_OPTIONS, CLI_MAIN, 'server', '--repo', path.join(directory, 'repo'), '--listen', '127.0.0.1:0'], {
+    env: { ...process.env, JOURNAL_STREAM: `${dev}:${ino}`, B365_LOG_LEVEL: 'info', INVOCATION_ID: '' },
+    stdio: ['ignore', 'pipe', handle.fd],
+  });
+  const exited = once(server, 'exit');
+  let output = '';
+  for await (const data of server.stdout!) {
+    output += String(data);
+    if (output.includes('listening on')) break;
+  }
+  server.kill('SIGTERM');
+  await exited;
+  const lines = (await fs.readFile(journal, 'utf8')).split('\n').filter(Boolean);
+  t.ok(lines.length > 0, 'the server logged');
+  for (const line of lines) t.match(line, /^<[2-7]>\{"level":\d+/, line.slice(0, 60));
+  t.ok(lines.some((line) => line.startsWith('<6>') && line.includes('"msg":"server listening"')), 'info is priority 6');
 });
 
 t.test('journald priorities and human lines from records', async (t) => {
