@@ -16,7 +16,7 @@ import { objectRoutes } from './routes/objects.js';
 import { restoreCodeExchangeRoute, restoreCodeRoutes } from './routes/restore-codes.js';
 import { RestoreCodes } from './restore-codes.js';
 import { TrustedProxies } from './client-address.js';
-import { authFailureRecorder } from './auth-failures.js';
+import { requestLog } from './request-log.js';
 import { BODY_IDLE_TIMEOUT_SETTING } from './body-timeout.js';
 import { UploadSlots } from './upload-slots.js';
 import { sessionRoutes } from './routes/sessions.js';
@@ -50,15 +50,10 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use((request, response, next) => {
-    const started = process.hrtime.bigint();
-    response.on('finish', () => {
-      log.debug({ method: request.method, path: request.path, status: response.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
-    });
-    next();
-  });
-
   const config = options.config ?? defaultConfig();
+  const proxies = new TrustedProxies(config.http.trustProxy);
+  app.use(requestLog(log, proxies));
+
   app.set(BODY_IDLE_TIMEOUT_SETTING, config.http.bodyIdleTimeoutSeconds * 1000);
   const uploadSlots = new UploadSlots(config.http.uploadSlots, config.http.uploadSlotsPerMachine);
   const nightly = new Nightly(repository, config, log);
@@ -82,7 +77,6 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   });
   const restoreCodes = new RestoreCodes(repository);
   const verifier = new Verifier(repository, options.signingKey);
-  const proxies = new TrustedProxies(config.http.trustProxy);
   api.use(restoreCodeExchangeRoute(restoreCodes, proxies));
   api.use(keyRoutes(options.signingKey));
   api.get('/metrics', metrics);
@@ -102,12 +96,11 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   const reindexer = new OnlineReindex(repository, nightly.gc, log);
   api.use(maintenanceRoutes(nightly.pruner, nightly.gc, reindexer));
   api.use(fileRoutes(new FileAccess(repository)));
-  api.use(authFailureRecorder(log, proxies, (kind) => nightly.metrics.authFailed(kind)));
 
   app.use('/api/v1', api);
   app.use((request, _response, next) => {
     next(new NotFoundError(`no such endpoint: ${request.method} ${request.path}`));
   });
-  app.use(errorHandler(log));
+  app.use(errorHandler(log, { proxies, onAuthFailure: (kind) => nightly.metrics.authFailed(kind) }));
   return { app, verifier, nightly, reindexer };
 }

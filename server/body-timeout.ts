@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 
-type BodyParser = (request: IncomingMessage, response: ServerResponse, next: (error?: unknown) => void) => void;
+export type BodyParser = (request: IncomingMessage, response: ServerResponse, next: (error?: unknown) => void) => void;
 
 /** Express setting that holds the idle limit in milliseconds (0: none). */
 export const BODY_IDLE_TIMEOUT_SETTING = 'b365 body idle timeout ms';

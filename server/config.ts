@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
+import { parseDurationSeconds } from '../src/duration.js';
 import { FormatError, UsageError } from '../src/errors.js';
 import { Schedule, localTimeZone } from '../src/schedule.js';
 import { TrustedProxies } from './client-address.js';
@@ -93,7 +94,8 @@ export interface HttpSettings {
   trustProxy: string[];
 }
 
-const duration = { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^\\d+(\\.\\d+)?\\s*(s|m|h|d)$' }] };
+// Read by src/duration.ts, which names the setting when a value does not parse.
+const duration = { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', minLength: 1, maxLength: 40 }] };
 const size = { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^\\d+(\\.\\d+)?\\s*([KMGT]i?B?|B)?$' }] };
 const cron = { anyOf: [{ type: 'string', minLength: 1, maxLength: 200 }, { type: 'null' }] };
 const secretOrFile = (name: string) => ({ [name]: { type: 'string' }, [`${name}File`]: { type: 'string' } });
@@ -182,12 +184,6 @@ export const configSchema = {
 const ajv = new Ajv({ allErrors: false, strict: true });
 const validate = ajv.compile(configSchema);
 
-export function parseDurationSeconds(value: number | string): number {
-  if (typeof value === 'number') return value;
-  const match = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/.exec(value.trim())!;
-  return Math.round(Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd']);
-}
-
 export function parseSize(value: number | string): number {
   if (typeof value === 'number') return value;
   const match = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?$/.exec(value.trim())!;
@@ -234,22 +230,25 @@ export function parseConfig(value: unknown, what = 'server configuration', base 
   }
   const raw = value as Raw;
   const config = defaultConfig();
-  const seconds = (section: Record<string, unknown> | undefined, key: string, fallback: number) => (section?.[key] === undefined ? fallback : parseDurationSeconds(section[key] as number | string));
+  const seconds = (section: 'monitoring' | 'agents' | 'retention' | 'notifications', key: string, fallback: number) => {
+    const value = raw[section]?.[key];
+    return value === undefined ? fallback : parseDurationSeconds(value as number | string, `${what}: /${section}/${key}`);
+  };
   if (raw.repo) config.repo = path.resolve(base, raw.repo);
   if (raw.listen) config.listen = raw.listen;
   if (raw.logFile) config.logFile = path.resolve(base, raw.logFile);
   if (raw.timezone) config.timezone = raw.timezone;
   const { monitoring, agents, retention, notifications, metrics, http } = raw;
-  config.monitoring.checkEverySeconds = Math.max(1, seconds(monitoring, 'checkEvery', config.monitoring.checkEverySeconds));
-  config.monitoring.heartbeatTimeoutSeconds = seconds(monitoring, 'heartbeatTimeout', config.monitoring.heartbeatTimeoutSeconds);
+  config.monitoring.checkEverySeconds = Math.max(1, seconds('monitoring', 'checkEvery', config.monitoring.checkEverySeconds));
+  config.monitoring.heartbeatTimeoutSeconds = seconds('monitoring', 'heartbeatTimeout', config.monitoring.heartbeatTimeoutSeconds);
   if (monitoring?.minFreeSpace !== undefined) config.monitoring.minFreeBytes = parseSize(monitoring.minFreeSpace as number | string);
-  config.agents.heartbeatSeconds = Math.max(1, seconds(agents, 'heartbeatEvery', config.agents.heartbeatSeconds));
-  config.agents.retryInitialSeconds = Math.max(1, seconds(agents, 'retryInitial', config.agents.retryInitialSeconds));
-  config.agents.retryMaxSeconds = Math.max(config.agents.retryInitialSeconds, seconds(agents, 'retryMax', config.agents.retryMaxSeconds));
+  config.agents.heartbeatSeconds = Math.max(1, seconds('agents', 'heartbeatEvery', config.agents.heartbeatSeconds));
+  config.agents.retryInitialSeconds = Math.max(1, seconds('agents', 'retryInitial', config.agents.retryInitialSeconds));
+  config.agents.retryMaxSeconds = Math.max(config.agents.retryInitialSeconds, seconds('agents', 'retryMax', config.agents.retryMaxSeconds));
   if (retention && 'pruneSchedule' in retention) config.retention.pruneSchedule = retention.pruneSchedule as string | null;
   if (retention && 'gcSchedule' in retention) config.retention.gcSchedule = retention.gcSchedule as string | null;
-  config.retention.gcGraceSeconds = seconds(retention, 'gcGrace', config.retention.gcGraceSeconds);
-  config.notifications.repeatSeconds = Math.max(1, seconds(notifications, 'repeatEvery', config.notifications.repeatSeconds));
+  config.retention.gcGraceSeconds = seconds('retention', 'gcGrace', config.retention.gcGraceSeconds);
+  config.notifications.repeatSeconds = Math.max(1, seconds('notifications', 'repeatEvery', config.notifications.repeatSeconds));
   if (notifications && 'summarySchedule' in notifications) config.notifications.summarySchedule = notifications.summarySchedule as string | null;
   const email = notifications?.email as Record<string, unknown> | undefined;
   if (email) {
@@ -285,7 +284,7 @@ function parseTlsSettings(raw: Record<string, unknown> | undefined, base: string
 }
 
 function parseHttpSettings(raw: Record<string, unknown> | undefined, defaults: HttpSettings, what: string): HttpSettings {
-  const seconds = (key: string, fallback: number) => (raw?.[key] === undefined ? fallback : parseDurationSeconds(raw[key] as number | string));
+  const seconds = (key: string, fallback: number) => (raw?.[key] === undefined ? fallback : parseDurationSeconds(raw[key] as number | string, `${what}: /http/${key}`));
   const settings: HttpSettings = {
     headersTimeoutSeconds: Math.max(1, seconds('headersTimeout', defaults.headersTimeoutSeconds)),
     bodyIdleTimeoutSeconds: Math.max(1, seconds('bodyIdleTimeout', defaults.bodyIdleTimeoutSeconds)),

@@ -1,11 +1,13 @@
 // Shared HTTP plumbing: authentication middleware, body parsers with limits, and the
 // error handler that turns typed errors into JSON bodies with a stable `code`.
+import { AsyncResource } from 'node:async_hooks';
 import express, { type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
 import { AuthError, ConflictError, ForbiddenError, FormatError, NotFoundError, PayloadTooLargeError, RepositoryFullError, UnavailableError, UnsafeTargetError, UsageError, UserError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { authenticate, type Principal } from './auth.js';
-import { bodyIdleTimeout } from './body-timeout.js';
+import { type BodyParser, bodyIdleTimeout } from './body-timeout.js';
 import type { Catalog } from './catalog/catalog.js';
+import { clientAddress, type TrustedProxies } from './client-address.js';
 import { asRepositoryFull } from './storage-full.js';
 
 export const JSON_LIMIT = '4mb';
@@ -21,10 +23,19 @@ export function requireAuth(catalog: Catalog): RequestHandler {
   };
 }
 
-export const jsonBody = bodyIdleTimeout(express.json({ limit: JSON_LIMIT, strict: true, type: () => true }));
+/**
+ * A body parser calls `next` from a stream event, outside the request's async context;
+ * binding `next` keeps the request id on the lines logged after the body is read.
+ */
+function keepingLogContext<Parser extends BodyParser>(parser: Parser): Parser {
+  const bound: BodyParser = (request, response, next) => parser(request, response, AsyncResource.bind(next));
+  return bound as Parser;
+}
+
+export const jsonBody = keepingLogContext(bodyIdleTimeout(express.json({ limit: JSON_LIMIT, strict: true, type: () => true })));
 
 export function rawBody(limitBytes: number): RequestHandler {
-  return bodyIdleTimeout(express.raw({ limit: limitBytes, type: () => true }));
+  return keepingLogContext(bodyIdleTimeout(express.raw({ limit: limitBytes, type: () => true })));
 }
 
 export function statusOf(error: UserError): number {
@@ -47,7 +58,17 @@ interface BodyParserError extends Error {
   limit?: number;
 }
 
-export function errorHandler(log: Logger): ErrorRequestHandler {
+/** Restore codes are refused with codes of their own; everything else is a token. */
+export type AuthFailureKind = 'token' | 'restore_code';
+const RESTORE_CODE_REFUSALS = new Set(['invalid_code', 'code_expired', 'code_revoked']);
+
+export interface ErrorHandlerOptions {
+  proxies: TrustedProxies;
+  /** Called for each refused authentication (for the metrics). */
+  onAuthFailure?: (kind: AuthFailureKind) => void;
+}
+
+export function errorHandler(log: Logger, options: ErrorHandlerOptions): ErrorRequestHandler {
   return (thrown: unknown, request, response, _next) => {
     // A full disk met anywhere (catalog, keys, a job's files) is the client's to know.
     const error = asRepositoryFull(thrown, `${request.method} ${request.path}`);
@@ -66,6 +87,11 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       return;
     }
     const status = statusOf(userError);
+    if (userError instanceof AuthError && !(userError instanceof ForbiddenError)) {
+      const kind: AuthFailureKind = RESTORE_CODE_REFUSALS.has(userError.code) ? 'restore_code' : 'token';
+      options.onAuthFailure?.(kind);
+      log.warn({ kind, code: userError.code, reason: userError.message, remote: clientAddress(request, options.proxies), method: request.method, path: request.path }, 'authentication failed');
+    }
     log[status >= 500 ? 'error' : 'info']({ method: request.method, path: request.path, status, code: userError.code, msg2: userError.message }, 'request refused');
     if (!response.headersSent) response.status(status).json({ code: userError.code, message: userError.message, ...(userError.details ?? {}) });
   };

@@ -89,7 +89,8 @@ export class RestoreCodes {
     const refuse = (reason: 'invalid_code' | 'code_expired' | 'code_revoked', message: string): never => {
       this.limiter.fail(key);
       catalog.audit('restore-code-refused', { machine: record?.machine ?? null, remote, detail: reason });
-      log.warn({ remote, reason, machine: record?.machine }, 'restore code refused');
+      // The warning with the client's address is the error handler's, as for tokens.
+      log.info({ remote, reason, machine: record?.machine }, 'restore code refused');
       throw new RestoreCodeError(reason, message);
     };
     if (!record) return refuse('invalid_code', 'unknown restore code: check it with the admin who gave it');

@@ -152,7 +152,7 @@ export class Verifier {
       await this.storeReport(job, bytes);
       job.result = report.summary.failed > 0 ? 'failed' : 'ok';
       job.state = 'done';
-      log.info({ verification: job.id, level: job.level, result: job.result, failed: report.summary.failed }, 'verification finished');
+      log.info({ verification: job.id, verifyLevel: job.level, result: job.result, failed: report.summary.failed }, 'verification finished');
     } catch (error) {
       job.state = 'error';
       job.error = (error as Error).message;

@@ -19,6 +19,7 @@ export interface GlobalOptions {
   json?: boolean;
   progress?: boolean;
   logLevel?: string;
+  logFormat?: string;
   restoreCode?: string;
 }
 
@@ -63,15 +64,43 @@ export function fingerprintOf(options: GlobalOptions): string | undefined {
   return options.fingerprint ?? (process.env.B365_FINGERPRINT || undefined);
 }
 
+/**
+ * How long a command waits for the server. An interactive command (a listing, a
+ * setting) answers within seconds or says the server is unreachable; a transfer
+ * (image, restore, files get, a server-side job it waits for) rides out a server
+ * restart. `B365_RETRY_FOR_MS`, when set, overrides the retry budget of both.
+ */
+export type Patience = 'interactive' | 'transfer';
+
+const PATIENCE: Record<Patience, { retryForMs: number; answerTimeoutMs: number }> = {
+  // Together under 10 s: one stalled attempt (5 s) ends the command, refused
+  // connections are retried for 2 s in case the server is just restarting.
+  interactive: { retryForMs: 2_000, answerTimeoutMs: 5_000 },
+  transfer: { retryForMs: 5 * 60_000, answerTimeoutMs: 5 * 60_000 },
+};
+
+export function patienceOf(patience: Patience): { retryForMs: number; answerTimeoutMs: number } {
+  const fromEnvironment = process.env.B365_RETRY_FOR_MS;
+  const chosen = PATIENCE[patience];
+  return fromEnvironment ? { ...chosen, retryForMs: Number(fromEnvironment) } : chosen;
+}
+
 /** A client for the command: with the token given, or one a restore code is exchanged for. */
-export async function clientFor(command: Command): Promise<RepositoryClient> {
+export async function clientFor(command: Command, patience: Patience = 'interactive'): Promise<RepositoryClient> {
   const options = globals(command);
   const server = serverOf(options);
   const log = createLogger({ level: options.logLevel ?? process.env.B365_LOG_LEVEL ?? 'warn' });
   const code = options.restoreCode ?? process.env.B365_RESTORE_CODE;
+  const waits = patienceOf(patience);
   const fingerprint = fingerprintOf(options);
-  const token = code && !options.token ? (await RepositoryClient.exchangeRestoreCode(server, code, { signal: processSignal, fingerprint })).token : resolveToken(options);
-  return new RepositoryClient({ server, token, log, signal: processSignal, fingerprint });
+  const token = code && !options.token ? (await RepositoryClient.exchangeRestoreCode(server, code, { ...waits, signal: processSignal, fingerprint })).token : resolveToken(options);
+  return new RepositoryClient({ server, token, log, signal: processSignal, fingerprint, ...waits });
+}
+
+/** A client without a token, for what the server publishes to anyone (its signing keys). */
+export function anonymousClientFor(command: Command): RepositoryClient {
+  const options = globals(command);
+  return new RepositoryClient({ server: serverOf(options), token: process.env.B365_TOKEN ?? '', signal: processSignal, fingerprint: fingerprintOf(options), ...patienceOf('interactive') });
 }
 
 /**

@@ -4,6 +4,7 @@
 import '../runtime-env.js';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, InterruptedError, UserError } from '../errors.js';
+import { parseLogFormat, setLogFormat } from '../log.js';
 import { VERSION } from '../version.js';
 import { installInterruptHandling, interruptedBy, interruptExitCode } from './interrupt.js';
 import { jsonPrinted } from './output.js';
@@ -40,7 +41,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 /** Commands that run until told to stop and handle SIGINT/SIGTERM themselves (or, in the rescue console, ask). */
 const OWN_SIGNAL_HANDLING = new Set(['server', 'agent', 'agents', 'nbd', 'rescue']);
 
-const OPTIONS_WITH_VALUES = new Set(['--server', '--fingerprint', '--token', '--token-file', '--restore-code', '--log-level']);
+const OPTIONS_WITH_VALUES = new Set(['--server', '--fingerprint', '--token', '--token-file', '--restore-code', '--log-level', '--log-format']);
 
 /** The command word of argv, skipping global options (and their values). */
 function commandWord(argv: string[]): string | undefined {
@@ -63,8 +64,15 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     .option('--restore-code <code>', "a technician's restore code instead of a token (B365_RESTORE_CODE)")
     .option('--json', 'machine-readable output on stdout')
     .option('--log-level <level>', 'debug, info, warn, error')
+    .option('--log-format <format>', 'text (human lines), json, or auto: json under systemd or when stderr is not a terminal (B365_LOG_FORMAT)')
     .showHelpAfterError()
-    .exitOverride();
+    // Subcommands inherit this: each one's help also lists the options every command takes.
+    .configureHelp({ showGlobalOptions: true })
+    .exitOverride()
+    .hook('preAction', (_program, action) => {
+      const { logFormat } = action.optsWithGlobals() as { logFormat?: string };
+      if (logFormat !== undefined) setLogFormat(parseLogFormat(logFormat));
+    });
   const wanted = commandWord(argv);
   const loaders = wanted && COMMANDS[wanted] ? [COMMANDS[wanted]!] : [...new Set(Object.values(COMMANDS))];
   const registered = new Set<Register>();

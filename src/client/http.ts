@@ -15,6 +15,7 @@ import {
   PayloadTooLargeError,
   RepositoryFullError,
   UnavailableError,
+  UsageError,
   UserError,
 } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -29,6 +30,8 @@ export interface HttpClientOptions {
   connections?: number;
   /** Keep retrying a failing idempotent call for this long before giving up. */
   retryForMs?: number;
+  /** Give up on one attempt when the connection, the headers or the body stall this long. */
+  answerTimeoutMs?: number;
   log?: Logger;
   /** Aborts every request in flight and every retry wait (SIGINT/SIGTERM). */
   signal?: AbortSignal;
@@ -63,25 +66,46 @@ const RETRYABLE_CODES = new Set([
   'ECONNABORTED',
 ]);
 
-const REQUEST_TIMEOUT_MS = 5 * 60_000;
+const DEFAULT_ANSWER_TIMEOUT_MS = 5 * 60_000;
+/** Retrying for less than this is not worth a warning: the user barely notices the wait. */
+const NOTICEABLE_RETRY_MS = 10_000;
+
+interface Exchange {
+  method: string;
+  headers: Record<string, string>;
+  body: Buffer | Buffer[] | string | undefined;
+  agent: http.Agent;
+  signal: AbortSignal | undefined;
+  timeoutMs: number;
+}
 
 /** One HTTP exchange on a keep-alive agent: Node's own http, which costs far less memory than a client library. */
-function exchange(url: URL, method: string, headers: Record<string, string>, body: Buffer | Buffer[] | string | undefined, agent: http.Agent, signal: AbortSignal | undefined): Promise<{ status: number; body: Buffer }> {
+function exchange(url: URL, { method, headers, body, agent, signal, timeoutMs }: Exchange): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const transport = url.protocol === 'https:' ? https : http;
-    const request = transport.request(url, { method, headers, agent, timeout: REQUEST_TIMEOUT_MS, signal }, (response) => {
+    const request = transport.request(url, { method, headers, agent, timeout: timeoutMs, signal }, (response) => {
       const parts: Buffer[] = [];
       response.on('data', (part: Buffer) => parts.push(part));
       response.on('end', () => resolve({ status: response.statusCode ?? 0, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts) }));
       response.on('error', reject);
     });
     request.on('error', reject);
-    request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000} s`), { code: 'ETIMEDOUT' })));
+    request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
     if (Array.isArray(body)) {
       for (const part of body) request.write(part);
       request.end();
     } else request.end(body);
   });
+}
+
+/** What a network failure means to the person at the terminal. */
+function describeNetworkFailure(error: unknown, url: URL): string {
+  const code = (error as { code?: unknown }).code;
+  if (code === 'ECONNREFUSED') return `connection refused (is the server running and listening on port ${url.port || (url.protocol === 'https:' ? 443 : 80)}?)`;
+  if (code === 'ENOTFOUND') return `the host name ${url.hostname} does not resolve`;
+  if (code === 'EAI_AGAIN') return `the host name ${url.hostname} could not be looked up (DNS did not answer)`;
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return `no route to ${url.hostname}`;
+  return (error as Error).message;
 }
 
 function networkCode(error: unknown): string | null {
@@ -106,6 +130,9 @@ export function errorFromResponse(status: number, body: { code?: string; message
   if (status === 409) return body?.code === 'missing_objects' ? new MissingObjectsError(message, options) : new ConflictError(message, options);
   if (status === 413) return new PayloadTooLargeError(message, options);
   if (status === 429 || status >= 500) return new UnavailableError(message, options);
+  // A value the server refuses is the same mistake as one refused here: a usage error.
+  // Only bytes that fail their own check are bad data.
+  if (status === 400 && body?.code !== 'digest_mismatch') return new UsageError(message, options);
   return new FormatError(message, options);
 }
 
@@ -113,6 +140,7 @@ export class HttpClient {
   readonly server: string;
   private readonly agent: http.Agent;
   private readonly retryForMs: number;
+  private readonly answerTimeoutMs: number;
   private readonly log: Logger;
 
   constructor(private readonly options: HttpClientOptions) {
@@ -125,6 +153,7 @@ export class HttpClient {
       this.agent = new http.Agent(agentOptions);
     }
     this.retryForMs = options.retryForMs ?? Number(process.env.B365_RETRY_FOR_MS ?? 5 * 60_000);
+    this.answerTimeoutMs = options.answerTimeoutMs ?? DEFAULT_ANSWER_TIMEOUT_MS;
     this.log = options.log ?? silentLogger;
   }
 
@@ -173,7 +202,7 @@ export class HttpClient {
       if (signal?.aborted) throw interrupted();
       let failure: UserError;
       try {
-        const response = await exchange(url, method, headers, body, this.agent, signal);
+        const response = await exchange(url, { method, headers, body, agent: this.agent, signal, timeoutMs: this.answerTimeoutMs });
         if (response.status < 300) {
           if (options.binary) return response.body;
           const text = response.body.toString('utf8');
@@ -192,13 +221,13 @@ export class HttpClient {
         if (error instanceof UserError) throw error;
         if (signal?.aborted) throw interrupted(error);
         const code = networkCode(error);
-        if (!code || !idempotent) throw new UnavailableError(`cannot reach the server at ${this.server} (${what}): ${(error as Error).message}`, { cause: error });
-        failure = new UnavailableError(`cannot reach the server at ${this.server} (${what}): ${code}`, { cause: error });
+        failure = new UnavailableError(`cannot reach the server at ${this.server} (${what}): ${describeNetworkFailure(error, url)}`, { cause: error, details: code ? { networkCode: code } : undefined });
+        if (!code || !idempotent) throw failure;
       }
       const elapsed = Date.now() - started;
       if (elapsed >= this.retryForMs) throw failure;
       const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() * 0.5);
-      this.log.warn({ attempt: attempt + 1, delayMs: Math.round(delay), error: failure.message }, 'retrying');
+      this.log[this.retryForMs >= NOTICEABLE_RETRY_MS ? 'warn' : 'debug']({ attempt: attempt + 1, delayMs: Math.round(delay), error: failure.message }, 'retrying');
       await sleep(Math.min(delay, this.retryForMs - elapsed + 10), undefined, { signal }).catch((error: unknown) => {
         throw interrupted(error);
       });

@@ -45,7 +45,7 @@ export function registerFiles(program: Command): void {
       const global = globals(command);
       if (!options.tar && !options.to) throw new UsageError('give --to DIR, or --tar for a tar stream on stdout');
       if (options.tar && options.to) throw new UsageError('choose --to DIR or --tar, not both');
-      const client = await clientFor(command);
+      const client = await clientFor(command, 'transfer');
       const started = Date.now();
       try {
         // A whole tree streams through: a small cache holds the metadata it reads again.

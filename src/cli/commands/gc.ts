@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { UserError } from '../../errors.js';
 import { clientFor, globals } from '../context.js';
-import { parseDuration } from '../parse.js';
+import { parseDurationSeconds } from '../../duration.js';
 import { formatBytes, printJson } from '../output.js';
 
 interface GcJob {
@@ -27,7 +27,7 @@ export function registerGc(program: Command): void {
       const client = await clientFor(command);
       try {
         const body: Record<string, unknown> = { dryRun: flags.dryRun === true };
-        if (flags.grace !== undefined) body.graceSeconds = Math.round(parseDuration(flags.grace) / 1000);
+        if (flags.grace !== undefined) body.graceSeconds = parseDurationSeconds(flags.grace, '--grace');
         let job = await client.http.call<GcJob>('POST', '/gc', { json: body, idempotent: false });
         while (flags.wait && job.state === 'running') {
           await sleep(500);

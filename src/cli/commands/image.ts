@@ -37,6 +37,7 @@ export function printCaptureReport(report: CaptureReport): void {
 export function registerImage(program: Command): void {
   program
     .command('image')
+    .usage('DISK... --machine NAME [--freeze | --crash-consistent] [--raw] [--full] [options]')
     .description('image a disk (block device or disk image file) into the repository')
     .argument('<sources...>', 'block devices or disk image files (several disks make one image)')
     .requiredOption('--machine <name>', 'machine the image belongs to')
@@ -54,7 +55,7 @@ export function registerImage(program: Command): void {
       if (options.freeze && options.crashConsistent) throw new UsageError('choose --freeze or --crash-consistent, not both');
       const live: LiveMode = options.freeze ? 'freeze' : options.crashConsistent ? 'crash-consistent' : 'refuse';
       const { disks, beforeVolume } = await planSources(sources, { chunkSize, raw: options.raw, live });
-      const client = await clientFor(command);
+      const client = await clientFor(command, 'transfer');
       const progress = byteProgress(`imaging ${sources.join(', ')}`, !global.json);
       const interrupt = interruptSignal();
       try {

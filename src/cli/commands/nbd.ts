@@ -16,7 +16,7 @@ export function registerNbd(program: Command): void {
     .option('--volume <n>', 'partition number (as in /dev/sdaN) or volume id; default: the largest filesystem')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:10809')
     .action(async (reference: string, options: { volume?: string; listen: string }, command: Command) => {
-      const client = await clientFor(command);
+      const client = await clientFor(command, 'transfer');
       const { image, manifest } = await client.manifest(reference);
       const volumes = manifest.disks.flatMap((disk) => disk.volumes.map((volume) => ({ disk, volume })));
       const chosen = options.volume === undefined ? pickVolume(manifest) : volumes.find(({ disk, volume }) => String(volume.partitionNumber) === options.volume || volume.id === options.volume || `${disk.id}/${volume.id}` === options.volume);

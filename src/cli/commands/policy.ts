@@ -5,7 +5,7 @@ import { UsageError } from '../../errors.js';
 import { parseChunkSize } from '../../format/chunk.js';
 import { LIVE_MODES, type LiveMode, type Policy, type PolicyOverrides, RETENTION_KEYS } from '../../format/policy.js';
 import { clientFor, globals } from '../context.js';
-import { parseDuration } from '../parse.js';
+import { parseDurationSeconds } from '../../duration.js';
 import { printJson, printTable } from '../output.js';
 
 interface PolicyView {
@@ -54,8 +54,8 @@ export function policyChange(flags: SetFlags): Record<string, unknown> {
   }
   if (flags.raw !== undefined) change.raw = flags.raw;
   if (flags.chunkSize !== undefined) change.chunkSize = flags.chunkSize === 'auto' ? 'auto' : parseChunkSize(flags.chunkSize);
-  if (flags.spread !== undefined) change.spreadSeconds = Math.round(parseDuration(flags.spread) / 1000);
-  if (flags.window !== undefined) change.windowSeconds = Math.round(parseDuration(flags.window) / 1000);
+  if (flags.spread !== undefined) change.spreadSeconds = parseDurationSeconds(flags.spread, '--spread');
+  if (flags.window !== undefined) change.windowSeconds = parseDurationSeconds(flags.window, '--window');
   if (flags.enable !== undefined) change.enabled = flags.enable;
   const keeps: [keyof SetFlags, string, string][] = [
     ['keepLast', 'keepLast', '--keep-last'],

@@ -20,7 +20,7 @@ export function registerPrune(program: Command): void {
     .option('--dry-run', 'say what would be removed, remove nothing')
     .option('--verbose', 'list kept images too, with the rule that keeps each')
     .action(async (flags: { machine?: string; dryRun?: boolean; verbose?: boolean }, command: Command) => {
-      const client = await clientFor(command);
+      const client = await clientFor(command, 'transfer');
       try {
         const report = await client.http.call<PruneReport>('POST', '/prune', { json: { machine: flags.machine, dryRun: flags.dryRun === true } });
         if (globals(command).json) {

@@ -6,7 +6,7 @@ import { UsageError } from '../../errors.js';
 import type { RunOutcome } from '../../format/run-report.js';
 import { clientFor, globals } from '../context.js';
 import { formatBytes, formatDuration, printJson, printTable } from '../output.js';
-import { parseDuration } from '../parse.js';
+import { isDuration, parseDurationMs } from '../../duration.js';
 
 interface RunView extends RunOutcome {
   id: string;
@@ -33,7 +33,7 @@ interface IncidentView {
 
 /** "7d", "12h" (back from now) or an ISO time. */
 export function sinceOf(text: string): string {
-  if (/^\d+(\.\d+)?\s*[smhd]$/.test(text.trim())) return new Date(clockFromEnvironment().now() - parseDuration(text)).toISOString();
+  if (isDuration(text)) return new Date(clockFromEnvironment().now() - parseDurationMs(text, '--since')).toISOString();
   const time = Date.parse(text);
   if (Number.isNaN(time)) throw new UsageError(`--since takes a duration like 7d or a time like 2026-11-01T00:00:00Z, got ${JSON.stringify(text)}`);
   return new Date(time).toISOString();

@@ -3,25 +3,31 @@ import type { Command } from 'commander';
 import { assertMachineName } from '../../format/image-ref.js';
 import { clientFor, globals } from '../context.js';
 import { printJson, printTable } from '../output.js';
-import { parseDuration } from '../parse.js';
+import { parseDurationSeconds } from '../../duration.js';
 
 export function registerRestoreCode(program: Command): void {
   const codes = program.command('restore-code').description("restore codes for technicians (admin)");
 
   codes
     .command('create')
+    .usage('--machine NAME [--ttl DURATION] [--capture]')
     .description('create a code that lets a technician restore one machine, and print it')
     .requiredOption('--machine <name>', 'the machine whose images the code opens')
     .option('--ttl <duration>', 'how long the code is valid, like 4h or 2d', '4h')
     .option('--capture', 'also let the technician image the machine from the rescue USB')
     .action(async (options: { machine: string; ttl: string; capture?: boolean }, command: Command) => {
       const machine = assertMachineName(options.machine);
-      const ttlSeconds = Math.round(parseDuration(options.ttl) / 1000);
+      const ttlSeconds = parseDurationSeconds(options.ttl, '--ttl');
       const client = await clientFor(command);
       try {
         const created = await client.createRestoreCode(machine, ttlSeconds, options.capture ?? false);
-        if (globals(command).json) printJson(created);
-        else process.stdout.write(`${created.code}\n(${created.capture ? 'restore and capture' : 'restore'} code for ${created.machine}, valid until ${created.expiresAt})\n`);
+        if (globals(command).json) return printJson(created);
+        // The code alone on stdout, so `CODE=$(b365 restore-code create …)` holds just it.
+        process.stdout.write(`${created.code}\n`);
+        process.stderr.write(
+          `${created.capture ? 'restore and capture' : 'restore'} code for ${created.machine}, valid until ${created.expiresAt}; ` +
+            `on the rescue USB the technician types it when asked, or runs b365 --restore-code CODE …\n`,
+        );
       } finally {
         await client.close();
       }

@@ -17,6 +17,7 @@ export function printRestoreReport(report: RestoreReport): void {
 export function registerRestore(program: Command): void {
   program
     .command('restore')
+    .usage('IMAGE --to TARGET [--disk ID] [--yes] [--grow] [options]')
     .description('restore an image onto a disk or disk image file')
     .argument('<image>', 'image id (MACHINE@TIMESTAMP) or MACHINE@latest')
     .requiredOption('--to <target>', 'block device or image file to write')
@@ -28,7 +29,7 @@ export function registerRestore(program: Command): void {
     .option('--parallel <n>', 'chunks fetched at once', '12')
     .action(async (reference: string, options: { to: string; disk?: string; parallel: string; yes?: boolean; grow?: boolean; zeroUnused?: boolean; skipChecks?: boolean }, command: Command) => {
       const global = globals(command);
-      const client = await clientFor(command);
+      const client = await clientFor(command, 'transfer');
       const progress = byteProgress(`restoring ${reference}`, !global.json);
       const interrupt = interruptSignal();
       try {

@@ -10,6 +10,7 @@ import { printJson } from '../output.js';
 import { clientFor, globals } from '../context.js';
 import { registerServerInstall } from './server-install.js';
 import { addTlsOptions, certificateNotice, registerFingerprint, reloadOnHangup, transportOf, type TlsFlags } from './server-tls.js';
+import { helpShowsDefault } from '../help.js';
 
 interface ReindexOutcome {
   images: number;
@@ -71,6 +72,7 @@ export function registerServer(program: Command): void {
       log.info('shutting down');
       await running.close();
     });
+  helpShowsDefault(server, start, '[--repo DIR] [--listen HOST:PORT] [--config FILE] [--log-file FILE]');
 
   registerFingerprint(server, { repo: () => DEFAULT_REPO });
 
@@ -109,7 +111,7 @@ async function reindexOffline(repo: string, command: Command): Promise<ReindexOu
 }
 
 async function reindexOnline(command: Command): Promise<ReindexOutcome> {
-  const client = await clientFor(command);
+  const client = await clientFor(command, 'transfer');
   try {
     let job = await client.http.call<ReindexJob>('POST', '/reindex', { idempotent: false });
     while (job.state === 'running') {

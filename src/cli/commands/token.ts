@@ -4,13 +4,21 @@ import { UsageError } from '../../errors.js';
 import { agentInstallCommand } from '../agent-command.js';
 import { clientFor, globals } from '../context.js';
 import { printJson, printTable } from '../output.js';
-import { parseDuration } from '../parse.js';
+import { parseDurationSeconds } from '../../duration.js';
+
+/** What the operator is told about a new token, on stderr (the secret is never repeated there). */
+function tokenNotice(created: { id: number; role: string; machine: string | null; expiresAt: string | null }): string {
+  const owner = created.machine ? ` for machine ${created.machine}` : '';
+  const expiry = created.expiresAt ? `, valid until ${created.expiresAt}` : ', valid until revoked';
+  return `${created.role} token ${created.id}${owner}${expiry}; shown once, keep it now`;
+}
 
 export function registerToken(program: Command): void {
   const token = program.command('token').description('manage access tokens (admin)');
 
   token
     .command('create')
+    .usage('--role admin|machine|auditor [--machine NAME] [--label TEXT] [--ttl DURATION]')
     .description('create a token and print its secret (shown once)')
     .requiredOption('--role <role>', 'admin, machine or auditor')
     .option('--machine <name>', 'the machine a machine token belongs to')
@@ -24,10 +32,13 @@ export function registerToken(program: Command): void {
           role: options.role,
           machine: options.machine,
           label: options.label,
-          ttlSeconds: options.ttl ? Math.round(parseDuration(options.ttl) / 1000) : undefined,
+          ttlSeconds: options.ttl !== undefined ? parseDurationSeconds(options.ttl, '--ttl') : undefined,
         });
-        if (globals(command).json) printJson(created);
-        else process.stdout.write(`${created.token}\n`);
+        if (globals(command).json) return printJson(created);
+        // The secret alone on stdout, so `TOKEN=$(b365 token create …)` holds just it;
+        // everything said about it goes to stderr.
+        process.stdout.write(`${created.token}\n`);
+        process.stderr.write(`${tokenNotice(created)}\n`);
         if (options.role === 'machine') {
           const fingerprint = client.http.serverCertificate?.trustedByCa === false ? client.http.serverCertificate.fingerprint : null;
           process.stderr.write(`on machine ${options.machine}, install the agent with (paste the token when asked, so it stays out of shell history):\n  ${agentInstallCommand(client.server, fingerprint, '-')}\n`);

@@ -6,9 +6,8 @@ import type { Command } from 'commander';
 import { verifyLocally } from '../../client/verify-local.js';
 import { UsageError, VerificationError } from '../../errors.js';
 import { checkSignedDocument, parsePublicKey } from '../../format/signed-report.js';
-import { RepositoryClient } from '../../client/repository.js';
-import { processSignal } from '../interrupt.js';
-import { clientFor, fingerprintOf, globals, serverOf } from '../context.js';
+import { anonymousClientFor, clientFor, globals } from '../context.js';
+import { helpShowsDefault } from '../help.js';
 import { byteProgress, printJson } from '../output.js';
 
 interface VerifyOptions {
@@ -21,7 +20,7 @@ interface VerifyOptions {
 export function registerVerify(program: Command): void {
   const verify = program.command('verify').description('verify stored images and get a signed report');
 
-  verify
+  const run = verify
     .command('run', { isDefault: true })
     .description('verify images on the server (the default) or locally')
     .argument('[images...]', 'image ids or MACHINE@latest')
@@ -32,7 +31,7 @@ export function registerVerify(program: Command): void {
     .action(async (images: string[], options: VerifyOptions, command: Command) => {
       const json = globals(command).json;
       if (!options.all && images.length === 0) throw new UsageError('name images to verify, or use --all');
-      const client = await clientFor(command);
+      const client = await clientFor(command, 'transfer');
       try {
         if (options.local) {
           const results = [];
@@ -74,6 +73,8 @@ export function registerVerify(program: Command): void {
       }
     });
 
+  helpShowsDefault(verify, run, '(IMAGE... | --all) [--level structural|content|restore-stream] [--local] [--out FILE]');
+
   verify
     .command('check')
     .description('check a signed report offline with the server public key')
@@ -99,12 +100,21 @@ export function registerVerify(program: Command): void {
     .option('--out <file>', 'write the PEM public key to this file')
     .action(async (options: { out?: string }, command: Command) => {
       // The key is public: no token needed.
-      const client = new RepositoryClient({ server: serverOf(globals(command)), token: process.env.B365_TOKEN ?? '', signal: processSignal, fingerprint: fingerprintOf(globals(command)) });
+      const client = anonymousClientFor(command);
       try {
         const keys = await client.keys();
-        if (options.out) await fs.writeFile(options.out, keys[0]!.publicKey);
-        if (globals(command).json) printJson({ keys });
-        else for (const key of keys) process.stdout.write(`key ${key.keyId} (${key.algorithm})\n${key.publicKey}`);
+        if (globals(command).json) return printJson({ keys });
+        const current = keys[0]!;
+        // Only PEM goes to stdout or the file, so either is a key file openssl reads as is.
+        if (options.out) {
+          await fs.writeFile(options.out, current.publicKey);
+          process.stderr.write(`wrote public key ${current.keyId} (${current.algorithm}) to ${options.out}\n`);
+          return;
+        }
+        for (const key of keys) {
+          process.stderr.write(`key ${key.keyId} (${key.algorithm})\n`);
+          process.stdout.write(key.publicKey);
+        }
       } finally {
         await client.close();
       }
