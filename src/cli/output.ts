@@ -28,11 +28,15 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-export function printTable(rows: Record<string, string | number | null>[], columns: string[]): void {
+/** A table as lines: upper-case headers, columns aligned, "-" for no value. */
+export function tableLines(rows: Record<string, string | number | null>[], columns: string[]): string[] {
   const widths = columns.map((column) => Math.max(column.length, ...rows.map((row) => String(row[column] ?? '-').length)));
   const line = (cells: string[]) => cells.map((cell, position) => cell.padEnd(widths[position]!)).join('  ').trimEnd();
-  process.stdout.write(`${line(columns.map((column) => column.toUpperCase()))}\n`);
-  for (const row of rows) process.stdout.write(`${line(columns.map((column) => String(row[column] ?? '-')))}\n`);
+  return [line(columns.map((column) => column.toUpperCase())), ...rows.map((row) => line(columns.map((column) => String(row[column] ?? '-'))))];
+}
+
+export function printTable(rows: Record<string, string | number | null>[], columns: string[]): void {
+  for (const line of tableLines(rows, columns)) process.stdout.write(`${line}\n`);
 }
 
 export interface Progress {

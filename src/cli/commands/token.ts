@@ -4,6 +4,7 @@ import { UsageError } from '../../errors.js';
 import { clientFor, globals } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import { parseDuration } from '../parse.js';
+import { formatWhen, serverTimeFormat } from '../time-format.js';
 
 export function registerToken(program: Command): void {
   const token = program.command('token').description('manage access tokens (admin)');
@@ -40,8 +41,9 @@ export function registerToken(program: Command): void {
       try {
         const tokens = await client.listTokens();
         if (globals(command).json) return printJson({ tokens });
+        const times = await serverTimeFormat(client);
         printTable(
-          tokens.map((entry) => ({ id: entry.id, role: entry.role, machine: entry.machine, label: entry.label, created: entry.createdAt, expires: entry.expiresAt, revoked: entry.revokedAt })),
+          tokens.map((entry) => ({ id: entry.id, role: entry.role, machine: entry.machine, label: entry.label, created: formatWhen(entry.createdAt, times), expires: formatWhen(entry.expiresAt, times), revoked: formatWhen(entry.revokedAt, times) })),
           ['id', 'role', 'machine', 'label', 'created', 'expires', 'revoked'],
         );
       } finally {
