@@ -15,6 +15,7 @@ import { decideOverwrite, type Decision, type OverwriteMode } from './overwrite.
 import { walkPaths, type WalkEntry } from './walk.js';
 
 export interface ExtractReport {
+  /** Directories created (those already there are merged into, not counted). */
   directories: number;
   files: number;
   symlinks: number;
@@ -184,7 +185,7 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
             if (existing && !existing.stats.isDirectory()) await fs.unlink(target);
             if (!existing || !existing.stats.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
             verifiedDirectories.add(target);
-            report.directories++;
+            if (decision !== 'merge') report.directories++;
             // `never` leaves a directory that was already there as it was, mode and times included.
             if (!(decision === 'merge' && mode === 'never')) directoriesToFinish.push({ target, stat });
             await recordXattrs(entry, target);
