@@ -120,6 +120,5 @@ t.test('files get into a directory that already holds some of the paths', async 
     const frames = String(tty.stdout).split(/\r|\x1b\[1G/);
     const last = frames.filter((frame) => frame.includes('% |')).at(-1) ?? '';
     t.match(last, /100% \| 7 of 7 files \| 8\.0 MiB of 8\.0 MiB \|/, 'the bar ends at the totals the walk counted');
-    t.ok(frames.some((frame) => /\b([1-9]|[1-9]\d)% \|/.test(frame)) || frames.filter((frame) => frame.includes('% |')).length >= 1, 'the bar was drawn');
   });
 });

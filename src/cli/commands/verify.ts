@@ -10,6 +10,7 @@ import { RepositoryClient } from '../../client/repository.js';
 import { processSignal } from '../interrupt.js';
 import { clientFor, globals, serverOf } from '../context.js';
 import { byteProgress, printJson } from '../output.js';
+import { plural } from '../plural.js';
 
 interface VerifyOptions {
   all?: boolean;
@@ -44,7 +45,7 @@ export function registerVerify(program: Command): void {
           if (json) printJson({ results });
           else
             for (const result of results) {
-              process.stdout.write(`${result.image}: ${result.result}, ${result.chunksVerified} chunks re-hashed here\n`);
+              process.stdout.write(`${result.image}: ${result.result}, ${plural(result.chunksVerified, 'chunk')} re-hashed here\n`);
               for (const volume of result.volumes) process.stdout.write(`  ${volume.ok ? 'ok  ' : 'FAIL'} ${volume.disk}/${volume.volume} ${volume.computed ?? ''}${volume.problem ? ` (${volume.problem})` : ''}\n`);
             }
           if (results.some((result) => result.result !== 'ok')) throw new VerificationError('local verification failed', { details: { results } });
@@ -64,7 +65,7 @@ export function registerVerify(program: Command): void {
         if (json) printJson(signed);
         else {
           const { summary } = signed.report;
-          process.stdout.write(`verification ${job.id}: ${job.result} — ${summary.ok} of ${summary.images} images ok, ${summary.chunksVerified} chunks verified, ${summary.chunksMissing} missing, ${summary.chunksCorrupt} corrupt\n`);
+          process.stdout.write(`verification ${job.id}: ${job.result} — ${summary.ok} of ${plural(summary.images, 'image')} ok, ${plural(summary.chunksVerified, 'chunk')} verified, ${summary.chunksMissing} missing, ${summary.chunksCorrupt} corrupt\n`);
           for (const image of signed.report.images) if (image.result !== 'ok') process.stdout.write(`  FAIL ${image.image}: ${image.problems.join('; ')}\n`);
           process.stdout.write(`report digest ${job.reportDigest}, signed by key ${signed.signature.keyId}\n`);
         }
