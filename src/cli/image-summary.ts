@@ -5,7 +5,7 @@ import type { ImageInfo } from '../client/repository.js';
 import type { Disk, Manifest, Volume } from '../format/manifest.js';
 import type { VerificationJob } from '../format/verification.js';
 import { formatBytes, formatDuration, tableLines } from './output.js';
-import { plural } from './plural.js';
+import { plural } from '../plural.js';
 import { formatWhen, type TimeFormat } from './time-format.js';
 
 /** The newest finished verification whose scope covered the image; null if none, undefined if this token cannot see them. */

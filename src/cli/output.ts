@@ -1,7 +1,7 @@
 // How commands speak: JSON on stdout for scripts (`--json`), short human lines
 // otherwise, and a progress bar on stderr when it is a terminal.
 import cliProgress from 'cli-progress';
-import { plural } from './plural.js';
+import { plural } from '../plural.js';
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

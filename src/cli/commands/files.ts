@@ -10,7 +10,7 @@ import { writeTar } from '../../../imaging/files/tar.js';
 import { FormatError, UsageError } from '../../errors.js';
 import { clientFor, globals } from '../context.js';
 import { fileProgress, formatBytes, formatDuration, printJson } from '../output.js';
-import { plural } from '../plural.js';
+import { plural } from '../../plural.js';
 
 export function registerFiles(program: Command): void {
   const files = program.command('files').description('browse and extract files from an image, without restoring the disk');

@@ -6,7 +6,7 @@ import { UserError } from '../../errors.js';
 import { clientFor, globals } from '../context.js';
 import { parseDuration } from '../parse.js';
 import { formatBytes, printJson } from '../output.js';
-import { plural } from '../plural.js';
+import { plural } from '../../plural.js';
 
 interface GcJob {
   id: string;

@@ -10,7 +10,7 @@ import { assertMachineName } from '../../format/image-ref.js';
 import { createLogger } from '../../log.js';
 import { clientFor, globals, interruptSignal } from '../context.js';
 import { byteProgress, formatBytes, formatDuration, printJson } from '../output.js';
-import { plural } from '../plural.js';
+import { plural } from '../../plural.js';
 
 interface ImageOptions {
   machine: string;

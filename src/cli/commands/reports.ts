@@ -7,7 +7,7 @@ import type { RunOutcome } from '../../format/run-report.js';
 import { clientFor, globals } from '../context.js';
 import { formatBytes, formatDuration, printJson, printTable } from '../output.js';
 import { parseDuration } from '../parse.js';
-import { plural } from '../plural.js';
+import { plural } from '../../plural.js';
 import { formatWhen, serverTimeFormat } from '../time-format.js';
 
 interface RunView extends RunOutcome {

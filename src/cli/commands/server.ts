@@ -7,7 +7,7 @@ import { clockFromEnvironment } from '../../clock.js';
 import { UserError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { printJson } from '../output.js';
-import { plural } from '../plural.js';
+import { plural } from '../../plural.js';
 import { clientFor, globals } from '../context.js';
 
 interface ReindexOutcome {

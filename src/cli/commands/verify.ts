@@ -10,7 +10,7 @@ import { RepositoryClient } from '../../client/repository.js';
 import { processSignal } from '../interrupt.js';
 import { clientFor, globals, serverOf } from '../context.js';
 import { byteProgress, printJson } from '../output.js';
-import { plural } from '../plural.js';
+import { plural } from '../../plural.js';
 
 interface VerifyOptions {
   all?: boolean;
