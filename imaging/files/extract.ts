@@ -186,8 +186,9 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
             if (!existing || !existing.stats.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
             verifiedDirectories.add(target);
             if (decision !== 'merge') report.directories++;
-            // `never` leaves a directory that was already there as it was, mode and times included.
-            if (!(decision === 'merge' && mode === 'never')) directoriesToFinish.push({ target, stat });
+            // `never` leaves a directory that was already there as it was: mode, times, xattrs.
+            if (decision === 'merge' && mode === 'never') return;
+            directoriesToFinish.push({ target, stat });
             await recordXattrs(entry, target);
             return;
           }
@@ -225,13 +226,16 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
           }
           default: {
             await clear(target);
+            // Counted as done either way, so the progress reaches its total.
             if (stat.type === 'socket') {
               note('sockets are not restored', target);
+              options.onFile?.(entry.path);
               return;
             }
             if (stat.type === 'fifo') await execa('mkfifo', ['-m', (stat.mode & 0o777).toString(8), target]);
             else if (!isRoot) {
               note('device files not restored (not running as root)', target);
+              options.onFile?.(entry.path);
               return;
             } else {
               const rdev = stat.rdev ?? 0;
