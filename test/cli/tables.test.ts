@@ -90,6 +90,10 @@ t.test('tables, summaries and warnings as an operator reads them', async (t) => 
     t.equal(verified.exitCode, 0, verified.stderr);
     const after = await b365(['images', 'show', imageId], { env });
     t.match(after.stdout, /^verified\s+ok, content verification \S+ finished \d{4}-\d\d-\d\d \d\d:\d\d \+05:30 \((just now|\d+ s ago)\)$/m);
+    const jobs = await b365(['verify', 'list'], { env });
+    t.equal(jobs.exitCode, 0, jobs.stderr);
+    t.match(jobs.stdout, /^ID\s+LEVEL\s+SCOPE\s+RESULT\s+STARTED\s+FINISHED$/m);
+    t.match(jobs.stdout, new RegExp(`^\\S+\\s+content\\s+${imageId}\\s+ok\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d \\+05:30 \\(`, 'm'));
   });
 
   t.test('agents: readable headers, a silent state, relative ages; runs and incidents in local time', async (t) => {

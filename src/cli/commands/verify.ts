@@ -9,7 +9,9 @@ import { checkSignedDocument, parsePublicKey } from '../../format/signed-report.
 import { RepositoryClient } from '../../client/repository.js';
 import { processSignal } from '../interrupt.js';
 import { clientFor, globals, serverOf } from '../context.js';
-import { byteProgress, printJson } from '../output.js';
+import { byteProgress, printJson, printTable } from '../output.js';
+import { formatWhen, serverTimeFormat, type TimeFormat } from '../time-format.js';
+import type { VerificationJob } from '../../format/verification.js';
 import { plural } from '../../plural.js';
 
 interface VerifyOptions {
@@ -17,6 +19,20 @@ interface VerifyOptions {
   level: string;
   local?: boolean;
   out?: string;
+}
+
+function printVerifications(jobs: VerificationJob[], times: TimeFormat): void {
+  printTable(
+    jobs.map((job) => ({
+      id: job.id,
+      level: job.level,
+      scope: job.scope.all ? 'all images' : job.scope.images.length === 1 ? job.scope.images[0]! : plural(job.scope.images.length, 'image'),
+      result: job.state === 'done' ? job.result : job.state === 'error' ? `error: ${job.error ?? 'unknown'}` : job.state,
+      started: formatWhen(job.startedAt, times),
+      finished: formatWhen(job.finishedAt, times),
+    })),
+    ['id', 'level', 'scope', 'result', 'started', 'finished'],
+  );
 }
 
 export function registerVerify(program: Command): void {
@@ -70,6 +86,21 @@ export function registerVerify(program: Command): void {
           process.stdout.write(`report digest ${job.reportDigest}, signed by key ${signed.signature.keyId}\n`);
         }
         if (job.result !== 'ok') throw new VerificationError(`verification ${job.id} found problems`);
+      } finally {
+        await client.close();
+      }
+    });
+
+  verify
+    .command('list')
+    .description('verification jobs, newest first: level, scope, result, when')
+    .action(async (_options: unknown, command: Command) => {
+      const client = await clientFor(command);
+      try {
+        const { verifications } = await client.http.call<{ verifications: VerificationJob[] }>('GET', '/verifications');
+        if (globals(command).json) printJson({ verifications });
+        else if (verifications.length === 0) process.stdout.write('no verification has run yet\n');
+        else printVerifications(verifications, await serverTimeFormat(client));
       } finally {
         await client.close();
       }
