@@ -90,6 +90,10 @@ t.test('tables, summaries and warnings as an operator reads them', async (t) => 
     t.equal(verified.exitCode, 0, verified.stderr);
     const after = await b365(['images', 'show', imageId], { env });
     t.match(after.stdout, /^verified\s+ok, content verification \S+ finished \d{4}-\d\d-\d\d \d\d:\d\d \+05:30 \((just now|\d+ s ago)\)$/m);
+    const machineToken = (await b365(['token', 'create', '--role', 'machine', '--machine', 'web-01', '--json'], { env })).json.token as string;
+    const asMachine = await b365(['images', 'show', imageId], { env: { ...env, B365_TOKEN: machineToken } });
+    t.equal(asMachine.exitCode, 0, asMachine.stderr);
+    t.match(asMachine.stdout, /^verified\s+no failure known \(this token cannot read verification history\)$/m, 'a machine token sees the summary without the history');
     const jobs = await b365(['verify', 'list'], { env });
     t.equal(jobs.exitCode, 0, jobs.stderr);
     t.match(jobs.stdout, /^ID\s+LEVEL\s+SCOPE\s+RESULT\s+STARTED\s+FINISHED$/m);
