@@ -69,7 +69,7 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
 
   const api = express.Router();
   api.get('/health', (_request, response) => {
-    response.json({ ok: true, version: VERSION, time: new Date(repository.clock.now()).toISOString() });
+    response.json({ ok: true, version: VERSION, time: new Date(repository.clock.now()).toISOString(), timezone: config.timezone });
   });
   const document = openApiDocument();
   api.get('/openapi.json', (_request, response) => {

@@ -3,22 +3,31 @@
 // symlinks, hard links and extended attributes where the target allows; what could not
 // be restored is reported, not silently dropped. Nothing is ever written outside the
 // target: parents are checked to be real directories, and nothing is opened through a
-// symlink.
+// symlink. What already exists in the target is kept, replaced or compared as the
+// overwrite mode says (overwrite.ts).
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { UnsafeTargetError } from '../../src/errors.js';
 import type { FileStat, FileTree } from '../fs/filesystem.js';
+import { decideOverwrite, type Decision, type OverwriteMode } from './overwrite.js';
 import { walkPaths, type WalkEntry } from './walk.js';
 
 export interface ExtractReport {
+  /** Directories created (those already there are merged into, not counted). */
   directories: number;
   files: number;
   symlinks: number;
   hardLinks: number;
   special: number;
   bytes: number;
+  /** Paths that existed in the target and were left as they were (`--overwrite never`). */
+  kept: number;
+  /** Paths that existed with the same size and mtime (or link target) and were not rewritten (`--overwrite if-changed`). */
+  unchanged: number;
+  /** Paths that existed and were replaced by the image's. */
+  replaced: number;
   /** What could not be restored, grouped: message → count (and a first example). */
   notRestored: { what: string; count: number; example: string }[];
 }
@@ -27,7 +36,12 @@ export interface ExtractOptions {
   tree: FileTree;
   paths: string[];
   to: string;
+  /** What to do with paths that already exist; `always` when not given. */
+  overwrite?: OverwriteMode;
+  /** Bytes of a file written; a sparse file's holes are counted when it is done, so the sum is the files' sizes. */
   onProgress?(bytes: number, path: string): void;
+  /** An entry other than a directory written (file, hard link, symlink, special file). */
+  onFile?(path: string): void;
 }
 
 const READ_BLOCK = 1 << 20;
@@ -39,7 +53,8 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
   const root = path.resolve(options.to);
   await fs.mkdir(root, { recursive: true });
   const rootReal = await fs.realpath(root);
-  const report: ExtractReport = { directories: 0, files: 0, symlinks: 0, hardLinks: 0, special: 0, bytes: 0, notRestored: [] };
+  const report: ExtractReport = { directories: 0, files: 0, symlinks: 0, hardLinks: 0, special: 0, bytes: 0, kept: 0, unchanged: 0, replaced: 0, notRestored: [] };
+  const mode = options.overwrite ?? 'always';
   const problems = new Map<string, { count: number; example: string }>();
   const note = (what: string, example: string) => {
     const entry = problems.get(what);
@@ -100,15 +115,18 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
       const size = entry.stat.size;
       await handle.truncate(size);
       const ranges = options.tree.dataRanges ? (await options.tree.dataRanges(entry.node)).ranges : [[0, size] as const];
+      let written = 0;
       for (const [start, end] of ranges) {
         for (let offset = start; offset < Math.min(end, size); offset += READ_BLOCK) {
           const length = Math.min(READ_BLOCK, Math.min(end, size) - offset);
           const bytes = await options.tree.read(entry.node, offset, length);
           await handle.write(bytes, 0, bytes.length, offset);
           report.bytes += bytes.length;
+          written += bytes.length;
           options.onProgress?.(bytes.length, entry.path);
         }
       }
+      if (size > written) options.onProgress?.(size - written, entry.path);
     } finally {
       await handle.close();
     }
@@ -131,6 +149,19 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
   };
 
   const directoriesToFinish: { target: string; stat: FileStat }[] = [];
+  // Under `never`, what the image has below a path kept as a non-directory cannot be written.
+  const keptNonDirectories: string[] = [];
+
+  /** Counts a path that stays as it is; true when there is nothing to write. */
+  const settled = (entry: WalkEntry, target: string, decision: Decision, existingIsDirectory: boolean): boolean => {
+    if (decision !== 'keep' && decision !== 'unchanged') return false;
+    if (decision === 'keep') report.kept++;
+    else report.unchanged++;
+    if (entry.stat.type === 'directory' && !existingIsDirectory) keptNonDirectories.push(entry.path);
+    // An unchanged file stands in for the other paths of its inode: they become links to it.
+    if (decision === 'unchanged' && entry.stat.type === 'file' && entry.stat.nlink > 1 && !firstPathOfInode.has(entry.stat.inode)) firstPathOfInode.set(entry.stat.inode, target);
+    return true;
+  };
 
   // However the walk ends, no file is still being written when this returns.
   await walkPaths(
@@ -144,14 +175,19 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
           if (stat.type === 'directory') directoriesToFinish.push({ target, stat });
           return;
         }
+        if (keptNonDirectories.some((kept) => entry.path.startsWith(`${kept}/`))) return;
         await checkParent(target);
+        const { decision, existing } = await decideOverwrite(options.tree, entry, target, mode);
+        if (settled(entry, target, decision, existing !== null && existing.stats.isDirectory())) return;
+        if (decision === 'replace') report.replaced++;
         switch (stat.type) {
           case 'directory': {
-            const existing = await fs.lstat(target).catch(() => null);
-            if (existing && !existing.isDirectory()) await fs.unlink(target);
-            if (!existing || !existing.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
+            if (existing && !existing.stats.isDirectory()) await fs.unlink(target);
+            if (!existing || !existing.stats.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
             verifiedDirectories.add(target);
-            report.directories++;
+            if (decision !== 'merge') report.directories++;
+            // `never` leaves a directory that was already there as it was: mode, times, xattrs.
+            if (decision === 'merge' && mode === 'never') return;
             directoriesToFinish.push({ target, stat });
             await recordXattrs(entry, target);
             return;
@@ -162,11 +198,13 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
             if (first) {
               await fs.link(first, target);
               report.hardLinks++;
+              options.onFile?.(entry.path);
               return;
             }
             const write = async () => {
               await writeFile(entry, target);
               report.files++;
+              options.onFile?.(entry.path);
               await setMetadata(target, stat, false);
               await recordXattrs(entry, target);
             };
@@ -182,18 +220,22 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
             await clear(target);
             await fs.symlink(await options.tree.readlink(entry.node), target);
             report.symlinks++;
+            options.onFile?.(entry.path);
             await setMetadata(target, stat, true);
             return;
           }
           default: {
             await clear(target);
+            // Counted as done either way, so the progress reaches its total.
             if (stat.type === 'socket') {
               note('sockets are not restored', target);
+              options.onFile?.(entry.path);
               return;
             }
             if (stat.type === 'fifo') await execa('mkfifo', ['-m', (stat.mode & 0o777).toString(8), target]);
             else if (!isRoot) {
               note('device files not restored (not running as root)', target);
+              options.onFile?.(entry.path);
               return;
             } else {
               const rdev = stat.rdev ?? 0;
@@ -202,6 +244,7 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
               await execa('mknod', [target, stat.type === 'block-device' ? 'b' : 'c', String(major), String(minor)]);
             }
             report.special++;
+            options.onFile?.(entry.path);
             await setMetadata(target, stat, false);
           }
         }

@@ -9,6 +9,11 @@ import type { Repository } from '../repository.js';
 import type { RunRecord, Runs } from '../runs.js';
 import type { Incidents } from './incidents.js';
 
+/** An agent is silent when its last heartbeat is older than the configured timeout. */
+export function agentIsSilent(lastHeartbeatAt: number, now: number, config: ServerConfig): boolean {
+  return now - lastHeartbeatAt > config.monitoring.heartbeatTimeoutSeconds * 1000;
+}
+
 function when(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
@@ -48,8 +53,7 @@ export class Monitor {
     this.runs.abandonStale(now - silentMs);
 
     for (const agent of this.runs.agents()) {
-      const silentFor = now - agent.lastHeartbeatAt;
-      if (silentFor > silentMs) {
+      if (agentIsSilent(agent.lastHeartbeatAt, now, this.config)) {
         this.incidents.raise('agent-silent', agent.machine, `The backup agent of ${agent.machine} has not been heard from since ${when(agent.lastHeartbeatAt)}`, { lastHeartbeatAt: when(agent.lastHeartbeatAt), hostname: agent.hostname });
       } else {
         this.incidents.resolve('agent-silent', agent.machine, `the agent is back (heartbeat at ${when(agent.lastHeartbeatAt)})`);

@@ -2,6 +2,7 @@
 // for e-mail, and a JSON document for webhooks.
 import type { Incident, IncidentEvent } from '../monitoring/incidents.js';
 import { incidentView } from '../monitoring/incidents.js';
+import { plural } from '../../src/plural.js';
 
 export interface Notification {
   /** incident.opened, incident.updated, incident.reminder, incident.resolved, summary.daily */
@@ -66,11 +67,11 @@ export function summaryNotification(facts: SummaryFacts): Notification {
     facts.openIncidents.length ? `Open incidents: ${facts.openIncidents.length}` : 'No open incidents.',
     ...facts.openIncidents.map((incident) => `  #${incident.id} ${incident.kind} ${incident.subject}: ${incident.summary}`),
     '',
-    `Repository: ${facts.images} images, ${gib(facts.storedBytes)} stored${facts.freeBytes === null ? '' : `, ${gib(facts.freeBytes)} free`}.`,
+    `Repository: ${plural(facts.images, 'image')}, ${gib(facts.storedBytes)} stored${facts.freeBytes === null ? '' : `, ${gib(facts.freeBytes)} free`}.`,
   ];
   return {
     event: 'summary.daily',
-    subject: `[Backup365] Daily summary: ${ok} ok, ${failed} failed, ${facts.openIncidents.length} open incidents`,
+    subject: `[Backup365] Daily summary: ${ok} ok, ${failed} failed, ${plural(facts.openIncidents.length, 'open incident')}`,
     text: `${lines.join('\n')}\n`,
     data: {
       event: 'summary.daily',

@@ -3,6 +3,7 @@
 import { Router } from 'express';
 import { assertMachineName } from '../../src/format/image-ref.js';
 import { requireRole } from '../auth.js';
+import { agentIsSilent } from '../monitoring/monitor.js';
 import type { ServerConfig } from '../config.js';
 import { jsonBody, principalOf } from '../http.js';
 import type { Policies } from '../policies.js';
@@ -30,7 +31,8 @@ export function agentRoutes(runs: Runs, policies: Policies, config: ServerConfig
 
   router.get('/agents', accepts('listAgents'), (_request, response) => {
     requireRole(principalOf(response), 'admin', 'auditor');
-    response.json({ agents: runs.agents().map(agentView) });
+    // `silent`: the same judgement as the agent-silent incident, so the listing and the alerts agree.
+    response.json({ agents: runs.agents().map((agent) => ({ ...agentView(agent), silent: agentIsSilent(agent.lastHeartbeatAt, now(), config) })) });
   });
 
   router.delete('/agents/:machine', accepts('forgetAgent'), (request, response) => {

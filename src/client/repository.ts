@@ -82,7 +82,8 @@ export class RepositoryClient {
     return this.http.close();
   }
 
-  health(): Promise<{ ok: boolean; version: string; time: string }> {
+  /** `timezone`: the IANA zone the server shows times in (absent from older servers). */
+  health(): Promise<{ ok: boolean; version: string; time: string; timezone?: string }> {
     return this.http.call('GET', '/health');
   }
 

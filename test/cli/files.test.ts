@@ -178,7 +178,7 @@ t.test('files from ext4, FAT32 and NTFS volumes of one image', async (t) => {
     // A symlink planted in the target where the image has a directory is replaced, never followed.
     const outside = await tempDir(t, 'b365-outside-');
     await fs.symlink(outside, path.join(out, 'many'));
-    const planted = await b365(['files', 'get', image, '/many/d000', '--volume', '1', '--to', out], { env: server.env });
+    const planted = await b365(['files', 'get', image, '/many/d000', '--volume', '1', '--to', out, '--overwrite', 'always'], { env: server.env });
     t.equal(planted.exitCode, 0, planted.stderr);
     t.same(await fs.readdir(outside), [], 'nothing was written through the planted symlink');
     const missing = await b365(['files', 'ls', image, '/no/such/dir', '--volume', '1'], { env: server.env });

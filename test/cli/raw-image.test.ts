@@ -46,7 +46,7 @@ t.test('a 1 GiB source: full, unchanged, then 10 MiB changed', async (t) => {
   await writer.close();
   const changed = await b365(['image', source, '--machine', 'raw1', '--json'], { env: server.env });
   t.equal(changed.exitCode, 0, changed.stderr);
-  const chunkSize = (await b365(['images', 'show', changed.json.image], { env: server.env })).stdout.match(/"chunkSize": (\d+)/)![1];
+  const chunkSize = (await b365(['images', 'show', changed.json.image, '--json'], { env: server.env })).stdout.match(/"chunkSize": (\d+)/)![1];
   const bound = 10 * MiB + regions.length * Number(chunkSize);
   t.ok(changed.json.chunksUploaded * Number(chunkSize) <= bound, `uploaded ${changed.json.chunksUploaded} chunks of ${chunkSize} bytes: at most 10 MiB plus one chunk per region`);
   t.ok(changed.json.chunksUploaded >= 1, 'the change was sent');

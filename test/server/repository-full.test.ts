@@ -127,7 +127,7 @@ t.test('a repository whose disk fills during an upload', async (t) => {
   t.ok(dataFile.equals(await fs.readFile(path.join(extracted, 'data.bin'))), 'the file read back while full is the one imaged');
   const verify = await b365(['verify', earlierImage, '--level', 'content'], { env: server.env, timeout: 90_000 });
   t.equal(verify.exitCode, 0, `content verification works while full: ${verify.stdout}${verify.stderr.slice(-400)}`);
-  t.match(verify.stdout, /1 of 1 images ok/);
+  t.match(verify.stdout, /1 of 1 image ok/);
   t.match(verify.stderr, /report could not be stored/, 'says that the signed report could not be kept');
   t.same((await listFiles(repo)).filter((file) => file.endsWith('.tmp')), [], 'writes refused while full (report, image state) left no *.tmp');
   const listed = await b365(['images', '--machine', 'full', '--json'], { env: server.env });

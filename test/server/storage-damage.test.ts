@@ -53,7 +53,7 @@ t.test('a chunk lost from the store is sent again and the images that lacked it 
   const stateOf = async (id: string) => ((await b365(['images', '--json'], { env })).json.images as { id: string; state: string }[]).find((image) => image.id === id)?.state;
 
   const first = await imageOf(t);
-  const manifest = JSON.parse((await b365(['images', 'show', first.image], { env })).stdout);
+  const manifest = JSON.parse((await b365(['images', 'show', first.image, '--json'], { env })).stdout);
   const chunks = await chunksOf(server.repo, manifest);
   t.ok(chunks.length >= 4, `the image holds ${chunks.length} chunks`);
   const [foundByVerification, foundByCommit, foundByFull] = [chunks[1]!, chunks[chunks.length - 2]!, chunks[Math.floor(chunks.length / 2)]!];

@@ -16,6 +16,7 @@ import { normalizeFingerprint } from '../../client/tls-pin.js';
 import { agentInstallCommand } from '../agent-command.js';
 import { clientFor, fingerprintOf, globals, resolveToken } from '../context.js';
 import { printJson, printTable } from '../output.js';
+import { formatWhen, serverTimeFormat, type TimeFormat } from '../time-format.js';
 
 interface InstallFlags {
   configDir: string;
@@ -113,15 +114,45 @@ export function registerAgent(program: Command): void {
 
   program
     .command('agents')
-    .description('agents the server knows and when each was last heard from')
+    .description('agents the server knows: their state ("silent" when not heard from within the heartbeat timeout), when each was last heard from and runs next')
     .action(async (_flags: unknown, command: Command) => {
       const client = await clientFor(command);
       try {
-        const { agents } = await client.http.call<{ agents: { machine: string; hostname: string | null; version: string | null; state: string | null; lastHeartbeatAt: string; nextRunAt: string | null }[] }>('GET', '/agents');
+        const { agents } = await client.http.call<{ agents: AgentView[] }>('GET', '/agents');
         if (globals(command).json) printJson(agents);
-        else printTable(agents, ['machine', 'hostname', 'state', 'lastHeartbeatAt', 'nextRunAt', 'version']);
+        else printAgents(agents, await serverTimeFormat(client));
       } finally {
         await client.close();
       }
     });
+}
+
+interface AgentView {
+  machine: string;
+  hostname: string | null;
+  version: string | null;
+  state: string | null;
+  lastHeartbeatAt: string;
+  nextRunAt: string | null;
+  /** Older servers do not say; then no agent is shown as silent. */
+  silent?: boolean;
+}
+
+function printAgents(agents: AgentView[], times: TimeFormat): void {
+  if (agents.length === 0) {
+    process.stdout.write('no agent has reported yet\n');
+    return;
+  }
+  printTable(
+    agents.map((agent) => ({
+      machine: agent.machine,
+      host: agent.hostname,
+      // A silent agent's last word is stale: say what it last said, in brackets.
+      state: agent.silent ? `silent${agent.state ? ` (was ${agent.state})` : ''}` : agent.state,
+      'last heard': formatWhen(agent.lastHeartbeatAt, times),
+      'next run': agent.silent ? null : formatWhen(agent.nextRunAt, times),
+      version: agent.version,
+    })),
+    ['machine', 'host', 'state', 'last heard', 'next run', 'version'],
+  );
 }

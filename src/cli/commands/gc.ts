@@ -6,6 +6,7 @@ import { UserError } from '../../errors.js';
 import { clientFor, globals } from '../context.js';
 import { parseDurationSeconds } from '../../duration.js';
 import { formatBytes, printJson } from '../output.js';
+import { plural } from '../../plural.js';
 
 interface GcJob {
   id: string;
@@ -40,9 +41,9 @@ export function registerGc(program: Command): void {
           process.stdout.write(
             [
               `garbage collection ${job.id}: ${job.state}${job.dryRun ? ' (dry run)' : ''}`,
-              `  ${report.manifests} manifests reference ${report.referenced} objects; ${report.scanned} objects in the store`,
+              `  ${plural(report.manifests, 'manifest')} ${report.manifests === 1 ? 'references' : 'reference'} ${plural(report.referenced, 'object')}; ${plural(report.scanned, 'object')} in the store`,
               `  spared ${report.keptPinned} pinned by open uploads, ${report.keptRecent} touched within the grace period`,
-              `  ${job.dryRun ? 'would remove' : 'removed'} ${report.removed} objects, ${formatBytes(report.bytesReclaimed)} ${job.dryRun ? 'reclaimable' : 'reclaimed'}`,
+              `  ${job.dryRun ? 'would remove' : 'removed'} ${plural(report.removed, 'object')}, ${formatBytes(report.bytesReclaimed)} ${job.dryRun ? 'reclaimable' : 'reclaimed'}`,
             ].join('\n') + '\n',
           );
         }

@@ -10,6 +10,7 @@ import { assertMachineName } from '../../format/image-ref.js';
 import { createLogger } from '../../log.js';
 import { clientFor, globals, interruptSignal } from '../context.js';
 import { byteProgress, formatBytes, formatDuration, printJson } from '../output.js';
+import { plural } from '../../plural.js';
 
 interface ImageOptions {
   machine: string;
@@ -27,8 +28,8 @@ export function printCaptureReport(report: CaptureReport): void {
   process.stdout.write(
     [
       `image ${report.image} committed${report.parent ? ` (base ${report.parent})` : ''}${report.resumed ? ', resumed an interrupted session' : ''}`,
-      `  read ${formatBytes(report.bytesRead)} of ${formatBytes(report.bytesUsed)} used, uploaded ${formatBytes(report.bytesUploaded)} in ${report.chunksUploaded} chunks`,
-      `  ${report.chunksReused} chunks reused (${reuse.toFixed(1)}%), ${report.chunksHoles} holes, ${formatDuration(report.durationMs)}`,
+      `  read ${formatBytes(report.bytesRead)} of ${formatBytes(report.bytesUsed)} used, uploaded ${formatBytes(report.bytesUploaded)} in ${plural(report.chunksUploaded, 'chunk')}`,
+      `  ${plural(report.chunksReused, 'chunk')} reused (${reuse.toFixed(1)}%), ${plural(report.chunksHoles, 'hole')}, ${formatDuration(report.durationMs)}`,
       ...report.warnings.map((warning) => `  warning: ${warning}`),
     ].join('\n') + '\n',
   );

@@ -1,7 +1,23 @@
 // `b365 images` and `b365 machines`: what the repository holds.
 import type { Command } from 'commander';
+import type { ImageInfo, RepositoryClient } from '../../client/repository.js';
+import { AuthError } from '../../errors.js';
+import type { VerificationJob } from '../../format/verification.js';
+import { imageSummary, lastVerificationOf, type LastVerification } from '../image-summary.js';
 import { clientFor, globals } from '../context.js';
 import { formatBytes, printJson, printTable } from '../output.js';
+import { formatWhen, serverTimeFormat } from '../time-format.js';
+
+/** Machine tokens and restore codes may not read verification history: then it is unknown. */
+async function lastVerification(client: RepositoryClient, image: ImageInfo): Promise<LastVerification> {
+  try {
+    const { verifications } = await client.http.call<{ verifications: VerificationJob[] }>('GET', '/verifications');
+    return lastVerificationOf(image, verifications);
+  } catch (error) {
+    if (error instanceof AuthError) return undefined;
+    throw error;
+  }
+}
 
 export function registerImages(program: Command): void {
   const images = program
@@ -13,8 +29,9 @@ export function registerImages(program: Command): void {
       try {
         const list = await client.listImages(options.machine);
         if (globals(command).json) return printJson({ images: list });
+        const times = await serverTimeFormat(client);
         printTable(
-          list.map((image) => ({ id: image.id, created: image.createdAt, size: formatBytes(image.sizeBytes), used: formatBytes(image.usedBytes), uploaded: formatBytes(image.uploadedBytes), state: image.state })),
+          list.map((image) => ({ id: image.id, created: formatWhen(image.createdAt, times), size: formatBytes(image.sizeBytes), used: formatBytes(image.usedBytes), uploaded: formatBytes(image.uploadedBytes), state: image.state })),
           ['id', 'created', 'size', 'used', 'uploaded', 'state'],
         );
       } finally {
@@ -24,13 +41,15 @@ export function registerImages(program: Command): void {
 
   images
     .command('show')
-    .description("print an image's manifest")
+    .description('what an image holds: disks, partitions, filesystems, chunk counts, verification (--json: the manifest)')
     .argument('<image>', 'image id or MACHINE@latest')
     .action(async (reference: string, _options: unknown, command: Command) => {
       const client = await clientFor(command);
       try {
-        const { manifest } = await client.manifest(reference);
-        printJson(manifest);
+        const { image, manifest } = await client.manifest(reference);
+        if (globals(command).json) return printJson(manifest);
+        const last = await lastVerification(client, image);
+        for (const line of imageSummary(image, manifest, last, await serverTimeFormat(client))) process.stdout.write(`${line}\n`);
       } finally {
         await client.close();
       }
@@ -59,8 +78,9 @@ export function registerImages(program: Command): void {
       try {
         const machines = await client.listMachines();
         if (globals(command).json) return printJson({ machines });
+        const times = await serverTimeFormat(client);
         printTable(
-          machines.map((machine) => ({ name: machine.name, images: machine.imageCount, latest: machine.latestImage, 'last seen': machine.lastSeenAt })),
+          machines.map((machine) => ({ name: machine.name, images: machine.imageCount, latest: machine.latestImage, 'last seen': formatWhen(machine.lastSeenAt, times) })),
           ['name', 'images', 'latest', 'last seen'],
         );
       } finally {

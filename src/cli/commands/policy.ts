@@ -1,12 +1,14 @@
 // `b365 policy set|show|list|delete`: when machines are imaged and how long their
 // images are kept. NAME is `default` or a machine name.
 import type { Command } from 'commander';
+import type { RepositoryClient } from '../../client/repository.js';
 import { UsageError } from '../../errors.js';
 import { parseChunkSize } from '../../format/chunk.js';
 import { LIVE_MODES, type LiveMode, type Policy, type PolicyOverrides, RETENTION_KEYS } from '../../format/policy.js';
 import { clientFor, globals } from '../context.js';
 import { parseDurationSeconds } from '../../duration.js';
 import { printJson, printTable } from '../output.js';
+import { formatWhen, serverTimeFormat, type TimeFormat } from '../time-format.js';
 
 interface PolicyView {
   name: string;
@@ -76,18 +78,42 @@ export function policyChange(flags: SetFlags): Record<string, unknown> {
   return change;
 }
 
-function describe(view: PolicyView): string {
+function describe(view: PolicyView, times: TimeFormat): string {
   const policy = view.effective;
   const own = (key: string) => (key in view.overrides || (view.overrides.retention && key in view.overrides.retention) ? '' : '  (inherited)');
   const keeps = RETENTION_KEYS.filter((key) => policy.retention[key] > 0).map((key) => `${key.replace(/^keep/, '').toLowerCase()} ${policy.retention[key]}`);
   return [
-    `policy ${view.name}${view.updatedAt ? ` (changed ${view.updatedAt})` : ''}`,
+    `policy ${view.name}${view.updatedAt ? `, changed ${formatWhen(view.updatedAt, times)}` : ''}`,
     `  schedule   ${policy.schedule} ${policy.timezone}${policy.enabled ? '' : ' (disabled)'}${own('schedule')}`,
     `  disks      ${policy.disks.length ? policy.disks.join(', ') : 'every fixed disk'}${own('disks')}`,
     `  live       ${policy.live}${policy.raw ? ', raw' : ''}, chunks of ${policy.chunkSize === 'auto' ? 'a size chosen per volume' : `${policy.chunkSize / 1024} KiB`}`,
     `  spread     ${policy.spreadSeconds} s, window ${Math.round(policy.windowSeconds / 60)} min`,
     `  keep       ${keeps.length ? keeps.join(', ') : 'everything (no retention)'}`,
   ].join('\n');
+}
+
+/**
+ * A policy may be set before its machine exists (it applies from the first report), but a
+ * name the server has never heard of is more often a typo: say so on stderr, still exit 0.
+ */
+async function warnIfUnknownMachine(client: RepositoryClient, name: string): Promise<void> {
+  if (name === 'default') return;
+  const machines = await client.listMachines();
+  if (machines.some((machine) => machine.name === name)) return;
+  process.stderr.write(`warning: no machine named ${name} has reported yet; the policy applies when it does\n`);
+  const close = machines.map((machine) => machine.name).filter((known) => editDistance(known, name) <= 2);
+  if (close.length) process.stderr.write(`  known machines with a similar name: ${close.join(', ')}\n`);
+}
+
+/** Levenshtein distance, to suggest the machine a mistyped name probably meant. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 export function registerPolicy(program: Command): void {
@@ -121,8 +147,9 @@ export function registerPolicy(program: Command): void {
       const client = await clientFor(command);
       try {
         const view = await client.http.call<PolicyView>('PUT', `/policies/${encodeURIComponent(name)}`, { json: change });
+        await warnIfUnknownMachine(client, name);
         if (globals(command).json) printJson(view);
-        else process.stdout.write(`${describe(view)}\n`);
+        else process.stdout.write(`${describe(view, await serverTimeFormat(client))}\n`);
       } finally {
         await client.close();
       }
@@ -137,7 +164,7 @@ export function registerPolicy(program: Command): void {
       try {
         const view = await client.http.call<PolicyView>('GET', `/policies/${encodeURIComponent(name)}`);
         if (globals(command).json) printJson(view);
-        else process.stdout.write(`${describe(view)}\n`);
+        else process.stdout.write(`${describe(view, await serverTimeFormat(client))}\n`);
       } finally {
         await client.close();
       }
@@ -175,7 +202,7 @@ export function registerPolicy(program: Command): void {
       try {
         const view = await client.http.call<PolicyView>('DELETE', `/policies/${encodeURIComponent(name)}`);
         if (globals(command).json) printJson(view);
-        else process.stdout.write(`${describe(view)}\n`);
+        else process.stdout.write(`${describe(view, await serverTimeFormat(client))}\n`);
       } finally {
         await client.close();
       }

@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { clientFor, globals } from '../context.js';
 import { printJson } from '../output.js';
+import { plural } from '../../plural.js';
 
 interface PruneReport {
   dryRun: boolean;
@@ -34,7 +35,7 @@ export function registerPrune(program: Command): void {
           if (flags.verbose) for (const kept of machine.kept) process.stdout.write(`  keep ${kept.id} (${kept.reason})\n`);
         }
         for (const error of report.errors) process.stdout.write(`error: ${error}\n`);
-        process.stdout.write(`${report.imagesRemoved} images ${verb}, ${report.imagesKept} kept${report.dryRun ? ' (dry run)' : ''}\n`);
+        process.stdout.write(`${plural(report.imagesRemoved, 'image')} ${verb}, ${report.imagesKept} kept${report.dryRun ? ' (dry run)' : ''}\n`);
       } finally {
         await client.close();
       }

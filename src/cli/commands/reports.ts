@@ -7,6 +7,8 @@ import type { RunOutcome } from '../../format/run-report.js';
 import { clientFor, globals } from '../context.js';
 import { formatBytes, formatDuration, printJson, printTable } from '../output.js';
 import { isDuration, parseDurationMs } from '../../duration.js';
+import { plural } from '../../plural.js';
+import { formatWhen, serverTimeFormat } from '../time-format.js';
 
 interface RunView extends RunOutcome {
   id: string;
@@ -56,9 +58,14 @@ export function registerReports(program: Command): void {
           printJson(runs);
           return;
         }
+        if (runs.length === 0) {
+          process.stdout.write('no runs reported\n');
+          return;
+        }
+        const times = await serverTimeFormat(client);
         printTable(
           runs.map((run) => ({
-            started: run.startedAt.replace(/\.\d{3}Z$/, 'Z'),
+            started: formatWhen(run.startedAt, times),
             machine: run.machine,
             result: run.state,
             image: run.image,
@@ -66,7 +73,7 @@ export function registerReports(program: Command): void {
             read: formatBytes(run.bytesRead),
             uploaded: formatBytes(run.bytesUploaded),
             chunks: `${run.chunksNew} new, ${run.chunksReused} reused`,
-            note: run.error ?? (run.warnings.length ? `${run.warnings.length} warnings` : run.attempts > 1 ? `${run.attempts} attempts` : null),
+            note: run.error ?? (run.warnings.length ? plural(run.warnings.length, 'warning') : run.attempts > 1 ? plural(run.attempts, 'attempt') : null),
           })),
           ['started', 'machine', 'result', 'image', 'took', 'read', 'uploaded', 'chunks', 'note'],
         );
@@ -86,7 +93,13 @@ export function registerReports(program: Command): void {
         const { incidents } = await client.http.call<{ incidents: IncidentView[] }>('GET', '/incidents', { query: { state: flags.all ? 'all' : 'open', machine: flags.machine } });
         if (globals(command).json) printJson(incidents);
         else if (incidents.length === 0) process.stdout.write(flags.all ? 'no incidents\n' : 'no open incidents\n');
-        else printTable(incidents.map((incident) => ({ ...incident, opened: incident.openedAt, resolved: incident.resolvedAt })), ['id', 'kind', 'subject', 'state', 'opened', 'resolved', 'summary']);
+        else {
+          const times = await serverTimeFormat(client);
+          printTable(
+            incidents.map((incident) => ({ ...incident, opened: formatWhen(incident.openedAt, times), resolved: formatWhen(incident.resolvedAt, times) })),
+            ['id', 'kind', 'subject', 'state', 'opened', 'resolved', 'summary'],
+          );
+        }
       } finally {
         await client.close();
       }

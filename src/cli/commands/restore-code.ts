@@ -4,6 +4,7 @@ import { assertMachineName } from '../../format/image-ref.js';
 import { clientFor, globals } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import { parseDurationSeconds } from '../../duration.js';
+import { formatWhen, serverTimeFormat } from '../time-format.js';
 
 export function registerRestoreCode(program: Command): void {
   const codes = program.command('restore-code').description("restore codes for technicians (admin)");
@@ -41,8 +42,9 @@ export function registerRestoreCode(program: Command): void {
       try {
         const list = await client.listRestoreCodes();
         if (globals(command).json) return printJson({ codes: list });
+        const times = await serverTimeFormat(client);
         printTable(
-          list.map((code) => ({ id: code.id, machine: code.machine, created: code.createdAt, expires: code.expiresAt, revoked: code.revokedAt, uses: code.uses })),
+          list.map((code) => ({ id: code.id, machine: code.machine, created: formatWhen(code.createdAt, times), expires: formatWhen(code.expiresAt, times), revoked: formatWhen(code.revokedAt, times), uses: code.uses })),
           ['id', 'machine', 'created', 'expires', 'revoked', 'uses'],
         );
       } finally {

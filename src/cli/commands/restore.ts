@@ -3,10 +3,11 @@ import type { Command } from 'commander';
 import { restoreImage, type RestoreReport } from '../../../imaging/restore/image.js';
 import { clientFor, globals, interruptSignal } from '../context.js';
 import { byteProgress, formatBytes, formatDuration, printJson } from '../output.js';
+import { plural } from '../../plural.js';
 
 export function printRestoreReport(report: RestoreReport): void {
   const lines = [
-    `restored ${report.image} (${report.disk}) onto ${report.target}: wrote ${formatBytes(report.bytesWritten)}, fetched ${report.chunksFetched} chunks in ${formatDuration(report.durationMs)}`,
+    `restored ${report.image} (${report.disk}) onto ${report.target}: wrote ${formatBytes(report.bytesWritten)}, fetched ${plural(report.chunksFetched, 'chunk')} in ${formatDuration(report.durationMs)}`,
     ...(report.grown ? [`  grown: ${report.grown}`] : []),
     ...report.checks.map((check) => `  ${check.ok ? 'ok  ' : 'FAIL'} ${check.check}: ${check.detail}`),
     report.verified ? 'restore verified' : 'restore did NOT verify',

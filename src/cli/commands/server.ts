@@ -7,6 +7,7 @@ import { clockFromEnvironment } from '../../clock.js';
 import { UserError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { printJson } from '../output.js';
+import { plural } from '../../plural.js';
 import { clientFor, globals } from '../context.js';
 import { registerServerInstall } from './server-install.js';
 import { addTlsOptions, certificateNotice, registerFingerprint, reloadOnHangup, transportOf, type TlsFlags } from './server-tls.js';
@@ -86,7 +87,7 @@ export function registerServer(program: Command): void {
       if (globals(command).json) printJson(report);
       else {
         const where = options.online ? 'the running server' : path.resolve(options.repo);
-        process.stdout.write(`reindexed ${report.images} images and ${report.objects} objects from ${where}\n`);
+        process.stdout.write(`reindexed ${plural(report.images, 'image')} and ${plural(report.objects, 'object')} from ${where}\n`);
         if (report.changes) {
           const { imagesAdded, imagesDropped, objectsAdded, objectsDropped } = report.changes;
           process.stdout.write(`  images: ${imagesAdded} added, ${imagesDropped} dropped (manifest gone); objects: ${objectsAdded} added, ${objectsDropped} dropped (file gone)\n`);

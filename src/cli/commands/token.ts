@@ -5,6 +5,7 @@ import { agentInstallCommand } from '../agent-command.js';
 import { clientFor, globals } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import { parseDurationSeconds } from '../../duration.js';
+import { formatWhen, serverTimeFormat } from '../time-format.js';
 
 /** What the operator is told about a new token, on stderr (the secret is never repeated there). */
 function tokenNotice(created: { id: number; role: string; machine: string | null; expiresAt: string | null }): string {
@@ -56,8 +57,9 @@ export function registerToken(program: Command): void {
       try {
         const tokens = await client.listTokens();
         if (globals(command).json) return printJson({ tokens });
+        const times = await serverTimeFormat(client);
         printTable(
-          tokens.map((entry) => ({ id: entry.id, role: entry.role, machine: entry.machine, label: entry.label, created: entry.createdAt, expires: entry.expiresAt, revoked: entry.revokedAt })),
+          tokens.map((entry) => ({ id: entry.id, role: entry.role, machine: entry.machine, label: entry.label, created: formatWhen(entry.createdAt, times), expires: formatWhen(entry.expiresAt, times), revoked: formatWhen(entry.revokedAt, times) })),
           ['id', 'role', 'machine', 'label', 'created', 'expires', 'revoked'],
         );
       } finally {

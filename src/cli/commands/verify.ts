@@ -8,13 +8,30 @@ import { UsageError, VerificationError } from '../../errors.js';
 import { checkSignedDocument, parsePublicKey } from '../../format/signed-report.js';
 import { anonymousClientFor, clientFor, globals } from '../context.js';
 import { helpShowsDefault } from '../help.js';
-import { byteProgress, printJson } from '../output.js';
+import { byteProgress, printJson, printTable } from '../output.js';
+import { formatWhen, serverTimeFormat, type TimeFormat } from '../time-format.js';
+import type { VerificationJob } from '../../format/verification.js';
+import { plural } from '../../plural.js';
 
 interface VerifyOptions {
   all?: boolean;
   level: string;
   local?: boolean;
   out?: string;
+}
+
+function printVerifications(jobs: VerificationJob[], times: TimeFormat): void {
+  printTable(
+    jobs.map((job) => ({
+      id: job.id,
+      level: job.level,
+      scope: job.scope.all ? 'all images' : job.scope.images.length === 1 ? job.scope.images[0]! : plural(job.scope.images.length, 'image'),
+      result: job.state === 'done' ? job.result : job.state === 'error' ? `error: ${job.error ?? 'unknown'}` : job.state,
+      started: formatWhen(job.startedAt, times),
+      finished: formatWhen(job.finishedAt, times),
+    })),
+    ['id', 'level', 'scope', 'result', 'started', 'finished'],
+  );
 }
 
 export function registerVerify(program: Command): void {
@@ -43,7 +60,7 @@ export function registerVerify(program: Command): void {
           if (json) printJson({ results });
           else
             for (const result of results) {
-              process.stdout.write(`${result.image}: ${result.result}, ${result.chunksVerified} chunks re-hashed here\n`);
+              process.stdout.write(`${result.image}: ${result.result}, ${plural(result.chunksVerified, 'chunk')} re-hashed here\n`);
               for (const volume of result.volumes) process.stdout.write(`  ${volume.ok ? 'ok  ' : 'FAIL'} ${volume.disk}/${volume.volume} ${volume.computed ?? ''}${volume.problem ? ` (${volume.problem})` : ''}\n`);
             }
           if (results.some((result) => result.result !== 'ok')) throw new VerificationError('local verification failed', { details: { results } });
@@ -63,7 +80,7 @@ export function registerVerify(program: Command): void {
         if (json) printJson(signed);
         else {
           const { summary } = signed.report;
-          process.stdout.write(`verification ${job.id}: ${job.result} — ${summary.ok} of ${summary.images} images ok, ${summary.chunksVerified} chunks verified, ${summary.chunksMissing} missing, ${summary.chunksCorrupt} corrupt\n`);
+          process.stdout.write(`verification ${job.id}: ${job.result} — ${summary.ok} of ${plural(summary.images, 'image')} ok, ${plural(summary.chunksVerified, 'chunk')} verified, ${summary.chunksMissing} missing, ${summary.chunksCorrupt} corrupt\n`);
           for (const image of signed.report.images) if (image.result !== 'ok') process.stdout.write(`  FAIL ${image.image}: ${image.problems.join('; ')}\n`);
           process.stdout.write(`report digest ${job.reportDigest}, signed by key ${signed.signature.keyId}\n`);
         }
@@ -74,6 +91,21 @@ export function registerVerify(program: Command): void {
     });
 
   helpShowsDefault(verify, run, '(IMAGE... | --all) [--level structural|content|restore-stream] [--local] [--out FILE]');
+
+  verify
+    .command('list')
+    .description('verification jobs, newest first: level, scope, result, when')
+    .action(async (_options: unknown, command: Command) => {
+      const client = await clientFor(command);
+      try {
+        const { verifications } = await client.http.call<{ verifications: VerificationJob[] }>('GET', '/verifications');
+        if (globals(command).json) printJson({ verifications });
+        else if (verifications.length === 0) process.stdout.write('no verification has run yet\n');
+        else printVerifications(verifications, await serverTimeFormat(client));
+      } finally {
+        await client.close();
+      }
+    });
 
   verify
     .command('check')
