@@ -13,6 +13,8 @@ export const ExitCode = {
   unsafeTarget: 8,
   verificationFailed: 9,
   repositoryFull: 10,
+  /** The server's TLS certificate matches neither a trusted CA nor the pinned fingerprint. */
+  untrustedServer: 11,
   interrupted: 130,
   /** Interrupted by SIGTERM (128 + 15, as a shell reports it). */
   terminated: 143,
@@ -105,6 +107,15 @@ export class UnsafeTargetError extends UserError {
 export class VerificationError extends UserError {
   override readonly exitCode = ExitCode.verificationFailed;
   override readonly code: string = 'verification_failed';
+}
+
+/**
+ * The server's certificate is neither signed by a trusted CA for its name nor the one
+ * pinned: nothing was sent to it. Never retried: waiting does not make it trustworthy.
+ */
+export class UntrustedServerError extends UserError {
+  override readonly exitCode = ExitCode.untrustedServer;
+  override readonly code = 'untrusted_server';
 }
 
 export class InterruptedError extends UserError {

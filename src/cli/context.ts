@@ -1,5 +1,6 @@
-// What every client command needs: where the server is and which token to use, from
-// flags first, then the environment (B365_SERVER, B365_TOKEN, B365_TOKEN_FILE).
+// What every client command needs: where the server is, which certificate to trust and
+// which token to use, from flags first, then the environment (B365_SERVER,
+// B365_FINGERPRINT, B365_TOKEN, B365_TOKEN_FILE).
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { RepositoryClient } from '../client/repository.js';
@@ -7,10 +8,12 @@ import { UsageError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { installInterruptHandling, processSignal } from './interrupt.js';
 
-export const DEFAULT_SERVER = 'http://127.0.0.1:8365';
+export const DEFAULT_SERVER = 'https://127.0.0.1:8365';
 
 export interface GlobalOptions {
   server?: string;
+  /** SHA-256 fingerprint of the server's certificate to trust (besides the CAs). */
+  fingerprint?: string;
   token?: string;
   tokenFile?: string;
   json?: boolean;
@@ -41,14 +44,19 @@ export function serverOf(options: GlobalOptions): string {
   return options.server ?? process.env.B365_SERVER ?? DEFAULT_SERVER;
 }
 
+export function fingerprintOf(options: GlobalOptions): string | undefined {
+  return options.fingerprint ?? (process.env.B365_FINGERPRINT || undefined);
+}
+
 /** A client for the command: with the token given, or one a restore code is exchanged for. */
 export async function clientFor(command: Command): Promise<RepositoryClient> {
   const options = globals(command);
   const server = serverOf(options);
   const log = createLogger({ level: options.logLevel ?? process.env.B365_LOG_LEVEL ?? 'warn' });
   const code = options.restoreCode ?? process.env.B365_RESTORE_CODE;
-  const token = code && !options.token ? (await RepositoryClient.exchangeRestoreCode(server, code, { signal: processSignal })).token : resolveToken(options);
-  return new RepositoryClient({ server, token, log, signal: processSignal });
+  const fingerprint = fingerprintOf(options);
+  const token = code && !options.token ? (await RepositoryClient.exchangeRestoreCode(server, code, { signal: processSignal, fingerprint })).token : resolveToken(options);
+  return new RepositoryClient({ server, token, log, signal: processSignal, fingerprint });
 }
 
 /**

@@ -40,7 +40,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 /** Commands that run until told to stop and handle SIGINT/SIGTERM themselves (or, in the rescue console, ask). */
 const OWN_SIGNAL_HANDLING = new Set(['server', 'agent', 'agents', 'nbd', 'rescue']);
 
-const OPTIONS_WITH_VALUES = new Set(['--server', '--token', '--token-file', '--restore-code', '--log-level']);
+const OPTIONS_WITH_VALUES = new Set(['--server', '--fingerprint', '--token', '--token-file', '--restore-code', '--log-level']);
 
 /** The command word of argv, skipping global options (and their values). */
 function commandWord(argv: string[]): string | undefined {
@@ -56,7 +56,8 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command('b365')
     .version(VERSION)
     .description('Backup365: block-level machine imaging and disaster recovery')
-    .option('--server <url>', 'repository server (B365_SERVER, default http://127.0.0.1:8365)')
+    .option('--server <url>', 'repository server (B365_SERVER, default https://127.0.0.1:8365)')
+    .option('--fingerprint <sha256>', "trust the server whose TLS certificate has this SHA-256 fingerprint, as `b365 server fingerprint` prints it (B365_FINGERPRINT)")
     .option('--token <token>', 'access token (B365_TOKEN)')
     .option('--token-file <file>', 'read the access token from a file (B365_TOKEN_FILE)')
     .option('--restore-code <code>', "a technician's restore code instead of a token (B365_RESTORE_CODE)")

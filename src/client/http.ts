@@ -19,6 +19,8 @@ import {
 } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { VERSION } from '../version.js';
+import { refuseClearTextOffLoopback } from './plain-http.js';
+import { normalizeFingerprint, PinnedAgent, type PresentedCertificate } from './tls-pin.js';
 
 export interface HttpClientOptions {
   server: string;
@@ -30,6 +32,11 @@ export interface HttpClientOptions {
   log?: Logger;
   /** Aborts every request in flight and every retry wait (SIGINT/SIGTERM). */
   signal?: AbortSignal;
+  /**
+   * SHA-256 fingerprint of the server's certificate to trust besides the CAs (any form
+   * normalizeFingerprint accepts). See src/client/tls-pin.ts.
+   */
+  fingerprint?: string;
 }
 
 export interface RequestOptions {
@@ -111,14 +118,23 @@ export class HttpClient {
   constructor(private readonly options: HttpClientOptions) {
     this.server = options.server.replace(/\/+$/, '');
     if (!/^https?:\/\//.test(this.server)) throw new FormatError(`server URL must start with http:// or https://, got ${JSON.stringify(options.server)}`);
-    const Transport = this.server.startsWith('https:') ? https.Agent : http.Agent;
-    this.agent = new Transport({ keepAlive: true, keepAliveMsecs: 30_000, maxSockets: options.connections ?? 8 });
+    const agentOptions = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: options.connections ?? 8 };
+    if (this.server.startsWith('https:')) this.agent = new PinnedAgent(options.fingerprint ? normalizeFingerprint(options.fingerprint) : null, agentOptions);
+    else {
+      refuseClearTextOffLoopback(this.server);
+      this.agent = new http.Agent(agentOptions);
+    }
     this.retryForMs = options.retryForMs ?? Number(process.env.B365_RETRY_FOR_MS ?? 5 * 60_000);
     this.log = options.log ?? silentLogger;
   }
 
   async close(): Promise<void> {
     this.agent.destroy();
+  }
+
+  /** The certificate of the server this client last accepted (null over plain HTTP or before the first call). */
+  get serverCertificate(): PresentedCertificate | null {
+    return this.agent instanceof PinnedAgent ? this.agent.accepted : null;
   }
 
   async call<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, options: RequestOptions = {}): Promise<T> {

@@ -165,8 +165,8 @@ export class RepositoryClient {
   }
 
   /** Trade a technician's restore code for a token scoped to one machine (no token needed). */
-  static async exchangeRestoreCode(server: string, code: string, options: { retryForMs?: number; signal?: AbortSignal } = {}): Promise<{ token: string; machine: string; role: 'restore' | 'machine'; expiresAt: string }> {
-    const http = new HttpClient({ server, token: '', retryForMs: options.retryForMs, signal: options.signal });
+  static async exchangeRestoreCode(server: string, code: string, options: { retryForMs?: number; signal?: AbortSignal; fingerprint?: string } = {}): Promise<{ token: string; machine: string; role: 'restore' | 'machine'; expiresAt: string }> {
+    const http = new HttpClient({ server, token: '', retryForMs: options.retryForMs, signal: options.signal, fingerprint: options.fingerprint });
     try {
       return await http.call('POST', '/restore-codes/exchange', { json: { code }, idempotent: false });
     } finally {

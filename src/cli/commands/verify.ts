@@ -8,7 +8,7 @@ import { UsageError, VerificationError } from '../../errors.js';
 import { checkSignedDocument, parsePublicKey } from '../../format/signed-report.js';
 import { RepositoryClient } from '../../client/repository.js';
 import { processSignal } from '../interrupt.js';
-import { clientFor, globals, serverOf } from '../context.js';
+import { clientFor, fingerprintOf, globals, serverOf } from '../context.js';
 import { byteProgress, printJson } from '../output.js';
 
 interface VerifyOptions {
@@ -99,7 +99,7 @@ export function registerVerify(program: Command): void {
     .option('--out <file>', 'write the PEM public key to this file')
     .action(async (options: { out?: string }, command: Command) => {
       // The key is public: no token needed.
-      const client = new RepositoryClient({ server: serverOf(globals(command)), token: process.env.B365_TOKEN ?? '', signal: processSignal });
+      const client = new RepositoryClient({ server: serverOf(globals(command)), token: process.env.B365_TOKEN ?? '', signal: processSignal, fingerprint: fingerprintOf(globals(command)) });
       try {
         const keys = await client.keys();
         if (options.out) await fs.writeFile(options.out, keys[0]!.publicKey);
