@@ -66,6 +66,15 @@ export interface ServerConfig {
     public: boolean;
   };
   http: HttpSettings;
+  tls: TlsSettings;
+}
+
+/** The operator's certificate instead of the self-signed one, and extra names for that one. */
+export interface TlsSettings {
+  cert: string | null;
+  key: string | null;
+  /** Names and addresses the self-signed certificate is made for, besides the host's own. */
+  names: string[];
 }
 
 /** Limits that keep one slow or hostile client from holding what others need. */
@@ -158,6 +167,15 @@ export const configSchema = {
         trustProxy: { type: 'array', items: { type: 'string', minLength: 2, maxLength: 64 } },
       },
     },
+    tls: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        cert: { type: 'string', minLength: 1 },
+        key: { type: 'string', minLength: 1 },
+        names: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 253 } },
+      },
+    },
   },
 } as const;
 
@@ -190,6 +208,7 @@ export function defaultConfig(): ServerConfig {
     notifications: { repeatSeconds: 4 * 3600, email: null, summarySchedule: null, webhooks: [] },
     metrics: { public: false },
     http: { headersTimeoutSeconds: 30, bodyIdleTimeoutSeconds: 30, keepAliveTimeoutSeconds: 65, uploadSlots: 8, uploadSlotsPerMachine: 4, trustProxy: [] },
+    tls: { cert: null, key: null, names: [] },
   };
 }
 
@@ -250,11 +269,19 @@ export function parseConfig(value: unknown, what = 'server configuration', base 
   config.notifications.webhooks = hooks.map((hook) => ({ url: hook.url as string, secret: secret(hook, 'secret', base, what) }));
   if (metrics?.public !== undefined) config.metrics.public = metrics.public as boolean;
   config.http = parseHttpSettings(http, config.http, what);
+  config.tls = parseTlsSettings(raw.tls, base, what);
   // Schedules and the zone are checked here, so a typo stops the server at start.
   for (const schedule of [config.retention.pruneSchedule, config.retention.gcSchedule, config.notifications.summarySchedule]) {
     if (schedule !== null) new Schedule(schedule, config.timezone);
   }
   return config;
+}
+
+function parseTlsSettings(raw: Record<string, unknown> | undefined, base: string, what: string): TlsSettings {
+  const cert = typeof raw?.cert === 'string' ? path.resolve(base, raw.cert) : null;
+  const key = typeof raw?.key === 'string' ? path.resolve(base, raw.key) : null;
+  if ((cert === null) !== (key === null)) throw new FormatError(`invalid ${what}: /tls needs both cert and key, or neither`);
+  return { cert, key, names: (raw?.names as string[] | undefined) ?? [] };
 }
 
 function parseHttpSettings(raw: Record<string, unknown> | undefined, defaults: HttpSettings, what: string): HttpSettings {

@@ -8,6 +8,7 @@ import { UserError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { printJson } from '../output.js';
 import { clientFor, globals } from '../context.js';
+import { addTlsOptions, certificateNotice, registerFingerprint, reloadOnHangup, transportOf, type TlsFlags } from './server-tls.js';
 
 interface ReindexOutcome {
   images: number;
@@ -39,32 +40,38 @@ export function adminTokenNotice(token: string, tokenFile: string, terminal: boo
 export function registerServer(program: Command): void {
   const server = program.command('server').description('run the repository server, or maintain its repository');
 
-  server
+  const start = server
     .command('start', { isDefault: true })
-    .description('serve a repository over HTTP (the default)')
+    .description('serve a repository over HTTPS (the default; see docs/tls.md)')
     .option('--config <file>', 'server configuration (JSON, see docs/server-config.md; B365_SERVER_CONFIG)')
     .option('--repo <dir>', `repository directory (B365_REPO, the config's repo, default ${DEFAULT_REPO})`)
     .option('--listen <host:port>', `address to listen on (B365_LISTEN, the config's listen, default ${DEFAULT_LISTEN})`)
-    .option('--log-file <file>', 'write JSON log lines here instead of stderr')
-    .action(async (options: { config?: string; repo?: string; listen?: string; logFile?: string }, command: Command) => {
+    .option('--log-file <file>', 'write JSON log lines here instead of stderr');
+  addTlsOptions(start).action(async (options: { config?: string; repo?: string; listen?: string; logFile?: string } & TlsFlags, command: Command) => {
       // Loaded only here: clients never pay for the server's modules.
       const { loadConfig } = await import('../../../server/config.js');
       const config = loadConfig(options.config ?? process.env.B365_SERVER_CONFIG ?? null);
       const repo = options.repo ?? process.env.B365_REPO ?? config.repo ?? DEFAULT_REPO;
       const listen = options.listen ?? process.env.B365_LISTEN ?? config.listen ?? DEFAULT_LISTEN;
       const log = createLogger({ level: globals(command).logLevel, destination: options.logFile ?? config.logFile ?? undefined });
+      const transport = transportOf(options, config);
       const { startServer } = await import('../../../server/main.js');
-      const running = await startServer({ repo, listen, log, config });
+      const running = await startServer({ repo, listen, log, config, transport });
       if (running.newAdminToken) process.stdout.write(adminTokenNotice(running.newAdminToken, path.join(path.resolve(repo), 'admin.token'), process.stdout.isTTY === true));
+      process.stdout.write(certificateNotice(running));
       process.stdout.write(`b365 server listening on ${running.url} (repository ${path.resolve(repo)})\n`);
+      const stopReloading = reloadOnHangup(running, log);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+      stopReloading();
       log.info('shutting down');
       await running.close();
     });
+
+  registerFingerprint(server, { repo: () => DEFAULT_REPO });
 
   server
     .command('reindex')
