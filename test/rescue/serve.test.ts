@@ -1,14 +1,16 @@
 // `b365.serve`: the rescue system mounts a repository disk and serves it. Run here on a
-// real ext4 image file through a loop device, a real server on 127.0.0.1 and real HTTP.
+// real ext4 image file through a loop device, a real server on 127.0.0.1 and real HTTPS.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
 import t from 'tap';
+import { RepositoryClient } from '../../src/client/repository.js';
 import { createLogger } from '../../src/log.js';
 import { ConsoleEcho } from '../../src/rescue/console.js';
 import { runServe } from '../../src/rescue/serve.js';
 import { attachLoop, makeImageFile, MiB } from '../helpers/disk.js';
+import { opensslFingerprint } from '../helpers/tls.js';
 import { tempDir } from '../helpers/tmp.js';
 
 function captured(): { echo: ConsoleEcho; text: () => string } {
@@ -35,11 +37,13 @@ t.test('serves the repository on the disk until stopped, then unmounts it', asyn
   const stop = new AbortController();
   const serving = runServe({ settings: { device: loop.device, listen: '127.0.0.1:0', network: { mode: 'none' }, diskWaitSeconds: 1 }, echo, log, signal: stop.signal, mountpoint });
   for (let waited = 0; !/B365-SERVING/.test(text()) && waited < 300; waited++) await new Promise((resolve) => setTimeout(resolve, 100));
-  const url = /B365-SERVING (http:\/\/\S+) repository (\S+) mounted at (\S+)/.exec(text());
-  t.ok(url, 'one B365-SERVING line names the URL, the disk and the mount point', { output: text() });
+  const url = /B365-SERVING (https:\/\/\S+) repository (\S+) mounted at (\S+) fingerprint (\S+)/.exec(text());
+  t.ok(url, 'one B365-SERVING line names the HTTPS URL, the disk, the mount point and the fingerprint', { output: text() });
   t.equal(url?.[2], loop.device);
-  const health = await fetch(`${url?.[1]}/api/v1/health`);
-  t.equal(health.status, 200, 'the server answers');
+  t.equal(url?.[4], await opensslFingerprint(path.join(mountpoint, 'keys', 'tls.crt')), "the fingerprint is that of the repository's certificate (openssl)");
+  const client = new RepositoryClient({ server: url![1]!, token: '', fingerprint: url![4]!, retryForMs: 0 });
+  t.equal((await client.health()).ok, true, 'the server answers a client that pins that fingerprint');
+  await client.close();
   t.ok(await fs.stat(path.join(mountpoint, 'admin.token')), 'the repository is created on the mounted disk');
   stop.abort();
   await serving;

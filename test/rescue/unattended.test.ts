@@ -121,6 +121,8 @@ t.test('over HTTPS: b365.fingerprint= pins the server before the code is sent', 
     t.equal(fields.status, 'failed', run.stdout);
     t.match(fields.message, fingerprint, "the refusal shows the server's fingerprint");
     t.match(fields.message, wrong, 'and the expected one');
+    t.match(run.stdout, new RegExp(`B365: REFUSED the server: its certificate's fingerprint ${fingerprint} is not b365.fingerprint=${wrong}; the restore code was not sent`), 'the console says so in the kernel line\'s terms');
+    t.equal(fields.code, 'untrusted_server');
     t.notMatch(await serverLog(), /restore-codes\/exchange/, 'no request carrying the code reached the server');
     t.equal(await b3sum(target.device), untouched, 'target unchanged');
   });
