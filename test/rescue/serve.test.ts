@@ -32,10 +32,15 @@ t.test('serves the repository on the disk until stopped, then unmounts it', asyn
   await execa('mkfs.ext4', ['-q', '-F', image]);
   const loop = await attachLoop(t, image);
   const mountpoint = path.join(directory, 'mnt');
-  t.teardown(() => execa('umount', [mountpoint], { reject: false }));
   const { echo, text } = captured();
   const stop = new AbortController();
   const serving = runServe({ settings: { device: loop.device, listen: '127.0.0.1:0', network: { mode: 'none' }, diskWaitSeconds: 1 }, echo, log, signal: stop.signal, mountpoint });
+  // A failed assertion must still stop the server, or the disk stays busy and mounted.
+  t.teardown(async () => {
+    stop.abort();
+    await serving.catch(() => undefined);
+    await execa('umount', [mountpoint], { reject: false });
+  });
   for (let waited = 0; !/B365-SERVING/.test(text()) && waited < 300; waited++) await new Promise((resolve) => setTimeout(resolve, 100));
   const url = /B365-SERVING (https:\/\/\S+) repository (\S+) mounted at (\S+) fingerprint (\S+)/.exec(text());
   t.ok(url, 'one B365-SERVING line names the HTTPS URL, the disk, the mount point and the fingerprint', { output: text() });
