@@ -53,9 +53,11 @@ async function main(): Promise<void> {
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'b365-demo-'));
   scope.teardown(() => fs.rm(work, { recursive: true, force: true }));
 
-  step('starting a repository server on a temporary local directory');
-  const server = await startServer(scope, { repo: path.join(work, 'repo') });
-  process.stdout.write(`server ${server.url}, repository ${server.repo}\n`);
+  step('starting a repository server on a temporary local directory (HTTPS, self-signed certificate)');
+  const server = await startServer(scope, { repo: path.join(work, 'repo'), tls: true });
+  process.stdout.write(`server ${server.url}, repository ${server.repo}\ncertificate SHA-256 fingerprint ${server.fingerprint}: every client below pins it (B365_FINGERPRINT)\n`);
+  const impostor = await b365(['images'], { env: { ...server.env, B365_FINGERPRINT: '00'.repeat(32) } });
+  process.stdout.write(`a client pinning another fingerprint is refused before it sends anything (exit ${impostor.exitCode}):\n  ${impostor.stderr.trim().slice(0, 300)}\n`);
 
   step('building a sample disk: GPT, one ext4 partition, real files from /usr/share');
   const disk = path.join(work, 'sample-disk.img');

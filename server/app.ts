@@ -16,6 +16,7 @@ import { objectRoutes } from './routes/objects.js';
 import { restoreCodeExchangeRoute, restoreCodeRoutes } from './routes/restore-codes.js';
 import { RestoreCodes } from './restore-codes.js';
 import { TrustedProxies } from './client-address.js';
+import { authFailureRecorder } from './auth-failures.js';
 import { BODY_IDLE_TIMEOUT_SETTING } from './body-timeout.js';
 import { UploadSlots } from './upload-slots.js';
 import { sessionRoutes } from './routes/sessions.js';
@@ -80,7 +81,8 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   });
   const restoreCodes = new RestoreCodes(repository);
   const verifier = new Verifier(repository, options.signingKey);
-  api.use(restoreCodeExchangeRoute(restoreCodes, new TrustedProxies(config.http.trustProxy)));
+  const proxies = new TrustedProxies(config.http.trustProxy);
+  api.use(restoreCodeExchangeRoute(restoreCodes, proxies));
   api.use(keyRoutes(options.signingKey));
   api.get('/metrics', metrics);
   api.use(requireAuth(repository.catalog));
@@ -99,6 +101,7 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   const reindexer = new OnlineReindex(repository, nightly.gc, log);
   api.use(maintenanceRoutes(nightly.pruner, nightly.gc, reindexer));
   api.use(fileRoutes(new FileAccess(repository)));
+  api.use(authFailureRecorder(log, proxies, (kind) => nightly.metrics.authFailed(kind)));
 
   app.use('/api/v1', api);
   app.use((request, _response, next) => {

@@ -12,6 +12,7 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly chunksServed: Counter;
   private readonly bytesServed: Counter;
+  private readonly authFailures: Counter;
 
   constructor(repository: Repository, runs: Runs, incidents: Incidents, gc: GarbageCollector, pruner: Pruner) {
     const registers = [this.registry];
@@ -133,6 +134,13 @@ export class Metrics {
       this.chunksServed.inc({ kind }, 0);
       this.bytesServed.inc({ kind }, 0);
     }
+    this.authFailures = new Counter({ name: 'b365_auth_failures_total', help: 'Requests refused for an unknown, revoked or expired token or a wrong restore code', labelNames: ['kind'], registers });
+    for (const kind of ['token', 'restore_code']) this.authFailures.inc({ kind }, 0);
+  }
+
+  /** A refused token or restore code (server/auth-failures.ts). */
+  authFailed(kind: 'token' | 'restore_code'): void {
+    this.authFailures.inc({ kind });
   }
 
   served(kind: 'chunk' | 'index', bytes: number): void {

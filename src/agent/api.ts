@@ -23,12 +23,17 @@ export interface PolicyAnswer {
 export class AgentApi {
   private readonly http: HttpClient;
 
-  constructor(server: string, token: string, log: Logger) {
-    this.http = new HttpClient({ server, token, log, retryForMs: 0, connections: 2 });
+  constructor(server: string, token: string, log: Logger, fingerprint?: string) {
+    this.http = new HttpClient({ server, token, log, retryForMs: 0, connections: 2, fingerprint });
   }
 
   get server(): string {
     return this.http.server;
+  }
+
+  /** The certificate of the server last talked to (null over plain HTTP). */
+  get serverCertificate() {
+    return this.http.serverCertificate;
   }
 
   async policy(): Promise<PolicyAnswer> {

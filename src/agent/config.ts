@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
+import { normalizeFingerprint } from '../client/tls-pin.js';
 import { FormatError, UsageError } from '../errors.js';
 
 export const DEFAULT_CONFIG_DIRECTORY = '/etc/backup365';
@@ -14,6 +15,8 @@ export interface AgentConfig {
   server: string;
   tokenFile: string;
   stateDirectory: string;
+  /** SHA-256 fingerprint of the server's certificate, when no trusted CA signed it. */
+  fingerprint?: string;
 }
 
 const schema = {
@@ -24,6 +27,7 @@ const schema = {
     server: { type: 'string', pattern: '^https?://' },
     tokenFile: { type: 'string', minLength: 1 },
     stateDirectory: { type: 'string', minLength: 1 },
+    fingerprint: { type: 'string', minLength: 1 },
   },
 } as const;
 const validate = new Ajv({ strict: true }).compile(schema);
@@ -43,8 +47,17 @@ export function readAgentConfig(file: string): AgentConfig {
   }
   if (!validate(value)) throw new FormatError(`invalid agent configuration ${file}: ${validate.errors?.[0]?.instancePath || '/'} ${validate.errors?.[0]?.message}`);
   const config = value as AgentConfig;
+  if (config.fingerprint !== undefined) config.fingerprint = checkedFingerprint(config.fingerprint, file);
   const base = path.dirname(path.resolve(file));
   return { ...config, tokenFile: path.resolve(base, config.tokenFile), stateDirectory: path.resolve(base, config.stateDirectory) };
+}
+
+function checkedFingerprint(text: string, file: string): string {
+  try {
+    return normalizeFingerprint(text);
+  } catch (error) {
+    throw new FormatError(`invalid agent configuration ${file}: /fingerprint: ${(error as Error).message}`);
+  }
 }
 
 export function readTokenFile(file: string): string {

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../clock.js';
-import { AuthError, RepositoryFullError, UnavailableError, UserError, errorMessage } from '../errors.js';
+import { AuthError, RepositoryFullError, UnavailableError, UntrustedServerError, UserError, errorMessage } from '../errors.js';
 import type { RunReport, RunTrigger } from '../format/run-report.js';
 import type { Logger } from '../log.js';
 import { Schedule } from '../schedule.js';
@@ -23,6 +23,8 @@ import { ReportOutbox } from './outbox.js';
 export interface AgentOptions {
   server: string;
   token: string;
+  /** The server's pinned certificate fingerprint, if any. */
+  fingerprint?: string;
   stateDirectory: string;
   clock: Clock;
   log: Logger;
@@ -49,6 +51,8 @@ export class Agent {
   private policyCheckedAt = Number.NEGATIVE_INFINITY;
   private policyRetryAt = 0;
   private policyFailures = 0;
+  /** Why the last policy fetch failed, if it did. */
+  private policyError: unknown = null;
   private state: AgentState = { lastScheduledFor: null };
   private next: { occurrence: number; due: number } | null = null;
   private lastHeartbeatAt = Number.NEGATIVE_INFINITY;
@@ -61,7 +65,7 @@ export class Agent {
   private readonly stopController = new AbortController();
 
   constructor(private readonly options: AgentOptions) {
-    this.api = new AgentApi(options.server, options.token, options.log);
+    this.api = new AgentApi(options.server, options.token, options.log, options.fingerprint);
     this.outbox = new ReportOutbox(options.stateDirectory);
     this.tickMs = options.tickMs ?? 1000;
   }
@@ -107,7 +111,7 @@ export class Agent {
     this.state = (await this.readJson<AgentState>('agent-state.json')) ?? { lastScheduledFor: null };
     this.answer = await this.readJson<PolicyAnswer>('policy.json');
     if (this.answer) this.planFromStart();
-    this.log.info({ server: this.api.server, stateDirectory: this.options.stateDirectory }, 'agent started');
+    this.log.info({ server: this.api.server, fingerprint: this.options.fingerprint ?? null, stateDirectory: this.options.stateDirectory }, 'agent started');
     while (!this.stopController.signal.aborted) {
       try {
         await this.tick();
@@ -131,6 +135,8 @@ export class Agent {
   async runOnce(): Promise<RunReport | null> {
     this.state = (await this.readJson<AgentState>('agent-state.json')) ?? { lastScheduledFor: null };
     await this.refreshPolicy();
+    // A server that is not trusted or refuses the token says so; waiting does not change that.
+    if (!this.answer && (this.policyError instanceof UntrustedServerError || this.policyError instanceof AuthError)) throw this.policyError;
     if (!this.answer) throw new UnavailableError(`cannot get this machine's policy from ${this.api.server}`);
     const report = await this.startRun('manual', null);
     for (let attempt = 0; attempt < 5 && (await this.outbox.pending()).length; attempt++) {
@@ -165,12 +171,15 @@ export class Agent {
       this.answer = answer;
       this.policyCheckedAt = this.now();
       this.policyFailures = 0;
+      this.policyError = null;
       await this.writeJson('policy.json', answer);
       if (first) this.planFromStart();
       else if (changed) this.planNext(this.now());
       if (changed || firstFetch) this.log.info({ machine: answer.machine, schedule: answer.policy.schedule, timezone: answer.policy.timezone, enabled: answer.policy.enabled, next: this.next ? iso(this.next.occurrence) : null }, 'policy loaded');
     } catch (error) {
+      this.policyError = error;
       if (error instanceof AuthError) this.log.error({ error: errorMessage(error) }, 'the server refuses this agent token');
+      if (error instanceof UntrustedServerError) this.log.error({ error: errorMessage(error) }, 'the server is not trusted: nothing was sent to it');
       this.policyFailures++;
       this.policyRetryAt = this.now() + this.backoffMs(this.policyFailures);
       this.log.warn({ error: errorMessage(error), retryAt: iso(this.policyRetryAt), cached: this.answer !== null }, 'cannot fetch the policy');
@@ -327,6 +336,7 @@ export class Agent {
         const result = await imageJob({
           server: this.api.server,
           token: this.options.token,
+          fingerprint: this.options.fingerprint,
           machine: report.machine,
           policy,
           stateDirectory: this.options.stateDirectory,

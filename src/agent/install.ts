@@ -8,6 +8,8 @@ export const SERVICE_NAME = 'backup365-agent.service';
 
 export interface InstallOptions {
   server: string;
+  /** The server's certificate fingerprint to pin, when no trusted CA signed it. */
+  fingerprint?: string;
   token: string;
   configDirectory: string;
   unitDirectory: string;
@@ -63,7 +65,7 @@ export async function installAgent(options: InstallOptions): Promise<InstalledFi
   const configFile = path.join(options.configDirectory, 'agent.json');
   const tokenFile = path.join(options.configDirectory, 'agent.token');
   const unit = path.join(options.unitDirectory, SERVICE_NAME);
-  const config: AgentConfig = { server: options.server, tokenFile, stateDirectory: options.stateDirectory };
+  const config: AgentConfig = { server: options.server, tokenFile, stateDirectory: options.stateDirectory, ...(options.fingerprint ? { fingerprint: options.fingerprint } : {}) };
   await writeAtomically(tokenFile, `${options.token}\n`, 0o600);
   await writeAtomically(configFile, `${JSON.stringify(config, null, 2)}\n`, 0o644);
   await fs.mkdir(options.stateDirectory, { recursive: true, mode: 0o700 });

@@ -11,6 +11,8 @@ import { fixedDisks } from './disks.js';
 export interface ImageJobOptions {
   server: string;
   token: string;
+  /** The server's pinned certificate fingerprint, if any. */
+  fingerprint?: string;
   machine: string;
   policy: Policy;
   stateDirectory: string;
@@ -26,7 +28,7 @@ export async function imageJob(options: ImageJobOptions): Promise<CaptureReport>
   if (sources.length === 0) throw new UserError('nothing to image: the policy names no disk and this machine has no fixed disk');
   options.onDisks?.(sources);
   const { disks, beforeVolume } = await planSources(sources, { chunkSize: policy.chunkSize, raw: policy.raw, live: policy.live });
-  const client = new RepositoryClient({ server: options.server, token: options.token, log: options.log, signal: options.signal });
+  const client = new RepositoryClient({ server: options.server, token: options.token, fingerprint: options.fingerprint, log: options.log, signal: options.signal });
   let stage = 'starting';
   let last: CaptureProgress = { bytesDone: 0, bytesTotal: 0, bytesUploaded: 0 };
   try {

@@ -30,6 +30,7 @@ export function resolveToken(options: GlobalOptions): string {
   if (options.token) return options.token;
   if (process.env.B365_TOKEN) return process.env.B365_TOKEN;
   const file = options.tokenFile ?? process.env.B365_TOKEN_FILE;
+  if (file === '-') return tokenFromStdin();
   if (file) {
     try {
       return fs.readFileSync(file, 'utf8').trim();
@@ -38,6 +39,20 @@ export function resolveToken(options: GlobalOptions): string {
     }
   }
   throw new UsageError('no token: pass --token, --token-file, or set B365_TOKEN');
+}
+
+/** `--token-file -`: the token pasted or piped in, so it never lands in shell history. */
+function tokenFromStdin(): string {
+  if (process.stdin.isTTY) process.stderr.write('paste the token, then press Enter and Ctrl-D: ');
+  let text: string;
+  try {
+    text = fs.readFileSync(0, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read the token from stdin: ${(error as Error).message}`);
+  }
+  const token = text.split('\n').map((line) => line.trim()).find(Boolean);
+  if (!token) throw new UsageError('no token on stdin (--token-file -)');
+  return token;
 }
 
 export function serverOf(options: GlobalOptions): string {

@@ -1,6 +1,6 @@
 // The rescue medium as a repository server (`b365.serve=/dev/DISK`): bring the network up,
-// mount the disk that holds a repository and serve it over HTTPS until stopped, so a
-// technician can offer a repository disk to the machines on site from the rescue stick alone.
+// mount the disk that holds a repository and serve it until stopped, so a technician can
+// offer a repository disk to the machines on site from the rescue stick alone.
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -60,9 +60,8 @@ export async function runServe(options: ServeOptions): Promise<void> {
       await execa('umount', [mountpoint], { reject: false });
       throw error;
     });
-    // Clients pin this fingerprint (b365.fingerprint=, --fingerprint): the certificate is the repository's own, made on its first start.
-    const fingerprint = running.certificate ? ` fingerprint ${running.certificate.fingerprint}` : '';
-    say(`B365-SERVING ${running.url} repository ${settings.device} mounted at ${mountpoint}${fingerprint}`);
+    // Clients on site pin the certificate the repository made for itself on its first start.
+    say(`B365-SERVING ${running.url} repository ${settings.device} mounted at ${mountpoint}${running.certificate ? ` fingerprint ${running.certificate.fingerprint}` : ''}`);
     await new Promise<void>((resolve) => {
       if (options.signal.aborted) resolve();
       else options.signal.addEventListener('abort', () => resolve(), { once: true });

@@ -12,7 +12,9 @@ import { SERVICE_NAME, installAgent } from '../../agent/install.js';
 import { clockFromEnvironment } from '../../clock.js';
 import { ConflictError, UsageError, UserError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { clientFor, globals, resolveToken } from '../context.js';
+import { normalizeFingerprint } from '../../client/tls-pin.js';
+import { agentInstallCommand } from '../agent-command.js';
+import { clientFor, fingerprintOf, globals, resolveToken } from '../context.js';
 import { printJson, printTable } from '../output.js';
 
 interface InstallFlags {
@@ -37,10 +39,12 @@ export function registerAgent(program: Command): void {
     .action(async (flags: InstallFlags, command: Command) => {
       const global = globals(command);
       if (!global.server) throw new UsageError('agent install needs --server URL');
+      const fingerprintText = fingerprintOf(global);
+      const fingerprint = fingerprintText ? normalizeFingerprint(fingerprintText) : undefined;
       const token = resolveToken(global);
       let machine: string | null = null;
       if (flags.check) {
-        const api = new AgentApi(global.server, token, createLogger({ level: 'error' }));
+        const api = new AgentApi(global.server, token, createLogger({ level: 'error' }), fingerprint);
         try {
           machine = (await api.policy()).machine;
         } finally {
@@ -48,7 +52,8 @@ export function registerAgent(program: Command): void {
         }
       }
       const main = fileURLToPath(new URL('../main.js', import.meta.url));
-      const files = await installAgent({ server: global.server, token, configDirectory: flags.configDir, unitDirectory: flags.unitDir, stateDirectory: flags.stateDir, command: [process.execPath, main] });
+      const files = await installAgent({ server: global.server, fingerprint, token, configDirectory: flags.configDir, unitDirectory: flags.unitDir, stateDirectory: flags.stateDir, command: [process.execPath, main] });
+      process.stderr.write(`the agent's connection, to run it by hand or install it elsewhere:\n  ${agentInstallCommand(global.server, fingerprint ?? null, files.tokenFile)}\n`);
       let started = false;
       if (flags.start) {
         await execa('systemctl', ['daemon-reload']);
@@ -75,11 +80,13 @@ export function registerAgent(program: Command): void {
       const config = configFile ? readAgentConfig(configFile) : null;
       const server = global.server ?? process.env.B365_SERVER ?? config?.server;
       if (!server) throw new UsageError('no server: pass --server URL or --config FILE (see b365 agent install)');
+      // A pin belongs to its server: the configuration's only when its server is the one used.
+      const fingerprint = global.fingerprint ?? (config && server === config.server ? config.fingerprint : undefined) ?? fingerprintOf(global);
       const explicitToken = global.token ?? global.tokenFile ?? process.env.B365_TOKEN ?? process.env.B365_TOKEN_FILE;
       const token = explicitToken || !config ? resolveToken(global) : readTokenFile(config.tokenFile);
       const stateDirectory = flags.stateDir ?? config?.stateDirectory ?? process.env.B365_STATE_DIR ?? DEFAULT_AGENT_STATE;
       const log = createLogger({ level: global.logLevel ?? process.env.B365_LOG_LEVEL ?? 'info', name: 'b365-agent' });
-      const daemon = new Agent({ server, token, stateDirectory, clock: clockFromEnvironment(), log, tickMs: Math.max(10, Number(flags.tick) || 1000) });
+      const daemon = new Agent({ server, token, fingerprint, stateDirectory, clock: clockFromEnvironment(), log, tickMs: Math.max(10, Number(flags.tick) || 1000) });
       const stop = () => daemon.stop();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

@@ -1,6 +1,7 @@
 // `b365 token create|list|revoke`: manage access tokens (admin).
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
+import { agentInstallCommand } from '../agent-command.js';
 import { clientFor, globals } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import { parseDuration } from '../parse.js';
@@ -27,6 +28,10 @@ export function registerToken(program: Command): void {
         });
         if (globals(command).json) printJson(created);
         else process.stdout.write(`${created.token}\n`);
+        if (options.role === 'machine') {
+          const fingerprint = client.http.serverCertificate?.trustedByCa === false ? client.http.serverCertificate.fingerprint : null;
+          process.stderr.write(`on machine ${options.machine}, install the agent with (paste the token when asked, so it stays out of shell history):\n  ${agentInstallCommand(client.server, fingerprint, '-')}\n`);
+        }
       } finally {
         await client.close();
       }
