@@ -30,14 +30,24 @@ function worthRetrying(error: unknown): boolean {
   return error instanceof UnavailableError && (error.details?.status === undefined || Number(error.details.status) >= 500);
 }
 
+export interface ConnectOptions {
+  log?: Logger;
+  retryForMs?: number;
+  signal?: AbortSignal;
+  /** The server certificate's SHA-256 fingerprint; checked in the TLS handshake, before any request. */
+  fingerprint?: string;
+}
+
 /** Exchange the restore code (or take the token), retrying while the network settles. */
-export async function connect(server: string, credentials: Credentials, options: { log?: Logger; retryForMs?: number; signal?: AbortSignal } = {}): Promise<Connection> {
+export async function connect(server: string, credentials: Credentials, options: ConnectOptions = {}): Promise<Connection> {
   const deadline = Date.now() + (options.retryForMs ?? 60_000);
+  const { fingerprint } = options;
   if (credentials.code) {
     for (;;) {
       try {
-        const exchanged = await RepositoryClient.exchangeRestoreCode(server, credentials.code, { retryForMs: 0, signal: options.signal });
-        return { client: new RepositoryClient({ server, token: exchanged.token, log: options.log, signal: options.signal }), machine: exchanged.machine, via: 'code', expiresAt: exchanged.expiresAt };
+        const exchanged = await RepositoryClient.exchangeRestoreCode(server, credentials.code, { retryForMs: 0, signal: options.signal, fingerprint });
+        const client = new RepositoryClient({ server, token: exchanged.token, log: options.log, signal: options.signal, fingerprint });
+        return { client, machine: exchanged.machine, via: 'code', expiresAt: exchanged.expiresAt };
       } catch (error) {
         if (!worthRetrying(error) || Date.now() >= deadline) throw error;
         await sleep(2000);
@@ -45,7 +55,7 @@ export async function connect(server: string, credentials: Credentials, options:
     }
   }
   if (!credentials.token) throw new UsageError('a restore code or a token is needed');
-  const client = new RepositoryClient({ server, token: credentials.token, log: options.log, retryForMs: options.retryForMs ?? 60_000, signal: options.signal });
+  const client = new RepositoryClient({ server, token: credentials.token, log: options.log, retryForMs: options.retryForMs ?? 60_000, signal: options.signal, fingerprint });
   // Any authenticated call proves the token before a disk is touched.
   await client.listMachines().catch(async (error: unknown) => {
     // A machine token may not list machines but is still valid for its own images.

@@ -1,7 +1,8 @@
 // Settings of an unattended rescue run, read from the kernel command line
 // (`b365.action=restore b365.server=URL b365.code=CODE ...`). Parsed and checked in one
 // place, so that a mistyped parameter fails before anything touches a disk.
-import { UsageError } from '../errors.js';
+import { errorMessage, UsageError } from '../errors.js';
+import { normalizeFingerprint } from '../client/tls-pin.js';
 import { assertMachineName } from '../format/image-ref.js';
 
 export type RescueAction = 'restore' | 'capture';
@@ -15,6 +16,8 @@ export type NetworkSettings =
 export interface UnattendedSettings {
   action: RescueAction;
   server: string;
+  /** SHA-256 of the server's certificate (b365.fingerprint=), pinned before anything is sent. */
+  fingerprint: string | null;
   /** A restore code, exchanged for a token scoped to one machine. */
   code: string | null;
   /** A token given directly (capture needs one that may write images). */
@@ -64,10 +67,21 @@ export function checkServerUrl(text: string): string {
   try {
     url = new URL(text);
   } catch {
-    throw new UsageError(`server ${JSON.stringify(text)} is not a URL like http://backup.example:8365`);
+    throw new UsageError(`server ${JSON.stringify(text)} is not a URL like https://backup.example:8365`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`server ${JSON.stringify(text)} must start with http:// or https://`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`server ${JSON.stringify(text)} must start with https:// (or http:// on a trusted network)`);
   return text.replace(/\/+$/, '');
+}
+
+/** `b365.fingerprint=` in canonical form, or null when the kernel line gives none. */
+export function kernelFingerprint(parameters: Map<string, string>): string | null {
+  const text = parameters.get('b365.fingerprint');
+  if (text === undefined || text === '') return null;
+  try {
+    return normalizeFingerprint(text);
+  } catch (error) {
+    throw new UsageError(`b365.fingerprint=${text}: ${errorMessage(error)}`);
+  }
 }
 
 export function networkSettings(parameters: Map<string, string>): NetworkSettings {
@@ -112,9 +126,13 @@ export function unattendedSettings(parameters: Map<string, string>): UnattendedS
   const disk = parameters.get(action === 'restore' ? 'b365.target' : 'b365.source');
   if (!disk) throw new UsageError(action === 'restore' ? 'b365.target=/dev/DISK is missing' : 'b365.source=/dev/DISK is missing');
   if (!disk.startsWith('/dev/')) throw new UsageError(`${action === 'restore' ? 'b365.target' : 'b365.source'}=${disk}: name a disk under /dev`);
+  const serverUrl = checkServerUrl(server);
+  const fingerprint = kernelFingerprint(parameters);
+  if (fingerprint && new URL(serverUrl).protocol !== 'https:') throw new UsageError(`b365.fingerprint= pins a TLS certificate, but b365.server=${server} is plain HTTP: give an https:// URL`);
   return {
     action,
-    server: checkServerUrl(server),
+    server: serverUrl,
+    fingerprint,
     code,
     token,
     machine,

@@ -8,11 +8,12 @@ import { assertMachineName } from '../format/image-ref.js';
 import { formatBytes, formatDuration } from '../cli/output.js';
 import { VERSION } from '../version.js';
 import { captureFrom, connect, loadImage, restoreOnto, type ActionProgress, type Connection } from './actions.js';
-import { checkServerUrl, networkSettings, parseAfter, type AfterAction } from './cmdline.js';
+import { checkServerUrl, kernelFingerprint, networkSettings, parseAfter, type AfterAction } from './cmdline.js';
 import { assertWritable, confirmsDisk, describeDisk, diskWithSerial, listDisks, offeredDisks, type DiskCandidate } from './disks.js';
 import { configureNetwork, listInterfaces } from './network.js';
 import { finish } from './power.js';
 import type { Prompter } from './prompter.js';
+import { decideTrust, SessionTrust } from './trust.js';
 
 export interface InteractiveOptions {
   prompter: Prompter;
@@ -102,22 +103,33 @@ function promptCheck(validate: (answer: string) => unknown): (answer: string) =>
   };
 }
 
-async function connectStep(options: InteractiveOptions, wantsWrite: boolean): Promise<{ connection: Connection; server: string }> {
+async function askForSecret(options: InteractiveOptions, wantsWrite: boolean): Promise<{ code?: string; token?: string }> {
+  const { prompter, parameters } = options;
+  const secret = wantsWrite
+    ? await prompter.ask('Machine token (an admin gives it: b365 token create --role machine --machine NAME)', { default: parameters.get('b365.token') })
+    : await prompter.ask('Restore code (like K7QM-2XPT-9D4F), or token:SECRET', { default: parameters.get('b365.code') });
+  return wantsWrite || secret.startsWith('token:') ? { token: secret.replace(/^token:/, '') } : { code: secret };
+}
+
+/** Server, then trust in its certificate, and only then the code or token: a refused server never sees a secret. */
+async function connectStep(options: InteractiveOptions, wantsWrite: boolean, trust: SessionTrust): Promise<{ connection: Connection; server: string }> {
   const { prompter, parameters } = options;
   let lastServer = parameters.get('b365.server') ?? process.env.B365_SERVER;
   for (;;) {
-    const server = await prompter.ask('Backup server URL', {
-      default: lastServer,
-      check: promptCheck(checkServerUrl),
-    });
+    const server = checkServerUrl(
+      await prompter.ask(lastServer ? 'Backup server URL' : 'Backup server URL (like https://backup.example:8365)', {
+        default: lastServer,
+        check: promptCheck(checkServerUrl),
+      }),
+    );
     lastServer = server;
-    const secret = wantsWrite
-      ? await prompter.ask('Machine token (an admin gives it: b365 token create --role machine --machine NAME)', { default: parameters.get('b365.token') })
-      : await prompter.ask('Restore code (like K7QM-2XPT-9D4F), or token:SECRET', { default: parameters.get('b365.code') });
-    const credentials = wantsWrite || secret.startsWith('token:') ? { token: secret.replace(/^token:/, '') } : { code: secret };
+    const decision = await decideTrust(prompter, server, trust.known(server));
+    if (!decision.trusted) continue;
+    trust.remember(server, decision.fingerprint);
+    const credentials = await askForSecret(options, wantsWrite);
     try {
       prompter.say('  contacting the server ...');
-      const connection = await connect(checkServerUrl(server), credentials, { log: options.log, retryForMs: 10_000 });
+      const connection = await connect(server, credentials, { log: options.log, retryForMs: 10_000, fingerprint: decision.fingerprint ?? undefined });
       if (connection.via === 'code') prompter.say(`  restore code accepted: machine ${connection.machine}, valid until ${connection.expiresAt}`);
       else prompter.say('  token accepted');
       return { connection, server };
@@ -237,6 +249,17 @@ async function captureFlow(options: InteractiveOptions, connection: Connection):
   }
 }
 
+/** The kernel line's b365.fingerprint=; a malformed one is shown and the technician confirms by hand instead. */
+function fingerprintFromKernel(options: InteractiveOptions): string | null {
+  try {
+    return kernelFingerprint(options.parameters);
+  } catch (error) {
+    options.prompter.say(`  ${errorMessage(error)}`);
+    options.prompter.say('  The server\'s fingerprint will be shown for you to confirm instead.');
+    return null;
+  }
+}
+
 /** Runs until the technician reboots, powers off or leaves for the shell. */
 export async function runInteractive(options: InteractiveOptions): Promise<AfterAction> {
   const { prompter } = options;
@@ -244,6 +267,7 @@ export async function runInteractive(options: InteractiveOptions): Promise<After
   prompter.say(`Backup365 rescue ${VERSION}`);
   prompter.say('Nothing is written to any disk until you confirm it by typing the disk name.');
   prompter.say('');
+  const trust = new SessionTrust(fingerprintFromKernel(options));
   if (options.network) await networkStep(options);
   let restored = false;
   for (;;) {
@@ -264,7 +288,7 @@ export async function runInteractive(options: InteractiveOptions): Promise<After
       await finish(parseAfter(action, 'action'));
       return action;
     }
-    const { connection } = await connectStep(options, action === 'capture');
+    const { connection } = await connectStep(options, action === 'capture', trust);
     try {
       if (action === 'restore') restored = (await restoreFlow(options, connection)) || restored;
       else await captureFlow(options, connection);

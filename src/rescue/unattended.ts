@@ -2,9 +2,10 @@
 // image, disk, action, then power off or reboot. Progress and one final B365-RESULT
 // line go to every console, so a script watching the serial port knows how it ended.
 import os from 'node:os';
-import { errorMessage, ExitCode, UsageError, UserError, VerificationError } from '../errors.js';
+import { errorMessage, ExitCode, UntrustedServerError, UsageError, UserError, VerificationError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { formatBytes, formatDuration } from '../cli/output.js';
+import { isLoopbackHost } from '../listen.js';
 import { captureFrom, connect, failureCode, imageReference, loadImage, resultLine, restoreOnto, type ActionProgress, type Connection } from './actions.js';
 import type { UnattendedSettings } from './cmdline.js';
 import type { ConsoleEcho } from './console.js';
@@ -32,6 +33,24 @@ export function progressPrinter(say: (text: string) => void): (progress: ActionP
   };
 }
 
+/** How the server will be trusted, said before the code is sent; plain HTTP to another host is flagged. */
+export function trustLine(settings: Pick<UnattendedSettings, 'server' | 'fingerprint'>): string {
+  const url = new URL(settings.server);
+  if (url.protocol === 'http:') {
+    return isLoopbackHost(url.hostname) ? `B365: plain HTTP to ${url.host} on this machine` : `B365: WARNING: plain HTTP to ${url.host}: the restore code and the disk cross the network in clear`;
+  }
+  if (settings.fingerprint) return `B365: the server's certificate must have SHA-256 fingerprint ${settings.fingerprint} (b365.fingerprint=)`;
+  return "B365: no b365.fingerprint= given: the server's certificate must be signed by a certificate authority this system trusts";
+}
+
+/** What to do about a refused certificate, in the kernel line's own terms. */
+export function refusedServerLine(error: UntrustedServerError): string {
+  const presented = String(error.details?.presentedFingerprint ?? 'unknown');
+  const expected = error.details?.expectedFingerprint;
+  const what = expected ? `its certificate's fingerprint ${presented} is not b365.fingerprint=${String(expected)}` : `no trusted CA vouches for its certificate (fingerprint ${presented}) and no b365.fingerprint= was given`;
+  return `B365: REFUSED the server: ${what}; the restore code was not sent. Boot with b365.fingerprint= set to what \`b365 server fingerprint\` prints on the server.`;
+}
+
 /** Runs to the end; a failure is reported on the consoles, then thrown for the exit code. */
 export async function runUnattended(options: UnattendedOptions): Promise<void> {
   const { settings, echo, log } = options;
@@ -45,7 +64,8 @@ export async function runUnattended(options: UnattendedOptions): Promise<void> {
       const interfaces = await configureNetwork(settings.network);
       say(`B365: network up: ${interfaces.map((entry) => `${entry.name} ${entry.addresses.join(' ')}`).join(', ')}`);
     }
-    connection = await connect(settings.server, { code: settings.code, token: settings.token }, { log, signal: options.signal });
+    say(trustLine(settings));
+    connection = await connect(settings.server, { code: settings.code, token: settings.token }, { log, signal: options.signal, fingerprint: settings.fingerprint ?? undefined });
     if (connection.via === 'code') say(`B365: restore code accepted for machine ${connection.machine}, valid until ${connection.expiresAt}`);
     if (connection.machine && settings.machine && connection.machine !== settings.machine) {
       throw new UsageError(`the restore code opens machine ${connection.machine}, not ${settings.machine}`);
@@ -76,6 +96,7 @@ export async function runUnattended(options: UnattendedOptions): Promise<void> {
   } catch (error) {
     log.debug({ error: error instanceof Error ? error.stack : String(error) }, 'unattended run failed');
     await connection?.client.close().catch(() => undefined);
+    if (error instanceof UntrustedServerError) say(refusedServerLine(error));
     const exitCode = error instanceof UserError ? error.exitCode : ExitCode.failure;
     say(resultLine({ status: 'failed', action: settings.action, code: failureCode(error), exit: exitCode, message: errorMessage(error) }));
     await finish(settings.afterFailure);

@@ -1,5 +1,5 @@
 // A power cut of the repository's filesystem during uploads. The rescue ISO boots in qemu
-// and serves a repository kept on an ext4 virtio disk opened with cache=none; two clients
+// and serves (HTTPS) a repository kept on an ext4 virtio disk opened with cache=none; two clients
 // on the host image their disks into it, and qemu is killed with SIGKILL twice: right after
 // a commit was answered (that image must survive) and in the middle of chunk uploads. The
 // disk must then pass e2fsck once its journal is replayed, and a server on the host must
@@ -10,6 +10,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import t, { type Test } from 'tap';
 import { assertNothingLost, changeDisk, FaultRig, isCommitRequest, startRelay, succeeded, waitFor, type RelayedRequest, type RunningClient } from '../fault/helpers.js';
+import { RepositoryClient } from '../../src/client/repository.js';
 import { makeImageFile, MiB } from '../helpers/disk.js';
 import { tempDir } from '../helpers/tmp.js';
 import { ensureIso, extractBootFiles, liveAppend, serialLogPath, stage } from './helpers/artifacts.js';
@@ -28,6 +29,18 @@ async function freePort(): Promise<number> {
 
 function isChunkUpload(request: RelayedRequest): boolean {
   return request.method === 'PUT' && /\/sessions\/[^/]+\/chunks\//.test(request.path);
+}
+
+/** One health call through a client that pins the guest's certificate. */
+async function guestHealthy(server: string, fingerprint: string): Promise<boolean> {
+  const client = new RepositoryClient({ server, token: '', fingerprint, retryForMs: 0 });
+  try {
+    return (await client.health()).ok;
+  } catch {
+    return false;
+  } finally {
+    await client.close();
+  }
 }
 
 /** Ends a client the cut left retrying; SIGTERM must stop it within 10 s. */
@@ -62,9 +75,12 @@ if (process.env.B365_E2E !== '1') {
     await unmountRepo();
 
     const hostPort = await freePort();
-    const guestUrl = `http://127.0.0.1:${hostPort}`;
+    const guestUrl = `https://127.0.0.1:${hostPort}`;
+    // The guest serves HTTPS with the repository's own certificate, made on its first start;
+    // the relay pins the fingerprint the guest announces.
+    let guestFingerprint: string | null = null;
     let onAnswer: ((request: RelayedRequest, status: number) => void) | null = null;
-    const relay = await startRelay(t, () => guestUrl, { answered: (request, status) => onAnswer?.(request, status) });
+    const relay = await startRelay(t, () => guestUrl, { answered: (request, status) => onAnswer?.(request, status) }, { upstreamFingerprint: () => guestFingerprint });
     const env = { B365_SERVER: relay.url };
 
     const bootGuest = async (t: Test, name: string): Promise<QemuGuest> => {
@@ -75,8 +91,10 @@ if (process.env.B365_E2E !== '1') {
         disks: [{ file: repoImage, serial: 'B365-REPOSITORY', uncached: true }],
         forward: { hostPort, guestPort: GUEST_PORT },
       });
-      await stage(t, `${name}: the guest boots and serves the repository disk`, () => guest.waitFor(/B365-SERVING http:\/\/\S+ repository \/dev\/vda/, 15 * MINUTE));
-      await waitFor('the guest server through the forwarded port', () => fetch(`${guestUrl}/api/v1/health`).then((answer) => answer.ok, () => false), 2 * MINUTE);
+      const [, fingerprint] = await stage(t, `${name}: the guest boots and serves the repository disk`, () => guest.waitFor(/B365-SERVING https:\/\/\S+ repository \/dev\/vda mounted at \S+ fingerprint (\S+)/, 15 * MINUTE));
+      if (guestFingerprint) t.equal(fingerprint, guestFingerprint, 'the repository keeps its certificate across the power cut');
+      guestFingerprint = fingerprint!;
+      await waitFor('the guest server through the forwarded port', () => guestHealthy(guestUrl, guestFingerprint!), 2 * MINUTE);
       return guest;
     };
 

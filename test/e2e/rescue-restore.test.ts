@@ -1,6 +1,7 @@
-// The rescue ISO restores a bootable disk unattended: a small Debian disk is imaged to
-// a server on this host, the ISO boots in qemu with a blank disk and b365.* kernel
-// parameters, restores, powers off; then the restored disk must boot and print its marker.
+// The rescue ISO restores a bootable disk unattended over HTTPS: a small Debian disk is
+// imaged to a server on this host, the ISO boots in qemu with a blank disk and b365.* kernel
+// parameters (the server's fingerprint among them), restores, powers off; then the restored
+// disk must boot and print its marker.
 import path from 'node:path';
 import t from 'tap';
 import { b365 } from '../helpers/cli.js';
@@ -22,7 +23,8 @@ if (process.env.B365_E2E !== '1') {
     const iso = await stage(t, 'rescue ISO', ensureIso);
     const boot = await extractBootFiles(iso, directory);
     const disk = await stage(t, 'bootable test disk', ensureTestDisk);
-    const server = await startServer(t);
+    const server = await startServer(t, { tls: true });
+    t.match(server.url, /^https:\/\//, 'the server speaks HTTPS only');
     const port = Number(new URL(server.url).port);
 
     // The product's own capture: partition table, gaps raw, each filesystem's used blocks.
@@ -39,6 +41,7 @@ if (process.env.B365_E2E !== '1') {
         ...boot,
         append: liveAppend({
           'b365.server': GUEST_SERVER_URL,
+          'b365.fingerprint': server.fingerprint!,
           'b365.code': code.json.code,
           'b365.machine': 'e2e-vm',
           'b365.image': 'latest',
@@ -53,6 +56,7 @@ if (process.env.B365_E2E !== '1') {
       hostPort: port,
     });
     await stage(t, 'rescue system boots and starts b365', () => rescue.waitFor(/B365: unattended restore/, 15 * MINUTE));
+    await rescue.waitFor(new RegExp(`B365: the server's certificate must have SHA-256 fingerprint ${server.fingerprint}`), MINUTE);
     const line = await stage(t, 'restore in the guest', () => rescue.waitForResult(20 * MINUTE));
     const result = parseResultLine(line);
     t.equal(result.status, 'ok', line);

@@ -5,11 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import type { Test } from 'tap';
+import { PinnedAgent } from '../../src/client/tls-pin.js';
 import { b3sum } from '../helpers/b3sum.js';
 import { b365, CLI_MAIN, type CliResult } from '../helpers/cli.js';
 import { attachLoop, makeImageFile, MiB, sfdisk } from '../helpers/disk.js';
@@ -254,7 +256,20 @@ export interface RelayHooks {
  * An HTTP relay in front of the server, so a test acts at an exact point of the
  * protocol (a commit arriving, its answer leaving) instead of guessing with timers.
  */
-export async function startRelay(t: Teardown, upstream: () => string, hooks: RelayHooks): Promise<{ url: string }> {
+export interface RelayOptions {
+  /** An https:// upstream must present a certificate with this fingerprint (asked for each request). */
+  upstreamFingerprint?: () => string | null;
+}
+
+export async function startRelay(t: Teardown, upstream: () => string, hooks: RelayHooks, options: RelayOptions = {}): Promise<{ url: string }> {
+  const pinnedAgents = new Map<string | null, PinnedAgent>();
+  const agentFor = (target: URL): https.Agent | undefined => {
+    if (target.protocol !== 'https:') return undefined;
+    const pin = options.upstreamFingerprint?.() ?? null;
+    if (!pinnedAgents.has(pin)) pinnedAgents.set(pin, new PinnedAgent(pin, { keepAlive: true }));
+    return pinnedAgents.get(pin);
+  };
+  t.teardown(() => pinnedAgents.forEach((agent) => agent.destroy()));
   const relay = http.createServer((request, response) => {
     void (async () => {
       const described = { method: request.method ?? 'GET', path: request.url ?? '/' };
@@ -266,7 +281,8 @@ export async function startRelay(t: Teardown, upstream: () => string, hooks: Rel
         return;
       }
       const target = new URL(upstream());
-      const outgoing = http.request({ host: target.hostname, port: target.port, method: described.method, path: described.path, headers: request.headers });
+      const agent = agentFor(target);
+      const outgoing = (agent ? https : http).request({ host: target.hostname, port: target.port, method: described.method, path: described.path, headers: request.headers, agent });
       outgoing.on('error', () => response.destroy());
       outgoing.on('response', (answer) => {
         void (async () => {

@@ -2,7 +2,7 @@
 // refusal for each malformed one, before anything could touch a disk.
 import t from 'tap';
 import { UsageError } from '../../src/errors.js';
-import { parseKernelCommandLine, serveSettings, unattendedSettings } from '../../src/rescue/cmdline.js';
+import { kernelFingerprint, parseKernelCommandLine, serveSettings, unattendedSettings } from '../../src/rescue/cmdline.js';
 
 const base = 'BOOT_IMAGE=/live/vmlinuz boot=live quiet console=ttyS0,115200';
 
@@ -26,6 +26,7 @@ t.test('a full restore request', async (t) => {
   t.same(settings, {
     action: 'restore',
     server: 'http://backup:8365',
+    fingerprint: null,
     code: 'k7qm-2xpt-9d4f',
     token: null,
     machine: 'web01',
@@ -49,6 +50,16 @@ t.test('defaults and a static network', async (t) => {
   t.same(settings.network, { mode: 'static', interface: 'eno1', address: '192.168.1.20/24', gateway: '192.168.1.1', dns: ['1.1.1.1', '9.9.9.9'] });
 });
 
+t.test('b365.fingerprint= is taken in any common spelling and kept in canonical form', async (t) => {
+  const hex = 'ab'.repeat(32);
+  const canonical = Array.from({ length: 32 }, () => 'AB').join(':');
+  for (const spelling of [hex, hex.toUpperCase(), canonical, canonical.toLowerCase(), `sha256:${hex}`]) {
+    const settings = unattendedSettings(parseKernelCommandLine(`b365.action=restore b365.server=https://backup:8365 b365.code=X b365.target=/dev/vda b365.fingerprint=${spelling}`))!;
+    t.equal(settings.fingerprint, canonical, spelling);
+  }
+  t.equal(kernelFingerprint(parseKernelCommandLine(base)), null, 'none given: none pinned');
+});
+
 t.test('refusals name the parameter at fault', async (t) => {
   const cases: [string, RegExp][] = [
     ['b365.action=format', /b365.action=format: use restore or capture/],
@@ -65,6 +76,9 @@ t.test('refusals name the parameter at fault', async (t) => {
     ['b365.action=restore b365.server=http://x b365.code=X b365.target=/dev/vda b365.ip=10.1.1.1', /with a prefix length/],
     ['b365.action=restore b365.server=http://x b365.code=X b365.target=/dev/vda b365.net=wifi', /use dhcp, static or none/],
     ['b365.action=restore b365.server=http://x b365.code=X b365.target=/dev/vda b365.disk-wait=soon', /whole seconds/],
+    ['b365.action=restore b365.server=https://x b365.code=X b365.target=/dev/vda b365.fingerprint=12:34', /^b365.fingerprint=12:34: /],
+    ['b365.action=restore b365.server=https://x b365.code=X b365.target=/dev/vda b365.fingerprint=zz', /^b365.fingerprint=zz: /],
+    [`b365.action=restore b365.server=http://x b365.code=X b365.target=/dev/vda b365.fingerprint=${'ab'.repeat(32)}`, /plain HTTP: give an https:\/\/ URL/],
   ];
   for (const [text, message] of cases) {
     t.throws(() => unattendedSettings(parseKernelCommandLine(text)), { name: 'UsageError', message }, text);

@@ -5,11 +5,12 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
 import t from 'tap';
-import { HttpClient } from '../../src/client/http.js';
+import { RepositoryClient } from '../../src/client/repository.js';
 import { createLogger } from '../../src/log.js';
 import { ConsoleEcho } from '../../src/rescue/console.js';
 import { runServe } from '../../src/rescue/serve.js';
 import { attachLoop, makeImageFile, MiB } from '../helpers/disk.js';
+import { opensslFingerprint } from '../helpers/tls.js';
 import { tempDir } from '../helpers/tmp.js';
 
 function captured(): { echo: ConsoleEcho; text: () => string } {
@@ -31,16 +32,22 @@ t.test('serves the repository on the disk until stopped, then unmounts it', asyn
   await execa('mkfs.ext4', ['-q', '-F', image]);
   const loop = await attachLoop(t, image);
   const mountpoint = path.join(directory, 'mnt');
-  t.teardown(() => execa('umount', [mountpoint], { reject: false }));
   const { echo, text } = captured();
   const stop = new AbortController();
   const serving = runServe({ settings: { device: loop.device, listen: '127.0.0.1:0', network: { mode: 'none' }, diskWaitSeconds: 1 }, echo, log, signal: stop.signal, mountpoint });
+  // A failed assertion must still stop the server, or the disk stays busy and mounted.
+  t.teardown(async () => {
+    stop.abort();
+    await serving.catch(() => undefined);
+    await execa('umount', [mountpoint], { reject: false });
+  });
   for (let waited = 0; !/B365-SERVING/.test(text()) && waited < 300; waited++) await new Promise((resolve) => setTimeout(resolve, 100));
   const url = /B365-SERVING (https:\/\/\S+) repository (\S+) mounted at (\S+) fingerprint (\S+)/.exec(text());
-  t.ok(url, 'one B365-SERVING line names the URL, the disk, the mount point and the certificate fingerprint', { output: text() });
+  t.ok(url, 'one B365-SERVING line names the HTTPS URL, the disk, the mount point and the fingerprint', { output: text() });
   t.equal(url?.[2], loop.device);
-  const client = new HttpClient({ server: url![1]!, token: '', fingerprint: url![4]! });
-  t.match(await client.call('GET', '/health'), { ok: true }, 'the server answers over HTTPS to a client that pins its fingerprint');
+  t.equal(url?.[4], await opensslFingerprint(path.join(mountpoint, 'keys', 'tls.crt')), "the fingerprint is that of the repository's certificate (openssl)");
+  const client = new RepositoryClient({ server: url![1]!, token: '', fingerprint: url![4]!, retryForMs: 0 });
+  t.equal((await client.health()).ok, true, 'the server answers a client that pins that fingerprint');
   await client.close();
   t.ok(await fs.stat(path.join(mountpoint, 'admin.token')), 'the repository is created on the mounted disk');
   stop.abort();

@@ -29,7 +29,8 @@ export interface QemuOptions {
   forward?: { hostPort: number; guestPort: number };
 }
 
-export const GUEST_SERVER_URL = 'http://10.0.2.100:8365';
+/** The host's server as the guest reaches it: the guestfwd address. Its certificate does not name it; the pin makes that irrelevant. */
+export const GUEST_SERVER_URL = 'https://10.0.2.100:8365';
 
 export class QemuGuest {
   private exited: Promise<{ exitCode: number | undefined; signal: string | undefined }>;
