@@ -80,7 +80,10 @@ function opensslConfig(commonName: string, names: string[]): string {
 async function createSelfSigned(files: CertificateFiles, names: string[]): Promise<void> {
   const unique = [...new Set(names)];
   const commonName = (unique.find((name) => !net.isIP(name) && name !== 'localhost') ?? 'localhost').slice(0, 64);
-  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'b365-tls-'));
+  // Made beside the keys, inside the private repository: the key never touches a shared
+  // /tmp, and a sandboxed service whose only writable path is its repository can make it.
+  await fs.mkdir(path.dirname(files.key), { recursive: true, mode: 0o700 });
+  const work = await fs.mkdtemp(path.join(path.dirname(files.key), '.new-tls-'));
   try {
     await fs.chmod(work, 0o700);
     const config = path.join(work, 'openssl.cnf');
@@ -92,7 +95,6 @@ async function createSelfSigned(files: CertificateFiles, names: string[]): Promi
       const why = made.failed && made.exitCode === undefined ? 'the openssl command is missing (apt-get install openssl)' : String(made.stderr).trim();
       throw new UnavailableError(`cannot create the server's TLS certificate: ${why}; or give --tls-cert and --tls-key`);
     }
-    await fs.mkdir(path.dirname(files.key), { recursive: true, mode: 0o700 });
     // Key first: a certificate on disk always has its key beside it.
     await writePrivateFile(files.key, await fs.readFile(key, 'utf8'));
     await writePrivateFile(files.cert, await fs.readFile(cert, 'utf8'));

@@ -15,7 +15,7 @@ t.test('agent install pins the fingerprint it is given and says how to reach the
   t.equal(token.exitCode, 0, token.stderr);
   const directory = await tempDir(t);
   const install = (pin: string, into: string) =>
-    b365(['agent', 'install', '--server', server.url, '--fingerprint', pin, '--token-file', '-', '--config-dir', path.join(directory, into), '--unit-dir', path.join(directory, into, 'units'), '--state-dir', path.join(directory, into, 'state'), '--no-start'], { input: token.stdout });
+    b365(['agent', 'install', '--server', server.url, '--fingerprint', pin, '--token-file', '-', '--config-dir', path.join(directory, into), '--unit-dir', path.join(directory, into, 'units'), '--state-dir', path.join(directory, into, 'state'), '--no-start', '--allow-build-tree'], { input: token.stdout });
 
   const wrong = `${fingerprint.slice(0, -2)}${fingerprint.endsWith('00') ? '01' : '00'}`;
   const refused = await install(wrong, 'refused');

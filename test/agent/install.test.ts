@@ -57,7 +57,7 @@ t.test('without systemd: says what it wrote, then fails with a clear message', {
   const base = await tempDir(t, 'b365-agent-install-');
   const install = await b365(['agent', 'install', '--server', 'http://127.0.0.1:9', '--token', FAKE_TOKEN, '--config-dir', path.join(base, 'etc'), '--unit-dir', base, '--state-dir', path.join(base, 'state'), '--no-check', '--allow-build-tree']);
   t.equal(install.exitCode, 1);
-  t.match(install.stderr, /^b365: systemd is not running on this machine \(PID 1 is [^)]+\), so backup365-agent\.service was written but not enabled; where systemd runs, enable it with: systemctl daemon-reload && systemctl enable --now backup365-agent\.service\n$/);
+  t.match(install.stderr, /^the agent's connection, to run it by hand or install it elsewhere:\n  b365 agent install --server \S+ --token-file \S+\nb365: systemd is not running on this machine \(PID 1 is [^)]+\), so backup365-agent\.service was written but not enabled; where systemd runs, enable it with: systemctl daemon-reload && systemctl enable --now backup365-agent\.service\n$/);
   t.notMatch(install.stderr, /\n\s+at /, 'no stack trace');
   t.match(install.stdout, `service ${path.join(base, 'backup365-agent.service')}`, 'what was written is listed first');
   for (const file of ['backup365-agent.service', 'etc/agent.json', 'etc/agent.token']) t.ok(await fs.stat(path.join(base, file)).catch(() => null), `${file} was written`);

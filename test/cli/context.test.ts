@@ -84,5 +84,5 @@ t.test('a listener that accepts and never answers', async (t) => {
 });
 
 t.test('a host name that does not resolve', async (t) => {
-  await expectQuickFailure(t, SAMPLE, 'http://nonexistent.invalid:8365', /nonexistent\.invalid/);
+  await expectQuickFailure(t, SAMPLE, 'https://nonexistent.invalid:8365', /nonexistent\.invalid/);
 });

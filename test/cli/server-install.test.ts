@@ -10,7 +10,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import t from 'tap';
 import { b365 } from '../helpers/cli.js';
-import { serverListening } from '../helpers/server.js';
+import { printedFingerprint, serverListening } from '../helpers/server.js';
 import { allowedSocketFamilies, allowedSyscalls, execStart, exposure, tracedSocketFamilies, tracedSyscalls, verifyUnit } from '../helpers/systemd.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -111,8 +111,10 @@ t.test('the server in the unit sandbox serves an upload and a verification; ever
     child.kill('SIGKILL');
     await child;
   });
-  const { url } = await serverListening(child);
-  const env = { B365_SERVER: url, B365_TOKEN: (await fs.readFile(path.join(repo, 'admin.token'), 'utf8')).trim(), B365_STATE_DIR: path.join(base, 'client') };
+  // The unit serves HTTPS with the certificate it made on first start, under the same sandbox.
+  const { url, output } = await serverListening(child);
+  t.match(url, /^https:/, 'the unit serves HTTPS');
+  const env = { B365_SERVER: url, B365_FINGERPRINT: printedFingerprint(output()) ?? 'none printed', B365_TOKEN: (await fs.readFile(path.join(repo, 'admin.token'), 'utf8')).trim(), B365_STATE_DIR: path.join(base, 'client') };
   const disk = path.join(base, 'disk.img');
   await fs.writeFile(disk, randomFillSync(Buffer.alloc(4 << 20)));
   const image = await b365(['image', disk, '--machine', 'sandboxed', '--raw'], { env });

@@ -18,7 +18,7 @@ t.test('failed authentications are logged at warn with the client address and co
   t.equal(lines.length, 3, 'one line per refused credential');
   for (const line of lines) {
     t.equal(line.level, 40, 'at warn');
-    t.equal(line.client, '127.0.0.1');
+    t.equal(line.remote, '127.0.0.1');
   }
   t.match(lines[0], { kind: 'token', path: '/images', reason: 'unknown token' });
   t.notMatch(JSON.stringify(lines), /not-a-real-token|zzzz-zzzz-zzzz/, 'the secrets tried are not logged');
