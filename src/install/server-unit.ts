@@ -22,6 +22,13 @@ export interface ServerUnitOptions {
   listen: string;
   /** A server configuration file (certificate, notifications...), passed as --config. */
   config: string | null;
+  /** TLS arguments for `b365 server`: --tls-cert/--tls-key (absolute) and --tls-name. */
+  tls?: { cert?: string; key?: string; names?: string[] };
+}
+
+function tlsArguments(tls: ServerUnitOptions['tls']): string[] {
+  if (!tls) return [];
+  return [...(tls.cert ? ['--tls-cert', tls.cert] : []), ...(tls.key ? ['--tls-key', tls.key] : []), ...(tls.names ?? []).flatMap((name) => ['--tls-name', name])];
 }
 
 export function listenPort(listen: string): number {
@@ -43,10 +50,11 @@ function writablePaths(repo: string): string {
 }
 
 export function serverUnit(options: ServerUnitOptions): string {
-  for (const [name, value] of [['--repo', options.repo], ...(options.config ? [['--config', options.config]] : [])] as [string, string][]) {
+  const files = [['--repo', options.repo], ['--config', options.config], ['--tls-cert', options.tls?.cert], ['--tls-key', options.tls?.key]].filter((entry): entry is [string, string] => Boolean(entry[1]));
+  for (const [name, value] of files) {
     if (!path.isAbsolute(value)) throw new UsageError(`${name} ${value}: a service needs an absolute path`);
   }
-  const exec = execLine([...options.command, 'server', ...(options.config ? ['--config', options.config] : []), '--repo', options.repo, '--listen', options.listen]);
+  const exec = execLine([...options.command, 'server', ...(options.config ? ['--config', options.config] : []), '--repo', options.repo, '--listen', options.listen, ...tlsArguments(options.tls)]);
   return `[Unit]
 Description=Backup365 repository server
 After=network-online.target

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { execa } from 'execa';
-import { UserError } from '../../errors.js';
+import { UsageError, UserError } from '../../errors.js';
 import { installedCommand } from '../../install/program.js';
 import { DEFAULT_INSTALLED_LISTEN, DEFAULT_INSTALLED_REPO, SERVER_SERVICE, SERVER_STATE_DIRECTORY, SERVER_USER, serverUnit, writeServerUnit } from '../../install/server-unit.js';
 import { ensureSystemUser, systemUserExists } from '../../install/system-user.js';
@@ -22,6 +22,9 @@ interface ServerInstallFlags {
   createUser: boolean;
   start: boolean;
   allowBuildTree?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsName: string[];
 }
 
 async function serverCommand(allowBuildTree: boolean): Promise<string[]> {
@@ -45,7 +48,9 @@ async function install(flags: ServerInstallFlags, command: Command): Promise<voi
   const repo = path.resolve(flags.repo);
   const config = flags.config ? path.resolve(flags.config) : null;
   const unitDirectory = path.resolve(flags.unitDir);
-  const plan = { command: await serverCommand(flags.allowBuildTree === true), user: flags.user, repo, listen: flags.listen, config, unitDirectory };
+  if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together');
+  const tls = { cert: flags.tlsCert && path.resolve(flags.tlsCert), key: flags.tlsKey && path.resolve(flags.tlsKey), names: flags.tlsName };
+  const plan = { command: await serverCommand(flags.allowBuildTree === true), user: flags.user, repo, listen: flags.listen, config, tls, unitDirectory };
   if (flags.print) {
     process.stdout.write(serverUnit(plan));
     return;
@@ -70,6 +75,9 @@ export function registerServerInstall(server: Command): void {
     .option('--repo <dir>', 'repository directory (absolute; a relative one is resolved against the current directory)', DEFAULT_INSTALLED_REPO)
     .option('--listen <host:port>', 'address the service listens on', DEFAULT_INSTALLED_LISTEN)
     .option('--config <file>', 'server configuration file the service reads (docs/server-config.md)')
+    .option('--tls-cert <file>', 'serve this certificate (PEM, chain allowed) instead of the self-signed one; readable by the service user')
+    .option('--tls-key <file>', 'the key of --tls-cert')
+    .option('--tls-name <name>', 'a further DNS name or IP address for the self-signed certificate (repeatable)', (name: string, names: string[]) => [...names, name], [] as string[])
     .option('--user <name>', 'system user the service runs as', SERVER_USER)
     .option('--unit-dir <dir>', 'where the unit file goes', DEFAULT_UNIT_DIRECTORY)
     .option('--print', 'print the unit on stdout and change nothing')
