@@ -198,6 +198,7 @@ async function* inOrder(reader: ChunkReader, readAhead: number, signal: AbortSig
   const ahead = new Map<number, Promise<Buffer | null>>();
   let started = 0;
   for (let position = 0; position < index.chunkCount; position++) {
+    signal.throwIfAborted();
     // Holes take no slot: keep `readAhead` real fetches going past any run of them.
     for (; started < index.chunkCount && ahead.size < readAhead; started++) {
       if (index.isHole(started)) continue;
@@ -206,7 +207,6 @@ async function* inOrder(reader: ChunkReader, readAhead: number, signal: AbortSig
       pending.catch(() => undefined);
       ahead.set(started, pending);
     }
-    signal.throwIfAborted();
     const offset = position * index.chunkSize;
     const length = index.chunkLength(position);
     const pending = ahead.get(position);
