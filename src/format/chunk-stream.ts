@@ -175,27 +175,30 @@ const SEQUENTIAL_CACHE_CHUNKS = 8;
 /**
  * Every chunk of a volume, in order: holes as zeros, the rest fetched as frames up to
  * `readAhead` at a time, decoded and verified. Stopping early (break, an error, the
- * signal) cancels the fetches still in flight.
+ * signal) cancels the fetches still in flight and waits for those that ignore the
+ * cancel, so nothing the walk started outlives it.
  */
 export async function* volumeChunks(index: FixedIndex, fetchFrame: FetchFrame, options: ChunkStreamOptions = {}): AsyncGenerator<VolumeChunk> {
   const stop = new AbortController();
   const outer = options.signal;
   const forward = () => stop.abort(outer!.reason);
   outer?.addEventListener('abort', forward, { once: true });
+  const ahead = new Map<number, Promise<Buffer | null>>();
   try {
     outer?.throwIfAborted();
     const cacheBytes = options.cacheBytes ?? SEQUENTIAL_CACHE_CHUNKS * index.chunkSize;
     const reader = new ChunkReader(index, frameLoader(fetchFrame, index.chunkSize), { ...options, cacheBytes, signal: stop.signal });
-    yield* inOrder(reader, Math.max(1, options.readAhead ?? DEFAULT_READ_AHEAD), stop.signal);
+    yield* inOrder(reader, Math.max(1, options.readAhead ?? DEFAULT_READ_AHEAD), stop.signal, ahead);
   } finally {
     stop.abort(new Error('chunk walk stopped'));
     outer?.removeEventListener('abort', forward);
+    await Promise.allSettled(ahead.values());
   }
 }
 
-async function* inOrder(reader: ChunkReader, readAhead: number, signal: AbortSignal): AsyncGenerator<VolumeChunk> {
+/** The walk itself; `ahead` holds the chunks asked for and not yet handed out. */
+async function* inOrder(reader: ChunkReader, readAhead: number, signal: AbortSignal, ahead: Map<number, Promise<Buffer | null>>): AsyncGenerator<VolumeChunk> {
   const { index } = reader;
-  const ahead = new Map<number, Promise<Buffer | null>>();
   let started = 0;
   for (let position = 0; position < index.chunkCount; position++) {
     signal.throwIfAborted();
@@ -214,8 +217,8 @@ async function* inOrder(reader: ChunkReader, readAhead: number, signal: AbortSig
       yield { position, offset, length, digest: null, bytes: zeroView(length) };
       continue;
     }
-    ahead.delete(position);
     const bytes = (await untilAborted(pending, signal))!;
+    ahead.delete(position);
     yield { position, offset, length, digest: index.get(position), bytes };
   }
 }

@@ -222,6 +222,26 @@ t.test('leaving the walk early cancels the read-ahead', async (t) => {
   t.ok(store.signals.length > 1 && store.signals.every((signal) => signal.aborted), 'fetches still running were stopped');
 });
 
+t.test('fetches that ignore the cancel are waited for: nothing the walk started outlives it', async (t) => {
+  const volume = buildVolume([1, 2, 3, 4, 5]);
+  let running = 0;
+  let started = 0;
+  const deaf: FetchFrame = async (digest) => {
+    started++;
+    running++;
+    await sleep(started === 1 ? 0 : 200);
+    running--;
+    return volume.frames.get(digest)!;
+  };
+  const controller = new AbortController();
+  const walk = volumeChunks(volume.index, deaf, { readAhead: 3, signal: controller.signal });
+  await walk.next();
+  controller.abort(new Error('stop'));
+  await t.rejects(walk.next(), /stop/);
+  t.ok(started > 1, `fetches were running (${started})`);
+  t.equal(running, 0, 'none still running once the walk has ended');
+});
+
 t.test('the cache holds at most its byte bound, dropping the least recently used', async (t) => {
   const cache = new ChunkCache(2.5 * CHUNK);
   const loads: string[] = [];
