@@ -43,4 +43,3 @@ export async function verifyLocally(client: RepositoryClient, reference: string,
   report.result = report.volumes.every((volume) => volume.ok) ? 'ok' : 'failed';
   return report;
 }
-
