@@ -1,6 +1,6 @@
 // Writes one volume back from the repository: chunks fetched ahead in parallel (bounded),
 // each decompressed and proven against its digest before a byte of it is written
-// (src/format/chunk-stream.ts), then written in order.
+// (src/format/chunk-stream.ts), then written while the next ones arrive.
 import type { FileHandle } from 'node:fs/promises';
 import type { RepositoryClient } from '../../src/client/repository.js';
 import { CorruptChunkError } from '../../src/errors.js';
@@ -37,11 +37,14 @@ export interface VolumeWriteResult {
 
 /** Holes are zeroed from one shared buffer, this much at a time. */
 const ZERO_WRITE_BYTES = 8 << 20;
+/** Chunk writes kept going while the next chunks arrive, so a slow write does not stall the fetches. */
+const WRITES_IN_FLIGHT = 4;
 
 export async function writeVolume(options: VolumeWriteOptions): Promise<VolumeWriteResult> {
   const { client, volume, index } = options;
   const result: VolumeWriteResult = { bytesWritten: 0, chunksFetched: 0, bytesFetched: 0 };
   const holes = new HoleRuns(options, result);
+  const writes = new WritesInFlight(WRITES_IN_FLIGHT);
   const chunks = volumeChunks(index, (digest) => client.chunkFrame(digest), {
     readAhead: options.parallel ?? 12,
     signal: options.signal,
@@ -61,17 +64,55 @@ export async function writeVolume(options: VolumeWriteOptions): Promise<VolumeWr
       }
       await holes.flush();
       const written = options.transform ? options.transform(offset, chunk.bytes) : chunk.bytes;
-      await writeFully(options.handle, written, offset);
-      options.onWritten?.(chunk.position, written);
-      result.bytesWritten += chunk.length;
-      options.onProgress?.(chunk.length);
+      await writes.add(async () => {
+        await writeFully(options.handle, written, offset);
+        options.onWritten?.(chunk.position, written);
+        result.bytesWritten += chunk.length;
+        options.onProgress?.(chunk.length);
+      });
     }
     await holes.flush();
+    await writes.drain();
   } catch (error) {
+    // Writes still running finish before the caller may close the handle.
+    await writes.settle();
     if (error instanceof CorruptChunkError) throw new CorruptChunkError(error.digest, error.position, error.offset, `${error.message}; restore stopped before writing it`, { cause: error.cause });
     throw error;
   }
   return result;
+}
+
+/** At most `limit` writes at once; the first that fails stops the next `add`. */
+class WritesInFlight {
+  private readonly pending = new Set<Promise<void>>();
+  private failure: { error: unknown } | null = null;
+
+  constructor(private readonly limit: number) {}
+
+  async add(write: () => Promise<void>): Promise<void> {
+    this.throwIfFailed();
+    const task: Promise<void> = write()
+      .catch((error: unknown) => {
+        this.failure ??= { error };
+      })
+      .finally(() => this.pending.delete(task));
+    this.pending.add(task);
+    while (this.pending.size >= this.limit) await Promise.race(this.pending);
+    this.throwIfFailed();
+  }
+
+  async drain(): Promise<void> {
+    await this.settle();
+    this.throwIfFailed();
+  }
+
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.pending);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure.error;
+  }
 }
 
 /** Holes come in runs; a run is zeroed in one go when the target must hold zeros there. */

@@ -82,6 +82,14 @@ t.test('writeVolume', async (t) => {
     t.ok(written.subarray(at, at + volume.chunkSize).every((byte) => byte === 0), 'nothing of the corrupt chunk was written');
   });
 
+  t.test('a failed write stops the volume with its error', async (t) => {
+    const target = path.join(directory, 'read-only.img');
+    await fs.writeFile(target, Buffer.alloc(volume.size));
+    const handle = await fs.open(target, 'r');
+    t.teardown(() => handle.close());
+    await t.rejects(writeVolume({ client, handle, volume, index, targetOffset: 0, writeHoles: false }), { code: 'EBADF' });
+  });
+
   t.test('an abort stops the write with its reason', async (t) => {
     const controller = new AbortController();
     const reason = new Error('stopped by the operator');
