@@ -1,7 +1,8 @@
 // A volume inside an image, readable at any offset without restoring it: only the
-// chunks a read touches are fetched, kept in a memory-bounded LRU cache by digest,
-// and sequential reads fetch the next chunks ahead in parallel.
+// chunks a read touches are fetched, kept in a memory-bounded LRU cache by digest
+// (src/format/chunk-stream.ts), and sequential reads fetch the next chunks ahead.
 import { FormatError } from '../src/errors.js';
+import { ChunkReader } from '../src/format/chunk-stream.js';
 import type { FixedIndex } from '../src/format/fixed-index.js';
 import type { Volume } from '../src/format/manifest.js';
 import { checkRange, type BlockReader } from './block-reader.js';
@@ -22,16 +23,12 @@ export interface ImageVolumeOptions {
 export class ImageVolumeReader implements BlockReader {
   readonly size: number;
   readonly description: string;
-  readonly stats = { chunksFetched: 0, bytesFetched: 0 };
-  private readonly cache = new Map<string, Buffer>();
-  private cachedBytes = 0;
-  private readonly inFlight = new Map<string, Promise<Buffer>>();
+  private readonly chunks: ChunkReader;
   private lastEnd = -1;
-  private readonly cacheBytes: number;
   private readonly readAhead: number;
 
   constructor(
-    private readonly source: ChunkSource,
+    source: ChunkSource,
     readonly volume: Volume,
     private readonly index: FixedIndex,
     description: string,
@@ -40,8 +37,16 @@ export class ImageVolumeReader implements BlockReader {
     if (index.volumeSize !== volume.size || index.chunkSize !== volume.chunkSize) throw new FormatError(`${description}: the index does not match the volume`);
     this.size = volume.size;
     this.description = description;
-    this.cacheBytes = options.cacheBytes ?? 64 << 20;
     this.readAhead = options.readAhead ?? 6;
+    this.chunks = new ChunkReader(index, (digest) => source.chunk(digest, volume.chunkSize), {
+      cacheBytes: options.cacheBytes ?? 64 << 20,
+      reportError: (error, position, digest) =>
+        new FormatError(`${description}: chunk at byte ${position * volume.chunkSize} (${digest}) cannot be read: ${(error as Error).message}`, { cause: error }),
+    });
+  }
+
+  get stats(): { chunksFetched: number; bytesFetched: number } {
+    return this.chunks.stats;
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -53,9 +58,9 @@ export class ImageVolumeReader implements BlockReader {
     const last = Math.floor((offset + length - 1) / chunkSize);
     const sequential = offset === this.lastEnd;
     this.lastEnd = offset + length;
-    if (sequential) for (let ahead = last + 1; ahead <= Math.min(this.index.chunkCount - 1, last + this.readAhead); ahead++) void this.chunkAt(ahead).catch(() => undefined);
+    if (sequential) for (let ahead = last + 1; ahead <= Math.min(this.index.chunkCount - 1, last + this.readAhead); ahead++) void this.chunks.chunkAt(ahead).catch(() => undefined);
     const parts = [];
-    for (let position = first; position <= last; position++) parts.push(this.chunkAt(position).then((bytes) => ({ position, bytes })));
+    for (let position = first; position <= last; position++) parts.push(this.chunks.chunkAt(position).then((bytes) => ({ position, bytes })));
     for (const { position, bytes } of await Promise.all(parts)) {
       if (!bytes) continue;
       const chunkStart = position * chunkSize;
@@ -64,45 +69,5 @@ export class ImageVolumeReader implements BlockReader {
       bytes.copy(out, from - offset, from - chunkStart, to - chunkStart);
     }
     return out;
-  }
-
-  /** The bytes at a chunk position, or null for a hole (zeros). */
-  private chunkAt(position: number): Promise<Buffer | null> {
-    const digest = this.index.get(position);
-    if (!digest) return Promise.resolve(null);
-    const cached = this.cache.get(digest);
-    if (cached) {
-      this.cache.delete(digest);
-      this.cache.set(digest, cached);
-      return Promise.resolve(cached);
-    }
-    let pending = this.inFlight.get(digest);
-    if (!pending) {
-      pending = this.source.chunk(digest, this.volume.chunkSize).then(
-        (bytes) => {
-          this.inFlight.delete(digest);
-          this.stats.chunksFetched++;
-          this.stats.bytesFetched += bytes.length;
-          this.remember(digest, bytes);
-          return bytes;
-        },
-        (error: Error) => {
-          this.inFlight.delete(digest);
-          throw new FormatError(`${this.description}: chunk at byte ${position * this.volume.chunkSize} (${digest}) cannot be read: ${error.message}`, { cause: error });
-        },
-      );
-      this.inFlight.set(digest, pending);
-    }
-    return pending;
-  }
-
-  private remember(digest: string, bytes: Buffer): void {
-    this.cache.set(digest, bytes);
-    this.cachedBytes += bytes.length;
-    while (this.cachedBytes > this.cacheBytes && this.cache.size > 1) {
-      const oldest = this.cache.keys().next().value!;
-      this.cachedBytes -= this.cache.get(oldest)!.length;
-      this.cache.delete(oldest);
-    }
   }
 }

@@ -7,7 +7,7 @@ import type { Clock } from '../src/clock.js';
 import { ConflictError, DigestMismatchError, ForbiddenError, FormatError, MissingObjectsError, NotFoundError, RepositoryFullError, UsageError } from '../src/errors.js';
 import { MAX_CHUNK_SIZE } from '../src/format/chunk.js';
 import { assertDigest, digestOf } from '../src/format/digest.js';
-import { FixedIndex, MAX_INDEX_BYTES } from '../src/format/fixed-index.js';
+import { FixedIndex, MAX_INDEX_BYTES, decodeIndex } from '../src/format/fixed-index.js';
 import { imageId, parseImageRef, timestampOf } from '../src/format/image-ref.js';
 import { decodeFrame } from '../src/format/lz4-frame.js';
 import { type Manifest, diskKeysOf, manifestVolumes, parseManifest, parseManifestText } from '../src/format/manifest.js';
@@ -237,10 +237,7 @@ export class Repository {
 
   /** Load an index object from the store and check it against the volume that names it. */
   async loadIndex(digest: string, what = `index ${digest}`): Promise<FixedIndex> {
-    const frame = await this.store.get(chunkKey(digest));
-    const data = decodeFrame(frame, MAX_INDEX_BYTES, what);
-    if (digestOf(data) !== digest) throw new FormatError(`${what}: stored bytes do not hash to its name`);
-    return FixedIndex.parse(data, what);
+    return decodeIndex(await this.store.get(chunkKey(digest)), digest, what);
   }
 
   async commit(principal: Principal, sessionId: string, body: unknown): Promise<CommitResult> {

@@ -56,6 +56,19 @@ export class DigestMismatchError extends FormatError {
   }
 }
 
+/** A stored chunk that does not decode to the bytes its name promises, found at a place in a volume. */
+export class CorruptChunkError extends FormatError {
+  constructor(
+    readonly digest: string,
+    readonly position: number,
+    readonly offset: number,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, { cause: options?.cause, details: { digest, position, offset } });
+  }
+}
+
 export class NotFoundError extends UserError {
   override readonly exitCode = ExitCode.notFound;
   override readonly code: string = 'not_found';

@@ -1,9 +1,10 @@
-// Writes one volume back from the repository: chunks fetched in parallel (bounded),
-// each decompressed and proven against its digest before a byte of it is written.
+// Writes one volume back from the repository: chunks fetched ahead in parallel (bounded),
+// each decompressed and proven against its digest before a byte of it is written
+// (src/format/chunk-stream.ts), then written while the next ones arrive.
 import type { FileHandle } from 'node:fs/promises';
 import type { RepositoryClient } from '../../src/client/repository.js';
-import { FormatError, UserError } from '../../src/errors.js';
-import { ContentHasher } from '../../src/format/digest.js';
+import { CorruptChunkError } from '../../src/errors.js';
+import { contentDigestOfPieces, volumeChunks, zeroView } from '../../src/format/chunk-stream.js';
 import type { FixedIndex } from '../../src/format/fixed-index.js';
 import type { Volume } from '../../src/format/manifest.js';
 import { dataRanges, readFully, writeFully } from '../device.js';
@@ -34,99 +35,135 @@ export interface VolumeWriteResult {
   bytesFetched: number;
 }
 
-const zeros = Buffer.alloc(8 << 20);
+/** Holes are zeroed from one shared buffer, this much at a time. */
+const ZERO_WRITE_BYTES = 8 << 20;
+/** Chunk writes kept going while the next chunks arrive, so a slow write does not stall the fetches. */
+const WRITES_IN_FLIGHT = 4;
 
 export async function writeVolume(options: VolumeWriteOptions): Promise<VolumeWriteResult> {
-  const { client, handle, volume, index } = options;
-  const parallel = options.parallel ?? 12;
+  const { client, volume, index } = options;
   const result: VolumeWriteResult = { bytesWritten: 0, chunksFetched: 0, bytesFetched: 0 };
-  const recent = new Map<string, Buffer>();
-  const inFlight = new Set<Promise<void>>();
-  let failure: Error | null = null;
-
-  const fetchAndWrite = async (position: number, digest: string): Promise<void> => {
-    const where = `volume ${volume.id} at byte ${volume.offset + position * volume.chunkSize}`;
-    let bytes = recent.get(digest);
-    if (!bytes) {
-      try {
-        bytes = await client.chunk(digest, volume.chunkSize);
-      } catch (error) {
-        if (error instanceof FormatError) throw new FormatError(`${where}: chunk ${digest} is corrupt (${error.message}); restore stopped before writing it`, { cause: error });
-        if (error instanceof UserError) throw new (error.constructor as typeof UserError)(`${where}: ${error.message}`, { cause: error, details: error.details ?? {} });
-        throw error;
-      }
+  const holes = new HoleRuns(options, result);
+  const writes = new WritesInFlight(WRITES_IN_FLIGHT);
+  const chunks = volumeChunks(index, (digest) => client.chunkFrame(digest), {
+    readAhead: options.parallel ?? 12,
+    signal: options.signal,
+    describe: (position) => `volume ${volume.id} at byte ${volume.offset + position * volume.chunkSize}`,
+    onLoaded: (bytes) => {
       result.chunksFetched++;
       result.bytesFetched += bytes.length;
-      recent.set(digest, bytes);
-      if (recent.size > 8) recent.delete(recent.keys().next().value!);
-    }
-    if (bytes.length !== index.chunkLength(position)) throw new FormatError(`${where}: chunk ${digest} holds ${bytes.length} bytes, the index expects ${index.chunkLength(position)}`);
-    const offset = options.targetOffset + position * volume.chunkSize;
-    const written = options.transform ? options.transform(offset, bytes) : bytes;
-    await writeFully(options.handle, written, offset);
-    options.onWritten?.(position, written);
-    result.bytesWritten += bytes.length;
-    options.onProgress?.(bytes.length);
-  };
-
-  // Holes come in runs; a run is zeroed in one go when the target must hold zeros there.
-  let holeRun: { offset: number; length: number } | null = null;
-  const flushHoles = async () => {
-    if (!holeRun) return;
-    const run = holeRun;
-    holeRun = null;
-    if (options.zeroRange) await options.zeroRange(run.offset, run.length);
-    else for (let done = 0; done < run.length; done += zeros.length) await writeFully(handle, zeros.subarray(0, Math.min(zeros.length, run.length - done)), run.offset + done);
-    result.bytesWritten += run.length;
-  };
-  for (let position = 0; position < index.chunkCount; position++) {
-    // Stop starting chunks, but let those being written finish before the handle closes.
-    if (options.signal?.aborted) failure ??= options.signal.reason as Error;
-    if (failure) break;
-    const digest = index.get(position);
-    const length = index.chunkLength(position);
-    if (!digest) {
-      if (options.writeHoles) {
-        const offset = options.targetOffset + position * volume.chunkSize;
-        if (holeRun && holeRun.offset + holeRun.length === offset) holeRun.length += length;
-        else {
-          await flushHoles();
-          holeRun = { offset, length };
-        }
+    },
+  });
+  try {
+    for await (const chunk of chunks) {
+      const offset = options.targetOffset + chunk.offset;
+      if (chunk.digest === null) {
+        if (options.writeHoles) await holes.add(offset, chunk.length);
+        options.onProgress?.(chunk.length);
+        continue;
       }
-      options.onProgress?.(length);
-      continue;
+      await holes.flush();
+      const written = options.transform ? options.transform(offset, chunk.bytes) : chunk.bytes;
+      await writes.add(async () => {
+        await writeFully(options.handle, written, offset);
+        options.onWritten?.(chunk.position, written);
+        result.bytesWritten += chunk.length;
+        options.onProgress?.(chunk.length);
+      });
     }
-    while (inFlight.size >= parallel) await Promise.race(inFlight);
-    const task = fetchAndWrite(position, digest).catch((error: Error) => {
-      failure ??= error;
-    });
-    inFlight.add(task);
-    void task.finally(() => inFlight.delete(task));
+    await holes.flush();
+    await writes.drain();
+  } catch (error) {
+    // Writes still running finish before the caller may close the handle.
+    await writes.settle();
+    if (error instanceof CorruptChunkError) throw new CorruptChunkError(error.digest, error.position, error.offset, `${error.message}; restore stopped before writing it`, { cause: error.cause });
+    throw error;
   }
-  await flushHoles();
-  await Promise.all(inFlight);
-  if (failure) throw failure;
   return result;
+}
+
+/** At most `limit` writes at once; the first that fails stops the next `add`. */
+class WritesInFlight {
+  private readonly pending = new Set<Promise<void>>();
+  private failure: { error: unknown } | null = null;
+
+  constructor(private readonly limit: number) {}
+
+  async add(write: () => Promise<void>): Promise<void> {
+    this.throwIfFailed();
+    const task: Promise<void> = write()
+      .catch((error: unknown) => {
+        this.failure ??= { error };
+      })
+      .finally(() => this.pending.delete(task));
+    this.pending.add(task);
+    while (this.pending.size >= this.limit) await Promise.race(this.pending);
+    this.throwIfFailed();
+  }
+
+  async drain(): Promise<void> {
+    await this.settle();
+    this.throwIfFailed();
+  }
+
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.pending);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure.error;
+  }
+}
+
+/** Holes come in runs; a run is zeroed in one go when the target must hold zeros there. */
+class HoleRuns {
+  private run: { offset: number; length: number } | null = null;
+
+  constructor(
+    private readonly options: Pick<VolumeWriteOptions, 'handle' | 'zeroRange'>,
+    private readonly result: VolumeWriteResult,
+  ) {}
+
+  async add(offset: number, length: number): Promise<void> {
+    if (this.run && this.run.offset + this.run.length === offset) this.run.length += length;
+    else {
+      await this.flush();
+      this.run = { offset, length };
+    }
+  }
+
+  async flush(): Promise<void> {
+    if (!this.run) return;
+    const run = this.run;
+    this.run = null;
+    if (this.options.zeroRange) await this.options.zeroRange(run.offset, run.length);
+    else for (let done = 0; done < run.length; done += ZERO_WRITE_BYTES) await writeFully(this.options.handle, zeroView(Math.min(ZERO_WRITE_BYTES, run.length - done)), run.offset + done);
+    this.result.bytesWritten += run.length;
+  }
 }
 
 /** Re-read a written volume and compute its BLAKE3 content digest. */
 export async function contentDigestOf(handle: FileHandle, kind: 'file' | 'block-device', offset: number, size: number, onProgress?: (bytes: number) => void): Promise<string> {
-  const hasher = new ContentHasher();
+  return contentDigestOfPieces(readBack(handle, kind, offset, size), (piece) => onProgress?.(piece.bytes.length));
+}
+
+/**
+ * The bytes of a written volume in 4 MiB pieces, each valid until the next is asked for;
+ * the holes of a sparse file are not read but given as zeros.
+ */
+async function* readBack(handle: FileHandle, kind: 'file' | 'block-device', offset: number, size: number): AsyncGenerator<{ bytes: Buffer }> {
   const buffer = Buffer.allocUnsafe(4 << 20);
   const cursor = dataRanges(handle.fd, kind, offset, offset + size).cursor();
   for (let position = 0; position < size; position += buffer.length) {
     const length = Math.min(buffer.length, size - position);
     const spans = cursor.within(offset + position, offset + position + length);
     if (spans.length === 0) {
-      hasher.updateZeros(length);
-    } else {
-      const view = buffer.subarray(0, length);
-      if (!(spans.length === 1 && spans[0]![0] === 0 && spans[0]![1] === length)) view.fill(0);
-      for (const [start, end] of spans) await readFully(handle, view, start, end - start, offset + position + start, 'verification read');
-      hasher.update(view);
+      yield { bytes: zeroView(length) };
+      continue;
     }
-    onProgress?.(length);
+    const view = buffer.subarray(0, length);
+    if (!(spans.length === 1 && spans[0]![0] === 0 && spans[0]![1] === length)) view.fill(0);
+    for (const [start, end] of spans) await readFully(handle, view, start, end - start, offset + position + start, 'verification read');
+    yield { bytes: view };
   }
-  return hasher.digest();
 }

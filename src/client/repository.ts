@@ -2,8 +2,7 @@
 // and indexes are decompressed and re-hashed, manifests validated against the schema.
 import { decodeChunk } from '../format/chunk.js';
 import { digestOf } from '../format/digest.js';
-import { FixedIndex, MAX_INDEX_BYTES } from '../format/fixed-index.js';
-import { decodeFrame } from '../format/lz4-frame.js';
+import { type FixedIndex, decodeIndex } from '../format/fixed-index.js';
 import { type Manifest, parseManifestText } from '../format/manifest.js';
 import { FormatError } from '../errors.js';
 import { HttpClient, type HttpClientOptions } from './http.js';
@@ -158,11 +157,7 @@ export class RepositoryClient {
   }
 
   async index(digest: string): Promise<FixedIndex> {
-    const frame = await this.http.bytes(`/indexes/${digest}`);
-    const data = decodeFrame(frame, MAX_INDEX_BYTES, `index ${digest}`);
-    const actual = digestOf(data);
-    if (actual !== digest) throw new FormatError(`index ${digest} from the server hashes to ${actual}`);
-    return FixedIndex.parse(data, `index ${digest}`);
+    return decodeIndex(await this.http.bytes(`/indexes/${digest}`), digest);
   }
 
   /** Trade a technician's restore code for a token scoped to one machine (no token needed). */

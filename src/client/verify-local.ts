@@ -1,8 +1,7 @@
 // Verification on the client, trusting nothing the server says: every chunk is fetched,
 // decompressed and re-hashed here, each index is checked against its root digest, and
 // each volume is reassembled and compared with the content digest in the manifest.
-import { FormatError } from '../errors.js';
-import { ContentHasher } from '../format/digest.js';
+import { contentDigestOfPieces, volumeChunks } from '../format/chunk-stream.js';
 import { manifestVolumes } from '../format/manifest.js';
 import type { RepositoryClient } from './repository.js';
 
@@ -25,34 +24,16 @@ export async function verifyLocally(client: RepositoryClient, reference: string,
     report.volumes.push(entry);
     try {
       const index = await client.index(volume.index);
-      const hasher = new ContentHasher();
-      // Fetch ahead in parallel, hash strictly in order.
-      const ahead = new Map<number, Promise<Buffer>>();
-      const fetchAt = (position: number) => {
-        const digest = index.get(position);
-        if (!digest || ahead.has(position)) return;
-        const fetched = client.chunk(digest, volume.chunkSize);
-        // Awaited in order below; a failure ahead must not go unhandled meanwhile.
-        fetched.catch(() => undefined);
-        ahead.set(position, fetched);
-      };
-      for (let position = 0; position < index.chunkCount; position++) {
-        for (let next = position; next < Math.min(index.chunkCount, position + 8); next++) fetchAt(next);
-        const length = index.chunkLength(position);
-        const pending = ahead.get(position);
-        if (!pending) hasher.updateZeros(length);
-        else {
-          const data = await pending;
-          ahead.delete(position);
-          if (data.length !== length) throw new FormatError(`chunk at position ${position} holds ${data.length} bytes, expected ${length}`);
-          hasher.update(data);
-          report.chunksVerified++;
-          report.bytesFetched += data.length;
-        }
-        done += length;
+      const chunks = volumeChunks(index, (digest) => client.chunkFrame(digest), {
+        onLoaded: (bytes) => {
+          report.bytesFetched += bytes.length;
+        },
+      });
+      entry.computed = await contentDigestOfPieces(chunks, (chunk) => {
+        if (chunk.digest !== null) report.chunksVerified++;
+        done += chunk.length;
         onProgress?.(done, total);
-      }
-      entry.computed = hasher.digest();
+      });
       entry.ok = entry.computed === volume.contentDigest;
       if (!entry.ok) entry.problem = `reassembled volume hashes to ${entry.computed}, the manifest says ${volume.contentDigest}`;
     } catch (error) {

@@ -1,9 +1,10 @@
 // The fixed index of one volume: a 64-byte header and one 32-byte chunk digest per
 // chunk position, all-zero for a hole. It is stored like a chunk (LZ4 frame) and
 // named by the BLAKE3 of its uncompressed bytes: the volume's index root digest.
-import { FormatError } from '../errors.js';
+import { DigestMismatchError, FormatError } from '../errors.js';
 import { DIGEST_BYTES, ZERO_DIGEST, digestOf } from './digest.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from './chunk.js';
+import { decodeFrame } from './lz4-frame.js';
 
 export const INDEX_MAGIC = Buffer.from('B365FIDX', 'latin1');
 export const INDEX_VERSION = 1;
@@ -111,4 +112,12 @@ export class FixedIndex {
       throw new RangeError(`chunk position ${position} outside 0..${this.chunkCount - 1}`);
     }
   }
+}
+
+/** A stored index (its LZ4 frame) decoded, proven to hash to `digest`, and parsed. */
+export function decodeIndex(frame: Buffer, digest: string, what = `index ${digest}`): FixedIndex {
+  const data = decodeFrame(frame, MAX_INDEX_BYTES, what);
+  const actual = digestOf(data);
+  if (actual !== digest) throw new DigestMismatchError(digest, actual, what);
+  return FixedIndex.parse(data, what);
 }
