@@ -49,6 +49,16 @@ t.test('a port below 1024 keeps exactly CAP_NET_BIND_SERVICE', async (t) => {
   t.match(printed.stdout, /^CapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE$/m);
 });
 
+t.test("the service serves the certificate and names it is given, by absolute paths", async (t) => {
+  const directory = await tempDir(t, 'b365-server-unit-tls-');
+  const printed = await b365(['server', 'install', '--print', '--allow-build-tree', '--tls-name', 'backup.example.org', '--tls-name', '192.0.2.7', '--tls-cert', 'site.crt', '--tls-key', 'site.key'], { cwd: directory });
+  t.equal(printed.exitCode, 0, printed.stderr);
+  t.same(execStart(printed.stdout).slice(-8), ['--tls-cert', path.join(directory, 'site.crt'), '--tls-key', path.join(directory, 'site.key'), '--tls-name', 'backup.example.org', '--tls-name', '192.0.2.7']);
+  const half = await b365(['server', 'install', '--print', '--allow-build-tree', '--tls-cert', '/etc/site.crt']);
+  t.equal(half.exitCode, 2, 'a certificate without its key is refused');
+  t.match(half.stderr, /--tls-cert and --tls-key go together/);
+});
+
 t.test('Node cannot run under MemoryDenyWriteExecute, so the unit does not ask for it', async (t) => {
   t.notMatch((await b365(['server', 'install', '--print', '--allow-build-tree'])).stdout, /^MemoryDenyWriteExecute=yes/m);
   // PR_SET_MDWE (Linux 6.3) is the kernel's own form of the same rule.

@@ -12,13 +12,14 @@ export interface CliResult {
   json: any;
 }
 
-export async function b365(args: string[], options: { env?: Record<string, string | undefined>; input?: string; timeout?: number; cancelSignal?: AbortSignal } = {}): Promise<CliResult> {
+export async function b365(args: string[], options: { env?: Record<string, string | undefined>; input?: string; timeout?: number; cancelSignal?: AbortSignal; cwd?: string } = {}): Promise<CliResult> {
   const execaOptions: Options = {
     reject: false,
     env: { B365_LOG_LEVEL: 'warn', ...options.env },
     input: options.input,
     timeout: options.timeout ?? 600_000,
     cancelSignal: options.cancelSignal,
+    ...(options.cwd ? { cwd: options.cwd } : {}),
     stripFinalNewline: false,
   };
   const result = await execa(process.execPath, [CLI_MAIN, ...args], execaOptions);
