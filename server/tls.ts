@@ -98,7 +98,6 @@ async function createSelfSigned(files: CertificateFiles, names: string[]): Promi
     // Key first: a certificate on disk always has its key beside it.
     await writePrivateFile(files.key, await fs.readFile(key, 'utf8'));
     await writePrivateFile(files.cert, await fs.readFile(cert, 'utf8'));
-    await fs.chmod(files.cert, 0o644);
   } finally {
     await fs.rm(work, { recursive: true, force: true });
   }

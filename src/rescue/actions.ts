@@ -17,7 +17,16 @@ export interface Connection {
   /** The machine a restore code is tied to; null for a token that is not tied to one. */
   machine: string | null;
   via: 'code' | 'token';
+  /** What a restore code allows: `restore` reads images only, `machine` (made with --capture) also writes them. */
+  role: 'restore' | 'machine' | null;
   expiresAt: string | null;
+}
+
+/** Refused before a disk is read: a plain restore code may read its machine's images, never write one. */
+export function assertMayCapture(connection: Connection): void {
+  if (connection.role !== 'restore') return;
+  const machine = connection.machine ?? 'this machine';
+  throw new ForbiddenError(`this restore code lets the rescue USB restore ${machine}, but it cannot write images; ask for one made with \`b365 restore-code create --machine ${machine} --capture\``);
 }
 
 export interface Credentials {
@@ -47,7 +56,7 @@ export async function connect(server: string, credentials: Credentials, options:
       try {
         const exchanged = await RepositoryClient.exchangeRestoreCode(server, credentials.code, { retryForMs: 0, signal: options.signal, fingerprint });
         const client = new RepositoryClient({ server, token: exchanged.token, log: options.log, signal: options.signal, fingerprint });
-        return { client, machine: exchanged.machine, via: 'code', expiresAt: exchanged.expiresAt };
+        return { client, machine: exchanged.machine, via: 'code', role: exchanged.role, expiresAt: exchanged.expiresAt };
       } catch (error) {
         if (!worthRetrying(error) || Date.now() >= deadline) throw error;
         await sleep(2000);
@@ -63,7 +72,7 @@ export async function connect(server: string, credentials: Credentials, options:
     await client.close();
     throw error;
   });
-  return { client, machine: null, via: 'token', expiresAt: null };
+  return { client, machine: null, via: 'token', role: null, expiresAt: null };
 }
 
 /** `latest`, a timestamp or a full id, for the given machine. */

@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { assertMachineName } from '../format/image-ref.js';
 import { formatBytes, formatDuration } from '../cli/output.js';
 import { VERSION } from '../version.js';
-import { captureFrom, connect, loadImage, restoreOnto, type ActionProgress, type Connection } from './actions.js';
+import { assertMayCapture, captureFrom, connect, loadImage, restoreOnto, type ActionProgress, type Connection } from './actions.js';
 import { checkServerUrl, kernelFingerprint, networkSettings, parseAfter, type AfterAction } from './cmdline.js';
 import { assertWritable, confirmsDisk, describeDisk, diskWithSerial, listDisks, offeredDisks, type DiskCandidate } from './disks.js';
 import { configureNetwork, listInterfaces } from './network.js';
@@ -229,6 +229,12 @@ async function restoreFlow(options: InteractiveOptions, connection: Connection):
 
 async function captureFlow(options: InteractiveOptions, connection: Connection): Promise<boolean> {
   const { prompter } = options;
+  try {
+    assertMayCapture(connection);
+  } catch (error) {
+    prompter.say(`  ${(error as Error).message}`);
+    return false;
+  }
   const machine = await prompter.ask('Machine name to store the image under', {
     default: connection.machine ?? options.parameters.get('b365.machine'),
     check: promptCheck(assertMachineName),

@@ -6,7 +6,7 @@ import { errorMessage, ExitCode, UntrustedServerError, UsageError, UserError, Ve
 import type { Logger } from '../log.js';
 import { formatBytes, formatDuration } from '../cli/output.js';
 import { isLoopbackHost } from '../listen.js';
-import { captureFrom, connect, failureCode, imageReference, loadImage, resultLine, restoreOnto, type ActionProgress, type Connection } from './actions.js';
+import { assertMayCapture, captureFrom, connect, failureCode, imageReference, loadImage, resultLine, restoreOnto, type ActionProgress, type Connection } from './actions.js';
 import type { UnattendedSettings } from './cmdline.js';
 import type { ConsoleEcho } from './console.js';
 import { describeDisk, waitForDisk } from './disks.js';
@@ -85,6 +85,7 @@ export async function runUnattended(options: UnattendedOptions): Promise<void> {
       for (const check of report.checks) say(`B365: check ${check.ok ? 'ok' : 'FAILED'}: ${check.check}: ${check.detail}`);
       say(resultLine({ status: 'ok', action: 'restore', image: report.image, target: report.target, bytes: report.bytesWritten, verified: report.verified ? 'yes' : 'no', seconds: Math.round((Date.now() - started) / 1000) }));
     } else {
+      assertMayCapture(connection);
       const disk = await waitForDisk(settings.disk, settings.diskWaitSeconds * 1000);
       say(`B365: source ${describeDisk(disk).replace(/\s+/g, ' ')}`);
       const report = await captureFrom({ client: connection.client, machine, disk, log, signal: options.signal, onProgress: progressPrinter(say) });

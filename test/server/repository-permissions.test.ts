@@ -9,7 +9,7 @@ import { SERVER_NODE_OPTIONS } from '../../server/main.js';
 import { adminTokenNotice } from '../../src/cli/commands/server.js';
 import { b365, CLI_MAIN } from '../helpers/cli.js';
 import { writeLargeDistinctFile } from '../helpers/content.js';
-import { serverListening } from '../helpers/server.js';
+import { printedFingerprint, serverListening } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
 
 interface Started {
@@ -73,13 +73,13 @@ t.test('a repository is private, and the first admin token stays out of logs', a
 
   t.equal(await modeOf(repo), '0700', 'repository root');
   t.equal(await modeOf(path.join(repo, 'tmp')), '0700', 'tmp/');
-  for (const file of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm', 'admin.token', 'keys/signing.pem']) {
+  for (const file of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm', 'admin.token', 'keys/signing.pem', 'keys/tls.key', 'keys/tls.crt']) {
     t.equal(await modeOf(path.join(repo, file)), '0600', file);
   }
 
   const source = path.join(base, 'disk.img');
   await writeLargeDistinctFile(source, 3 << 20, 5);
-  const env = { B365_SERVER: server.url, B365_TOKEN: token, B365_STATE_DIR: path.join(base, 'client-state') };
+  const env = { B365_SERVER: server.url, B365_FINGERPRINT: printedFingerprint(server.stdout()) ?? 'none printed', B365_TOKEN: token, B365_STATE_DIR: path.join(base, 'client-state') };
   const image = await b365(['image', source, '--machine', 'private', '--json'], { env });
   t.equal(image.exitCode, 0, image.stderr);
   const verify = await b365(['verify', image.json.image, '--level', 'content'], { env });
