@@ -4,7 +4,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
-import { execLine, writeFileAtomically } from '../install/systemd.js';
+import { KERNEL_AND_PROCESS_PROTECTIONS, execLine, writeFileAtomically } from '../install/systemd.js';
 import type { AgentConfig } from './config.js';
 
 export const SERVICE_NAME = 'backup365-agent.service';
@@ -46,18 +46,7 @@ PrivateMounts=yes
 PrivateNetwork=no
 DevicePolicy=closed
 DeviceAllow=block-* r
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-ProtectProc=invisible
-RestrictNamespaces=yes
-RestrictRealtime=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
-KeyringMode=private
+${KERNEL_AND_PROCESS_PROTECTIONS}
 RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
 SystemCallArchitectures=native
 SystemCallFilter=@system-service @pkey

@@ -4,7 +4,7 @@
 // `systemd-analyze security` rates it.
 import path from 'node:path';
 import { UsageError } from '../errors.js';
-import { execLine, writeFileAtomically } from './systemd.js';
+import { KERNEL_AND_PROCESS_PROTECTIONS, execLine, writeFileAtomically } from './systemd.js';
 
 export const SERVER_SERVICE = 'backup365-server.service';
 export const SERVER_USER = 'backup365';
@@ -84,19 +84,8 @@ PrivateTmp=yes
 PrivateDevices=yes
 PrivateUsers=yes
 PrivateMounts=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-ProtectProc=invisible
-RestrictNamespaces=yes
-RestrictRealtime=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
+${KERNEL_AND_PROCESS_PROTECTIONS}
 RemoveIPC=yes
-KeyringMode=private
 DevicePolicy=closed
 # AF_NETLINK: Node lists the host's addresses (for the certificate's names) over netlink.
 RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK

@@ -7,6 +7,20 @@ import { UserError } from '../errors.js';
 
 export const DEFAULT_UNIT_DIRECTORY = '/etc/systemd/system';
 
+/** What neither the server nor the agent needs: kernel settings, other processes, namespaces, realtime, setuid (docs/units.md). */
+export const KERNEL_AND_PROCESS_PROTECTIONS = `ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+KeyringMode=private`;
+
 /** systemd is not the init system here: the files were written, nothing was enabled. */
 export class SystemdAbsentError extends UserError {
   override readonly code = 'systemd_absent';
