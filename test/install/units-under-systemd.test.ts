@@ -12,6 +12,10 @@ import t from 'tap';
 import { MAIN_SCRIPT, programRoot } from '../../src/install/program.js';
 import { tempDir } from '../helpers/tmp.js';
 
+// Where the program is bound inside the container: a checkout under /tmp or /home would be
+// hidden from the services by their own PrivateTmp= and ProtectHome=.
+const PROGRAM_INSIDE = '/opt/backup365-under-test';
+
 const cache = process.env.BOOTMEDIA_CACHE ?? '/var/cache/backup365/bootmedia';
 
 function rescueBase(): string | null {
@@ -62,7 +66,7 @@ Description=checks the Backup365 units
 After=multi-user.target
 [Service]
 Type=oneshot
-Environment=MAIN=${MAIN_SCRIPT}
+Environment=MAIN=${PROGRAM_INSIDE}/${path.relative(programRoot(fs.realpathSync(MAIN_SCRIPT)), fs.realpathSync(MAIN_SCRIPT))}
 ExecStart=/probe/probe.sh
 TimeoutStartSec=240
 [Install]
@@ -89,10 +93,12 @@ t.test('the server and agent units under systemd as PID 1', { skip }, async (t) 
   await fsp.mkdir(probe);
   await fsp.writeFile(path.join(probe, 'probe.sh'), PROBE, { mode: 0o755 });
   const program = programRoot(fs.realpathSync(MAIN_SCRIPT));
-  const binds = new Set([fs.realpathSync(process.execPath), program, fs.realpathSync(path.join(program, 'node_modules'))]);
+  const modules = fs.realpathSync(path.join(program, 'node_modules'));
+  // A node_modules that is a link elsewhere is bound at its own path, where the link points.
+  const binds = [`${program}:${PROGRAM_INSIDE}`, ...(modules === path.join(program, 'node_modules') ? [] : [modules])];
   const boot = await execa(
     'systemd-nspawn',
-    ['-D', root, '--boot', '--register=no', '--keep-unit', '--console=pipe', '--private-network', `--bind=${probe}:/probe`, `--bind-ro=${fs.realpathSync(process.execPath)}:/usr/bin/node`, ...[...binds].slice(1).map((bind) => `--bind-ro=${bind}`)],
+    ['-D', root, '--boot', '--register=no', '--keep-unit', '--console=pipe', '--private-network', `--bind=${probe}:/probe`, `--bind-ro=${fs.realpathSync(process.execPath)}:/usr/bin/node`, ...binds.map((bind) => `--bind-ro=${bind}`)],
     { reject: false, timeout: 300_000 },
   );
   const log = await fsp.readFile(path.join(probe, 'log'), 'utf8').catch(() => '');
