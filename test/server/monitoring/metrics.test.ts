@@ -151,7 +151,7 @@ t.test('metrics after real activity', async (t) => {
   t.test('promtool parses the exposition and finds nothing to lint in ours', async (t) => {
     const result = await promtoolCheck(after.text);
     if (!result.ran) {
-      t.pass('promtool is not installed (Debian package prometheus); the strict parser above stands in');
+      t.skip('promtool is not installed (Debian package prometheus); the strict parser above stands in', () => {});
       return;
     }
     t.ok(result.parsed, result.output);
