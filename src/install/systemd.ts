@@ -36,13 +36,34 @@ export function execLine(words: string[]): string {
   return words.map(quoteForSystemd).join(' ');
 }
 
-/** Temp file, then rename: a reader (or systemd) never sees half a file. */
+/**
+ * Temp file, fsync, rename, fsync of the directory: a reader (or systemd) never sees half a
+ * file, and a power cut right after install leaves the old file or the new one whole.
+ */
 export async function writeFileAtomically(file: string, text: string, mode: number): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+  const directory = path.dirname(file);
+  await fs.mkdir(directory, { recursive: true, mode: 0o755 });
   const temporary = `${file}.tmp`;
-  await fs.writeFile(temporary, text, { mode });
-  await fs.chmod(temporary, mode);
-  await fs.rename(temporary, file);
+  try {
+    const handle = await fs.open(temporary, 'w', mode);
+    try {
+      await handle.chmod(mode);
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(temporary, file);
+  } catch (error) {
+    await fs.rm(temporary, { force: true });
+    throw error;
+  }
+  const handle = await fs.open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** The test systemd itself uses (sd_booted): this directory exists only when systemd is PID 1. */
