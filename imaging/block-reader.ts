@@ -1,7 +1,7 @@
 // Random access to the bytes of one volume: a window of a device or image file, or
 // (for file-level restore) a volume inside an image in the repository.
 import fs from 'node:fs/promises';
-import { FormatError } from '../src/errors.js';
+import { FormatError } from '../src/core/errors.js';
 import { describeDevice, readFully } from './device.js';
 
 export interface BlockReader {

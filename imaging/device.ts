@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import fsExt from 'fs-ext';
-import { NotFoundError, UsageError } from '../src/errors.js';
+import { NotFoundError, UsageError } from '../src/core/errors.js';
 import { RangeList, type Range } from './ranges.js';
 
 const SEEK_END = 2;

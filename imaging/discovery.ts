@@ -4,7 +4,7 @@
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
 import nodeDiskInfo from 'node-disk-info';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../src/core/errors.js';
 import { DeviceBlockReader } from './block-reader.js';
 import { describeDevice } from './device.js';
 import { filesystemModules } from './fs/registry.js';

@@ -1,7 +1,7 @@
 // A volume inside an image, readable at any offset without restoring it: only the
 // chunks a read touches are fetched, kept in a memory-bounded LRU cache by digest
 // (src/format/chunk-stream.ts), and sequential reads fetch the next chunks ahead.
-import { FormatError } from '../src/errors.js';
+import { FormatError } from '../src/core/errors.js';
 import { ChunkReader } from '../src/format/chunk-stream.js';
 import type { FixedIndex } from '../src/format/fixed-index.js';
 import type { Volume } from '../src/format/manifest.js';

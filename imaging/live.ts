@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { UnsafeTargetError, UserError } from '../src/errors.js';
+import { UnsafeTargetError, UserError } from '../src/core/errors.js';
 import type { Partition } from '../src/format/manifest.js';
 import type { DeviceInfo } from './device.js';
 

@@ -2,7 +2,7 @@
 // for the field's tools that want a device: fsck, resize2fs, ntfsresize, mkswap.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../src/core/errors.js';
 
 export interface LoopWindow {
   device: string;

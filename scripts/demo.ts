@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { formatBytes, formatDuration } from '../src/cli/output.js';
+import { formatBytes, formatDuration } from '../src/core/units.js';
 import { b365 } from '../test/helpers/cli.js';
 import { attachLoop, makeImageFile, mount, run, sfdisk } from '../test/helpers/disk.js';
 import { startServer } from '../test/helpers/server.js';

@@ -1,9 +1,9 @@
 // The Express application for /api/v1: public routes, then authentication, then the
 // route modules, then JSON errors for everything else.
 import express, { type Express } from 'express';
-import { NotFoundError } from '../src/errors.js';
-import type { Logger } from '../src/log.js';
-import { VERSION } from '../src/version.js';
+import { NotFoundError } from '../src/core/errors.js';
+import type { Logger } from '../src/core/log.js';
+import { VERSION } from '../src/core/version.js';
 import { errorHandler, requireAuth } from './http.js';
 import { openApiDocument } from './openapi.js';
 import type { Repository } from './repository.js';

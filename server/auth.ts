@@ -1,6 +1,6 @@
 // Who is calling and what they may do (DESIGN.md decision 7). Tokens arrive as
 // `Authorization: Bearer <secret>` and are looked up by their SHA-256.
-import { AuthError, ForbiddenError } from '../src/errors.js';
+import { AuthError, ForbiddenError } from '../src/core/errors.js';
 import type { Catalog, Role } from './catalog/catalog.js';
 
 export interface Principal {

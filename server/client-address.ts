@@ -3,7 +3,7 @@
 // X-Forwarded-For is believed, so a client cannot pick the address it is counted as.
 import net from 'node:net';
 import type { IncomingMessage } from 'node:http';
-import { UsageError } from '../src/errors.js';
+import { UsageError } from '../src/core/errors.js';
 
 /** `::ffff:127.0.0.1` is 127.0.0.1: one client, one address, whichever socket family. */
 export function canonicalAddress(address: string): string {

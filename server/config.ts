@@ -4,9 +4,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
-import { parseDurationSeconds } from '../src/duration.js';
-import { FormatError, UsageError } from '../src/errors.js';
-import { Schedule, localTimeZone } from '../src/schedule.js';
+import { parseDurationSeconds } from '../src/core/duration.js';
+import { FormatError, UsageError } from '../src/core/errors.js';
+import { Schedule, localTimeZone } from '../src/core/schedule.js';
 import { TrustedProxies } from './client-address.js';
 
 export interface SmtpSettings {
@@ -94,7 +94,7 @@ export interface HttpSettings {
   trustProxy: string[];
 }
 
-// Read by src/duration.ts, which names the setting when a value does not parse.
+// Read by src/core/duration.ts, which names the setting when a value does not parse.
 const duration = { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', minLength: 1, maxLength: 40 }] };
 const size = { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^\\d+(\\.\\d+)?\\s*([KMGT]i?B?|B)?$' }] };
 const cron = { anyOf: [{ type: 'string', minLength: 1, maxLength: 200 }, { type: 'null' }] };

@@ -2,8 +2,8 @@
 // error handler that turns typed errors into JSON bodies with a stable `code`.
 import { AsyncResource } from 'node:async_hooks';
 import express, { type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
-import { AuthError, ConflictError, ForbiddenError, FormatError, NotFoundError, PayloadTooLargeError, RepositoryFullError, UnavailableError, UnsafeTargetError, UsageError, UserError } from '../src/errors.js';
-import type { Logger } from '../src/log.js';
+import { AuthError, ConflictError, ForbiddenError, FormatError, NotFoundError, PayloadTooLargeError, RepositoryFullError, UnavailableError, UnsafeTargetError, UsageError, UserError } from '../src/core/errors.js';
+import type { Logger } from '../src/core/log.js';
 import { authenticate, type Principal } from './auth.js';
 import { type BodyParser, bodyIdleTimeout } from './body-timeout.js';
 import type { Catalog } from './catalog/catalog.js';

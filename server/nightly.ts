@@ -1,7 +1,7 @@
 // The parts that keep images coming without anyone watching, assembled in one place:
 // policies, run reports, incidents and their notifications, retention, garbage
 // collection, metrics and the maintenance loop that drives them.
-import type { Logger } from '../src/log.js';
+import type { Logger } from '../src/core/log.js';
 import type { ServerConfig } from './config.js';
 import { GarbageCollector } from './jobs/gc.js';
 import { Maintenance } from './jobs/maintenance.js';

@@ -4,7 +4,7 @@
 import { components } from './api-schemas/common.js';
 import { operations } from './api-schemas/index.js';
 import type { Operation, ResponseSpec, Schema } from './api-schemas/operation.js';
-import { VERSION } from '../src/version.js';
+import { VERSION } from '../src/core/version.js';
 
 export { operations };
 export type { Operation };

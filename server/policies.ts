@@ -1,6 +1,6 @@
 // Policies kept by the server: the default one and each machine's differences from
 // it. The effective policy of a machine is builtin defaults < default < machine.
-import { NotFoundError, UsageError } from '../src/errors.js';
+import { NotFoundError, UsageError } from '../src/core/errors.js';
 import { assertMachineName } from '../src/format/image-ref.js';
 import { DEFAULT_POLICY_NAME, type Policy, type PolicyOverrides, builtinPolicy, effectivePolicy, mergeOverrides, parsePolicyOverrides } from '../src/format/policy.js';
 import type { Catalog } from './catalog/catalog.js';

@@ -3,15 +3,15 @@
 // one step that makes an image exist.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Clock } from '../src/clock.js';
-import { ConflictError, DigestMismatchError, ForbiddenError, FormatError, MissingObjectsError, NotFoundError, RepositoryFullError, UsageError } from '../src/errors.js';
+import type { Clock } from '../src/core/clock.js';
+import { ConflictError, DigestMismatchError, ForbiddenError, FormatError, MissingObjectsError, NotFoundError, RepositoryFullError, UsageError } from '../src/core/errors.js';
 import { MAX_CHUNK_SIZE } from '../src/format/chunk.js';
 import { assertDigest, digestOf } from '../src/format/digest.js';
 import { FixedIndex, MAX_INDEX_BYTES, decodeIndex } from '../src/format/fixed-index.js';
 import { imageId, parseImageRef, timestampOf } from '../src/format/image-ref.js';
 import { decodeFrame } from '../src/format/lz4-frame.js';
 import { type Manifest, diskKeysOf, manifestVolumes, parseManifest, parseManifestText } from '../src/format/manifest.js';
-import type { Logger } from '../src/log.js';
+import type { Logger } from '../src/core/log.js';
 import { type Principal, requireMachineAccess, requireRole } from './auth.js';
 import { Catalog, type ImageRecord, type ObjectKind, type SessionRecord } from './catalog/catalog.js';
 import { writePrivateFile } from './private-file.js';

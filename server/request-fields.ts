@@ -1,6 +1,6 @@
 // Request fields that bound something (lifetimes), checked before anything is written,
 // so a bad value is refused with 400 naming the field and its range.
-import { UsageError } from '../src/errors.js';
+import { UsageError } from '../src/core/errors.js';
 
 export const MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600;
 

@@ -4,7 +4,7 @@
 // headers, where secrets could travel, are never logged.
 import { randomUUID } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
-import { type Logger, logContext } from '../src/log.js';
+import { type Logger, logContext } from '../src/core/log.js';
 import type { Principal } from './auth.js';
 import { clientAddress, type TrustedProxies } from './client-address.js';
 

@@ -3,7 +3,7 @@
 // Wrong guesses are rate limited per client address (never overall, so nobody can lock
 // a technician out); every use is written to the audit trail. docs/security.md.
 import { randomInt } from 'node:crypto';
-import { AuthError, NotFoundError, UsageError, UserError } from '../src/errors.js';
+import { AuthError, NotFoundError, UsageError, UserError } from '../src/core/errors.js';
 import type { Principal } from './auth.js';
 import { requireRole } from './auth.js';
 import type { RestoreCodeRecord } from './catalog/catalog.js';

@@ -2,7 +2,7 @@
 // not: the agent sends it at start, as it progresses and at the end, and the server
 // closes a report whose agent fell silent. Times are the server's: an agent's clock is
 // corrected by the difference between its `sentAt` and the moment the report arrives.
-import { NotFoundError, UsageError } from '../src/errors.js';
+import { NotFoundError, UsageError } from '../src/core/errors.js';
 import { assertMachineName } from '../src/format/image-ref.js';
 import { type RunOutcome, type RunProgress, type RunReport, type RunState, type RunTrigger, parseRunReport } from '../src/format/run-report.js';
 import { type Principal, requireMachineAccess, requireRole } from './auth.js';

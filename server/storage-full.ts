@@ -1,7 +1,7 @@
 // Recognises "no room left" wherever the repository writes (object files, the catalog's
 // SQLite database, keys and reports), so that every layer reports it as one error the
 // clients understand (`repository_full`, HTTP 507) instead of an internal error.
-import { RepositoryFullError } from '../src/errors.js';
+import { RepositoryFullError } from '../src/core/errors.js';
 
 /** errno codes of a full filesystem or an exhausted quota, and SQLite's own. */
 const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);

@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { NotFoundError, UnavailableError, UsageError, errorMessage } from '../src/errors.js';
+import { NotFoundError, UnavailableError, UsageError, errorMessage } from '../src/core/errors.js';
 import { writePrivateFile } from './private-file.js';
 
 /** Long, because every pinned client must be told the new fingerprint when it changes. */

@@ -4,7 +4,7 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { frameParts } from '../../src/format/lz4-frame.js';
-import { GarbageBudget } from '../../src/gc.js';
+import { GarbageBudget } from '../../src/core/heap-budget.js';
 
 /** An LZ4 frame kept as separate buffers; sent as one body without joining them. */
 export interface Frame {

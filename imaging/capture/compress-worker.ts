@@ -3,7 +3,7 @@
 import * as workerThreads from 'node:worker_threads';
 import { parentPort } from 'node:worker_threads';
 import { encodeBlocks } from '../../src/format/lz4-frame.js';
-import { GarbageBudget } from '../../src/gc.js';
+import { GarbageBudget } from '../../src/core/heap-budget.js';
 
 interface Task {
   id: number;

@@ -2,7 +2,7 @@
 // filesystem module that recognises it (only used blocks are read), and every gap
 // between partitions raw, so boot code, tables and hidden boot areas come back too.
 import fs, { type FileHandle } from 'node:fs/promises';
-import { FormatError } from '../../src/errors.js';
+import { FormatError } from '../../src/core/errors.js';
 import { chunkSizeFor } from '../../src/format/chunk.js';
 import type { Partition, PartitionTable } from '../../src/format/manifest.js';
 import { DeviceBlockReader } from '../block-reader.js';

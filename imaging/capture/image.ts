@@ -4,15 +4,15 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
-import type { RepositoryClient } from '../../src/client/repository.js';
+import type { CaptureRepository } from '../../src/client/ports.js';
 import { SessionStateFile } from '../../src/client/session-state.js';
-import { FormatError, InterruptedError, MissingObjectsError, RepositoryFullError, UserError } from '../../src/errors.js';
+import { FormatError, InterruptedError, MissingObjectsError, RepositoryFullError, UserError } from '../../src/core/errors.js';
 import { encodeFrame } from '../../src/format/lz4-frame.js';
 import { digestOf } from '../../src/format/digest.js';
 import type { FixedIndex } from '../../src/format/fixed-index.js';
 import { type Disk, type ImageStats, type Manifest, MANIFEST_FORMAT, MANIFEST_VERSION, type PartitionTable, type Volume, diskKeysOf } from '../../src/format/manifest.js';
-import { silentLogger, type Logger } from '../../src/log.js';
-import { VERSION } from '../../src/version.js';
+import { silentLogger, type Logger } from '../../src/core/log.js';
+import { VERSION } from '../../src/core/version.js';
 import { CompressPool } from './compress-pool.js';
 import { DigestKeySet } from './digest-set.js';
 import { Uploader } from './uploader.js';
@@ -45,7 +45,7 @@ export interface VolumeHooks {
 }
 
 export interface CaptureOptions extends VolumeHooks {
-  client: RepositoryClient;
+  client: CaptureRepository;
   machine: string;
   disks: DiskPlan[];
   stateDirectory: string;
@@ -75,7 +75,7 @@ interface BaseDigests {
 }
 
 /** The digests of the previous image of these disks: what need not be sent again. */
-async function loadBase(client: RepositoryClient, machine: string, disks: DiskPlan[], log: Logger): Promise<BaseDigests> {
+async function loadBase(client: CaptureRepository, machine: string, disks: DiskPlan[], log: Logger): Promise<BaseDigests> {
   const base: BaseDigests = { image: null, keys: new DigestKeySet(), indexes: new Set() };
   const manifests = new Map<string, Manifest>();
   for (const disk of disks) {
@@ -267,7 +267,7 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
  * or a rare key collision), read those chunks again, send them and commit again.
  */
 async function commitWithRepair(
-  client: RepositoryClient,
+  client: CaptureRepository,
   sessionId: string,
   manifest: Manifest,
   captured: { disk: DiskPlan; plan: VolumePlan; index: FixedIndex }[],

@@ -1,7 +1,7 @@
 // Sends the server only what it lacks: candidate chunks are batched, the server is
 // asked which of the batch are missing, and only those are uploaded, several at a
 // time. Frames waiting here are bounded in bytes, so memory stays flat.
-import type { RepositoryClient } from '../../src/client/repository.js';
+import type { RepositorySink } from '../../src/client/ports.js';
 import type { Frame } from './compress-pool.js';
 
 export interface UploadStats {
@@ -37,7 +37,7 @@ export class Uploader {
   private readonly uploadWaiters: (() => void)[] = [];
 
   constructor(
-    private readonly client: RepositoryClient,
+    private readonly client: RepositorySink,
     private readonly sessionId: string,
     options: UploaderOptions = {},
   ) {

@@ -9,7 +9,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { UnsafeTargetError } from '../../src/errors.js';
+import { UnsafeTargetError } from '../../src/core/errors.js';
 import type { FileStat, FileTree } from '../fs/filesystem.js';
 import { decideOverwrite, type Decision, type OverwriteMode } from './overwrite.js';
 import { walkPaths, type WalkEntry } from './walk.js';

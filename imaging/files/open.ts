@@ -1,11 +1,11 @@
 // Opening a volume's files through the repository client: the chunk source that
 // `files` and `nbd` share.
-import type { RepositoryClient } from '../../src/client/repository.js';
-import { GarbageBudget } from '../../src/gc.js';
+import type { RepositorySource } from '../../src/client/ports.js';
+import { GarbageBudget } from '../../src/core/heap-budget.js';
 import type { ImageVolumeOptions } from '../image-volume.js';
 import { openVolumeFiles, type OpenedVolume } from './volume-files.js';
 
-export async function openImageVolume(client: RepositoryClient, reference: string, selector?: string, options: ImageVolumeOptions = {}): Promise<OpenedVolume & { image: string }> {
+export async function openImageVolume(client: RepositorySource, reference: string, selector?: string, options: ImageVolumeOptions = {}): Promise<OpenedVolume & { image: string }> {
   const { image, manifest } = await client.manifest(reference);
   // Every fetched chunk is a response body and its decoded copy, native memory V8 frees
   // only when it collects: nudge it, as capture does.

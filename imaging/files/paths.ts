@@ -1,6 +1,6 @@
 // Paths inside a volume, as users give them: normalised to '/a/b', and refused when
 // they could reach outside the volume's root ('..'), or carry a NUL byte.
-import { UsageError } from '../../src/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 
 export function normalizeVolumePath(text: string): string {
   if (text.includes('\0')) throw new UsageError(`path ${JSON.stringify(text)} contains a NUL byte`);

@@ -1,7 +1,7 @@
 // Opening the files of one volume of an image: which volume (`--volume N` is the
 // partition number, as in /dev/sdaN; the default is the largest filesystem), and which
 // filesystem module reads it.
-import { NotFoundError, UsageError } from '../../src/errors.js';
+import { NotFoundError, UsageError } from '../../src/core/errors.js';
 import type { FixedIndex } from '../../src/format/fixed-index.js';
 import type { Disk, Manifest, Volume } from '../../src/format/manifest.js';
 import type { FileTree, FilesystemModule } from '../fs/filesystem.js';

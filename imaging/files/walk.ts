@@ -1,7 +1,7 @@
 // Walking paths of a volume: each requested path and, for directories, everything
 // under it, parents before children. Entry names that could escape a target directory
 // ('..', '/', NUL) are reported, never followed.
-import { FormatError, NotFoundError } from '../../src/errors.js';
+import { FormatError, NotFoundError } from '../../src/core/errors.js';
 import type { FileNode, FileStat, FileTree } from '../fs/filesystem.js';
 import { isSafeName, joinVolumePath, normalizeVolumePath } from './paths.js';
 

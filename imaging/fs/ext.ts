@@ -1,7 +1,7 @@
 // ext2/ext3/ext4: the superblock and group descriptors, the used-block map from the
 // block bitmaps (flex_bg, BLOCK_UNINIT, meta_bg, 64bit, bigalloc) and read-only access
 // to the files. The parts live in ./ext/.
-import { FormatError } from '../../src/errors.js';
+import { FormatError } from '../../src/core/errors.js';
 import type { FilesystemInfo } from '../../src/format/manifest.js';
 import type { BlockReader } from '../block-reader.js';
 import { RangeList } from '../ranges.js';

@@ -1,7 +1,7 @@
 // FAT12/16/32 (EFI system partitions, USB sticks): identity as blkid reports it, the
 // used-block map from the FAT, and read-only file access. The parts live in ./fat/;
 // file times, stored by FAT without a zone, are read as UTC (see fat/directory.ts).
-import { errorMessage, FormatError } from '../../src/errors.js';
+import { errorMessage, FormatError } from '../../src/core/errors.js';
 import type { FilesystemInfo } from '../../src/format/manifest.js';
 import type { BlockReader } from '../block-reader.js';
 import { RangeList, type Range } from '../ranges.js';

@@ -2,7 +2,7 @@
 // boot sector past the last cluster), and read-only file access. The format's parts
 // live in ntfs/: boot sector, MFT records and fixups, runlists, indexes, LZNT1.
 import type { BlockReader } from '../block-reader.js';
-import { FormatError, NotFoundError, UserError } from '../../src/errors.js';
+import { FormatError, NotFoundError, UserError } from '../../src/core/errors.js';
 import type { FilesystemInfo } from '../../src/format/manifest.js';
 import { RangeList, type Range } from '../ranges.js';
 import type { CaptureMap, FileTree, FilesystemModule, OpenFilesystem } from './filesystem.js';

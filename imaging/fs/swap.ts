@@ -1,7 +1,7 @@
 // Linux swap areas: only the header page matters (signature, UUID, label, size); the rest
 // is scratch memory, captured as zeros. A swap holding a hibernation image carries another
 // signature (S1SUSPEND, LINHIB0001, ...) and is not detected here, so it is imaged raw.
-import { FormatError, UsageError } from '../../src/errors.js';
+import { FormatError, UsageError } from '../../src/core/errors.js';
 import type { FilesystemInfo } from '../../src/format/manifest.js';
 import type { BlockReader } from '../block-reader.js';
 import { RangeList } from '../ranges.js';

@@ -1,7 +1,7 @@
 // The GUID partition table (UEFI specification, chapter 5): a header at LBA 1 and its
 // entry array, with a backup copy at the end of the disk. Both copies are checked
 // (CRC32s, positions, sizes); a damaged primary falls back to an intact backup.
-import { FormatError } from '../../src/errors.js';
+import { FormatError } from '../../src/core/errors.js';
 import type { Partition, PartitionTable } from '../../src/format/manifest.js';
 import type { BlockReader } from '../block-reader.js';
 import { crc32 } from './crc32.js';

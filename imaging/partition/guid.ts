@@ -1,6 +1,6 @@
 // GUIDs as GPT stores them: 16 bytes whose first three fields are little-endian
 // (the Microsoft layout), written in text as lowercase dashed hex.
-import { FormatError } from '../../src/errors.js';
+import { FormatError } from '../../src/core/errors.js';
 
 export const ZERO_GUID = '00000000-0000-0000-0000-000000000000';
 const GUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

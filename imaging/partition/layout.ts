@@ -1,7 +1,7 @@
 // How a disk divides into what a capture reads: the data partitions, and the gaps
 // between them that hold boot code, partition tables, EBRs and the backup GPT. Gaps
 // are kept byte for byte, so that whatever a boot loader hid there comes back.
-import { FormatError } from '../../src/errors.js';
+import { FormatError } from '../../src/core/errors.js';
 import type { Partition, PartitionTable } from '../../src/format/manifest.js';
 
 export interface Gap {

@@ -1,7 +1,7 @@
 // The DOS (MBR) partition table: four entries in sector 0, and for an extended
 // partition the chain of extended boot records (EBRs) that holds the logical ones.
 // Reading follows Linux and fdisk: logical partitions are numbered from 5 in chain order.
-import { FormatError } from '../../src/errors.js';
+import { FormatError } from '../../src/core/errors.js';
 import type { Partition } from '../../src/format/manifest.js';
 import type { BlockReader } from '../block-reader.js';
 

@@ -1,7 +1,7 @@
 // Which partition table a disk has, read into the manifest's PartitionTable: GPT
 // (behind a protective or hybrid MBR), MBR with its logical partitions, or none.
 // Sector 0 decides, as it does for Linux and libfdisk.
-import { FormatError } from '../../src/errors.js';
+import { FormatError } from '../../src/core/errors.js';
 import type { Partition, PartitionTable } from '../../src/format/manifest.js';
 import type { BlockReader } from '../block-reader.js';
 import { GPT_SIGNATURE, readGpt } from './gpt.js';

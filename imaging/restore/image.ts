@@ -4,8 +4,8 @@
 // volume is read back against the content digest taken at capture, and checked.
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
-import type { RepositoryClient } from '../../src/client/repository.js';
-import { InterruptedError, NotFoundError, VerificationError } from '../../src/errors.js';
+import type { RepositorySource } from '../../src/client/ports.js';
+import { InterruptedError, NotFoundError, VerificationError } from '../../src/core/errors.js';
 import { ContentHasher, digestOf } from '../../src/format/digest.js';
 import type { FixedIndex } from '../../src/format/fixed-index.js';
 import type { Disk, Manifest, PartitionTable, Volume } from '../../src/format/manifest.js';
@@ -20,7 +20,7 @@ import { contentDigestOf, writeVolume } from './volume-writer.js';
 export type { RestoreCheck };
 
 export interface RestoreOptions {
-  client: RepositoryClient;
+  client: RepositorySource;
   reference: string;
   target: string;
   /** Which disk of a multi-disk image; the first by default. */

@@ -6,7 +6,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline/promises';
-import { InterruptedError, UnsafeTargetError } from '../../src/errors.js';
+import { InterruptedError, UnsafeTargetError } from '../../src/core/errors.js';
 import type { Disk } from '../../src/format/manifest.js';
 import { DeviceBlockReader } from '../block-reader.js';
 import type { DeviceInfo } from '../device.js';

@@ -2,15 +2,15 @@
 // each decompressed and proven against its digest before a byte of it is written
 // (src/format/chunk-stream.ts), then written while the next ones arrive.
 import type { FileHandle } from 'node:fs/promises';
-import type { RepositoryClient } from '../../src/client/repository.js';
-import { CorruptChunkError } from '../../src/errors.js';
+import type { RepositorySource } from '../../src/client/ports.js';
+import { CorruptChunkError } from '../../src/core/errors.js';
 import { contentDigestOfPieces, volumeChunks, zeroView } from '../../src/format/chunk-stream.js';
 import type { FixedIndex } from '../../src/format/fixed-index.js';
 import type { Volume } from '../../src/format/manifest.js';
 import { dataRanges, readFully, writeFully } from '../device.js';
 
 export interface VolumeWriteOptions {
-  client: RepositoryClient;
+  client: RepositorySource;
   handle: FileHandle;
   volume: Volume;
   index: FixedIndex;

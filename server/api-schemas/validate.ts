@@ -3,7 +3,7 @@
 // query parameters and the JSON body, with the same schemas the document publishes.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { RequestHandler } from 'express';
-import { UsageError } from '../../src/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { requireRole } from '../auth.js';
 import { principalOf } from '../http.js';
 import { operation as operationById } from './index.js';

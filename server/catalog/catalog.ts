@@ -4,8 +4,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
-import type { Clock } from '../../src/clock.js';
-import { NotFoundError, UsageError } from '../../src/errors.js';
+import type { Clock } from '../../src/core/clock.js';
+import { NotFoundError, UsageError } from '../../src/core/errors.js';
 import { isStorageFull } from '../storage-full.js';
 
 export type Role = 'admin' | 'machine' | 'auditor' | 'restore';

@@ -7,10 +7,10 @@
 // and the catalog row's removal happen in one synchronous step, and an upload of the
 // same object waits for the file to be gone (Repository.removeObjectFile).
 import { randomBytes } from 'node:crypto';
-import { ConflictError, NotFoundError, UsageError } from '../../src/errors.js';
+import { ConflictError, NotFoundError, UsageError } from '../../src/core/errors.js';
 import { timestampOf } from '../../src/format/image-ref.js';
 import { manifestVolumes, parseManifestText } from '../../src/format/manifest.js';
-import type { Logger } from '../../src/log.js';
+import type { Logger } from '../../src/core/log.js';
 import { type Principal, requireRole } from '../auth.js';
 import type { Repository } from '../repository.js';
 import { digestOfChunkKey, manifestKey, parseManifestKey } from '../store/store.js';

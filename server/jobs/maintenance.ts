@@ -2,8 +2,8 @@
 // notifications, and it starts prune, garbage collection and the daily summary when
 // their cron time has come. Due times are judged by the server's clock, not by timers,
 // so a clock moved forward (tests, a suspended host) still runs each job once.
-import type { Logger } from '../../src/log.js';
-import { Schedule } from '../../src/schedule.js';
+import type { Logger } from '../../src/core/log.js';
+import { Schedule } from '../../src/core/schedule.js';
 import type { ServerConfig } from '../config.js';
 import type { Incidents } from '../monitoring/incidents.js';
 import type { Monitor } from '../monitoring/monitor.js';

@@ -3,9 +3,9 @@
 // garbage collection runs: a collection deletes files the listing may already have
 // counted, so each refuses to start while the other is running.
 import { randomBytes } from 'node:crypto';
-import { ConflictError, NotFoundError } from '../../src/errors.js';
+import { ConflictError, NotFoundError } from '../../src/core/errors.js';
 import { timestampOf } from '../../src/format/image-ref.js';
-import type { Logger } from '../../src/log.js';
+import type { Logger } from '../../src/core/log.js';
 import { type Principal, requireRole } from '../auth.js';
 import { type ReindexReport, reindex } from '../reindex.js';
 import type { Repository } from '../repository.js';

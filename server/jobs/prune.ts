@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { timestampOf } from '../../src/format/image-ref.js';
 import { type Retention, RETENTION_KEYS } from '../../src/format/policy.js';
-import type { Logger } from '../../src/log.js';
+import type { Logger } from '../../src/core/log.js';
 import { type Principal, requireRole } from '../auth.js';
 import type { ImageRecord } from '../catalog/catalog.js';
 import type { Policies } from '../policies.js';

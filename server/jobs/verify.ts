@@ -8,7 +8,7 @@
 //  restore-stream  + every volume reassembled in order and compared with its content digest.
 // Each run ends with a report signed by the server's key that names the previous one.
 import { randomBytes } from 'node:crypto';
-import { FormatError, NotFoundError, UsageError } from '../../src/errors.js';
+import { FormatError, NotFoundError, UsageError } from '../../src/core/errors.js';
 import { decodeChunk } from '../../src/format/chunk.js';
 import { contentDigestOfPieces, volumeChunks } from '../../src/format/chunk-stream.js';
 import { digestOf } from '../../src/format/digest.js';

@@ -1,8 +1,8 @@
 // Watches what should happen without anyone watching: each agent's heartbeats, each
 // scheduled run within its window, the outcome of every run, and the repository's
 // free space. Conditions become incidents (incidents.ts); the notifier announces them.
-import type { Logger } from '../../src/log.js';
-import { Schedule } from '../../src/schedule.js';
+import type { Logger } from '../../src/core/log.js';
+import { Schedule } from '../../src/core/schedule.js';
 import type { ServerConfig } from '../config.js';
 import type { Policies } from '../policies.js';
 import type { Repository } from '../repository.js';

@@ -2,7 +2,7 @@
 // for e-mail, and a JSON document for webhooks.
 import type { Incident, IncidentEvent } from '../monitoring/incidents.js';
 import { incidentView } from '../monitoring/incidents.js';
-import { plural } from '../../src/plural.js';
+import { plural } from '../../src/core/plural.js';
 
 export interface Notification {
   /** incident.opened, incident.updated, incident.reminder, incident.resolved, summary.daily */

@@ -1,7 +1,7 @@
 // The notification outbox: every message is written to the catalog first, one row per
 // channel, and delivered from there with retries, so a mail server or webhook receiver
 // that is down delays a notification instead of losing it.
-import type { Logger } from '../../src/log.js';
+import type { Logger } from '../../src/core/log.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { ServerConfig } from '../config.js';
 import { EmailChannel } from './email.js';

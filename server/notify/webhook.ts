@@ -2,7 +2,7 @@
 // (header X-B365-Signature: sha256=<hex>, X-B365-Timestamp: unix seconds), so that the
 // receiver can check origin and freshness with any HMAC tool.
 import { createHmac, randomUUID } from 'node:crypto';
-import { VERSION } from '../../src/version.js';
+import { VERSION } from '../../src/core/version.js';
 import type { WebhookSettings } from '../config.js';
 import type { Notification } from './message.js';
 

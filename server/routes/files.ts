@@ -1,7 +1,7 @@
 // Files inside images over HTTP: a directory lists as JSON, a file comes back as its
 // bytes (with Range), `?archive=tar` streams a tar of the path.
 import { Router } from 'express';
-import { FormatError } from '../../src/errors.js';
+import { FormatError } from '../../src/core/errors.js';
 import { listPath } from '../../imaging/files/listing.js';
 import { normalizeVolumePath } from '../../imaging/files/paths.js';
 import { writeTar } from '../../imaging/files/tar.js';

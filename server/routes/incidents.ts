@@ -1,6 +1,6 @@
 // Incidents, open and past, and the notifications sent about them.
 import { Router } from 'express';
-import { UsageError } from '../../src/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { requireRole } from '../auth.js';
 import { principalOf } from '../http.js';
 import { incidentView, type Incidents } from '../monitoring/incidents.js';

@@ -1,7 +1,7 @@
 // Restore codes: created, listed and revoked by admins; exchanged (without a token)
 // by a technician for a short-lived token scoped to one machine.
 import { Router } from 'express';
-import { UsageError } from '../../src/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { assertMachineName } from '../../src/format/image-ref.js';
 import { requireRole } from '../auth.js';
 import { clientAddress, type TrustedProxies } from '../client-address.js';

@@ -1,6 +1,6 @@
 // Run reports: agents send them (PUT, repeatable), admins and auditors read them.
 import { Router } from 'express';
-import { UsageError } from '../../src/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import type { RunState } from '../../src/format/run-report.js';
 import { jsonBody, principalOf } from '../http.js';
 import { runView, type Runs } from '../runs.js';

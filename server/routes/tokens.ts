@@ -1,6 +1,6 @@
 // Token administration (admin only). A secret is shown once, at creation.
 import { Router } from 'express';
-import { UsageError } from '../../src/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { assertMachineName } from '../../src/format/image-ref.js';
 import { requireRole } from '../auth.js';
 import type { Role, TokenRecord } from '../catalog/catalog.js';

@@ -6,8 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { type Clock, systemClock } from '../../src/clock.js';
-import { NotFoundError } from '../../src/errors.js';
+import { type Clock, systemClock } from '../../src/core/clock.js';
+import { NotFoundError } from '../../src/core/errors.js';
 import { asRepositoryFull } from '../storage-full.js';
 import type { ObjectStat, ObjectStore, PutResult } from './store.js';
 

@@ -4,7 +4,7 @@ import type { Policy } from '../format/policy.js';
 import { parsePolicy } from '../format/policy.js';
 import type { RunReport } from '../format/run-report.js';
 import { HttpClient } from '../client/http.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../core/log.js';
 
 export interface AgentSettings {
   heartbeatSeconds: number;

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { normalizeFingerprint } from '../client/tls-pin.js';
-import { FormatError, UsageError } from '../errors.js';
+import { FormatError, UsageError } from '../core/errors.js';
 
 export const DEFAULT_CONFIG_DIRECTORY = '/etc/backup365';
 export const DEFAULT_AGENT_CONFIG = path.join(DEFAULT_CONFIG_DIRECTORY, 'agent.json');

@@ -1,7 +1,7 @@
 // The disks an agent images when its policy names none: every fixed, writable whole
 // disk the kernel lists (no removable media, optical drives, loop, RAM or zram devices).
 import { execa } from 'execa';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 
 interface LsblkDevice {
   path: string;

@@ -3,7 +3,7 @@
 // foreground and restarts it if it dies. docs/units.md explains the sandbox.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 import { KERNEL_AND_PROCESS_PROTECTIONS, execLine, writeFileAtomically } from '../install/systemd.js';
 import type { AgentConfig } from './config.js';
 

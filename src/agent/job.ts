@@ -3,9 +3,9 @@
 import { captureImage, type CaptureProgress, type CaptureReport } from '../../imaging/capture/image.js';
 import { planSources } from '../../imaging/capture/sources.js';
 import { RepositoryClient } from '../client/repository.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import type { Policy } from '../format/policy.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../core/log.js';
 import { fixedDisks } from './disks.js';
 
 export interface ImageJobOptions {

@@ -2,7 +2,7 @@
 // `b365 agent install` print it: the URL agents dial, the fingerprint they pin, and the
 // token read from a file or stdin (`--token-file -`) so it stays out of shell history.
 import os from 'node:os';
-import { isLoopbackHost } from '../listen.js';
+import { isLoopbackHost } from '../core/listen.js';
 
 /** A loopback URL means the CLI runs on the server: agents elsewhere dial the host's name. */
 export function urlForAgents(server: string): string {

@@ -4,8 +4,8 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { RepositoryClient } from '../client/repository.js';
-import { UsageError } from '../errors.js';
-import { createLogger } from '../log.js';
+import { UsageError } from '../core/errors.js';
+import { createLogger } from '../core/log.js';
 import { installInterruptHandling, processSignal } from './interrupt.js';
 
 export const DEFAULT_SERVER = 'https://127.0.0.1:8365';

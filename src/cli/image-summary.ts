@@ -4,8 +4,9 @@
 import type { ImageInfo } from '../client/repository.js';
 import type { Disk, Manifest, Volume } from '../format/manifest.js';
 import type { VerificationJob } from '../format/verification.js';
-import { formatBytes, formatDuration, tableLines } from './output.js';
-import { plural } from '../plural.js';
+import { tableLines } from './output.js';
+import { formatBytes, formatDuration } from '../core/units.js';
+import { plural } from '../core/plural.js';
 import { formatWhen, type TimeFormat } from './time-format.js';
 
 /** The newest finished verification whose scope covered the image; null if none, undefined if this token cannot see them. */

@@ -3,7 +3,7 @@
 // ends with its own message: what was kept, how to resume); if it has not ended within
 // the deadline the process exits anyway; a second signal exits at once.
 import { setMaxListeners } from 'node:events';
-import { ExitCode } from '../errors.js';
+import { ExitCode } from '../core/errors.js';
 
 /** Exit codes after an interruption, as shells report a death by that signal (128 + number). */
 export const INTERRUPT_EXIT_CODES = { SIGINT: ExitCode.interrupted, SIGTERM: ExitCode.terminated } as const;

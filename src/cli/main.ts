@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // The `b365` command line. User errors print their message and exit with the code of
 // their class (docs/cli.md); anything else is a bug and prints its stack.
-import '../runtime-env.js';
+import '../core/runtime-env.js';
 import { Command, CommanderError } from 'commander';
-import { ExitCode, InterruptedError, UserError } from '../errors.js';
-import { parseLogFormat, setLogFormat } from '../log.js';
-import { VERSION } from '../version.js';
+import { ExitCode, InterruptedError, UserError } from '../core/errors.js';
+import { parseLogFormat, setLogFormat } from '../core/log.js';
+import { VERSION } from '../core/version.js';
 import { installInterruptHandling, interruptedBy, interruptExitCode } from './interrupt.js';
 import { jsonPrinted } from './output.js';
 type Register = (program: Command) => void;

@@ -1,25 +1,8 @@
 // How commands speak: JSON on stdout for scripts (`--json`), short human lines
 // otherwise, and a progress bar on stderr when it is a terminal.
 import cliProgress from 'cli-progress';
-import { plural } from '../plural.js';
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
-
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${ms} ms`;
-  const seconds = ms / 1000;
-  if (seconds < 120) return `${seconds.toFixed(1)} s`;
-  return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
-}
+import { plural } from '../core/plural.js';
+import { formatBytes } from '../core/units.js';
 
 /** Whether a command already printed its JSON result (an error after it adds nothing). */
 export let jsonPrinted = false;

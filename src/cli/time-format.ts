@@ -2,7 +2,7 @@
 // UTC offset, and how long ago (or how soon) that is. `--json` output keeps ISO UTC;
 // only human tables and summaries go through here.
 import type { RepositoryClient } from '../client/repository.js';
-import { localTimeZone } from '../schedule.js';
+import { localTimeZone } from '../core/schedule.js';
 
 export interface TimeFormat {
   /** IANA zone the times are shown in. */

@@ -17,9 +17,9 @@ import {
   UnavailableError,
   UsageError,
   UserError,
-} from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
-import { VERSION } from '../version.js';
+} from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { VERSION } from '../core/version.js';
 import { refuseClearTextOffLoopback } from './plain-http.js';
 import { normalizeFingerprint, PinnedAgent, type PresentedCertificate } from './tls-pin.js';
 

@@ -4,34 +4,12 @@ import { decodeChunk } from '../format/chunk.js';
 import { digestOf } from '../format/digest.js';
 import { type FixedIndex, decodeIndex } from '../format/fixed-index.js';
 import { type Manifest, parseManifestText } from '../format/manifest.js';
-import { FormatError } from '../errors.js';
+import { FormatError } from '../core/errors.js';
 import { HttpClient, type HttpClientOptions } from './http.js';
 import type { VerificationJob } from '../format/verification.js';
+import type { ImageInfo, RepositorySink, RepositorySource, SessionInfo } from './ports.js';
 
-export interface SessionInfo {
-  id: string;
-  machine: string;
-  state: 'open' | 'committed' | 'aborted';
-  parent: string | null;
-  leaseExpiresAt: string;
-  image: string | null;
-}
-
-export interface ImageInfo {
-  id: string;
-  machine: string;
-  timestamp: string;
-  createdAt: string;
-  manifestDigest: string;
-  parent: string | null;
-  diskKeys: string[];
-  sizeBytes: number;
-  usedBytes: number;
-  uploadedBytes: number;
-  storedBytes: number;
-  state: 'ok' | 'failed';
-  stateReason: string | null;
-}
+export type { ImageInfo, SessionInfo } from './ports.js';
 
 export interface MachineInfo {
   name: string;
@@ -66,7 +44,7 @@ export interface RestoreCodeInfo {
 
 const enc = encodeURIComponent;
 
-export class RepositoryClient {
+export class RepositoryClient implements RepositorySink, RepositorySource {
   readonly http: HttpClient;
 
   constructor(options: HttpClientOptions) {

@@ -8,7 +8,7 @@ import https from 'node:https';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { UntrustedServerError, UsageError } from '../errors.js';
+import { UntrustedServerError, UsageError } from '../core/errors.js';
 
 /** Debian's bundle of the CAs the administrator trusts (update-ca-certificates). */
 const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';

@@ -3,7 +3,7 @@
 // each volume is reassembled and compared with the content digest in the manifest.
 import { contentDigestOfPieces, volumeChunks } from '../format/chunk-stream.js';
 import { manifestVolumes } from '../format/manifest.js';
-import type { RepositoryClient } from './repository.js';
+import type { RepositorySource } from './ports.js';
 
 export interface LocalVerification {
   image: string;
@@ -14,7 +14,7 @@ export interface LocalVerification {
   result: 'ok' | 'failed';
 }
 
-export async function verifyLocally(client: RepositoryClient, reference: string, onProgress?: (done: number, total: number) => void): Promise<LocalVerification> {
+export async function verifyLocally(client: RepositorySource, reference: string, onProgress?: (done: number, total: number) => void): Promise<LocalVerification> {
   const { image, manifest } = await client.manifest(reference);
   const report: LocalVerification = { image: image.id, manifestDigest: image.manifestDigest, volumes: [], chunksVerified: 0, bytesFetched: 0, result: 'ok' };
   const total = [...manifestVolumes(manifest)].reduce((sum, { volume }) => sum + volume.size, 0);

@@ -1,7 +1,7 @@
 // A volume's chunks read back from wherever they are stored: each fetched once, decoded
 // and proven against its digest before anyone sees a byte of it. Restore, verification
 // (client and server) and file access all walk volumes through this one module.
-import { CorruptChunkError, FormatError, UserError } from '../errors.js';
+import { CorruptChunkError, FormatError, UserError } from '../core/errors.js';
 import { decodeChunk } from './chunk.js';
 import { ContentHasher } from './digest.js';
 import type { FixedIndex } from './fixed-index.js';

@@ -1,6 +1,6 @@
 // A chunk is a run of volume bytes named by BLAKE3-256 of those bytes and stored as
 // one LZ4 frame, so `lz4 -dc CHUNK | b3sum` prints the chunk's own name.
-import { DigestMismatchError, UsageError } from '../errors.js';
+import { DigestMismatchError, UsageError } from '../core/errors.js';
 import { digestOf } from './digest.js';
 import { decodeFrame, encodeFrame } from './lz4-frame.js';
 

@@ -1,7 +1,7 @@
 // BLAKE3-256 digests: the names of chunks, indexes and volumes. Always 64 lowercase
 // hex characters on the wire and on disk; 32 raw bytes inside indexes and the catalog.
 import { blake3, Blake3Hasher } from '@napi-rs/blake-hash';
-import { FormatError } from '../errors.js';
+import { FormatError } from '../core/errors.js';
 
 export const DIGEST_BYTES = 32;
 export const ZERO_DIGEST = '0'.repeat(64);

@@ -1,7 +1,7 @@
 // The fixed index of one volume: a 64-byte header and one 32-byte chunk digest per
 // chunk position, all-zero for a hole. It is stored like a chunk (LZ4 frame) and
 // named by the BLAKE3 of its uncompressed bytes: the volume's index root digest.
-import { DigestMismatchError, FormatError } from '../errors.js';
+import { DigestMismatchError, FormatError } from '../core/errors.js';
 import { DIGEST_BYTES, ZERO_DIGEST, digestOf } from './digest.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from './chunk.js';
 import { decodeFrame } from './lz4-frame.js';

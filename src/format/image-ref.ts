@@ -1,7 +1,7 @@
 // Image identities. The server names an image `<machine>@<timestamp>` with the time it
 // committed it, in ISO 8601 basic form (20261126T020013Z), which sorts and is safe in
 // file names and URLs. Users may also say `<machine>@latest`.
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 import { MACHINE_NAME_PATTERN } from './manifest.js';
 
 const machinePattern = new RegExp(MACHINE_NAME_PATTERN);

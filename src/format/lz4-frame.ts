@@ -3,7 +3,7 @@
 // We write one canonical form and accept only that form, so every stored object reads
 // back with `lz4 -dc` and no frame option can smuggle in unbounded output.
 import lz4 from 'lz4-napi';
-import { FormatError } from '../errors.js';
+import { FormatError } from '../core/errors.js';
 import { xxhash32 } from './xxhash32.js';
 
 export const LZ4_MAGIC = 0x184d2204;

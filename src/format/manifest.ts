@@ -2,7 +2,7 @@
 // table and every volume with its index and content digest. Parsed in one place,
 // against a closed JSON schema, so a bad document fails with the JSON path at fault.
 import { Ajv, type ErrorObject } from 'ajv';
-import { FormatError } from '../errors.js';
+import { FormatError } from '../core/errors.js';
 
 export const MANIFEST_FORMAT = 'backup365-manifest';
 export const MANIFEST_VERSION = 1;

@@ -2,8 +2,8 @@
 // server keeps the images. One default policy; a machine's own policy names only what
 // differs from it. Parsed in one place, for the server's API and the agent's cache.
 import { Ajv, type ErrorObject } from 'ajv';
-import { FormatError, UsageError } from '../errors.js';
-import { Schedule, assertTimeZone } from '../schedule.js';
+import { FormatError, UsageError } from '../core/errors.js';
+import { Schedule, assertTimeZone } from '../core/schedule.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from './chunk.js';
 
 /** How mounted read-write filesystems are read: the same choices as `b365 image`. */

@@ -1,7 +1,7 @@
 // The report of one agent run, as the agent sends it (again and again, as the run
 // progresses, until the server has its final state). Parsed in one place on the server.
 import { Ajv } from 'ajv';
-import { FormatError } from '../errors.js';
+import { FormatError } from '../core/errors.js';
 import { MACHINE_NAME_PATTERN } from './manifest.js';
 
 export type RunState = 'running' | 'ok' | 'failed';

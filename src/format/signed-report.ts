@@ -2,7 +2,7 @@
 // canonical JSON of the report (object keys sorted, no whitespace), so anyone with the
 // server's public key can check a report offline, and any edit breaks it.
 import { createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
-import { FormatError } from '../errors.js';
+import { FormatError } from '../core/errors.js';
 import { digestOf } from './digest.js';
 
 export interface Signature {

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 
 /** The CLI's main script: dist/src/cli/main.js next to this module's dist/src/install/. */
 export const MAIN_SCRIPT = fileURLToPath(new URL('../cli/main.js', import.meta.url));

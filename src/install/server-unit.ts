@@ -3,7 +3,7 @@
 // sockets and nothing else; docs/units.md says what each directive is for and what
 // `systemd-analyze security` rates it.
 import path from 'node:path';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 import { KERNEL_AND_PROCESS_PROTECTIONS, execLine, writeFileAtomically } from './systemd.js';
 
 export const SERVER_SERVICE = 'backup365-server.service';

@@ -1,7 +1,7 @@
 // The dedicated system account the server runs as: created once, like a package's
 // postinst would, with no login shell and the service's state directory as home.
 import { execa } from 'execa';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 
 export async function systemUserExists(name: string): Promise<boolean> {
   return (await execa('getent', ['passwd', name], { reject: false })).exitCode === 0;

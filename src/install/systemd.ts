@@ -3,7 +3,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 
 export const DEFAULT_UNIT_DIRECTORY = '/etc/systemd/system';
 

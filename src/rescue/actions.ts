@@ -8,8 +8,8 @@ import { restoreImage, type RestoreReport } from '../../imaging/restore/image.js
 import { RepositoryClient, type ImageInfo } from '../client/repository.js';
 import { defaultStateDirectory } from '../client/session-state.js';
 import type { Manifest } from '../format/manifest.js';
-import { ForbiddenError, UnavailableError, UsageError, UserError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { ForbiddenError, UnavailableError, UsageError, UserError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { assertWritable, type DiskCandidate } from './disks.js';
 
 export interface Connection {

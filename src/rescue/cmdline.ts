@@ -1,7 +1,7 @@
 // Settings of an unattended rescue run, read from the kernel command line
 // (`b365.action=restore b365.server=URL b365.code=CODE ...`). Parsed and checked in one
 // place, so that a mistyped parameter fails before anything touches a disk.
-import { errorMessage, UsageError } from '../errors.js';
+import { errorMessage, UsageError } from '../core/errors.js';
 import { normalizeFingerprint } from '../client/tls-pin.js';
 import { assertMachineName } from '../format/image-ref.js';
 

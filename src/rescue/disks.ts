@@ -6,8 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { liveSystemView, stackedUses } from '../../imaging/restore/safety.js';
 import { BlockStack } from '../../imaging/stack.js';
-import { formatBytes } from '../cli/output.js';
-import { FormatError, NotFoundError, UnsafeTargetError } from '../errors.js';
+import { formatBytes } from '../core/units.js';
+import { FormatError, NotFoundError, UnsafeTargetError } from '../core/errors.js';
 
 export interface DiskCandidate {
   /** Kernel name, e.g. vda or nvme0n1: what the technician types to confirm. */

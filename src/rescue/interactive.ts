@@ -2,11 +2,11 @@
 // disk, a confirmation that names the disk, restore with progress and its checks; or
 // an offline capture of a disk to the server. Plain numbered questions, no full-screen UI.
 import type { Writable } from 'node:stream';
-import { errorMessage, UserError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { errorMessage, UserError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { assertMachineName } from '../format/image-ref.js';
-import { formatBytes, formatDuration } from '../cli/output.js';
-import { VERSION } from '../version.js';
+import { formatBytes, formatDuration } from '../core/units.js';
+import { VERSION } from '../core/version.js';
 import { assertMayCapture, captureFrom, connect, loadImage, restoreOnto, type ActionProgress, type Connection } from './actions.js';
 import { checkServerUrl, kernelFingerprint, networkSettings, parseAfter, type AfterAction } from './cmdline.js';
 import { assertWritable, confirmsDisk, describeDisk, diskWithSerial, listDisks, offeredDisks, type DiskCandidate } from './disks.js';

@@ -4,7 +4,7 @@
 import fs from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { UnavailableError, UsageError } from '../errors.js';
+import { UnavailableError, UsageError } from '../core/errors.js';
 import type { NetworkSettings } from './cmdline.js';
 
 export interface NetworkInterface {

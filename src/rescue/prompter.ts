@@ -3,7 +3,7 @@
 // a pipe; when the input ends, the pending question fails instead of hanging.
 import readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { InterruptedError } from '../errors.js';
+import { InterruptedError } from '../core/errors.js';
 
 export interface Choice<T> {
   label: string;

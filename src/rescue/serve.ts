@@ -4,8 +4,8 @@
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { errorMessage, NotFoundError, UnavailableError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { errorMessage, NotFoundError, UnavailableError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import type { ServeSettings } from './cmdline.js';
 import type { ConsoleEcho } from './console.js';
 import { configureNetwork } from './network.js';

@@ -4,8 +4,8 @@
 // the admin gave them. Nothing but a TLS handshake happens before that decision.
 import { refuseClearTextOffLoopback } from '../client/plain-http.js';
 import { probeServerCertificate } from '../client/tls-pin.js';
-import { errorMessage } from '../errors.js';
-import { isLoopbackHost } from '../listen.js';
+import { errorMessage } from '../core/errors.js';
+import { isLoopbackHost } from '../core/listen.js';
 import type { Prompter } from './prompter.js';
 
 /** A fingerprint the server must present, and where it came from (for the messages). */

@@ -2,10 +2,10 @@
 // image, disk, action, then power off or reboot. Progress and one final B365-RESULT
 // line go to every console, so a script watching the serial port knows how it ended.
 import os from 'node:os';
-import { errorMessage, ExitCode, UntrustedServerError, UsageError, UserError, VerificationError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { formatBytes, formatDuration } from '../cli/output.js';
-import { isLoopbackHost } from '../listen.js';
+import { errorMessage, ExitCode, UntrustedServerError, UsageError, UserError, VerificationError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { formatBytes, formatDuration } from '../core/units.js';
+import { isLoopbackHost } from '../core/listen.js';
 import { assertMayCapture, captureFrom, connect, failureCode, imageReference, loadImage, resultLine, restoreOnto, type ActionProgress, type Connection } from './actions.js';
 import type { UnattendedSettings } from './cmdline.js';
 import type { ConsoleEcho } from './console.js';

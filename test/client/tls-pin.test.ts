@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import t from 'tap';
 import { HttpClient } from '../../src/client/http.js';
 import { normalizeFingerprint, probeServerCertificate } from '../../src/client/tls-pin.js';
-import { ExitCode, UntrustedServerError, UsageError } from '../../src/errors.js';
+import { ExitCode, UntrustedServerError, UsageError } from '../../src/core/errors.js';
 import { tempDir } from '../helpers/tmp.js';
 import { certificateAuthority, type CertificateFiles, issuedCertificate, opensslFingerprint, selfSignedCertificate } from '../helpers/tls.js';
 

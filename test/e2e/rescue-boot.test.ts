@@ -4,7 +4,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { VERSION } from '../../src/version.js';
+import { VERSION } from '../../src/core/version.js';
 import { tempDir } from '../helpers/tmp.js';
 import { ensureIso, OVMF, serialLogPath, stage } from './helpers/artifacts.js';
 import { QemuGuest } from './helpers/qemu.js';

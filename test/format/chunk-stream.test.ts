@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import t from 'tap';
-import { CorruptChunkError, DigestMismatchError, FormatError, NotFoundError } from '../../src/errors.js';
+import { CorruptChunkError, DigestMismatchError, FormatError, NotFoundError } from '../../src/core/errors.js';
 import { MIN_CHUNK_SIZE, encodeChunk } from '../../src/format/chunk.js';
 import { ChunkCache, type FetchFrame, type VolumeChunk, contentDigestOfPieces, volumeChunks } from '../../src/format/chunk-stream.js';
 import { ContentHasher, digestOf } from '../../src/format/digest.js';

@@ -1,7 +1,7 @@
 // Kernel command line parsing for unattended rescue runs: every setting, and a clear
 // refusal for each malformed one, before anything could touch a disk.
 import t from 'tap';
-import { UsageError } from '../../src/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { kernelFingerprint, parseKernelCommandLine, serveSettings, unattendedSettings } from '../../src/rescue/cmdline.js';
 
 const base = 'BOOT_IMAGE=/live/vmlinuz boot=live quiet console=ttyS0,115200';

@@ -2,7 +2,7 @@
 // of the image recognised by its serial, and the refusals that protect the wrong disk.
 import path from 'node:path';
 import t from 'tap';
-import { FormatError, UnsafeTargetError } from '../../src/errors.js';
+import { FormatError, UnsafeTargetError } from '../../src/core/errors.js';
 import { assertWritable, confirmsDisk, diskWithSerial, listDisks, offeredDisks, parseLsblk, waitForDisk } from '../../src/rescue/disks.js';
 import { attachLoop, makeImageFile, MiB } from '../helpers/disk.js';
 import { tempDir } from '../helpers/tmp.js';

@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
 import t from 'tap';
 import { RepositoryClient } from '../../src/client/repository.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/core/log.js';
 import { ConsoleEcho } from '../../src/rescue/console.js';
 import { runServe } from '../../src/rescue/serve.js';
 import { attachLoop, makeImageFile, MiB } from '../helpers/disk.js';

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { ExitCode, RepositoryFullError } from '../../src/errors.js';
+import { ExitCode, RepositoryFullError } from '../../src/core/errors.js';
 import { LocalStore } from '../../server/store/local.js';
 import { api } from '../helpers/api.js';
 import { b3sum } from '../helpers/b3sum.js';

@@ -10,7 +10,7 @@ import { digestOf } from '../../src/format/digest.js';
 import { FixedIndex } from '../../src/format/fixed-index.js';
 import { encodeFrame } from '../../src/format/lz4-frame.js';
 import type { Manifest } from '../../src/format/manifest.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import type { Principal } from '../../server/auth.js';
 import { GarbageCollector } from '../../server/jobs/gc.js';
 import { Pruner, isoWeek, selectRetained } from '../../server/jobs/prune.js';

@@ -4,7 +4,7 @@
 // and indirect blocks, xattr blocks) but the bitmaps mark free are captured anyway.
 // Like e2fsck, an inode is in use when its link count is not zero, whatever the inode
 // bitmap says.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { RangeList } from '../../ranges.js';
 import { metadataMarkedFree, rawCaptureMap, ReferencedBlocks, type CaptureMap, type MapWording, type MetadataRegion } from '../used-map-check.js';
 import { fileBlockMap } from './block-map.js';

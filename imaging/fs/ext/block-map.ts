@@ -1,7 +1,7 @@
 // Where a file's blocks are: the extent tree of ext4 (any depth, uninitialized extents
 // kept apart so they read as zeros) or the direct/indirect block map of ext2/3 (up to
 // triple indirect). Both become one sorted list of runs; anything not in it is a hole.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import { crc32cRaw } from './checksums.js';
 import { InodeFlag, type Inode } from './inode.js';
 import { checkBlockRange, readBlock, type ExtVolume } from './volume.js';

@@ -1,7 +1,7 @@
 // Directory entries: read linearly from every directory block (which also covers htree
 // directories, whose index blocks look like empty entries) or from an inline directory,
 // each entry checked the way the kernel's ext4_check_dir_entry checks it.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { FileType } from '../filesystem.js';
 import { crc32cRaw } from './checksums.js';
 import { InodeFlag, type Inode } from './inode.js';

@@ -2,7 +2,7 @@
 // directory listings, file contents (holes and unwritten extents as zeros, inline data),
 // symlink targets and extended attributes. Corruption met on the way becomes a
 // FormatError that names the path being resolved.
-import { FormatError, NotFoundError, UsageError } from '../../../src/errors.js';
+import { FormatError, NotFoundError, UsageError } from '../../../src/core/errors.js';
 import { RangeList, type Range } from '../../ranges.js';
 import type { DirEntry, FileNode, FileStat, FileTree, FileType } from '../filesystem.js';
 import { fileBlockMap, findRun, type FileExtent } from './block-map.js';

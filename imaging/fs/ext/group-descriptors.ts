@@ -1,7 +1,7 @@
 // The block group descriptor table: read in large runs (one run without meta_bg, one
 // block per meta group with it), checked (checksums, bitmap and inode table locations)
 // and kept as flat arrays indexed by group.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { BlockReader } from '../../block-reader.js';
 import { crc16, crc32cRaw, crc32cU32, crc32cZeros } from './checksums.js';
 import { descriptorBlockLocation, groupBlockCount, groupFirstBlock, oldStyleDescriptorBlocks, primarySuperblockBlock } from './layout.js';

@@ -1,7 +1,7 @@
 // Inodes: located through the group descriptors, read from the inode table in 64 KiB
 // pieces kept in a bounded cache, checked (metadata_csum, extra size, file type) and
 // parsed into typed fields (64-bit sizes, 32-bit ids, nanosecond times).
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { FileType } from '../filesystem.js';
 import { LruCache, PromiseCache } from './cache.js';
 import { crc32cRaw, crc32cU32, crc32cZeros } from './checksums.js';

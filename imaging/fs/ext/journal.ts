@@ -2,7 +2,7 @@
 // transactions not yet written in place may hold newer copies of block bitmaps, whose
 // allocations the used-block map must keep, or replaying them after a restore would
 // point files at blocks that were captured as zeros.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import { fileBlockMap, findRun, type FileExtent } from './block-map.js';
 import { InodeTable } from './inode.js';
 import type { ExtVolume } from './volume.js';

@@ -1,7 +1,7 @@
 // The ext2/3/4 superblock (1024 bytes at byte 1024 of the volume): parsed into typed
 // values, checked for a geometry that can exist, and named the way blkid (type, UUID,
 // label) and dumpe2fs (feature names) name them.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import { crc32cRaw } from './checksums.js';
 
 export const SUPERBLOCK_OFFSET = 1024;

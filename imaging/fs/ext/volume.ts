@@ -1,6 +1,6 @@
 // What every part of the file reader shares: the volume, its superblock and group
 // descriptors, and block reads that refuse block numbers outside the filesystem.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { BlockReader } from '../../block-reader.js';
 import type { GroupDescriptors } from './group-descriptors.js';
 import type { Superblock } from './superblock.js';

@@ -1,7 +1,7 @@
 // Extended attributes: the entries stored after the inode's extra fields and in the
 // external attribute block, named with their Linux prefixes, and ext4's compact POSIX
 // ACLs converted to the wire format the kernel hands to getfattr.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import { crc32cRaw, crc32cU64 } from './checksums.js';
 import type { Inode } from './inode.js';
 import type { Superblock } from './superblock.js';

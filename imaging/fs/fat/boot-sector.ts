@@ -1,7 +1,7 @@
 // The FAT boot sector (BIOS parameter block): parsed and checked in this one place
 // into the geometry every other part of the FAT module works from.
 // Field offsets and the cluster-count rule follow Microsoft's FAT specification (fatgen103).
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import { decodeOem } from './codepage.js';
 
 export type FatType = 12 | 16 | 32;

@@ -6,7 +6,7 @@
 // a time shows the same digits as `mdir`/`mcopy -m` print when run with TZ=UTC; a volume
 // written on a machine in another zone is off by that zone's offset, which nothing on
 // the volume can tell us.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { FatGeometry } from './boot-sector.js';
 import { decodeOem } from './codepage.js';
 

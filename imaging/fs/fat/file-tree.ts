@@ -1,7 +1,7 @@
 // Read-only access to the files of a FAT volume: paths resolve through directories in
 // the fixed root region or in cluster chains; file data is read along cluster chains,
 // contiguous clusters in one read.
-import { FormatError, NotFoundError, UsageError } from '../../../src/errors.js';
+import { FormatError, NotFoundError, UsageError } from '../../../src/core/errors.js';
 import type { BlockReader } from '../../block-reader.js';
 import type { DirEntry, FileNode, FileStat, FileTree } from '../filesystem.js';
 import type { FatGeometry } from './boot-sector.js';

@@ -4,7 +4,7 @@
 // read); clusters that directory entries reach but the FAT marks free are captured
 // anyway. Chains are followed leniently here: a free entry ends a chain (that cluster
 // still counts as referenced), a loop or a cluster out of range is skipped with a warning.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { BlockReader } from '../../block-reader.js';
 import type { RangeList } from '../../ranges.js';
 import { metadataMarkedFree, rawCaptureMap, ReferencedBlocks, type CaptureMap, type MapWording } from '../used-map-check.js';

@@ -1,7 +1,7 @@
 // The file allocation table: which clusters are in use (for the used-block map) and the
 // cluster chains of files and directories (for file access), read from the active FAT copy.
 // The table is read in large pieces and cached by the megabyte, never entry by entry.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { BlockReader } from '../../block-reader.js';
 import type { Range } from '../../ranges.js';
 import type { FatGeometry } from './boot-sector.js';

@@ -2,7 +2,7 @@
 // an $ATTRIBUTE_LIST...): resident bytes, or the extents of a non-resident attribute
 // joined into one runlist, with sparse runs, initialized size and LZNT1 compression.
 import type { BlockReader } from '../../block-reader.js';
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { Range } from '../../ranges.js';
 import { decompressLznt1, Lznt1Error } from './lznt1.js';
 import { AttributeFlag, type Attribute } from './mft-record.js';

@@ -2,7 +2,7 @@
 // cannot mount without must be marked allocated, or the bitmap is damaged and the volume
 // is captured raw; clusters in the runlists of in-use MFT records that $Bitmap marks
 // free are captured anyway.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { RangeList } from '../../ranges.js';
 import { metadataMarkedFree, rawCaptureMap, ReferencedBlocks, type CaptureMap, type MapWording, type MetadataRegion } from '../used-map-check.js';
 import type { BootSector } from './boot-sector.js';

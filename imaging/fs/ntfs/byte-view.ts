@@ -1,7 +1,7 @@
 // Bounds-checked little-endian reads over untrusted NTFS structures. Every read that
 // would leave the buffer, and every value a caller rejects, becomes a FormatError that
 // names the structure and the byte offset on the volume (or within the structure).
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 
 export class ByteView {
   /**

@@ -1,7 +1,7 @@
 // Directory indexes ($I30): the B+tree of $FILE_NAME keys rooted in $INDEX_ROOT, with
 // its lower nodes in "INDX" blocks of $INDEX_ALLOCATION. The walk is in key order,
 // visits every entry once, and refuses loops and impossible depths.
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { AttributeData } from './attribute-data.js';
 import { parseFileName, type FileName } from './attributes.js';
 import { ByteView } from './byte-view.js';

@@ -11,7 +11,7 @@
 // - compressed files are decompressed (LZNT1); encrypted (EFS) files cannot be read.
 // Names are matched exactly (ntfs-3g's default is case-sensitive too); lookup also
 // finds a file by its DOS 8.3 name, as ntfs-3g does, though readdir does not list it.
-import { FormatError, NotFoundError, UserError } from '../../../src/errors.js';
+import { FormatError, NotFoundError, UserError } from '../../../src/core/errors.js';
 import { RangeList } from '../../ranges.js';
 import type { DirEntry, FileNode, FileStat, FileTree, FileType } from '../filesystem.js';
 import type { AttributeData } from './attribute-data.js';

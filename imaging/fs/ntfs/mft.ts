@@ -2,7 +2,7 @@
 // fixups applied, and files ("inodes") assembled from their base record plus the
 // extension records their $ATTRIBUTE_LIST points to.
 import type { BlockReader } from '../../block-reader.js';
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import { AttributeData } from './attribute-data.js';
 import { parseAttributeList, parseFileName, parseStandardInformation, type FileName, type StandardInformation } from './attributes.js';
 import type { BootSector } from './boot-sector.js';

@@ -3,7 +3,7 @@
 // device reads as the layout allows; sparse runs and bytes past the initialized
 // size read as zeros.
 import type { BlockReader } from '../../block-reader.js';
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import type { ByteView } from './byte-view.js';
 
 export interface Run {

@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { discoverDisks } from '../../../imaging/discovery.js';
 import { globals } from '../context.js';
-import { formatBytes, printJson } from '../output.js';
+import { printJson } from '../output.js';
+import { formatBytes } from '../../core/units.js';
 
 export function registerDisks(program: Command): void {
   program

@@ -7,10 +7,11 @@ import { listPath, modeString } from '../../../imaging/files/listing.js';
 import { openImageVolume } from '../../../imaging/files/open.js';
 import { OVERWRITE_MODES, type OverwriteMode } from '../../../imaging/files/overwrite.js';
 import { writeTar } from '../../../imaging/files/tar.js';
-import { FormatError, UsageError } from '../../errors.js';
+import { FormatError, UsageError } from '../../core/errors.js';
 import { clientFor, globals } from '../context.js';
-import { fileProgress, formatBytes, formatDuration, printJson } from '../output.js';
-import { plural } from '../../plural.js';
+import { fileProgress, printJson } from '../output.js';
+import { formatBytes, formatDuration } from '../../core/units.js';
+import { plural } from '../../core/plural.js';
 
 export function registerFiles(program: Command): void {
   const files = program.command('files').description('browse and extract files from an image, without restoring the disk');

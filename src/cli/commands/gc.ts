@@ -2,11 +2,12 @@
 // it runs on the server, the command waits for it and reports the bytes reclaimed.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { UserError } from '../../errors.js';
+import { UserError } from '../../core/errors.js';
 import { clientFor, globals } from '../context.js';
-import { parseDurationSeconds } from '../../duration.js';
-import { formatBytes, printJson } from '../output.js';
-import { plural } from '../../plural.js';
+import { parseDurationSeconds } from '../../core/duration.js';
+import { printJson } from '../output.js';
+import { formatBytes } from '../../core/units.js';
+import { plural } from '../../core/plural.js';
 
 interface GcJob {
   id: string;

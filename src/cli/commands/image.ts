@@ -3,14 +3,15 @@ import type { Command } from 'commander';
 import { captureImage, type CaptureReport } from '../../../imaging/capture/image.js';
 import { planSources } from '../../../imaging/capture/sources.js';
 import type { LiveMode } from '../../../imaging/live.js';
-import { UsageError } from '../../errors.js';
+import { UsageError } from '../../core/errors.js';
 import { defaultStateDirectory } from '../../client/session-state.js';
 import { parseChunkSize } from '../../format/chunk.js';
 import { assertMachineName } from '../../format/image-ref.js';
-import { createLogger } from '../../log.js';
+import { createLogger } from '../../core/log.js';
 import { clientFor, globals, interruptSignal } from '../context.js';
-import { byteProgress, formatBytes, formatDuration, printJson } from '../output.js';
-import { plural } from '../../plural.js';
+import { byteProgress, printJson } from '../output.js';
+import { formatBytes, formatDuration } from '../../core/units.js';
+import { plural } from '../../core/plural.js';
 
 interface ImageOptions {
   machine: string;

@@ -1,11 +1,12 @@
 // `b365 images` and `b365 machines`: what the repository holds.
 import type { Command } from 'commander';
 import type { ImageInfo, RepositoryClient } from '../../client/repository.js';
-import { AuthError } from '../../errors.js';
+import { AuthError } from '../../core/errors.js';
 import type { VerificationJob } from '../../format/verification.js';
 import { imageSummary, lastVerificationOf, type LastVerification } from '../image-summary.js';
 import { clientFor, globals } from '../context.js';
-import { formatBytes, printJson, printTable } from '../output.js';
+import { printJson, printTable } from '../output.js';
+import { formatBytes } from '../../core/units.js';
 import { formatWhen, serverTimeFormat } from '../time-format.js';
 
 /** Machine tokens and restore codes may not read verification history: then it is unknown. */

@@ -3,9 +3,9 @@
 import type { Command } from 'commander';
 import { createNbdServer } from '../../../imaging/nbd/server.js';
 import { ImageVolumeReader } from '../../../imaging/image-volume.js';
-import { NotFoundError } from '../../errors.js';
+import { NotFoundError } from '../../core/errors.js';
 import { pickVolume } from '../../../imaging/files/volume-files.js';
-import { parseListen } from '../../listen.js';
+import { parseListen } from '../../core/listen.js';
 import { clientFor, globals } from '../context.js';
 
 export function registerNbd(program: Command): void {

@@ -2,11 +2,11 @@
 // images are kept. NAME is `default` or a machine name.
 import type { Command } from 'commander';
 import type { RepositoryClient } from '../../client/repository.js';
-import { UsageError } from '../../errors.js';
+import { UsageError } from '../../core/errors.js';
 import { parseChunkSize } from '../../format/chunk.js';
 import { LIVE_MODES, type LiveMode, type Policy, type PolicyOverrides, RETENTION_KEYS } from '../../format/policy.js';
 import { clientFor, globals } from '../context.js';
-import { parseDurationSeconds } from '../../duration.js';
+import { parseDurationSeconds } from '../../core/duration.js';
 import { printJson, printTable } from '../output.js';
 import { formatWhen, serverTimeFormat, type TimeFormat } from '../time-format.js';
 

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { clientFor, globals } from '../context.js';
 import { printJson } from '../output.js';
-import { plural } from '../../plural.js';
+import { plural } from '../../core/plural.js';
 
 interface PruneReport {
   dryRun: boolean;

@@ -1,13 +1,14 @@
 // `b365 reports`: one line per agent run (successful or not), newest first; and
 // `b365 incidents`: what the server has raised about runs, agents and space.
 import type { Command } from 'commander';
-import { clockFromEnvironment } from '../../clock.js';
-import { UsageError } from '../../errors.js';
+import { clockFromEnvironment } from '../../core/clock.js';
+import { UsageError } from '../../core/errors.js';
 import type { RunOutcome } from '../../format/run-report.js';
 import { clientFor, globals } from '../context.js';
-import { formatBytes, formatDuration, printJson, printTable } from '../output.js';
-import { isDuration, parseDurationMs } from '../../duration.js';
-import { plural } from '../../plural.js';
+import { printJson, printTable } from '../output.js';
+import { formatBytes, formatDuration } from '../../core/units.js';
+import { isDuration, parseDurationMs } from '../../core/duration.js';
+import { plural } from '../../core/plural.js';
 import { formatWhen, serverTimeFormat } from '../time-format.js';
 
 interface RunView extends RunOutcome {

@@ -4,8 +4,8 @@
 // names (bootmedia/README.md lists the parameters).
 import fs from 'node:fs/promises';
 import type { Command } from 'commander';
-import { errorMessage, ExitCode, UsageError } from '../../errors.js';
-import { createLogger } from '../../log.js';
+import { errorMessage, ExitCode, UsageError } from '../../core/errors.js';
+import { createLogger } from '../../core/log.js';
 import { failureCode, resultLine } from '../../rescue/actions.js';
 import { parseKernelCommandLine, serveSettings, unattendedSettings, type UnattendedSettings } from '../../rescue/cmdline.js';
 import { activeConsoles, ConsoleEcho } from '../../rescue/console.js';

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { assertMachineName } from '../../format/image-ref.js';
 import { clientFor, globals } from '../context.js';
 import { printJson, printTable } from '../output.js';
-import { parseDurationSeconds } from '../../duration.js';
+import { parseDurationSeconds } from '../../core/duration.js';
 import { formatWhen, serverTimeFormat } from '../time-format.js';
 
 export function registerRestoreCode(program: Command): void {

@@ -2,8 +2,9 @@
 import type { Command } from 'commander';
 import { restoreImage, type RestoreReport } from '../../../imaging/restore/image.js';
 import { clientFor, globals, interruptSignal } from '../context.js';
-import { byteProgress, formatBytes, formatDuration, printJson } from '../output.js';
-import { plural } from '../../plural.js';
+import { byteProgress, printJson } from '../output.js';
+import { formatBytes, formatDuration } from '../../core/units.js';
+import { plural } from '../../core/plural.js';
 
 export function printRestoreReport(report: RestoreReport): void {
   const lines = [

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { execa } from 'execa';
-import { UsageError, UserError } from '../../errors.js';
+import { UsageError, UserError } from '../../core/errors.js';
 import { installedCommand } from '../../install/program.js';
 import { DEFAULT_INSTALLED_LISTEN, DEFAULT_INSTALLED_REPO, SERVER_SERVICE, SERVER_STATE_DIRECTORY, SERVER_USER, serverUnit, writeServerUnit } from '../../install/server-unit.js';
 import { ensureSystemUser, systemUserExists } from '../../install/system-user.js';

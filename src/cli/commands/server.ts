@@ -3,11 +3,11 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { clockFromEnvironment } from '../../clock.js';
-import { UserError } from '../../errors.js';
-import { createLogger } from '../../log.js';
+import { clockFromEnvironment } from '../../core/clock.js';
+import { UserError } from '../../core/errors.js';
+import { createLogger } from '../../core/log.js';
 import { printJson } from '../output.js';
-import { plural } from '../../plural.js';
+import { plural } from '../../core/plural.js';
 import { clientFor, globals } from '../context.js';
 import { registerServerInstall } from './server-install.js';
 import { addTlsOptions, certificateNotice, registerFingerprint, reloadOnHangup, transportOf, type TlsFlags } from './server-tls.js';

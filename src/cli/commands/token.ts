@@ -1,10 +1,10 @@
 // `b365 token create|list|revoke`: manage access tokens (admin).
 import type { Command } from 'commander';
-import { UsageError } from '../../errors.js';
+import { UsageError } from '../../core/errors.js';
 import { agentInstallCommand } from '../agent-command.js';
 import { clientFor, globals } from '../context.js';
 import { printJson, printTable } from '../output.js';
-import { parseDurationSeconds } from '../../duration.js';
+import { parseDurationSeconds } from '../../core/duration.js';
 import { formatWhen, serverTimeFormat } from '../time-format.js';
 
 /** What the operator is told about a new token, on stderr (the secret is never repeated there). */

@@ -4,14 +4,14 @@ import fs from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { verifyLocally } from '../../client/verify-local.js';
-import { UsageError, VerificationError } from '../../errors.js';
+import { UsageError, VerificationError } from '../../core/errors.js';
 import { checkSignedDocument, parsePublicKey } from '../../format/signed-report.js';
 import { anonymousClientFor, clientFor, globals } from '../context.js';
 import { helpShowsDefault } from '../help.js';
 import { byteProgress, printJson, printTable } from '../output.js';
 import { formatWhen, serverTimeFormat, type TimeFormat } from '../time-format.js';
 import type { VerificationJob } from '../../format/verification.js';
-import { plural } from '../../plural.js';
+import { plural } from '../../core/plural.js';
 
 interface VerifyOptions {
   all?: boolean;

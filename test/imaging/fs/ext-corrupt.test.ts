@@ -7,7 +7,7 @@ import t from 'tap';
 import { checkRange, DeviceBlockReader, type BlockReader } from '../../../imaging/block-reader.js';
 import { extFilesystem } from '../../../imaging/fs/ext.js';
 import type { FileNode, FileTree } from '../../../imaging/fs/filesystem.js';
-import { FormatError, NotFoundError } from '../../../src/errors.js';
+import { FormatError, NotFoundError } from '../../../src/core/errors.js';
 import { run } from '../../helpers/disk.js';
 import { makeExtImage, MiB, openReader, patternBytes, withMounted } from './ext-fixtures.js';
 

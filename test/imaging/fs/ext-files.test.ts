@@ -8,7 +8,7 @@ import t from 'tap';
 import { dataRanges as seekDataRanges } from '../../../imaging/device.js';
 import { extFilesystem } from '../../../imaging/fs/ext.js';
 import type { RangeList } from '../../../imaging/ranges.js';
-import { NotFoundError } from '../../../src/errors.js';
+import { NotFoundError } from '../../../src/core/errors.js';
 import { run } from '../../helpers/disk.js';
 import { fillSpecialFiles, largePattern, makeExtImage, MiB, openReader, patternBytes, withMounted } from './ext-fixtures.js';
 import { differences, kernelFacts, treeFacts } from './ext-tree-compare.js';

@@ -4,7 +4,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import { DeviceBlockReader } from '../../../imaging/block-reader.js';
 import { fatFilesystem } from '../../../imaging/fs/fat.js';
 import type { FileTree } from '../../../imaging/fs/filesystem.js';

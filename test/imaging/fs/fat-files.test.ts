@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { NotFoundError, UsageError } from '../../../src/errors.js';
+import { NotFoundError, UsageError } from '../../../src/core/errors.js';
 import { fatFilesystem } from '../../../imaging/fs/fat.js';
 import type { FileNode, FileTree } from '../../../imaging/fs/filesystem.js';
 import { Prng, textLike, writeMixedFile } from '../../helpers/content.js';

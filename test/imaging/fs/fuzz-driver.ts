@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Test } from 'tap';
-import { UserError } from '../../../src/errors.js';
+import { UserError } from '../../../src/core/errors.js';
 import type { FilesystemModule, FileNode, FileTree } from '../../../imaging/fs/filesystem.js';
 import type { Range, RangeList } from '../../../imaging/ranges.js';
 import { Prng } from '../../helpers/content.js';

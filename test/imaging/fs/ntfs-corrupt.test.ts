@@ -4,7 +4,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { UserError } from '../../../src/errors.js';
+import { UserError } from '../../../src/core/errors.js';
 import type { FileNode, FileTree } from '../../../imaging/fs/filesystem.js';
 import { ntfsFilesystem } from '../../../imaging/fs/ntfs.js';
 import { Prng, textLike } from '../../helpers/content.js';

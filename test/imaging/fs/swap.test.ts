@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import t from 'tap';
-import { FormatError, UsageError } from '../../../src/errors.js';
+import { FormatError, UsageError } from '../../../src/core/errors.js';
 import { swapFilesystem, swapRecreateArgs } from '../../../imaging/fs/swap.js';
 import { attachLoop, makeImageFile, MiB, sfdisk } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';

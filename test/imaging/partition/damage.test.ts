@@ -3,7 +3,7 @@
 // outside their extended partition are refused; random damage never crashes the reader.
 import fs from 'node:fs/promises';
 import t, { type Test } from 'tap';
-import { FormatError } from '../../../src/errors.js';
+import { FormatError } from '../../../src/core/errors.js';
 import { readPartitionTable } from '../../../imaging/partition/table.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { gptDisk, mbrDisk, MemoryBlockReader, readBytes, readImageTable, sfdiskJson, writeBytes } from './disks.js';

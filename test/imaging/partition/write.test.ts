@@ -4,7 +4,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { UnsafeTargetError } from '../../../src/errors.js';
+import { UnsafeTargetError } from '../../../src/core/errors.js';
 import { DeviceBlockReader } from '../../../imaging/block-reader.js';
 import { diskLayout } from '../../../imaging/partition/layout.js';
 import { readPartitionTable } from '../../../imaging/partition/table.js';

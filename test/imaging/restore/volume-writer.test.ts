@@ -7,7 +7,7 @@ import t from 'tap';
 import { writeVolume } from '../../../imaging/restore/volume-writer.js';
 import { chunkKey } from '../../../server/store/store.js';
 import { RepositoryClient } from '../../../src/client/repository.js';
-import { CorruptChunkError } from '../../../src/errors.js';
+import { CorruptChunkError } from '../../../src/core/errors.js';
 import { type Volume, manifestVolumes } from '../../../src/format/manifest.js';
 import { b3sum } from '../../helpers/b3sum.js';
 import { b365 } from '../../helpers/cli.js';

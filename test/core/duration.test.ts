@@ -1,9 +1,9 @@
 // One reading of durations for every option and every configuration setting.
 import t from 'tap';
-import { policyChange } from '../src/cli/commands/policy.js';
-import { UsageError } from '../src/errors.js';
-import { isDuration, parseDurationMs, parseDurationSeconds } from '../src/duration.js';
-import { parseConfig } from '../server/config.js';
+import { policyChange } from '../../src/cli/commands/policy.js';
+import { UsageError } from '../../src/core/errors.js';
+import { isDuration, parseDurationMs, parseDurationSeconds } from '../../src/core/duration.js';
+import { parseConfig } from '../../server/config.js';
 
 t.test('bare numbers are seconds, units s m h d w', async (t) => {
   t.equal(parseDurationMs('0'), 0);

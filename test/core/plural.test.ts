@@ -1,6 +1,6 @@
 // Counts read as English: "1 file", "0 files", "2 directories".
 import t from 'tap';
-import { plural } from '../src/plural.js';
+import { plural } from '../../src/core/plural.js';
 
 t.test('singular for exactly one, plural otherwise', async (t) => {
   t.equal(plural(1, 'file'), '1 file');

@@ -7,11 +7,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import t from 'tap';
-import { humanLine, syslogPriority } from '../src/log.js';
-import { CLI_MAIN } from './helpers/cli.js';
-import { startServer, type TestServer } from './helpers/server.js';
-import { tempDir } from './helpers/tmp.js';
-import { SERVER_NODE_OPTIONS } from '../server/main.js';
+import { humanLine, syslogPriority } from '../../src/core/log.js';
+import { CLI_MAIN } from '../helpers/cli.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { tempDir } from '../helpers/tmp.js';
+import { SERVER_NODE_OPTIONS } from '../../server/main.js';
 
 const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
 
