@@ -41,7 +41,13 @@ export interface DiskFacts {
   textBytes: number;
   randomBytes: number;
   duplicateBytes: number;
-  day: { editedInPlaceBytes: number; newBytes: number; deletedBytes: number; replacedBytes: number; smallFiles: number };
+  day: {
+    editedInPlaceBytes: number;
+    newBytes: number;
+    deletedBytes: number;
+    replacedBytes: number;
+    smallFiles: number;
+  };
 }
 
 interface Scope {
@@ -75,8 +81,12 @@ export function cacheDirectory(): string {
 export async function benchDisk(log: (line: string) => void = () => undefined): Promise<BenchDisk> {
   const directory = cacheDirectory();
   const factsFile = path.join(directory, 'facts.json');
-  const ready = await fs.readFile(factsFile, 'utf8').then((text) => JSON.parse(text) as DiskFacts, () => null);
-  if (ready) return { before: path.join(directory, 'before.img'), after: path.join(directory, 'after.img'), facts: ready };
+  const ready = await fs.readFile(factsFile, 'utf8').then(
+    (text) => JSON.parse(text) as DiskFacts,
+    () => null,
+  );
+  if (ready)
+    return { before: path.join(directory, 'before.img'), after: path.join(directory, 'after.img'), facts: ready };
 
   // Build next to the cache and rename into place, so a half-built disk is never taken.
   const partial = `${directory}.partial-${process.pid}`;
@@ -135,7 +145,10 @@ async function pickUsrFiles(roots: string[], budget: number): Promise<{ files: s
   const inodes = new Set<string>();
   let bytes = 0;
   for (const root of roots) {
-    const listing = await execa('find', [root, '-xdev', '-type', 'f', '-printf', '%s %i %p\\n'], { reject: false, maxBuffer: 1 << 28 });
+    const listing = await execa('find', [root, '-xdev', '-type', 'f', '-printf', '%s %i %p\\n'], {
+      reject: false,
+      maxBuffer: 1 << 28,
+    });
     const entries = String(listing.stdout)
       .split('\n')
       .filter(Boolean)
@@ -180,7 +193,17 @@ async function buildDisk(scope: Scope, image: string): Promise<Omit<DiskFacts, '
   await execa('mkswap', ['-U', '0b2e1f3a-5c6d-4e7f-8a9b-0c1d2e3f4a5b', '-L', 'swap', loop.partition(2)]);
 
   await execa('mkfs.vfat', ['-F', '32', '-n', 'ESP', '-i', '1234ABCD', loop.partition(1)]);
-  await execa('mkfs.ext4', ['-q', '-F', '-L', 'root', '-U', '3f1c2b4a-5d6e-4f70-8a9b-0c1d2e3f4a5b', '-E', 'lazy_itable_init=0,lazy_journal_init=0', loop.partition(3)]);
+  await execa('mkfs.ext4', [
+    '-q',
+    '-F',
+    '-L',
+    'root',
+    '-U',
+    '3f1c2b4a-5d6e-4f70-8a9b-0c1d2e3f4a5b',
+    '-E',
+    'lazy_itable_init=0,lazy_journal_init=0',
+    loop.partition(3),
+  ]);
 
   // ESP: GRUB's EFI modules and a kernel and initrd (compressed, so incompressible).
   const esp = await fs.mkdtemp(path.join(path.dirname(image), 'esp-'));
@@ -189,7 +212,10 @@ async function buildDisk(scope: Scope, image: string): Promise<Omit<DiskFacts, '
   await writeFile(path.join(esp, 'EFI/debian/initrd.img-6.1.0-bench'), random.bytes(36 * MiB));
   await writeFile(path.join(esp, 'EFI/debian/grub.cfg'), textLike(new Prng(3), 6000));
   const grubModules = '/usr/lib/grub/x86_64-efi';
-  const hasGrub = await fs.access(grubModules).then(() => true, () => false);
+  const hasGrub = await fs.access(grubModules).then(
+    () => true,
+    () => false,
+  );
   if (hasGrub) await execa('cp', ['-r', grubModules, path.join(esp, 'EFI/debian/modules')]);
   const mtools = { env: { MTOOLS_SKIP_CHECK: '1' } };
   await execa('mcopy', ['-s', '-i', loop.partition(1), path.join(esp, 'EFI'), '::/'], mtools);
@@ -197,7 +223,10 @@ async function buildDisk(scope: Scope, image: string): Promise<Omit<DiskFacts, '
 
   const root = await mount(scope, loop.partition(3));
   // Real files: a slice of this machine's /usr, as a system would hold.
-  const usr = await pickUsrFiles(['/usr/include', '/usr/bin', '/usr/sbin', '/usr/lib/python3.11', '/usr/share/doc', '/usr/lib/x86_64-linux-gnu'], USR_BUDGET);
+  const usr = await pickUsrFiles(
+    ['/usr/include', '/usr/bin', '/usr/sbin', '/usr/lib/python3.11', '/usr/share/doc', '/usr/lib/x86_64-linux-gnu'],
+    USR_BUDGET,
+  );
   const list = path.join(path.dirname(image), 'usr-files.txt');
   await fs.writeFile(list, usr.files.join('\n'));
   await execa('sh', ['-c', `tar -cf - --no-recursion -P -T ${list} 2>/dev/null | tar -xpf - -C ${root.path}`]);
@@ -209,7 +238,10 @@ async function buildDisk(scope: Scope, image: string): Promise<Omit<DiskFacts, '
   for (let index = 0; textBytes < TEXT_BUDGET; index++) {
     const size = fileSize(prng, 1024, 2 * MiB);
     const kind = ['documents', 'mail', 'notes', 'logs'][index % 4]!;
-    await writeFile(path.join(root.path, 'home/user', kind, `d${index % 23}`, `${kind}-${index}.txt`), textLike(prng, size));
+    await writeFile(
+      path.join(root.path, 'home/user', kind, `d${index % 23}`, `${kind}-${index}.txt`),
+      textLike(prng, size),
+    );
     textBytes += size;
   }
   // Photos, archives, videos: incompressible.
@@ -227,7 +259,9 @@ async function buildDisk(scope: Scope, image: string): Promise<Omit<DiskFacts, '
   await writeFile(path.join(root.path, 'home/user/vm/disk.qcow2'), mixedContent(new Prng(12), 48 * MiB));
   // Duplicates: a copied source tree and a second copy of some photos.
   await execa('cp', ['-a', path.join(root.path, 'usr/include'), path.join(root.path, 'home/user/backup-include')]);
-  let duplicateBytes = Number((await execa('du', ['-sb', path.join(root.path, 'home/user/backup-include')])).stdout.split('\t')[0]);
+  let duplicateBytes = Number(
+    (await execa('du', ['-sb', path.join(root.path, 'home/user/backup-include')])).stdout.split('\t')[0],
+  );
   for (const photo of photos.filter((_, index) => index % 7 === 0)) {
     const copy = path.join(root.path, 'home/user/photo-backup', path.basename(photo));
     await fs.mkdir(path.dirname(copy), { recursive: true });
@@ -244,7 +278,16 @@ async function buildDisk(scope: Scope, image: string): Promise<Omit<DiskFacts, '
   const espFree = /([\d ]+) bytes free/.exec(String(espListing.stdout));
   const espUsedBytes = espFree ? 256 * MiB - Number(espFree[1]!.replace(/\s/g, '')) : 0;
   await loop.detach();
-  return { ext4UsedBytes, ext4SizeBytes, espUsedBytes, usrBytes: usr.bytes, usrFiles: usr.files.length, textBytes, randomBytes, duplicateBytes };
+  return {
+    ext4UsedBytes,
+    ext4SizeBytes,
+    espUsedBytes,
+    usrBytes: usr.bytes,
+    usrFiles: usr.files.length,
+    textBytes,
+    randomBytes,
+    duplicateBytes,
+  };
 }
 
 /** Files under a directory, sorted, with sizes. */
@@ -286,17 +329,21 @@ async function applyDayOfChanges(scope: Scope, image: string): Promise<DiskFacts
 
   // Database: 2500 random 4 KiB pages; VM disk: 600 random 4 KiB blocks and a few 64 KiB runs.
   const database = path.join(root.path, 'var/lib/app/app.db');
-  for (let page = 0; page < 2500; page++) await overwrite(database, (prng.next() % ((64 * MiB) / 4096)) * 4096, mixedContent(prng, 4096));
+  for (let page = 0; page < 2500; page++)
+    await overwrite(database, (prng.next() % ((64 * MiB) / 4096)) * 4096, mixedContent(prng, 4096));
   const vm = path.join(root.path, 'home/user/vm/disk.qcow2');
-  for (let block = 0; block < 600; block++) await overwrite(vm, (prng.next() % ((48 * MiB) / 4096)) * 4096, mixedContent(prng, 4096));
-  for (let run = 0; run < 20; run++) await overwrite(vm, (prng.next() % ((48 * MiB) / 65536)) * 65536, random.bytes(65536));
+  for (let block = 0; block < 600; block++)
+    await overwrite(vm, (prng.next() % ((48 * MiB) / 4096)) * 4096, mixedContent(prng, 4096));
+  for (let run = 0; run < 20; run++)
+    await overwrite(vm, (prng.next() % ((48 * MiB) / 65536)) * 65536, random.bytes(65536));
 
   // Documents edited in place, logs appended to.
   const documents = (await listFiles(path.join(root.path, 'home/user'))).filter((entry) => entry.file.endsWith('.txt'));
   const edited = documents.filter((entry) => entry.size > 64 << 10);
   for (let count = 0; count < 60; count++) {
     const entry = edited[prng.next() % edited.length]!;
-    const length = Math.min(entry.size, 16 << 10) + (prng.next() % Math.max(1, Math.min(entry.size - (16 << 10), 112 << 10)));
+    const length =
+      Math.min(entry.size, 16 << 10) + (prng.next() % Math.max(1, Math.min(entry.size - (16 << 10), 112 << 10)));
     const offset = prng.next() % Math.max(1, entry.size - length);
     await overwrite(entry.file, offset, textLike(prng, length));
   }
@@ -309,9 +356,11 @@ async function applyDayOfChanges(scope: Scope, image: string): Promise<DiskFacts
   }
 
   // A package update: binaries and libraries replaced by new versions (new file, rename).
-  const usrFiles = (await listFiles(path.join(root.path, 'usr/lib'))).filter((entry) => entry.size > 100 << 10 && entry.size < 2 * MiB);
+  const usrFiles = (await listFiles(path.join(root.path, 'usr/lib'))).filter(
+    (entry) => entry.size > 100 << 10 && entry.size < 2 * MiB,
+  );
   for (let count = 0; count < 24; count++) {
-    const entry = usrFiles[(prng.next() % usrFiles.length)]!;
+    const entry = usrFiles[prng.next() % usrFiles.length]!;
     const bytes = await fs.readFile(entry.file);
     for (let patch = 0; patch < 8; patch++) random.bytes(64).copy(bytes, prng.next() % Math.max(1, bytes.length - 64));
     await fs.writeFile(`${entry.file}.dpkg-new`, bytes);

@@ -24,7 +24,10 @@ export interface ChunkSizeResult {
 const sizeName = (bytes: number) => (bytes >= 1 << 20 ? `${bytes >> 20}M` : `${bytes >> 10}K`);
 const mib = (bytes: number) => (bytes / (1 << 20)).toFixed(1);
 
-export async function benchChunkSize(context: BenchContext, fromDiskSection?: DiskArtifacts): Promise<{ results: ChunkSizeResult[] }> {
+export async function benchChunkSize(
+  context: BenchContext,
+  fromDiskSection?: DiskArtifacts,
+): Promise<{ results: ChunkSizeResult[] }> {
   const { scope, work } = context;
   const disk = await benchDisk(context.log);
   const results: ChunkSizeResult[] = [];
@@ -33,7 +36,14 @@ export async function benchChunkSize(context: BenchContext, fromDiskSection?: Di
     const earlier = fromDiskSection?.b365.rows;
     const repo = fromDiskSection?.b365.server.repo;
     if (earlier && repo && [...(await imageChunkSizes(repo, earlier.latestImage))].join() === String(chunkSize)) {
-      results.push({ chunkSize, full: earlier.full, incremental: earlier.incremental, objects: await storeObjects(repo), index: await imageIndexes(repo, earlier.latestImage), reused: true });
+      results.push({
+        chunkSize,
+        full: earlier.full,
+        incremental: earlier.incremental,
+        objects: await storeObjects(repo),
+        index: await imageIndexes(repo, earlier.latestImage),
+        reused: true,
+      });
       continue;
     }
     const directory = path.join(work, `chunk-size-${sizeName(chunkSize)}`);
@@ -43,12 +53,32 @@ export async function benchChunkSize(context: BenchContext, fromDiskSection?: Di
     // Run once each: the sizes are compared with each other, not with another tool.
     const full = await b365Image(`full, ${sizeName(chunkSize)}`, server, disk.before, machine, option);
     const incremental = await b365Image(`incremental, ${sizeName(chunkSize)}`, server, disk.after, machine, option);
-    results.push({ chunkSize, full, incremental, objects: await storeObjects(server.repo), index: await imageIndexes(server.repo, incremental.report.image), reused: false });
+    results.push({
+      chunkSize,
+      full,
+      incremental,
+      objects: await storeObjects(server.repo),
+      index: await imageIndexes(server.repo, incremental.report.image),
+      reused: false,
+    });
     await server.stop();
     await fs.rm(directory, { recursive: true, force: true });
   }
 
-  const header = ['chunk', 'incr. sent MiB', 'incr. chunks', 'changed raw MiB', 'objects stored', 'index KiB/image', 'index per TiB', 'full wall s', 'incr. wall s', 'full server CPU s', 'incr. CPU s (client+server)', 'load'];
+  const header = [
+    'chunk',
+    'incr. sent MiB',
+    'incr. chunks',
+    'changed raw MiB',
+    'objects stored',
+    'index KiB/image',
+    'index per TiB',
+    'full wall s',
+    'incr. wall s',
+    'full server CPU s',
+    'incr. CPU s (client+server)',
+    'load',
+  ];
   const lines = results.map((result) => [
     `${sizeName(result.chunkSize)}${result.reused ? '*' : ''}`,
     mib(result.incremental.report.bytesUploaded),

@@ -50,7 +50,18 @@ async function manifestOf(repository: Repository, session: string, digests: stri
   const disk = manifest.disks[0]!;
   disk.size = index.volumeSize;
   disk.partitionTable = { type: 'none', partitions: [] };
-  Object.assign(disk.volumes[0]!, { id: 'disk', kind: 'disk', partitionNumber: null, offset: 0, size: index.volumeSize, filesystem: null, method: 'raw', chunkSize: CHUNK_SIZE, index: digestOf(bytes), contentDigest: 'c'.repeat(64) });
+  Object.assign(disk.volumes[0]!, {
+    id: 'disk',
+    kind: 'disk',
+    partitionNumber: null,
+    offset: 0,
+    size: index.volumeSize,
+    filesystem: null,
+    method: 'raw',
+    chunkSize: CHUNK_SIZE,
+    index: digestOf(bytes),
+    contentDigest: 'c'.repeat(64),
+  });
   return manifest;
 }
 
@@ -77,11 +88,19 @@ export async function benchCommitCheck(context: BenchContext): Promise<void> {
       let statsAlone = Number.POSITIVE_INFINITY;
       for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
         const referencing = repository.openSession(ADMIN, { id: randomUUID(), machine: 'bench' }).id;
-        for (let start = 0; start < digests.length; start += 10000) repository.missing(ADMIN, referencing, digests.slice(start, start + 10000));
+        for (let start = 0; start < digests.length; start += 10000)
+          repository.missing(ADMIN, referencing, digests.slice(start, start + 10000));
         checked = Math.min(checked, await timed(() => repository.commit(ADMIN, referencing, manifest)));
         statsAlone = Math.min(statsAlone, await timed(() => absentObjects(repository.store, digests)));
       }
-      lines.push([String(count), `${((count * CHUNK_SIZE) / 2 ** 30).toFixed(0)} GiB`, trusted.toFixed(2), checked.toFixed(2), statsAlone.toFixed(2), `${((statsAlone / count) * 1e6).toFixed(1)} µs`]);
+      lines.push([
+        String(count),
+        `${((count * CHUNK_SIZE) / 2 ** 30).toFixed(0)} GiB`,
+        trusted.toFixed(2),
+        checked.toFixed(2),
+        statsAlone.toFixed(2),
+        `${((statsAlone / count) * 1e6).toFixed(1)} µs`,
+      ]);
     } finally {
       repository.close();
       await fs.rm(directory, { recursive: true, force: true });
@@ -89,5 +108,7 @@ export async function benchCommitCheck(context: BenchContext): Promise<void> {
   }
   process.stdout.write(`\n## Commit: store existence check (page cache warm)\n\n`);
   const load = (await fs.readFile('/proc/loadavg', 'utf8')).split(' ')[0];
-  process.stdout.write(`${renderTable(['chunks', 'image at 512 KiB', 'commit, all uploaded in session (no stat) s', 'commit, all reused (all stat\'ed) s', 'the stats alone s', 'per chunk'], lines)}\n(load average ${load} at the end; best of ${ATTEMPTS} for the reused commit and the stats)\n`);
+  process.stdout.write(
+    `${renderTable(['chunks', 'image at 512 KiB', 'commit, all uploaded in session (no stat) s', "commit, all reused (all stat'ed) s", 'the stats alone s', 'per chunk'], lines)}\n(load average ${load} at the end; best of ${ATTEMPTS} for the reused commit and the stats)\n`,
+  );
 }

@@ -40,7 +40,13 @@ export interface CaptureReportJson {
 /** What the disk benchmark leaves for the restore benchmark. */
 export interface DiskArtifacts {
   disk: BenchDisk;
-  b365: { server: TestServer; env: Record<string, string>; machine: string; fullImage: string; rows?: { full: B365Row; incremental: B365Row; latestImage: string } };
+  b365: {
+    server: TestServer;
+    env: Record<string, string>;
+    machine: string;
+    fullImage: string;
+    rows?: { full: B365Row; incremental: B365Row; latestImage: string };
+  };
   restic: { repository: string; env: Record<string, string>; fullSnapshot: string };
   partclone: { ext: string; vfat: string; table: string };
 }
@@ -58,21 +64,36 @@ export function clientEnv(server: TestServer): Record<string, string> {
 }
 
 /** Run a b365 client command against `server`, with the server's CPU over the same time. */
-export async function measureB365(label: string, server: TestServer, args: string): Promise<Omit<B365Row, 'report'> & { stdout: string }> {
+export async function measureB365(
+  label: string,
+  server: TestServer,
+  args: string,
+): Promise<Omit<B365Row, 'report'> & { stdout: string }> {
   const before = await processUsage(server.process.pid!);
   const row = await measure(label, b365Command(args), { env: clientEnv(server) });
   const after = await processUsage(server.process.pid!);
   return { ...row, serverCpuSeconds: after.cpuSeconds - before.cpuSeconds, serverPeakRssMiB: after.peakRssMiB };
 }
 
-export async function b365Image(label: string, server: TestServer, source: string, machine: string, extra = ''): Promise<B365Row> {
+export async function b365Image(
+  label: string,
+  server: TestServer,
+  source: string,
+  machine: string,
+  extra = '',
+): Promise<B365Row> {
   const row = await measureB365(label, server, `image ${source} --machine ${machine} --json ${extra}`);
   const report = JSON.parse(row.stdout) as CaptureReportJson;
   return { ...row, bytes: report.bytesUploaded, report };
 }
 
 export function resticEnv(repository: string): Record<string, string> {
-  return { ...(process.env as Record<string, string>), RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: 'backup365-bench', RESTIC_PROGRESS_FPS: '0.2' };
+  return {
+    ...(process.env as Record<string, string>),
+    RESTIC_REPOSITORY: repository,
+    RESTIC_PASSWORD: 'backup365-bench',
+    RESTIC_PROGRESS_FPS: '0.2',
+  };
 }
 
 interface ResticRow extends Measurement {
@@ -93,7 +114,11 @@ async function listFiles(directory: string): Promise<Set<string>> {
 /** `restic backup --stdin` of a raw disk: restic's own summary says what it added. */
 async function resticBackup(label: string, repository: string, image: string): Promise<ResticRow> {
   const storedBefore = await directoryBytes(repository);
-  const row = await measure(label, `restic --no-cache backup --stdin --stdin-filename disk.img --host bench --json < ${image}`, { env: resticEnv(repository) });
+  const row = await measure(
+    label,
+    `restic --no-cache backup --stdin --stdin-filename disk.img --host bench --json < ${image}`,
+    { env: resticEnv(repository) },
+  );
   const summary = row.stdout
     .split('\n')
     .filter((line) => line.startsWith('{'))
@@ -111,7 +136,8 @@ async function resticInit(repository: string): Promise<void> {
 
 /** Remove what a step added to a repository directory, so it can run again from the same state. */
 async function rollBack(directory: string, kept: Set<string>, saved: Map<string, string>): Promise<void> {
-  for (const file of await listFiles(directory)) if (!kept.has(file) && !saved.has(file)) await fs.rm(file, { force: true });
+  for (const file of await listFiles(directory))
+    if (!kept.has(file) && !saved.has(file)) await fs.rm(file, { force: true });
   for (const [file, copy] of saved) await fs.copyFile(copy, file);
 }
 
@@ -119,7 +145,10 @@ const mib = (bytes: number) => (bytes / (1 << 20)).toFixed(1);
 const ratio = (ours: number, theirs: number) => (ours / theirs).toFixed(2);
 
 /** The partclone command that images the disk's ext4 (through lz4 -1) and FAT partitions. */
-export async function partcloneImages(loop: LoopDevice, directory: string): Promise<{ command: string; ext: string; vfat: string }> {
+export async function partcloneImages(
+  loop: LoopDevice,
+  directory: string,
+): Promise<{ command: string; ext: string; vfat: string }> {
   await fs.mkdir(directory, { recursive: true });
   const ext = path.join(directory, 'p3.extfs.pcl.lz4');
   const vfat = path.join(directory, 'p1.vfat.pcl');
@@ -129,7 +158,9 @@ export async function partcloneImages(loop: LoopDevice, directory: string): Prom
   return { command, ext, vfat };
 }
 
-export async function benchDiskImaging(context: BenchContext): Promise<{ rows: Measurement[]; checks: string[]; artifacts: DiskArtifacts }> {
+export async function benchDiskImaging(
+  context: BenchContext,
+): Promise<{ rows: Measurement[]; checks: string[]; artifacts: DiskArtifacts }> {
   const { scope, work, policy } = context;
   const disk = await benchDisk(context.log);
   const { facts } = disk;
@@ -138,37 +169,49 @@ export async function benchDiskImaging(context: BenchContext): Promise<{ rows: M
 
   // partclone reads partitions: the disk as a read-only loop device.
   const loop = await attachLoop(scope, disk.before, { readOnly: true });
-  const partclone = await bestOf(policy, async (round) => {
-    const directory = path.join(work, `partclone-${round}`);
-    const { command, ext, vfat } = await partcloneImages(loop, directory);
-    const row = await measure('partclone.extfs | lz4 -1 + partclone.vfat', command);
-    // The pipeline's status is lz4's: a partclone that failed shows as a short image.
-    const extBytes = (await fs.stat(ext)).size;
-    if (extBytes < facts.ext4UsedBytes / 4) throw new Error(`partclone image ${ext} is only ${extBytes} bytes`);
-    return { ...row, bytes: extBytes + (await fs.stat(vfat)).size, directory, ext, vfat };
-  }, { discard: (row) => fs.rm(row.directory, { recursive: true, force: true }) });
+  const partclone = await bestOf(
+    policy,
+    async (round) => {
+      const directory = path.join(work, `partclone-${round}`);
+      const { command, ext, vfat } = await partcloneImages(loop, directory);
+      const row = await measure('partclone.extfs | lz4 -1 + partclone.vfat', command);
+      // The pipeline's status is lz4's: a partclone that failed shows as a short image.
+      const extBytes = (await fs.stat(ext)).size;
+      if (extBytes < facts.ext4UsedBytes / 4) throw new Error(`partclone image ${ext} is only ${extBytes} bytes`);
+      return { ...row, bytes: extBytes + (await fs.stat(vfat)).size, directory, ext, vfat };
+    },
+    { discard: (row) => fs.rm(row.directory, { recursive: true, force: true }) },
+  );
   const table = (await execa('sfdisk', ['--dump', disk.before])).stdout;
   await loop.detach();
 
   // restic: a fresh repository per attempt for the full backup.
-  const resticFull = await bestOf(policy, async (round) => {
-    const repository = path.join(work, `restic-${round}`);
-    await resticInit(repository);
-    return { ...(await resticBackup('restic backup --stdin, full', repository, disk.before)), repository };
-  }, { discard: (row) => fs.rm(row.repository, { recursive: true, force: true }) });
+  const resticFull = await bestOf(
+    policy,
+    async (round) => {
+      const repository = path.join(work, `restic-${round}`);
+      await resticInit(repository);
+      return { ...(await resticBackup('restic backup --stdin, full', repository, disk.before)), repository };
+    },
+    { discard: (row) => fs.rm(row.repository, { recursive: true, force: true }) },
+  );
 
   // b365: a fresh server and repository per attempt for the full image.
   const machine = 'bench-disk';
-  const b365Full = await bestOf(policy, async (round) => {
-    const server = await startServerIn(scope, path.join(work, `b365-${round}`));
-    return { ...(await b365Image('b365 image, full', server, disk.before, machine)), server };
-  }, {
-    ownCpu: (row) => row.cpuSeconds + row.serverCpuSeconds,
-    discard: async (row) => {
-      await row.server.stop();
-      await fs.rm(path.dirname(row.server.repo), { recursive: true, force: true });
+  const b365Full = await bestOf(
+    policy,
+    async (round) => {
+      const server = await startServerIn(scope, path.join(work, `b365-${round}`));
+      return { ...(await b365Image('b365 image, full', server, disk.before, machine)), server };
     },
-  });
+    {
+      ownCpu: (row) => row.cpuSeconds + row.serverCpuSeconds,
+      discard: async (row) => {
+        await row.server.stop();
+        await fs.rm(path.dirname(row.server.repo), { recursive: true, force: true });
+      },
+    },
+  );
   const server = b365Full.server;
 
   // Incrementals: a repeat first puts the repository back as the full backup left it.
@@ -190,26 +233,53 @@ export async function benchDiskImaging(context: BenchContext): Promise<{ rows: M
   await server.restart();
   // A repeat replaces the first incremental: the repository keeps the last one run.
   let latestImage = '';
-  const b365Incremental = await bestOf(policy, async (round) => {
-    if (round > 0) {
-      await server.stop();
-      await rollBack(server.repo, b365Kept, catalogCopies);
-      await server.restart();
-    }
-    const row = await b365Image('b365 image, incremental', server, disk.after, machine);
-    latestImage = row.report.image;
-    return row;
-  }, { ownCpu: (row) => row.cpuSeconds + row.serverCpuSeconds });
+  const b365Incremental = await bestOf(
+    policy,
+    async (round) => {
+      if (round > 0) {
+        await server.stop();
+        await rollBack(server.repo, b365Kept, catalogCopies);
+        await server.restart();
+      }
+      const row = await b365Image('b365 image, incremental', server, disk.after, machine);
+      latestImage = row.report.image;
+      return row;
+    },
+    { ownCpu: (row) => row.cpuSeconds + row.serverCpuSeconds },
+  );
 
   const rows: Measurement[] = [partclone, resticFull, b365Full, resticIncremental, b365Incremental];
   const lines = [
     [partclone, `${mib(partclone.bytes!)} MiB stored (ext4 image through lz4 -1, FAT image plain)`],
-    [resticFull, `${mib(resticFull.dataAdded)} MiB added (restic data_added), ${mib(resticFull.storedAdded)} MiB stored`],
-    [b365Full, `${mib(b365Full.report.bytesUploaded)} MiB uploaded in ${b365Full.report.chunksUploaded} chunks; read ${mib(b365Full.report.bytesRead)} MiB`],
-    [resticIncremental, `${mib(resticIncremental.dataAdded)} MiB added (restic data_added), ${mib(resticIncremental.storedAdded)} MiB stored`],
-    [b365Incremental, `${mib(b365Incremental.report.bytesUploaded)} MiB uploaded in ${b365Incremental.report.chunksUploaded} chunks; ${b365Incremental.report.chunksReused} reused`],
+    [
+      resticFull,
+      `${mib(resticFull.dataAdded)} MiB added (restic data_added), ${mib(resticFull.storedAdded)} MiB stored`,
+    ],
+    [
+      b365Full,
+      `${mib(b365Full.report.bytesUploaded)} MiB uploaded in ${b365Full.report.chunksUploaded} chunks; read ${mib(b365Full.report.bytesRead)} MiB`,
+    ],
+    [
+      resticIncremental,
+      `${mib(resticIncremental.dataAdded)} MiB added (restic data_added), ${mib(resticIncremental.storedAdded)} MiB stored`,
+    ],
+    [
+      b365Incremental,
+      `${mib(b365Incremental.report.bytesUploaded)} MiB uploaded in ${b365Incremental.report.chunksUploaded} chunks; ${b365Incremental.report.chunksReused} reused`,
+    ],
   ] as const;
-  const header = ['step', 'wall s', 'CPU s', 'server CPU s', 'peak RSS MiB', 'server RSS MiB', 'MiB sent/stored', 'load', 'attempts', 'what'];
+  const header = [
+    'step',
+    'wall s',
+    'CPU s',
+    'server CPU s',
+    'peak RSS MiB',
+    'server RSS MiB',
+    'MiB sent/stored',
+    'load',
+    'attempts',
+    'what',
+  ];
   const tableLines = lines.map(([row, what]) => {
     const b365 = 'serverCpuSeconds' in row ? (row as B365Row) : null;
     return [
@@ -227,12 +297,37 @@ export async function benchDiskImaging(context: BenchContext): Promise<{ rows: M
   });
 
   const checks = [
-    target('full image wall vs partclone+lz4', b365Full.wallSeconds / partclone.wallSeconds, 0.6, `${ratio(b365Full.wallSeconds, partclone.wallSeconds)}x`),
-    target('full image wall vs restic full', b365Full.wallSeconds / resticFull.wallSeconds, 1.0, `${ratio(b365Full.wallSeconds, resticFull.wallSeconds)}x`),
-    target('incremental wall vs restic incremental', b365Incremental.wallSeconds / resticIncremental.wallSeconds, 0.5, `${ratio(b365Incremental.wallSeconds, resticIncremental.wallSeconds)}x`),
-    target('incremental uploaded vs restic data_added', b365Incremental.report.bytesUploaded / resticIncremental.dataAdded, 1.0, `${mib(b365Incremental.report.bytesUploaded)} / ${mib(resticIncremental.dataAdded)} MiB = ${ratio(b365Incremental.report.bytesUploaded, resticIncremental.dataAdded)}x (vs restic's stored growth ${mib(resticIncremental.storedAdded)} MiB: ${ratio(b365Incremental.report.bytesUploaded, resticIncremental.storedAdded)}x)`),
+    target(
+      'full image wall vs partclone+lz4',
+      b365Full.wallSeconds / partclone.wallSeconds,
+      0.6,
+      `${ratio(b365Full.wallSeconds, partclone.wallSeconds)}x`,
+    ),
+    target(
+      'full image wall vs restic full',
+      b365Full.wallSeconds / resticFull.wallSeconds,
+      1.0,
+      `${ratio(b365Full.wallSeconds, resticFull.wallSeconds)}x`,
+    ),
+    target(
+      'incremental wall vs restic incremental',
+      b365Incremental.wallSeconds / resticIncremental.wallSeconds,
+      0.5,
+      `${ratio(b365Incremental.wallSeconds, resticIncremental.wallSeconds)}x`,
+    ),
+    target(
+      'incremental uploaded vs restic data_added',
+      b365Incremental.report.bytesUploaded / resticIncremental.dataAdded,
+      1.0,
+      `${mib(b365Incremental.report.bytesUploaded)} / ${mib(resticIncremental.dataAdded)} MiB = ${ratio(b365Incremental.report.bytesUploaded, resticIncremental.dataAdded)}x (vs restic's stored growth ${mib(resticIncremental.storedAdded)} MiB: ${ratio(b365Incremental.report.bytesUploaded, resticIncremental.storedAdded)}x)`,
+    ),
     target('client peak RSS, full (MiB)', b365Full.peakRssMiB, 150, `${b365Full.peakRssMiB.toFixed(0)} MiB`),
-    target('client peak RSS, incremental (MiB)', b365Incremental.peakRssMiB, 150, `${b365Incremental.peakRssMiB.toFixed(0)} MiB`),
+    target(
+      'client peak RSS, incremental (MiB)',
+      b365Incremental.peakRssMiB,
+      150,
+      `${b365Incremental.peakRssMiB.toFixed(0)} MiB`,
+    ),
     `CPU: full image ${(b365Full.cpuSeconds + b365Full.serverCpuSeconds).toFixed(1)} s (client ${b365Full.cpuSeconds.toFixed(1)} + server ${b365Full.serverCpuSeconds.toFixed(1)}) vs restic ${resticFull.cpuSeconds.toFixed(1)} s and partclone+lz4 ${partclone.cpuSeconds.toFixed(1)} s; incremental ${(b365Incremental.cpuSeconds + b365Incremental.serverCpuSeconds).toFixed(1)} s vs restic ${resticIncremental.cpuSeconds.toFixed(1)} s`,
   ];
   process.stdout.write(
@@ -250,8 +345,18 @@ export async function benchDiskImaging(context: BenchContext): Promise<{ rows: M
     checks,
     artifacts: {
       disk,
-      b365: { server, env: clientEnv(server), machine, fullImage: b365Full.report.image, rows: { full: b365Full, incremental: b365Incremental, latestImage } },
-      restic: { repository: resticFull.repository, env: resticEnv(resticFull.repository), fullSnapshot: resticFull.snapshot },
+      b365: {
+        server,
+        env: clientEnv(server),
+        machine,
+        fullImage: b365Full.report.image,
+        rows: { full: b365Full, incremental: b365Incremental, latestImage },
+      },
+      restic: {
+        repository: resticFull.repository,
+        env: resticEnv(resticFull.repository),
+        fullSnapshot: resticFull.snapshot,
+      },
       partclone: { ext: partclone.ext, vfat: partclone.vfat, table },
     },
   };

@@ -23,7 +23,10 @@ async function summarize(root: string): Promise<TreeSummary> {
   return { entries, bytes };
 }
 
-export async function benchFiles(context: BenchContext, prepared?: DiskArtifacts): Promise<{ rows: Measurement[]; checks: string[] }> {
+export async function benchFiles(
+  context: BenchContext,
+  prepared?: DiskArtifacts,
+): Promise<{ rows: Measurement[]; checks: string[] }> {
   const { scope, work, policy } = context;
   const artifacts = prepared ?? (await prepareArtifacts(context));
   const { server, fullImage } = artifacts.b365;
@@ -58,10 +61,17 @@ export async function benchFiles(context: BenchContext, prepared?: DiskArtifacts
     async (round) => {
       const output = outputOf('b365', round);
       await fs.mkdir(output, { recursive: true });
-      const row = await measureB365('b365 files get / (whole ext4 tree)', server, `files get ${fullImage} / --volume ${EXT4_PARTITION} --to ${output} && sync -f ${output}`);
+      const row = await measureB365(
+        'b365 files get / (whole ext4 tree)',
+        server,
+        `files get ${fullImage} / --volume ${EXT4_PARTITION} --to ${output} && sync -f ${output}`,
+      );
       return { ...row, output };
     },
-    { ownCpu: (row) => row.cpuSeconds + row.serverCpuSeconds, discard: (row) => fs.rm(row.output, { recursive: true, force: true }) },
+    {
+      ownCpu: (row) => row.cpuSeconds + row.serverCpuSeconds,
+      discard: (row) => fs.rm(row.output, { recursive: true, force: true }),
+    },
   );
 
   // Both copies must hold the same tree, or the comparison means nothing.
@@ -70,13 +80,33 @@ export async function benchFiles(context: BenchContext, prepared?: DiskArtifacts
   await fs.rm(mountAndCopy.output, { recursive: true, force: true });
   await fs.rm(filesGet.output, { recursive: true, force: true });
   if (copied.entries !== extracted.entries || copied.bytes !== extracted.bytes) {
-    throw new Error(`b365 files get extracted ${extracted.entries} entries and ${extracted.bytes} bytes; cp -a copied ${copied.entries} and ${copied.bytes}`);
+    throw new Error(
+      `b365 files get extracted ${extracted.entries} entries and ${extracted.bytes} bytes; cp -a copied ${copied.entries} and ${copied.bytes}`,
+    );
   }
 
   const header = ['step', 'wall s', 'CPU s', 'server CPU s', 'peak RSS MiB', 'server RSS MiB', 'load', 'attempts'];
   const lines = [
-    [mountAndCopy.label, mountAndCopy.wallSeconds.toFixed(1), mountAndCopy.cpuSeconds.toFixed(1), '', mountAndCopy.peakRssMiB.toFixed(0), '', (mountAndCopy.load ?? 0).toFixed(1), mountAndCopy.attempts],
-    [filesGet.label, filesGet.wallSeconds.toFixed(1), filesGet.cpuSeconds.toFixed(1), filesGet.serverCpuSeconds.toFixed(1), filesGet.peakRssMiB.toFixed(0), filesGet.serverPeakRssMiB.toFixed(0), (filesGet.load ?? 0).toFixed(1), filesGet.attempts],
+    [
+      mountAndCopy.label,
+      mountAndCopy.wallSeconds.toFixed(1),
+      mountAndCopy.cpuSeconds.toFixed(1),
+      '',
+      mountAndCopy.peakRssMiB.toFixed(0),
+      '',
+      (mountAndCopy.load ?? 0).toFixed(1),
+      mountAndCopy.attempts,
+    ],
+    [
+      filesGet.label,
+      filesGet.wallSeconds.toFixed(1),
+      filesGet.cpuSeconds.toFixed(1),
+      filesGet.serverCpuSeconds.toFixed(1),
+      filesGet.peakRssMiB.toFixed(0),
+      filesGet.serverPeakRssMiB.toFixed(0),
+      (filesGet.load ?? 0).toFixed(1),
+      filesGet.attempts,
+    ],
   ];
   const ratio = filesGet.wallSeconds / mountAndCopy.wallSeconds;
   const checks = [
@@ -84,6 +114,14 @@ export async function benchFiles(context: BenchContext, prepared?: DiskArtifacts
     target('files get wall vs mount + cp -a', ratio, 2, `${ratio.toFixed(2)}x`),
     target('files get client peak RSS (MiB)', filesGet.peakRssMiB, 200, `${filesGet.peakRssMiB.toFixed(0)} MiB`),
   ];
-  process.stdout.write(['', '## File-level restore: the whole ext4 tree of the 4 GiB disk', renderTable(header, lines), ...checks.map((line) => `- ${line}`), ''].join('\n'));
+  process.stdout.write(
+    [
+      '',
+      '## File-level restore: the whole ext4 tree of the 4 GiB disk',
+      renderTable(header, lines),
+      ...checks.map((line) => `- ${line}`),
+      '',
+    ].join('\n'),
+  );
   return { rows: [mountAndCopy, filesGet], checks };
 }

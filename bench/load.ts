@@ -28,7 +28,8 @@ interface Tally {
   requestsByStatus: Record<string, number>;
 }
 
-const percentile = (sorted: number[], fraction: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))]! : 0);
+const percentile = (sorted: number[], fraction: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))]! : 0;
 
 function count(tally: Tally, operation: string, ok: boolean, bytes: number, error?: string): void {
   const entry = (tally.operations[operation] ??= { count: 0, errors: 0, bytes: 0 });
@@ -41,7 +42,14 @@ function count(tally: Tally, operation: string, ok: boolean, bytes: number, erro
 }
 
 /** One client's loop: mostly images (with a changed disk now and then), restores and file reads. */
-async function clientLoop(client: Client, env: Record<string, string>, work: string, deadline: number, tally: Tally, round: { value: number }): Promise<void> {
+async function clientLoop(
+  client: Client,
+  env: Record<string, string>,
+  work: string,
+  deadline: number,
+  tally: Tally,
+  round: { value: number },
+): Promise<void> {
   const scope = { teardown: () => undefined };
   while (Date.now() < deadline) {
     const roll = (round.value++ * 7919 + client.machine.length) % 10;
@@ -77,7 +85,13 @@ async function maintenanceLoop(env: Record<string, string>, deadline: number, ta
     const prune = await b365(['prune', '--json'], { env });
     count(tally, 'prune', prune.exitCode === 0, 0, prune.stderr);
     const verify = await b365(['verify', '--all', '--level', 'content', '--json'], { env });
-    count(tally, 'verify', verify.exitCode === 0, verify.json?.report?.summary?.bytesRead ?? 0, JSON.stringify(verify.json?.report?.summary ?? verify.stderr));
+    count(
+      tally,
+      'verify',
+      verify.exitCode === 0,
+      verify.json?.report?.summary?.bytesRead ?? 0,
+      JSON.stringify(verify.json?.report?.summary ?? verify.stderr),
+    );
   }
 }
 
@@ -101,7 +115,12 @@ export async function benchLoad(context: BenchContext): Promise<void> {
   const clients: Client[] = [];
   for (let index = 0; index < clientCount; index++) {
     const machine = `load-${String(index).padStart(2, '0')}`;
-    clients.push({ machine, disk: await buildFaultDisk(scope, directory, machine, { dataMiB: 8 }), states: new Set(), latest: null });
+    clients.push({
+      machine,
+      disk: await buildFaultDisk(scope, directory, machine, { dataMiB: 8 }),
+      states: new Set(),
+      latest: null,
+    });
   }
   const policy = await b365(['policy', 'set', 'default', '--keep-last', '3'], { env: server.env });
   if (policy.exitCode !== 0) throw new Error(`load: cannot set retention: ${policy.stderr}`);
@@ -112,9 +131,15 @@ export async function benchLoad(context: BenchContext): Promise<void> {
   const round = { value: 0 };
   let peakRssMiB = 0;
   const sampler = setInterval(() => {
-    void processUsage(server.process.pid!).then((usage) => void (peakRssMiB = Math.max(peakRssMiB, usage.peakRssMiB)), () => undefined);
+    void processUsage(server.process.pid!).then(
+      (usage) => void (peakRssMiB = Math.max(peakRssMiB, usage.peakRssMiB)),
+      () => undefined,
+    );
   }, 1000);
-  await Promise.all([...clients.map((client) => clientLoop(client, env, directory, deadline, tally, round)), maintenanceLoop(env, deadline, tally)]);
+  await Promise.all([
+    ...clients.map((client) => clientLoop(client, env, directory, deadline, tally, round)),
+    maintenanceLoop(env, deadline, tally),
+  ]);
   clearInterval(sampler);
   peakRssMiB = Math.max(peakRssMiB, (await processUsage(server.process.pid!)).peakRssMiB);
   const elapsed = (Date.now() - started) / 1000;
@@ -126,7 +151,9 @@ export async function benchLoad(context: BenchContext): Promise<void> {
   for (const client of clients) {
     if (!client.latest) continue;
     const target = path.join(directory, `${client.machine}-final.img`);
-    const restore = await b365(['restore', `${client.machine}@latest`, '--to', target, '--yes', '--json'], { env: server.env });
+    const restore = await b365(['restore', `${client.machine}@latest`, '--to', target, '--yes', '--json'], {
+      env: server.env,
+    });
     if (restore.exitCode !== 0 || !client.states.has(await b3sum(target).catch(() => ''))) lost++;
     await fs.rm(target, { force: true });
   }
@@ -134,11 +161,29 @@ export async function benchLoad(context: BenchContext): Promise<void> {
 
   const sorted = [...tally.latencies].sort((a, b) => a - b);
   const megabytes = Object.values(tally.operations).reduce((sum, entry) => sum + entry.bytes, 0) / 1e6;
-  const rows = Object.entries(tally.operations).map(([operation, entry]) => [operation, String(entry.count), String(entry.errors), (entry.bytes / 1e6).toFixed(0), (entry.count / elapsed).toFixed(2)]);
-  process.stdout.write(`\n## Load: ${clientCount} clients, ${elapsed.toFixed(0)} s (images, restores, file reads; gc, prune, verify in between)\n\n`);
+  const rows = Object.entries(tally.operations).map(([operation, entry]) => [
+    operation,
+    String(entry.count),
+    String(entry.errors),
+    (entry.bytes / 1e6).toFixed(0),
+    (entry.count / elapsed).toFixed(2),
+  ]);
+  process.stdout.write(
+    `\n## Load: ${clientCount} clients, ${elapsed.toFixed(0)} s (images, restores, file reads; gc, prune, verify in between)\n\n`,
+  );
   process.stdout.write(`${renderTable(['operation', 'runs', 'errors', 'MB', 'per second'], rows)}\n\n`);
-  process.stdout.write(`requests: ${sorted.length} (${Object.entries(tally.requestsByStatus).map(([kind, number]) => `${kind} ${number}`).join(', ')}); latency p50 ${percentile(sorted, 0.5).toFixed(1)} ms, p99 ${percentile(sorted, 0.99).toFixed(1)} ms, max ${(sorted.at(-1) ?? 0).toFixed(1)} ms\n`);
-  process.stdout.write(`throughput: ${(megabytes / elapsed).toFixed(1)} MB/s of disk read, written or verified; server peak RSS ${peakRssMiB.toFixed(0)} MiB\n`);
-  process.stdout.write(`errors: ${tally.errors.length} (target 0); images failing verification at the end: ${failedImages}; lost (latest image not restoring to its disk): ${lost} (target 0)\n`);
+  process.stdout.write(
+    `requests: ${sorted.length} (${Object.entries(tally.requestsByStatus)
+      .map(([kind, number]) => `${kind} ${number}`)
+      .join(
+        ', ',
+      )}); latency p50 ${percentile(sorted, 0.5).toFixed(1)} ms, p99 ${percentile(sorted, 0.99).toFixed(1)} ms, max ${(sorted.at(-1) ?? 0).toFixed(1)} ms\n`,
+  );
+  process.stdout.write(
+    `throughput: ${(megabytes / elapsed).toFixed(1)} MB/s of disk read, written or verified; server peak RSS ${peakRssMiB.toFixed(0)} MiB\n`,
+  );
+  process.stdout.write(
+    `errors: ${tally.errors.length} (target 0); images failing verification at the end: ${failedImages}; lost (latest image not restoring to its disk): ${lost} (target 0)\n`,
+  );
   for (const error of tally.errors.slice(0, 10)) process.stdout.write(`  ${error.replace(/\s+/g, ' ')}\n`);
 }

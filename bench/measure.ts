@@ -25,7 +25,11 @@ export async function loadAverage(): Promise<number> {
 /** Samples the load average every second until stopped; returns the mean. */
 export function sampleLoad(): { stop(): Promise<number> } {
   const samples: number[] = [];
-  const take = () => loadAverage().then((load) => void samples.push(load), () => undefined);
+  const take = () =>
+    loadAverage().then(
+      (load) => void samples.push(load),
+      () => undefined,
+    );
   void take();
   const timer = setInterval(take, 1000);
   return {
@@ -38,17 +42,34 @@ export function sampleLoad(): { stop(): Promise<number> } {
 }
 
 /** Run a shell command under GNU time. */
-export async function measure(label: string, command: string, options: { env?: Record<string, string>; cwd?: string } = {}): Promise<Measurement & { stdout: string }> {
+export async function measure(
+  label: string,
+  command: string,
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<Measurement & { stdout: string }> {
   const timeFile = path.join(os.tmpdir(), `b365-time-${process.pid}-${Date.now()}`);
   const load = sampleLoad();
   const started = process.hrtime.bigint();
-  const result = await execa('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, 'sh', '-c', command], { env: options.env, cwd: options.cwd, reject: false, maxBuffer: 1 << 30 });
+  const result = await execa('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, 'sh', '-c', command], {
+    env: options.env,
+    cwd: options.cwd,
+    reject: false,
+    maxBuffer: 1 << 30,
+  });
   const wall = Number(process.hrtime.bigint() - started) / 1e9;
   const meanLoad = await load.stop();
   const [, user, system, rss] = (await fs.readFile(timeFile, 'utf8')).trim().split('\n').pop()!.split(' ').map(Number);
   await fs.rm(timeFile, { force: true });
-  if (result.exitCode !== 0) throw new Error(`${label}: \`${command}\` failed (${result.exitCode}): ${String(result.stderr).slice(-2000)}`);
-  return { label, wallSeconds: wall, cpuSeconds: user! + system!, peakRssMiB: rss! / 1024, load: meanLoad, stdout: String(result.stdout) };
+  if (result.exitCode !== 0)
+    throw new Error(`${label}: \`${command}\` failed (${result.exitCode}): ${String(result.stderr).slice(-2000)}`);
+  return {
+    label,
+    wallSeconds: wall,
+    cpuSeconds: user! + system!,
+    peakRssMiB: rss! / 1024,
+    load: meanLoad,
+    stdout: String(result.stdout),
+  };
 }
 
 /** CPU seconds and peak RSS of a running process, from /proc. */
@@ -71,15 +92,22 @@ export function formatTable(rows: Measurement[], baseline?: string): string {
     row.bytes ? (row.bytes / 1e6 / row.wallSeconds).toFixed(0) : '',
     row.bytes ? String(row.bytes) : '',
     row.load === undefined ? '' : row.load.toFixed(1),
-    row.note ?? (base && row !== base ? `${(row.wallSeconds / base.wallSeconds).toFixed(2)}x wall of ${base.label}` : ''),
+    row.note ??
+      (base && row !== base ? `${(row.wallSeconds / base.wallSeconds).toFixed(2)}x wall of ${base.label}` : ''),
   ]);
   return renderTable(header, lines);
 }
 
 /** Columns padded to line up, as plain text. */
 export function renderTable(header: string[], lines: string[][]): string {
-  const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => (line[column] ?? '').length)));
-  const format = (cells: string[]) => header.map((_, column) => (cells[column] ?? '').padEnd(widths[column]!)).join('  ').trimEnd();
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...lines.map((line) => (line[column] ?? '').length)),
+  );
+  const format = (cells: string[]) =>
+    header
+      .map((_, column) => (cells[column] ?? '').padEnd(widths[column]!))
+      .join('  ')
+      .trimEnd();
   return [format(header), ...lines.map(format)].join('\n');
 }
 
@@ -112,6 +140,8 @@ export async function bestOf<T extends Measurement>(
   }
   const best = tries.reduce((fastest, row) => (row.wallSeconds < fastest.wallSeconds ? row : fastest));
   for (const row of tries) if (row !== best) await options.discard?.(row);
-  const attempts = tries.map((row) => `${row.wallSeconds.toFixed(1)} s at load ${(row.load ?? 0).toFixed(1)}`).join(', ');
+  const attempts = tries
+    .map((row) => `${row.wallSeconds.toFixed(1)} s at load ${(row.load ?? 0).toFixed(1)}`)
+    .join(', ');
   return { ...best, attempts };
 }

@@ -34,7 +34,13 @@ async function makeSource(file: string): Promise<void> {
 async function cachedSource(): Promise<string> {
   const directory = path.join(benchCacheRoot(), RAW_SOURCE_VERSION);
   const source = path.join(directory, 'source.img');
-  if (await fs.access(source).then(() => true, () => false)) return source;
+  if (
+    await fs.access(source).then(
+      () => true,
+      () => false,
+    )
+  )
+    return source;
   await fs.mkdir(directory, { recursive: true });
   const partial = `${source}.partial-${process.pid}`;
   try {
@@ -58,15 +64,36 @@ export async function benchRaw(scope: Scope, work: string): Promise<{ rows: Meas
 
   const server = await startServer(scope, { repo: path.join(work, 'raw-repo') });
   const env = { ...server.env, B365_LOG_LEVEL: 'warn' };
-  const image = await measure('b365 image (client)', `${process.execPath} ${CLI_MAIN} image ${source} --machine bench-raw --json`, { env });
+  const image = await measure(
+    'b365 image (client)',
+    `${process.execPath} ${CLI_MAIN} image ${source} --machine bench-raw --json`,
+    { env },
+  );
   const report = JSON.parse(image.stdout);
   const serverUsage = await processUsage(server.process.pid!);
   rows.push({ ...image, bytes, note: `uploaded ${(report.bytesUploaded / 1e6).toFixed(0)} MB` });
-  rows.push({ label: 'b365 server (whole run)', wallSeconds: image.wallSeconds, cpuSeconds: serverUsage.cpuSeconds, peakRssMiB: serverUsage.peakRssMiB, note: 'CPU and RSS of the server process' });
-  const again = await measure('b365 image, unchanged', `${process.execPath} ${CLI_MAIN} image ${source} --machine bench-raw --json`, { env });
+  rows.push({
+    label: 'b365 server (whole run)',
+    wallSeconds: image.wallSeconds,
+    cpuSeconds: serverUsage.cpuSeconds,
+    peakRssMiB: serverUsage.peakRssMiB,
+    note: 'CPU and RSS of the server process',
+  });
+  const again = await measure(
+    'b365 image, unchanged',
+    `${process.execPath} ${CLI_MAIN} image ${source} --machine bench-raw --json`,
+    { env },
+  );
   rows.push({ ...again, bytes, note: `uploaded ${JSON.parse(again.stdout).bytesUploaded} bytes` });
   const restoreTarget = path.join(work, 'raw-restored.img');
-  rows.push({ ...(await measure('b365 restore', `${process.execPath} ${CLI_MAIN} restore bench-raw@latest --to ${restoreTarget} --json`, { env })), bytes });
+  rows.push({
+    ...(await measure(
+      'b365 restore',
+      `${process.execPath} ${CLI_MAIN} restore bench-raw@latest --to ${restoreTarget} --json`,
+      { env },
+    )),
+    bytes,
+  });
   await fs.rm(restoreTarget, { force: true });
   await server.stop();
 
@@ -78,6 +105,8 @@ export async function benchRaw(scope: Scope, work: string): Promise<{ rows: Meas
     `client peak RSS ${image.peakRssMiB.toFixed(0)} MiB (target < 150): ${image.peakRssMiB < 150 ? 'met' : 'MISSED'}`,
     `server peak RSS ${serverUsage.peakRssMiB.toFixed(0)} MiB (target < 150): ${serverUsage.peakRssMiB < 150 ? 'met' : 'MISSED'}`,
   ];
-  process.stdout.write(`\n## Raw image of a 2 GiB file (repository core)\n${formatTable(rows)}\n${checks.map((line) => `- ${line}`).join('\n')}\n`);
+  process.stdout.write(
+    `\n## Raw image of a 2 GiB file (repository core)\n${formatTable(rows)}\n${checks.map((line) => `- ${line}`).join('\n')}\n`,
+  );
   return { rows, checks };
 }

@@ -22,7 +22,15 @@ const budgetSeconds = Number(process.env.B365_BENCH_BUDGET ?? 1900);
 /** Others keeping at least one of the cores busy on average make a step worth repeating. */
 const busyLoad = Number(process.env.B365_BENCH_BUSY_LOAD ?? 1);
 /** Seconds each section takes without repeats, measured here at a load average near 9. */
-const NOMINAL_SECONDS: Record<string, number> = { raw: 150, disk: 280, restore: 110, files: 120, 'chunk-size': 520, 'commit-check': 60, load: 660 };
+const NOMINAL_SECONDS: Record<string, number> = {
+  raw: 150,
+  disk: 280,
+  restore: 110,
+  files: 120,
+  'chunk-size': 520,
+  'commit-check': 60,
+  load: 660,
+};
 
 /**
  * Whether a repeat of a given length still fits the budget: what is left of the run is
@@ -41,7 +49,10 @@ class RunBudget {
   }
 
   endSection(): void {
-    this.finished.push({ nominal: NOMINAL_SECONDS[this.current.name] ?? 0, actual: (Date.now() - this.current.started) / 1000 });
+    this.finished.push({
+      nominal: NOMINAL_SECONDS[this.current.name] ?? 0,
+      actual: (Date.now() - this.current.started) / 1000,
+    });
   }
 
   private speed(): number {
@@ -61,7 +72,10 @@ class RunBudget {
 }
 
 function repeatPolicy(budget: RunBudget): RepeatPolicy {
-  return { wantsRepeat: (row: Measurement, ownCpuSeconds: number) => otherLoad(row, ownCpuSeconds) > busyLoad && budget.allows(row.wallSeconds) };
+  return {
+    wantsRepeat: (row: Measurement, ownCpuSeconds: number) =>
+      otherLoad(row, ownCpuSeconds) > busyLoad && budget.allows(row.wallSeconds),
+  };
 }
 const log = (line: string) => process.stderr.write(`${line}\n`);
 let diskArtifacts: DiskArtifacts | undefined;
@@ -80,20 +94,28 @@ const sections: Record<string, (context: BenchContext) => Promise<unknown>> = {
 
 async function main(): Promise<void> {
   const wanted = (process.env.B365_BENCH ?? Object.keys(sections).join(',')).split(',').map((name) => name.trim());
-  for (const name of wanted) if (!sections[name]) throw new Error(`unknown benchmark section ${name}; known: ${Object.keys(sections).join(', ')}`);
+  for (const name of wanted)
+    if (!sections[name])
+      throw new Error(`unknown benchmark section ${name}; known: ${Object.keys(sections).join(', ')}`);
   const work = await fs.mkdtemp(path.join(process.env.B365_BENCH_DIR ?? os.tmpdir(), 'b365-bench-'));
   cleanups.push(() => fs.rm(work, { recursive: true, force: true }));
   const load = (await fs.readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
-  process.stdout.write(`# Backup365 benchmarks (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version})\n`);
+  process.stdout.write(
+    `# Backup365 benchmarks (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version})\n`,
+  );
   process.stdout.write(`load average at start: ${load}; busy steps repeated while the run fits ${budgetSeconds} s\n`);
   const budget = new RunBudget(wanted);
   for (const name of wanted) {
     budget.startSection(name);
     await sections[name]!({ scope, work, policy: repeatPolicy(budget), log });
     budget.endSection();
-    log(`section ${name} done ${((Date.now() - started) / 1000).toFixed(0)} s into the run; load average now ${(await loadAverage()).toFixed(1)}`);
+    log(
+      `section ${name} done ${((Date.now() - started) / 1000).toFixed(0)} s into the run; load average now ${(await loadAverage()).toFixed(1)}`,
+    );
   }
-  process.stdout.write(`\nwhole run: ${((Date.now() - started) / 1000).toFixed(0)} s; load average at the end: ${(await fs.readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}\n`);
+  process.stdout.write(
+    `\nwhole run: ${((Date.now() - started) / 1000).toFixed(0)} s; load average at the end: ${(await fs.readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}\n`,
+  );
 }
 
 main()

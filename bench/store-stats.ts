@@ -42,7 +42,9 @@ export async function storeObjects(repo: string): Promise<ObjectStats> {
 
 async function imageVolumes(repo: string, image: string): Promise<{ index: string; chunkSize: number }[]> {
   const [machine, timestamp] = image.split('@') as [string, string];
-  const manifest = JSON.parse(await fs.readFile(path.join(repo, 'images', machine, timestamp, 'manifest.json'), 'utf8')) as { disks: { volumes: { index: string; chunkSize: number }[] }[] };
+  const manifest = JSON.parse(
+    await fs.readFile(path.join(repo, 'images', machine, timestamp, 'manifest.json'), 'utf8'),
+  ) as { disks: { volumes: { index: string; chunkSize: number }[] }[] };
   return manifest.disks.flatMap((disk) => disk.volumes);
 }
 

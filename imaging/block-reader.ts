@@ -14,8 +14,16 @@ export interface BlockReader {
 }
 
 export function checkRange(reader: BlockReader, offset: number, length: number): void {
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > reader.size) {
-    throw new FormatError(`${reader.description}: read of ${length} bytes at byte ${offset} is outside the ${reader.size}-byte volume`);
+  if (
+    !Number.isSafeInteger(offset) ||
+    !Number.isSafeInteger(length) ||
+    offset < 0 ||
+    length < 0 ||
+    offset + length > reader.size
+  ) {
+    throw new FormatError(
+      `${reader.description}: read of ${length} bytes at byte ${offset} is outside the ${reader.size}-byte volume`,
+    );
   }
 }
 
@@ -28,7 +36,11 @@ export class DeviceBlockReader implements BlockReader {
     readonly description: string,
   ) {}
 
-  static async open(file: string, offset = 0, size?: number): Promise<{ reader: DeviceBlockReader; close(): Promise<void> }> {
+  static async open(
+    file: string,
+    offset = 0,
+    size?: number,
+  ): Promise<{ reader: DeviceBlockReader; close(): Promise<void> }> {
     const handle = await fs.open(file, 'r');
     const total = size ?? (await describeDevice(file)).size - offset;
     const reader = new DeviceBlockReader(handle, offset, total, offset ? `${file} at byte ${offset}` : file);

@@ -46,7 +46,16 @@ export async function describeDevice(devicePath: string): Promise<DeviceInfo> {
     throw error;
   }
   if (stats.isFile()) {
-    return { path: devicePath, kind: 'file', size: stats.size, logicalSectorSize: 512, physicalSectorSize: 512, model: null, serial: null, devno: null };
+    return {
+      path: devicePath,
+      kind: 'file',
+      size: stats.size,
+      logicalSectorSize: 512,
+      physicalSectorSize: 512,
+      model: null,
+      serial: null,
+      devno: null,
+    };
   }
   if (!stats.isBlockDevice()) throw new UsageError(`${devicePath} is neither a block device nor a disk image file`);
   const devno = `${Math.floor(stats.rdev / 256) & 0xfff}:${(stats.rdev & 0xff) | ((stats.rdev >> 12) & 0xfff00)}`;
@@ -100,7 +109,14 @@ export function dataRanges(fd: number, kind: DeviceInfo['kind'], start: number, 
 }
 
 /** Read exactly `length` bytes at `position`, failing clearly on a short read. */
-export async function readFully(handle: fsp.FileHandle, buffer: Buffer, offset: number, length: number, position: number, what: string): Promise<void> {
+export async function readFully(
+  handle: fsp.FileHandle,
+  buffer: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+  what: string,
+): Promise<void> {
   let done = 0;
   while (done < length) {
     const { bytesRead } = await handle.read(buffer, offset + done, length - done, position + done);

@@ -66,7 +66,8 @@ interface LsblkDevice {
 function mountedUsage(): Map<string, { used: number; size: number }> {
   const usage = new Map<string, { used: number; size: number }>();
   try {
-    for (const drive of nodeDiskInfo.getDiskInfoSync()) usage.set(drive.mounted, { used: drive.used * 1024, size: drive.blocks * 1024 });
+    for (const drive of nodeDiskInfo.getDiskInfoSync())
+      usage.set(drive.mounted, { used: drive.used * 1024, size: drive.blocks * 1024 });
   } catch {
     // df is missing or failed: lsblk's own figures are used.
   }
@@ -90,7 +91,10 @@ async function probe(node: string): Promise<{ type: string; uuid: string | null;
   try {
     for (const module of filesystemModules) {
       if (!(await module.detect(opened.reader).catch(() => false))) continue;
-      const info = await module.open(opened.reader).then((filesystem) => filesystem.info, () => null);
+      const info = await module.open(opened.reader).then(
+        (filesystem) => filesystem.info,
+        () => null,
+      );
       return info ? { type: info.type, uuid: info.uuid, label: info.label } : null;
     }
     return null;
@@ -160,11 +164,19 @@ export async function discoverImageFile(file: string): Promise<DiscoveredDisk> {
     const mounts = await diskMounts(device, table.partitions);
     const partitions: DiscoveredPartition[] = [];
     for (const partition of table.partitions.filter((entry) => entry.kind !== 'extended')) {
-      const reader = new DeviceBlockReader(handle, partition.start, partition.size, `${file} partition ${partition.number}`);
+      const reader = new DeviceBlockReader(
+        handle,
+        partition.start,
+        partition.size,
+        `${file} partition ${partition.number}`,
+      );
       let info = null;
       for (const module of filesystemModules) {
         if (!(await module.detect(reader).catch(() => false))) continue;
-        info = await module.open(reader).then((opened) => opened.info, () => null);
+        info = await module.open(reader).then(
+          (opened) => opened.info,
+          () => null,
+        );
         break;
       }
       partitions.push({
@@ -177,12 +189,25 @@ export async function discoverImageFile(file: string): Promise<DiscoveredDisk> {
         filesystem: info?.type ?? null,
         fsLabel: info?.label ?? null,
         uuid: info?.uuid ?? null,
-        mountPoints: mounts.filter((entry) => entry.partition === partition.number).flatMap((entry) => entry.mounts.map((mount) => mount.mountPoint)),
+        mountPoints: mounts
+          .filter((entry) => entry.partition === partition.number)
+          .flatMap((entry) => entry.mounts.map((mount) => mount.mountPoint)),
         usedBytes: info?.usedBytes ?? null,
         fsSizeBytes: info?.totalBytes ?? null,
       });
     }
-    return { path: file, kind: 'file', model: null, serial: null, size: device.size, logicalSectorSize: device.logicalSectorSize, physicalSectorSize: device.physicalSectorSize, partitionTable: table.type === 'none' ? null : table.type, readOnly: false, partitions };
+    return {
+      path: file,
+      kind: 'file',
+      model: null,
+      serial: null,
+      size: device.size,
+      logicalSectorSize: device.logicalSectorSize,
+      physicalSectorSize: device.physicalSectorSize,
+      partitionTable: table.type === 'none' ? null : table.type,
+      readOnly: false,
+      partitions,
+    };
   } finally {
     await handle.close();
   }

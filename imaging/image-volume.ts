@@ -34,14 +34,18 @@ export class ImageVolumeReader implements BlockReader {
     description: string,
     options: ImageVolumeOptions = {},
   ) {
-    if (index.volumeSize !== volume.size || index.chunkSize !== volume.chunkSize) throw new FormatError(`${description}: the index does not match the volume`);
+    if (index.volumeSize !== volume.size || index.chunkSize !== volume.chunkSize)
+      throw new FormatError(`${description}: the index does not match the volume`);
     this.size = volume.size;
     this.description = description;
     this.readAhead = options.readAhead ?? 6;
     this.chunks = new ChunkReader(index, (digest) => source.chunk(digest, volume.chunkSize), {
       cacheBytes: options.cacheBytes ?? 64 << 20,
       reportError: (error, position, digest) =>
-        new FormatError(`${description}: chunk at byte ${position * volume.chunkSize} (${digest}) cannot be read: ${(error as Error).message}`, { cause: error }),
+        new FormatError(
+          `${description}: chunk at byte ${position * volume.chunkSize} (${digest}) cannot be read: ${(error as Error).message}`,
+          { cause: error },
+        ),
     });
   }
 
@@ -58,9 +62,12 @@ export class ImageVolumeReader implements BlockReader {
     const last = Math.floor((offset + length - 1) / chunkSize);
     const sequential = offset === this.lastEnd;
     this.lastEnd = offset + length;
-    if (sequential) for (let ahead = last + 1; ahead <= Math.min(this.index.chunkCount - 1, last + this.readAhead); ahead++) void this.chunks.chunkAt(ahead).catch(() => undefined);
+    if (sequential)
+      for (let ahead = last + 1; ahead <= Math.min(this.index.chunkCount - 1, last + this.readAhead); ahead++)
+        void this.chunks.chunkAt(ahead).catch(() => undefined);
     const parts = [];
-    for (let position = first; position <= last; position++) parts.push(this.chunks.chunkAt(position).then((bytes) => ({ position, bytes })));
+    for (let position = first; position <= last; position++)
+      parts.push(this.chunks.chunkAt(position).then((bytes) => ({ position, bytes })));
     for (const { position, bytes } of await Promise.all(parts)) {
       if (!bytes) continue;
       const chunkStart = position * chunkSize;

@@ -62,11 +62,19 @@ async function readText(file: string): Promise<string | null> {
 /** Block devices that present `device`: itself, or the loop devices backed by an image file. */
 async function presentingDevices(device: DeviceInfo): Promise<{ node: string; devno: string; offset: number }[]> {
   if (device.kind === 'block-device') return [{ node: device.path, devno: device.devno!, offset: 0 }];
-  const result = await execa('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE,OFFSET,MAJ:MIN'], { reject: false });
+  const result = await execa('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE,OFFSET,MAJ:MIN'], {
+    reject: false,
+  });
   if (result.exitCode !== 0 || !String(result.stdout).trim()) return [];
   const real = await fs.realpath(device.path);
-  const loops = (JSON.parse(String(result.stdout)) as { loopdevices: { name: string; 'back-file': string | null; offset: number | string; 'maj:min': string }[] }).loopdevices;
-  return loops.filter((loop) => loop['back-file'] && path.resolve(loop['back-file'].replace(/ \(deleted\)$/, '')) === real).map((loop) => ({ node: loop.name, devno: loop['maj:min'].trim(), offset: Number(loop.offset) }));
+  const loops = (
+    JSON.parse(String(result.stdout)) as {
+      loopdevices: { name: string; 'back-file': string | null; offset: number | string; 'maj:min': string }[];
+    }
+  ).loopdevices;
+  return loops
+    .filter((loop) => loop['back-file'] && path.resolve(loop['back-file'].replace(/ \(deleted\)$/, '')) === real)
+    .map((loop) => ({ node: loop.name, devno: loop['maj:min'].trim(), offset: Number(loop.offset) }));
 }
 
 /**
@@ -114,7 +122,15 @@ export type LiveMode = 'refuse' | 'freeze' | 'crash-consistent';
 export function checkLiveVolumes(volumes: VolumeMounts[], mode: LiveMode, source: string): VolumeMounts[] {
   const live = volumes.filter((volume) => volume.mounts.some((mount) => !mount.readOnly));
   if (live.length === 0 || mode !== 'refuse') return live;
-  const list = live.map((volume) => `${volume.node} (${volume.mounts[0]!.fsType}) mounted read-write at ${volume.mounts.filter((mount) => !mount.readOnly).map((mount) => mount.mountPoint).join(', ')}`).join('; ');
+  const list = live
+    .map(
+      (volume) =>
+        `${volume.node} (${volume.mounts[0]!.fsType}) mounted read-write at ${volume.mounts
+          .filter((mount) => !mount.readOnly)
+          .map((mount) => mount.mountPoint)
+          .join(', ')}`,
+    )
+    .join('; ');
   throw new LiveFilesystemError(
     `${source}: ${list}. Imaging a filesystem while it changes can capture it torn. Use --freeze to freeze it while it is read (fsfreeze), --crash-consistent to accept an image like a power cut would leave, or unmount it.`,
   );
@@ -145,7 +161,9 @@ export async function freeze(mountPoint: string, node: string): Promise<() => Pr
   }
   const result = await execa('fsfreeze', ['--freeze', mountPoint], { reject: false });
   if (result.exitCode !== 0) {
-    throw new UserError(`cannot freeze ${node} at ${mountPoint}: ${String(result.stderr).trim() || `fsfreeze exited ${result.exitCode}`}; use --crash-consistent or unmount it`);
+    throw new UserError(
+      `cannot freeze ${node} at ${mountPoint}: ${String(result.stderr).trim() || `fsfreeze exited ${result.exitCode}`}; use --crash-consistent or unmount it`,
+    );
   }
   frozen.add(mountPoint);
   return async () => {

@@ -9,11 +9,17 @@ export interface LoopWindow {
   detach(): Promise<void>;
 }
 
-export async function attachWindow(file: string, offset: number, size: number, options: { readOnly?: boolean } = {}): Promise<LoopWindow> {
+export async function attachWindow(
+  file: string,
+  offset: number,
+  size: number,
+  options: { readOnly?: boolean } = {},
+): Promise<LoopWindow> {
   const args = ['--find', '--show', '--offset', String(offset), '--sizelimit', String(size)];
   if (options.readOnly) args.push('--read-only');
   const result = await execa('losetup', [...args, file], { reject: false });
-  if (result.exitCode !== 0) throw new UserError(`cannot attach ${file} at byte ${offset} as a loop device: ${String(result.stderr).trim()}`);
+  if (result.exitCode !== 0)
+    throw new UserError(`cannot attach ${file} at byte ${offset} as a loop device: ${String(result.stderr).trim()}`);
   const device = String(result.stdout).trim();
   let attached = true;
   return {
@@ -29,7 +35,13 @@ export async function attachWindow(file: string, offset: number, size: number, o
   };
 }
 
-export async function withWindow<T>(file: string, offset: number, size: number, options: { readOnly?: boolean }, use: (device: string) => Promise<T>): Promise<T> {
+export async function withWindow<T>(
+  file: string,
+  offset: number,
+  size: number,
+  options: { readOnly?: boolean },
+  use: (device: string) => Promise<T>,
+): Promise<T> {
   const window = await attachWindow(file, offset, size, options);
   try {
     return await use(window.device);

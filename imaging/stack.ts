@@ -123,7 +123,9 @@ export class BlockStack {
   async layer(name: string): Promise<StackLayer> {
     const dir = this.dir(name);
     const devno = await readText(path.join(dir, 'dev'));
-    const mountPoints = devno ? this.view.mounts.filter((mount) => mount.devno === devno).map((mount) => mount.mountPoint) : [];
+    const mountPoints = devno
+      ? this.view.mounts.filter((mount) => mount.devno === devno).map((mount) => mount.mountPoint)
+      : [];
     const swap = (await this.swapNames).has(name);
     const base = { name, devno, mountPoints, swap };
     if (await this.isPartition(name)) return { ...base, kind: 'partition', label: null };
@@ -138,7 +140,8 @@ export class BlockStack {
       const state = await readText(path.join(dir, 'md', 'array_state'));
       return { ...base, kind: 'md', label: [level, state].filter(Boolean).join(', ') || null };
     }
-    if (/^loop\d+$/.test(name)) return { ...base, kind: 'loop', label: await readText(path.join(dir, 'loop', 'backing_file')) };
+    if (/^loop\d+$/.test(name))
+      return { ...base, kind: 'loop', label: await readText(path.join(dir, 'loop', 'backing_file')) };
     if (/^bcache\d+$/.test(name)) return { ...base, kind: 'bcache', label: null };
     if (/^zram\d+$/.test(name)) return { ...base, kind: 'zram', label: null };
     return { ...base, kind: 'disk', label: null };
@@ -152,7 +155,8 @@ export class BlockStack {
     const cleaned = file.replace(/ \(deleted\)$/, '');
     const real = await fs.realpath(cleaned).catch(() => cleaned);
     // A node under /dev names a device by its kernel name (this also serves trees without /dev).
-    if (real.startsWith('/dev/') && (await this.has(path.basename(real)))) return { name: path.basename(real), through: 'device' };
+    if (real.startsWith('/dev/') && (await this.has(path.basename(real))))
+      return { name: path.basename(real), through: 'device' };
     const stats = await fs.stat(real).catch(() => null);
     if (!stats) return null;
     if (stats.isBlockDevice()) {
@@ -184,7 +188,13 @@ export class BlockStack {
   /** Devices stacked directly on `name`: its partitions, its holders, loops and zram over it. */
   async above(name: string): Promise<string[]> {
     const backed = (await this.backedDevices()).get(name) ?? [];
-    return [...new Set([...(await this.partitionsOf(name)), ...(await listNames(path.join(this.dir(name), 'holders'))), ...backed])];
+    return [
+      ...new Set([
+        ...(await this.partitionsOf(name)),
+        ...(await listNames(path.join(this.dir(name), 'holders'))),
+        ...backed,
+      ]),
+    ];
   }
 
   /** Devices `name` is stacked on directly: its disk, its slaves, the device under a loop or zram. */
@@ -192,7 +202,11 @@ export class BlockStack {
     const lower: string[] = [];
     if (await this.isPartition(name)) lower.push(await this.diskOf(name));
     lower.push(...(await listNames(path.join(this.dir(name), 'slaves'))));
-    const backing = /^loop\d+$/.test(name) ? await readText(path.join(this.dir(name), 'loop', 'backing_file')) : /^zram\d+$/.test(name) ? await readText(path.join(this.dir(name), 'backing_dev')) : null;
+    const backing = /^loop\d+$/.test(name)
+      ? await readText(path.join(this.dir(name), 'loop', 'backing_file'))
+      : /^zram\d+$/.test(name)
+        ? await readText(path.join(this.dir(name), 'backing_dev'))
+        : null;
     if (backing && backing !== 'none') {
       const device = await this.deviceBehind(backing);
       if (device) lower.push(device.name);

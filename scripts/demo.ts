@@ -48,16 +48,21 @@ async function treeDigest(root: string): Promise<{ digest: string; files: number
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('the demo builds a real disk with loop devices and mount: run it as root');
+  if (process.getuid?.() !== 0)
+    throw new Error('the demo builds a real disk with loop devices and mount: run it as root');
   const started = Date.now();
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'b365-demo-'));
   scope.teardown(() => fs.rm(work, { recursive: true, force: true }));
 
   step('starting a repository server on a temporary local directory (HTTPS, self-signed certificate)');
   const server = await startServer(scope, { repo: path.join(work, 'repo'), tls: true });
-  process.stdout.write(`server ${server.url}, repository ${server.repo}\ncertificate SHA-256 fingerprint ${server.fingerprint}: every client below pins it (B365_FINGERPRINT)\n`);
+  process.stdout.write(
+    `server ${server.url}, repository ${server.repo}\ncertificate SHA-256 fingerprint ${server.fingerprint}: every client below pins it (B365_FINGERPRINT)\n`,
+  );
   const impostor = await b365(['images'], { env: { ...server.env, B365_FINGERPRINT: '00'.repeat(32) } });
-  process.stdout.write(`a client pinning another fingerprint is refused before it sends anything (exit ${impostor.exitCode}):\n  ${impostor.stderr.trim().slice(0, 300)}\n`);
+  process.stdout.write(
+    `a client pinning another fingerprint is refused before it sends anything (exit ${impostor.exitCode}):\n  ${impostor.stderr.trim().slice(0, 300)}\n`,
+  );
 
   step('building a sample disk: GPT, one ext4 partition, real files from /usr/share');
   const disk = path.join(work, 'sample-disk.img');
@@ -74,12 +79,17 @@ async function main(): Promise<void> {
 
   step('first image');
   const first = await cli(['image', disk, '--machine', 'demo-pc'], server.env);
-  process.stdout.write(`${first.image}: read ${formatBytes(first.bytesRead)}, uploaded ${formatBytes(first.bytesUploaded)} in ${formatDuration(first.durationMs)}\n`);
+  process.stdout.write(
+    `${first.image}: read ${formatBytes(first.bytesRead)}, uploaded ${formatBytes(first.bytesUploaded)} in ${formatDuration(first.durationMs)}\n`,
+  );
 
   step('changing a few files');
   const loop2 = await attachLoop(scope, disk);
   const changed = await mount(scope, loop2.partition(1));
-  await fs.appendFile(path.join(changed.path, 'doc', 'CHANGES-today.txt'), `a day of work, ${new Date().toISOString()}\n`.repeat(2000));
+  await fs.appendFile(
+    path.join(changed.path, 'doc', 'CHANGES-today.txt'),
+    `a day of work, ${new Date().toISOString()}\n`.repeat(2000),
+  );
   await fs.writeFile(path.join(changed.path, 'new-report.bin'), Buffer.alloc(3 << 20, 7));
   await fs.rm(path.join(changed.path, 'man', 'man1'), { recursive: true, force: true });
   const sourceTree = await treeDigest(changed.path);
@@ -88,7 +98,9 @@ async function main(): Promise<void> {
 
   step('second image (incremental: only changes are sent)');
   const second = await cli(['image', disk, '--machine', 'demo-pc'], server.env);
-  process.stdout.write(`${second.image}: read ${formatBytes(second.bytesRead)}, uploaded ${formatBytes(second.bytesUploaded)} (${second.chunksUploaded} chunks new, ${second.chunksReused} reused) in ${formatDuration(second.durationMs)}\n`);
+  process.stdout.write(
+    `${second.image}: read ${formatBytes(second.bytesRead)}, uploaded ${formatBytes(second.bytesUploaded)} (${second.chunksUploaded} chunks new, ${second.chunksReused} reused) in ${formatDuration(second.durationMs)}\n`,
+  );
 
   step('restoring the second image onto a new disk file');
   const restoredDisk = path.join(work, 'restored-disk.img');

@@ -63,13 +63,27 @@ export function createApp(repository: Repository, log: Logger, options: AppOptio
   // Chunks and indexes served to readers, for the metrics.
   app.use('/api/v1', (request, response, next) => {
     const kind = request.method === 'GET' ? (/^\/(chunks|indexes)\//.exec(request.path)?.[1] ?? null) : null;
-    if (kind) response.on('finish', () => response.statusCode === 200 && nightly.metrics.served(kind === 'chunks' ? 'chunk' : 'index', Number(response.getHeader('content-length') ?? 0)));
+    if (kind)
+      response.on(
+        'finish',
+        () =>
+          response.statusCode === 200 &&
+          nightly.metrics.served(
+            kind === 'chunks' ? 'chunk' : 'index',
+            Number(response.getHeader('content-length') ?? 0),
+          ),
+      );
     next();
   });
 
   const api = express.Router();
   api.get('/health', (_request, response) => {
-    response.json({ ok: true, version: VERSION, time: new Date(repository.clock.now()).toISOString(), timezone: config.timezone });
+    response.json({
+      ok: true,
+      version: VERSION,
+      time: new Date(repository.clock.now()).toISOString(),
+      timezone: config.timezone,
+    });
   });
   const document = openApiDocument();
   api.get('/openapi.json', (_request, response) => {

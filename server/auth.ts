@@ -28,12 +28,18 @@ export function requireRole(principal: Principal, ...roles: Role[]): void {
 }
 
 /** Admins reach every machine; machine tokens and restore codes only their own. */
-export function requireMachineAccess(principal: Principal, machine: string, action: 'read' | 'write' | 'metadata'): void {
+export function requireMachineAccess(
+  principal: Principal,
+  machine: string,
+  action: 'read' | 'write' | 'metadata',
+): void {
   if (principal.role === 'admin') return;
   if (principal.role === 'auditor') {
     if (action === 'metadata') return;
     throw new ForbiddenError('an auditor token reads metadata and verifications, not image content');
   }
-  if (principal.machine !== machine) throw new ForbiddenError(`this token belongs to machine ${principal.machine}, not ${machine}`);
-  if (action === 'write' && principal.role !== 'machine') throw new ForbiddenError(`a ${principal.role} token cannot write images`);
+  if (principal.machine !== machine)
+    throw new ForbiddenError(`this token belongs to machine ${principal.machine}, not ${machine}`);
+  if (action === 'write' && principal.role !== 'machine')
+    throw new ForbiddenError(`a ${principal.role} token cannot write images`);
 }

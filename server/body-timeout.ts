@@ -63,14 +63,18 @@ function refuse(request: Request, response: Response, idleMs: number): void {
   response
     .status(408)
     .set('Connection', 'close')
-    .json({ code: 'request_timeout', message: `the request body made no progress for ${idleMs / 1000} s; the request was dropped` });
+    .json({
+      code: 'request_timeout',
+      message: `the request body made no progress for ${idleMs / 1000} s; the request was dropped`,
+    });
 }
 
 /** `parser` with the idle limit: from its start until the body ends, idleness is bounded. */
 export function bodyIdleTimeout<Parser extends BodyParser>(parser: Parser): Parser {
   const limited: BodyParser = (request, response, next) => {
     const idleMs = idleLimitMs(request as Request);
-    if (idleMs > 0 && expectsBody(request) && !request.complete) watchBody(request as Request, response as Response, idleMs);
+    if (idleMs > 0 && expectsBody(request) && !request.complete)
+      watchBody(request as Request, response as Response, idleMs);
     parser(request, response, next);
   };
   return limited as Parser;

@@ -45,7 +45,8 @@ export class TrustedProxies {
       if (prefix === undefined) this.list.addAddress(canonicalAddress(address), family);
       else {
         const bits = Number(prefix);
-        if (!Number.isInteger(bits) || bits < 0 || bits > (family === 'ipv4' ? 32 : 128)) throw new UsageError(`trustProxy: ${JSON.stringify(entry)} has a bad prefix length`);
+        if (!Number.isInteger(bits) || bits < 0 || bits > (family === 'ipv4' ? 32 : 128))
+          throw new UsageError(`trustProxy: ${JSON.stringify(entry)} has a bad prefix length`);
         this.list.addSubnet(address, bits, family);
       }
     }
@@ -69,7 +70,10 @@ export function clientAddress(request: IncomingMessage, proxies: TrustedProxies)
   let current = canonicalAddress(request.socket.remoteAddress ?? 'unknown');
   if (!proxies.trusts(current)) return current;
   const header = request.headers['x-forwarded-for'];
-  const hops = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').map(canonicalAddress).filter(Boolean);
+  const hops = (Array.isArray(header) ? header.join(',') : (header ?? ''))
+    .split(',')
+    .map(canonicalAddress)
+    .filter(Boolean);
   for (let position = hops.length - 1; position >= 0; position--) {
     const hop = hops[position]!;
     if (net.isIP(hop) === 0) break;

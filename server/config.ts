@@ -95,8 +95,18 @@ export interface HttpSettings {
 }
 
 // Read by src/core/duration.ts, which names the setting when a value does not parse.
-const duration = { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', minLength: 1, maxLength: 40 }] };
-const size = { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^\\d+(\\.\\d+)?\\s*([KMGT]i?B?|B)?$' }] };
+const duration = {
+  anyOf: [
+    { type: 'integer', minimum: 0 },
+    { type: 'string', minLength: 1, maxLength: 40 },
+  ],
+};
+const size = {
+  anyOf: [
+    { type: 'integer', minimum: 0 },
+    { type: 'string', pattern: '^\\d+(\\.\\d+)?\\s*([KMGT]i?B?|B)?$' },
+  ],
+};
 const cron = { anyOf: [{ type: 'string', minLength: 1, maxLength: 200 }, { type: 'null' }] };
 const secretOrFile = (name: string) => ({ [name]: { type: 'string' }, [`${name}File`]: { type: 'string' } });
 
@@ -203,12 +213,24 @@ export function defaultConfig(): ServerConfig {
     retention: { pruneSchedule: '30 3 * * *', gcSchedule: '0 5 * * 0', gcGraceSeconds: 24 * 3600 },
     notifications: { repeatSeconds: 4 * 3600, email: null, summarySchedule: null, webhooks: [] },
     metrics: { public: false },
-    http: { headersTimeoutSeconds: 30, bodyIdleTimeoutSeconds: 30, keepAliveTimeoutSeconds: 65, uploadSlots: 8, uploadSlotsPerMachine: 4, trustProxy: [] },
+    http: {
+      headersTimeoutSeconds: 30,
+      bodyIdleTimeoutSeconds: 30,
+      keepAliveTimeoutSeconds: 65,
+      uploadSlots: 8,
+      uploadSlotsPerMachine: 4,
+      trustProxy: [],
+    },
     tls: { cert: null, key: null, names: [] },
   };
 }
 
-type Raw = Record<string, Record<string, unknown> | undefined> & { timezone?: string; repo?: string; listen?: string; logFile?: string };
+type Raw = Record<string, Record<string, unknown> | undefined> & {
+  timezone?: string;
+  repo?: string;
+  listen?: string;
+  logFile?: string;
+};
 
 function secret(object: Record<string, unknown>, name: string, base: string, what: string): string | null {
   if (typeof object[name] === 'string') return object[name] as string;
@@ -225,31 +247,54 @@ function secret(object: Record<string, unknown>, name: string, base: string, wha
 export function parseConfig(value: unknown, what = 'server configuration', base = process.cwd()): ServerConfig {
   if (!validate(value)) {
     const first = validate.errors?.[0];
-    const extra = first?.keyword === 'additionalProperties' ? ` (${(first.params as { additionalProperty: string }).additionalProperty})` : '';
-    throw new FormatError(`invalid ${what}: ${first ? `${first.instancePath || '/'} ${first.message}${extra}` : 'rejected'}`);
+    const extra =
+      first?.keyword === 'additionalProperties'
+        ? ` (${(first.params as { additionalProperty: string }).additionalProperty})`
+        : '';
+    throw new FormatError(
+      `invalid ${what}: ${first ? `${first.instancePath || '/'} ${first.message}${extra}` : 'rejected'}`,
+    );
   }
   const raw = value as Raw;
   const config = defaultConfig();
   const seconds = (section: 'monitoring' | 'agents' | 'retention' | 'notifications', key: string, fallback: number) => {
     const value = raw[section]?.[key];
-    return value === undefined ? fallback : parseDurationSeconds(value as number | string, `${what}: /${section}/${key}`);
+    return value === undefined
+      ? fallback
+      : parseDurationSeconds(value as number | string, `${what}: /${section}/${key}`);
   };
   if (raw.repo) config.repo = path.resolve(base, raw.repo);
   if (raw.listen) config.listen = raw.listen;
   if (raw.logFile) config.logFile = path.resolve(base, raw.logFile);
   if (raw.timezone) config.timezone = raw.timezone;
   const { monitoring, agents, retention, notifications, metrics, http } = raw;
-  config.monitoring.checkEverySeconds = Math.max(1, seconds('monitoring', 'checkEvery', config.monitoring.checkEverySeconds));
-  config.monitoring.heartbeatTimeoutSeconds = seconds('monitoring', 'heartbeatTimeout', config.monitoring.heartbeatTimeoutSeconds);
-  if (monitoring?.minFreeSpace !== undefined) config.monitoring.minFreeBytes = parseSize(monitoring.minFreeSpace as number | string);
+  config.monitoring.checkEverySeconds = Math.max(
+    1,
+    seconds('monitoring', 'checkEvery', config.monitoring.checkEverySeconds),
+  );
+  config.monitoring.heartbeatTimeoutSeconds = seconds(
+    'monitoring',
+    'heartbeatTimeout',
+    config.monitoring.heartbeatTimeoutSeconds,
+  );
+  if (monitoring?.minFreeSpace !== undefined)
+    config.monitoring.minFreeBytes = parseSize(monitoring.minFreeSpace as number | string);
   config.agents.heartbeatSeconds = Math.max(1, seconds('agents', 'heartbeatEvery', config.agents.heartbeatSeconds));
   config.agents.retryInitialSeconds = Math.max(1, seconds('agents', 'retryInitial', config.agents.retryInitialSeconds));
-  config.agents.retryMaxSeconds = Math.max(config.agents.retryInitialSeconds, seconds('agents', 'retryMax', config.agents.retryMaxSeconds));
-  if (retention && 'pruneSchedule' in retention) config.retention.pruneSchedule = retention.pruneSchedule as string | null;
+  config.agents.retryMaxSeconds = Math.max(
+    config.agents.retryInitialSeconds,
+    seconds('agents', 'retryMax', config.agents.retryMaxSeconds),
+  );
+  if (retention && 'pruneSchedule' in retention)
+    config.retention.pruneSchedule = retention.pruneSchedule as string | null;
   if (retention && 'gcSchedule' in retention) config.retention.gcSchedule = retention.gcSchedule as string | null;
   config.retention.gcGraceSeconds = seconds('retention', 'gcGrace', config.retention.gcGraceSeconds);
-  config.notifications.repeatSeconds = Math.max(1, seconds('notifications', 'repeatEvery', config.notifications.repeatSeconds));
-  if (notifications && 'summarySchedule' in notifications) config.notifications.summarySchedule = notifications.summarySchedule as string | null;
+  config.notifications.repeatSeconds = Math.max(
+    1,
+    seconds('notifications', 'repeatEvery', config.notifications.repeatSeconds),
+  );
+  if (notifications && 'summarySchedule' in notifications)
+    config.notifications.summarySchedule = notifications.summarySchedule as string | null;
   const email = notifications?.email as Record<string, unknown> | undefined;
   if (email) {
     const secure = email.secure === true;
@@ -265,12 +310,19 @@ export function parseConfig(value: unknown, what = 'server configuration', base 
     };
   }
   const hooks = (notifications?.webhooks as Record<string, unknown>[] | undefined) ?? [];
-  config.notifications.webhooks = hooks.map((hook) => ({ url: hook.url as string, secret: secret(hook, 'secret', base, what) }));
+  config.notifications.webhooks = hooks.map((hook) => ({
+    url: hook.url as string,
+    secret: secret(hook, 'secret', base, what),
+  }));
   if (metrics?.public !== undefined) config.metrics.public = metrics.public as boolean;
   config.http = parseHttpSettings(http, config.http, what);
   config.tls = parseTlsSettings(raw.tls, base, what);
   // Schedules and the zone are checked here, so a typo stops the server at start.
-  for (const schedule of [config.retention.pruneSchedule, config.retention.gcSchedule, config.notifications.summarySchedule]) {
+  for (const schedule of [
+    config.retention.pruneSchedule,
+    config.retention.gcSchedule,
+    config.notifications.summarySchedule,
+  ]) {
     if (schedule !== null) new Schedule(schedule, config.timezone);
   }
   return config;
@@ -279,12 +331,18 @@ export function parseConfig(value: unknown, what = 'server configuration', base 
 function parseTlsSettings(raw: Record<string, unknown> | undefined, base: string, what: string): TlsSettings {
   const cert = typeof raw?.cert === 'string' ? path.resolve(base, raw.cert) : null;
   const key = typeof raw?.key === 'string' ? path.resolve(base, raw.key) : null;
-  if ((cert === null) !== (key === null)) throw new FormatError(`invalid ${what}: /tls needs both cert and key, or neither`);
+  if ((cert === null) !== (key === null))
+    throw new FormatError(`invalid ${what}: /tls needs both cert and key, or neither`);
   return { cert, key, names: (raw?.names as string[] | undefined) ?? [] };
 }
 
-function parseHttpSettings(raw: Record<string, unknown> | undefined, defaults: HttpSettings, what: string): HttpSettings {
-  const seconds = (key: string, fallback: number) => (raw?.[key] === undefined ? fallback : parseDurationSeconds(raw[key] as number | string, `${what}: /http/${key}`));
+function parseHttpSettings(
+  raw: Record<string, unknown> | undefined,
+  defaults: HttpSettings,
+  what: string,
+): HttpSettings {
+  const seconds = (key: string, fallback: number) =>
+    raw?.[key] === undefined ? fallback : parseDurationSeconds(raw[key] as number | string, `${what}: /http/${key}`);
   const settings: HttpSettings = {
     headersTimeoutSeconds: Math.max(1, seconds('headersTimeout', defaults.headersTimeoutSeconds)),
     bodyIdleTimeoutSeconds: Math.max(1, seconds('bodyIdleTimeout', defaults.bodyIdleTimeoutSeconds)),
@@ -293,9 +351,12 @@ function parseHttpSettings(raw: Record<string, unknown> | undefined, defaults: H
     uploadSlotsPerMachine: 0,
     trustProxy: (raw?.trustProxy as string[] | undefined) ?? defaults.trustProxy,
   };
-  settings.uploadSlotsPerMachine = (raw?.uploadSlotsPerMachine as number | undefined) ?? Math.max(1, Math.floor(settings.uploadSlots / 2));
+  settings.uploadSlotsPerMachine =
+    (raw?.uploadSlotsPerMachine as number | undefined) ?? Math.max(1, Math.floor(settings.uploadSlots / 2));
   if (settings.uploadSlotsPerMachine > settings.uploadSlots) {
-    throw new FormatError(`invalid ${what}: /http/uploadSlotsPerMachine (${settings.uploadSlotsPerMachine}) is more than /http/uploadSlots (${settings.uploadSlots})`);
+    throw new FormatError(
+      `invalid ${what}: /http/uploadSlotsPerMachine (${settings.uploadSlotsPerMachine}) is more than /http/uploadSlots (${settings.uploadSlots})`,
+    );
   }
   // Checked here, so a typo in a proxy address stops the server at start.
   new TrustedProxies(settings.trustProxy);

@@ -34,7 +34,9 @@ export class FileAccess {
     if (!pending) {
       pending = (async () => {
         const { manifest } = await this.repository.manifest(principal, image.id);
-        return openVolumeFiles(this.source, manifest, (digest) => this.repository.loadIndex(digest), selector, { cacheBytes: 32 << 20 });
+        return openVolumeFiles(this.source, manifest, (digest) => this.repository.loadIndex(digest), selector, {
+          cacheBytes: 32 << 20,
+        });
       })();
       pending.catch(() => this.opened.delete(key));
       this.opened.set(key, pending);

@@ -2,7 +2,19 @@
 // error handler that turns typed errors into JSON bodies with a stable `code`.
 import { AsyncResource } from 'node:async_hooks';
 import express, { type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
-import { AuthError, ConflictError, ForbiddenError, FormatError, NotFoundError, PayloadTooLargeError, RepositoryFullError, UnavailableError, UnsafeTargetError, UsageError, UserError } from '../src/core/errors.js';
+import {
+  AuthError,
+  ConflictError,
+  ForbiddenError,
+  FormatError,
+  NotFoundError,
+  PayloadTooLargeError,
+  RepositoryFullError,
+  UnavailableError,
+  UnsafeTargetError,
+  UsageError,
+  UserError,
+} from '../src/core/errors.js';
 import type { Logger } from '../src/core/log.js';
 import { authenticate, type Principal } from './auth.js';
 import { type BodyParser, bodyIdleTimeout } from './body-timeout.js';
@@ -32,7 +44,9 @@ function keepingLogContext<Parser extends BodyParser>(parser: Parser): Parser {
   return bound as Parser;
 }
 
-export const jsonBody = keepingLogContext(bodyIdleTimeout(express.json({ limit: JSON_LIMIT, strict: true, type: () => true })));
+export const jsonBody = keepingLogContext(
+  bodyIdleTimeout(express.json({ limit: JSON_LIMIT, strict: true, type: () => true })),
+);
 
 export function rawBody(limitBytes: number): RequestHandler {
   return keepingLogContext(bodyIdleTimeout(express.raw({ limit: limitBytes, type: () => true })));
@@ -75,24 +89,44 @@ export function errorHandler(log: Logger, options: ErrorHandlerOptions): ErrorRe
     let userError: UserError | null = error instanceof UserError ? error : null;
     const parserError = error as BodyParserError;
     if (!userError && parserError?.type === 'entity.too.large') {
-      userError = new PayloadTooLargeError(`request body is larger than the limit of ${parserError.limit} bytes for ${request.method} ${request.path}`);
+      userError = new PayloadTooLargeError(
+        `request body is larger than the limit of ${parserError.limit} bytes for ${request.method} ${request.path}`,
+      );
     } else if (!userError && parserError?.type === 'entity.parse.failed') {
       userError = new FormatError(`request body is not valid JSON: ${parserError.message}`);
-    } else if (!userError && (parserError?.type === 'request.aborted' || parserError?.type === 'request.size.invalid')) {
+    } else if (
+      !userError &&
+      (parserError?.type === 'request.aborted' || parserError?.type === 'request.size.invalid')
+    ) {
       userError = new FormatError(`request body was truncated: ${parserError.message}`);
     }
     if (!userError) {
       log.error({ err: error, method: request.method, path: request.path }, 'request failed');
-      if (!response.headersSent) response.status(500).json({ code: 'internal', message: 'internal server error; see the server log' });
+      if (!response.headersSent)
+        response.status(500).json({ code: 'internal', message: 'internal server error; see the server log' });
       return;
     }
     const status = statusOf(userError);
     if (userError instanceof AuthError && !(userError instanceof ForbiddenError)) {
       const kind: AuthFailureKind = RESTORE_CODE_REFUSALS.has(userError.code) ? 'restore_code' : 'token';
       options.onAuthFailure?.(kind);
-      log.warn({ kind, code: userError.code, reason: userError.message, remote: clientAddress(request, options.proxies), method: request.method, path: request.path }, 'authentication failed');
+      log.warn(
+        {
+          kind,
+          code: userError.code,
+          reason: userError.message,
+          remote: clientAddress(request, options.proxies),
+          method: request.method,
+          path: request.path,
+        },
+        'authentication failed',
+      );
     }
-    log[status >= 500 ? 'error' : 'info']({ method: request.method, path: request.path, status, code: userError.code, msg2: userError.message }, 'request refused');
-    if (!response.headersSent) response.status(status).json({ code: userError.code, message: userError.message, ...(userError.details ?? {}) });
+    log[status >= 500 ? 'error' : 'info'](
+      { method: request.method, path: request.path, status, code: userError.code, msg2: userError.message },
+      'request refused',
+    );
+    if (!response.headersSent)
+      response.status(status).json({ code: userError.code, message: userError.message, ...(userError.details ?? {}) });
   };
 }

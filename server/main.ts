@@ -20,7 +20,9 @@ import { type CertificateFiles, type LoadedCertificate, ensureSelfSigned, loadCe
  * How the server speaks: HTTPS with the operator's certificate files or the repository's
  * self-signed one (made on first start for the host's names and `names`), or plain HTTP.
  */
-export type ServerTransport = { kind: 'https'; files?: CertificateFiles; names?: string[] } | { kind: 'http'; anywhere?: boolean };
+export type ServerTransport =
+  | { kind: 'https'; files?: CertificateFiles; names?: string[] }
+  | { kind: 'http'; anywhere?: boolean };
 
 export interface ServerOptions {
   repo: string;
@@ -71,27 +73,37 @@ function checkPlainHttp(transport: ServerTransport, host: string): void {
   );
 }
 
-async function certificateFor(transport: ServerTransport, repo: string): Promise<{ certificate: LoadedCertificate | null; created: boolean }> {
+async function certificateFor(
+  transport: ServerTransport,
+  repo: string,
+): Promise<{ certificate: LoadedCertificate | null; created: boolean }> {
   if (transport.kind === 'http') return { certificate: null, created: false };
   if (transport.files) return { certificate: await loadCertificate(transport.files), created: false };
   return ensureSelfSigned(repo, transport.names ?? []);
 }
-
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { host, port } = parseListen(options.listen);
   const transport = options.transport ?? { kind: 'https' };
   checkPlainHttp(transport, host);
   const clock = options.clock ?? clockFromEnvironment();
-  const { repository, newAdminToken } = await Repository.open(options.repo, { clock, log: options.log, ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) });
+  const { repository, newAdminToken } = await Repository.open(options.repo, {
+    clock,
+    log: options.log,
+    ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
+  });
   const signingKey = await SigningKey.load(options.repo);
   const config = options.config ?? defaultConfig();
-  let { certificate, created: certificateCreated } = await certificateFor(transport, options.repo).catch((error: unknown) => {
-    repository.close();
-    throw error;
-  });
+  let { certificate, created: certificateCreated } = await certificateFor(transport, options.repo).catch(
+    (error: unknown) => {
+      repository.close();
+      throw error;
+    },
+  );
   const { app, verifier, nightly, reindexer } = createApp(repository, options.log, { signingKey, config });
-  const server: http.Server = certificate ? https.createServer({ ...TLS_OPTIONS, cert: certificate.cert, key: certificate.key }, app) : http.createServer(app);
+  const server: http.Server = certificate
+    ? https.createServer({ ...TLS_OPTIONS, cert: certificate.cert, key: certificate.key }, app)
+    : http.createServer(app);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -33,14 +33,29 @@ export class Nightly {
     this.incidents = new Incidents(catalog);
     this.notifier = new Notifier(catalog, config, log);
     this.incidents.onEvent((incident, event) => {
-      log.warn({ incident: incident.id, kind: incident.kind, subject: incident.subject, event, summary: incident.summary }, `incident ${event}`);
+      log.warn(
+        { incident: incident.id, kind: incident.kind, subject: incident.subject, event, summary: incident.summary },
+        `incident ${event}`,
+      );
       this.notifier.enqueue(incidentNotification(incident, event, clock.now()));
     });
     this.monitor = new Monitor(repository, this.runs, this.policies, this.incidents, config, log);
     this.pruner = new Pruner(repository, this.policies, log);
     this.gc = new GarbageCollector(repository, config.retention.gcGraceSeconds, log);
     this.metrics = new Metrics(repository, this.runs, this.incidents, this.gc, this.pruner);
-    this.maintenance = new Maintenance(repository, { monitor: this.monitor, notifier: this.notifier, pruner: this.pruner, gc: this.gc, runs: this.runs, incidents: this.incidents }, config, log);
+    this.maintenance = new Maintenance(
+      repository,
+      {
+        monitor: this.monitor,
+        notifier: this.notifier,
+        pruner: this.pruner,
+        gc: this.gc,
+        runs: this.runs,
+        incidents: this.incidents,
+      },
+      config,
+      log,
+    );
   }
 
   start(): void {

@@ -41,7 +41,9 @@ async function rebuild(repository: Repository): Promise<ReindexReport> {
   const { manifests, indexDigests } = await readManifests(repository, report);
 
   catalog.db.transaction(() => catalog.clearRebuildable())();
-  const insert = catalog.db.prepare('INSERT INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)');
+  const insert = catalog.db.prepare(
+    'INSERT INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)',
+  );
   let batch: (() => void)[] = [];
   const flush = () => {
     catalog.db.transaction(() => batch.forEach((write) => write()))();
@@ -71,15 +73,24 @@ async function rebuild(repository: Repository): Promise<ReindexReport> {
 async function reconcile(repository: Repository): Promise<ReindexReport> {
   const { store, catalog, clock } = repository;
   const started = clock.now();
-  const report: ReindexReport = { images: 0, objects: 0, skipped: [], changes: { imagesAdded: 0, imagesDropped: 0, objectsAdded: 0, objectsDropped: 0 } };
+  const report: ReindexReport = {
+    images: 0,
+    objects: 0,
+    skipped: [],
+    changes: { imagesAdded: 0, imagesDropped: 0, objectsAdded: 0, objectsDropped: 0 },
+  };
   const changes = report.changes!;
   const { manifests, indexDigests } = await readManifests(repository, report);
 
   // What the store holds, in a scratch table so a large store does not sit in memory.
   const db = catalog.db;
-  db.exec('CREATE TEMP TABLE IF NOT EXISTS reindex_listed (digest BLOB PRIMARY KEY, stored_size INTEGER NOT NULL, mtime INTEGER NOT NULL) WITHOUT ROWID; DELETE FROM temp.reindex_listed;');
+  db.exec(
+    'CREATE TEMP TABLE IF NOT EXISTS reindex_listed (digest BLOB PRIMARY KEY, stored_size INTEGER NOT NULL, mtime INTEGER NOT NULL) WITHOUT ROWID; DELETE FROM temp.reindex_listed;',
+  );
   try {
-    const listed = db.prepare('INSERT OR IGNORE INTO temp.reindex_listed (digest, stored_size, mtime) VALUES (?, ?, ?)');
+    const listed = db.prepare(
+      'INSERT OR IGNORE INTO temp.reindex_listed (digest, stored_size, mtime) VALUES (?, ?, ?)',
+    );
     let batch: [Buffer, number, number][] = [];
     const flush = () => {
       db.transaction(() => batch.forEach((row) => listed.run(...row)))();
@@ -96,21 +107,40 @@ async function reconcile(repository: Repository): Promise<ReindexReport> {
 
     // Stored objects the catalog does not know. INSERT OR IGNORE: an upload meanwhile wins.
     const newcomers = db
-      .prepare('SELECT l.digest, l.stored_size AS size, l.mtime FROM temp.reindex_listed l WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.digest = l.digest)')
+      .prepare(
+        'SELECT l.digest, l.stored_size AS size, l.mtime FROM temp.reindex_listed l WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.digest = l.digest)',
+      )
       .all() as { digest: Buffer; size: number; mtime: number }[];
-    const insert = db.prepare('INSERT OR IGNORE INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)');
+    const insert = db.prepare(
+      'INSERT OR IGNORE INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)',
+    );
     for (const row of newcomers) {
       const digest = row.digest.toString('hex');
-      const rawSize = await rawSizeOf(repository, `chunks/${digest.slice(0, 2)}/${digest.slice(2, 4)}/${digest}`, report);
+      const rawSize = await rawSizeOf(
+        repository,
+        `chunks/${digest.slice(0, 2)}/${digest.slice(2, 4)}/${digest}`,
+        report,
+      );
       if (rawSize === null) continue;
-      changes.objectsAdded += insert.run(row.digest, indexDigests.has(digest) ? 'index' : 'chunk', row.size, rawSize, row.mtime, row.mtime).changes;
+      changes.objectsAdded += insert.run(
+        row.digest,
+        indexDigests.has(digest) ? 'index' : 'chunk',
+        row.size,
+        rawSize,
+        row.mtime,
+        row.mtime,
+      ).changes;
     }
 
     // Rows whose file the listing did not see. Rows first written after the reindex began
     // are uploads in progress, and a second look spares a file that came back meanwhile.
-    const unseen = (db
-      .prepare('SELECT o.digest FROM objects o WHERE o.first_seen < ? AND NOT EXISTS (SELECT 1 FROM temp.reindex_listed l WHERE l.digest = o.digest)')
-      .all(started) as { digest: Buffer }[]).map((row) => row.digest.toString('hex'));
+    const unseen = (
+      db
+        .prepare(
+          'SELECT o.digest FROM objects o WHERE o.first_seen < ? AND NOT EXISTS (SELECT 1 FROM temp.reindex_listed l WHERE l.digest = o.digest)',
+        )
+        .all(started) as { digest: Buffer }[]
+    ).map((row) => row.digest.toString('hex'));
     for (const digest of await absentObjects(store, unseen)) {
       catalog.forgetObject(digest);
       changes.objectsDropped++;
@@ -136,7 +166,10 @@ async function reconcile(repository: Repository): Promise<ReindexReport> {
 }
 
 /** Every manifest in the store, oldest first, and the indexes they name. */
-async function readManifests(repository: Repository, report: ReindexReport): Promise<{ manifests: StoredManifest[]; indexDigests: Set<string> }> {
+async function readManifests(
+  repository: Repository,
+  report: ReindexReport,
+): Promise<{ manifests: StoredManifest[]; indexDigests: Set<string> }> {
   const { store } = repository;
   const manifests: StoredManifest[] = [];
   const indexDigests = new Set<string>();
@@ -186,7 +219,15 @@ async function insertImage(repository: Repository, entry: StoredManifest, report
   catalog.insertImage(record, referenced, null);
   const state = await store.get(`images/${entry.machine}/${entry.timestamp}/state.json`).catch(() => null);
   if (state) {
-    const { state: value, reason, damagedObjects } = JSON.parse(state.toString('utf8')) as { state: 'ok' | 'failed'; reason: string | null; damagedObjects?: string[] };
+    const {
+      state: value,
+      reason,
+      damagedObjects,
+    } = JSON.parse(state.toString('utf8')) as {
+      state: 'ok' | 'failed';
+      reason: string | null;
+      damagedObjects?: string[];
+    };
     catalog.setImageState(record.id, value, reason);
     if (value === 'failed' && damagedObjects?.length) catalog.setImageDamage(record.id, damagedObjects);
   }

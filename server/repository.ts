@@ -4,13 +4,28 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../src/core/clock.js';
-import { ConflictError, DigestMismatchError, ForbiddenError, FormatError, MissingObjectsError, NotFoundError, RepositoryFullError, UsageError } from '../src/core/errors.js';
+import {
+  ConflictError,
+  DigestMismatchError,
+  ForbiddenError,
+  FormatError,
+  MissingObjectsError,
+  NotFoundError,
+  RepositoryFullError,
+  UsageError,
+} from '../src/core/errors.js';
 import { MAX_CHUNK_SIZE } from '../src/format/chunk.js';
 import { assertDigest, digestOf } from '../src/format/digest.js';
 import { FixedIndex, MAX_INDEX_BYTES, decodeIndex } from '../src/format/fixed-index.js';
 import { imageId, parseImageRef, timestampOf } from '../src/format/image-ref.js';
 import { decodeFrame } from '../src/format/lz4-frame.js';
-import { type Manifest, diskKeysOf, manifestVolumes, parseManifest, parseManifestText } from '../src/format/manifest.js';
+import {
+  type Manifest,
+  diskKeysOf,
+  manifestVolumes,
+  parseManifest,
+  parseManifestText,
+} from '../src/format/manifest.js';
 import type { Logger } from '../src/core/log.js';
 import { type Principal, requireMachineAccess, requireRole } from './auth.js';
 import { Catalog, type ImageRecord, type ObjectKind, type SessionRecord } from './catalog/catalog.js';
@@ -60,7 +75,10 @@ export class Repository {
   ) {}
 
   /** Open the repository in `directory`, creating it (and its admin token) on first use. */
-  static async open(directory: string, options: { clock: Clock; log: Logger; leaseMs?: number }): Promise<{ repository: Repository; newAdminToken: string | null }> {
+  static async open(
+    directory: string,
+    options: { clock: Clock; log: Logger; leaseMs?: number },
+  ): Promise<{ repository: Repository; newAdminToken: string | null }> {
     const store = await LocalStore.open(directory, options.clock);
     const catalog = new Catalog(path.join(store.root, 'catalog.sqlite'), options.clock);
     const repository = new Repository(store, catalog, options.clock, options.log, options.leaseMs);
@@ -86,7 +104,8 @@ export class Repository {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
     if (existing) {
-      if (!this.catalog.tokenBySecret(existing)) this.catalog.createToken({ role: 'admin', label: 'admin.token', secret: existing });
+      if (!this.catalog.tokenBySecret(existing))
+        this.catalog.createToken({ role: 'admin', label: 'admin.token', secret: existing });
       return null;
     }
     const { secret } = this.catalog.createToken({ role: 'admin', label: 'first start' });
@@ -130,16 +149,24 @@ export class Repository {
    */
   openSession(principal: Principal, request: { id: string; machine: string; parent?: string | null }): SessionView {
     requireRole(principal, 'admin', 'machine');
-    if (!SESSION_ID_PATTERN.test(request.id)) throw new UsageError(`session id ${JSON.stringify(request.id)} is not a UUID`);
+    if (!SESSION_ID_PATTERN.test(request.id))
+      throw new UsageError(`session id ${JSON.stringify(request.id)} is not a UUID`);
     requireMachineAccess(principal, request.machine, 'write');
     const existing = this.catalog.session(request.id);
     if (existing) {
-      if (existing.machine !== request.machine) throw new ForbiddenError(`session ${request.id} belongs to another machine`);
+      if (existing.machine !== request.machine)
+        throw new ForbiddenError(`session ${request.id} belongs to another machine`);
       if (existing.state === 'open') this.catalog.renewLease(existing.id, this.leaseMs);
       this.log.info({ session: existing.id, machine: existing.machine, state: existing.state }, 'session resumed');
       return this.view(this.catalog.session(existing.id)!);
     }
-    const session = this.catalog.createSession({ id: request.id, machine: request.machine, tokenId: principal.tokenId, parent: request.parent ?? null, leaseMs: this.leaseMs });
+    const session = this.catalog.createSession({
+      id: request.id,
+      machine: request.machine,
+      tokenId: principal.tokenId,
+      parent: request.parent ?? null,
+      leaseMs: this.leaseMs,
+    });
     this.catalog.machineSeen(request.machine);
     this.log.info({ session: session.id, machine: session.machine }, 'session opened');
     return this.view(session);
@@ -154,7 +181,8 @@ export class Repository {
 
   abortSession(principal: Principal, id: string): SessionView {
     const session = this.sessionFor(principal, id);
-    if (session.state === 'committed') throw new ConflictError(`upload session ${id} is already committed as ${session.imageId}`);
+    if (session.state === 'committed')
+      throw new ConflictError(`upload session ${id} is already committed as ${session.imageId}`);
     this.catalog.abortSession(id);
     this.log.info({ session: id, machine: session.machine }, 'session aborted');
     return this.view(this.catalog.session(id)!);
@@ -169,17 +197,27 @@ export class Repository {
   missing(principal: Principal, sessionId: string, digests: unknown): string[] {
     const session = this.openSessionFor(principal, sessionId);
     if (!Array.isArray(digests)) throw new FormatError('body.digests must be an array of digests');
-    if (digests.length > MAX_MISSING_BATCH) throw new FormatError(`at most ${MAX_MISSING_BATCH} digests per request, got ${digests.length}`);
+    if (digests.length > MAX_MISSING_BATCH)
+      throw new FormatError(`at most ${MAX_MISSING_BATCH} digests per request, got ${digests.length}`);
     const checked = digests.map((digest, position) => assertDigest(digest, `digests[${position}]`));
     this.catalog.renewLease(sessionId, this.leaseMs);
-    return this.catalog.missingObjects(checked, { machine: principal.role === 'admin' ? null : session.machine, sessionId });
+    return this.catalog.missingObjects(checked, {
+      machine: principal.role === 'admin' ? null : session.machine,
+      sessionId,
+    });
   }
 
   /**
    * Receive one chunk or index as an LZ4 frame: decompress, re-hash, and store it only
    * if it is exactly what its name says. An existing object is only touched.
    */
-  async putObject(principal: Principal, sessionId: string, kind: ObjectKind, digestText: string, frame: Buffer): Promise<{ digest: string; created: boolean }> {
+  async putObject(
+    principal: Principal,
+    sessionId: string,
+    kind: ObjectKind,
+    digestText: string,
+    frame: Buffer,
+  ): Promise<{ digest: string; created: boolean }> {
     const session = this.openSessionFor(principal, sessionId);
     const digest = assertDigest(digestText, `${kind} name`);
     const what = `${kind} ${digest}`;
@@ -212,14 +250,22 @@ export class Repository {
   }
 
   /** An image's state in the catalog and a copy beside its manifest in the store, so a reindex keeps it. */
-  async recordImageState(id: string, state: ImageRecord['state'], reason: string | null, note: Record<string, unknown>): Promise<void> {
+  async recordImageState(
+    id: string,
+    state: ImageRecord['state'],
+    reason: string | null,
+    note: Record<string, unknown>,
+  ): Promise<void> {
     const image = this.catalog.image(id);
     if (!image) return;
     const damaged = this.catalog.imageDamage(id);
     const document = { state, reason, ...note, ...(damaged.length ? { damagedObjects: damaged } : {}) };
     try {
       this.catalog.setImageState(id, state, reason);
-      await this.store.put(`images/${image.machine}/${image.timestamp}/state.json`, Buffer.from(`${JSON.stringify(document, null, 2)}\n`));
+      await this.store.put(
+        `images/${image.machine}/${image.timestamp}/state.json`,
+        Buffer.from(`${JSON.stringify(document, null, 2)}\n`),
+      );
     } catch (error) {
       // Verification still reports on a full repository; the state waits for its next run.
       if (!isStorageFull(error)) throw error;
@@ -232,7 +278,10 @@ export class Repository {
     if (free === null || free - bytes >= UPLOAD_RESERVE_BYTES) return;
     // An object already stored is only touched: that costs no space.
     if (await this.store.stat(key)) return;
-    throw new RepositoryFullError(`no space left on the repository's storage for uploads: ${Math.floor(free / 1024)} KiB free, the last ${UPLOAD_RESERVE_BYTES >> 20} MiB are kept for restores and verification`, { details: { freeBytes: free } });
+    throw new RepositoryFullError(
+      `no space left on the repository's storage for uploads: ${Math.floor(free / 1024)} KiB free, the last ${UPLOAD_RESERVE_BYTES >> 20} MiB are kept for restores and verification`,
+      { details: { freeBytes: free } },
+    );
   }
 
   /** Load an index object from the store and check it against the volume that names it. */
@@ -249,9 +298,12 @@ export class Repository {
     if (session.state !== 'open') throw new ConflictError(`upload session ${sessionId} is ${session.state}`);
     const manifest = parseManifest(body);
     if (manifest.id !== undefined || manifest.createdAt !== undefined) {
-      throw new FormatError('invalid manifest: /id and /createdAt are assigned by the server at commit; leave them out');
+      throw new FormatError(
+        'invalid manifest: /id and /createdAt are assigned by the server at commit; leave them out',
+      );
     }
-    if (manifest.machine !== session.machine) throw new FormatError(`invalid manifest: /machine is ${manifest.machine}, the session is for ${session.machine}`);
+    if (manifest.machine !== session.machine)
+      throw new FormatError(`invalid manifest: /machine is ${manifest.machine}, the session is for ${session.machine}`);
     const committed = { ...manifest, ...this.parentAtCommit(session, manifest) } as Manifest;
     const scope = { machine: principal.role === 'admin' ? null : session.machine, sessionId };
 
@@ -269,7 +321,9 @@ export class Repository {
     for (const { disk, volume } of manifestVolumes(manifest)) {
       const index = await this.loadIndex(volume.index, `index ${volume.index} of volume ${disk.id}/${volume.id}`);
       if (index.chunkSize !== volume.chunkSize || index.volumeSize !== volume.size) {
-        throw new FormatError(`invalid manifest: volume ${disk.id}/${volume.id} says ${volume.size} bytes in ${volume.chunkSize}-byte chunks, its index says ${index.volumeSize} in ${index.chunkSize}`);
+        throw new FormatError(
+          `invalid manifest: volume ${disk.id}/${volume.id} says ${volume.size} bytes in ${volume.chunkSize}-byte chunks, its index says ${index.volumeSize} in ${index.chunkSize}`,
+        );
       }
       for (const digest of index.distinctDigests()) chunkDigests.add(digest);
     }
@@ -335,10 +389,21 @@ export class Repository {
     const parent = this.catalog.image(manifest.parent);
     if (parent && parent.machine === manifest.machine) return unchanged;
     if (parent || manifest.parent !== session.parent) {
-      throw new FormatError(`invalid manifest: /parent names ${manifest.parent}, which is not an image of ${manifest.machine}`);
+      throw new FormatError(
+        `invalid manifest: /parent names ${manifest.parent}, which is not an image of ${manifest.machine}`,
+      );
     }
-    this.log.warn({ session: session.id, parent: manifest.parent }, 'parent image was deleted during the upload; committing without it');
-    return { parent: null, warnings: [...manifest.warnings, `parent image ${manifest.parent} was deleted while this image was uploading; this image is complete without it`] };
+    this.log.warn(
+      { session: session.id, parent: manifest.parent },
+      'parent image was deleted during the upload; committing without it',
+    );
+    return {
+      parent: null,
+      warnings: [
+        ...manifest.warnings,
+        `parent image ${manifest.parent} was deleted while this image was uploading; this image is complete without it`,
+      ],
+    };
   }
 
   /**
@@ -354,7 +419,10 @@ export class Repository {
     const absent = await absentObjects(this.store, this.catalog.recordedBefore(digests, session.createdAt));
     if (absent.length === 0) return;
     for (const digest of absent) this.catalog.forgetObject(digest);
-    this.log.warn({ kind, absent: absent.length, first: absent[0] }, 'the catalog listed objects the store has lost; they are asked for again');
+    this.log.warn(
+      { kind, absent: absent.length, first: absent[0] },
+      'the catalog listed objects the store has lost; they are asked for again',
+    );
     throw this.missingError(absent, kind);
   }
 
@@ -368,7 +436,13 @@ export class Repository {
     return row.bytes;
   }
 
-  imageRecordOf(manifest: Manifest, timestamp: string, createdAt: number, manifestDigest: string, storedBytes: number): Omit<ImageRecord, 'state' | 'stateReason'> {
+  imageRecordOf(
+    manifest: Manifest,
+    timestamp: string,
+    createdAt: number,
+    manifestDigest: string,
+    storedBytes: number,
+  ): Omit<ImageRecord, 'state' | 'stateReason'> {
     return {
       id: imageId(manifest.machine, timestamp),
       machine: manifest.machine,
@@ -387,7 +461,14 @@ export class Repository {
   private missingError(missing: string[], kind: ObjectKind): MissingObjectsError {
     return new MissingObjectsError(
       `the repository lacks ${missing.length} ${kind}${missing.length === 1 ? '' : 's'} this image references, first ${missing[0]}; nothing was committed`,
-      { details: { kind, digest: missing[0], missing: missing.slice(0, MAX_REPORTED_MISSING), missingCount: missing.length } },
+      {
+        details: {
+          kind,
+          digest: missing[0],
+          missing: missing.slice(0, MAX_REPORTED_MISSING),
+          missingCount: missing.length,
+        },
+      },
     );
   }
 
@@ -410,7 +491,8 @@ export class Repository {
 
   listMachines(principal: Principal): ReturnType<Catalog['listMachines']> {
     const machines = this.catalog.listMachines();
-    if (principal.role === 'machine' || principal.role === 'restore') return machines.filter((machine) => machine.name === principal.machine);
+    if (principal.role === 'machine' || principal.role === 'restore')
+      return machines.filter((machine) => machine.name === principal.machine);
     return machines;
   }
 
@@ -442,10 +524,14 @@ export class Repository {
   /** Read a stored object's frame; auditors may read indexes but never chunk content. */
   async objectFrame(principal: Principal, kind: ObjectKind, digestText: string): Promise<Buffer> {
     const digest = assertDigest(digestText, `${kind} name`);
-    if (principal.role === 'auditor' && kind === 'chunk') throw new ForbiddenError('an auditor token cannot download chunk content');
+    if (principal.role === 'auditor' && kind === 'chunk')
+      throw new ForbiddenError('an auditor token cannot download chunk content');
     const info = this.catalog.objectInfo(digest);
     if (!info || info.kind !== kind) throw new NotFoundError(`${kind} ${digest} is not in the repository`);
-    if ((principal.role === 'machine' || principal.role === 'restore') && !this.catalog.machineMayRead(principal.machine!, digest)) {
+    if (
+      (principal.role === 'machine' || principal.role === 'restore') &&
+      !this.catalog.machineMayRead(principal.machine!, digest)
+    ) {
       // Same answer as absent: a machine must not learn what other machines hold.
       throw new NotFoundError(`${kind} ${digest} is not in the repository`);
     }

@@ -8,7 +8,9 @@ export const MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600;
 export function ttlSecondsField(value: unknown, field: string, maxSeconds: number): number | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > maxSeconds) {
-    throw new UsageError(`${field} must be a whole number of seconds from 1 to ${maxSeconds}, got ${JSON.stringify(value) ?? String(value)}`);
+    throw new UsageError(
+      `${field} must be a whole number of seconds from 1 to ${maxSeconds}, got ${JSON.stringify(value) ?? String(value)}`,
+    );
   }
   return value;
 }

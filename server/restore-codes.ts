@@ -45,12 +45,9 @@ export function newRestoreCode(): string {
 
 /** Accept what a person types: any case, spaces or dashes, O for 0, I and L for 1. */
 export function normalizeRestoreCode(text: string): string {
-  const cleaned = text
-    .toUpperCase()
-    .replace(/[\s-]/g, '')
-    .replace(/O/g, '0')
-    .replace(/[IL]/g, '1');
-  if (cleaned.length !== GROUPS * GROUP_LENGTH || [...cleaned].some((character) => !ALPHABET.includes(character))) return '';
+  const cleaned = text.toUpperCase().replace(/[\s-]/g, '').replace(/O/g, '0').replace(/[IL]/g, '1');
+  if (cleaned.length !== GROUPS * GROUP_LENGTH || [...cleaned].some((character) => !ALPHABET.includes(character)))
+    return '';
   return cleaned.match(new RegExp(`.{${GROUP_LENGTH}}`, 'g'))!.join('-');
 }
 
@@ -63,26 +60,49 @@ export class RestoreCodes {
     this.limiter = new FailureLimiter(() => repository.clock.now(), FAILURES_PER_ADDRESS, FAILURE_WINDOW_MS);
   }
 
-  create(principal: Principal, machine: string, ttlMs = DEFAULT_CODE_TTL_MS, capture = false): { code: string; record: RestoreCodeRecord } {
+  create(
+    principal: Principal,
+    machine: string,
+    ttlMs = DEFAULT_CODE_TTL_MS,
+    capture = false,
+  ): { code: string; record: RestoreCodeRecord } {
     requireRole(principal, 'admin');
-    if (!Number.isInteger(ttlMs) || ttlMs < 1000 || ttlMs > MAX_CODE_TTL_MS) throw new UsageError('a restore code lives between a second and 30 days');
+    if (!Number.isInteger(ttlMs) || ttlMs < 1000 || ttlMs > MAX_CODE_TTL_MS)
+      throw new UsageError('a restore code lives between a second and 30 days');
     const { catalog } = this.repository;
     // A capture code may bring a new machine in; a restore code has nothing to restore.
-    if (!capture && catalog.machineId(machine) === null) throw new NotFoundError(`machine ${machine} does not exist: it has no images, tokens or sessions to restore from`);
+    if (!capture && catalog.machineId(machine) === null)
+      throw new NotFoundError(
+        `machine ${machine} does not exist: it has no images, tokens or sessions to restore from`,
+      );
     const code = newRestoreCode();
-    const record = catalog.createRestoreCode({ code, machine, expiresAt: catalog.now() + ttlMs, createdBy: principal.tokenId, capture });
-    catalog.audit('restore-code-created', { machine, detail: `code ${record.id}${capture ? ' (restore and capture)' : ''} valid until ${new Date(record.expiresAt).toISOString()}` });
+    const record = catalog.createRestoreCode({
+      code,
+      machine,
+      expiresAt: catalog.now() + ttlMs,
+      createdBy: principal.tokenId,
+      capture,
+    });
+    catalog.audit('restore-code-created', {
+      machine,
+      detail: `code ${record.id}${capture ? ' (restore and capture)' : ''} valid until ${new Date(record.expiresAt).toISOString()}`,
+    });
     this.repository.log.info({ code: record.id, machine }, 'restore code created');
     return { code, record };
   }
 
-  exchange(text: string, remote: string): { token: string; machine: string; expiresAt: number; codeId: number; role: 'restore' | 'machine' } {
+  exchange(
+    text: string,
+    remote: string,
+  ): { token: string; machine: string; expiresAt: number; codeId: number; role: 'restore' | 'machine' } {
     const { catalog, log } = this.repository;
     const key = limitKeyOf(remote);
     const wait = this.limiter.retryAfter(key);
     if (wait > 0) {
       catalog.audit('restore-code-rate-limited', { remote });
-      throw new RateLimitedError(`too many wrong restore codes; try again in ${Math.ceil(wait / 1000)} s`, { details: { retryAfterSeconds: Math.ceil(wait / 1000) } });
+      throw new RateLimitedError(`too many wrong restore codes; try again in ${Math.ceil(wait / 1000)} s`, {
+        details: { retryAfterSeconds: Math.ceil(wait / 1000) },
+      });
     }
     const code = normalizeRestoreCode(text);
     const record = code ? catalog.restoreCodeByCode(code) : null;
@@ -94,13 +114,28 @@ export class RestoreCodes {
       throw new RestoreCodeError(reason, message);
     };
     if (!record) return refuse('invalid_code', 'unknown restore code: check it with the admin who gave it');
-    if (record.revokedAt !== null) return refuse('code_revoked', `restore code for ${record.machine} was revoked; ask the admin for a new one`);
-    if (record.expiresAt <= catalog.now()) return refuse('code_expired', `restore code for ${record.machine} expired at ${new Date(record.expiresAt).toISOString()}; ask the admin for a new one`);
+    if (record.revokedAt !== null)
+      return refuse('code_revoked', `restore code for ${record.machine} was revoked; ask the admin for a new one`);
+    if (record.expiresAt <= catalog.now())
+      return refuse(
+        'code_expired',
+        `restore code for ${record.machine} expired at ${new Date(record.expiresAt).toISOString()}; ask the admin for a new one`,
+      );
     // A capture code gives a machine token (write its own images) for the code's lifetime.
     const role = record.capture ? 'machine' : 'restore';
-    const { secret } = catalog.createToken({ role, machine: record.machine, label: `restore code ${record.id}`, expiresAt: record.expiresAt, restoreCodeId: record.id });
+    const { secret } = catalog.createToken({
+      role,
+      machine: record.machine,
+      label: `restore code ${record.id}`,
+      expiresAt: record.expiresAt,
+      restoreCodeId: record.id,
+    });
     catalog.restoreCodeUsed(record.id);
-    catalog.audit('restore-code-used', { machine: record.machine, remote, detail: `code ${record.id}${record.capture ? ' (restore and capture)' : ''}` });
+    catalog.audit('restore-code-used', {
+      machine: record.machine,
+      remote,
+      detail: `code ${record.id}${record.capture ? ' (restore and capture)' : ''}`,
+    });
     log.info({ code: record.id, machine: record.machine, remote, role }, 'restore code used');
     return { token: secret, machine: record.machine, expiresAt: record.expiresAt, codeId: record.id, role };
   }

@@ -4,7 +4,14 @@
 // corrected by the difference between its `sentAt` and the moment the report arrives.
 import { NotFoundError, UsageError } from '../src/core/errors.js';
 import { assertMachineName } from '../src/format/image-ref.js';
-import { type RunOutcome, type RunProgress, type RunReport, type RunState, type RunTrigger, parseRunReport } from '../src/format/run-report.js';
+import {
+  type RunOutcome,
+  type RunProgress,
+  type RunReport,
+  type RunState,
+  type RunTrigger,
+  parseRunReport,
+} from '../src/format/run-report.js';
 import { type Principal, requireMachineAccess, requireRole } from './auth.js';
 import type { Catalog } from './catalog/catalog.js';
 
@@ -39,12 +46,24 @@ export interface AgentRecord {
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export function runView(run: RunRecord) {
-  return { ...run, scheduledFor: iso(run.scheduledFor), startedAt: iso(run.startedAt)!, finishedAt: iso(run.finishedAt), updatedAt: iso(run.updatedAt)!, durationMs: run.finishedAt === null ? null : run.finishedAt - run.startedAt };
+  return {
+    ...run,
+    scheduledFor: iso(run.scheduledFor),
+    startedAt: iso(run.startedAt)!,
+    finishedAt: iso(run.finishedAt),
+    updatedAt: iso(run.updatedAt)!,
+    durationMs: run.finishedAt === null ? null : run.finishedAt - run.startedAt,
+  };
 }
 export type RunView = ReturnType<typeof runView>;
 
 export function agentView(agent: AgentRecord) {
-  return { ...agent, firstSeenAt: iso(agent.firstSeenAt)!, lastHeartbeatAt: iso(agent.lastHeartbeatAt)!, nextRunAt: iso(agent.nextRunAt) };
+  return {
+    ...agent,
+    firstSeenAt: iso(agent.firstSeenAt)!,
+    lastHeartbeatAt: iso(agent.lastHeartbeatAt)!,
+    nextRunAt: iso(agent.nextRunAt),
+  };
 }
 
 interface RunRow {
@@ -141,7 +160,8 @@ export class Runs {
     if (report.id !== id) throw new UsageError(`the report is for run ${report.id}, not ${id}`);
     requireMachineAccess(principal, report.machine, 'write');
     const existing = this.run(id);
-    if (existing && existing.machine !== report.machine) throw new UsageError(`run ${id} belongs to machine ${existing.machine}`);
+    if (existing && existing.machine !== report.machine)
+      throw new UsageError(`run ${id} belongs to machine ${existing.machine}`);
     if (existing && existing.closedBy === 'agent') return existing;
     const now = this.catalog.now();
     const skew = now - Date.parse(report.sentAt);
@@ -187,9 +207,26 @@ export class Runs {
            agent_version = excluded.agent_version, closed_by = excluded.closed_by`,
       )
       .run(
-        run.id, run.machine, run.trigger, run.scheduledFor, run.state, run.startedAt, run.finishedAt, run.updatedAt, run.attempts,
-        JSON.stringify(run.disks), run.image, run.bytesRead, run.bytesUploaded, run.chunksNew, run.chunksReused,
-        JSON.stringify(run.warnings), run.error, run.progress ? JSON.stringify(run.progress) : null, run.agentVersion, run.closedBy,
+        run.id,
+        run.machine,
+        run.trigger,
+        run.scheduledFor,
+        run.state,
+        run.startedAt,
+        run.finishedAt,
+        run.updatedAt,
+        run.attempts,
+        JSON.stringify(run.disks),
+        run.image,
+        run.bytesRead,
+        run.bytesUploaded,
+        run.chunksNew,
+        run.chunksReused,
+        JSON.stringify(run.warnings),
+        run.error,
+        run.progress ? JSON.stringify(run.progress) : null,
+        run.agentVersion,
+        run.closedBy,
       );
   }
 
@@ -197,7 +234,10 @@ export class Runs {
     for (const listener of this.finishedListeners) listener(run);
   }
 
-  list(principal: Principal, filter: { machine?: string; since?: number; state?: RunState; limit?: number } = {}): RunRecord[] {
+  list(
+    principal: Principal,
+    filter: { machine?: string; since?: number; state?: RunState; limit?: number } = {},
+  ): RunRecord[] {
     requireRole(principal, 'admin', 'auditor', 'machine');
     let machine = filter.machine;
     if (principal.role === 'machine') {
@@ -227,14 +267,20 @@ export class Runs {
       values.push(filter.state);
     }
     const limit = Math.max(1, Math.min(filter.limit ?? 1000, 10000));
-    const rows = this.catalog.db.prepare(`SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC, id LIMIT ${limit}`).all(...values) as RunRow[];
+    const rows = this.catalog.db
+      .prepare(
+        `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC, id LIMIT ${limit}`,
+      )
+      .all(...values) as RunRow[];
     return rows.map(runFromRow);
   }
 
   /** A run for this occurrence, or one started within [from, to). */
   runFor(machine: string, scheduledFor: number, from: number, to: number): RunRecord | null {
     const row = this.catalog.db
-      .prepare('SELECT * FROM runs WHERE machine = ? AND (scheduled_for = ? OR (started_at >= ? AND started_at < ?)) ORDER BY started_at LIMIT 1')
+      .prepare(
+        'SELECT * FROM runs WHERE machine = ? AND (scheduled_for = ? OR (started_at >= ? AND started_at < ?)) ORDER BY started_at LIMIT 1',
+      )
       .get(machine, scheduledFor, from, to) as RunRow | undefined;
     return row ? runFromRow(row) : null;
   }
@@ -245,7 +291,9 @@ export class Runs {
 
   /** Close the reports of runs whose agent has said nothing since `silentSince`. */
   abandonStale(silentSince: number): RunRecord[] {
-    const rows = this.catalog.db.prepare("SELECT * FROM runs WHERE state = 'running' AND updated_at < ?").all(silentSince) as RunRow[];
+    const rows = this.catalog.db
+      .prepare("SELECT * FROM runs WHERE state = 'running' AND updated_at < ?")
+      .all(silentSince) as RunRow[];
     const closed: RunRecord[] = [];
     for (const row of rows) {
       const run = runFromRow(row);
@@ -261,16 +309,26 @@ export class Runs {
   }
 
   counts(): { state: RunState; count: number; bytesUploaded: number }[] {
-    return this.catalog.db.prepare('SELECT state, COUNT(*) AS count, COALESCE(SUM(bytes_uploaded), 0) AS bytesUploaded FROM runs GROUP BY state').all() as { state: RunState; count: number; bytesUploaded: number }[];
+    return this.catalog.db
+      .prepare(
+        'SELECT state, COUNT(*) AS count, COALESCE(SUM(bytes_uploaded), 0) AS bytesUploaded FROM runs GROUP BY state',
+      )
+      .all() as { state: RunState; count: number; bytesUploaded: number }[];
   }
 
   // --- agents ---------------------------------------------------------------
 
-  heartbeat(principal: Principal, body: { hostname?: unknown; version?: unknown; state?: unknown; nextRunAt?: unknown; currentRun?: unknown }): AgentRecord {
+  heartbeat(
+    principal: Principal,
+    body: { hostname?: unknown; version?: unknown; state?: unknown; nextRunAt?: unknown; currentRun?: unknown },
+  ): AgentRecord {
     requireRole(principal, 'machine');
     const machine = principal.machine!;
     const text = (value: unknown, limit = 200) => (typeof value === 'string' ? value.slice(0, limit) : null);
-    const nextRunAt = typeof body.nextRunAt === 'string' && !Number.isNaN(Date.parse(body.nextRunAt)) ? Date.parse(body.nextRunAt) : null;
+    const nextRunAt =
+      typeof body.nextRunAt === 'string' && !Number.isNaN(Date.parse(body.nextRunAt))
+        ? Date.parse(body.nextRunAt)
+        : null;
     const now = this.catalog.now();
     this.catalog.db
       .prepare(
@@ -278,7 +336,16 @@ export class Runs {
          ON CONFLICT (machine) DO UPDATE SET last_heartbeat_at = excluded.last_heartbeat_at, hostname = excluded.hostname, version = excluded.version,
            state = excluded.state, next_run_at = excluded.next_run_at, current_run = excluded.current_run`,
       )
-      .run(machine, now, now, text(body.hostname), text(body.version), text(body.state), nextRunAt, text(body.currentRun));
+      .run(
+        machine,
+        now,
+        now,
+        text(body.hostname),
+        text(body.version),
+        text(body.state),
+        nextRunAt,
+        text(body.currentRun),
+      );
     this.catalog.machineSeen(machine);
     return this.agent(machine)!;
   }

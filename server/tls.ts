@@ -89,11 +89,33 @@ async function createSelfSigned(files: CertificateFiles, names: string[]): Promi
     const config = path.join(work, 'openssl.cnf');
     await fs.writeFile(config, opensslConfig(commonName, unique));
     const [key, cert] = [path.join(work, 'tls.key'), path.join(work, 'tls.crt')];
-    const args = ['req', '-x509', '-config', config, '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-sha256', '-days', String(SELF_SIGNED_VALIDITY_DAYS), '-keyout', key, '-out', cert];
+    const args = [
+      'req',
+      '-x509',
+      '-config',
+      config,
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-sha256',
+      '-days',
+      String(SELF_SIGNED_VALIDITY_DAYS),
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ];
     const made = await execa('openssl', args, { reject: false });
     if (made.exitCode !== 0) {
-      const why = made.failed && made.exitCode === undefined ? 'the openssl command is missing (apt-get install openssl)' : String(made.stderr).trim();
-      throw new UnavailableError(`cannot create the server's TLS certificate: ${why}; or give --tls-cert and --tls-key`);
+      const why =
+        made.failed && made.exitCode === undefined
+          ? 'the openssl command is missing (apt-get install openssl)'
+          : String(made.stderr).trim();
+      throw new UnavailableError(
+        `cannot create the server's TLS certificate: ${why}; or give --tls-cert and --tls-key`,
+      );
     }
     // Key first: a certificate on disk always has its key beside it.
     await writePrivateFile(files.key, await fs.readFile(key, 'utf8'));
@@ -117,16 +139,33 @@ export async function loadCertificate(files: CertificateFiles): Promise<LoadedCe
   try {
     const leaf = new X509Certificate(cert);
     if (!leaf.checkPrivateKey(createPrivateKey(key))) throw new Error('the key does not belong to the certificate');
-    return { files, cert, key, fingerprint: leaf.fingerprint256, subject: leaf.subject.replace(/\n/g, ', '), validTo: leaf.validTo };
+    return {
+      files,
+      cert,
+      key,
+      fingerprint: leaf.fingerprint256,
+      subject: leaf.subject.replace(/\n/g, ', '),
+      validTo: leaf.validTo,
+    };
   } catch (error) {
     throw new UsageError(`unusable TLS certificate ${files.cert} with key ${files.key}: ${errorMessage(error)}`);
   }
 }
 
 /** The repository's self-signed certificate, made on first use for the host's names and `extraNames`. */
-export async function ensureSelfSigned(repo: string, extraNames: string[]): Promise<{ certificate: LoadedCertificate; created: boolean }> {
+export async function ensureSelfSigned(
+  repo: string,
+  extraNames: string[],
+): Promise<{ certificate: LoadedCertificate; created: boolean }> {
   const files = selfSignedFiles(repo);
-  const present = await Promise.all([files.cert, files.key].map((file) => fs.access(file).then(() => true, () => false)));
+  const present = await Promise.all(
+    [files.cert, files.key].map((file) =>
+      fs.access(file).then(
+        () => true,
+        () => false,
+      ),
+    ),
+  );
   if (present.every(Boolean)) return { certificate: await loadCertificate(files), created: false };
   await createSelfSigned(files, [...(await hostNames()), ...extraNames.map(checkTlsName)]);
   return { certificate: await loadCertificate(files), created: true };

@@ -43,8 +43,15 @@ export class CompressPool {
         this.dispatch();
         if (!waiting) return;
         this.garbage.add(waiting.length);
-        if (message.error !== undefined || !message.blocks) waiting.reject(new Error(`compression failed: ${message.error}`));
-        else waiting.resolve(frameOf(waiting.length, message.blocks.map((block) => Buffer.from(block.buffer, block.byteOffset, block.byteLength))));
+        if (message.error !== undefined || !message.blocks)
+          waiting.reject(new Error(`compression failed: ${message.error}`));
+        else
+          waiting.resolve(
+            frameOf(
+              waiting.length,
+              message.blocks.map((block) => Buffer.from(block.buffer, block.byteOffset, block.byteLength)),
+            ),
+          );
       });
       worker.on('error', (error) => {
         for (const waiting of this.pending.values()) waiting.reject(error);

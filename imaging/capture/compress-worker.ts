@@ -19,7 +19,9 @@ const garbage = new GarbageBudget(4 << 20);
  * output is, untransferable, and postMessage throws on them: those are copied instead.
  * Node 20 has no such mark (nor the function that reads it) and moves them all.
  */
-const isMarkedAsUntransferable = (workerThreads as { isMarkedAsUntransferable?: (object: unknown) => boolean }).isMarkedAsUntransferable ?? (() => false);
+const isMarkedAsUntransferable =
+  (workerThreads as { isMarkedAsUntransferable?: (object: unknown) => boolean }).isMarkedAsUntransferable ??
+  (() => false);
 
 function transferable(block: Buffer): boolean {
   return block.byteOffset === 0 && block.buffer.byteLength === block.length && !isMarkedAsUntransferable(block.buffer);

@@ -37,7 +37,10 @@ async function probeVolume(
   const where = describePartition(partition, device);
   const foreign = await detectForeignVolume(reader);
   if (foreign) {
-    const why = foreign.kind === 'lvm2' ? 'its LVM logical volumes are imaged raw, inside the physical volume, for now' : 'its contents cannot be read, so it is imaged raw';
+    const why =
+      foreign.kind === 'lvm2'
+        ? 'its LVM logical volumes are imaged raw, inside the physical volume, for now'
+        : 'its contents cannot be read, so it is imaged raw';
     return { filesystem: null, warnings: [`${where} holds a ${foreign.description}: ${why}`] };
   }
   for (const module of modules) {
@@ -46,11 +49,21 @@ async function probeVolume(
       return { filesystem: await module.open(reader), warnings: [] };
     } catch (error) {
       if (!(error instanceof FormatError)) throw error;
-      return { filesystem: null, warnings: [`${where} looks like ${module.name} but cannot be read (${error.message}): imaged raw, all-zero chunks as holes`] };
+      return {
+        filesystem: null,
+        warnings: [
+          `${where} looks like ${module.name} but cannot be read (${error.message}): imaged raw, all-zero chunks as holes`,
+        ],
+      };
     }
   }
   const type = partition ? ` (partition type ${partition.type})` : '';
-  return { filesystem: null, warnings: partition ? [`${where}${type} holds no filesystem Backup365 reads: imaged raw, all-zero chunks as holes`] : [] };
+  return {
+    filesystem: null,
+    warnings: partition
+      ? [`${where}${type} holds no filesystem Backup365 reads: imaged raw, all-zero chunks as holes`]
+      : [],
+  };
 }
 
 /** The module's cross-checked map; one the module cannot even check is not trusted. */
@@ -59,7 +72,13 @@ async function checkedCaptureMap(filesystem: OpenFilesystem, where: string, size
     return await filesystem.captureMap();
   } catch (error) {
     if (!(error instanceof FormatError)) throw error;
-    return { method: 'raw', ranges: RangeList.full(size), warnings: [`${where}: its used-block map cannot be checked (${error.message}): imaged raw, all-zero chunks as holes`] };
+    return {
+      method: 'raw',
+      ranges: RangeList.full(size),
+      warnings: [
+        `${where}: its used-block map cannot be checked (${error.message}): imaged raw, all-zero chunks as holes`,
+      ],
+    };
   }
 }
 
@@ -71,7 +90,8 @@ async function volumeFor(
 ): Promise<VolumePlan> {
   const modules = options.modules ?? filesystemModules;
   const reader = new DeviceBlockReader(handle, spec.offset, spec.size, `${device.path} ${spec.id}`);
-  const data = (): RangeList => dataRanges(handle.fd, device.kind, spec.offset, spec.offset + spec.size).shift(-spec.offset);
+  const data = (): RangeList =>
+    dataRanges(handle.fd, device.kind, spec.offset, spec.offset + spec.size).shift(-spec.offset);
   const plan: VolumePlan = {
     id: spec.id,
     kind: spec.kind,
@@ -104,7 +124,9 @@ async function volumeFor(
       const fresh = await checkedCaptureMap(reopened.filesystem, describePartition(spec.partition, device), spec.size);
       plan.method = fresh.method;
       plan.warnings.push(...fresh.warnings.filter((warning) => !plan.warnings.includes(warning)));
-      plan.readable = fresh.ranges.intersect(dataRanges(again.fd, device.kind, spec.offset, spec.offset + spec.size).shift(-spec.offset));
+      plan.readable = fresh.ranges.intersect(
+        dataRanges(again.fd, device.kind, spec.offset, spec.offset + spec.size).shift(-spec.offset),
+      );
     } finally {
       await again.close();
     }
@@ -117,7 +139,12 @@ export interface PlannedDisk {
   warnings: string[];
 }
 
-export async function planDisk(device: DeviceInfo, handle: FileHandle, options: PlanOptions, id = 'disk0'): Promise<PlannedDisk> {
+export async function planDisk(
+  device: DeviceInfo,
+  handle: FileHandle,
+  options: PlanOptions,
+  id = 'disk0',
+): Promise<PlannedDisk> {
   const warnings: string[] = [];
   const whole = new DeviceBlockReader(handle, 0, device.size, device.path);
   let table: PartitionTable = { type: 'none', partitions: [] };
@@ -127,16 +154,38 @@ export async function planDisk(device: DeviceInfo, handle: FileHandle, options: 
     warnings.push(...read.warnings.map((warning) => `${device.path}: ${warning}`));
   } catch (error) {
     if (!(error instanceof FormatError)) throw error;
-    warnings.push(`${device.path}: the partition table cannot be read (${error.message}): the whole disk is imaged raw`);
+    warnings.push(
+      `${device.path}: the partition table cannot be read (${error.message}): the whole disk is imaged raw`,
+    );
   }
   const volumes: VolumePlan[] = [];
   if (table.type === 'none') {
-    volumes.push(await volumeFor(handle, device, options, { id: 'disk', kind: 'disk', partition: null, offset: 0, size: device.size }));
+    volumes.push(
+      await volumeFor(handle, device, options, {
+        id: 'disk',
+        kind: 'disk',
+        partition: null,
+        offset: 0,
+        size: device.size,
+      }),
+    );
   } else {
     const layout = diskLayout(table, device.size);
     const pieces = [
-      ...layout.partitions.map((partition) => ({ id: `p${partition.number}`, kind: 'partition' as const, partition, offset: partition.start, size: partition.size })),
-      ...layout.gaps.map((gap) => ({ id: '', kind: 'gap' as const, partition: null, offset: gap.offset, size: gap.size })),
+      ...layout.partitions.map((partition) => ({
+        id: `p${partition.number}`,
+        kind: 'partition' as const,
+        partition,
+        offset: partition.start,
+        size: partition.size,
+      })),
+      ...layout.gaps.map((gap) => ({
+        id: '',
+        kind: 'gap' as const,
+        partition: null,
+        offset: gap.offset,
+        size: gap.size,
+      })),
     ].sort((a, b) => a.offset - b.offset);
     let gapNumber = 0;
     for (const piece of pieces) {

@@ -6,11 +6,26 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import type { CaptureRepository } from '../../src/client/ports.js';
 import { SessionStateFile } from '../../src/client/session-state.js';
-import { FormatError, InterruptedError, MissingObjectsError, RepositoryFullError, UserError } from '../../src/core/errors.js';
+import {
+  FormatError,
+  InterruptedError,
+  MissingObjectsError,
+  RepositoryFullError,
+  UserError,
+} from '../../src/core/errors.js';
 import { encodeFrame } from '../../src/format/lz4-frame.js';
 import { digestOf } from '../../src/format/digest.js';
 import type { FixedIndex } from '../../src/format/fixed-index.js';
-import { type Disk, type ImageStats, type Manifest, MANIFEST_FORMAT, MANIFEST_VERSION, type PartitionTable, type Volume, diskKeysOf } from '../../src/format/manifest.js';
+import {
+  type Disk,
+  type ImageStats,
+  type Manifest,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  type PartitionTable,
+  type Volume,
+  diskKeysOf,
+} from '../../src/format/manifest.js';
 import { silentLogger, type Logger } from '../../src/core/log.js';
 import { VERSION } from '../../src/core/version.js';
 import { CompressPool } from './compress-pool.js';
@@ -64,7 +79,19 @@ export interface CaptureReport extends ImageStats {
   parent: string | null;
   session: string;
   resumed: boolean;
-  volumes: { disk: string; volume: string; method: Volume['method']; filesystem: string | null; size: number; bytesUsed: number; bytesUploaded: number; chunksUploaded: number; chunksReused: number; holes: number; contentDigest: string }[];
+  volumes: {
+    disk: string;
+    volume: string;
+    method: Volume['method'];
+    filesystem: string | null;
+    size: number;
+    bytesUsed: number;
+    bytesUploaded: number;
+    chunksUploaded: number;
+    chunksReused: number;
+    holes: number;
+    contentDigest: string;
+  }[];
   warnings: string[];
 }
 
@@ -75,7 +102,12 @@ interface BaseDigests {
 }
 
 /** The digests of the previous image of these disks: what need not be sent again. */
-async function loadBase(client: CaptureRepository, machine: string, disks: DiskPlan[], log: Logger): Promise<BaseDigests> {
+async function loadBase(
+  client: CaptureRepository,
+  machine: string,
+  disks: DiskPlan[],
+  log: Logger,
+): Promise<BaseDigests> {
   const base: BaseDigests = { image: null, keys: new DigestKeySet(), indexes: new Set() };
   const manifests = new Map<string, Manifest>();
   for (const disk of disks) {
@@ -97,7 +129,10 @@ async function loadBase(client: CaptureRepository, machine: string, disks: DiskP
           if (digest) base.keys.add(digestKey(digest));
         }
       } catch (error) {
-        log.warn({ image: image.id, index: volume.index, error: (error as Error).message }, 'base index unreadable; its chunks will be compared with the server');
+        log.warn(
+          { image: image.id, index: volume.index, error: (error as Error).message },
+          'base index unreadable; its chunks will be compared with the server',
+        );
       }
     }
   }
@@ -105,7 +140,16 @@ async function loadBase(client: CaptureRepository, machine: string, disks: DiskP
 }
 
 function emptyStats(): ImageStats {
-  return { bytesRead: 0, bytesUsed: 0, bytesUploaded: 0, chunksTotal: 0, chunksHoles: 0, chunksUploaded: 0, chunksReused: 0, durationMs: 0 };
+  return {
+    bytesRead: 0,
+    bytesUsed: 0,
+    bytesUploaded: 0,
+    chunksTotal: 0,
+    chunksHoles: 0,
+    chunksUploaded: 0,
+    chunksReused: 0,
+    durationMs: 0,
+  };
 }
 
 export async function captureImage(options: CaptureOptions): Promise<CaptureReport> {
@@ -113,10 +157,17 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
   const started = Date.now();
   const startedAt = new Date().toISOString();
   const { client, machine } = options;
-  const stateFile = new SessionStateFile(options.stateDirectory, client.server, machine, options.disks.map((disk) => disk.source));
+  const stateFile = new SessionStateFile(
+    options.stateDirectory,
+    client.server,
+    machine,
+    options.disks.map((disk) => disk.source),
+  );
 
   options.onStage?.('looking up the previous image');
-  const base = options.full ? { image: null, keys: new DigestKeySet(), indexes: new Set<string>() } : await loadBase(client, machine, options.disks, log);
+  const base = options.full
+    ? { image: null, keys: new DigestKeySet(), indexes: new Set<string>() }
+    : await loadBase(client, machine, options.disks, log);
 
   // Resume the session of an interrupted run, or start a new one.
   const saved = await stateFile.load();
@@ -128,7 +179,13 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
     session = await client.openSession(sessionId, machine, base.image);
     resumed = false;
   }
-  await stateFile.save({ sessionId, server: client.server, machine, sources: options.disks.map((disk) => disk.source), createdAt: startedAt });
+  await stateFile.save({
+    sessionId,
+    server: client.server,
+    machine,
+    sources: options.disks.map((disk) => disk.source),
+    createdAt: startedAt,
+  });
   if (resumed) log.info({ session: sessionId }, 'resuming an interrupted upload session');
   const heartbeat = setInterval(() => {
     client.heartbeat(sessionId).catch((error: Error) => log.warn({ error: error.message }, 'heartbeat failed'));
@@ -139,7 +196,10 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
   const pool = new CompressPool(options.threads);
   const slots = new SlotPool(chunkSize, pool.threads * 3 + 2);
   const uploader = new Uploader(client, sessionId);
-  const bytesTotal = options.disks.reduce((sum, disk) => sum + disk.volumes.reduce((inner, volume) => inner + volume.readable.totalBytes, 0), 0);
+  const bytesTotal = options.disks.reduce(
+    (sum, disk) => sum + disk.volumes.reduce((inner, volume) => inner + volume.readable.totalBytes, 0),
+    0,
+  );
   let bytesDone = 0;
   const seen = new DigestKeySet();
   const captured: { disk: DiskPlan; plan: VolumePlan; volume: Volume; index: FixedIndex }[] = [];
@@ -182,9 +242,11 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
 
     options.onStage?.('uploading indexes');
     const indexes = new Map<string, Buffer>();
-    for (const { index, volume } of captured) if (!base.indexes.has(volume.index)) indexes.set(volume.index, index.encode());
+    for (const { index, volume } of captured)
+      if (!base.indexes.has(volume.index)) indexes.set(volume.index, index.encode());
     const missingIndexes = new Set(indexes.size ? await client.missing(sessionId, [...indexes.keys()]) : []);
-    for (const [digest, bytes] of indexes) if (missingIndexes.has(digest)) await client.putIndex(sessionId, digest, encodeFrame(bytes));
+    for (const [digest, bytes] of indexes)
+      if (missingIndexes.has(digest)) await client.putIndex(sessionId, digest, encodeFrame(bytes));
 
     const stats = emptyStats();
     const disks: Disk[] = options.disks.map((disk) => ({
@@ -208,13 +270,21 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
       stats.chunksUploaded += volume.stats.chunksUploaded;
       stats.chunksReused += volume.stats.chunksReused;
     }
-    const warnings = [...options.disks.flatMap((disk) => disk.warnings ?? []), ...captured.flatMap(({ volume }) => volume.warnings)];
+    const warnings = [
+      ...options.disks.flatMap((disk) => disk.warnings ?? []),
+      ...captured.flatMap(({ volume }) => volume.warnings),
+    ];
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,
       machine,
       parent: base.image,
-      client: { version: VERSION, hostname: os.hostname(), startedAt: startedAt.replace(/\.\d{3}Z$/, 'Z'), finishedAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') },
+      client: {
+        version: VERSION,
+        hostname: os.hostname(),
+        startedAt: startedAt.replace(/\.\d{3}Z$/, 'Z'),
+        finishedAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      },
       disks,
       stats: { ...stats, durationMs: Date.now() - started },
       warnings,
@@ -248,11 +318,17 @@ export async function captureImage(options: CaptureOptions): Promise<CaptureRepo
     };
   } catch (error) {
     if (options.signal?.aborted) {
-      throw new InterruptedError(`interrupted: nothing was committed; upload session ${sessionId} is kept and the upload resumes on the next run of the same command`, { cause: error });
+      throw new InterruptedError(
+        `interrupted: nothing was committed; upload session ${sessionId} is kept and the upload resumes on the next run of the same command`,
+        { cause: error },
+      );
     }
     if (error instanceof RepositoryFullError) {
       // The session stays open and the state file stays: a rerun resumes the upload.
-      throw new RepositoryFullError(`${error.message}; nothing was committed; free space or prune, then run again — the upload resumes (session ${sessionId})`, { cause: error, details: error.details });
+      throw new RepositoryFullError(
+        `${error.message}; nothing was committed; free space or prune, then run again — the upload resumes (session ${sessionId})`,
+        { cause: error, details: error.details },
+      );
     }
     if (error instanceof UserError) throw error;
     throw error;
@@ -300,9 +376,19 @@ async function commitWithRepair(
               if (!digest || !missing.has(digest)) continue;
               const chunkStart = position * plan.chunkSize;
               const bytes = Buffer.alloc(index.chunkLength(position));
-              await readChunkInto(handle, plan, plan.readable.cursor().within(chunkStart, chunkStart + bytes.length), chunkStart, bytes, `${disk.source} volume ${plan.id}`);
+              await readChunkInto(
+                handle,
+                plan,
+                plan.readable.cursor().within(chunkStart, chunkStart + bytes.length),
+                chunkStart,
+                bytes,
+                `${disk.source} volume ${plan.id}`,
+              );
               const actual = digestOf(bytes);
-              if (actual !== digest) throw new FormatError(`${disk.source} changed while it was being imaged: chunk at byte ${plan.offset + chunkStart} now hashes to ${actual}; image again`);
+              if (actual !== digest)
+                throw new FormatError(
+                  `${disk.source} changed while it was being imaged: chunk at byte ${plan.offset + chunkStart} now hashes to ${actual}; image again`,
+                );
               await client.putChunk(sessionId, digest, encodeFrame(bytes));
               missing.delete(digest);
               sent++;

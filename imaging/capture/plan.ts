@@ -8,7 +8,13 @@ import type { DiskPlan } from './image.js';
 import type { VolumePlan } from './volume.js';
 
 /** A disk plan: the device's identity, its table and the volumes to read. */
-export function diskPlanOf(device: DeviceInfo, id: string, partitionTable: PartitionTable, volumes: VolumePlan[], warnings: string[] = []): DiskPlan {
+export function diskPlanOf(
+  device: DeviceInfo,
+  id: string,
+  partitionTable: PartitionTable,
+  volumes: VolumePlan[],
+  warnings: string[] = [],
+): DiskPlan {
   return {
     id,
     source: device.path,
@@ -24,7 +30,12 @@ export function diskPlanOf(device: DeviceInfo, id: string, partitionTable: Parti
   };
 }
 
-export function rawDiskPlan(device: DeviceInfo, handle: fsp.FileHandle, chunkSize: number | 'auto', id = 'disk0'): DiskPlan {
+export function rawDiskPlan(
+  device: DeviceInfo,
+  handle: fsp.FileHandle,
+  chunkSize: number | 'auto',
+  id = 'disk0',
+): DiskPlan {
   return diskPlanOf(device, id, { type: 'none', partitions: [] }, [
     {
       id: 'disk',

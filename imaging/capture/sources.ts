@@ -16,14 +16,19 @@ export interface SourcePlanOptions {
   live: LiveMode;
 }
 
-export async function planSources(sources: string[], options: SourcePlanOptions): Promise<{ disks: DiskPlan[]; beforeVolume: VolumeHooks['beforeVolume'] }> {
+export async function planSources(
+  sources: string[],
+  options: SourcePlanOptions,
+): Promise<{ disks: DiskPlan[]; beforeVolume: VolumeHooks['beforeVolume'] }> {
   const disks: DiskPlan[] = [];
   const mountsBySource = new Map<string, VolumeMounts[]>();
   for (const [position, source] of sources.entries()) {
     const device = await describeDevice(source);
     const handle = await fs.open(source, 'r');
     try {
-      const plan = options.raw ? rawDiskPlan(device, handle, options.chunkSize, `disk${position}`) : (await planDisk(device, handle, { chunkSize: options.chunkSize }, `disk${position}`)).plan;
+      const plan = options.raw
+        ? rawDiskPlan(device, handle, options.chunkSize, `disk${position}`)
+        : (await planDisk(device, handle, { chunkSize: options.chunkSize }, `disk${position}`)).plan;
       const mounted = await diskMounts(device, plan.partitionTable.partitions);
       mountsBySource.set(source, checkLiveVolumes(mounted, options.live, source));
       disks.push(plan);
@@ -34,7 +39,9 @@ export async function planSources(sources: string[], options: SourcePlanOptions)
   const beforeVolume: VolumeHooks['beforeVolume'] =
     options.live === 'freeze'
       ? async (disk, volume) => {
-          const mounted = (mountsBySource.get(disk.source) ?? []).filter((entry) => entry.partition === volume.partitionNumber && volume.kind !== 'gap');
+          const mounted = (mountsBySource.get(disk.source) ?? []).filter(
+            (entry) => entry.partition === volume.partitionNumber && volume.kind !== 'gap',
+          );
           const thaws: (() => Promise<void>)[] = [];
           for (const entry of mounted) {
             const writable = entry.mounts.find((mount) => !mount.readOnly);

@@ -50,7 +50,12 @@ export class Uploader {
    * Offer a chunk. `estimatedBytes` (its uncompressed size) counts against the memory
    * bound until the chunk is sent or dropped; this waits while the bound is reached.
    */
-  async offer(digest: string, frame: Promise<Frame>, estimatedBytes: number, settled: Candidate['settled']): Promise<void> {
+  async offer(
+    digest: string,
+    frame: Promise<Frame>,
+    estimatedBytes: number,
+    settled: Candidate['settled'],
+  ): Promise<void> {
     this.throwIfFailed();
     while (this.pendingBytes + estimatedBytes > this.maxPendingBytes && this.pendingBytes > 0) {
       // What is waiting must get going, or nothing would ever free the memory.
@@ -100,7 +105,12 @@ export class Uploader {
   }
 
   private async processBatch(batch: Candidate[]): Promise<void> {
-    const missing = new Set(await this.client.missing(this.sessionId, batch.map((candidate) => candidate.digest)));
+    const missing = new Set(
+      await this.client.missing(
+        this.sessionId,
+        batch.map((candidate) => candidate.digest),
+      ),
+    );
     const uploads: Promise<void>[] = [];
     for (const candidate of batch) {
       if (!missing.has(candidate.digest)) {
@@ -114,7 +124,8 @@ export class Uploader {
   }
 
   private async upload(candidate: Candidate): Promise<void> {
-    while (this.activeUploads >= this.parallelUploads) await new Promise<void>((resolve) => this.uploadWaiters.push(resolve));
+    while (this.activeUploads >= this.parallelUploads)
+      await new Promise<void>((resolve) => this.uploadWaiters.push(resolve));
     this.activeUploads++;
     try {
       if (this.failure) throw this.failure;

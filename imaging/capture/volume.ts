@@ -13,7 +13,8 @@ import type { DigestKeySet } from './digest-set.js';
 import type { Uploader } from './uploader.js';
 
 /** The manifest's volume fields known before reading: where, what, how and in what chunk size. */
-export interface VolumePlan extends Pick<Volume, 'id' | 'kind' | 'partitionNumber' | 'offset' | 'size' | 'filesystem' | 'method' | 'chunkSize'> {
+export interface VolumePlan
+  extends Pick<Volume, 'id' | 'kind' | 'partitionNumber' | 'offset' | 'size' | 'filesystem' | 'method' | 'chunkSize'> {
   /** Byte ranges of the volume worth reading; everything else is captured as zeros. */
   readable: RangeList;
   warnings: string[];
@@ -91,7 +92,14 @@ function readGroups(spans: Range[], maxGap = 256 << 10): Range[] {
  * Read the used spans of one chunk into `bytes` and zero everything else: blocks the
  * filesystem does not use never make a chunk unique. Returns the bytes read.
  */
-export async function readChunkInto(handle: FileHandle, plan: VolumePlan, spans: Range[], chunkStart: number, bytes: Buffer, where: string): Promise<number> {
+export async function readChunkInto(
+  handle: FileHandle,
+  plan: VolumePlan,
+  spans: Range[],
+  chunkStart: number,
+  bytes: Buffer,
+  where: string,
+): Promise<number> {
   const length = bytes.length;
   const fullyRead = spans.length === 1 && spans[0]![0] === 0 && spans[0]![1] === length;
   if (!fullyRead) bytes.fill(0);
@@ -114,7 +122,15 @@ export async function readChunkInto(handle: FileHandle, plan: VolumePlan, spans:
 export async function captureVolume(context: CaptureContext, plan: VolumePlan): Promise<CapturedVolume> {
   const index = new FixedIndex(plan.chunkSize, plan.size);
   const content = new ContentHasher();
-  const stats: VolumeStats = { chunks: index.chunkCount, holes: 0, bytesRead: 0, bytesUsed: plan.readable.totalBytes, chunksUploaded: 0, chunksReused: 0, bytesUploaded: 0 };
+  const stats: VolumeStats = {
+    chunks: index.chunkCount,
+    holes: 0,
+    bytesRead: 0,
+    bytesUsed: plan.readable.totalBytes,
+    chunksUploaded: 0,
+    chunksReused: 0,
+    bytesUploaded: 0,
+  };
   const cursor = plan.readable.cursor();
   const compressions: Promise<unknown>[] = [];
   const where = `${context.source} volume ${plan.id}`;
@@ -156,10 +172,12 @@ export async function captureVolume(context: CaptureContext, plan: VolumePlan): 
       const frame = context.pool.compress(context.slots.shared, slot * context.slots.slotSize, length);
       released = true;
       const compressed = frame.finally(() => context.slots.release(slot));
-      compressions.push(compressed.then(
-        () => undefined,
-        () => undefined,
-      ));
+      compressions.push(
+        compressed.then(
+          () => undefined,
+          () => undefined,
+        ),
+      );
       await context.uploader.offer(digest, compressed, length, (uploaded, sent) => {
         if (uploaded) {
           stats.chunksUploaded++;

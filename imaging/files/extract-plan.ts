@@ -27,7 +27,12 @@ async function realTarget(to: string): Promise<string | null> {
   return fs.realpath(path.resolve(to)).catch(() => null);
 }
 
-export async function planExtraction(tree: FileTree, paths: string[], to: string, mode: OverwriteMode | null): Promise<ExtractPlan> {
+export async function planExtraction(
+  tree: FileTree,
+  paths: string[],
+  to: string,
+  mode: OverwriteMode | null,
+): Promise<ExtractPlan> {
   const plan: ExtractPlan = { files: 0, directories: 0, bytes: 0, kept: 0, conflicts: { count: 0, first: [] } };
   const root = await realTarget(to);
   const seenInodes = new Set<number>();
@@ -41,7 +46,9 @@ export async function planExtraction(tree: FileTree, paths: string[], to: string
         if (entry.path === '/' || keptNonDirectories.some((kept) => entry.path.startsWith(`${kept}/`))) return;
         const isDirectory = entry.stat.type === 'directory';
         const target = root ? path.resolve(root, `.${entry.path}`) : null;
-        const { decision, existing } = target ? await decideOverwrite(tree, entry, target, mode) : { decision: 'create' as const, existing: null };
+        const { decision, existing } = target
+          ? await decideOverwrite(tree, entry, target, mode)
+          : { decision: 'create' as const, existing: null };
         if (decision === 'conflict') {
           plan.conflicts.count++;
           if (plan.conflicts.first.length < CONFLICTS_LISTED) plan.conflicts.first.push(target!);

@@ -53,7 +53,18 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
   const root = path.resolve(options.to);
   await fs.mkdir(root, { recursive: true });
   const rootReal = await fs.realpath(root);
-  const report: ExtractReport = { directories: 0, files: 0, symlinks: 0, hardLinks: 0, special: 0, bytes: 0, kept: 0, unchanged: 0, replaced: 0, notRestored: [] };
+  const report: ExtractReport = {
+    directories: 0,
+    files: 0,
+    symlinks: 0,
+    hardLinks: 0,
+    special: 0,
+    bytes: 0,
+    kept: 0,
+    unchanged: 0,
+    replaced: 0,
+    notRestored: [],
+  };
   const mode = options.overwrite ?? 'always';
   const problems = new Map<string, { count: number; example: string }>();
   const note = (what: string, example: string) => {
@@ -91,7 +102,9 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
   const times: { target: string; stat: FileStat; symlink: boolean }[] = [];
   const setMetadata = async (target: string, stat: FileStat, symlink: boolean) => {
     if (isRoot) {
-      await fs.lchown(target, stat.uid, stat.gid).catch((error: Error) => note(`owner not restored (${error.message})`, target));
+      await fs
+        .lchown(target, stat.uid, stat.gid)
+        .catch((error: Error) => note(`owner not restored (${error.message})`, target));
     }
     if (!symlink) {
       // After chown, which clears setuid and setgid.
@@ -114,7 +127,9 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
     try {
       const size = entry.stat.size;
       await handle.truncate(size);
-      const ranges = options.tree.dataRanges ? (await options.tree.dataRanges(entry.node)).ranges : [[0, size] as const];
+      const ranges = options.tree.dataRanges
+        ? (await options.tree.dataRanges(entry.node)).ranges
+        : [[0, size] as const];
       let written = 0;
       for (const [start, end] of ranges) {
         for (let offset = start; offset < Math.min(end, size); offset += READ_BLOCK) {
@@ -159,7 +174,13 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
     else report.unchanged++;
     if (entry.stat.type === 'directory' && !existingIsDirectory) keptNonDirectories.push(entry.path);
     // An unchanged file stands in for the other paths of its inode: they become links to it.
-    if (decision === 'unchanged' && entry.stat.type === 'file' && entry.stat.nlink > 1 && !firstPathOfInode.has(entry.stat.inode)) firstPathOfInode.set(entry.stat.inode, target);
+    if (
+      decision === 'unchanged' &&
+      entry.stat.type === 'file' &&
+      entry.stat.nlink > 1 &&
+      !firstPathOfInode.has(entry.stat.inode)
+    )
+      firstPathOfInode.set(entry.stat.inode, target);
     return true;
   };
 
@@ -264,7 +285,11 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
     try {
       const result = await execa('setfattr', ['-h', `--restore=${dumpFile}`], { cwd: rootReal, reject: false });
       if (result.exitCode !== 0) {
-        for (const line of String(result.stderr).split('\n').filter(Boolean)) note(`extended attribute not restored (${line.replace(/^setfattr: /, '').replace(/^[^:]*: /, '')})`, line.split(':')[1]?.trim() ?? rootReal);
+        for (const line of String(result.stderr).split('\n').filter(Boolean))
+          note(
+            `extended attribute not restored (${line.replace(/^setfattr: /, '').replace(/^[^:]*: /, '')})`,
+            line.split(':')[1]?.trim() ?? rootReal,
+          );
       }
     } catch (error) {
       note(`extended attributes not restored (${(error as Error).message})`, rootReal);
@@ -294,18 +319,29 @@ const nanoseconds = (ms: number, ns: bigint | undefined) => (ns ?? BigInt(Math.r
  * seconds, so the whole batch goes through one python3 (utimensat) when there is one;
  * otherwise Node sets them to the microsecond and says so.
  */
-async function restoreTimes(entries: { target: string; stat: FileStat; symlink: boolean }[], note: (what: string, example: string) => void): Promise<void> {
+async function restoreTimes(
+  entries: { target: string; stat: FileStat; symlink: boolean }[],
+  note: (what: string, example: string) => void,
+): Promise<void> {
   if (entries.length === 0) return;
-  const input = entries.map(({ target, stat, symlink }) => `[${JSON.stringify(target)},${nanoseconds(stat.atimeMs, stat.atimeNs)},${nanoseconds(stat.mtimeMs, stat.mtimeNs)},${!symlink}]`).join('\n');
+  const input = entries
+    .map(
+      ({ target, stat, symlink }) =>
+        `[${JSON.stringify(target)},${nanoseconds(stat.atimeMs, stat.atimeNs)},${nanoseconds(stat.mtimeMs, stat.mtimeNs)},${!symlink}]`,
+    )
+    .join('\n');
   const result = await execa('python3', ['-c', SET_TIMES], { input, reject: false });
   if (result.exitCode === 0 && !result.failed) {
-    for (const line of String(result.stderr).split('\n').filter(Boolean)) note(`times not restored (${line.split('\t')[1]})`, line.split('\t')[0]!);
+    for (const line of String(result.stderr).split('\n').filter(Boolean))
+      note(`times not restored (${line.split('\t')[1]})`, line.split('\t')[0]!);
     return;
   }
   note('times restored to the microsecond only (python3 is not available for nanoseconds)', entries[0]!.target);
   for (const { target, stat, symlink } of entries) {
     const atime = stat.atimeMs / 1000;
     const mtime = stat.mtimeMs / 1000;
-    await (symlink ? fs.lutimes(target, atime, mtime) : fs.utimes(target, atime, mtime)).catch((error: Error) => note(`times not restored (${error.message})`, target));
+    await (symlink ? fs.lutimes(target, atime, mtime) : fs.utimes(target, atime, mtime)).catch((error: Error) =>
+      note(`times not restored (${error.message})`, target),
+    );
   }
 }

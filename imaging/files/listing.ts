@@ -43,20 +43,32 @@ async function describe(tree: FileTree, path: string, name: string): Promise<Lis
 export async function listPath(tree: FileTree, requested: string): Promise<Listing> {
   const path = normalizeVolumePath(requested);
   const node = await tree.lookup(path);
-  if (node.stat.type !== 'directory') return { path, type: node.stat.type, entries: [await describe(tree, path, path.split('/').pop() ?? '/')] };
-  const children = (await tree.readdir(node)).filter((child) => isSafeName(child.name)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (node.stat.type !== 'directory')
+    return { path, type: node.stat.type, entries: [await describe(tree, path, path.split('/').pop() ?? '/')] };
+  const children = (await tree.readdir(node))
+    .filter((child) => isSafeName(child.name))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const entries: ListedEntry[] = [];
   for (const child of children) entries.push(await describe(tree, joinVolumePath(path, child.name), child.name));
   return { path, type: 'directory', entries };
 }
 
-const TYPE_LETTER: Record<FileStat['type'], string> = { file: '-', directory: 'd', symlink: 'l', 'block-device': 'b', 'char-device': 'c', fifo: 'p', socket: 's' };
+const TYPE_LETTER: Record<FileStat['type'], string> = {
+  file: '-',
+  directory: 'd',
+  symlink: 'l',
+  'block-device': 'b',
+  'char-device': 'c',
+  fifo: 'p',
+  socket: 's',
+};
 
 /** The `ls -l` mode string, e.g. -rwsr-xr-x. */
 export function modeString(type: FileStat['type'], mode: number): string {
   const bits = ['r', 'w', 'x'];
   let text = TYPE_LETTER[type];
-  for (let shift = 6; shift >= 0; shift -= 3) for (let bit = 0; bit < 3; bit++) text += mode & (1 << (shift + 2 - bit)) ? bits[bit] : '-';
+  for (let shift = 6; shift >= 0; shift -= 3)
+    for (let bit = 0; bit < 3; bit++) text += mode & (1 << (shift + 2 - bit)) ? bits[bit] : '-';
   const chars = text.split('');
   if (mode & 0o4000) chars[3] = chars[3] === 'x' ? 's' : 'S';
   if (mode & 0o2000) chars[6] = chars[6] === 'x' ? 's' : 'S';

@@ -5,7 +5,12 @@ import { GarbageBudget } from '../../src/core/heap-budget.js';
 import type { ImageVolumeOptions } from '../image-volume.js';
 import { openVolumeFiles, type OpenedVolume } from './volume-files.js';
 
-export async function openImageVolume(client: RepositorySource, reference: string, selector?: string, options: ImageVolumeOptions = {}): Promise<OpenedVolume & { image: string }> {
+export async function openImageVolume(
+  client: RepositorySource,
+  reference: string,
+  selector?: string,
+  options: ImageVolumeOptions = {},
+): Promise<OpenedVolume & { image: string }> {
   const { image, manifest } = await client.manifest(reference);
   // Every fetched chunk is a response body and its decoded copy, native memory V8 frees
   // only when it collects: nudge it, as capture does.

@@ -40,17 +40,25 @@ function sameMtime(stat: FileStat, existing: BigIntStats): boolean {
 
 /** Whether what is at the target already is the image's entry: same size and mtime, or the same link target. */
 async function isUnchanged(tree: FileTree, entry: WalkEntry, existing: BigIntStats, target: string): Promise<boolean> {
-  if (entry.stat.type === 'file') return existing.isFile() && existing.size === BigInt(entry.stat.size) && sameMtime(entry.stat, existing);
-  if (entry.stat.type === 'symlink') return existing.isSymbolicLink() && (await fs.readlink(target)) === (await tree.readlink(entry.node));
+  if (entry.stat.type === 'file')
+    return existing.isFile() && existing.size === BigInt(entry.stat.size) && sameMtime(entry.stat, existing);
+  if (entry.stat.type === 'symlink')
+    return existing.isSymbolicLink() && (await fs.readlink(target)) === (await tree.readlink(entry.node));
   return false;
 }
 
-export async function decideOverwrite(tree: FileTree, entry: WalkEntry, target: string, mode: OverwriteMode | null): Promise<{ decision: Decision; existing: Existing | null }> {
+export async function decideOverwrite(
+  tree: FileTree,
+  entry: WalkEntry,
+  target: string,
+  mode: OverwriteMode | null,
+): Promise<{ decision: Decision; existing: Existing | null }> {
   const existing = await existingAt(target);
   if (!existing) return { decision: 'create', existing };
   if (entry.stat.type === 'directory' && existing.stats.isDirectory()) return { decision: 'merge', existing };
   if (mode === null) return { decision: 'conflict', existing };
   if (mode === 'never') return { decision: 'keep', existing };
-  if (mode === 'if-changed' && (await isUnchanged(tree, entry, existing.stats, target))) return { decision: 'unchanged', existing };
+  if (mode === 'if-changed' && (await isUnchanged(tree, entry, existing.stats, target)))
+    return { decision: 'unchanged', existing };
   return { decision: 'replace', existing };
 }

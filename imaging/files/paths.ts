@@ -5,7 +5,8 @@ import { UsageError } from '../../src/core/errors.js';
 export function normalizeVolumePath(text: string): string {
   if (text.includes('\0')) throw new UsageError(`path ${JSON.stringify(text)} contains a NUL byte`);
   const parts = text.split('/').filter((part) => part !== '' && part !== '.');
-  if (parts.includes('..')) throw new UsageError(`path ${JSON.stringify(text)} contains "..": give a path from the volume's root`);
+  if (parts.includes('..'))
+    throw new UsageError(`path ${JSON.stringify(text)} contains "..": give a path from the volume's root`);
   return `/${parts.join('/')}`;
 }
 

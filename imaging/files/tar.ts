@@ -66,7 +66,12 @@ export async function writeTar(tree: FileTree, paths: string[], output: Writable
         if (stat.type === 'fifo') return add({ ...base, type: 'fifo' });
         if (stat.type === 'block-device' || stat.type === 'char-device') {
           const rdev = stat.rdev ?? 0;
-          return add({ ...base, type: stat.type === 'block-device' ? 'block-device' : 'character-device', devmajor: (rdev >> 8) & 0xfff, devminor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00) });
+          return add({
+            ...base,
+            type: stat.type === 'block-device' ? 'block-device' : 'character-device',
+            devmajor: (rdev >> 8) & 0xfff,
+            devminor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00),
+          });
         }
         report.entries--;
         report.skipped.push({ path, reason: `${stat.type} not carried in tar` });

@@ -21,13 +21,32 @@ export function pickVolume(manifest: Manifest, selector?: string): { disk: Disk;
   const readable = candidates.filter(({ volume }) => moduleFor(volume));
   if (selector === undefined) {
     const largest = readable.sort((a, b) => b.volume.filesystem!.totalBytes - a.volume.filesystem!.totalBytes)[0];
-    if (!largest) throw new NotFoundError(`image ${manifest.id} has no filesystem whose files can be read (${candidates.map(({ volume }) => `${volume.id}: ${volume.filesystem?.type ?? 'raw'}`).join(', ')})`);
+    if (!largest)
+      throw new NotFoundError(
+        `image ${manifest.id} has no filesystem whose files can be read (${candidates.map(({ volume }) => `${volume.id}: ${volume.filesystem?.type ?? 'raw'}`).join(', ')})`,
+      );
     return largest;
   }
   const [diskPart, volumePart] = selector.includes('/') ? selector.split('/', 2) : [undefined, selector];
-  const match = candidates.find(({ disk, volume }) => (diskPart === undefined || disk.id === diskPart) && (String(volume.partitionNumber) === volumePart || volume.id === volumePart));
-  if (!match) throw new NotFoundError(`image ${manifest.id} has no volume ${selector}; it has ${candidates.filter(({ volume }) => volume.kind !== 'gap').map(({ disk, volume }) => `${manifest.disks.length > 1 ? `${disk.id}/` : ''}${volume.partitionNumber ?? volume.id} (${volume.filesystem?.type ?? 'raw'})`).join(', ')}`);
-  if (!moduleFor(match.volume)) throw new UsageError(`volume ${selector} of ${manifest.id} holds ${match.volume.filesystem?.type ?? 'no filesystem Backup365 reads'}: its files cannot be listed`);
+  const match = candidates.find(
+    ({ disk, volume }) =>
+      (diskPart === undefined || disk.id === diskPart) &&
+      (String(volume.partitionNumber) === volumePart || volume.id === volumePart),
+  );
+  if (!match)
+    throw new NotFoundError(
+      `image ${manifest.id} has no volume ${selector}; it has ${candidates
+        .filter(({ volume }) => volume.kind !== 'gap')
+        .map(
+          ({ disk, volume }) =>
+            `${manifest.disks.length > 1 ? `${disk.id}/` : ''}${volume.partitionNumber ?? volume.id} (${volume.filesystem?.type ?? 'raw'})`,
+        )
+        .join(', ')}`,
+    );
+  if (!moduleFor(match.volume))
+    throw new UsageError(
+      `volume ${selector} of ${manifest.id} holds ${match.volume.filesystem?.type ?? 'no filesystem Backup365 reads'}: its files cannot be listed`,
+    );
   return match;
 }
 
@@ -38,9 +57,21 @@ export interface OpenedVolume {
   volume: Volume;
 }
 
-export async function openVolumeFiles(source: ChunkSource, manifest: Manifest, index: (digest: string) => Promise<FixedIndex>, selector?: string, options: ImageVolumeOptions = {}): Promise<OpenedVolume> {
+export async function openVolumeFiles(
+  source: ChunkSource,
+  manifest: Manifest,
+  index: (digest: string) => Promise<FixedIndex>,
+  selector?: string,
+  options: ImageVolumeOptions = {},
+): Promise<OpenedVolume> {
   const { disk, volume } = pickVolume(manifest, selector);
-  const reader = new ImageVolumeReader(source, volume, await index(volume.index), `${manifest.id} ${disk.id}/${volume.id}`, options);
+  const reader = new ImageVolumeReader(
+    source,
+    volume,
+    await index(volume.index),
+    `${manifest.id} ${disk.id}/${volume.id}`,
+    options,
+  );
   const module = moduleFor(volume)!;
   const opened = await module.open(reader);
   if (!opened.files) throw new UsageError(`the ${module.name} module cannot list files`);

@@ -21,7 +21,12 @@ export interface WalkVisitor {
 }
 
 /** Resolve each path, then the parent directories of a path before it. */
-export async function walkPaths(tree: FileTree, paths: string[], visitor: WalkVisitor, options: { withParents?: boolean } = {}): Promise<void> {
+export async function walkPaths(
+  tree: FileTree,
+  paths: string[],
+  visitor: WalkVisitor,
+  options: { withParents?: boolean } = {},
+): Promise<void> {
   const seenParents = new Set<string>();
   for (const requested of paths) {
     const path = normalizeVolumePath(requested);
@@ -40,7 +45,8 @@ export async function walkPaths(tree: FileTree, paths: string[], visitor: WalkVi
     try {
       node = await tree.lookup(path);
     } catch (error) {
-      if (error instanceof NotFoundError) throw new NotFoundError(`${path} does not exist in the volume`, { cause: error });
+      if (error instanceof NotFoundError)
+        throw new NotFoundError(`${path} does not exist in the volume`, { cause: error });
       throw error;
     }
     await walkNode(tree, { path, node, stat: node.stat }, visitor);

@@ -9,7 +9,16 @@ import { checkBlockBitmaps } from './ext/bitmap-check.js';
 import { ExtFileTree } from './ext/file-tree.js';
 import { readGroupDescriptors } from './ext/group-descriptors.js';
 import { journalWarnings } from './ext/journal.js';
-import { EXT_MAGIC, MAGIC_OFFSET, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, STATE_CLEAN, STATE_ERRORS, formatUuid, parseSuperblock } from './ext/superblock.js';
+import {
+  EXT_MAGIC,
+  MAGIC_OFFSET,
+  SUPERBLOCK_OFFSET,
+  SUPERBLOCK_SIZE,
+  STATE_CLEAN,
+  STATE_ERRORS,
+  formatUuid,
+  parseSuperblock,
+} from './ext/superblock.js';
 import { usedByteRanges } from './ext/used-blocks.js';
 import type { ExtVolume } from './ext/volume.js';
 import type { CaptureMap, FileTree, FilesystemModule, OpenFilesystem } from './filesystem.js';
@@ -34,7 +43,9 @@ class OpenExtFilesystem implements OpenFilesystem {
   }
 
   captureMap(): Promise<CaptureMap> {
-    this.checked ??= checkBlockBitmaps(this.volume, this.bitmapUsed).then((map) => (map.method === 'raw' ? map : { ...map, ranges: map.ranges.subtract(this.idleJournal) }));
+    this.checked ??= checkBlockBitmaps(this.volume, this.bitmapUsed).then((map) =>
+      map.method === 'raw' ? map : { ...map, ranges: map.ranges.subtract(this.idleJournal) },
+    );
     return this.checked;
   }
 
@@ -45,14 +56,20 @@ class OpenExtFilesystem implements OpenFilesystem {
 }
 
 async function open(reader: BlockReader): Promise<OpenFilesystem> {
-  if (reader.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE) throw new FormatError(`${reader.description}: a ${reader.size}-byte volume is too small for an ext filesystem`);
+  if (reader.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE)
+    throw new FormatError(`${reader.description}: a ${reader.size}-byte volume is too small for an ext filesystem`);
   try {
-    const superblock = parseSuperblock(await reader.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE), reader.size, reader.description);
+    const superblock = parseSuperblock(
+      await reader.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE),
+      reader.size,
+      reader.description,
+    );
     const groups = await readGroupDescriptors(reader, superblock);
     const volume: ExtVolume = { reader, superblock, groups };
     const warnings: string[] = [];
     if (superblock.state & STATE_ERRORS) warnings.push('the filesystem is marked as having errors: run e2fsck on it');
-    else if (!(superblock.state & STATE_CLEAN) && !superblock.has.hasJournal) warnings.push('the filesystem was not cleanly unmounted: run e2fsck on it');
+    else if (!(superblock.state & STATE_CLEAN) && !superblock.has.hasJournal)
+      warnings.push('the filesystem was not cleanly unmounted: run e2fsck on it');
     const journal = await journalWarnings(volume);
     warnings.push(...journal.warnings);
     const bitmapUsed = await usedByteRanges(reader, superblock, groups, { warnings, extraBitmaps: journal.bitmaps });
@@ -67,9 +84,16 @@ async function open(reader: BlockReader): Promise<OpenFilesystem> {
       usedBytes: used.totalBytes,
       features: superblock.features,
     };
-    return new OpenExtFilesystem(volume, info, warnings.map((warning) => `${reader.description}: ${warning}`), bitmapUsed, idleJournal);
+    return new OpenExtFilesystem(
+      volume,
+      info,
+      warnings.map((warning) => `${reader.description}: ${warning}`),
+      bitmapUsed,
+      idleJournal,
+    );
   } catch (error) {
-    if (error instanceof RangeError) throw new FormatError(`${reader.description}: malformed ext metadata (${error.message})`, { cause: error });
+    if (error instanceof RangeError)
+      throw new FormatError(`${reader.description}: malformed ext metadata (${error.message})`, { cause: error });
     throw error;
   }
 }

@@ -5,7 +5,14 @@ import { errorMessage, FormatError } from '../../src/core/errors.js';
 import type { FilesystemInfo } from '../../src/format/manifest.js';
 import type { BlockReader } from '../block-reader.js';
 import { RangeList, type Range } from '../ranges.js';
-import { checkFsInfo, formatSerial, looksLikeFatBootSector, parseBootSector, volumeLabel, type FatGeometry } from './fat/boot-sector.js';
+import {
+  checkFsInfo,
+  formatSerial,
+  looksLikeFatBootSector,
+  parseBootSector,
+  volumeLabel,
+  type FatGeometry,
+} from './fat/boot-sector.js';
 import { findLabelEntry } from './fat/directory.js';
 import { FatFileTree, readDirectoryBytes } from './fat/file-tree.js';
 import { FatTable } from './fat/table.js';
@@ -22,7 +29,8 @@ export const fatFilesystem: FilesystemModule = {
 };
 
 async function openFat(reader: BlockReader): Promise<OpenFilesystem> {
-  if (reader.size < 512) throw new FormatError(`${reader.description}: ${reader.size} bytes is too small to hold a FAT boot sector`);
+  if (reader.size < 512)
+    throw new FormatError(`${reader.description}: ${reader.size} bytes is too small to hold a FAT boot sector`);
   const { geometry, warnings } = parseBootSector(await reader.read(0, 512), reader.size, reader.description);
   const table = new FatTable(reader, geometry);
 
@@ -32,11 +40,17 @@ async function openFat(reader: BlockReader): Promise<OpenFilesystem> {
     if (problem) warnings.push(problem);
   }
   const flags = await table.volumeFlags();
-  if (flags?.dirty) warnings.push('the volume was not cleanly unmounted (dirty flag in FAT entry 1); it is captured as it is, run fsck.fat to repair it');
+  if (flags?.dirty)
+    warnings.push(
+      'the volume was not cleanly unmounted (dirty flag in FAT entry 1); it is captured as it is, run fsck.fat to repair it',
+    );
   if (flags?.hadErrors) warnings.push('the volume records earlier disk I/O errors (flag in FAT entry 1)');
 
   const usage = await table.clusterUsage();
-  if (usage.badClusters) warnings.push(`${usage.badClusters} clusters are marked bad; they are not read and restore as zeros, still marked bad`);
+  if (usage.badClusters)
+    warnings.push(
+      `${usage.badClusters} clusters are marked bad; they are not read and restore as zeros, still marked bad`,
+    );
   const dataEnd = geometry.dataOffset + geometry.clusterCount * geometry.clusterSize;
   const used = RangeList.of([
     // Boot sector, FSInfo, backup boot sector and anything else in the reserved region,
@@ -84,7 +98,13 @@ async function openFat(reader: BlockReader): Promise<OpenFilesystem> {
  * shown by either, so it is not reported here either.
  */
 async function rootLabel(reader: BlockReader, geometry: FatGeometry, table: FatTable): Promise<string | null> {
-  const { bytes } = await readDirectoryBytes(reader, geometry, table, geometry.fatType === 32 ? geometry.rootCluster : 0, '/');
+  const { bytes } = await readDirectoryBytes(
+    reader,
+    geometry,
+    table,
+    geometry.fatType === 32 ? geometry.rootCluster : 0,
+    '/',
+  );
   const entry = findLabelEntry(bytes);
   return entry ? volumeLabel(entry) : null;
 }

@@ -24,7 +24,8 @@ export const ntfsFilesystem: FilesystemModule = {
   },
 
   async open(reader: BlockReader): Promise<OpenFilesystem> {
-    if (reader.size < 512) throw new FormatError(`${reader.description}: ${reader.size} bytes is too small for an NTFS boot sector`);
+    if (reader.size < 512)
+      throw new FormatError(`${reader.description}: ${reader.size} bytes is too small for an NTFS boot sector`);
     const boot = parseBootSector(await reader.read(0, 512), reader.description, reader.size);
     const mft = await Mft.open(reader, boot);
     return NtfsVolume.open(reader, boot, mft);
@@ -52,9 +53,13 @@ class NtfsVolume implements OpenFilesystem {
     const volume = await mft.inode(SystemFile.volume);
     const nameAttribute = volume.extents(AttributeType.volumeName)[0];
     if (nameAttribute && !nameAttribute.value) throw nameAttribute.location.error(8, '$VOLUME_NAME is not resident');
-    const label = nameAttribute?.value && nameAttribute.value.length > 0 ? nameAttribute.value.utf16(0, Math.floor(nameAttribute.value.length / 2), 'volume name') : null;
+    const label =
+      nameAttribute?.value && nameAttribute.value.length > 0
+        ? nameAttribute.value.utf16(0, Math.floor(nameAttribute.value.length / 2), 'volume name')
+        : null;
     const informationAttribute = volume.extents(AttributeType.volumeInformation)[0];
-    if (!informationAttribute?.value) throw new FormatError(`${volume.label} ($Volume): no resident $VOLUME_INFORMATION`);
+    if (!informationAttribute?.value)
+      throw new FormatError(`${volume.label} ($Volume): no resident $VOLUME_INFORMATION`);
     const information = parseVolumeInformation(informationAttribute.value);
 
     const bitmapFile = await mft.inode(SystemFile.bitmap);
@@ -62,7 +67,9 @@ class NtfsVolume implements OpenFilesystem {
     if (!bitmapData) throw new FormatError(`${bitmapFile.label} ($Bitmap): no $DATA`);
     const neededBytes = Math.ceil(boot.clusterCount / 8);
     if (bitmapData.size < neededBytes) {
-      throw new FormatError(`${bitmapFile.label} ($Bitmap): ${bitmapData.size} bytes cannot hold one bit for each of the ${boot.clusterCount} clusters`);
+      throw new FormatError(
+        `${bitmapFile.label} ($Bitmap): ${bitmapData.size} bytes cannot hold one bit for each of the ${boot.clusterCount} clusters`,
+      );
     }
     const usedClusters: Array<[number, number]> = [];
     for (let offset = 0; offset < neededBytes; offset += BITMAP_READ_BYTES) {
@@ -73,7 +80,9 @@ class NtfsVolume implements OpenFilesystem {
 
     const warnings: string[] = [];
     if (information.flags & VolumeFlag.dirty) {
-      warnings.push(`${reader.description}: NTFS volume is marked dirty (not cleanly unmounted, or chkdsk is scheduled); the image is of the volume as it is`);
+      warnings.push(
+        `${reader.description}: NTFS volume is marked dirty (not cleanly unmounted, or chkdsk is scheduled); the image is of the volume as it is`,
+      );
     }
     const hibernation = await hibernationWarning(new NtfsFileTree(mft), reader.description);
     if (hibernation) warnings.push(hibernation);
@@ -94,12 +103,15 @@ class NtfsVolume implements OpenFilesystem {
     const ranges: Range[] = this.usedClusters.map(([start, end]) => [start * clusterSize, end * clusterSize]);
     // The backup boot sector is the last sector of the volume, after the last whole cluster.
     const backupBootSector = sectorCount * bytesPerSector;
-    if (backupBootSector + bytesPerSector <= this.reader.size) ranges.push([backupBootSector, backupBootSector + bytesPerSector]);
+    if (backupBootSector + bytesPerSector <= this.reader.size)
+      ranges.push([backupBootSector, backupBootSector + bytesPerSector]);
     return RangeList.of(ranges);
   }
 
   captureMap(): Promise<CaptureMap> {
-    this.checked ??= this.usedRanges().then((used) => checkClusterBitmap(this.mft, this.boot, used, this.reader.size, this.reader.description));
+    this.checked ??= this.usedRanges().then((used) =>
+      checkClusterBitmap(this.mft, this.boot, used, this.reader.size, this.reader.description),
+    );
     return this.checked;
   }
 
@@ -122,7 +134,8 @@ async function hibernationWarning(tree: NtfsFileTree, description: string): Prom
     return `${description}: Windows is hibernated or was shut down with Fast Startup: recent changes may be missing from this volume's image; shut Windows down fully (or disable Fast Startup) before imaging`;
   } catch (error) {
     if (error instanceof NotFoundError) return null;
-    if (error instanceof UserError) return `${description}: could not check hiberfil.sys for hibernation: ${error.message}`;
+    if (error instanceof UserError)
+      return `${description}: could not check hiberfil.sys for hibernation: ${error.message}`;
     throw error;
   }
 }

@@ -15,7 +15,10 @@ async function readAt(reader: BlockReader, offset: number, length: number): Prom
 export async function detectForeignVolume(reader: BlockReader): Promise<ForeignVolume | null> {
   const head = await readAt(reader, 0, 4096);
   if (!head) return null;
-  if (head.subarray(0, 6).equals(Buffer.from('LUKS\xba\xbe', 'latin1')) || head.subarray(0, 6).equals(Buffer.from('SKUL\xba\xbe', 'latin1'))) {
+  if (
+    head.subarray(0, 6).equals(Buffer.from('LUKS\xba\xbe', 'latin1')) ||
+    head.subarray(0, 6).equals(Buffer.from('SKUL\xba\xbe', 'latin1'))
+  ) {
     return { kind: 'luks', description: `LUKS${head.readUInt16BE(6)} encrypted volume` };
   }
   // LVM2 puts "LABELONE" in one of the first four sectors, with "LVM2 001" after it.
@@ -25,7 +28,8 @@ export async function detectForeignVolume(reader: BlockReader): Promise<ForeignV
       return { kind: 'lvm2', description: 'LVM2 physical volume' };
     }
   }
-  if (head.toString('latin1', 3, 11) === '-FVE-FS-') return { kind: 'bitlocker', description: 'BitLocker encrypted volume' };
+  if (head.toString('latin1', 3, 11) === '-FVE-FS-')
+    return { kind: 'bitlocker', description: 'BitLocker encrypted volume' };
   const md = await readAt(reader, 4096, 4);
   if (md && md.readUInt32LE(0) === 0xa92b4efc) return { kind: 'mdraid', description: 'Linux software RAID member' };
   return null;

@@ -51,8 +51,10 @@ async function openSwap(reader: BlockReader): Promise<OpenFilesystem> {
   const where = `${reader.description}: swap header`;
   const firstBytes = await readFirstPages(reader);
   const found = findSignature(firstBytes);
-  if (!found) throw new FormatError(`${where}: no SWAPSPACE2 or SWAP-SPACE signature at the end of a 4 KiB to 64 KiB first page`);
-  if (firstBytes.subarray(0, TUXONICE_MAGIC.length).equals(TUXONICE_MAGIC)) throw new FormatError(`${where}: TuxOnIce hibernation image (magic at byte 0), not a plain swap area`);
+  if (!found)
+    throw new FormatError(`${where}: no SWAPSPACE2 or SWAP-SPACE signature at the end of a 4 KiB to 64 KiB first page`);
+  if (firstBytes.subarray(0, TUXONICE_MAGIC.length).equals(TUXONICE_MAGIC))
+    throw new FormatError(`${where}: TuxOnIce hibernation image (magic at byte 0), not a plain swap area`);
   const { pageSize, version } = found;
   const page = firstBytes.subarray(0, pageSize);
   const warnings: string[] = [];
@@ -70,7 +72,10 @@ async function openSwap(reader: BlockReader): Promise<OpenFilesystem> {
     // The header is written in the byte order of the machine that made it.
     let bigEndian = false;
     if (page.readUInt32LE(HEADER_OFFSET) !== 1) {
-      if (page.readUInt32BE(HEADER_OFFSET) !== 1) throw new FormatError(`${where}: version is ${page.readUInt32LE(HEADER_OFFSET)}, not 1 (byte ${HEADER_OFFSET})`);
+      if (page.readUInt32BE(HEADER_OFFSET) !== 1)
+        throw new FormatError(
+          `${where}: version is ${page.readUInt32LE(HEADER_OFFSET)}, not 1 (byte ${HEADER_OFFSET})`,
+        );
       bigEndian = true;
       features.push('big-endian');
     }
@@ -79,11 +84,16 @@ async function openSwap(reader: BlockReader): Promise<OpenFilesystem> {
     if (lastPage === 0) throw new FormatError(`${where}: last page is 0 (byte ${HEADER_OFFSET + 4})`);
     pages = lastPage + 1;
     if (pages * pageSize > reader.size) {
-      throw new FormatError(`${where}: last page ${lastPage} ends at byte ${pages * pageSize}, beyond the ${reader.size}-byte volume (byte ${HEADER_OFFSET + 4})`);
+      throw new FormatError(
+        `${where}: last page ${lastPage} ends at byte ${pages * pageSize}, beyond the ${reader.size}-byte volume (byte ${HEADER_OFFSET + 4})`,
+      );
     }
     const badPages = u32(HEADER_OFFSET + 8);
     const maxBadPages = Math.floor((pageSize - BAD_PAGES_OFFSET - SIGNATURE_BYTES) / 4);
-    if (badPages > maxBadPages) throw new FormatError(`${where}: ${badPages} bad pages listed, at most ${maxBadPages} fit in the header (byte ${HEADER_OFFSET + 8})`);
+    if (badPages > maxBadPages)
+      throw new FormatError(
+        `${where}: ${badPages} bad pages listed, at most ${maxBadPages} fit in the header (byte ${HEADER_OFFSET + 8})`,
+      );
     if (badPages > 0) warnings.push(`the swap header lists ${badPages} bad pages`);
     // blkid trusts UUID and label only when this stretch of padding is clean.
     if (page.readUInt32LE(1196) === 0 && page.readUInt32LE(1200) === 0) {
@@ -105,7 +115,13 @@ async function openSwap(reader: BlockReader): Promise<OpenFilesystem> {
     features,
   };
   const used = RangeList.of([[0, pageSize]]);
-  return { info, method: 'swap-header-only', warnings, usedRanges: async () => used, captureMap: async () => ({ method: 'swap-header-only', ranges: used, warnings: [] }) };
+  return {
+    info,
+    method: 'swap-header-only',
+    warnings,
+    usedRanges: async () => used,
+    captureMap: async () => ({ method: 'swap-header-only', ranges: used, warnings: [] }),
+  };
 }
 
 function formatUuid(bytes: Buffer): string | null {

@@ -65,7 +65,11 @@ export function freeParts(used: RangeList, start: number, end: number): Range[] 
  * The first metadata region the map marks (partly) free, worded as the warning that
  * sends the volume to raw capture; null when every region is marked used.
  */
-export function metadataMarkedFree(used: RangeList, regions: readonly MetadataRegion[], wording: MapWording): string | null {
+export function metadataMarkedFree(
+  used: RangeList,
+  regions: readonly MetadataRegion[],
+  wording: MapWording,
+): string | null {
   for (const region of regions) {
     const free = freeParts(used, region.start, region.end);
     if (free.length === 0) continue;
@@ -134,12 +138,19 @@ export class ReferencedBlocks {
     const warnings: string[] = [];
     if (this.owners.size > 0) {
       const extra = RangeList.of(this.extra);
-      const units = extra.ranges.reduce((sum, [start, end]) => sum + Math.ceil(end / unitSize) - Math.floor(start / unitSize), 0);
+      const units = extra.ranges.reduce(
+        (sum, [start, end]) => sum + Math.ceil(end / unitSize) - Math.floor(start / unitSize),
+        0,
+      );
       const owners = [...this.owners];
-      warnings.push(`${volume}: ${units} ${unit}${units === 1 ? '' : 's'} referenced by ${owner}${owners.length === 1 ? '' : 's'} ${nameSome(owners, owners.length)} ${units === 1 ? 'is' : 'are'} marked free in ${map}; captured anyway`);
+      warnings.push(
+        `${volume}: ${units} ${unit}${units === 1 ? '' : 's'} referenced by ${owner}${owners.length === 1 ? '' : 's'} ${nameSome(owners, owners.length)} ${units === 1 ? 'is' : 'are'} marked free in ${map}; captured anyway`,
+      );
     }
     if (this.skippedCount > 0) {
-      warnings.push(`${volume}: ${this.skippedCount} damaged reference${this.skippedCount === 1 ? '' : 's'} could not be checked against ${map} and ${this.skippedCount === 1 ? 'was' : 'were'} skipped (${nameSome(this.skipped, this.skippedCount)})`);
+      warnings.push(
+        `${volume}: ${this.skippedCount} damaged reference${this.skippedCount === 1 ? '' : 's'} could not be checked against ${map} and ${this.skippedCount === 1 ? 'was' : 'were'} skipped (${nameSome(this.skipped, this.skippedCount)})`,
+      );
     }
     return warnings;
   }

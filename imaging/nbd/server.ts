@@ -133,7 +133,9 @@ async function negotiate(socket: net.Socket, input: SocketReader, exports: NbdEx
   socket.write(greeting);
   const clientFlags = (await input.read(4)).readUInt32BE(0);
   const noZeroes = (clientFlags & CLIENT_FLAG_NO_ZEROES) !== 0;
-  const find = (name: string) => exports.find((candidate) => candidate.name === name) ?? (name === '' || exports.length === 1 ? exports[0] : undefined);
+  const find = (name: string) =>
+    exports.find((candidate) => candidate.name === name) ??
+    (name === '' || exports.length === 1 ? exports[0] : undefined);
   for (;;) {
     const header = await input.read(16);
     if (header.readBigUInt64BE(0) !== IHAVEOPT) throw new Error('bad option magic');

@@ -46,25 +46,49 @@ const hex32 = (value: number) => `0x${value.toString(16).padStart(8, '0')}`;
 export function parseGptHeader(sector: Buffer, lba: number, sectorSize: number): GptHeader | string {
   if (sector.toString('latin1', 0, 8) !== GPT_SIGNATURE) return `no "${GPT_SIGNATURE}" signature`;
   const headerSize = sector.readUInt32LE(12);
-  if (headerSize < GPT_HEADER_SIZE || headerSize > sectorSize) return `header size ${headerSize} is outside ${GPT_HEADER_SIZE}-${sectorSize}`;
+  if (headerSize < GPT_HEADER_SIZE || headerSize > sectorSize)
+    return `header size ${headerSize} is outside ${GPT_HEADER_SIZE}-${sectorSize}`;
   const storedCrc = sector.readUInt32LE(16);
   const copy = Buffer.from(sector.subarray(0, headerSize));
   copy.writeUInt32LE(0, 16);
   const computedCrc = crc32(copy);
-  if (storedCrc !== computedCrc) return `header CRC32 mismatch (stored ${hex32(storedCrc)}, computed ${hex32(computedCrc)})`;
+  if (storedCrc !== computedCrc)
+    return `header CRC32 mismatch (stored ${hex32(storedCrc)}, computed ${hex32(computedCrc)})`;
   const fields = [24, 32, 40, 48, 72].map((offset) => readLba(sector, offset));
   const [myLba, alternateLba, firstUsableLba, lastUsableLba, entriesLba] = fields;
-  if (myLba === null || alternateLba === null || firstUsableLba === null || lastUsableLba === null || entriesLba === null) return 'an LBA field is beyond 2^53';
+  if (
+    myLba === null ||
+    alternateLba === null ||
+    firstUsableLba === null ||
+    lastUsableLba === null ||
+    entriesLba === null
+  )
+    return 'an LBA field is beyond 2^53';
   if (myLba !== lba) return `header says it is at LBA ${myLba}`;
   const entryCount = sector.readUInt32LE(80);
   const entrySize = sector.readUInt32LE(84);
-  if (entrySize < GPT_MIN_ENTRY_SIZE || (entrySize & (entrySize - 1)) !== 0) return `partition entry size ${entrySize} is not 128 × 2^n`;
-  if (entryCount * entrySize > MAX_ENTRY_ARRAY_BYTES) return `${entryCount} entries of ${entrySize} bytes make an implausibly large entry array`;
-  if (firstUsableLba > lastUsableLba + 1) return `first usable LBA ${firstUsableLba} is after last usable LBA ${lastUsableLba}`;
+  if (entrySize < GPT_MIN_ENTRY_SIZE || (entrySize & (entrySize - 1)) !== 0)
+    return `partition entry size ${entrySize} is not 128 × 2^n`;
+  if (entryCount * entrySize > MAX_ENTRY_ARRAY_BYTES)
+    return `${entryCount} entries of ${entrySize} bytes make an implausibly large entry array`;
+  if (firstUsableLba > lastUsableLba + 1)
+    return `first usable LBA ${firstUsableLba} is after last usable LBA ${lastUsableLba}`;
   const entriesEnd = entriesLba + entryArraySectors(entryCount, entrySize, sectorSize);
-  if (entriesLba === 0 || (entriesLba <= lba && lba < entriesEnd)) return `its partition entries (LBA ${entriesLba}-${entriesEnd - 1}) overlap the MBR or the header`;
-  if (entriesLba <= lastUsableLba && firstUsableLba < entriesEnd) return `its partition entries (LBA ${entriesLba}-${entriesEnd - 1}) overlap the usable area (LBA ${firstUsableLba}-${lastUsableLba})`;
-  return { myLba, alternateLba, firstUsableLba, lastUsableLba, diskGuid: decodeGuid(sector, 56), entriesLba, entryCount, entrySize, entriesCrc: sector.readUInt32LE(88) };
+  if (entriesLba === 0 || (entriesLba <= lba && lba < entriesEnd))
+    return `its partition entries (LBA ${entriesLba}-${entriesEnd - 1}) overlap the MBR or the header`;
+  if (entriesLba <= lastUsableLba && firstUsableLba < entriesEnd)
+    return `its partition entries (LBA ${entriesLba}-${entriesEnd - 1}) overlap the usable area (LBA ${firstUsableLba}-${lastUsableLba})`;
+  return {
+    myLba,
+    alternateLba,
+    firstUsableLba,
+    lastUsableLba,
+    diskGuid: decodeGuid(sector, 56),
+    entriesLba,
+    entryCount,
+    entrySize,
+    entriesCrc: sector.readUInt32LE(88),
+  };
 }
 
 /** A header sector (the rest of the sector zero), with its CRC32. */
@@ -95,11 +119,14 @@ export function parseGptEntries(entries: Buffer, header: GptHeader, sectorSize: 
     if (type === ZERO_GUID) continue;
     const number = index + 1;
     const entryWhere = `${where}: entry ${number} (byte ${offset} of the entry array)`;
-    if (number > MAX_PARTITION_NUMBER) throw new FormatError(`${entryWhere} is in use; at most ${MAX_PARTITION_NUMBER} partitions are supported`);
+    if (number > MAX_PARTITION_NUMBER)
+      throw new FormatError(`${entryWhere} is in use; at most ${MAX_PARTITION_NUMBER} partitions are supported`);
     const firstLba = readLba(entries, offset + 32);
     const lastLba = readLba(entries, offset + 40);
-    if (firstLba === null || lastLba === null || (lastLba + 1) * sectorSize > Number.MAX_SAFE_INTEGER) throw new FormatError(`${entryWhere} has an LBA beyond what can be addressed`);
-    if (lastLba < firstLba) throw new FormatError(`${entryWhere} ends (LBA ${lastLba}) before it starts (LBA ${firstLba})`);
+    if (firstLba === null || lastLba === null || (lastLba + 1) * sectorSize > Number.MAX_SAFE_INTEGER)
+      throw new FormatError(`${entryWhere} has an LBA beyond what can be addressed`);
+    if (lastLba < firstLba)
+      throw new FormatError(`${entryWhere} ends (LBA ${lastLba}) before it starts (LBA ${firstLba})`);
     const nameBytes = entries.subarray(offset + NAME_OFFSET, offset + NAME_OFFSET + NAME_BYTES);
     let nameEnd = 0;
     while (nameEnd < NAME_BYTES && nameBytes.readUInt16LE(nameEnd) !== 0) nameEnd += 2;
@@ -111,20 +138,31 @@ export function parseGptEntries(entries: Buffer, header: GptHeader, sectorSize: 
       type,
       guid: decodeGuid(entries, offset + 16),
       name: nameBytes.toString('utf16le', 0, nameEnd),
-      attributes: `0x${entries.readBigUInt64LE(offset + 48).toString(16).padStart(16, '0')}`,
+      attributes: `0x${entries
+        .readBigUInt64LE(offset + 48)
+        .toString(16)
+        .padStart(16, '0')}`,
     });
   }
   return partitions;
 }
 
 /** The entry array of a table: each partition in the slot its number names. */
-export function encodeGptEntries(table: PartitionTable, entryCount: number, entrySize: number, sectorSize: number): Buffer {
+export function encodeGptEntries(
+  table: PartitionTable,
+  entryCount: number,
+  entrySize: number,
+  sectorSize: number,
+): Buffer {
   const entries = Buffer.alloc(entryCount * entrySize);
   for (const partition of table.partitions) {
     const where = `GPT partition ${partition.number}`;
-    if (partition.number < 1 || partition.number > entryCount) throw new FormatError(`${where} does not fit in a table of ${entryCount} entries`);
+    if (partition.number < 1 || partition.number > entryCount)
+      throw new FormatError(`${where} does not fit in a table of ${entryCount} entries`);
     if (partition.start % sectorSize !== 0 || partition.size % sectorSize !== 0 || partition.size === 0) {
-      throw new FormatError(`${where} (bytes ${partition.start}+${partition.size}) is not a whole number of ${sectorSize}-byte sectors`);
+      throw new FormatError(
+        `${where} (bytes ${partition.start}+${partition.size}) is not a whole number of ${sectorSize}-byte sectors`,
+      );
     }
     const offset = (partition.number - 1) * entrySize;
     encodeGuid(partition.type, entries, offset);
@@ -132,10 +170,12 @@ export function encodeGptEntries(table: PartitionTable, entryCount: number, entr
     entries.writeBigUInt64LE(BigInt(partition.start / sectorSize), offset + 32);
     entries.writeBigUInt64LE(BigInt((partition.start + partition.size) / sectorSize - 1), offset + 40);
     const attributes = partition.attributes ?? '0x0';
-    if (!/^0x[0-9a-fA-F]{1,16}$/.test(attributes)) throw new FormatError(`${where}: attributes ${JSON.stringify(attributes)} are not a 64-bit hex number`);
+    if (!/^0x[0-9a-fA-F]{1,16}$/.test(attributes))
+      throw new FormatError(`${where}: attributes ${JSON.stringify(attributes)} are not a 64-bit hex number`);
     entries.writeBigUInt64LE(BigInt(attributes), offset + 48);
     const name = Buffer.from(partition.name ?? '', 'utf16le');
-    if (name.length > NAME_BYTES) throw new FormatError(`${where}: name ${JSON.stringify(partition.name)} is longer than 36 UTF-16 code units`);
+    if (name.length > NAME_BYTES)
+      throw new FormatError(`${where}: name ${JSON.stringify(partition.name)} is longer than 36 UTF-16 code units`);
     name.copy(entries, offset + NAME_OFFSET);
   }
   return entries;
@@ -143,19 +183,34 @@ export function encodeGptEntries(table: PartitionTable, entryCount: number, entr
 
 type GptCopy = { ok: true; header: GptHeader; entries: Buffer } | { ok: false; header?: GptHeader; problem: string };
 
-async function readGptCopy(reader: BlockReader, sectorSize: number, lba: number, which: 'primary' | 'backup'): Promise<GptCopy> {
+async function readGptCopy(
+  reader: BlockReader,
+  sectorSize: number,
+  lba: number,
+  which: 'primary' | 'backup',
+): Promise<GptCopy> {
   const diskSectors = Math.floor(reader.size / sectorSize);
   const place = `${which} GPT header at LBA ${lba}`;
-  if (lba >= diskSectors) return { ok: false, problem: `the ${place} is past the end of the ${diskSectors}-sector disk` };
+  if (lba >= diskSectors)
+    return { ok: false, problem: `the ${place} is past the end of the ${diskSectors}-sector disk` };
   const parsed = parseGptHeader(await reader.read(lba * sectorSize, sectorSize), lba, sectorSize);
   if (typeof parsed === 'string') return { ok: false, problem: `the ${place} is bad: ${parsed}` };
   const entrySectors = entryArraySectors(parsed.entryCount, parsed.entrySize, sectorSize);
   const entriesEnd = parsed.entriesLba + entrySectors;
-  if (entriesEnd > diskSectors) return { ok: false, header: parsed, problem: `the entries of the ${place} (LBA ${parsed.entriesLba}-${entriesEnd - 1}) run past the end of the ${diskSectors}-sector disk` };
+  if (entriesEnd > diskSectors)
+    return {
+      ok: false,
+      header: parsed,
+      problem: `the entries of the ${place} (LBA ${parsed.entriesLba}-${entriesEnd - 1}) run past the end of the ${diskSectors}-sector disk`,
+    };
   const entries = await reader.read(parsed.entriesLba * sectorSize, parsed.entryCount * parsed.entrySize);
   const computed = crc32(entries);
   if (computed !== parsed.entriesCrc) {
-    return { ok: false, header: parsed, problem: `the entries of the ${place} (LBA ${parsed.entriesLba}) fail their CRC32 (stored ${hex32(parsed.entriesCrc)}, computed ${hex32(computed)})` };
+    return {
+      ok: false,
+      header: parsed,
+      problem: `the entries of the ${place} (LBA ${parsed.entriesLba}) fail their CRC32 (stored ${hex32(parsed.entriesCrc)}, computed ${hex32(computed)})`,
+    };
   }
   return { ok: true, header: parsed, entries };
 }
@@ -165,14 +220,17 @@ async function otherSectorSizeHint(reader: BlockReader, sectorSize: number): Pro
   for (const other of [512, 4096]) {
     if (other === sectorSize || reader.size < 2 * other) continue;
     const sector = await reader.read(other, 8);
-    if (sector.toString('latin1') === GPT_SIGNATURE) return ` (a GPT header sits at LBA 1 for ${other}-byte sectors: the table was written for ${other}-byte sectors, the disk has ${sectorSize})`;
+    if (sector.toString('latin1') === GPT_SIGNATURE)
+      return ` (a GPT header sits at LBA 1 for ${other}-byte sectors: the table was written for ${other}-byte sectors, the disk has ${sectorSize})`;
   }
   return '';
 }
 
 function describeDifferences(primary: GptHeader, backup: GptHeader): string[] {
   const fields = ['diskGuid', 'firstUsableLba', 'lastUsableLba', 'entryCount', 'entrySize', 'entriesCrc'] as const;
-  return fields.filter((field) => primary[field] !== backup[field]).map((field) => `${field} ${primary[field]} vs ${backup[field]}`);
+  return fields
+    .filter((field) => primary[field] !== backup[field])
+    .map((field) => `${field} ${primary[field]} vs ${backup[field]}`);
 }
 
 /**
@@ -184,7 +242,9 @@ export async function readGpt(reader: BlockReader, sectorSize: number, warnings:
   const lastLba = diskSectors - 1;
   const primary = await readGptCopy(reader, sectorSize, 1, 'primary');
   // The primary says where its backup is; a disk copied onto a larger one keeps it there.
-  const backupLbas = [...new Set([primary.header?.alternateLba, lastLba].filter((lba): lba is number => lba !== undefined && lba > 1))];
+  const backupLbas = [
+    ...new Set([primary.header?.alternateLba, lastLba].filter((lba): lba is number => lba !== undefined && lba > 1)),
+  ];
   const backupProblems: string[] = [];
   let backup: (GptCopy & { ok: true }) | undefined;
   for (const lba of backupLbas) {
@@ -205,17 +265,26 @@ export async function readGpt(reader: BlockReader, sectorSize: number, warnings:
     if (!backup) {
       warnings.push(`the backup GPT is unusable (${backupProblems.join('; ')}); the primary GPT is used`);
     } else {
-      if (backup.header.myLba !== primary.header.alternateLba) warnings.push(`the primary GPT header names LBA ${primary.header.alternateLba} for its backup, but the backup is at LBA ${backup.header.myLba}`);
-      else if (backup.header.myLba !== lastLba) warnings.push(`the backup GPT header is at LBA ${backup.header.myLba}, not at the last LBA ${lastLba}: the disk is larger than its partition table`);
+      if (backup.header.myLba !== primary.header.alternateLba)
+        warnings.push(
+          `the primary GPT header names LBA ${primary.header.alternateLba} for its backup, but the backup is at LBA ${backup.header.myLba}`,
+        );
+      else if (backup.header.myLba !== lastLba)
+        warnings.push(
+          `the backup GPT header is at LBA ${backup.header.myLba}, not at the last LBA ${lastLba}: the disk is larger than its partition table`,
+        );
       const differences = describeDifferences(primary.header, backup.header);
-      if (differences.length > 0) warnings.push(`the primary and backup GPT differ (${differences.join(', ')}); the primary GPT is used`);
+      if (differences.length > 0)
+        warnings.push(`the primary and backup GPT differ (${differences.join(', ')}); the primary GPT is used`);
     }
   } else if (backup) {
     chosen = backup;
     where = `${reader.description}: backup GPT`;
     warnings.push(`${primary.problem}; the backup GPT at LBA ${backup.header.myLba} is used`);
   } else {
-    throw new FormatError(`${reader.description}: no usable GPT: ${primary.problem}; ${backupProblems.join('; ')}${await otherSectorSizeHint(reader, sectorSize)}`);
+    throw new FormatError(
+      `${reader.description}: no usable GPT: ${primary.problem}; ${backupProblems.join('; ')}${await otherSectorSizeHint(reader, sectorSize)}`,
+    );
   }
 
   const { header } = chosen;
@@ -224,9 +293,14 @@ export async function readGpt(reader: BlockReader, sectorSize: number, warnings:
     const firstLba = partition.start / sectorSize;
     const endLba = (partition.start + partition.size) / sectorSize - 1;
     if (firstLba < header.firstUsableLba || endLba > header.lastUsableLba) {
-      warnings.push(`GPT partition ${partition.number} (LBA ${firstLba}-${endLba}) lies outside the usable area (LBA ${header.firstUsableLba}-${header.lastUsableLba})`);
+      warnings.push(
+        `GPT partition ${partition.number} (LBA ${firstLba}-${endLba}) lies outside the usable area (LBA ${header.firstUsableLba}-${header.lastUsableLba})`,
+      );
     }
-    if (endLba > lastLba) warnings.push(`GPT partition ${partition.number} (LBA ${firstLba}-${endLba}) ends past the end of the ${diskSectors}-sector disk`);
+    if (endLba > lastLba)
+      warnings.push(
+        `GPT partition ${partition.number} (LBA ${firstLba}-${endLba}) ends past the end of the ${diskSectors}-sector disk`,
+      );
   }
   return {
     type: 'gpt',

@@ -16,30 +16,42 @@ export interface DiskLayout {
   gaps: Gap[];
 }
 
-const describe = (partition: Partition) => `${partition.kind === 'extended' ? 'extended partition' : 'partition'} ${partition.number} (bytes ${partition.start}-${partition.start + partition.size - 1})`;
+const describe = (partition: Partition) =>
+  `${partition.kind === 'extended' ? 'extended partition' : 'partition'} ${partition.number} (bytes ${partition.start}-${partition.start + partition.size - 1})`;
 
 export function diskLayout(table: PartitionTable, diskSize: number): DiskLayout {
   const containers = table.partitions.filter((partition) => partition.kind === 'extended');
-  const partitions = table.partitions.filter((partition) => partition.kind !== 'extended' && partition.size > 0).sort((a, b) => a.start - b.start || a.number - b.number);
+  const partitions = table.partitions
+    .filter((partition) => partition.kind !== 'extended' && partition.size > 0)
+    .sort((a, b) => a.start - b.start || a.number - b.number);
   for (const partition of [...partitions, ...containers]) {
-    if (partition.start < 0 || partition.start + partition.size > diskSize) throw new FormatError(`${describe(partition)} ends past the end of the ${diskSize}-byte disk`);
+    if (partition.start < 0 || partition.start + partition.size > diskSize)
+      throw new FormatError(`${describe(partition)} ends past the end of the ${diskSize}-byte disk`);
   }
   for (let index = 1; index < partitions.length; index++) {
     const previous = partitions[index - 1]!;
     const current = partitions[index]!;
-    if (current.start < previous.start + previous.size) throw new FormatError(`${describe(previous)} and ${describe(current)} overlap`);
+    if (current.start < previous.start + previous.size)
+      throw new FormatError(`${describe(previous)} and ${describe(current)} overlap`);
   }
   for (const container of containers) {
     for (const partition of partitions) {
-      const overlaps = partition.start < container.start + container.size && container.start < partition.start + partition.size;
-      if (partition.kind === 'primary' && overlaps) throw new FormatError(`${describe(partition)} and ${describe(container)} overlap`);
+      const overlaps =
+        partition.start < container.start + container.size && container.start < partition.start + partition.size;
+      if (partition.kind === 'primary' && overlaps)
+        throw new FormatError(`${describe(partition)} and ${describe(container)} overlap`);
     }
   }
   // Restoring a table writes every EBR: one inside a partition would overwrite its data.
   for (const logical of partitions) {
     if (logical.ebrOffset === undefined) continue;
-    const host = partitions.find((partition) => partition.start <= logical.ebrOffset! && logical.ebrOffset! < partition.start + partition.size);
-    if (host) throw new FormatError(`the EBR of partition ${logical.number} at byte ${logical.ebrOffset} lies inside ${describe(host)}`);
+    const host = partitions.find(
+      (partition) => partition.start <= logical.ebrOffset! && logical.ebrOffset! < partition.start + partition.size,
+    );
+    if (host)
+      throw new FormatError(
+        `the EBR of partition ${logical.number} at byte ${logical.ebrOffset} lies inside ${describe(host)}`,
+      );
   }
   const gaps: Gap[] = [];
   let position = 0;

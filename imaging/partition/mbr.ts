@@ -117,13 +117,26 @@ export function looksLikeFilesystemBootSector(sector: Buffer): boolean {
   if (!jump) return false;
   const oem = sector.toString('latin1', 3, 11);
   if (oem === 'NTFS    ' || oem === 'EXFAT   ') return true;
-  if (sector.toString('latin1', 54, 59) === 'FAT12' || sector.toString('latin1', 54, 59) === 'FAT16' || sector.toString('latin1', 82, 87) === 'FAT32') return true;
+  if (
+    sector.toString('latin1', 54, 59) === 'FAT12' ||
+    sector.toString('latin1', 54, 59) === 'FAT16' ||
+    sector.toString('latin1', 82, 87) === 'FAT32'
+  )
+    return true;
   const bytesPerSector = sector.readUInt16LE(11);
   const sectorsPerCluster = sector[13]!;
   const fats = sector[16]!;
   const media = sector[21]!;
   const powerOfTwo = (value: number) => value > 0 && (value & (value - 1)) === 0;
-  return bytesPerSector >= 512 && bytesPerSector <= 4096 && powerOfTwo(bytesPerSector) && powerOfTwo(sectorsPerCluster) && (fats === 1 || fats === 2) && (media === 0xf0 || media >= 0xf8) && sector.readUInt16LE(14) > 0;
+  return (
+    bytesPerSector >= 512 &&
+    bytesPerSector <= 4096 &&
+    powerOfTwo(bytesPerSector) &&
+    powerOfTwo(sectorsPerCluster) &&
+    (fats === 1 || fats === 2) &&
+    (media === 0xf0 || media >= 0xf8) &&
+    sector.readUInt16LE(14) > 0
+  );
 }
 
 function primaryPartition(entry: MbrEntry, sectorSize: number): Partition {
@@ -141,18 +154,30 @@ function primaryPartition(entry: MbrEntry, sectorSize: number): Partition {
  * The partitions of an MBR disk: the four primary entries (extended ones included,
  * as kind 'extended') and the logical partitions of the first extended partition.
  */
-export async function readMbrPartitions(reader: BlockReader, sectorSize: number, entries: MbrEntry[], warnings: string[]): Promise<Partition[]> {
+export async function readMbrPartitions(
+  reader: BlockReader,
+  sectorSize: number,
+  entries: MbrEntry[],
+  warnings: string[],
+): Promise<Partition[]> {
   const diskSectors = Math.floor(reader.size / sectorSize);
   const partitions: Partition[] = [];
   let container: MbrEntry | undefined;
   for (const entry of entries.filter(isUsedEntry)) {
     const where = `MBR entry ${entry.slot} (byte ${MBR_ENTRIES_OFFSET + (entry.slot - 1) * MBR_ENTRY_SIZE})`;
-    if (entry.startLba === 0) throw new FormatError(`${reader.description}: ${where} starts at sector 0, on top of the partition table`);
-    if (entry.startLba + entry.sectors > diskSectors) warnings.push(`partition ${entry.slot} (sectors ${entry.startLba}-${entry.startLba + entry.sectors - 1}) ends past the end of the ${diskSectors}-sector disk`);
+    if (entry.startLba === 0)
+      throw new FormatError(`${reader.description}: ${where} starts at sector 0, on top of the partition table`);
+    if (entry.startLba + entry.sectors > diskSectors)
+      warnings.push(
+        `partition ${entry.slot} (sectors ${entry.startLba}-${entry.startLba + entry.sectors - 1}) ends past the end of the ${diskSectors}-sector disk`,
+      );
     partitions.push(primaryPartition(entry, sectorSize));
     if (EXTENDED_TYPES.has(entry.type)) {
       // libfdisk and sfdisk follow only the first; the rest is kept whole as a gap.
-      if (container) warnings.push(`extended partition ${entry.slot} is a second extended partition: its logical partitions are not listed and it is kept as raw space`);
+      if (container)
+        warnings.push(
+          `extended partition ${entry.slot} is a second extended partition: its logical partitions are not listed and it is kept as raw space`,
+        );
       else container = entry;
     }
   }
@@ -160,7 +185,12 @@ export async function readMbrPartitions(reader: BlockReader, sectorSize: number,
   return partitions;
 }
 
-async function readLogicalPartitions(reader: BlockReader, sectorSize: number, container: MbrEntry, warnings: string[]): Promise<Partition[]> {
+async function readLogicalPartitions(
+  reader: BlockReader,
+  sectorSize: number,
+  container: MbrEntry,
+  warnings: string[],
+): Promise<Partition[]> {
   const diskSectors = Math.floor(reader.size / sectorSize);
   const containerEnd = container.startLba + container.sectors;
   const describeContainer = `extended partition ${container.slot} (bytes ${container.startLba * sectorSize}-${containerEnd * sectorSize - 1})`;
@@ -170,13 +200,20 @@ async function readLogicalPartitions(reader: BlockReader, sectorSize: number, co
   let ebrLba = container.startLba;
   for (;;) {
     const ebrOffset = ebrLba * sectorSize;
-    if (visited.has(ebrLba)) throw new FormatError(`${reader.description}: the EBR chain of ${describeContainer} loops: it comes back to the EBR at byte ${ebrOffset}`);
+    if (visited.has(ebrLba))
+      throw new FormatError(
+        `${reader.description}: the EBR chain of ${describeContainer} loops: it comes back to the EBR at byte ${ebrOffset}`,
+      );
     visited.add(ebrLba);
-    if (ebrLba >= diskSectors) throw new FormatError(`${reader.description}: the EBR at byte ${ebrOffset} of ${describeContainer} is past the end of the disk`);
+    if (ebrLba >= diskSectors)
+      throw new FormatError(
+        `${reader.description}: the EBR at byte ${ebrOffset} of ${describeContainer} is past the end of the disk`,
+      );
     const sector = await reader.read(ebrOffset, sectorSize);
     if (!hasMbrSignature(sector)) {
       // An extended partition with no logical partitions may have a blank first EBR.
-      if (ebrLba !== container.startLba || sector.some((byte) => byte !== 0)) warnings.push(`the EBR at byte ${ebrOffset} has no 0x55AA signature: the logical partitions end there`);
+      if (ebrLba !== container.startLba || sector.some((byte) => byte !== 0))
+        warnings.push(`the EBR at byte ${ebrOffset} has no 0x55AA signature: the logical partitions end there`);
       break;
     }
     let data: MbrEntry | undefined;
@@ -193,12 +230,25 @@ async function readLogicalPartitions(reader: BlockReader, sectorSize: number, co
       }
     }
     if (data) {
-      if (number > MAX_PARTITION_NUMBER) throw new FormatError(`${reader.description}: ${describeContainer} has more than ${MAX_PARTITION_NUMBER - FIRST_LOGICAL_NUMBER + 1} logical partitions`);
+      if (number > MAX_PARTITION_NUMBER)
+        throw new FormatError(
+          `${reader.description}: ${describeContainer} has more than ${MAX_PARTITION_NUMBER - FIRST_LOGICAL_NUMBER + 1} logical partitions`,
+        );
       const startLba = ebrLba + data.startLba;
       if (data.startLba === 0 || startLba + data.sectors > containerEnd) {
-        warnings.push(`logical partition ${number} (sectors ${startLba}-${startLba + data.sectors - 1}, EBR at byte ${ebrOffset}) does not lie inside ${describeContainer}`);
+        warnings.push(
+          `logical partition ${number} (sectors ${startLba}-${startLba + data.sectors - 1}, EBR at byte ${ebrOffset}) does not lie inside ${describeContainer}`,
+        );
       }
-      logical.push({ number, kind: 'logical', start: startLba * sectorSize, size: data.sectors * sectorSize, type: mbrTypeText(data.type), bootable: data.status === 0x80, ebrOffset });
+      logical.push({
+        number,
+        kind: 'logical',
+        start: startLba * sectorSize,
+        size: data.sectors * sectorSize,
+        type: mbrTypeText(data.type),
+        bootable: data.status === 0x80,
+        ebrOffset,
+      });
       number++;
     } else if (link) {
       warnings.push(`the EBR at byte ${ebrOffset} holds no partition, only a link to the next EBR`);
@@ -206,7 +256,9 @@ async function readLogicalPartitions(reader: BlockReader, sectorSize: number, co
     if (!link) break;
     const next = container.startLba + link.startLba;
     if (next >= containerEnd) {
-      throw new FormatError(`${reader.description}: the EBR at byte ${ebrOffset} links to an EBR at byte ${next * sectorSize}, outside ${describeContainer}`);
+      throw new FormatError(
+        `${reader.description}: the EBR at byte ${ebrOffset} links to an EBR at byte ${next * sectorSize}, outside ${describeContainer}`,
+      );
     }
     ebrLba = next;
   }

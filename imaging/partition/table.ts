@@ -42,24 +42,30 @@ function hybridEntries(entries: MbrEntry[], sectorSize: number): Partition[] {
 }
 
 export async function readPartitionTable(reader: BlockReader, sectorSize: number): Promise<ReadTableResult> {
-  if (!SUPPORTED_SECTOR_SIZES.includes(sectorSize)) throw new FormatError(`${reader.description}: unsupported sector size ${sectorSize}`);
+  if (!SUPPORTED_SECTOR_SIZES.includes(sectorSize))
+    throw new FormatError(`${reader.description}: unsupported sector size ${sectorSize}`);
   const warnings: string[] = [];
   if (reader.size < sectorSize) return noTable(warnings);
   const diskSectors = Math.floor(reader.size / sectorSize);
   const head = await reader.read(0, Math.min(2, diskSectors) * sectorSize);
   const sector0 = head.subarray(0, sectorSize);
-  const gptAtLba1 = head.length >= 2 * sectorSize && head.toString('latin1', sectorSize, sectorSize + 8) === GPT_SIGNATURE;
+  const gptAtLba1 =
+    head.length >= 2 * sectorSize && head.toString('latin1', sectorSize, sectorSize + 8) === GPT_SIGNATURE;
 
   if (!hasMbrSignature(sector0)) {
     if (!gptAtLba1) return noTable(warnings);
     // Linux wants a protective MBR before it believes a GPT; a restore writes one back.
     try {
       const table = await readGpt(reader, sectorSize, warnings);
-      warnings.unshift('sector 0 holds no protective MBR (no 0x55AA signature) in front of the GPT; a restore writes one');
+      warnings.unshift(
+        'sector 0 holds no protective MBR (no 0x55AA signature) in front of the GPT; a restore writes one',
+      );
       return { table: { ...table, pmbr: 'protective' }, warnings };
     } catch (error) {
       if (!(error instanceof FormatError)) throw error;
-      return noTable([`sector 0 has no partition table and the GPT header at LBA 1 is unusable (${error.message}): read as a disk without a partition table`]);
+      return noTable([
+        `sector 0 has no partition table and the GPT header at LBA 1 is unusable (${error.message}): read as a disk without a partition table`,
+      ]);
     }
   }
 
@@ -73,21 +79,30 @@ export async function readPartitionTable(reader: BlockReader, sectorSize: number
     if (hybrid) return { table: { ...table, pmbr: 'hybrid', hybridMbr: hybridEntries(entries, sectorSize) }, warnings };
     const protective = used.find(isProtectiveEntry)!;
     const expectedSectors = Math.min(diskSectors - 1, MAX_MBR_SECTORS);
-    if (protective.sectors !== expectedSectors) warnings.push(`the protective MBR covers sectors 1-${protective.sectors}, not 1-${expectedSectors} of this disk`);
+    if (protective.sectors !== expectedSectors)
+      warnings.push(`the protective MBR covers sectors 1-${protective.sectors}, not 1-${expectedSectors} of this disk`);
     return { table: { ...table, pmbr: 'protective' }, warnings };
   }
 
   const badStatus = entries.find((entry) => entry.status !== 0x00 && entry.status !== 0x80);
   if (badStatus) {
     if (!looksLikeFilesystemBootSector(sector0)) {
-      warnings.push(`sector 0 ends in 0x55AA but MBR entry ${badStatus.slot} has status byte 0x${badStatus.status.toString(16).padStart(2, '0')} (not 0x00 or 0x80): read as a disk without a partition table`);
+      warnings.push(
+        `sector 0 ends in 0x55AA but MBR entry ${badStatus.slot} has status byte 0x${badStatus.status.toString(16).padStart(2, '0')} (not 0x00 or 0x80): read as a disk without a partition table`,
+      );
     }
     return noTable(warnings);
   }
-  if (looksLikeFilesystemBootSector(sector0) && (used.length === 0 || used.some((entry) => entry.startLba === 0 || entry.startLba + entry.sectors > diskSectors))) {
+  if (
+    looksLikeFilesystemBootSector(sector0) &&
+    (used.length === 0 || used.some((entry) => entry.startLba === 0 || entry.startLba + entry.sectors > diskSectors))
+  ) {
     return noTable(warnings);
   }
-  if (gptAtLba1) warnings.push('a GPT header at LBA 1 without a protective MBR is ignored: the disk is read as MBR, as Linux and fdisk read it');
+  if (gptAtLba1)
+    warnings.push(
+      'a GPT header at LBA 1 without a protective MBR is ignored: the disk is read as MBR, as Linux and fdisk read it',
+    );
   const partitions = await readMbrPartitions(reader, sectorSize, entries, warnings);
   return {
     table: { type: 'mbr', diskId: sector0.readUInt32LE(MBR_DISK_ID_OFFSET).toString(16).padStart(8, '0'), partitions },

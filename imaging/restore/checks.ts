@@ -25,7 +25,10 @@ const FSCK: Record<string, (device: string) => string[]> = {
 };
 
 /** fsck -n of every restored filesystem the field has a checker for. */
-export async function fsckVolumes(target: string, volumes: { volume: Volume; offset: number; size: number }[]): Promise<RestoreCheck[]> {
+export async function fsckVolumes(
+  target: string,
+  volumes: { volume: Volume; offset: number; size: number }[],
+): Promise<RestoreCheck[]> {
   const checks: RestoreCheck[] = [];
   for (const { volume, offset, size } of volumes) {
     const type = volume.filesystem?.type;
@@ -37,8 +40,17 @@ export async function fsckVolumes(target: string, volumes: { volume: Volume; off
         const [program, ...args] = command(device);
         return execa(program!, args, { reject: false });
       });
-      const output = `${String(result.stdout)}\n${String(result.stderr)}`.trim().split('\n').slice(-2).join(' ').slice(0, 300);
-      checks.push({ check, ok: result.exitCode === 0, detail: result.exitCode === 0 ? 'clean' : `exit ${result.exitCode}: ${output}` });
+      const output = `${String(result.stdout)}\n${String(result.stderr)}`
+        .trim()
+        .split('\n')
+        .slice(-2)
+        .join(' ')
+        .slice(0, 300);
+      checks.push({
+        check,
+        ok: result.exitCode === 0,
+        detail: result.exitCode === 0 ? 'clean' : `exit ${result.exitCode}: ${output}`,
+      });
     } catch (error) {
       checks.push({ check, ok: false, detail: `could not run: ${(error as Error).message}` });
     }
@@ -47,20 +59,39 @@ export async function fsckVolumes(target: string, volumes: { volume: Volume; off
 }
 
 /** Grow the filesystem of a partition that was grown; returns what was done. */
-export async function growFilesystem(target: string, volume: Volume, offset: number, size: number): Promise<RestoreCheck> {
+export async function growFilesystem(
+  target: string,
+  volume: Volume,
+  offset: number,
+  size: number,
+): Promise<RestoreCheck> {
   const type = volume.filesystem?.type ?? 'raw';
   const check = `grow ${volume.id} (${type}) to ${size} bytes`;
   return withWindow(target, offset, size, {}, async (device) => {
     let steps: string[][];
-    if (type.startsWith('ext')) steps = [['e2fsck', '-fy', device], ['resize2fs', device]];
+    if (type.startsWith('ext'))
+      steps = [
+        ['e2fsck', '-fy', device],
+        ['resize2fs', device],
+      ];
     else if (type === 'ntfs') steps = [['ntfsresize', '--force', '--force', '--no-progress-bar', device]];
-    else if (type === 'swap' && volume.filesystem) steps = [['mkswap', ...swapRecreateArgs({ ...volume.filesystem, totalBytes: size }, device)]];
+    else if (type === 'swap' && volume.filesystem)
+      steps = [['mkswap', ...swapRecreateArgs({ ...volume.filesystem, totalBytes: size }, device)]];
     else return { check, ok: true, detail: `${type} is not grown: the extra space stays free` };
     for (const [program, ...args] of steps) {
       const result = await execa(program!, args, { reject: false, input: 'y\n' });
       // e2fsck -fy exits 1 when it fixed something trivial, which resize2fs then accepts.
       const fine = result.exitCode === 0 || (program === 'e2fsck' && result.exitCode === 1);
-      if (!fine) return { check, ok: false, detail: `${program} exited ${result.exitCode}: ${String(result.stderr || result.stdout).trim().split('\n').slice(-2).join(' ')}` };
+      if (!fine)
+        return {
+          check,
+          ok: false,
+          detail: `${program} exited ${result.exitCode}: ${String(result.stderr || result.stdout)
+            .trim()
+            .split('\n')
+            .slice(-2)
+            .join(' ')}`,
+        };
     }
     return { check, ok: true, detail: 'grown' };
   });
@@ -74,13 +105,18 @@ interface Identity {
 }
 
 /** Filesystem UUIDs and labels as found on the target now, plus its partition ids. */
-async function targetIdentity(target: DeviceInfo, disk: Disk, tableOnTarget: Disk['partitionTable']): Promise<Identity> {
+async function targetIdentity(
+  target: DeviceInfo,
+  disk: Disk,
+  tableOnTarget: Disk['partitionTable'],
+): Promise<Identity> {
   const identity: Identity = { uuids: new Set(), labels: new Set(), partUuids: new Set(), partLabels: new Set() };
   const handle = await fs.open(target.path, 'r');
   try {
     for (const volume of disk.volumes) {
       if (volume.kind === 'gap' || !volume.filesystem) continue;
-      const size = tableOnTarget.partitions.find((partition) => partition.number === volume.partitionNumber)?.size ?? volume.size;
+      const size =
+        tableOnTarget.partitions.find((partition) => partition.number === volume.partitionNumber)?.size ?? volume.size;
       const reader = new DeviceBlockReader(handle, volume.offset, size, `${target.path} ${volume.id}`);
       for (const module of filesystemModules) {
         if (!(await module.detect(reader))) continue;
@@ -100,7 +136,8 @@ async function targetIdentity(target: DeviceInfo, disk: Disk, tableOnTarget: Dis
   for (const partition of tableOnTarget.partitions) {
     if (partition.guid) identity.partUuids.add(partition.guid.toLowerCase());
     if (partition.name) identity.partLabels.add(partition.name);
-    if (tableOnTarget.diskId) identity.partUuids.add(`${tableOnTarget.diskId}-${partition.number.toString(16).padStart(2, '0')}`);
+    if (tableOnTarget.diskId)
+      identity.partUuids.add(`${tableOnTarget.diskId}-${partition.number.toString(16).padStart(2, '0')}`);
   }
   return identity;
 }
@@ -110,7 +147,11 @@ function decodeFstabField(text: string): string {
 }
 
 /** Check each restored Linux root's /etc/fstab against what exists on the target. */
-export async function checkFstab(target: DeviceInfo, disk: Disk, tableOnTarget: Disk['partitionTable']): Promise<RestoreCheck[]> {
+export async function checkFstab(
+  target: DeviceInfo,
+  disk: Disk,
+  tableOnTarget: Disk['partitionTable'],
+): Promise<RestoreCheck[]> {
   const ext = filesystemModules.find((module) => module.name === 'ext');
   if (!ext) return [];
   const checks: RestoreCheck[] = [];
@@ -120,7 +161,8 @@ export async function checkFstab(target: DeviceInfo, disk: Disk, tableOnTarget: 
     for (const volume of disk.volumes) {
       if (!volume.filesystem?.type.startsWith('ext')) continue;
       // A grown partition is larger on the target than in the image.
-      const size = tableOnTarget.partitions.find((partition) => partition.number === volume.partitionNumber)?.size ?? volume.size;
+      const size =
+        tableOnTarget.partitions.find((partition) => partition.number === volume.partitionNumber)?.size ?? volume.size;
       const reader = new DeviceBlockReader(handle, volume.offset, size, `${target.path} ${volume.id}`);
       let text: string;
       try {
@@ -140,7 +182,9 @@ export async function checkFstab(target: DeviceInfo, disk: Disk, tableOnTarget: 
         const spec = decodeFstabField(fields[0]);
         const options = fields[3] ?? '';
         const known = (() => {
-          const match = /^(UUID|LABEL|PARTUUID|PARTLABEL)=(.+)$/.exec(spec) ?? /^\/dev\/disk\/by-(uuid|label|partuuid|partlabel)\/(.+)$/.exec(spec);
+          const match =
+            /^(UUID|LABEL|PARTUUID|PARTLABEL)=(.+)$/.exec(spec) ??
+            /^\/dev\/disk\/by-(uuid|label|partuuid|partlabel)\/(.+)$/.exec(spec);
           if (!match) return null;
           const [, kind, value] = match;
           switch (kind!.toUpperCase()) {
@@ -156,12 +200,15 @@ export async function checkFstab(target: DeviceInfo, disk: Disk, tableOnTarget: 
         })();
         if (known === null) continue;
         named++;
-        if (!known && !options.split(',').includes('nofail')) problems.push(`${spec} (for ${fields[1]}) is on no filesystem of the target`);
+        if (!known && !options.split(',').includes('nofail'))
+          problems.push(`${spec} (for ${fields[1]}) is on no filesystem of the target`);
       }
       checks.push({
         check: `/etc/fstab on ${volume.id}`,
         ok: problems.length === 0,
-        detail: problems.length ? problems.join('; ') : `all ${named} filesystems it names by UUID, label or partition id exist on the target`,
+        detail: problems.length
+          ? problems.join('; ')
+          : `all ${named} filesystems it names by UUID, label or partition id exist on the target`,
       });
     }
   } finally {

@@ -12,7 +12,14 @@ import type { Disk, Manifest, PartitionTable, Volume } from '../../src/format/ma
 import { DeviceBlockReader } from '../block-reader.js';
 import { describeDevice, readFully, type DeviceInfo } from '../device.js';
 import { readPartitionTable } from '../partition/table.js';
-import { applyDiskWrites, maskTableSignatures, restoreTableWrites, wipeTableSignatures, type DiskGeometry, type DiskWrite } from '../partition/write.js';
+import {
+  applyDiskWrites,
+  maskTableSignatures,
+  restoreTableWrites,
+  wipeTableSignatures,
+  type DiskGeometry,
+  type DiskWrite,
+} from '../partition/write.js';
 import { checkFstab, fsckVolumes, growFilesystem, type RestoreCheck } from './checks.js';
 import { checkTarget, confirmErase, openForRestore } from './safety.js';
 import { contentDigestOf, writeVolume } from './volume-writer.js';
@@ -55,8 +62,13 @@ export interface RestoreReport {
 }
 
 export function pickDisk(manifest: Manifest, id?: string): Disk {
-  const disk = id ? manifest.disks.find((candidate) => candidate.id === id || candidate.source === id) : manifest.disks[0];
-  if (!disk) throw new NotFoundError(`image ${manifest.id} has no disk ${id}; it has ${manifest.disks.map((candidate) => `${candidate.id} (${candidate.source})`).join(', ')}`);
+  const disk = id
+    ? manifest.disks.find((candidate) => candidate.id === id || candidate.source === id)
+    : manifest.disks[0];
+  if (!disk)
+    throw new NotFoundError(
+      `image ${manifest.id} has no disk ${id}; it has ${manifest.disks.map((candidate) => `${candidate.id} (${candidate.source})`).join(', ')}`,
+    );
   return disk;
 }
 
@@ -103,14 +115,23 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreRepo
 
   const { device: target, fresh } = await openTarget(options.target, disk);
   await checkTarget(target, disk);
-  if (!fresh && !(target.kind === 'file' && target.size === 0)) await confirmErase(target, image.id, options.yes ?? false, options.signal);
+  if (!fresh && !(target.kind === 'file' && target.size === 0))
+    await confirmErase(target, image.id, options.yes ?? false, options.signal);
 
   const source: DiskGeometry = { size: disk.size, sectorSize: disk.logicalSectorSize };
   const geometry: DiskGeometry = { size: target.size, sectorSize: target.logicalSectorSize };
   const firstGap = disk.volumes.find((volume) => volume.kind === 'gap' && volume.offset === 0);
   const firstSectorDigest = firstGap ? indexes.get(firstGap.id)!.get(0) : null;
-  const firstSector = firstSectorDigest ? (await client.chunk(firstSectorDigest, firstGap!.chunkSize)).subarray(0, disk.logicalSectorSize) : undefined;
-  const table = disk.partitionTable.type === 'none' ? null : restoreTableWrites(disk.partitionTable, source, geometry, { growLastPartition: options.grow ?? false, ...(firstSector ? { firstSector } : {}) });
+  const firstSector = firstSectorDigest
+    ? (await client.chunk(firstSectorDigest, firstGap!.chunkSize)).subarray(0, disk.logicalSectorSize)
+    : undefined;
+  const table =
+    disk.partitionTable.type === 'none'
+      ? null
+      : restoreTableWrites(disk.partitionTable, source, geometry, {
+          growLastPartition: options.grow ?? false,
+          ...(firstSector ? { firstSector } : {}),
+        });
 
   const report: RestoreReport = {
     image: image.id,
@@ -147,10 +168,15 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreRepo
       target.kind === 'block-device'
         ? async (offset: number, length: number) => {
             // --force: this process holds the device exclusively, blkdiscard would find it busy.
-            const result = await execa('blkdiscard', ['--force', '--zeroout', '--offset', String(offset), '--length', String(length), target.path], { reject: false });
+            const result = await execa(
+              'blkdiscard',
+              ['--force', '--zeroout', '--offset', String(offset), '--length', String(length), target.path],
+              { reject: false },
+            );
             if (result.exitCode !== 0) {
               const zeros = Buffer.alloc(Math.min(length, 8 << 20));
-              for (let done = 0; done < length; done += zeros.length) await handle.write(zeros, 0, Math.min(zeros.length, length - done), offset + done);
+              for (let done = 0; done < length; done += zeros.length)
+                await handle.write(zeros, 0, Math.min(zeros.length, length - done), offset + done);
             }
           }
         : undefined;
@@ -167,8 +193,18 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreRepo
         // Zeros that are data (raw volumes) must reach a device; unused blocks need not.
         writeHoles: target.kind === 'block-device' && (volume.method === 'raw' || (options.zeroUnused ?? false)),
         zeroRange,
-        transform: volume.kind === 'gap' || volume.kind === 'disk' ? (offset, bytes) => maskTableSignatures(geometry, offset, bytes) : undefined,
-        onWritten: volume.kind === 'gap' ? (position, bytes) => written.set(position, digestOf(maskAreas(bytes, volume.offset + position * volume.chunkSize, tableAreas))) : undefined,
+        transform:
+          volume.kind === 'gap' || volume.kind === 'disk'
+            ? (offset, bytes) => maskTableSignatures(geometry, offset, bytes)
+            : undefined,
+        onWritten:
+          volume.kind === 'gap'
+            ? (position, bytes) =>
+                written.set(
+                  position,
+                  digestOf(maskAreas(bytes, volume.offset + position * volume.chunkSize, tableAreas)),
+                )
+            : undefined,
         parallel: options.parallel,
         signal: options.signal,
         onProgress: (bytes) => {
@@ -196,7 +232,9 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreRepo
         const digest = index.get(position);
         const chunk = digest ? await client.chunk(digest, whole.chunkSize) : Buffer.alloc(index.chunkLength(position));
         const start = area.offset - position * whole.chunkSize;
-        await applyDiskWrites(handle, [{ offset: area.offset, bytes: chunk.subarray(start, start + area.bytes.length) }]);
+        await applyDiskWrites(handle, [
+          { offset: area.offset, bytes: chunk.subarray(start, start + area.bytes.length) },
+        ]);
       }
     }
     await handle.sync();
@@ -209,20 +247,40 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreRepo
     };
     for (const volume of disk.volumes) {
       stage(`verifying ${volume.id}`);
-      if (volume.kind === 'gap') report.checks.push(await verifyGap(handle, volume, indexes.get(volume.id)!, gapWritten.get(volume.id)!, tableAreas, progress));
+      if (volume.kind === 'gap')
+        report.checks.push(
+          await verifyGap(handle, volume, indexes.get(volume.id)!, gapWritten.get(volume.id)!, tableAreas, progress),
+        );
       else {
         const actual = await contentDigestOf(handle, target.kind, volume.offset, volume.size, progress);
-        report.checks.push({ check: `content digest of ${volume.id}`, ok: actual === volume.contentDigest, detail: actual === volume.contentDigest ? actual : `read back ${actual}, the image says ${volume.contentDigest}` });
+        report.checks.push({
+          check: `content digest of ${volume.id}`,
+          ok: actual === volume.contentDigest,
+          detail:
+            actual === volume.contentDigest ? actual : `read back ${actual}, the image says ${volume.contentDigest}`,
+        });
       }
     }
     if (table) {
-      const { table: onDisk } = await readPartitionTable(new DeviceBlockReader(handle, 0, target.size, target.path), target.logicalSectorSize);
+      const { table: onDisk } = await readPartitionTable(
+        new DeviceBlockReader(handle, 0, target.size, target.path),
+        target.logicalSectorSize,
+      );
       const same = JSON.stringify(comparableTable(onDisk)) === JSON.stringify(comparableTable(table.table));
-      report.checks.push({ check: 'partition table', ok: same, detail: same ? `${onDisk.type}, ${onDisk.partitions.length} partitions as captured${options.grow ? ' (last grown)' : ''}` : 'the table read back differs from the one written' });
+      report.checks.push({
+        check: 'partition table',
+        ok: same,
+        detail: same
+          ? `${onDisk.type}, ${onDisk.partitions.length} partitions as captured${options.grow ? ' (last grown)' : ''}`
+          : 'the table read back differs from the one written',
+      });
     }
   } catch (error) {
     if (options.signal?.aborted) {
-      throw new InterruptedError(`interrupted: ${options.target} is partially written and holds no usable disk now; run the same restore again to write it whole from the start`, { cause: error });
+      throw new InterruptedError(
+        `interrupted: ${options.target} is partially written and holds no usable disk now; run the same restore again to write it whole from the start`,
+        { cause: error },
+      );
     }
     throw error;
   } finally {
@@ -231,8 +289,12 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreRepo
 
   // 5. Grow, then the field's own checks.
   if (options.grow && table) {
-    const last = [...table.table.partitions].filter((partition) => partition.kind !== 'extended').sort((a, b) => b.start + b.size - (a.start + a.size))[0];
-    const original = last ? disk.partitionTable.partitions.find((partition) => partition.number === last.number) : undefined;
+    const last = [...table.table.partitions]
+      .filter((partition) => partition.kind !== 'extended')
+      .sort((a, b) => b.start + b.size - (a.start + a.size))[0];
+    const original = last
+      ? disk.partitionTable.partitions.find((partition) => partition.number === last.number)
+      : undefined;
     const volume = last ? disk.volumes.find((candidate) => candidate.partitionNumber === last.number) : undefined;
     if (last && original && volume && last.size > original.size) {
       stage(`growing ${volume.id}`);
@@ -244,14 +306,27 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreRepo
   if (!options.skipChecks) {
     stage('checking filesystems');
     const sizes = new Map(report.partitionTable.partitions.map((partition) => [partition.number, partition]));
-    report.checks.push(...(await fsckVolumes(options.target, disk.volumes.filter((volume) => volume.kind !== 'gap').map((volume) => ({ volume, offset: volume.offset, size: volume.partitionNumber ? (sizes.get(volume.partitionNumber)?.size ?? volume.size) : volume.size })))));
+    report.checks.push(
+      ...(await fsckVolumes(
+        options.target,
+        disk.volumes
+          .filter((volume) => volume.kind !== 'gap')
+          .map((volume) => ({
+            volume,
+            offset: volume.offset,
+            size: volume.partitionNumber ? (sizes.get(volume.partitionNumber)?.size ?? volume.size) : volume.size,
+          })),
+      )),
+    );
     report.checks.push(...(await checkFstab(await describeDevice(options.target), disk, report.partitionTable)));
   }
   report.durationMs = Date.now() - started;
   report.verified = report.checks.every((check) => check.ok);
   if (!report.verified) {
     const failed = report.checks.filter((check) => !check.ok).map((check) => `${check.check}: ${check.detail}`);
-    throw new VerificationError(`restore of ${image.id} onto ${options.target} did not verify: ${failed.join('; ')}`, { details: { report } });
+    throw new VerificationError(`restore of ${image.id} onto ${options.target} did not verify: ${failed.join('; ')}`, {
+      details: { report },
+    });
   }
   return report;
 }
@@ -261,7 +336,19 @@ function comparableTable(table: PartitionTable) {
     type: table.type,
     diskGuid: table.diskGuid,
     diskId: table.diskId,
-    partitions: [...table.partitions].sort((a, b) => a.number - b.number).map(({ number, kind, start, size, type, guid, name, attributes, bootable }) => ({ number, kind, start, size, type, guid, name, attributes, bootable: bootable ?? false })),
+    partitions: [...table.partitions]
+      .sort((a, b) => a.number - b.number)
+      .map(({ number, kind, start, size, type, guid, name, attributes, bootable }) => ({
+        number,
+        kind,
+        start,
+        size,
+        type,
+        guid,
+        name,
+        attributes,
+        bootable: bootable ?? false,
+      })),
   };
 }
 
@@ -270,7 +357,14 @@ function comparableTable(table: PartitionTable) {
  * (on a larger disk they differ on purpose): compare everything else, chunk by chunk,
  * against what was written there. `written` holds digests already masked the same way.
  */
-async function verifyGap(handle: fs.FileHandle, volume: Volume, index: FixedIndex, written: Map<number, string>, areas: DiskWrite[], progress: (bytes: number) => void): Promise<RestoreCheck> {
+async function verifyGap(
+  handle: fs.FileHandle,
+  volume: Volume,
+  index: FixedIndex,
+  written: Map<number, string>,
+  areas: DiskWrite[],
+  progress: (bytes: number) => void,
+): Promise<RestoreCheck> {
   const buffer = Buffer.alloc(volume.chunkSize);
   const whole = new ContentHasher();
   let mismatches = 0;
@@ -292,6 +386,11 @@ async function verifyGap(handle: fs.FileHandle, volume: Volume, index: FixedInde
   return {
     check: `content of ${volume.id}`,
     ok: mismatches === 0,
-    detail: mismatches === 0 ? (exact ? `${volume.contentDigest} (byte for byte)` : 'equal apart from the partition table, rewritten for this disk') : `${mismatches} chunks differ, first at byte ${first}`,
+    detail:
+      mismatches === 0
+        ? exact
+          ? `${volume.contentDigest} (byte for byte)`
+          : 'equal apart from the partition table, rewritten for this disk'
+        : `${mismatches} chunks differ, first at byte ${first}`,
   };
 }

@@ -20,7 +20,9 @@ export function formatSize(bytes: number): string {
 }
 
 export function describeTarget(device: DeviceInfo): string {
-  return [device.path, device.model, device.serial ? `serial ${device.serial}` : null, formatSize(device.size)].filter(Boolean).join(', ');
+  return [device.path, device.model, device.serial ? `serial ${device.serial}` : null, formatSize(device.size)]
+    .filter(Boolean)
+    .join(', ');
 }
 
 /** The whole-disk device number of a block device number (itself if it is a disk). */
@@ -52,7 +54,11 @@ const SYSTEM_MOUNT_POINTS = ['/', '/boot', '/boot/efi', '/usr', '/var'];
  * root, /boot, /boot/efi, /usr or /var filesystem, through any stack (a root on LVM
  * on LUKS on sdb2 lives on sdb)?
  */
-export async function holdsRunningSystem(stack: BlockStack, name: string, mounts: SystemView['mounts']): Promise<boolean> {
+export async function holdsRunningSystem(
+  stack: BlockStack,
+  name: string,
+  mounts: SystemView['mounts'],
+): Promise<boolean> {
   const system = new Set<string>();
   for (const mount of mounts) {
     if (!SYSTEM_MOUNT_POINTS.includes(mount.mountPoint) || mount.devno.startsWith('0:')) continue;
@@ -71,38 +77,60 @@ export async function stackedUses(stack: BlockStack, targetPath: string, name: s
 export async function checkTarget(target: DeviceInfo, disk: Disk): Promise<void> {
   const name = describeTarget(target);
   if (target.size < disk.size) {
-    throw new UnsafeTargetError(`refusing to restore onto ${name}: it is ${formatSize(disk.size - target.size)} (${disk.size - target.size} bytes) smaller than the ${formatSize(disk.size)} source disk; nothing was written`);
+    throw new UnsafeTargetError(
+      `refusing to restore onto ${name}: it is ${formatSize(disk.size - target.size)} (${disk.size - target.size} bytes) smaller than the ${formatSize(disk.size)} source disk; nothing was written`,
+    );
   }
   if (target.logicalSectorSize !== disk.logicalSectorSize && disk.partitionTable.type !== 'none') {
     // The table writer re-expresses offsets in the target's sectors; partitions must land on them.
-    const misaligned = disk.partitionTable.partitions.find((partition) => partition.start % target.logicalSectorSize !== 0 || partition.size % target.logicalSectorSize !== 0);
-    if (misaligned) throw new UnsafeTargetError(`refusing to restore onto ${name}: partition ${misaligned.number} does not fit its ${target.logicalSectorSize}-byte sectors`);
+    const misaligned = disk.partitionTable.partitions.find(
+      (partition) =>
+        partition.start % target.logicalSectorSize !== 0 || partition.size % target.logicalSectorSize !== 0,
+    );
+    if (misaligned)
+      throw new UnsafeTargetError(
+        `refusing to restore onto ${name}: partition ${misaligned.number} does not fit its ${target.logicalSectorSize}-byte sectors`,
+      );
   }
   if (target.kind !== 'block-device') return;
   if ((await readText(`/sys/dev/block/${target.devno}/ro`)) === '1') {
-    throw new UnsafeTargetError(`cannot restore onto ${name}: the kernel holds it read-only (write-protected, or attached read-only); nothing was written`);
+    throw new UnsafeTargetError(
+      `cannot restore onto ${name}: the kernel holds it read-only (write-protected, or attached read-only); nothing was written`,
+    );
   }
   const mounted = await diskMounts(target, []);
   if (mounted.length) {
-    const list = mounted.flatMap((volume) => volume.mounts.map((mount) => `${volume.node} at ${mount.mountPoint}`)).join(', ');
-    throw new UnsafeTargetError(`refusing to restore onto ${name}: it has mounted filesystems (${list}); unmount them first; nothing was written`);
+    const list = mounted
+      .flatMap((volume) => volume.mounts.map((mount) => `${volume.node} at ${mount.mountPoint}`))
+      .join(', ');
+    throw new UnsafeTargetError(
+      `refusing to restore onto ${name}: it has mounted filesystems (${list}); unmount them first; nothing was written`,
+    );
   }
   const view = await liveSystemView();
   const stack = new BlockStack(view);
   const kernelName = await stack.nameOf(target.devno!);
   if (kernelName && (await holdsRunningSystem(stack, kernelName, view.mounts))) {
-    throw new UnsafeTargetError(`refusing to restore onto ${name}: the running system lives on it; boot the rescue medium to restore this disk; nothing was written`);
+    throw new UnsafeTargetError(
+      `refusing to restore onto ${name}: the running system lives on it; boot the rescue medium to restore this disk; nothing was written`,
+    );
   }
   const uses = kernelName ? await stackedUses(stack, target.path, kernelName) : [];
   if (uses.length) {
-    throw new UnsafeTargetError(`refusing to restore onto ${name}: ${uses.join('; ')}; stop what uses it first (umount, swapoff, vgchange -an, cryptsetup close, mdadm --stop, losetup -d); nothing was written`, { details: { inUse: uses } });
+    throw new UnsafeTargetError(
+      `refusing to restore onto ${name}: ${uses.join('; ')}; stop what uses it first (umount, swapoff, vgchange -an, cryptsetup close, mdadm --stop, losetup -d); nothing was written`,
+      { details: { inUse: uses } },
+    );
   }
   const swaps = await activeSwaps();
   for (const swap of swaps) {
     const real = await fs.realpath(swap).catch(() => swap);
     const stats = await fs.stat(real).catch(() => null);
     if (stats?.isBlockDevice()) {
-      if ((await diskOf(devnoOf(stats.rdev))) === target.devno) throw new UnsafeTargetError(`refusing to restore onto ${name}: ${swap} on it is in use as swap (swapoff first); nothing was written`);
+      if ((await diskOf(devnoOf(stats.rdev))) === target.devno)
+        throw new UnsafeTargetError(
+          `refusing to restore onto ${name}: ${swap} on it is in use as swap (swapoff first); nothing was written`,
+        );
     }
   }
 }
@@ -123,12 +151,22 @@ export async function openForRestore(target: DeviceInfo): Promise<FileHandle> {
       const stack = new BlockStack(await liveSystemView());
       const kernelName = target.devno ? await stack.nameOf(target.devno) : null;
       const uses = kernelName ? await stackedUses(stack, target.path, kernelName) : [];
-      const mounted = (await diskMounts(target, [])).flatMap((volume) => volume.mounts.map((mount) => `${volume.node} mounted at ${mount.mountPoint}`));
-      const holders = [...mounted, ...uses].join('; ') || 'nothing visible holds it: a filesystem on it may still be alive after a lazy unmount (umount -l), or another program has it open exclusively';
-      throw new UnsafeTargetError(`refusing to restore onto ${name}: the kernel reports it busy (${holders}); nothing was written`, { cause: error });
+      const mounted = (await diskMounts(target, [])).flatMap((volume) =>
+        volume.mounts.map((mount) => `${volume.node} mounted at ${mount.mountPoint}`),
+      );
+      const holders =
+        [...mounted, ...uses].join('; ') ||
+        'nothing visible holds it: a filesystem on it may still be alive after a lazy unmount (umount -l), or another program has it open exclusively';
+      throw new UnsafeTargetError(
+        `refusing to restore onto ${name}: the kernel reports it busy (${holders}); nothing was written`,
+        { cause: error },
+      );
     }
     if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
-      throw new UnsafeTargetError(`cannot restore onto ${name}: the kernel refuses to open it for writing (${code}${code === 'EROFS' || code === 'EACCES' ? ': it is read-only' : ''}); nothing was written`, { cause: error });
+      throw new UnsafeTargetError(
+        `cannot restore onto ${name}: the kernel refuses to open it for writing (${code}${code === 'EROFS' || code === 'EACCES' ? ': it is read-only' : ''}); nothing was written`,
+        { cause: error },
+      );
     }
     throw error;
   }
@@ -138,9 +176,18 @@ export async function openForRestore(target: DeviceInfo): Promise<FileHandle> {
 export async function describeContents(target: DeviceInfo): Promise<string[]> {
   const handle = await fs.open(target.path, 'r');
   try {
-    const { table } = await readPartitionTable(new DeviceBlockReader(handle, 0, target.size, target.path), target.logicalSectorSize);
+    const { table } = await readPartitionTable(
+      new DeviceBlockReader(handle, 0, target.size, target.path),
+      target.logicalSectorSize,
+    );
     if (table.type === 'none') return ['no partition table'];
-    return [`${table.type.toUpperCase()} partition table`, ...table.partitions.map((partition) => `  partition ${partition.number}: ${formatSize(partition.size)}${partition.name ? ` "${partition.name}"` : ''} type ${partition.type}`)];
+    return [
+      `${table.type.toUpperCase()} partition table`,
+      ...table.partitions.map(
+        (partition) =>
+          `  partition ${partition.number}: ${formatSize(partition.size)}${partition.name ? ` "${partition.name}"` : ''} type ${partition.type}`,
+      ),
+    ];
   } catch {
     return ['unreadable partition table'];
   } finally {
@@ -152,23 +199,38 @@ export async function describeContents(target: DeviceInfo): Promise<string[]> {
  * Without --yes, show what will be erased and ask for the device name to be typed back.
  * In a script (no terminal) there is nobody to ask: refuse instead.
  */
-export async function confirmErase(target: DeviceInfo, image: string, yes: boolean, signal?: AbortSignal): Promise<void> {
+export async function confirmErase(
+  target: DeviceInfo,
+  image: string,
+  yes: boolean,
+  signal?: AbortSignal,
+): Promise<void> {
   if (yes) return;
   if (!process.stdin.isTTY) {
-    throw new UnsafeTargetError(`restoring ${image} erases ${describeTarget(target)}: confirm with --yes when running without a terminal; nothing was written`);
+    throw new UnsafeTargetError(
+      `restoring ${image} erases ${describeTarget(target)}: confirm with --yes when running without a terminal; nothing was written`,
+    );
   }
-  const lines = [`Restoring ${image} will ERASE everything on ${describeTarget(target)}:`, ...(await describeContents(target)).map((line) => `  ${line}`), `Type the device name (${path.basename(target.path)}) to continue, anything else to stop:`];
+  const lines = [
+    `Restoring ${image} will ERASE everything on ${describeTarget(target)}:`,
+    ...(await describeContents(target)).map((line) => `  ${line}`),
+    `Type the device name (${path.basename(target.path)}) to continue, anything else to stop:`,
+  ];
   const prompt = readline.createInterface({ input: process.stdin, output: process.stderr });
   // The terminal is in raw mode while asking: Ctrl-C reaches readline, not the process.
   prompt.on('SIGINT', () => process.kill(process.pid, 'SIGINT'));
   try {
     const answer = (
       await prompt.question(`${lines.join('\n')}\n> `, { signal }).catch((error: unknown) => {
-        if (signal?.aborted) throw new InterruptedError(`interrupted at the confirmation; nothing was written to ${target.path}`, { cause: error });
+        if (signal?.aborted)
+          throw new InterruptedError(`interrupted at the confirmation; nothing was written to ${target.path}`, {
+            cause: error,
+          });
         throw error;
       })
     ).trim();
-    if (answer !== path.basename(target.path) && answer !== target.path) throw new UnsafeTargetError(`confirmation did not match ${path.basename(target.path)}; nothing was written`);
+    if (answer !== path.basename(target.path) && answer !== target.path)
+      throw new UnsafeTargetError(`confirmation did not match ${path.basename(target.path)}; nothing was written`);
   } finally {
     prompt.close();
   }

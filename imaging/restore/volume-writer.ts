@@ -76,7 +76,14 @@ export async function writeVolume(options: VolumeWriteOptions): Promise<VolumeWr
   } catch (error) {
     // Writes still running finish before the caller may close the handle.
     await writes.settle();
-    if (error instanceof CorruptChunkError) throw new CorruptChunkError(error.digest, error.position, error.offset, `${error.message}; restore stopped before writing it`, { cause: error.cause });
+    if (error instanceof CorruptChunkError)
+      throw new CorruptChunkError(
+        error.digest,
+        error.position,
+        error.offset,
+        `${error.message}; restore stopped before writing it`,
+        { cause: error.cause },
+      );
     throw error;
   }
   return result;
@@ -137,13 +144,25 @@ class HoleRuns {
     const run = this.run;
     this.run = null;
     if (this.options.zeroRange) await this.options.zeroRange(run.offset, run.length);
-    else for (let done = 0; done < run.length; done += ZERO_WRITE_BYTES) await writeFully(this.options.handle, zeroView(Math.min(ZERO_WRITE_BYTES, run.length - done)), run.offset + done);
+    else
+      for (let done = 0; done < run.length; done += ZERO_WRITE_BYTES)
+        await writeFully(
+          this.options.handle,
+          zeroView(Math.min(ZERO_WRITE_BYTES, run.length - done)),
+          run.offset + done,
+        );
     this.result.bytesWritten += run.length;
   }
 }
 
 /** Re-read a written volume and compute its BLAKE3 content digest. */
-export async function contentDigestOf(handle: FileHandle, kind: 'file' | 'block-device', offset: number, size: number, onProgress?: (bytes: number) => void): Promise<string> {
+export async function contentDigestOf(
+  handle: FileHandle,
+  kind: 'file' | 'block-device',
+  offset: number,
+  size: number,
+  onProgress?: (bytes: number) => void,
+): Promise<string> {
   return contentDigestOfPieces(readBack(handle, kind, offset, size), (piece) => onProgress?.(piece.bytes.length));
 }
 
@@ -151,7 +170,12 @@ export async function contentDigestOf(handle: FileHandle, kind: 'file' | 'block-
  * The bytes of a written volume in 4 MiB pieces, each valid until the next is asked for;
  * the holes of a sparse file are not read but given as zeros.
  */
-async function* readBack(handle: FileHandle, kind: 'file' | 'block-device', offset: number, size: number): AsyncGenerator<{ bytes: Buffer }> {
+async function* readBack(
+  handle: FileHandle,
+  kind: 'file' | 'block-device',
+  offset: number,
+  size: number,
+): AsyncGenerator<{ bytes: Buffer }> {
   const buffer = Buffer.allocUnsafe(4 << 20);
   const cursor = dataRanges(handle.fd, kind, offset, offset + size).cursor();
   for (let position = 0; position < size; position += buffer.length) {
@@ -163,7 +187,8 @@ async function* readBack(handle: FileHandle, kind: 'file' | 'block-device', offs
     }
     const view = buffer.subarray(0, length);
     if (!(spans.length === 1 && spans[0]![0] === 0 && spans[0]![1] === length)) view.fill(0);
-    for (const [start, end] of spans) await readFully(handle, view, start, end - start, offset + position + start, 'verification read');
+    for (const [start, end] of spans)
+      await readFully(handle, view, start, end - start, offset + position + start, 'verification read');
     yield { bytes: view };
   }
 }

@@ -3,16 +3,30 @@
 import { MACHINE_NAME_PATTERN } from '../../src/format/manifest.js';
 import type { Schema } from './operation.js';
 
-export const digest: Schema = { type: 'string', pattern: '^[0-9a-f]{64}$', 'x-expect': 'a digest: 64 lowercase hex characters' };
+export const digest: Schema = {
+  type: 'string',
+  pattern: '^[0-9a-f]{64}$',
+  'x-expect': 'a digest: 64 lowercase hex characters',
+};
 /** Worded as assertMachineName words it, wherever the name enters. */
 export const machineName: Schema = {
   type: 'string',
   pattern: MACHINE_NAME_PATTERN,
   'x-type': 'a machine name must be a string',
-  'x-invalid': 'invalid machine name {value}: use 1-64 letters, digits, dot, dash or underscore, starting with a letter or digit',
+  'x-invalid':
+    'invalid machine name {value}: use 1-64 letters, digits, dot, dash or underscore, starting with a letter or digit',
 };
-export const imageId: Schema = { type: 'string', minLength: 1, maxLength: 200, description: 'MACHINE@TIMESTAMP (20261126T020013Z) or MACHINE@latest' };
-export const uuid: Schema = { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', 'x-expect': 'a lowercase UUID' };
+export const imageId: Schema = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 200,
+  description: 'MACHINE@TIMESTAMP (20261126T020013Z) or MACHINE@latest',
+};
+export const uuid: Schema = {
+  type: 'string',
+  pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+  'x-expect': 'a lowercase UUID',
+};
 export const numericId: Schema = { type: 'string', pattern: '^[0-9]{1,15}$', 'x-expect': 'a number' };
 export const jobId: Schema = { type: 'string', minLength: 1, maxLength: 100 };
 export const time: Schema = { type: 'string', format: 'date-time' };
@@ -22,7 +36,10 @@ export const count: Schema = { type: 'integer', minimum: 0 };
 
 /** A lifetime in whole seconds, as the handlers bound it (see server/request-fields.ts). */
 export function ttlSeconds(maxSeconds: number): Schema {
-  return { anyOf: [{ type: 'integer', minimum: 1, maximum: maxSeconds }, { type: 'null' }], 'x-expect': `a whole number of seconds from 1 to ${maxSeconds}` };
+  return {
+    anyOf: [{ type: 'integer', minimum: 1, maximum: maxSeconds }, { type: 'null' }],
+    'x-expect': `a whole number of seconds from 1 to ${maxSeconds}`,
+  };
 }
 
 /** A JSON object with exactly these fields; `required` lists the ones that must be there. */
@@ -36,14 +53,16 @@ export function shape(properties: Record<string, Schema>, required = Object.keys
 }
 
 export const ref = (name: keyof typeof components): Schema => ({ $ref: `#/components/schemas/${name}` });
-export const listOf = (key: string, name: keyof typeof components): Schema => shape({ [key]: { type: 'array', items: ref(name) } });
+export const listOf = (key: string, name: keyof typeof components): Schema =>
+  shape({ [key]: { type: 'array', items: ref(name) } });
 
 const role: Schema = { enum: ['admin', 'machine', 'auditor', 'restore'] };
 
 export const components = {
   Error: {
     type: 'object',
-    description: 'Every refusal: a stable code, a message naming what was wrong, and sometimes details (missing digests, free bytes).',
+    description:
+      'Every refusal: a stable code, a message naming what was wrong, and sometimes details (missing digests, free bytes).',
     required: ['code', 'message'],
     properties: { code: { type: 'string' }, message: { type: 'string' } },
   },
@@ -62,10 +81,41 @@ export const components = {
     state: { type: 'string', description: 'ok, or failed (verification found damage)' },
     stateReason: nullableString,
   }),
-  Session: shape({ id: uuid, machine: machineName, state: { type: 'string' }, parent: nullableString, leaseExpiresAt: time, image: nullableString }),
-  Machine: shape({ name: machineName, createdAt: time, lastSeenAt: nullableTime, imageCount: count, latestImage: nullableString }),
-  Token: shape({ id: count, role, machine: nullableString, label: nullableString, createdAt: time, expiresAt: nullableTime, revokedAt: nullableTime, lastUsedAt: nullableTime }),
-  RestoreCode: shape({ id: count, machine: machineName, capture: { type: 'boolean' }, createdAt: time, expiresAt: time, revokedAt: nullableTime, uses: count, lastUsedAt: nullableTime }),
+  Session: shape({
+    id: uuid,
+    machine: machineName,
+    state: { type: 'string' },
+    parent: nullableString,
+    leaseExpiresAt: time,
+    image: nullableString,
+  }),
+  Machine: shape({
+    name: machineName,
+    createdAt: time,
+    lastSeenAt: nullableTime,
+    imageCount: count,
+    latestImage: nullableString,
+  }),
+  Token: shape({
+    id: count,
+    role,
+    machine: nullableString,
+    label: nullableString,
+    createdAt: time,
+    expiresAt: nullableTime,
+    revokedAt: nullableTime,
+    lastUsedAt: nullableTime,
+  }),
+  RestoreCode: shape({
+    id: count,
+    machine: machineName,
+    capture: { type: 'boolean' },
+    createdAt: time,
+    expiresAt: time,
+    revokedAt: nullableTime,
+    uses: count,
+    lastUsedAt: nullableTime,
+  }),
   Verification: shape({
     id: jobId,
     level: { enum: ['structural', 'content', 'restore-stream'] },
@@ -78,8 +128,22 @@ export const components = {
     reportDigest: { anyOf: [digest, { type: 'null' }] },
     error: nullableString,
   }),
-  Policy: shape({ name: { type: 'string' }, overrides: { type: 'object' }, effective: { type: 'object' }, updatedAt: nullableTime }),
-  Agent: shape({ machine: machineName, firstSeenAt: time, lastHeartbeatAt: time, hostname: nullableString, version: nullableString, state: nullableString, nextRunAt: nullableTime, currentRun: nullableString }),
+  Policy: shape({
+    name: { type: 'string' },
+    overrides: { type: 'object' },
+    effective: { type: 'object' },
+    updatedAt: nullableTime,
+  }),
+  Agent: shape({
+    machine: machineName,
+    firstSeenAt: time,
+    lastHeartbeatAt: time,
+    hostname: nullableString,
+    version: nullableString,
+    state: nullableString,
+    nextRunAt: nullableTime,
+    currentRun: nullableString,
+  }),
   Run: shape(
     {
       id: uuid,
@@ -99,10 +163,46 @@ export const components = {
     ['id', 'machine', 'trigger', 'state', 'startedAt', 'finishedAt', 'updatedAt'],
   ),
   Incident: shape(
-    { id: count, kind: { type: 'string' }, subject: { type: 'string' }, state: { enum: ['open', 'resolved'] }, openedAt: time, updatedAt: time, resolvedAt: nullableTime, summary: { type: 'string' }, occurrences: count },
+    {
+      id: count,
+      kind: { type: 'string' },
+      subject: { type: 'string' },
+      state: { enum: ['open', 'resolved'] },
+      openedAt: time,
+      updatedAt: time,
+      resolvedAt: nullableTime,
+      summary: { type: 'string' },
+      occurrences: count,
+    },
     ['id', 'kind', 'subject', 'state', 'openedAt', 'summary'],
   ),
-  GcJob: shape({ id: jobId, dryRun: { type: 'boolean' }, graceSeconds: count, state: { enum: ['running', 'done', 'error'] }, startedAt: time, finishedAt: nullableTime, stage: { type: 'string' }, report: { type: 'object' }, error: nullableString }),
-  PruneReport: shape({ id: jobId, dryRun: { type: 'boolean' }, startedAt: time, finishedAt: time, machines: { type: 'array', items: { type: 'object' } }, imagesKept: count, imagesRemoved: count, errors: { type: 'array', items: { type: 'string' } } }),
-  ReindexJob: shape({ id: jobId, state: { enum: ['running', 'done', 'error'] }, startedAt: time, finishedAt: nullableTime, report: { anyOf: [{ type: 'object' }, { type: 'null' }] }, error: nullableString }),
+  GcJob: shape({
+    id: jobId,
+    dryRun: { type: 'boolean' },
+    graceSeconds: count,
+    state: { enum: ['running', 'done', 'error'] },
+    startedAt: time,
+    finishedAt: nullableTime,
+    stage: { type: 'string' },
+    report: { type: 'object' },
+    error: nullableString,
+  }),
+  PruneReport: shape({
+    id: jobId,
+    dryRun: { type: 'boolean' },
+    startedAt: time,
+    finishedAt: time,
+    machines: { type: 'array', items: { type: 'object' } },
+    imagesKept: count,
+    imagesRemoved: count,
+    errors: { type: 'array', items: { type: 'string' } },
+  }),
+  ReindexJob: shape({
+    id: jobId,
+    state: { enum: ['running', 'done', 'error'] },
+    startedAt: time,
+    finishedAt: nullableTime,
+    report: { anyOf: [{ type: 'object' }, { type: 'null' }] },
+    error: nullableString,
+  }),
 } satisfies Record<string, Schema>;

@@ -6,7 +6,12 @@ import type { Operation } from './operation.js';
 import { scheduleOperations } from './schedules.js';
 import { storageOperations } from './storage.js';
 
-export const operations: Operation[] = [...accessOperations, ...storageOperations, ...jobOperations, ...scheduleOperations];
+export const operations: Operation[] = [
+  ...accessOperations,
+  ...storageOperations,
+  ...jobOperations,
+  ...scheduleOperations,
+];
 
 const byId = new Map(operations.map((operation) => [operation.operationId, operation]));
 

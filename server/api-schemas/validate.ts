@@ -27,8 +27,12 @@ const compiled = new Map<string, Checks>();
 function checksOf(operation: Operation): Checks {
   let checks = compiled.get(operation.operationId);
   if (!checks) {
-    const body = operation.body && 'json' in operation.body && !operation.bodyParsedByHandler ? operation.body.json : null;
-    checks = { query: operation.query ? queryAjv.compile(operation.query) : null, body: body ? bodyAjv.compile(body) : null };
+    const body =
+      operation.body && 'json' in operation.body && !operation.bodyParsedByHandler ? operation.body.json : null;
+    checks = {
+      query: operation.query ? queryAjv.compile(operation.query) : null,
+      body: body ? bodyAjv.compile(body) : null,
+    };
     compiled.set(operation.operationId, checks);
   }
   return checks;
@@ -36,9 +40,16 @@ function checksOf(operation: Operation): Checks {
 
 /** `body.retention.keepDaily`, `query.limit`, `body.images[2]`. */
 function fieldName(where: string, error: ErrorObject): string {
-  const segments = error.instancePath.split('/').slice(1).map((segment) => (/^\d+$/.test(segment) ? `[${segment}]` : `.${segment.replace(/~1/g, '/').replace(/~0/g, '~')}`));
-  const missing = error.keyword === 'required' ? `.${(error.params as { missingProperty: string }).missingProperty}` : '';
-  const unknown = error.keyword === 'additionalProperties' ? `.${(error.params as { additionalProperty: string }).additionalProperty}` : '';
+  const segments = error.instancePath
+    .split('/')
+    .slice(1)
+    .map((segment) => (/^\d+$/.test(segment) ? `[${segment}]` : `.${segment.replace(/~1/g, '/').replace(/~0/g, '~')}`));
+  const missing =
+    error.keyword === 'required' ? `.${(error.params as { missingProperty: string }).missingProperty}` : '';
+  const unknown =
+    error.keyword === 'additionalProperties'
+      ? `.${(error.params as { additionalProperty: string }).additionalProperty}`
+      : '';
   return `${where}${segments.join('')}${missing}${unknown}`;
 }
 
@@ -77,10 +88,12 @@ function describe(where: string, root: Schema, error: ErrorObject): string {
     return `${field} is not a known field${known.length ? ` (known: ${known.join(', ')})` : ''}`;
   }
   const rule = wording(root, error);
-  if (rule?.['x-type'] && error.keyword === 'type') return `${field}: ${String(rule['x-type'])}, got ${typeName(error.data)}`;
+  if (rule?.['x-type'] && error.keyword === 'type')
+    return `${field}: ${String(rule['x-type'])}, got ${typeName(error.data)}`;
   if (rule?.['x-invalid']) return `${field}: ${String(rule['x-invalid']).replace('{value}', got)}`;
   if (rule?.['x-expect']) return `${field} must be ${String(rule['x-expect'])}, got ${got}`;
-  if (error.keyword === 'enum') return `${field} must be one of ${((error.params as { allowedValues: unknown[] }).allowedValues ?? []).join(', ')}, got ${got}`;
+  if (error.keyword === 'enum')
+    return `${field} must be one of ${((error.params as { allowedValues: unknown[] }).allowedValues ?? []).join(', ')}, got ${got}`;
   return `${field} ${error.message ?? 'is invalid'}, got ${got}`;
 }
 

@@ -228,7 +228,8 @@ export class Catalog {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     // SQLite gives -wal and -shm the database file's mode; older ones may predate that.
-    for (const companion of [file, `${file}-wal`, `${file}-shm`]) if (fs.existsSync(companion)) fs.chmodSync(companion, 0o600);
+    for (const companion of [file, `${file}-wal`, `${file}-shm`])
+      if (fs.existsSync(companion)) fs.chmodSync(companion, 0o600);
     // WAL with NORMAL: a power cut may lose the last transactions but never corrupts the
     // database; what the catalog caches is rebuilt from the store by reindex. What a client
     // is told is done (an image committed) is written with `durably`.
@@ -245,8 +246,11 @@ export class Catalog {
 
   /** Columns added after a table first shipped. */
   private migrate(): void {
-    const columns = (this.db.prepare('PRAGMA table_info(restore_codes)').all() as { name: string }[]).map((column) => column.name);
-    if (!columns.includes('capture')) this.db.exec('ALTER TABLE restore_codes ADD COLUMN capture INTEGER NOT NULL DEFAULT 0');
+    const columns = (this.db.prepare('PRAGMA table_info(restore_codes)').all() as { name: string }[]).map(
+      (column) => column.name,
+    );
+    if (!columns.includes('capture'))
+      this.db.exec('ALTER TABLE restore_codes ADD COLUMN capture INTEGER NOT NULL DEFAULT 0');
   }
 
   private readonly statements = new Map<string, Database.Statement>();
@@ -270,7 +274,9 @@ export class Catalog {
   ensureMachine(name: string): number {
     const existing = this.sql('SELECT id FROM machines WHERE name = ?').get(name) as { id: number } | undefined;
     if (existing) return existing.id;
-    return Number(this.sql('INSERT INTO machines (name, created_at) VALUES (?, ?)').run(name, this.now()).lastInsertRowid);
+    return Number(
+      this.sql('INSERT INTO machines (name, created_at) VALUES (?, ?)').run(name, this.now()).lastInsertRowid,
+    );
   }
 
   machineId(name: string): number | null {
@@ -290,13 +296,32 @@ export class Catalog {
            (SELECT i.id FROM images i WHERE i.machine_id = m.id ORDER BY i.timestamp DESC LIMIT 1) AS latest
          FROM machines m ORDER BY m.name`,
       )
-      .all() as { name: string; created_at: number; last_seen_at: number | null; image_count: number; latest: string | null }[];
-    return rows.map((row) => ({ name: row.name, createdAt: row.created_at, lastSeenAt: row.last_seen_at, imageCount: row.image_count, latestImage: row.latest }));
+      .all() as {
+      name: string;
+      created_at: number;
+      last_seen_at: number | null;
+      image_count: number;
+      latest: string | null;
+    }[];
+    return rows.map((row) => ({
+      name: row.name,
+      createdAt: row.created_at,
+      lastSeenAt: row.last_seen_at,
+      imageCount: row.image_count,
+      latestImage: row.latest,
+    }));
   }
 
   // --- tokens ---------------------------------------------------------------
 
-  createToken(options: { role: Role; machine?: string | null; label?: string | null; expiresAt?: number | null; secret?: string; restoreCodeId?: number }): { secret: string; record: TokenRecord } {
+  createToken(options: {
+    role: Role;
+    machine?: string | null;
+    label?: string | null;
+    expiresAt?: number | null;
+    secret?: string;
+    restoreCodeId?: number;
+  }): { secret: string; record: TokenRecord } {
     if ((options.role === 'machine' || options.role === 'restore') && !options.machine) {
       throw new UsageError(`a ${options.role} token needs a machine`);
     }
@@ -309,8 +334,18 @@ export class Catalog {
       const machineId = options.machine ? this.ensureMachine(options.machine) : null;
       return Number(
         this.db
-          .prepare('INSERT INTO tokens (hash, role, machine_id, label, created_at, expires_at, restore_code_id) VALUES (?, ?, ?, ?, ?, ?, ?)')
-          .run(hashToken(secret), options.role, machineId, options.label ?? null, this.now(), options.expiresAt ?? null, options.restoreCodeId ?? null).lastInsertRowid,
+          .prepare(
+            'INSERT INTO tokens (hash, role, machine_id, label, created_at, expires_at, restore_code_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
+          )
+          .run(
+            hashToken(secret),
+            options.role,
+            machineId,
+            options.label ?? null,
+            this.now(),
+            options.expiresAt ?? null,
+            options.restoreCodeId ?? null,
+          ).lastInsertRowid,
       );
     })();
     return { secret, record: this.tokenById(id)! };
@@ -355,19 +390,35 @@ export class Catalog {
 
   // --- restore codes and the audit trail -----------------------------------
 
-  createRestoreCode(options: { code: string; machine: string; expiresAt: number; createdBy: number | null; capture?: boolean }): RestoreCodeRecord {
+  createRestoreCode(options: {
+    code: string;
+    machine: string;
+    expiresAt: number;
+    createdBy: number | null;
+    capture?: boolean;
+  }): RestoreCodeRecord {
     const id = this.db.transaction(() => {
       const machineId = this.ensureMachine(options.machine);
       return Number(
         this.db
-          .prepare('INSERT INTO restore_codes (hash, machine_id, created_at, expires_at, created_by, capture) VALUES (?, ?, ?, ?, ?, ?)')
-          .run(hashToken(options.code), machineId, this.now(), options.expiresAt, options.createdBy, options.capture ? 1 : 0).lastInsertRowid,
+          .prepare(
+            'INSERT INTO restore_codes (hash, machine_id, created_at, expires_at, created_by, capture) VALUES (?, ?, ?, ?, ?, ?)',
+          )
+          .run(
+            hashToken(options.code),
+            machineId,
+            this.now(),
+            options.expiresAt,
+            options.createdBy,
+            options.capture ? 1 : 0,
+          ).lastInsertRowid,
       );
     })();
     return this.restoreCodeById(id)!;
   }
 
-  private restoreCodeQuery = `SELECT r.id, m.name AS machine, r.created_at AS createdAt, r.expires_at AS expiresAt, r.revoked_at AS revokedAt,
+  private restoreCodeQuery =
+    `SELECT r.id, m.name AS machine, r.created_at AS createdAt, r.expires_at AS expiresAt, r.revoked_at AS revokedAt,
     r.uses, r.last_used_at AS lastUsedAt, r.capture = 1 AS capture FROM restore_codes r JOIN machines m ON m.id = r.machine_id`;
 
   restoreCodeById(id: number): RestoreCodeRecord | null {
@@ -375,7 +426,10 @@ export class Catalog {
   }
 
   restoreCodeByCode(code: string): RestoreCodeRecord | null {
-    return (this.sql(`${this.restoreCodeQuery} WHERE r.hash = ?`).get(hashToken(code)) as RestoreCodeRecord | undefined) ?? null;
+    return (
+      (this.sql(`${this.restoreCodeQuery} WHERE r.hash = ?`).get(hashToken(code)) as RestoreCodeRecord | undefined) ??
+      null
+    );
   }
 
   listRestoreCodes(): RestoreCodeRecord[] {
@@ -397,24 +451,57 @@ export class Catalog {
   }
 
   audit(kind: string, details: { machine?: string | null; remote?: string | null; detail?: string | null }): void {
-    this.sql('INSERT INTO audit_events (time, kind, machine, remote, detail) VALUES (?, ?, ?, ?, ?)').run(this.now(), kind, details.machine ?? null, details.remote ?? null, details.detail ?? null);
+    this.sql('INSERT INTO audit_events (time, kind, machine, remote, detail) VALUES (?, ?, ?, ?, ?)').run(
+      this.now(),
+      kind,
+      details.machine ?? null,
+      details.remote ?? null,
+      details.detail ?? null,
+    );
   }
 
-  auditEvents(kind?: string): { id: number; time: number; kind: string; machine: string | null; remote: string | null; detail: string | null }[] {
-    const rows = kind ? this.sql('SELECT * FROM audit_events WHERE kind = ? ORDER BY id').all(kind) : this.sql('SELECT * FROM audit_events ORDER BY id').all();
-    return rows as { id: number; time: number; kind: string; machine: string | null; remote: string | null; detail: string | null }[];
+  auditEvents(
+    kind?: string,
+  ): {
+    id: number;
+    time: number;
+    kind: string;
+    machine: string | null;
+    remote: string | null;
+    detail: string | null;
+  }[] {
+    const rows = kind
+      ? this.sql('SELECT * FROM audit_events WHERE kind = ? ORDER BY id').all(kind)
+      : this.sql('SELECT * FROM audit_events ORDER BY id').all();
+    return rows as {
+      id: number;
+      time: number;
+      kind: string;
+      machine: string | null;
+      remote: string | null;
+      detail: string | null;
+    }[];
   }
 
   // --- sessions -------------------------------------------------------------
 
-  private sessionQuery = `SELECT s.id, m.name AS machine, s.token_id AS tokenId, s.parent, s.state, s.created_at AS createdAt,
+  private sessionQuery =
+    `SELECT s.id, m.name AS machine, s.token_id AS tokenId, s.parent, s.state, s.created_at AS createdAt,
     s.lease_expires_at AS leaseExpiresAt, s.image_id AS imageId FROM sessions s JOIN machines m ON m.id = s.machine_id`;
 
-  createSession(options: { id: string; machine: string; tokenId: number | null; parent: string | null; leaseMs: number }): SessionRecord {
+  createSession(options: {
+    id: string;
+    machine: string;
+    tokenId: number | null;
+    parent: string | null;
+    leaseMs: number;
+  }): SessionRecord {
     const machineId = this.ensureMachine(options.machine);
     const now = this.now();
     this.db
-      .prepare('INSERT INTO sessions (id, machine_id, token_id, parent, state, created_at, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO sessions (id, machine_id, token_id, parent, state, created_at, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
       .run(options.id, machineId, options.tokenId, options.parent, 'open', now, now + options.leaseMs);
     return this.session(options.id)!;
   }
@@ -464,13 +551,19 @@ export class Catalog {
         `INSERT INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (digest) DO UPDATE SET last_touched = excluded.last_touched`,
       ).run(blob, kind, storedSize, rawSize, now, now);
-      if (sessionId) this.sql('INSERT OR IGNORE INTO session_objects (session_id, digest) VALUES (?, ?)').run(sessionId, blob);
+      if (sessionId)
+        this.sql('INSERT OR IGNORE INTO session_objects (session_id, digest) VALUES (?, ?)').run(sessionId, blob);
     })();
   }
 
-  objectInfo(digest: string): { kind: ObjectKind; storedSize: number; rawSize: number; firstSeen: number; lastTouched: number } | null {
-    const row = this.sql('SELECT kind, stored_size AS storedSize, raw_size AS rawSize, first_seen AS firstSeen, last_touched AS lastTouched FROM objects WHERE digest = ?')
-      .get(digestBlob(digest)) as { kind: ObjectKind; storedSize: number; rawSize: number; firstSeen: number; lastTouched: number } | undefined;
+  objectInfo(
+    digest: string,
+  ): { kind: ObjectKind; storedSize: number; rawSize: number; firstSeen: number; lastTouched: number } | null {
+    const row = this.sql(
+      'SELECT kind, stored_size AS storedSize, raw_size AS rawSize, first_seen AS firstSeen, last_touched AS lastTouched FROM objects WHERE digest = ?',
+    ).get(digestBlob(digest)) as
+      | { kind: ObjectKind; storedSize: number; rawSize: number; firstSeen: number; lastTouched: number }
+      | undefined;
     return row ?? null;
   }
 
@@ -510,7 +603,9 @@ export class Catalog {
         const blob = digestBlob(digest);
         let visible = has.get(blob) !== undefined;
         if (visible && scope.machine) {
-          visible = (scope.sessionId !== null && inSession.get(scope.sessionId, blob) !== undefined) || (machineId !== null && inMachine.get(machineId, blob) !== undefined);
+          visible =
+            (scope.sessionId !== null && inSession.get(scope.sessionId, blob) !== undefined) ||
+            (machineId !== null && inMachine.get(machineId, blob) !== undefined);
         }
         if (!visible) {
           missing.push(digest);
@@ -530,26 +625,47 @@ export class Catalog {
     const blob = digestBlob(digest);
     if (this.sql('SELECT 1 FROM machine_objects WHERE machine_id = ? AND digest = ?').get(machineId, blob)) return true;
     return (
-      this.sql("SELECT 1 FROM session_objects so JOIN sessions s ON s.id = so.session_id WHERE s.machine_id = ? AND s.state = 'open' AND so.digest = ?")
-        .get(machineId, blob) !== undefined
+      this.sql(
+        "SELECT 1 FROM session_objects so JOIN sessions s ON s.id = so.session_id WHERE s.machine_id = ? AND s.state = 'open' AND so.digest = ?",
+      ).get(machineId, blob) !== undefined
     );
   }
 
   // --- images ---------------------------------------------------------------
 
   imageIdTaken(machine: string, timestamp: string): boolean {
-    return this.sql('SELECT 1 FROM images i JOIN machines m ON m.id = i.machine_id WHERE m.name = ? AND i.timestamp = ?').get(machine, timestamp) !== undefined;
+    return (
+      this.sql(
+        'SELECT 1 FROM images i JOIN machines m ON m.id = i.machine_id WHERE m.name = ? AND i.timestamp = ?',
+      ).get(machine, timestamp) !== undefined
+    );
   }
 
   /** Record a committed image and make every object it references visible to its machine. */
-  insertImage(image: Omit<ImageRecord, 'state' | 'stateReason'>, referenced: Iterable<string>, sessionId: string | null): void {
+  insertImage(
+    image: Omit<ImageRecord, 'state' | 'stateReason'>,
+    referenced: Iterable<string>,
+    sessionId: string | null,
+  ): void {
     const machineId = this.ensureMachine(image.machine);
     const grant = this.sql('INSERT OR IGNORE INTO machine_objects (machine_id, digest) VALUES (?, ?)');
     this.durably(() => {
       this.sql(
         `INSERT INTO images (id, machine_id, timestamp, created_at, manifest_digest, parent, disk_keys, size_bytes, used_bytes, uploaded_bytes, stored_bytes)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(image.id, machineId, image.timestamp, image.createdAt, image.manifestDigest, image.parent, JSON.stringify(image.diskKeys), image.sizeBytes, image.usedBytes, image.uploadedBytes, image.storedBytes);
+      ).run(
+        image.id,
+        machineId,
+        image.timestamp,
+        image.createdAt,
+        image.manifestDigest,
+        image.parent,
+        JSON.stringify(image.diskKeys),
+        image.sizeBytes,
+        image.usedBytes,
+        image.uploadedBytes,
+        image.storedBytes,
+      );
       for (const digest of referenced) grant.run(machineId, digestBlob(digest));
       if (sessionId) {
         this.sql("UPDATE sessions SET state = 'committed', image_id = ? WHERE id = ?").run(image.id, sessionId);
@@ -575,14 +691,20 @@ export class Catalog {
   }
 
   image(id: string): ImageRecord | null {
-    const row = this.sql(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id WHERE i.id = ?`).get(id) as ImageRow | undefined;
+    const row = this.sql(
+      `SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id WHERE i.id = ?`,
+    ).get(id) as ImageRow | undefined;
     return row ? imageFromRow(row) : null;
   }
 
   listImages(machine?: string): ImageRecord[] {
     const rows = machine
-      ? this.sql(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id WHERE m.name = ? ORDER BY i.timestamp`).all(machine)
-      : this.sql(`SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id ORDER BY m.name, i.timestamp`).all();
+      ? this.sql(
+          `SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id WHERE m.name = ? ORDER BY i.timestamp`,
+        ).all(machine)
+      : this.sql(
+          `SELECT ${IMAGE_COLUMNS} FROM images i JOIN machines m ON m.id = i.machine_id ORDER BY m.name, i.timestamp`,
+        ).all();
     return (rows as ImageRow[]).map(imageFromRow);
   }
 
@@ -622,14 +744,18 @@ export class Catalog {
   }
 
   imageDamage(id: string): string[] {
-    return (this.sql('SELECT digest FROM image_damage WHERE image_id = ?').all(id) as { digest: Buffer }[]).map((row) => row.digest.toString('hex'));
+    return (this.sql('SELECT digest FROM image_damage WHERE image_id = ?').all(id) as { digest: Buffer }[]).map((row) =>
+      row.digest.toString('hex'),
+    );
   }
 
   /** An object is stored again: the images that lacked only it (and others already back) are whole. */
   repairDamage(digest: string): string[] {
     const blob = digestBlob(digest);
     return this.db.transaction(() => {
-      const users = (this.sql('SELECT image_id AS id FROM image_damage WHERE digest = ?').all(blob) as { id: string }[]).map((row) => row.id);
+      const users = (
+        this.sql('SELECT image_id AS id FROM image_damage WHERE digest = ?').all(blob) as { id: string }[]
+      ).map((row) => row.id);
       if (users.length === 0) return [];
       this.sql('DELETE FROM image_damage WHERE digest = ?').run(blob);
       const stillDamaged = this.sql('SELECT 1 FROM image_damage WHERE image_id = ? LIMIT 1');
@@ -650,6 +776,9 @@ export class Catalog {
   }
 
   setMeta(key: string, value: string): void {
-    this.sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
+      key,
+      value,
+    );
   }
 }

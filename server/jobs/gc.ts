@@ -60,7 +60,8 @@ export class GarbageCollector {
     let grace = this.defaultGraceSeconds;
     if (options.graceSeconds !== undefined && options.graceSeconds !== null) {
       grace = Number(options.graceSeconds);
-      if (!Number.isFinite(grace) || grace < 0) throw new UsageError('graceSeconds must be a number of seconds, 0 or more');
+      if (!Number.isFinite(grace) || grace < 0)
+        throw new UsageError('graceSeconds must be a number of seconds, 0 or more');
     }
     return this.begin({ dryRun: options.dryRun === true, graceSeconds: grace });
   }
@@ -76,7 +77,10 @@ export class GarbageCollector {
 
   /** Start a collection, or refuse while one runs (there is never more than one). */
   begin(options: { dryRun: boolean; graceSeconds: number }): GcJob {
-    if (this.current) throw new ConflictError(`garbage collection ${this.current.job.id} is already running`, { details: { job: this.current.job } });
+    if (this.current)
+      throw new ConflictError(`garbage collection ${this.current.job.id} is already running`, {
+        details: { job: this.current.job },
+      });
     for (const exclusion of this.exclusions) {
       const reason = exclusion();
       if (reason) throw new ConflictError(reason);
@@ -90,7 +94,16 @@ export class GarbageCollector {
       startedAt: new Date(started).toISOString(),
       finishedAt: null,
       stage: 'marking',
-      report: { manifests: 0, referenced: 0, scanned: 0, keptPinned: 0, keptRecent: 0, removed: 0, bytesReclaimed: 0, sessionsExpired: 0 },
+      report: {
+        manifests: 0,
+        referenced: 0,
+        scanned: 0,
+        keptPinned: 0,
+        keptRecent: 0,
+        removed: 0,
+        bytesReclaimed: 0,
+        sessionsExpired: 0,
+      },
       error: null,
     };
     this.save(job);
@@ -109,21 +122,30 @@ export class GarbageCollector {
   job(principal: Principal, id: string): GcJob {
     requireRole(principal, 'admin', 'auditor');
     if (this.current?.job.id === id) return this.current.job;
-    const row = this.repository.catalog.db.prepare('SELECT job, state FROM gc_runs WHERE id = ?').get(id) as { job: string; state: GcJob['state'] } | undefined;
+    const row = this.repository.catalog.db.prepare('SELECT job, state FROM gc_runs WHERE id = ?').get(id) as
+      | { job: string; state: GcJob['state'] }
+      | undefined;
     if (!row) throw new NotFoundError(`garbage collection ${id} does not exist`);
     const job = JSON.parse(row.job) as GcJob;
-    if (row.state === 'error' && job.state === 'running') Object.assign(job, { state: 'error', error: 'interrupted by a server restart' });
+    if (row.state === 'error' && job.state === 'running')
+      Object.assign(job, { state: 'error', error: 'interrupted by a server restart' });
     return job;
   }
 
   list(principal: Principal, limit = 50): GcJob[] {
     requireRole(principal, 'admin', 'auditor');
-    const rows = this.repository.catalog.db.prepare('SELECT id FROM gc_runs ORDER BY started_at DESC LIMIT ?').all(limit) as { id: string }[];
+    const rows = this.repository.catalog.db
+      .prepare('SELECT id FROM gc_runs ORDER BY started_at DESC LIMIT ?')
+      .all(limit) as { id: string }[];
     return rows.map((row) => this.job(principal, row.id));
   }
 
   totalReclaimed(): number {
-    return (this.repository.catalog.db.prepare("SELECT COALESCE(SUM(bytes_reclaimed), 0) AS bytes FROM gc_runs WHERE dry_run = 0 AND state = 'done'").get() as { bytes: number }).bytes;
+    return (
+      this.repository.catalog.db
+        .prepare("SELECT COALESCE(SUM(bytes_reclaimed), 0) AS bytes FROM gc_runs WHERE dry_run = 0 AND state = 'done'")
+        .get() as { bytes: number }
+    ).bytes;
   }
 
   private save(job: GcJob): void {
@@ -132,7 +154,15 @@ export class GarbageCollector {
         `INSERT INTO gc_runs (id, started_at, finished_at, state, dry_run, bytes_reclaimed, job) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET finished_at = excluded.finished_at, state = excluded.state, bytes_reclaimed = excluded.bytes_reclaimed, job = excluded.job`,
       )
-      .run(job.id, Date.parse(job.startedAt), job.finishedAt ? Date.parse(job.finishedAt) : null, job.state, job.dryRun ? 1 : 0, job.report.bytesReclaimed, JSON.stringify(job));
+      .run(
+        job.id,
+        Date.parse(job.startedAt),
+        job.finishedAt ? Date.parse(job.finishedAt) : null,
+        job.state,
+        job.dryRun ? 1 : 0,
+        job.report.bytesReclaimed,
+        JSON.stringify(job),
+      );
   }
 
   private async collect(job: GcJob, started: number): Promise<void> {
@@ -156,7 +186,9 @@ export class GarbageCollector {
     const db = catalog.db;
 
     // Sessions whose lease ran out before this collection no longer pin anything.
-    const expired = db.prepare("SELECT id FROM sessions WHERE state = 'open' AND lease_expires_at < ?").all(started) as { id: string }[];
+    const expired = db
+      .prepare("SELECT id FROM sessions WHERE state = 'open' AND lease_expires_at < ?")
+      .all(started) as { id: string }[];
     if (!job.dryRun) for (const session of expired) catalog.abortSession(session.id);
     job.report.sessionsExpired = expired.length;
 
@@ -190,7 +222,9 @@ export class GarbageCollector {
 
     // Sweep.
     job.stage = 'sweeping';
-    const pinned = db.prepare("SELECT 1 FROM session_objects so JOIN sessions s ON s.id = so.session_id WHERE so.digest = ? AND s.state = 'open' AND s.lease_expires_at >= ? LIMIT 1");
+    const pinned = db.prepare(
+      "SELECT 1 FROM session_objects so JOIN sessions s ON s.id = so.session_id WHERE so.digest = ? AND s.state = 'open' AND s.lease_expires_at >= ? LIMIT 1",
+    );
     const touched = db.prepare('SELECT last_touched AS lastTouched FROM objects WHERE digest = ?');
     const forget = db.transaction((blob: Buffer) => {
       db.prepare('DELETE FROM objects WHERE digest = ?').run(blob);

@@ -27,7 +27,14 @@ export class Maintenance {
 
   constructor(
     private readonly repository: Repository,
-    private readonly parts: { monitor: Monitor; notifier: Notifier; pruner: Pruner; gc: GarbageCollector; runs: Runs; incidents: Incidents },
+    private readonly parts: {
+      monitor: Monitor;
+      notifier: Notifier;
+      pruner: Pruner;
+      gc: GarbageCollector;
+      runs: Runs;
+      incidents: Incidents;
+    },
     private readonly config: ServerConfig,
     private readonly log: Logger,
   ) {
@@ -53,7 +60,11 @@ export class Maintenance {
       });
     }
     if (notifications.summarySchedule && parts.notifier.configured) {
-      this.jobs.push({ name: 'summary', schedule: new Schedule(notifications.summarySchedule, zone), run: () => this.sendSummary() });
+      this.jobs.push({
+        name: 'summary',
+        schedule: new Schedule(notifications.summarySchedule, zone),
+        run: () => this.sendSummary(),
+      });
     }
   }
 
@@ -124,7 +135,9 @@ export class Maintenance {
       } else if (run.state === 'failed') row.failed++;
       byMachine.set(run.machine, row);
     }
-    const stored = (catalog.db.prepare('SELECT COALESCE(SUM(stored_size), 0) AS bytes FROM objects').get() as { bytes: number }).bytes;
+    const stored = (
+      catalog.db.prepare('SELECT COALESCE(SUM(stored_size), 0) AS bytes FROM objects').get() as { bytes: number }
+    ).bytes;
     const images = (catalog.db.prepare('SELECT COUNT(*) AS count FROM images').get() as { count: number }).count;
     this.parts.notifier.enqueue(
       summaryNotification({

@@ -40,7 +40,14 @@ export class OnlineReindex {
     if (current) throw new ConflictError(`reindex ${current.id} is already running`, { details: { job: current } });
     if (this.gc.running) throw new ConflictError('garbage collection is running; reindex when it has finished');
     const started = this.repository.clock.now();
-    const job: ReindexJob = { id: `${timestampOf(new Date(started))}-${randomBytes(3).toString('hex')}`, state: 'running', startedAt: new Date(started).toISOString(), finishedAt: null, report: null, error: null };
+    const job: ReindexJob = {
+      id: `${timestampOf(new Date(started))}-${randomBytes(3).toString('hex')}`,
+      state: 'running',
+      startedAt: new Date(started).toISOString(),
+      finishedAt: null,
+      report: null,
+      error: null,
+    };
     this.jobs.set(job.id, job);
     for (const id of [...this.jobs.keys()].slice(0, Math.max(0, this.jobs.size - KEPT_JOBS))) this.jobs.delete(id);
     this.running = this.run(job).finally(() => {
@@ -65,7 +72,10 @@ export class OnlineReindex {
     try {
       job.report = await reindex(this.repository, { online: true });
       job.state = 'done';
-      this.log.info({ reindex: job.id, ...job.report.changes, skipped: job.report.skipped.length }, 'online reindex finished');
+      this.log.info(
+        { reindex: job.id, ...job.report.changes, skipped: job.report.skipped.length },
+        'online reindex finished',
+      );
     } catch (error) {
       job.state = 'error';
       job.error = (error as Error).message;

@@ -13,7 +13,16 @@ import type { ImageRecord } from '../catalog/catalog.js';
 import type { Policies } from '../policies.js';
 import type { Repository } from '../repository.js';
 
-export type KeepReason = 'last' | 'hourly' | 'daily' | 'weekly' | 'monthly' | 'yearly' | 'no-retention' | 'verification-failed' | 'base-of-upload';
+export type KeepReason =
+  | 'last'
+  | 'hourly'
+  | 'daily'
+  | 'weekly'
+  | 'monthly'
+  | 'yearly'
+  | 'no-retention'
+  | 'verification-failed'
+  | 'base-of-upload';
 
 export interface PruneDecision {
   id: string;
@@ -34,11 +43,19 @@ const formatters = new Map<string, Intl.DateTimeFormat>();
 function localParts(time: number, timezone: string): LocalParts {
   let format = formatters.get(timezone);
   if (!format) {
-    format = new Intl.DateTimeFormat('en-US', { timeZone: timezone, year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', hourCycle: 'h23' });
+    format = new Intl.DateTimeFormat('en-US', {
+      timeZone: timezone,
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      hourCycle: 'h23',
+    });
     formatters.set(timezone, format);
   }
   const parts: Record<string, number> = {};
-  for (const part of format.formatToParts(new Date(time))) if (part.type !== 'literal') parts[part.type] = Number(part.value);
+  for (const part of format.formatToParts(new Date(time)))
+    if (part.type !== 'literal') parts[part.type] = Number(part.value);
   return { year: parts.year!, month: parts.month!, day: parts.day!, hour: parts.hour! };
 }
 
@@ -70,9 +87,15 @@ const RULES: { key: keyof Retention; reason: KeepReason; period: (parts: LocalPa
 ];
 
 /** Decide, for images of one machine, which the retention keeps. */
-export function selectRetained(images: { id: string; time: number }[], retention: Retention, timezone: string): PruneDecision[] {
+export function selectRetained(
+  images: { id: string; time: number }[],
+  retention: Retention,
+  timezone: string,
+): PruneDecision[] {
   const newestFirst = [...images].sort((a, b) => b.time - a.time || (a.id < b.id ? 1 : -1));
-  const decisions = new Map<string, PruneDecision>(newestFirst.map((image) => [image.id, { id: image.id, time: image.time, keep: false, reason: null }]));
+  const decisions = new Map<string, PruneDecision>(
+    newestFirst.map((image) => [image.id, { id: image.id, time: image.time, keep: false, reason: null }]),
+  );
   if (RETENTION_KEYS.every((key) => retention[key] === 0)) {
     for (const decision of decisions.values()) Object.assign(decision, { keep: true, reason: 'no-retention' });
     return [...decisions.values()];
@@ -83,7 +106,9 @@ export function selectRetained(images: { id: string; time: number }[], retention
     if (wanted === 0) continue;
     const periodOf = (id: string) => rule.period(parts.get(id)!, id);
     // A period some earlier rule already kept an image of needs no second one.
-    const covered = new Set(newestFirst.filter((image) => decisions.get(image.id)!.keep).map((image) => periodOf(image.id)));
+    const covered = new Set(
+      newestFirst.filter((image) => decisions.get(image.id)!.keep).map((image) => periodOf(image.id)),
+    );
     const chosen = new Set<string>();
     for (const image of newestFirst) {
       const decision = decisions.get(image.id)!;
@@ -153,17 +178,43 @@ export class Pruner {
     const started = clock.now();
     const dryRun = options.dryRun === true;
     const machines = options.machine ? [options.machine] : catalog.listMachines().map((machine) => machine.name);
-    const report: PruneReport = { id: `${timestampOf(new Date(started))}-${randomBytes(3).toString('hex')}`, dryRun, startedAt: new Date(started).toISOString(), finishedAt: '', machines: [], imagesKept: 0, imagesRemoved: 0, errors: [] };
+    const report: PruneReport = {
+      id: `${timestampOf(new Date(started))}-${randomBytes(3).toString('hex')}`,
+      dryRun,
+      startedAt: new Date(started).toISOString(),
+      finishedAt: '',
+      machines: [],
+      imagesKept: 0,
+      imagesRemoved: 0,
+      errors: [],
+    };
     // The base of a running upload stays: its commit names it as parent.
-    const bases = new Set((catalog.db.prepare("SELECT parent FROM sessions WHERE state = 'open' AND parent IS NOT NULL").all() as { parent: string }[]).map((row) => row.parent));
+    const bases = new Set(
+      (
+        catalog.db.prepare("SELECT parent FROM sessions WHERE state = 'open' AND parent IS NOT NULL").all() as {
+          parent: string;
+        }[]
+      ).map((row) => row.parent),
+    );
     for (const machine of machines) {
       const images = catalog.listImages(machine);
       if (images.length === 0) continue;
       const policy = this.policies.effective(machine);
       const healthy = images.filter((image) => image.state === 'ok');
-      const decisions = selectRetained(healthy.map((image) => ({ id: image.id, time: image.createdAt })), policy.retention, policy.timezone);
-      const result: MachinePrune = { machine, timezone: policy.timezone, retention: policy.retention, kept: [], removed: [] };
-      for (const image of images) if (image.state !== 'ok') result.kept.push({ id: image.id, reason: 'verification-failed' });
+      const decisions = selectRetained(
+        healthy.map((image) => ({ id: image.id, time: image.createdAt })),
+        policy.retention,
+        policy.timezone,
+      );
+      const result: MachinePrune = {
+        machine,
+        timezone: policy.timezone,
+        retention: policy.retention,
+        kept: [],
+        removed: [],
+      };
+      for (const image of images)
+        if (image.state !== 'ok') result.kept.push({ id: image.id, reason: 'verification-failed' });
       const byId = new Map<string, ImageRecord>(images.map((image) => [image.id, image]));
       for (const decision of decisions) {
         if (decision.keep) result.kept.push({ id: decision.id, reason: decision.reason! });
@@ -188,20 +239,29 @@ export class Pruner {
     }
     report.finishedAt = new Date(clock.now()).toISOString();
     catalog.db
-      .prepare('INSERT INTO prune_runs (id, started_at, finished_at, dry_run, images_removed, report) VALUES (?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO prune_runs (id, started_at, finished_at, dry_run, images_removed, report) VALUES (?, ?, ?, ?, ?, ?)',
+      )
       .run(report.id, started, clock.now(), dryRun ? 1 : 0, report.imagesRemoved, JSON.stringify(report));
-    this.log.info({ prune: report.id, dryRun, removed: report.imagesRemoved, kept: report.imagesKept }, 'prune finished');
+    this.log.info(
+      { prune: report.id, dryRun, removed: report.imagesRemoved, kept: report.imagesKept },
+      'prune finished',
+    );
     return report;
   }
 
   history(principal: Principal, limit = 50): PruneReport[] {
     requireRole(principal, 'admin', 'auditor');
-    const rows = this.repository.catalog.db.prepare('SELECT report FROM prune_runs ORDER BY started_at DESC LIMIT ?').all(limit) as { report: string }[];
+    const rows = this.repository.catalog.db
+      .prepare('SELECT report FROM prune_runs ORDER BY started_at DESC LIMIT ?')
+      .all(limit) as { report: string }[];
     return rows.map((row) => JSON.parse(row.report) as PruneReport);
   }
 
   totalRemoved(): number {
-    const row = this.repository.catalog.db.prepare('SELECT COALESCE(SUM(images_removed), 0) AS removed FROM prune_runs WHERE dry_run = 0').get() as { removed: number };
+    const row = this.repository.catalog.db
+      .prepare('SELECT COALESCE(SUM(images_removed), 0) AS removed FROM prune_runs WHERE dry_run = 0')
+      .get() as { removed: number };
     return row.removed;
   }
 }

@@ -49,7 +49,16 @@ export interface VerificationReport {
   finishedAt: string;
   previousReport: string | null;
   keyId: string;
-  summary: { images: number; ok: number; failed: number; chunksReferenced: number; chunksVerified: number; chunksMissing: number; chunksCorrupt: number; bytesRead: number };
+  summary: {
+    images: number;
+    ok: number;
+    failed: number;
+    chunksReferenced: number;
+    chunksVerified: number;
+    chunksMissing: number;
+    chunksCorrupt: number;
+    bytesRead: number;
+  };
   images: ImageVerification[];
   missingChunks: string[];
   corruptChunks: string[];
@@ -59,7 +68,6 @@ export interface VerificationReport {
   /** Indexes found absent or corrupt (forgotten by the catalog, corrupt ones quarantined). */
   damagedIndexes?: string[];
 }
-
 
 const REPORT_LIST_LIMIT = 1000;
 /** Chunks read ahead while a volume is reassembled: the store's reads overlap the hashing. */
@@ -96,9 +104,24 @@ export class Verifier {
     const resolved = all ? [] : images.map((reference) => this.repository.resolveImage(principal, reference).id);
     const now = new Date(this.repository.clock.now());
     const id = `${timestampOf(now)}-${randomBytes(3).toString('hex')}`;
-    const job: VerificationJob = { id, level, scope: { all, images: resolved }, state: 'queued', result: null, startedAt: null, finishedAt: null, progress: { done: 0, total: 0, stage: 'queued' }, reportDigest: null, error: null };
+    const job: VerificationJob = {
+      id,
+      level,
+      scope: { all, images: resolved },
+      state: 'queued',
+      result: null,
+      startedAt: null,
+      finishedAt: null,
+      progress: { done: 0, total: 0, stage: 'queued' },
+      reportDigest: null,
+      error: null,
+    };
     this.jobs.set(id, job);
-    this.unlessFull('the verification job', () => this.repository.catalog.db.prepare('INSERT INTO verifications (id, level, scope, state) VALUES (?, ?, ?, ?)').run(id, level, JSON.stringify(job.scope), 'queued'));
+    this.unlessFull('the verification job', () =>
+      this.repository.catalog.db
+        .prepare('INSERT INTO verifications (id, level, scope, state) VALUES (?, ?, ?, ?)')
+        .run(id, level, JSON.stringify(job.scope), 'queued'),
+    );
     this.queue = this.queue.then(() => this.run(job));
     return job;
   }
@@ -112,7 +135,9 @@ export class Verifier {
 
   list(principal: Principal): VerificationJob[] {
     requireRole(principal, 'admin', 'auditor');
-    const rows = this.repository.catalog.db.prepare(`SELECT id FROM verifications ORDER BY id DESC LIMIT ${REPORT_LIST_LIMIT}`).all() as { id: string }[];
+    const rows = this.repository.catalog.db
+      .prepare(`SELECT id FROM verifications ORDER BY id DESC LIMIT ${REPORT_LIST_LIMIT}`)
+      .all() as { id: string }[];
     return rows.map((row) => this.jobs.get(row.id) ?? this.jobFromCatalog(row.id)!).filter(Boolean);
   }
 
@@ -121,7 +146,10 @@ export class Verifier {
     if (job.state !== 'done') throw new NotFoundError(`verification ${id} has no report yet (${job.state})`);
     const unstored = this.unstoredReports.get(id);
     if (unstored) return unstored;
-    if (job.reportNotStored) throw new NotFoundError(`the report of verification ${id} could not be stored (${job.reportNotStored}) and is gone since the server restarted`);
+    if (job.reportNotStored)
+      throw new NotFoundError(
+        `the report of verification ${id} could not be stored (${job.reportNotStored}) and is gone since the server restarted`,
+      );
     return this.repository.store.get(reportKey(id));
   }
 
@@ -132,20 +160,45 @@ export class Verifier {
 
   private jobFromCatalog(id: string): VerificationJob | null {
     const row = this.repository.catalog.db.prepare('SELECT * FROM verifications WHERE id = ?').get(id) as
-      | { id: string; level: VerifyLevel; scope: string; state: VerificationJob['state']; result: VerificationJob['result']; started_at: number | null; finished_at: number | null; report_digest: string | null; error: string | null }
+      | {
+          id: string;
+          level: VerifyLevel;
+          scope: string;
+          state: VerificationJob['state'];
+          result: VerificationJob['result'];
+          started_at: number | null;
+          finished_at: number | null;
+          report_digest: string | null;
+          error: string | null;
+        }
       | undefined;
     if (!row) return null;
     const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
     // A job that was running when the server stopped did not finish.
     const state = row.state === 'running' || row.state === 'queued' ? 'error' : row.state;
-    return { id: row.id, level: row.level, scope: JSON.parse(row.scope), state, result: row.result, startedAt: iso(row.started_at), finishedAt: iso(row.finished_at), progress: { done: 0, total: 0, stage: state }, reportDigest: row.report_digest, error: row.error ?? (state === 'error' && row.state !== 'error' ? 'interrupted by a server restart' : null) };
+    return {
+      id: row.id,
+      level: row.level,
+      scope: JSON.parse(row.scope),
+      state,
+      result: row.result,
+      startedAt: iso(row.started_at),
+      finishedAt: iso(row.finished_at),
+      progress: { done: 0, total: 0, stage: state },
+      reportDigest: row.report_digest,
+      error: row.error ?? (state === 'error' && row.state !== 'error' ? 'interrupted by a server restart' : null),
+    };
   }
 
   private async run(job: VerificationJob): Promise<void> {
     const { catalog, log } = this.repository;
     job.state = 'running';
     job.startedAt = new Date(this.repository.clock.now()).toISOString();
-    this.unlessFull('the verification job', () => catalog.db.prepare('UPDATE verifications SET state = ?, started_at = ? WHERE id = ?').run('running', Date.parse(job.startedAt!), job.id));
+    this.unlessFull('the verification job', () =>
+      catalog.db
+        .prepare('UPDATE verifications SET state = ?, started_at = ? WHERE id = ?')
+        .run('running', Date.parse(job.startedAt!), job.id),
+    );
     try {
       const report = await this.verify(job);
       const signed: SignedDocument<VerificationReport> = this.signingKey.sign(report);
@@ -154,7 +207,10 @@ export class Verifier {
       await this.storeReport(job, bytes);
       job.result = report.summary.failed > 0 ? 'failed' : 'ok';
       job.state = 'done';
-      log.info({ verification: job.id, verifyLevel: job.level, result: job.result, failed: report.summary.failed }, 'verification finished');
+      log.info(
+        { verification: job.id, verifyLevel: job.level, result: job.result, failed: report.summary.failed },
+        'verification finished',
+      );
     } catch (error) {
       job.state = 'error';
       job.error = (error as Error).message;
@@ -163,7 +219,9 @@ export class Verifier {
     job.finishedAt = new Date(this.repository.clock.now()).toISOString();
     this.unlessFull('the verification result', () =>
       catalog.db
-        .prepare('UPDATE verifications SET state = ?, result = ?, finished_at = ?, report_digest = ?, error = ? WHERE id = ?')
+        .prepare(
+          'UPDATE verifications SET state = ?, result = ?, finished_at = ?, report_digest = ?, error = ? WHERE id = ?',
+        )
         .run(job.state, job.result, Date.parse(job.finishedAt!), job.reportDigest, job.error, job.id),
     );
   }
@@ -180,8 +238,12 @@ export class Verifier {
       if (!isStorageFull(error)) throw error;
       job.reportNotStored = (error as Error).message;
       this.unstoredReports.set(job.id, bytes);
-      if (this.unstoredReports.size > UNSTORED_REPORTS_KEPT) this.unstoredReports.delete(this.unstoredReports.keys().next().value!);
-      this.repository.log.error({ verification: job.id, err: error }, 'the repository is full: the verification report could not be stored');
+      if (this.unstoredReports.size > UNSTORED_REPORTS_KEPT)
+        this.unstoredReports.delete(this.unstoredReports.keys().next().value!);
+      this.repository.log.error(
+        { verification: job.id, err: error },
+        'the repository is full: the verification report could not be stored',
+      );
     }
   }
 
@@ -197,7 +259,9 @@ export class Verifier {
 
   private async verify(job: VerificationJob): Promise<VerificationReport> {
     const { catalog, store } = this.repository;
-    const images: ImageRecord[] = job.scope.all ? catalog.listImages() : job.scope.images.map((id) => catalog.image(id)).filter((image): image is ImageRecord => image !== null);
+    const images: ImageRecord[] = job.scope.all
+      ? catalog.listImages()
+      : job.scope.images.map((id) => catalog.image(id)).filter((image): image is ImageRecord => image !== null);
     const results = new Map<string, ImageVerification>();
     const manifests = new Map<string, Manifest>();
     const indexes = new Map<string, FixedIndex>();
@@ -217,7 +281,20 @@ export class Verifier {
     // Structural: the manifest as recorded, its indexes, every chunk present.
     job.progress = { done: 0, total: images.length, stage: 'structure' };
     for (const image of images) {
-      const result: ImageVerification = { image: image.id, machine: image.machine, manifestDigest: image.manifestDigest, indexRoots: [], chunksReferenced: 0, chunksVerified: 0, chunksMissing: 0, chunksCorrupt: 0, bytesRead: 0, volumes: [], problems: [], result: 'ok' };
+      const result: ImageVerification = {
+        image: image.id,
+        machine: image.machine,
+        manifestDigest: image.manifestDigest,
+        indexRoots: [],
+        chunksReferenced: 0,
+        chunksVerified: 0,
+        chunksMissing: 0,
+        chunksCorrupt: 0,
+        bytesRead: 0,
+        volumes: [],
+        problems: [],
+        result: 'ok',
+      };
       results.set(image.id, result);
       try {
         const bytes = await store.get(manifestKey(image.machine, image.timestamp));
@@ -244,7 +321,11 @@ export class Verifier {
             if (!lost && !(error instanceof FormatError)) throw error;
             damagedIndexes.set(volume.index, lost ? 'missing' : 'corrupt');
             damageOf(image.id).add(volume.index);
-            result.problems.push(lost ? `index ${volume.index} of ${disk.id}/${volume.id} is missing` : `index ${volume.index} of ${disk.id}/${volume.id} is corrupt: ${(error as Error).message}`);
+            result.problems.push(
+              lost
+                ? `index ${volume.index} of ${disk.id}/${volume.id} is missing`
+                : `index ${volume.index} of ${disk.id}/${volume.id} is corrupt: ${(error as Error).message}`,
+            );
           }
         }
         result.chunksReferenced = referenced.size;
@@ -262,7 +343,9 @@ export class Verifier {
           }
         }
       } catch (error) {
-        result.problems.push(error instanceof NotFoundError ? 'manifest is missing from the store' : (error as Error).message);
+        result.problems.push(
+          error instanceof NotFoundError ? 'manifest is missing from the store' : (error as Error).message,
+        );
         otherProblems.add(image.id);
       }
       job.progress.done++;
@@ -296,7 +379,14 @@ export class Verifier {
         if (!manifest) continue;
         if (damage.has(image.id)) {
           // Its lost objects are already named; a stream cannot be reassembled without them.
-          for (const { disk, volume } of manifestVolumes(manifest)) result.volumes.push({ disk: disk.id, volume: volume.id, contentDigest: volume.contentDigest, streamDigest: null, ok: false });
+          for (const { disk, volume } of manifestVolumes(manifest))
+            result.volumes.push({
+              disk: disk.id,
+              volume: volume.id,
+              contentDigest: volume.contentDigest,
+              streamDigest: null,
+              ok: false,
+            });
           job.progress.done++;
           continue;
         }
@@ -313,23 +403,43 @@ export class Verifier {
           }
           const ok = streamDigest === volume.contentDigest;
           if (streamDigest && !ok) {
-            result.problems.push(`${disk.id}/${volume.id}: reassembled volume hashes to ${streamDigest}, the image says ${volume.contentDigest}`);
+            result.problems.push(
+              `${disk.id}/${volume.id}: reassembled volume hashes to ${streamDigest}, the image says ${volume.contentDigest}`,
+            );
             otherProblems.add(image.id);
           }
-          result.volumes.push({ disk: disk.id, volume: volume.id, contentDigest: volume.contentDigest, streamDigest, ok });
+          result.volumes.push({
+            disk: disk.id,
+            volume: volume.id,
+            contentDigest: volume.contentDigest,
+            streamDigest,
+            ok,
+          });
         }
         job.progress.done++;
       }
     } else {
       for (const [id, manifest] of manifests) {
-        for (const { disk, volume } of manifestVolumes(manifest)) results.get(id)!.volumes.push({ disk: disk.id, volume: volume.id, contentDigest: volume.contentDigest, streamDigest: null, ok: true });
+        for (const { disk, volume } of manifestVolumes(manifest))
+          results
+            .get(id)!
+            .volumes.push({
+              disk: disk.id,
+              volume: volume.id,
+              contentDigest: volume.contentDigest,
+              streamDigest: null,
+              ok: true,
+            });
       }
     }
 
     // Quarantine what is corrupt; forget what is lost or corrupt, so that `missing` asks
     // for it again; fail every image that uses a missing or corrupt object.
     const quarantined: string[] = [];
-    const corruptObjects = [...corrupt, ...[...damagedIndexes].filter(([, how]) => how === 'corrupt').map(([digest]) => digest)];
+    const corruptObjects = [
+      ...corrupt,
+      ...[...damagedIndexes].filter(([, how]) => how === 'corrupt').map(([digest]) => digest),
+    ];
     for (const digest of corruptObjects) {
       try {
         await this.repository.store.move(chunkKey(digest), quarantineKey(digest));
@@ -347,23 +457,30 @@ export class Verifier {
         else if (verified.has(digest)) result.chunksVerified++;
       }
     }
-    const outside = lostOrCorrupt.size ? await this.imagesUsing(lostOrCorrupt, new Set(results.keys())) : new Map<string, Set<string>>();
+    const outside = lostOrCorrupt.size
+      ? await this.imagesUsing(lostOrCorrupt, new Set(results.keys()))
+      : new Map<string, Set<string>>();
     const alsoFailed = [...outside.keys()];
     for (const result of results.values()) {
       result.bytesRead += bytesPerImage.get(result.image) ?? 0;
       if (result.chunksMissing) result.problems.push(`${result.chunksMissing} referenced chunks are missing`);
-      if (result.chunksCorrupt) result.problems.push(`${result.chunksCorrupt} referenced chunks are corrupt (quarantined)`);
+      if (result.chunksCorrupt)
+        result.problems.push(`${result.chunksCorrupt} referenced chunks are corrupt (quarantined)`);
       result.result = result.problems.length ? 'failed' : 'ok';
       // Only an image whose every problem is a lost or corrupt object can be repaired by uploads.
       catalog.setImageDamage(result.image, otherProblems.has(result.image) ? [] : (damage.get(result.image) ?? []));
-      await this.repository.recordImageState(result.image, result.result, result.problems.join('; ') || null, { verification: job.id });
+      await this.repository.recordImageState(result.image, result.result, result.problems.join('; ') || null, {
+        verification: job.id,
+      });
     }
     for (const [id, lacks] of outside) {
       const image = catalog.image(id);
       // An image that had failed for another reason stays failed for it, and is not repairable by uploads.
       const repairable = image !== null && (image.state === 'ok' || catalog.imageDamage(id).length > 0);
       if (repairable) catalog.setImageDamage(id, [...catalog.imageDamage(id), ...lacks]);
-      await this.repository.recordImageState(id, 'failed', 'uses an object found lost or corrupt by verification', { verification: job.id });
+      await this.repository.recordImageState(id, 'failed', 'uses an object found lost or corrupt by verification', {
+        verification: job.id,
+      });
     }
 
     const list = [...results.values()];
@@ -416,7 +533,9 @@ export class Verifier {
   /** The content digest of a volume reassembled from the store, as a restore would write it. */
   private streamDigest(index: FixedIndex): Promise<string> {
     const { store } = this.repository;
-    return contentDigestOfPieces(volumeChunks(index, (digest) => store.get(chunkKey(digest)), { readAhead: STREAM_READ_AHEAD }));
+    return contentDigestOfPieces(
+      volumeChunks(index, (digest) => store.get(chunkKey(digest)), { readAhead: STREAM_READ_AHEAD }),
+    );
   }
 
   /** Every image outside `skip` whose indexes name one of `digests`, with the ones it names. */

@@ -62,7 +62,13 @@ function fromRow(row: IncidentRow): Incident {
 
 export function incidentView(incident: Incident) {
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-  return { ...incident, openedAt: iso(incident.openedAt)!, updatedAt: iso(incident.updatedAt)!, resolvedAt: iso(incident.resolvedAt), lastNotifiedAt: iso(incident.lastNotifiedAt) };
+  return {
+    ...incident,
+    openedAt: iso(incident.openedAt)!,
+    updatedAt: iso(incident.updatedAt)!,
+    resolvedAt: iso(incident.resolvedAt),
+    lastNotifiedAt: iso(incident.lastNotifiedAt),
+  };
 }
 
 export class Incidents {
@@ -83,7 +89,9 @@ export class Incidents {
 
   private emit(incident: Incident, event: IncidentEvent): void {
     const now = this.catalog.now();
-    this.catalog.db.prepare('UPDATE incidents SET last_notified_at = ?, notifications = notifications + 1 WHERE id = ?').run(now, incident.id);
+    this.catalog.db
+      .prepare('UPDATE incidents SET last_notified_at = ?, notifications = notifications + 1 WHERE id = ?')
+      .run(now, incident.id);
     const current = this.byId(incident.id)!;
     for (const listener of this.listeners) listener(current, event);
   }
@@ -94,7 +102,9 @@ export class Incidents {
   }
 
   openIncident(kind: IncidentKind, subject: string): Incident | null {
-    const row = this.catalog.db.prepare("SELECT * FROM incidents WHERE kind = ? AND subject = ? AND state = 'open'").get(kind, subject) as IncidentRow | undefined;
+    const row = this.catalog.db
+      .prepare("SELECT * FROM incidents WHERE kind = ? AND subject = ? AND state = 'open'")
+      .get(kind, subject) as IncidentRow | undefined;
     return row ? fromRow(row) : null;
   }
 
@@ -102,13 +112,21 @@ export class Incidents {
    * Open an incident, or note the condition again on the open one. `announceAgain`
    * says whether seeing it again is news (another failed run) or not (still silent).
    */
-  raise(kind: IncidentKind, subject: string, summary: string, detail: Record<string, unknown>, options: { announceAgain?: boolean; occurrence?: boolean } = {}): Incident {
+  raise(
+    kind: IncidentKind,
+    subject: string,
+    summary: string,
+    detail: Record<string, unknown>,
+    options: { announceAgain?: boolean; occurrence?: boolean } = {},
+  ): Incident {
     const now = this.catalog.now();
     const existing = this.openIncident(kind, subject);
     if (existing) {
       const counted = options.occurrence ?? options.announceAgain ?? false;
       this.catalog.db
-        .prepare('UPDATE incidents SET summary = ?, detail = ?, updated_at = ?, occurrences = occurrences + ? WHERE id = ?')
+        .prepare(
+          'UPDATE incidents SET summary = ?, detail = ?, updated_at = ?, occurrences = occurrences + ? WHERE id = ?',
+        )
         .run(summary, JSON.stringify(detail), now, counted ? 1 : 0, existing.id);
       const updated = this.byId(existing.id)!;
       if (options.announceAgain) this.emit(updated, 'updated');
@@ -116,7 +134,9 @@ export class Incidents {
     }
     const id = Number(
       this.catalog.db
-        .prepare("INSERT INTO incidents (kind, subject, state, opened_at, updated_at, summary, detail, occurrences) VALUES (?, ?, 'open', ?, ?, ?, ?, 1)")
+        .prepare(
+          "INSERT INTO incidents (kind, subject, state, opened_at, updated_at, summary, detail, occurrences) VALUES (?, ?, 'open', ?, ?, ?, ?, 1)",
+        )
         .run(kind, subject, now, now, summary, JSON.stringify(detail)).lastInsertRowid,
     );
     const incident = this.byId(id)!;
@@ -128,7 +148,9 @@ export class Incidents {
     const existing = this.openIncident(kind, subject);
     if (!existing) return null;
     const now = this.catalog.now();
-    this.catalog.db.prepare("UPDATE incidents SET state = 'resolved', resolved_at = ?, updated_at = ?, resolution = ? WHERE id = ?").run(now, now, resolution, existing.id);
+    this.catalog.db
+      .prepare("UPDATE incidents SET state = 'resolved', resolved_at = ?, updated_at = ?, resolution = ? WHERE id = ?")
+      .run(now, now, resolution, existing.id);
     const resolved = this.byId(existing.id)!;
     this.emit(resolved, 'resolved');
     return resolved;
@@ -155,11 +177,17 @@ export class Incidents {
       values.push(filter.subject);
     }
     const limit = Math.max(1, Math.min(filter.limit ?? 500, 10000));
-    const rows = this.catalog.db.prepare(`SELECT * FROM incidents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ${limit}`).all(...values) as IncidentRow[];
+    const rows = this.catalog.db
+      .prepare(
+        `SELECT * FROM incidents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ${limit}`,
+      )
+      .all(...values) as IncidentRow[];
     return rows.map(fromRow);
   }
 
   openCounts(): { kind: IncidentKind; count: number }[] {
-    return this.catalog.db.prepare("SELECT kind, COUNT(*) AS count FROM incidents WHERE state = 'open' GROUP BY kind").all() as { kind: IncidentKind; count: number }[];
+    return this.catalog.db
+      .prepare("SELECT kind, COUNT(*) AS count FROM incidents WHERE state = 'open' GROUP BY kind")
+      .all() as { kind: IncidentKind; count: number }[];
   }
 }

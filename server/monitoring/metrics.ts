@@ -37,13 +37,28 @@ export class Metrics {
     this.machineTimestamps(repository, runs);
     this.verificationMetrics(new VerificationResults(repository.catalog, repository.store));
     this.maintenanceMetrics(incidents, gc, pruner);
-    this.chunksServed = new Counter({ name: 'b365_served_objects_total', help: 'Chunks and indexes served to readers (restores, verifications by clients)', labelNames: ['kind'], registers: this.registers });
-    this.bytesServed = new Counter({ name: 'b365_served_bytes_total', help: 'Bytes of chunks and indexes served to readers', labelNames: ['kind'], registers: this.registers });
+    this.chunksServed = new Counter({
+      name: 'b365_served_objects_total',
+      help: 'Chunks and indexes served to readers (restores, verifications by clients)',
+      labelNames: ['kind'],
+      registers: this.registers,
+    });
+    this.bytesServed = new Counter({
+      name: 'b365_served_bytes_total',
+      help: 'Bytes of chunks and indexes served to readers',
+      labelNames: ['kind'],
+      registers: this.registers,
+    });
     for (const kind of ['chunk', 'index']) {
       this.chunksServed.inc({ kind }, 0);
       this.bytesServed.inc({ kind }, 0);
     }
-    this.authFailures = new Counter({ name: 'b365_auth_failures_total', help: 'Requests refused for an unknown, revoked or expired token or a wrong restore code', labelNames: ['kind'], registers: this.registers });
+    this.authFailures = new Counter({
+      name: 'b365_auth_failures_total',
+      help: 'Requests refused for an unknown, revoked or expired token or a wrong restore code',
+      labelNames: ['kind'],
+      registers: this.registers,
+    });
     for (const kind of ['token', 'restore_code']) this.authFailures.inc({ kind }, 0);
     this.requestDuration = new Histogram({
       name: 'b365_http_request_duration_seconds',
@@ -80,9 +95,24 @@ export class Metrics {
    */
   private runMetrics(runs: Runs): void {
     const registers = this.registers;
-    const finished = new Counter({ name: 'b365_runs_total', help: 'Agent image runs that finished, by result', labelNames: ['result'], registers });
-    const uploaded = new Counter({ name: 'b365_run_uploaded_bytes_total', help: 'Bytes uploaded by finished agent runs, as their reports say', registers });
-    const duration = new Histogram({ name: 'b365_run_duration_seconds', help: 'How long agent runs took, by kind (schedule, manual) and result, observed as their final reports arrive', labelNames: ['kind', 'result'], buckets: RUN_BUCKETS, registers });
+    const finished = new Counter({
+      name: 'b365_runs_total',
+      help: 'Agent image runs that finished, by result',
+      labelNames: ['result'],
+      registers,
+    });
+    const uploaded = new Counter({
+      name: 'b365_run_uploaded_bytes_total',
+      help: 'Bytes uploaded by finished agent runs, as their reports say',
+      registers,
+    });
+    const duration = new Histogram({
+      name: 'b365_run_duration_seconds',
+      help: 'How long agent runs took, by kind (schedule, manual) and result, observed as their final reports arrive',
+      labelNames: ['kind', 'result'],
+      buckets: RUN_BUCKETS,
+      registers,
+    });
     for (const result of RUN_RESULTS) finished.inc({ result }, 0);
     for (const kind of RUN_KINDS) for (const result of RUN_RESULTS) duration.zero({ kind, result });
     for (const row of runs.counts()) {
@@ -93,7 +123,11 @@ export class Metrics {
     runs.onFinished((run: RunRecord) => {
       finished.inc({ result: run.state });
       uploaded.inc(run.bytesUploaded);
-      if (run.finishedAt !== null) duration.observe({ kind: run.trigger, result: run.state }, Math.max(0, seconds(run.finishedAt - run.startedAt)));
+      if (run.finishedAt !== null)
+        duration.observe(
+          { kind: run.trigger, result: run.state },
+          Math.max(0, seconds(run.finishedAt - run.startedAt)),
+        );
     });
     new Gauge({
       name: 'b365_runs_running',
@@ -113,7 +147,10 @@ export class Metrics {
       help: 'Bytes the stored chunks and indexes take (compressed)',
       registers,
       collect() {
-        this.set((catalog.db.prepare('SELECT COALESCE(SUM(stored_size), 0) AS bytes FROM objects').get() as { bytes: number }).bytes);
+        this.set(
+          (catalog.db.prepare('SELECT COALESCE(SUM(stored_size), 0) AS bytes FROM objects').get() as { bytes: number })
+            .bytes,
+        );
       },
     });
     new Gauge({
@@ -123,7 +160,11 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const row of catalog.db.prepare('SELECT kind, COUNT(*) AS count FROM objects GROUP BY kind').all() as { kind: string; count: number }[]) this.set({ kind: row.kind }, row.count);
+        for (const row of catalog.db.prepare('SELECT kind, COUNT(*) AS count FROM objects GROUP BY kind').all() as {
+          kind: string;
+          count: number;
+        }[])
+          this.set({ kind: row.kind }, row.count);
       },
     });
     new Gauge({
@@ -156,7 +197,9 @@ export class Metrics {
       collect() {
         this.reset();
         const rows = catalog.db
-          .prepare("SELECT m.name AS machine, MAX(i.created_at) AS latest FROM images i JOIN machines m ON m.id = i.machine_id WHERE i.state = 'ok' GROUP BY m.name")
+          .prepare(
+            "SELECT m.name AS machine, MAX(i.created_at) AS latest FROM images i JOIN machines m ON m.id = i.machine_id WHERE i.state = 'ok' GROUP BY m.name",
+          )
           .all() as { machine: string; latest: number }[];
         for (const row of rows) this.set({ machine: row.machine }, seconds(row.latest));
       },
@@ -178,7 +221,9 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const row of catalog.db.prepare('SELECT machine, MAX(updated_at) AS latest FROM runs GROUP BY machine').all() as { machine: string; latest: number }[]) {
+        for (const row of catalog.db
+          .prepare('SELECT machine, MAX(updated_at) AS latest FROM runs GROUP BY machine')
+          .all() as { machine: string; latest: number }[]) {
           this.set({ machine: row.machine }, seconds(row.latest));
         }
       },
@@ -204,7 +249,8 @@ export class Metrics {
       registers,
       async collect() {
         this.reset();
-        for (const row of await results.latest()) this.set({ machine: row.machine, level: row.level }, seconds(row.finishedAt));
+        for (const row of await results.latest())
+          this.set({ machine: row.machine, level: row.level }, seconds(row.finishedAt));
       },
     });
   }

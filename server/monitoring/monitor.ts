@@ -41,7 +41,14 @@ export class Monitor {
       'run-failed',
       run.machine,
       `The image run of ${run.machine} that started ${when(run.startedAt)} failed: ${run.error ?? 'no reason given'}`,
-      { run: run.id, error: run.error, disks: run.disks, attempts: run.attempts, startedAt: when(run.startedAt), finishedAt: run.finishedAt === null ? null : when(run.finishedAt) },
+      {
+        run: run.id,
+        error: run.error,
+        disks: run.disks,
+        attempts: run.attempts,
+        startedAt: when(run.startedAt),
+        finishedAt: run.finishedAt === null ? null : when(run.finishedAt),
+      },
       { announceAgain: true },
     );
   }
@@ -54,9 +61,18 @@ export class Monitor {
 
     for (const agent of this.runs.agents()) {
       if (agentIsSilent(agent.lastHeartbeatAt, now, this.config)) {
-        this.incidents.raise('agent-silent', agent.machine, `The backup agent of ${agent.machine} has not been heard from since ${when(agent.lastHeartbeatAt)}`, { lastHeartbeatAt: when(agent.lastHeartbeatAt), hostname: agent.hostname });
+        this.incidents.raise(
+          'agent-silent',
+          agent.machine,
+          `The backup agent of ${agent.machine} has not been heard from since ${when(agent.lastHeartbeatAt)}`,
+          { lastHeartbeatAt: when(agent.lastHeartbeatAt), hostname: agent.hostname },
+        );
       } else {
-        this.incidents.resolve('agent-silent', agent.machine, `the agent is back (heartbeat at ${when(agent.lastHeartbeatAt)})`);
+        this.incidents.resolve(
+          'agent-silent',
+          agent.machine,
+          `the agent is back (heartbeat at ${when(agent.lastHeartbeatAt)})`,
+        );
       }
       this.checkSchedule(agent.machine, agent.firstSeenAt, now);
     }
@@ -65,7 +81,12 @@ export class Monitor {
       const free = await this.repository.store.freeBytes();
       const minimum = this.config.monitoring.minFreeBytes;
       if (free !== null && free < minimum) {
-        this.incidents.raise('low-space', 'repository', `The repository has ${formatBytes(free)} free, less than the ${formatBytes(minimum)} configured`, { freeBytes: free, minFreeBytes: minimum, store: this.repository.store.description });
+        this.incidents.raise(
+          'low-space',
+          'repository',
+          `The repository has ${formatBytes(free)} free, less than the ${formatBytes(minimum)} configured`,
+          { freeBytes: free, minFreeBytes: minimum, store: this.repository.store.description },
+        );
       } else if (free !== null) {
         this.incidents.resolve('low-space', 'repository', `${formatBytes(free)} free again`);
       }
@@ -103,7 +124,12 @@ export class Monitor {
       'missed-run',
       machine,
       `No image run of ${machine} started for its scheduled time ${when(occurrence)} (schedule "${policy.schedule}" ${policy.timezone}, window ${Math.round(policy.windowSeconds / 60)} min)`,
-      { scheduledFor: when(occurrence), windowEnds: when(occurrence + windowMs), schedule: policy.schedule, timezone: policy.timezone },
+      {
+        scheduledFor: when(occurrence),
+        windowEnds: when(occurrence + windowMs),
+        schedule: policy.schedule,
+        timezone: policy.timezone,
+      },
       { occurrence: true },
     );
   }

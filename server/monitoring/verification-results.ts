@@ -47,10 +47,14 @@ export class VerificationResults {
 
   private finishedJobs(): FinishedJob[] {
     // The table belongs to the verifier, which creates it; before that there is nothing to report.
-    const exists = this.catalog.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'verifications'").get();
+    const exists = this.catalog.db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'verifications'")
+      .get();
     if (!exists) return [];
     return this.catalog.db
-      .prepare(`SELECT id, level, finished_at AS finishedAt FROM verifications WHERE state = 'done' AND finished_at IS NOT NULL ORDER BY finished_at DESC, id DESC LIMIT ${JOBS_CONSIDERED}`)
+      .prepare(
+        `SELECT id, level, finished_at AS finishedAt FROM verifications WHERE state = 'done' AND finished_at IS NOT NULL ORDER BY finished_at DESC, id DESC LIMIT ${JOBS_CONSIDERED}`,
+      )
       .all() as FinishedJob[];
   }
 
@@ -61,7 +65,8 @@ export class VerificationResults {
     const machines = new Map<string, boolean>();
     const images = await this.reportImages(jobId);
     if (images === null) return machines; // not stored (a full repository): tried again next scrape
-    for (const image of images) machines.set(image.machine, (machines.get(image.machine) ?? true) && image.result === 'ok');
+    for (const image of images)
+      machines.set(image.machine, (machines.get(image.machine) ?? true) && image.result === 'ok');
     if (this.perJob.size >= JOBS_CACHED) this.perJob.delete(this.perJob.keys().next().value!);
     this.perJob.set(jobId, machines);
     return machines;
@@ -69,7 +74,9 @@ export class VerificationResults {
 
   private async reportImages(jobId: string): Promise<ImageVerification[] | null> {
     try {
-      const signed = JSON.parse((await this.store.get(reportKey(jobId))).toString('utf8')) as SignedDocument<VerificationReport>;
+      const signed = JSON.parse(
+        (await this.store.get(reportKey(jobId))).toString('utf8'),
+      ) as SignedDocument<VerificationReport>;
       return Array.isArray(signed.report?.images) ? signed.report.images : [];
     } catch {
       return null;

@@ -31,17 +31,30 @@ export function incidentNotification(incident: Incident, event: IncidentEvent, n
   const subject = `[Backup365] ${tag}: ${WHAT[incident.kind]} - ${incident.subject}`;
   const lines =
     event === 'resolved'
-      ? [`Resolved: ${incident.resolution ?? 'the condition has cleared'}.`, '', `The incident "${incident.summary}" was open for ${age((incident.resolvedAt ?? now) - incident.openedAt)}.`]
+      ? [
+          `Resolved: ${incident.resolution ?? 'the condition has cleared'}.`,
+          '',
+          `The incident "${incident.summary}" was open for ${age((incident.resolvedAt ?? now) - incident.openedAt)}.`,
+        ]
       : [
           incident.summary,
           '',
           `Incident #${incident.id} (${incident.kind}), open since ${new Date(incident.openedAt).toISOString()} (${age(now - incident.openedAt)}).`,
           ...(incident.occurrences > 1 ? [`Seen ${incident.occurrences} times.`] : []),
-          ...Object.entries(incident.detail).map(([key, value]) => `${key}: ${typeof value === 'string' ? value : JSON.stringify(value)}`),
+          ...Object.entries(incident.detail).map(
+            ([key, value]) => `${key}: ${typeof value === 'string' ? value : JSON.stringify(value)}`,
+          ),
           '',
-          event === 'reminder' ? 'This is a reminder: the incident is still open.' : 'You will be reminded until it is resolved.',
+          event === 'reminder'
+            ? 'This is a reminder: the incident is still open.'
+            : 'You will be reminded until it is resolved.',
         ];
-  return { event: `incident.${event}`, subject, text: `${lines.join('\n')}\n`, data: { event: `incident.${event}`, incident: incidentView(incident) } };
+  return {
+    event: `incident.${event}`,
+    subject,
+    text: `${lines.join('\n')}\n`,
+    data: { event: `incident.${event}`, incident: incidentView(incident) },
+  };
 }
 
 export interface SummaryFacts {
@@ -62,10 +75,15 @@ export function summaryNotification(facts: SummaryFacts): Notification {
     `Backup365 daily summary, ${new Date(facts.since).toISOString()} to ${new Date(facts.now).toISOString()}`,
     '',
     `Runs: ${ok} succeeded, ${failed} failed.`,
-    ...facts.runs.map((row) => `  ${row.machine}: ${row.ok} ok, ${row.failed} failed${row.lastImage ? `, latest image ${row.lastImage}` : ''}`),
+    ...facts.runs.map(
+      (row) =>
+        `  ${row.machine}: ${row.ok} ok, ${row.failed} failed${row.lastImage ? `, latest image ${row.lastImage}` : ''}`,
+    ),
     '',
     facts.openIncidents.length ? `Open incidents: ${facts.openIncidents.length}` : 'No open incidents.',
-    ...facts.openIncidents.map((incident) => `  #${incident.id} ${incident.kind} ${incident.subject}: ${incident.summary}`),
+    ...facts.openIncidents.map(
+      (incident) => `  #${incident.id} ${incident.kind} ${incident.subject}: ${incident.summary}`,
+    ),
     '',
     `Repository: ${plural(facts.images, 'image')}, ${gib(facts.storedBytes)} stored${facts.freeBytes === null ? '' : `, ${gib(facts.freeBytes)} free`}.`,
   ];

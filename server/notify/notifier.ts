@@ -56,9 +56,16 @@ export class Notifier {
   /** Queue a message for every channel and start delivering it. */
   enqueue(notification: Notification): void {
     const now = this.catalog.now();
-    const insert = this.catalog.db.prepare('INSERT INTO notifications (channel, event, subject, message, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)');
-    for (const key of this.channels.keys()) insert.run(key, notification.event, notification.subject, JSON.stringify(notification), now, now);
-    if (this.channels.size === 0) this.log.info({ event: notification.event, subject: notification.subject }, 'notification (no channel configured)');
+    const insert = this.catalog.db.prepare(
+      'INSERT INTO notifications (channel, event, subject, message, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    for (const key of this.channels.keys())
+      insert.run(key, notification.event, notification.subject, JSON.stringify(notification), now, now);
+    if (this.channels.size === 0)
+      this.log.info(
+        { event: notification.event, subject: notification.subject },
+        'notification (no channel configured)',
+      );
     void this.dispatch();
   }
 
@@ -74,31 +81,52 @@ export class Notifier {
     for (let pass = 0; pass < 10; pass++) {
       const now = this.catalog.now();
       const due = this.catalog.db
-        .prepare('SELECT id, channel, message, attempts, created_at FROM notifications WHERE delivered_at IS NULL AND dropped_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT 100')
+        .prepare(
+          'SELECT id, channel, message, attempts, created_at FROM notifications WHERE delivered_at IS NULL AND dropped_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT 100',
+        )
         .all(now) as { id: number; channel: string; message: string; attempts: number; created_at: number }[];
       if (due.length === 0) return;
       for (const row of due) {
         const channel = this.channels.get(row.channel);
         if (!channel) {
-          this.catalog.db.prepare('UPDATE notifications SET dropped_at = ?, last_error = ? WHERE id = ?').run(now, 'channel no longer configured', row.id);
+          this.catalog.db
+            .prepare('UPDATE notifications SET dropped_at = ?, last_error = ? WHERE id = ?')
+            .run(now, 'channel no longer configured', row.id);
           continue;
         }
         const notification = JSON.parse(row.message) as Notification;
         try {
           await channel.send(notification);
-          this.catalog.db.prepare('UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?').run(this.catalog.now(), row.id);
-          this.log.info({ channel: row.channel, event: notification.event, subject: notification.subject }, 'notification sent');
+          this.catalog.db
+            .prepare(
+              'UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?',
+            )
+            .run(this.catalog.now(), row.id);
+          this.log.info(
+            { channel: row.channel, event: notification.event, subject: notification.subject },
+            'notification sent',
+          );
         } catch (error) {
           const attempts = row.attempts + 1;
           const message = (error as Error).message;
           const later = this.catalog.now();
           if (attempts >= MAX_ATTEMPTS || later - row.created_at > GIVE_UP_MS) {
-            this.catalog.db.prepare('UPDATE notifications SET attempts = ?, dropped_at = ?, last_error = ? WHERE id = ?').run(attempts, later, message, row.id);
-            this.log.error({ channel: row.channel, event: notification.event, attempts, error: message }, 'notification dropped after repeated failures');
+            this.catalog.db
+              .prepare('UPDATE notifications SET attempts = ?, dropped_at = ?, last_error = ? WHERE id = ?')
+              .run(attempts, later, message, row.id);
+            this.log.error(
+              { channel: row.channel, event: notification.event, attempts, error: message },
+              'notification dropped after repeated failures',
+            );
           } else {
             const delay = Math.min(3600_000, 15_000 * 2 ** (attempts - 1));
-            this.catalog.db.prepare('UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?').run(attempts, later + delay, message, row.id);
-            this.log.warn({ channel: row.channel, event: notification.event, attempts, retryInMs: delay, error: message }, 'notification not delivered; will retry');
+            this.catalog.db
+              .prepare('UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?')
+              .run(attempts, later + delay, message, row.id);
+            this.log.warn(
+              { channel: row.channel, event: notification.event, attempts, retryInMs: delay, error: message },
+              'notification not delivered; will retry',
+            );
           }
         }
       }

@@ -22,7 +22,12 @@ export class WebhookChannel {
 
   async send(notification: Notification): Promise<void> {
     const sentAt = this.now();
-    const body = JSON.stringify({ ...notification.data, subject: notification.subject, text: notification.text, sentAt: new Date(sentAt).toISOString() });
+    const body = JSON.stringify({
+      ...notification.data,
+      subject: notification.subject,
+      text: notification.text,
+      sentAt: new Date(sentAt).toISOString(),
+    });
     const timestamp = String(Math.floor(sentAt / 1000));
     const headers: Record<string, string> = {
       'content-type': 'application/json',
@@ -32,7 +37,12 @@ export class WebhookChannel {
       'x-b365-timestamp': timestamp,
     };
     if (this.settings.secret) headers['x-b365-signature'] = webhookSignature(this.settings.secret, timestamp, body);
-    const response = await fetch(this.settings.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(15_000) });
+    const response = await fetch(this.settings.url, {
+      method: 'POST',
+      headers,
+      body,
+      signal: AbortSignal.timeout(15_000),
+    });
     await response.arrayBuffer().catch(() => undefined);
     if (!response.ok) throw new Error(`${this.settings.url} answered HTTP ${response.status}`);
   }

@@ -12,27 +12,45 @@ import { accepts } from '../api-schemas/validate.js';
 
 export function agentRoutes(runs: Runs, policies: Policies, config: ServerConfig, now: () => number): Router {
   const router = Router();
-  const agentSettings = () => ({ heartbeatSeconds: config.agents.heartbeatSeconds, retryInitialSeconds: config.agents.retryInitialSeconds, retryMaxSeconds: config.agents.retryMaxSeconds });
+  const agentSettings = () => ({
+    heartbeatSeconds: config.agents.heartbeatSeconds,
+    retryInitialSeconds: config.agents.retryInitialSeconds,
+    retryMaxSeconds: config.agents.retryMaxSeconds,
+  });
 
   router.get('/agent/policy', accepts('agentPolicy'), (_request, response) => {
     const principal = principalOf(response);
     requireRole(principal, 'machine');
     const machine = principal.machine!;
     const changed = policies.changedAt(machine);
-    response.json({ machine, policy: policies.effective(machine), policyChangedAt: changed ? new Date(changed).toISOString() : null, agent: agentSettings(), serverTime: new Date(now()).toISOString() });
+    response.json({
+      machine,
+      policy: policies.effective(machine),
+      policyChangedAt: changed ? new Date(changed).toISOString() : null,
+      agent: agentSettings(),
+      serverTime: new Date(now()).toISOString(),
+    });
   });
 
   router.post('/agent/heartbeat', jsonBody, accepts('agentHeartbeat'), (request, response) => {
     const principal = principalOf(response);
     const agent = runs.heartbeat(principal, (request.body ?? {}) as Record<string, unknown>);
     const changed = policies.changedAt(agent.machine);
-    response.json({ agent: agentView(agent), policyChangedAt: changed ? new Date(changed).toISOString() : null, serverTime: new Date(now()).toISOString() });
+    response.json({
+      agent: agentView(agent),
+      policyChangedAt: changed ? new Date(changed).toISOString() : null,
+      serverTime: new Date(now()).toISOString(),
+    });
   });
 
   router.get('/agents', accepts('listAgents'), (_request, response) => {
     requireRole(principalOf(response), 'admin', 'auditor');
     // `silent`: the same judgement as the agent-silent incident, so the listing and the alerts agree.
-    response.json({ agents: runs.agents().map((agent) => ({ ...agentView(agent), silent: agentIsSilent(agent.lastHeartbeatAt, now(), config) })) });
+    response.json({
+      agents: runs
+        .agents()
+        .map((agent) => ({ ...agentView(agent), silent: agentIsSilent(agent.lastHeartbeatAt, now(), config) })),
+    });
   });
 
   router.delete('/agents/:machine', accepts('forgetAgent'), (request, response) => {

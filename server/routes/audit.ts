@@ -10,7 +10,9 @@ export function auditRoutes(repository: Repository): Router {
   router.get('/audit', accepts('listAuditEvents'), (request, response) => {
     requireRole(principalOf(response), 'admin', 'auditor');
     const kind = typeof request.query.kind === 'string' ? request.query.kind : undefined;
-    const events = repository.catalog.auditEvents(kind).map((event) => ({ ...event, time: new Date(event.time).toISOString() }));
+    const events = repository.catalog
+      .auditEvents(kind)
+      .map((event) => ({ ...event, time: new Date(event.time).toISOString() }));
     response.json({ events });
   });
   return router;

@@ -45,7 +45,10 @@ export function fileRoutes(files: FileAccess): Router {
     if (request.query.archive !== undefined) {
       if (request.query.archive !== 'tar') throw new FormatError('archive must be tar');
       response.setHeader('Content-Type', 'application/x-tar');
-      response.setHeader('Content-Disposition', `attachment; filename="${(volumePath.split('/').pop() || opened.volume.id).replace(/"/g, '')}.tar"`);
+      response.setHeader(
+        'Content-Disposition',
+        `attachment; filename="${(volumePath.split('/').pop() || opened.volume.id).replace(/"/g, '')}.tar"`,
+      );
       await writeTar(opened.tree, [volumePath], response);
       return;
     }

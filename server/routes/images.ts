@@ -15,7 +15,8 @@ export function imageRoutes(repository: Repository): Router {
   const router = Router();
 
   router.get('/images', accepts('listImages'), (request, response) => {
-    const machine = request.query.machine === undefined ? undefined : assertMachineName(request.query.machine, 'query machine');
+    const machine =
+      request.query.machine === undefined ? undefined : assertMachineName(request.query.machine, 'query machine');
     response.json({ images: repository.listImages(principalOf(response), machine).map(imageView) });
   });
 
@@ -32,7 +33,9 @@ export function imageRoutes(repository: Repository): Router {
   });
 
   router.delete('/images/:id', accepts('deleteImage'), async (request, response) => {
-    response.json({ deleted: imageView(await repository.deleteImage(principalOf(response), String(request.params.id))) });
+    response.json({
+      deleted: imageView(await repository.deleteImage(principalOf(response), String(request.params.id))),
+    });
   });
 
   return router;

@@ -21,7 +21,11 @@ export function machineRoutes(repository: Repository): Router {
   router.get('/machines/:machine/base', accepts('baseImage'), (request, response) => {
     const disk = request.query.disk;
     const keys = (Array.isArray(disk) ? disk : disk === undefined ? [] : [disk]).map(String);
-    const image = repository.baseImage(principalOf(response), assertMachineName(request.params.machine, 'machine in the path'), keys);
+    const image = repository.baseImage(
+      principalOf(response),
+      assertMachineName(request.params.machine, 'machine in the path'),
+      keys,
+    );
     response.json({ image: image ? imageView(image) : null });
   });
 

@@ -12,7 +12,8 @@ export function maintenanceRoutes(pruner: Pruner, gc: GarbageCollector, reindexe
   const router = Router();
   router.post('/prune', jsonBody, accepts('prune'), async (request, response) => {
     const body = (request.body ?? {}) as { machine?: unknown; dryRun?: unknown };
-    const machine = body.machine === undefined || body.machine === null ? undefined : assertMachineName(body.machine, 'body.machine');
+    const machine =
+      body.machine === undefined || body.machine === null ? undefined : assertMachineName(body.machine, 'body.machine');
     response.json(await pruner.prune(principalOf(response), { machine, dryRun: body.dryRun === true }));
   });
   router.get('/prune', accepts('listPrunes'), (_request, response) => {

@@ -33,13 +33,19 @@ function patternOf(template: string): RegExp {
 
 const ROUTES: RoutePattern[] = [
   { method: 'GET', route: '/metrics', pattern: /^\/metrics\/?$/ },
-  ...operations.map((operation) => ({ method: operation.method.toUpperCase(), route: `${API_PREFIX}${operation.path}`, pattern: patternOf(`${API_PREFIX}${operation.path}`) })),
+  ...operations.map((operation) => ({
+    method: operation.method.toUpperCase(),
+    route: `${API_PREFIX}${operation.path}`,
+    pattern: patternOf(`${API_PREFIX}${operation.path}`),
+  })),
 ];
 
 /** The route pattern of a request as the OpenAPI document names it (`/api/v1/images/{id}`). */
 export function routeOf(method: string, path: string): string {
   const lookup = method === 'HEAD' ? 'GET' : method;
-  return ROUTES.find((candidate) => candidate.method === lookup && candidate.pattern.test(path))?.route ?? UNMATCHED_ROUTE;
+  return (
+    ROUTES.find((candidate) => candidate.method === lookup && candidate.pattern.test(path))?.route ?? UNMATCHED_ROUTE
+  );
 }
 
 export function requestDurations(metrics: Metrics): RequestHandler {
@@ -51,7 +57,12 @@ export function requestDurations(metrics: Metrics): RequestHandler {
       if (recorded) return;
       recorded = true;
       // originalUrl: routers rewrite request.url while they run, and a response may finish inside one.
-      metrics.requestServed(request.method, routeOf(request.method, request.originalUrl.split('?')[0]!), response.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.requestServed(
+        request.method,
+        routeOf(request.method, request.originalUrl.split('?')[0]!),
+        response.statusCode,
+        Number(process.hrtime.bigint() - started) / 1e9,
+      );
     };
     response.once('finish', record);
     response.once('close', record);

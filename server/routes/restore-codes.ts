@@ -14,7 +14,14 @@ import { accepts } from '../api-schemas/validate.js';
 
 function codeView(record: RestoreCodeRecord) {
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-  return { ...record, capture: Boolean(record.capture), createdAt: iso(record.createdAt), expiresAt: iso(record.expiresAt), revokedAt: iso(record.revokedAt), lastUsedAt: iso(record.lastUsedAt) };
+  return {
+    ...record,
+    capture: Boolean(record.capture),
+    createdAt: iso(record.createdAt),
+    expiresAt: iso(record.expiresAt),
+    revokedAt: iso(record.revokedAt),
+    lastUsedAt: iso(record.lastUsedAt),
+  };
 }
 
 /** The one route that needs no token: mounted before authentication. */
@@ -24,7 +31,12 @@ export function restoreCodeExchangeRoute(codes: RestoreCodes, proxies: TrustedPr
     const body = (request.body ?? {}) as { code?: unknown };
     if (typeof body.code !== 'string') throw new UsageError('body.code must be the restore code');
     const result = codes.exchange(body.code, clientAddress(request, proxies));
-    response.json({ token: result.token, machine: result.machine, role: result.role, expiresAt: new Date(result.expiresAt).toISOString() });
+    response.json({
+      token: result.token,
+      machine: result.machine,
+      role: result.role,
+      expiresAt: new Date(result.expiresAt).toISOString(),
+    });
   });
   return router;
 }
@@ -48,7 +60,10 @@ export function restoreCodeRoutes(repository: Repository, codes: RestoreCodes): 
     requireRole(principalOf(response), 'admin');
     const id = Number(request.params.id);
     repository.catalog.revokeRestoreCode(id);
-    repository.catalog.audit('restore-code-revoked', { machine: repository.catalog.restoreCodeById(id)!.machine, detail: `code ${id}` });
+    repository.catalog.audit('restore-code-revoked', {
+      machine: repository.catalog.restoreCodeById(id)!.machine,
+      detail: `code ${id}`,
+    });
     response.json({ revoked: codeView(repository.catalog.restoreCodeById(id)!) });
   });
   return router;

@@ -12,14 +12,22 @@ export function runRoutes(runs: Runs): Router {
     response.json(runView(runs.accept(principalOf(response), String(request.params.id), request.body)));
   });
   router.get('/runs', accepts('listRuns'), (request, response) => {
-    const text = (name: string) => (typeof request.query[name] === 'string' ? (request.query[name] as string) : undefined);
+    const text = (name: string) =>
+      typeof request.query[name] === 'string' ? (request.query[name] as string) : undefined;
     const since = text('since');
     const sinceMs = since === undefined ? undefined : Date.parse(since);
-    if (sinceMs !== undefined && Number.isNaN(sinceMs)) throw new UsageError(`since must be an ISO 8601 time, got ${JSON.stringify(since)}`);
+    if (sinceMs !== undefined && Number.isNaN(sinceMs))
+      throw new UsageError(`since must be an ISO 8601 time, got ${JSON.stringify(since)}`);
     const state = text('state');
-    if (state !== undefined && !['running', 'ok', 'failed'].includes(state)) throw new UsageError('state must be running, ok or failed');
+    if (state !== undefined && !['running', 'ok', 'failed'].includes(state))
+      throw new UsageError('state must be running, ok or failed');
     const limit = text('limit') === undefined ? undefined : Number(text('limit'));
-    const list = runs.list(principalOf(response), { machine: text('machine'), since: sinceMs, state: state as RunState | undefined, limit });
+    const list = runs.list(principalOf(response), {
+      machine: text('machine'),
+      since: sinceMs,
+      state: state as RunState | undefined,
+      limit,
+    });
     response.json({ runs: list.map(runView) });
   });
   router.get('/runs/:id', accepts('getRun'), (request, response) => {

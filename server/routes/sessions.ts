@@ -39,19 +39,45 @@ export function sessionRoutes(repository: Repository, options: { uploadSlots: Up
     response.json({ missing: repository.missing(principalOf(response), String(request.params.id), body.digests) });
   });
 
-  router.put('/sessions/:id/chunks/:digest', accepts('uploadChunk'), slot, rawBody(frameLimit(MAX_CHUNK_SIZE)), async (request, response) => {
-    const result = await repository.putObject(principalOf(response), String(request.params.id), 'chunk', String(request.params.digest), bodyBuffer(request.body));
-    response.status(result.created ? 201 : 200).json(result);
-  });
+  router.put(
+    '/sessions/:id/chunks/:digest',
+    accepts('uploadChunk'),
+    slot,
+    rawBody(frameLimit(MAX_CHUNK_SIZE)),
+    async (request, response) => {
+      const result = await repository.putObject(
+        principalOf(response),
+        String(request.params.id),
+        'chunk',
+        String(request.params.digest),
+        bodyBuffer(request.body),
+      );
+      response.status(result.created ? 201 : 200).json(result);
+    },
+  );
 
-  router.put('/sessions/:id/indexes/:digest', accepts('uploadIndex'), slot, rawBody(frameLimit(MAX_INDEX_BYTES)), async (request, response) => {
-    const result = await repository.putObject(principalOf(response), String(request.params.id), 'index', String(request.params.digest), bodyBuffer(request.body));
-    response.status(result.created ? 201 : 200).json(result);
-  });
+  router.put(
+    '/sessions/:id/indexes/:digest',
+    accepts('uploadIndex'),
+    slot,
+    rawBody(frameLimit(MAX_INDEX_BYTES)),
+    async (request, response) => {
+      const result = await repository.putObject(
+        principalOf(response),
+        String(request.params.id),
+        'index',
+        String(request.params.digest),
+        bodyBuffer(request.body),
+      );
+      response.status(result.created ? 201 : 200).json(result);
+    },
+  );
 
   router.post('/sessions/:id/commit', jsonBody, accepts('commitSession'), async (request, response) => {
     const result = await repository.commit(principalOf(response), String(request.params.id), request.body);
-    response.status(result.created ? 201 : 200).json({ image: imageView(result.image), manifestDigest: result.manifestDigest });
+    response
+      .status(result.created ? 201 : 200)
+      .json({ image: imageView(result.image), manifestDigest: result.manifestDigest });
   });
 
   router.delete('/sessions/:id', accepts('abortSession'), (request, response) => {

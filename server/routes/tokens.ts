@@ -13,7 +13,13 @@ const CREATABLE: Role[] = ['admin', 'machine', 'auditor'];
 
 export function tokenView(token: TokenRecord) {
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-  return { ...token, createdAt: iso(token.createdAt), expiresAt: iso(token.expiresAt), revokedAt: iso(token.revokedAt), lastUsedAt: iso(token.lastUsedAt) };
+  return {
+    ...token,
+    createdAt: iso(token.createdAt),
+    expiresAt: iso(token.expiresAt),
+    revokedAt: iso(token.revokedAt),
+    lastUsedAt: iso(token.lastUsedAt),
+  };
 }
 
 export function tokenRoutes(repository: Repository): Router {
@@ -25,7 +31,8 @@ export function tokenRoutes(repository: Repository): Router {
     const role = String(body.role ?? '') as Role;
     if (!CREATABLE.includes(role)) throw new UsageError(`role must be one of ${CREATABLE.join(', ')}`);
     // Everything is checked before the token is written: a refused request creates nothing.
-    const machine = body.machine === undefined || body.machine === null ? null : assertMachineName(body.machine, 'body.machine');
+    const machine =
+      body.machine === undefined || body.machine === null ? null : assertMachineName(body.machine, 'body.machine');
     const ttl = ttlSecondsField(body.ttlSeconds, 'body.ttlSeconds', MAX_TOKEN_TTL_SECONDS) ?? null;
     const { secret, record } = repository.catalog.createToken({
       role,

@@ -123,7 +123,8 @@ export class LocalStore implements ObjectStore {
     try {
       return await fs.readFile(this.pathOf(key));
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`${key} is not in the repository`);
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new NotFoundError(`${key} is not in the repository`);
       throw error;
     }
   }
@@ -157,7 +158,8 @@ export class LocalStore implements ObjectStore {
       const key = path.relative(this.root, full).split(path.sep).join('/');
       if (key === 'tmp' || key.startsWith('tmp/')) continue;
       if (entry.isDirectory()) {
-        if (prefix.startsWith(`${key}/`) || key.startsWith(prefix) || `${key}/`.startsWith(prefix)) yield* this.walk(full, prefix);
+        if (prefix.startsWith(`${key}/`) || key.startsWith(prefix) || `${key}/`.startsWith(prefix))
+          yield* this.walk(full, prefix);
       } else if (entry.isFile() && key.startsWith(prefix)) {
         const stats = await fs.stat(full).catch(() => null);
         if (stats) yield { key, size: stats.size, mtimeMs: stats.mtimeMs };
@@ -169,7 +171,8 @@ export class LocalStore implements ObjectStore {
     try {
       await fs.utimes(this.pathOf(key), when, when);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`${key} is not in the repository`);
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new NotFoundError(`${key} is not in the repository`);
       throw error;
     }
   }

@@ -9,7 +9,11 @@ import { chunkKey } from './store.js';
 export const PRESENCE_CHECK_CONCURRENCY = 32;
 
 /** Those of `digests` whose object file is absent from the store, in the order given. */
-export async function absentObjects(store: ObjectStore, digests: readonly string[], concurrency = PRESENCE_CHECK_CONCURRENCY): Promise<string[]> {
+export async function absentObjects(
+  store: ObjectStore,
+  digests: readonly string[],
+  concurrency = PRESENCE_CHECK_CONCURRENCY,
+): Promise<string[]> {
   const absent = new Array<boolean>(digests.length).fill(false);
   let next = 0;
   const worker = async (): Promise<void> => {

@@ -41,7 +41,13 @@ export class AgentApi {
     return { ...answer, policy: parsePolicy(answer.policy, 'policy from the server') };
   }
 
-  heartbeat(body: { hostname: string; version: string; state: string; nextRunAt: string | null; currentRun: string | null }): Promise<{ policyChangedAt: string | null; serverTime: string }> {
+  heartbeat(body: {
+    hostname: string;
+    version: string;
+    state: string;
+    nextRunAt: string | null;
+    currentRun: string | null;
+  }): Promise<{ policyChangedAt: string | null; serverTime: string }> {
     return this.http.call('POST', '/agent/heartbeat', { json: body });
   }
 

@@ -41,7 +41,9 @@ export function readAgentConfig(file: string): AgentConfig {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (error) {
-    throw new UsageError(`cannot read the agent configuration ${file}: ${(error as Error).message}; run \`b365 agent install\` or pass --server and --token`);
+    throw new UsageError(
+      `cannot read the agent configuration ${file}: ${(error as Error).message}; run \`b365 agent install\` or pass --server and --token`,
+    );
   }
   let value: unknown;
   try {
@@ -49,11 +51,18 @@ export function readAgentConfig(file: string): AgentConfig {
   } catch (error) {
     throw new FormatError(`${file} is not valid JSON: ${(error as Error).message}`);
   }
-  if (!validate(value)) throw new FormatError(`invalid agent configuration ${file}: ${validate.errors?.[0]?.instancePath || '/'} ${validate.errors?.[0]?.message}`);
+  if (!validate(value))
+    throw new FormatError(
+      `invalid agent configuration ${file}: ${validate.errors?.[0]?.instancePath || '/'} ${validate.errors?.[0]?.message}`,
+    );
   const config = value as AgentConfig;
   if (config.fingerprint !== undefined) config.fingerprint = checkedFingerprint(config.fingerprint, file);
   const base = path.dirname(path.resolve(file));
-  return { ...config, tokenFile: path.resolve(base, config.tokenFile), stateDirectory: path.resolve(base, config.stateDirectory) };
+  return {
+    ...config,
+    tokenFile: path.resolve(base, config.tokenFile),
+    stateDirectory: path.resolve(base, config.stateDirectory),
+  };
 }
 
 function checkedFingerprint(text: string, file: string): string {
@@ -90,12 +99,32 @@ export interface AgentToken {
  * (a drop-in, a shell that ran `systemctl`), while the configuration is what
  * `b365 agent install` wrote for this machine.
  */
-export function chooseAgentToken(flags: { token?: string; tokenFile?: string }, configFile: string | null, config: AgentConfig | null, env: NodeJS.ProcessEnv = process.env): AgentToken {
-  const environmentName = env.B365_TOKEN ? 'B365_TOKEN' : env.B365_TOKEN_FILE ? `B365_TOKEN_FILE ${env.B365_TOKEN_FILE}` : null;
+export function chooseAgentToken(
+  flags: { token?: string; tokenFile?: string },
+  configFile: string | null,
+  config: AgentConfig | null,
+  env: NodeJS.ProcessEnv = process.env,
+): AgentToken {
+  const environmentName = env.B365_TOKEN
+    ? 'B365_TOKEN'
+    : env.B365_TOKEN_FILE
+      ? `B365_TOKEN_FILE ${env.B365_TOKEN_FILE}`
+      : null;
   if (flags.token) return { token: flags.token, source: '--token', ignored: null };
-  if (flags.tokenFile) return { token: readTokenFile(flags.tokenFile), source: `--token-file ${flags.tokenFile}`, ignored: null };
-  if (config && configFile) return { token: readTokenFile(config.tokenFile), source: `${configFile} (token file ${config.tokenFile})`, ignored: environmentName };
+  if (flags.tokenFile)
+    return { token: readTokenFile(flags.tokenFile), source: `--token-file ${flags.tokenFile}`, ignored: null };
+  if (config && configFile)
+    return {
+      token: readTokenFile(config.tokenFile),
+      source: `${configFile} (token file ${config.tokenFile})`,
+      ignored: environmentName,
+    };
   if (env.B365_TOKEN) return { token: env.B365_TOKEN, source: 'B365_TOKEN', ignored: null };
-  if (env.B365_TOKEN_FILE) return { token: readTokenFile(env.B365_TOKEN_FILE), source: `B365_TOKEN_FILE ${env.B365_TOKEN_FILE}`, ignored: null };
+  if (env.B365_TOKEN_FILE)
+    return {
+      token: readTokenFile(env.B365_TOKEN_FILE),
+      source: `B365_TOKEN_FILE ${env.B365_TOKEN_FILE}`,
+      ignored: null,
+    };
   throw new UsageError('no token: pass --token, --token-file or --config, or set B365_TOKEN');
 }

@@ -10,7 +10,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../core/clock.js';
-import { AuthError, RepositoryFullError, UnavailableError, UntrustedServerError, UserError, errorMessage } from '../core/errors.js';
+import {
+  AuthError,
+  RepositoryFullError,
+  UnavailableError,
+  UntrustedServerError,
+  UserError,
+  errorMessage,
+} from '../core/errors.js';
 import type { RunReport, RunTrigger } from '../format/run-report.js';
 import type { Logger } from '../core/log.js';
 import { Schedule } from '../core/schedule.js';
@@ -111,7 +118,14 @@ export class Agent {
     this.state = (await this.readJson<AgentState>('agent-state.json')) ?? { lastScheduledFor: null };
     this.answer = await this.readJson<PolicyAnswer>('policy.json');
     if (this.answer) this.planFromStart();
-    this.log.info({ server: this.api.server, fingerprint: this.options.fingerprint ?? null, stateDirectory: this.options.stateDirectory }, 'agent started');
+    this.log.info(
+      {
+        server: this.api.server,
+        fingerprint: this.options.fingerprint ?? null,
+        stateDirectory: this.options.stateDirectory,
+      },
+      'agent started',
+    );
     while (!this.stopController.signal.aborted) {
       try {
         await this.tick();
@@ -136,7 +150,8 @@ export class Agent {
     this.state = (await this.readJson<AgentState>('agent-state.json')) ?? { lastScheduledFor: null };
     await this.refreshPolicy();
     // A server that is not trusted or refuses the token says so; waiting does not change that.
-    if (!this.answer && (this.policyError instanceof UntrustedServerError || this.policyError instanceof AuthError)) throw this.policyError;
+    if (!this.answer && (this.policyError instanceof UntrustedServerError || this.policyError instanceof AuthError))
+      throw this.policyError;
     if (!this.answer) throw new UnavailableError(`cannot get this machine's policy from ${this.api.server}`);
     const report = await this.startRun('manual', null);
     for (let attempt = 0; attempt < 5 && (await this.outbox.pending()).length; attempt++) {
@@ -149,7 +164,8 @@ export class Agent {
 
   private async tick(): Promise<void> {
     const now = this.now();
-    if ((!this.answer || now - this.policyCheckedAt >= POLICY_REFRESH_MS) && now >= this.policyRetryAt) await this.refreshPolicy();
+    if ((!this.answer || now - this.policyCheckedAt >= POLICY_REFRESH_MS) && now >= this.policyRetryAt)
+      await this.refreshPolicy();
     if (now - this.lastHeartbeatAt >= this.settings.heartbeatSeconds * 1000) await this.heartbeat();
     if (now >= this.delivery.retryAt && !this.delivering) void this.deliver();
     if (!this.answer) return;
@@ -165,7 +181,10 @@ export class Agent {
   private async refreshPolicy(): Promise<void> {
     try {
       const answer = await this.api.policy();
-      const changed = !this.answer || JSON.stringify(answer.policy) !== JSON.stringify(this.answer.policy) || answer.machine !== this.answer.machine;
+      const changed =
+        !this.answer ||
+        JSON.stringify(answer.policy) !== JSON.stringify(this.answer.policy) ||
+        answer.machine !== this.answer.machine;
       const first = !this.answer;
       const firstFetch = this.policyCheckedAt === Number.NEGATIVE_INFINITY;
       this.answer = answer;
@@ -175,14 +194,29 @@ export class Agent {
       await this.writeJson('policy.json', answer);
       if (first) this.planFromStart();
       else if (changed) this.planNext(this.now());
-      if (changed || firstFetch) this.log.info({ machine: answer.machine, schedule: answer.policy.schedule, timezone: answer.policy.timezone, enabled: answer.policy.enabled, next: this.next ? iso(this.next.occurrence) : null }, 'policy loaded');
+      if (changed || firstFetch)
+        this.log.info(
+          {
+            machine: answer.machine,
+            schedule: answer.policy.schedule,
+            timezone: answer.policy.timezone,
+            enabled: answer.policy.enabled,
+            next: this.next ? iso(this.next.occurrence) : null,
+          },
+          'policy loaded',
+        );
     } catch (error) {
       this.policyError = error;
-      if (error instanceof AuthError) this.log.error({ error: errorMessage(error) }, 'the server refuses this agent token');
-      if (error instanceof UntrustedServerError) this.log.error({ error: errorMessage(error) }, 'the server is not trusted: nothing was sent to it');
+      if (error instanceof AuthError)
+        this.log.error({ error: errorMessage(error) }, 'the server refuses this agent token');
+      if (error instanceof UntrustedServerError)
+        this.log.error({ error: errorMessage(error) }, 'the server is not trusted: nothing was sent to it');
       this.policyFailures++;
       this.policyRetryAt = this.now() + this.backoffMs(this.policyFailures);
-      this.log.warn({ error: errorMessage(error), retryAt: iso(this.policyRetryAt), cached: this.answer !== null }, 'cannot fetch the policy');
+      this.log.warn(
+        { error: errorMessage(error), retryAt: iso(this.policyRetryAt), cached: this.answer !== null },
+        'cannot fetch the policy',
+      );
     }
   }
 
@@ -192,7 +226,11 @@ export class Agent {
       const answer = await this.api.heartbeat({
         hostname: os.hostname(),
         version: VERSION,
-        state: this.current ? (this.current.report.progress?.stage === 'waiting to retry' ? 'waiting-to-retry' : 'running') : 'idle',
+        state: this.current
+          ? this.current.report.progress?.stage === 'waiting to retry'
+            ? 'waiting-to-retry'
+            : 'running'
+          : 'idle',
         nextRunAt: this.next ? iso(this.next.due) : null,
         currentRun: this.current?.report.id ?? null,
       });
@@ -228,7 +266,11 @@ export class Agent {
       // A new agent starts with the next occurrence, not with one from before it existed.
       this.state.lastScheduledFor = previous;
       void this.writeJson('agent-state.json', this.state);
-    } else if (previous !== null && previous > this.state.lastScheduledFor && now <= previous + this.answer!.policy.windowSeconds * 1000) {
+    } else if (
+      previous !== null &&
+      previous > this.state.lastScheduledFor &&
+      now <= previous + this.answer!.policy.windowSeconds * 1000
+    ) {
       this.next = { occurrence: previous, due: now };
       this.log.info({ scheduledFor: iso(previous) }, 'running an occurrence missed while the agent was down');
       return;
@@ -261,7 +303,10 @@ export class Agent {
     this.planNext(now);
     const windowMs = this.answer!.policy.windowSeconds * 1000;
     if (now > occurrence + windowMs) {
-      this.log.warn({ scheduledFor: iso(occurrence) }, 'the window of this occurrence has passed; waiting for the next');
+      this.log.warn(
+        { scheduledFor: iso(occurrence) },
+        'the window of this occurrence has passed; waiting for the next',
+      );
       return;
     }
     void this.startRun('schedule', occurrence);
@@ -297,12 +342,20 @@ export class Agent {
   private async resumeInterrupted(): Promise<void> {
     for (const report of await this.outbox.pending()) {
       if (report.state !== 'running' || report.machine !== this.answer!.machine) continue;
-      const windowEnd = report.scheduledFor === null ? Number.NEGATIVE_INFINITY : Date.parse(report.scheduledFor) + this.answer!.policy.windowSeconds * 1000;
+      const windowEnd =
+        report.scheduledFor === null
+          ? Number.NEGATIVE_INFINITY
+          : Date.parse(report.scheduledFor) + this.answer!.policy.windowSeconds * 1000;
       if (this.now() <= windowEnd) {
         this.log.info({ run: report.id }, 'resuming a run interrupted by a stop of the agent');
         void this.startRun(report.trigger, Date.parse(report.scheduledFor!), report);
       } else {
-        Object.assign(report, { state: 'failed', finishedAt: iso(this.now()), error: report.error ?? 'the agent stopped during this run and could not resume it within its window', progress: null });
+        Object.assign(report, {
+          state: 'failed',
+          finishedAt: iso(this.now()),
+          error: report.error ?? 'the agent stopped during this run and could not resume it within its window',
+          progress: null,
+        });
         await this.outbox.save(report);
       }
     }
@@ -311,7 +364,10 @@ export class Agent {
   private startRun(trigger: RunTrigger, scheduledFor: number | null, resumed?: RunReport): Promise<RunReport | null> {
     const lock = tryLock(this.lockFile);
     if (!lock) {
-      this.log.warn({ trigger, scheduledFor: scheduledFor === null ? null : iso(scheduledFor) }, 'another run is in progress; this trigger is skipped');
+      this.log.warn(
+        { trigger, scheduledFor: scheduledFor === null ? null : iso(scheduledFor) },
+        'another run is in progress; this trigger is skipped',
+      );
       return Promise.resolve(null);
     }
     const report = resumed ?? this.newReport(trigger, scheduledFor);
@@ -325,7 +381,9 @@ export class Agent {
 
   private async execute(report: RunReport): Promise<RunReport | null> {
     const policy = this.answer!.policy;
-    const windowEnd = (report.scheduledFor ? Date.parse(report.scheduledFor) : Date.parse(report.startedAt)) + policy.windowSeconds * 1000;
+    const windowEnd =
+      (report.scheduledFor ? Date.parse(report.scheduledFor) : Date.parse(report.startedAt)) +
+      policy.windowSeconds * 1000;
     this.log.info({ run: report.id, trigger: report.trigger, scheduledFor: report.scheduledFor }, 'run starts');
     let lastProgressSent = 0;
     for (;;) {
@@ -346,7 +404,12 @@ export class Agent {
             report.disks = disks;
           },
           onProgress: (progress) => {
-            report.progress = { stage: progress.stage, bytesDone: progress.bytesDone, bytesTotal: progress.bytesTotal, bytesUploaded: progress.bytesUploaded };
+            report.progress = {
+              stage: progress.stage,
+              bytesDone: progress.bytesDone,
+              bytesTotal: progress.bytesTotal,
+              bytesUploaded: progress.bytesUploaded,
+            };
             if (Date.now() - lastProgressSent >= PROGRESS_EVERY_MS) {
               lastProgressSent = Date.now();
               void this.record(report);
@@ -379,7 +442,10 @@ export class Agent {
           report.error = `attempt ${report.attempts} failed: ${message}`;
           report.progress = { stage: 'waiting to retry', bytesDone: 0, bytesTotal: 0, bytesUploaded: 0 };
           await this.record(report);
-          this.log.warn({ run: report.id, attempt: report.attempts, retryAt: iso(retryAt), error: message }, 'run could not reach the server; it will be retried');
+          this.log.warn(
+            { run: report.id, attempt: report.attempts, retryAt: iso(retryAt), error: message },
+            'run could not reach the server; it will be retried',
+          );
           await this.sleepUntil(retryAt);
           if (this.stopController.signal.aborted) {
             await this.outbox.save(report);
@@ -401,7 +467,9 @@ export class Agent {
   /** Wait on the agent's clock (which tests move), a tick at a time. */
   private async sleepUntil(time: number): Promise<void> {
     while (this.now() < time && !this.stopController.signal.aborted) {
-      await sleep(Math.min(this.tickMs, Math.max(10, time - this.now())), undefined, { signal: this.stopController.signal }).catch(() => undefined);
+      await sleep(Math.min(this.tickMs, Math.max(10, time - this.now())), undefined, {
+        signal: this.stopController.signal,
+      }).catch(() => undefined);
     }
   }
 
@@ -435,15 +503,26 @@ export class Agent {
         this.delivery = { retryAt: 0, failures: 0 };
       } catch (error) {
         // A full repository takes it once space is freed: it waits like an outage.
-        if (error instanceof UserError && !(error instanceof UnavailableError) && !(error instanceof AuthError) && !(error instanceof RepositoryFullError)) {
+        if (
+          error instanceof UserError &&
+          !(error instanceof UnavailableError) &&
+          !(error instanceof AuthError) &&
+          !(error instanceof RepositoryFullError)
+        ) {
           // The server will never take this one (it says why); keeping it would block the rest.
-          this.log.error({ run: report.id, error: errorMessage(error) }, 'the server refused a run report; it is dropped');
+          this.log.error(
+            { run: report.id, error: errorMessage(error) },
+            'the server refused a run report; it is dropped',
+          );
           await this.outbox.remove(report.id);
           continue;
         }
         this.delivery.failures++;
         this.delivery.retryAt = this.now() + this.backoffMs(this.delivery.failures);
-        this.log.warn({ run: report.id, error: errorMessage(error), retryAt: iso(this.delivery.retryAt) }, 'run report not delivered; it waits in the outbox');
+        this.log.warn(
+          { run: report.id, error: errorMessage(error), retryAt: iso(this.delivery.retryAt) },
+          'run report not delivered; it waits in the outbox',
+        );
         return;
       }
     }

@@ -14,7 +14,9 @@ interface LsblkDevice {
 const truthy = (value: boolean | string | number) => value === true || value === '1' || value === 1;
 
 export async function fixedDisks(): Promise<string[]> {
-  const result = await execa('lsblk', ['--json', '--bytes', '--nodeps', '-o', 'PATH,TYPE,RM,RO,SIZE'], { reject: false });
+  const result = await execa('lsblk', ['--json', '--bytes', '--nodeps', '-o', 'PATH,TYPE,RM,RO,SIZE'], {
+    reject: false,
+  });
   if (result.exitCode !== 0) throw new UserError(`lsblk failed: ${String(result.stderr).trim()}`);
   const devices = (JSON.parse(String(result.stdout)) as { blockdevices: LsblkDevice[] }).blockdevices;
   return devices

@@ -57,7 +57,8 @@ SystemCallErrorNumber=EPERM
 }
 
 export function serviceUnit(command: string[], configFile: string, stateDirectory: string): string {
-  for (const file of [configFile, stateDirectory]) if (!path.isAbsolute(file)) throw new UsageError(`${file}: a service needs an absolute path`);
+  for (const file of [configFile, stateDirectory])
+    if (!path.isAbsolute(file)) throw new UsageError(`${file}: a service needs an absolute path`);
   const exec = execLine([...command, 'agent', 'run', '--config', configFile]);
   return `[Unit]
 Description=Backup365 agent: scheduled images of this machine
@@ -98,7 +99,12 @@ export async function installAgent(options: InstallOptions): Promise<InstalledFi
   const configFile = path.join(configDirectory, 'agent.json');
   const tokenFile = path.join(configDirectory, 'agent.token');
   const unit = path.join(path.resolve(options.unitDirectory), SERVICE_NAME);
-  const config: AgentConfig = { server: options.server, tokenFile, stateDirectory, ...(options.fingerprint ? { fingerprint: options.fingerprint } : {}) };
+  const config: AgentConfig = {
+    server: options.server,
+    tokenFile,
+    stateDirectory,
+    ...(options.fingerprint ? { fingerprint: options.fingerprint } : {}),
+  };
   await writeFileAtomically(tokenFile, `${options.token}\n`, 0o600);
   await writeFileAtomically(configFile, `${JSON.stringify(config, null, 2)}\n`, 0o644);
   await privateDirectory(stateDirectory);

@@ -25,10 +25,21 @@ export interface ImageJobOptions {
 export async function imageJob(options: ImageJobOptions): Promise<CaptureReport> {
   const { policy } = options;
   const sources = policy.disks.length ? policy.disks : await fixedDisks();
-  if (sources.length === 0) throw new UserError('nothing to image: the policy names no disk and this machine has no fixed disk');
+  if (sources.length === 0)
+    throw new UserError('nothing to image: the policy names no disk and this machine has no fixed disk');
   options.onDisks?.(sources);
-  const { disks, beforeVolume } = await planSources(sources, { chunkSize: policy.chunkSize, raw: policy.raw, live: policy.live });
-  const client = new RepositoryClient({ server: options.server, token: options.token, fingerprint: options.fingerprint, log: options.log, signal: options.signal });
+  const { disks, beforeVolume } = await planSources(sources, {
+    chunkSize: policy.chunkSize,
+    raw: policy.raw,
+    live: policy.live,
+  });
+  const client = new RepositoryClient({
+    server: options.server,
+    token: options.token,
+    fingerprint: options.fingerprint,
+    log: options.log,
+    signal: options.signal,
+  });
   let stage = 'starting';
   let last: CaptureProgress = { bytesDone: 0, bytesTotal: 0, bytesUploaded: 0 };
   try {

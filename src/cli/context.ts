@@ -51,7 +51,10 @@ function tokenFromStdin(): string {
   } catch (error) {
     throw new UsageError(`cannot read the token from stdin: ${(error as Error).message}`);
   }
-  const token = text.split('\n').map((line) => line.trim()).find(Boolean);
+  const token = text
+    .split('\n')
+    .map((line) => line.trim())
+    .find(Boolean);
   if (!token) throw new UsageError('no token on stdin (--token-file -)');
   return token;
 }
@@ -93,14 +96,24 @@ export async function clientFor(command: Command, patience: Patience = 'interact
   const code = options.restoreCode ?? process.env.B365_RESTORE_CODE;
   const waits = patienceOf(patience);
   const fingerprint = fingerprintOf(options);
-  const token = code && !options.token ? (await RepositoryClient.exchangeRestoreCode(server, code, { ...waits, signal: processSignal, fingerprint })).token : resolveToken(options);
+  const token =
+    code && !options.token
+      ? (await RepositoryClient.exchangeRestoreCode(server, code, { ...waits, signal: processSignal, fingerprint }))
+          .token
+      : resolveToken(options);
   return new RepositoryClient({ server, token, log, signal: processSignal, fingerprint, ...waits });
 }
 
 /** A client without a token, for what the server publishes to anyone (its signing keys). */
 export function anonymousClientFor(command: Command): RepositoryClient {
   const options = globals(command);
-  return new RepositoryClient({ server: serverOf(options), token: process.env.B365_TOKEN ?? '', signal: processSignal, fingerprint: fingerprintOf(options), ...patienceOf('interactive') });
+  return new RepositoryClient({
+    server: serverOf(options),
+    token: process.env.B365_TOKEN ?? '',
+    signal: processSignal,
+    fingerprint: fingerprintOf(options),
+    ...patienceOf('interactive'),
+  });
 }
 
 /**

@@ -11,7 +11,9 @@ export function helpShowsDefault(group: Command, defaultCommand: Command, usage:
     const help = defaultCommand.createHelp();
     const options = help.visibleOptions(defaultCommand).filter((option) => option.long !== '--help');
     const width = Math.max(...options.map((option) => help.optionTerm(option).length));
-    const lines = options.map((option) => `  ${help.optionTerm(option).padEnd(width)}  ${help.optionDescription(option)}`);
+    const lines = options.map(
+      (option) => `  ${help.optionTerm(option).padEnd(width)}  ${help.optionDescription(option)}`,
+    );
     return `\nOptions of ${group.name()} ${defaultCommand.name()} (the default command):\n${lines.join('\n')}`;
   });
 }

@@ -13,7 +13,9 @@ import { formatWhen, type TimeFormat } from './time-format.js';
 export type LastVerification = VerificationJob | null | undefined;
 
 export function lastVerificationOf(image: ImageInfo, jobs: VerificationJob[]): VerificationJob | null {
-  const covers = (job: VerificationJob) => job.scope.images.includes(image.id) || (job.scope.all && job.startedAt !== null && job.startedAt >= image.createdAt);
+  const covers = (job: VerificationJob) =>
+    job.scope.images.includes(image.id) ||
+    (job.scope.all && job.startedAt !== null && job.startedAt >= image.createdAt);
   const finished = jobs.filter((job) => job.state === 'done' && covers(job));
   finished.sort((a, b) => (a.finishedAt ?? '').localeCompare(b.finishedAt ?? ''));
   return finished.at(-1) ?? null;
@@ -46,35 +48,56 @@ function headerLines(image: ImageInfo, manifest: Manifest, last: LastVerificatio
 
 function diskLine(disk: Disk): string {
   const table = disk.partitionTable;
-  const tableText = table.type === 'none' ? 'no partition table' : `${table.type.toUpperCase()} partition table${table.diskGuid ? ` ${table.diskGuid}` : table.diskId ? ` ${table.diskId}` : ''}`;
+  const tableText =
+    table.type === 'none'
+      ? 'no partition table'
+      : `${table.type.toUpperCase()} partition table${table.diskGuid ? ` ${table.diskGuid}` : table.diskId ? ` ${table.diskId}` : ''}`;
   const identity = [disk.model, disk.serial ? `serial ${disk.serial}` : null].filter(Boolean).join(', ') || disk.source;
   return `disk ${disk.id}: ${identity}, ${formatBytes(disk.size)} (${disk.size} bytes, ${disk.logicalSectorSize}-byte sectors), ${tableText}`;
 }
 
 function volumeRow(disk: Disk, volume: Volume): Record<string, string | number | null> {
-  const partition = volume.partitionNumber === null ? undefined : disk.partitionTable.partitions.find((entry) => entry.number === volume.partitionNumber);
+  const partition =
+    volume.partitionNumber === null
+      ? undefined
+      : disk.partitionTable.partitions.find((entry) => entry.number === volume.partitionNumber);
   const fs = volume.filesystem;
   const names = [partition?.name, fs?.label].filter((name): name is string => Boolean(name));
   return {
     '#': volume.partitionNumber ?? volume.kind,
     name: [...new Set(names)].join(' / ') || null,
     filesystem: fs?.type ?? null,
-    'used / size': fs ? `${formatBytes(fs.usedBytes)} / ${formatBytes(volume.size)}` : `- / ${formatBytes(volume.size)}`,
+    'used / size': fs
+      ? `${formatBytes(fs.usedBytes)} / ${formatBytes(volume.size)}`
+      : `- / ${formatBytes(volume.size)}`,
     method: volume.method,
     chunks: chunkLine(volume.stats.chunks, volume.stats.holes, volume.stats.chunksUploaded, volume.stats.chunksReused),
   };
 }
 
 /** The whole summary, one line per element. */
-export function imageSummary(image: ImageInfo, manifest: Manifest, last: LastVerification, times: TimeFormat): string[] {
+export function imageSummary(
+  image: ImageInfo,
+  manifest: Manifest,
+  last: LastVerification,
+  times: TimeFormat,
+): string[] {
   const lines = headerLines(image, manifest, last, times);
   for (const disk of manifest.disks) {
     lines.push('', diskLine(disk));
     const rows = disk.volumes.map((volume) => volumeRow(disk, volume));
-    lines.push(...tableLines(rows, ['#', 'name', 'filesystem', 'used / size', 'method', 'chunks']).map((line) => `  ${line}`));
+    lines.push(
+      ...tableLines(rows, ['#', 'name', 'filesystem', 'used / size', 'method', 'chunks']).map((line) => `  ${line}`),
+    );
   }
   // Capture repeats a volume's warnings at the image level: show each once.
-  const warnings = [...new Set([...manifest.warnings, ...manifest.disks.flatMap((disk) => disk.volumes.flatMap((volume) => volume.warnings))])];
-  if (warnings.length) lines.push('', `${plural(warnings.length, 'warning')}:`, ...warnings.map((warning) => `  ${warning}`));
+  const warnings = [
+    ...new Set([
+      ...manifest.warnings,
+      ...manifest.disks.flatMap((disk) => disk.volumes.flatMap((volume) => volume.warnings)),
+    ]),
+  ];
+  if (warnings.length)
+    lines.push('', `${plural(warnings.length, 'warning')}:`, ...warnings.map((warning) => `  ${warning}`));
   return lines;
 }

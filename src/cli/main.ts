@@ -41,7 +41,15 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 /** Commands that run until told to stop and handle SIGINT/SIGTERM themselves (or, in the rescue console, ask). */
 const OWN_SIGNAL_HANDLING = new Set(['server', 'agent', 'agents', 'nbd', 'rescue']);
 
-const OPTIONS_WITH_VALUES = new Set(['--server', '--fingerprint', '--token', '--token-file', '--restore-code', '--log-level', '--log-format']);
+const OPTIONS_WITH_VALUES = new Set([
+  '--server',
+  '--fingerprint',
+  '--token',
+  '--token-file',
+  '--restore-code',
+  '--log-level',
+  '--log-format',
+]);
 
 /** The command word of argv, skipping global options (and their values). */
 function commandWord(argv: string[]): string | undefined {
@@ -58,13 +66,19 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     .version(VERSION)
     .description('Backup365: block-level machine imaging and disaster recovery')
     .option('--server <url>', 'repository server (B365_SERVER, default https://127.0.0.1:8365)')
-    .option('--fingerprint <sha256>', "trust the server whose TLS certificate has this SHA-256 fingerprint, as `b365 server fingerprint` prints it (B365_FINGERPRINT)")
+    .option(
+      '--fingerprint <sha256>',
+      'trust the server whose TLS certificate has this SHA-256 fingerprint, as `b365 server fingerprint` prints it (B365_FINGERPRINT)',
+    )
     .option('--token <token>', 'access token (B365_TOKEN)')
     .option('--token-file <file>', 'read the access token from a file (B365_TOKEN_FILE)')
     .option('--restore-code <code>', "a technician's restore code instead of a token (B365_RESTORE_CODE)")
     .option('--json', 'machine-readable output on stdout')
     .option('--log-level <level>', 'debug, info, warn, error')
-    .option('--log-format <format>', 'text (human lines), json, or auto: json under systemd or when stderr is not a terminal (B365_LOG_FORMAT)')
+    .option(
+      '--log-format <format>',
+      'text (human lines), json, or auto: json under systemd or when stderr is not a terminal (B365_LOG_FORMAT)',
+    )
     .showHelpAfterError()
     // Subcommands inherit this: each one's help also lists the options every command takes.
     .configureHelp({ showGlobalOptions: true })
@@ -88,8 +102,12 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
 /** After SIGINT/SIGTERM whatever error ends the command is the interruption: say so, and what was kept. */
 function reportInterruption(error: unknown, json: boolean): number {
   const signal = interruptedBy()!;
-  const message = error instanceof InterruptedError ? error.message : `interrupted by ${signal}: ${(error as Error)?.message ?? String(error)}`;
-  if (json && !jsonPrinted) process.stdout.write(`${JSON.stringify({ error: { code: 'interrupted', signal, message } }, null, 2)}\n`);
+  const message =
+    error instanceof InterruptedError
+      ? error.message
+      : `interrupted by ${signal}: ${(error as Error)?.message ?? String(error)}`;
+  if (json && !jsonPrinted)
+    process.stdout.write(`${JSON.stringify({ error: { code: 'interrupted', signal, message } }, null, 2)}\n`);
   process.stderr.write(`b365: ${message}\n`);
   return interruptExitCode();
 }
@@ -103,13 +121,21 @@ async function main(argv: string[]): Promise<number> {
     return ExitCode.ok;
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return ExitCode.ok;
+      if (
+        error.code === 'commander.helpDisplayed' ||
+        error.code === 'commander.version' ||
+        error.code === 'commander.help'
+      )
+        return ExitCode.ok;
       return ExitCode.usage;
     }
     const json = argv.includes('--json');
     if (interruptedBy()) return reportInterruption(error, json);
     if (error instanceof UserError) {
-      if (json && !jsonPrinted) process.stdout.write(`${JSON.stringify({ error: { code: error.code, message: error.message, ...(error.details ?? {}) } }, null, 2)}\n`);
+      if (json && !jsonPrinted)
+        process.stdout.write(
+          `${JSON.stringify({ error: { code: error.code, message: error.message, ...(error.details ?? {}) } }, null, 2)}\n`,
+        );
       process.stderr.write(`b365: ${error.message}\n`);
       return error.exitCode;
     }

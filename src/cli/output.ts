@@ -14,9 +14,18 @@ export function printJson(value: unknown): void {
 
 /** A table as lines: upper-case headers, columns aligned, "-" for no value. */
 export function tableLines(rows: Record<string, string | number | null>[], columns: string[]): string[] {
-  const widths = columns.map((column) => Math.max(column.length, ...rows.map((row) => String(row[column] ?? '-').length)));
-  const line = (cells: string[]) => cells.map((cell, position) => cell.padEnd(widths[position]!)).join('  ').trimEnd();
-  return [line(columns.map((column) => column.toUpperCase())), ...rows.map((row) => line(columns.map((column) => String(row[column] ?? '-'))))];
+  const widths = columns.map((column) =>
+    Math.max(column.length, ...rows.map((row) => String(row[column] ?? '-').length)),
+  );
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, position) => cell.padEnd(widths[position]!))
+      .join('  ')
+      .trimEnd();
+  return [
+    line(columns.map((column) => column.toUpperCase())),
+    ...rows.map((row) => line(columns.map((column) => String(row[column] ?? '-')))),
+  ];
 }
 
 export function printTable(rows: Record<string, string | number | null>[], columns: string[]): void {
@@ -46,7 +55,12 @@ export function byteProgress(label: string, enabled: boolean): Progress {
   return {
     update(done, total, detail = '') {
       const seconds = Math.max(0.001, (Date.now() - started) / 1000);
-      const payload = { doneText: formatBytes(done), totalText: formatBytes(total), rate: formatBytes(done / seconds), detail };
+      const payload = {
+        doneText: formatBytes(done),
+        totalText: formatBytes(total),
+        rate: formatBytes(done / seconds),
+        detail,
+      };
       if (!running) {
         bar.start(Math.max(total, 1), done, payload);
         running = true;

@@ -18,7 +18,16 @@ const DAY = 24 * HOUR;
 /** "2026-12-07 20:02 +01:00": local wall time in `zone` and its offset from UTC. */
 export function formatLocalTime(time: number, zone: string): string {
   const parts = Object.fromEntries(
-    new Intl.DateTimeFormat('en-US', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZoneName: 'longOffset' })
+    new Intl.DateTimeFormat('en-US', {
+      timeZone: zone,
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      hourCycle: 'h23',
+      timeZoneName: 'longOffset',
+    })
       .formatToParts(time)
       .map((part) => [part.type, part.value]),
   );
@@ -32,7 +41,13 @@ export function formatAge(time: number, now: number): string {
   const distance = Math.abs(now - time);
   if (distance < 5000) return 'just now';
   const amount =
-    distance < MINUTE ? `${Math.floor(distance / 1000)} s` : distance < HOUR ? `${Math.floor(distance / MINUTE)} min` : distance < 2 * DAY ? `${Math.floor(distance / HOUR)} h` : `${Math.floor(distance / DAY)} d`;
+    distance < MINUTE
+      ? `${Math.floor(distance / 1000)} s`
+      : distance < HOUR
+        ? `${Math.floor(distance / MINUTE)} min`
+        : distance < 2 * DAY
+          ? `${Math.floor(distance / HOUR)} h`
+          : `${Math.floor(distance / DAY)} d`;
   return time <= now ? `${amount} ago` : `in ${amount}`;
 }
 
@@ -62,5 +77,8 @@ function knownZone(zone: unknown): zone is string {
 export async function serverTimeFormat(client: RepositoryClient): Promise<TimeFormat> {
   const health = await client.health();
   const serverNow = Date.parse(health.time);
-  return { zone: knownZone(health.timezone) ? health.timezone : localTimeZone(), now: Number.isNaN(serverNow) ? Date.now() : serverNow };
+  return {
+    zone: knownZone(health.timezone) ? health.timezone : localTimeZone(),
+    now: Number.isNaN(serverNow) ? Date.now() : serverNow,
+  };
 }

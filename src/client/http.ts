@@ -80,17 +80,24 @@ interface Exchange {
 }
 
 /** One HTTP exchange on a keep-alive agent: Node's own http, which costs far less memory than a client library. */
-function exchange(url: URL, { method, headers, body, agent, signal, timeoutMs }: Exchange): Promise<{ status: number; body: Buffer }> {
+function exchange(
+  url: URL,
+  { method, headers, body, agent, signal, timeoutMs }: Exchange,
+): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const transport = url.protocol === 'https:' ? https : http;
     const request = transport.request(url, { method, headers, agent, timeout: timeoutMs, signal }, (response) => {
       const parts: Buffer[] = [];
       response.on('data', (part: Buffer) => parts.push(part));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts) }));
+      response.on('end', () =>
+        resolve({ status: response.statusCode ?? 0, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts) }),
+      );
       response.on('error', reject);
     });
     request.on('error', reject);
-    request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
+    request.on('timeout', () =>
+      request.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })),
+    );
     if (Array.isArray(body)) {
       for (const part of body) request.write(part);
       request.end();
@@ -101,7 +108,8 @@ function exchange(url: URL, { method, headers, body, agent, signal, timeoutMs }:
 /** What a network failure means to the person at the terminal. */
 function describeNetworkFailure(error: unknown, url: URL): string {
   const code = (error as { code?: unknown }).code;
-  if (code === 'ECONNREFUSED') return `connection refused (is the server running and listening on port ${url.port || (url.protocol === 'https:' ? 443 : 80)}?)`;
+  if (code === 'ECONNREFUSED')
+    return `connection refused (is the server running and listening on port ${url.port || (url.protocol === 'https:' ? 443 : 80)}?)`;
   if (code === 'ENOTFOUND') return `the host name ${url.hostname} does not resolve`;
   if (code === 'EAI_AGAIN') return `the host name ${url.hostname} could not be looked up (DNS did not answer)`;
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return `no route to ${url.hostname}`;
@@ -118,16 +126,28 @@ function networkCode(error: unknown): string | null {
   return null;
 }
 
-export function errorFromResponse(status: number, body: { code?: string; message?: string; [key: string]: unknown } | null, what: string, server = 'the server'): UserError {
+export function errorFromResponse(
+  status: number,
+  body: { code?: string; message?: string; [key: string]: unknown } | null,
+  what: string,
+  server = 'the server',
+): UserError {
   const message = `server refused ${what}: ${body?.message ?? `HTTP ${status}`}`;
   const { code: _code, message: _message, ...details } = body ?? {};
   const options = { details: { status, code: body?.code, ...details } };
   // Not an outage: no retry helps until space is freed, so it is never retried.
-  if (status === 507 || body?.code === 'repository_full') return new RepositoryFullError(`the repository on ${server} is full: ${body?.message ?? `HTTP ${status}`}`, options);
+  if (status === 507 || body?.code === 'repository_full')
+    return new RepositoryFullError(
+      `the repository on ${server} is full: ${body?.message ?? `HTTP ${status}`}`,
+      options,
+    );
   if (status === 401) return new AuthError(message, options);
   if (status === 403) return new ForbiddenError(message, options);
   if (status === 404) return new NotFoundError(message, options);
-  if (status === 409) return body?.code === 'missing_objects' ? new MissingObjectsError(message, options) : new ConflictError(message, options);
+  if (status === 409)
+    return body?.code === 'missing_objects'
+      ? new MissingObjectsError(message, options)
+      : new ConflictError(message, options);
   if (status === 413) return new PayloadTooLargeError(message, options);
   if (status === 429 || status >= 500) return new UnavailableError(message, options);
   // A value the server refuses is the same mistake as one refused here: a usage error.
@@ -145,9 +165,14 @@ export class HttpClient {
 
   constructor(private readonly options: HttpClientOptions) {
     this.server = options.server.replace(/\/+$/, '');
-    if (!/^https?:\/\//.test(this.server)) throw new FormatError(`server URL must start with http:// or https://, got ${JSON.stringify(options.server)}`);
+    if (!/^https?:\/\//.test(this.server))
+      throw new FormatError(`server URL must start with http:// or https://, got ${JSON.stringify(options.server)}`);
     const agentOptions = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: options.connections ?? 8 };
-    if (this.server.startsWith('https:')) this.agent = new PinnedAgent(options.fingerprint ? normalizeFingerprint(options.fingerprint) : null, agentOptions);
+    if (this.server.startsWith('https:'))
+      this.agent = new PinnedAgent(
+        options.fingerprint ? normalizeFingerprint(options.fingerprint) : null,
+        agentOptions,
+      );
     else {
       refuseClearTextOffLoopback(this.server);
       this.agent = new http.Agent(agentOptions);
@@ -191,18 +216,31 @@ export class HttpClient {
     } else if (options.body) {
       headers['content-type'] = 'application/octet-stream';
       body = options.body;
-      headers['content-length'] = String(Array.isArray(body) ? (options.bodyLength ?? body.reduce((sum, part) => sum + part.length, 0)) : body.length);
+      headers['content-length'] = String(
+        Array.isArray(body) ? (options.bodyLength ?? body.reduce((sum, part) => sum + part.length, 0)) : body.length,
+      );
     }
     const idempotent = options.idempotent ?? true;
     const what = `${method} ${path}`;
     const started = Date.now();
     const signal = this.options.signal;
-    const interrupted = (cause?: unknown) => new InterruptedError(`${what} to ${this.server} stopped: ${signal?.reason instanceof Error ? signal.reason.message : 'interrupted'}`, { cause });
+    const interrupted = (cause?: unknown) =>
+      new InterruptedError(
+        `${what} to ${this.server} stopped: ${signal?.reason instanceof Error ? signal.reason.message : 'interrupted'}`,
+        { cause },
+      );
     for (let attempt = 0; ; attempt++) {
       if (signal?.aborted) throw interrupted();
       let failure: UserError;
       try {
-        const response = await exchange(url, { method, headers, body, agent: this.agent, signal, timeoutMs: this.answerTimeoutMs });
+        const response = await exchange(url, {
+          method,
+          headers,
+          body,
+          agent: this.agent,
+          signal,
+          timeoutMs: this.answerTimeoutMs,
+        });
         if (response.status < 300) {
           if (options.binary) return response.body;
           const text = response.body.toString('utf8');
@@ -221,13 +259,19 @@ export class HttpClient {
         if (error instanceof UserError) throw error;
         if (signal?.aborted) throw interrupted(error);
         const code = networkCode(error);
-        failure = new UnavailableError(`cannot reach the server at ${this.server} (${what}): ${describeNetworkFailure(error, url)}`, { cause: error, details: code ? { networkCode: code } : undefined });
+        failure = new UnavailableError(
+          `cannot reach the server at ${this.server} (${what}): ${describeNetworkFailure(error, url)}`,
+          { cause: error, details: code ? { networkCode: code } : undefined },
+        );
         if (!code || !idempotent) throw failure;
       }
       const elapsed = Date.now() - started;
       if (elapsed >= this.retryForMs) throw failure;
       const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() * 0.5);
-      this.log[this.retryForMs >= NOTICEABLE_RETRY_MS ? 'warn' : 'debug']({ attempt: attempt + 1, delayMs: Math.round(delay), error: failure.message }, 'retrying');
+      this.log[this.retryForMs >= NOTICEABLE_RETRY_MS ? 'warn' : 'debug'](
+        { attempt: attempt + 1, delayMs: Math.round(delay), error: failure.message },
+        'retrying',
+      );
       await sleep(Math.min(delay, this.retryForMs - elapsed + 10), undefined, { signal }).catch((error: unknown) => {
         throw interrupted(error);
       });

@@ -41,7 +41,6 @@ export interface RestoreCodeInfo {
   lastUsedAt: string | null;
 }
 
-
 const enc = encodeURIComponent;
 
 export class RepositoryClient implements RepositorySink, RepositorySource {
@@ -73,7 +72,9 @@ export class RepositoryClient implements RepositorySink, RepositorySource {
   }
 
   async missing(id: string, digests: string[]): Promise<string[]> {
-    const result = await this.http.call<{ missing: string[] }>('POST', `/sessions/${enc(id)}/missing`, { json: { digests } });
+    const result = await this.http.call<{ missing: string[] }>('POST', `/sessions/${enc(id)}/missing`, {
+      json: { digests },
+    });
     return result.missing;
   }
 
@@ -111,7 +112,11 @@ export class RepositoryClient implements RepositorySink, RepositorySource {
   }
 
   async baseImage(machine: string, diskKeys: string[]): Promise<ImageInfo | null> {
-    return (await this.http.call<{ image: ImageInfo | null }>('GET', `/machines/${enc(machine)}/base`, { query: { disk: diskKeys } })).image;
+    return (
+      await this.http.call<{ image: ImageInfo | null }>('GET', `/machines/${enc(machine)}/base`, {
+        query: { disk: diskKeys },
+      })
+    ).image;
   }
 
   /** The manifest of an image, checked against the digest the catalog recorded for it. */
@@ -120,7 +125,9 @@ export class RepositoryClient implements RepositorySink, RepositorySource {
     const bytes = await this.http.bytes(`/images/${enc(image.id)}/manifest`);
     const actual = digestOf(bytes);
     if (actual !== image.manifestDigest) {
-      throw new FormatError(`manifest of ${image.id} hashes to ${actual}, the catalog recorded ${image.manifestDigest}`);
+      throw new FormatError(
+        `manifest of ${image.id} hashes to ${actual}, the catalog recorded ${image.manifestDigest}`,
+      );
     }
     return { image, manifest: parseManifestText(bytes.toString('utf8'), `manifest of ${image.id}`), bytes };
   }
@@ -139,8 +146,19 @@ export class RepositoryClient implements RepositorySink, RepositorySource {
   }
 
   /** Trade a technician's restore code for a token scoped to one machine (no token needed). */
-  static async exchangeRestoreCode(server: string, code: string, options: { retryForMs?: number; answerTimeoutMs?: number; signal?: AbortSignal; fingerprint?: string } = {}): Promise<{ token: string; machine: string; role: 'restore' | 'machine'; expiresAt: string }> {
-    const http = new HttpClient({ server, token: '', retryForMs: options.retryForMs, answerTimeoutMs: options.answerTimeoutMs, signal: options.signal, fingerprint: options.fingerprint });
+  static async exchangeRestoreCode(
+    server: string,
+    code: string,
+    options: { retryForMs?: number; answerTimeoutMs?: number; signal?: AbortSignal; fingerprint?: string } = {},
+  ): Promise<{ token: string; machine: string; role: 'restore' | 'machine'; expiresAt: string }> {
+    const http = new HttpClient({
+      server,
+      token: '',
+      retryForMs: options.retryForMs,
+      answerTimeoutMs: options.answerTimeoutMs,
+      signal: options.signal,
+      fingerprint: options.fingerprint,
+    });
     try {
       return await http.call('POST', '/restore-codes/exchange', { json: { code }, idempotent: false });
     } finally {
@@ -148,7 +166,11 @@ export class RepositoryClient implements RepositorySink, RepositorySource {
     }
   }
 
-  async createRestoreCode(machine: string, ttlSeconds?: number, capture = false): Promise<RestoreCodeInfo & { code: string }> {
+  async createRestoreCode(
+    machine: string,
+    ttlSeconds?: number,
+    capture = false,
+  ): Promise<RestoreCodeInfo & { code: string }> {
     return this.http.call('POST', '/restore-codes', { json: { machine, ttlSeconds, capture }, idempotent: false });
   }
 
@@ -173,10 +195,16 @@ export class RepositoryClient implements RepositorySink, RepositorySource {
   }
 
   async keys(): Promise<{ keyId: string; algorithm: string; publicKey: string }[]> {
-    return (await this.http.call<{ keys: { keyId: string; algorithm: string; publicKey: string }[] }>('GET', '/keys')).keys;
+    return (await this.http.call<{ keys: { keyId: string; algorithm: string; publicKey: string }[] }>('GET', '/keys'))
+      .keys;
   }
 
-  async createToken(request: { role: string; machine?: string; label?: string; ttlSeconds?: number }): Promise<TokenInfo & { token: string }> {
+  async createToken(request: {
+    role: string;
+    machine?: string;
+    label?: string;
+    ttlSeconds?: number;
+  }): Promise<TokenInfo & { token: string }> {
     return this.http.call('POST', '/tokens', { json: request, idempotent: false });
   }
 

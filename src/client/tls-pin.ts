@@ -31,7 +31,9 @@ export function normalizeFingerprint(text: string): string {
   const bare = text.trim().replace(/^sha-?256\s*(fingerprint)?\s*[:=]?\s*/i, '');
   const hex = bare.replace(/[:\s]/g, '');
   if (!/^[0-9a-fA-F]{64}$/.test(hex)) {
-    throw new UsageError(`${JSON.stringify(text)} is not a SHA-256 certificate fingerprint: expected 64 hex digits (32 bytes, colons allowed), as \`b365 server fingerprint\` prints`);
+    throw new UsageError(
+      `${JSON.stringify(text)} is not a SHA-256 certificate fingerprint: expected 64 hex digits (32 bytes, colons allowed), as \`b365 server fingerprint\` prints`,
+    );
   }
   return hex.toUpperCase().match(/../g)!.join(':');
 }
@@ -60,8 +62,17 @@ function trustedCaContext(): tls.SecureContext {
 
 function describe(socket: tls.TLSSocket): PresentedCertificate {
   const certificate = socket.getPeerCertificate();
-  const subject = certificate.subject ? Object.entries(certificate.subject).map(([key, value]) => `${key}=${String(value)}`).join(', ') : '';
-  return { fingerprint: certificate.fingerprint256 ?? '', trustedByCa: socket.authorized, subject, validTo: certificate.valid_to ?? '' };
+  const subject = certificate.subject
+    ? Object.entries(certificate.subject)
+        .map(([key, value]) => `${key}=${String(value)}`)
+        .join(', ')
+    : '';
+  return {
+    fingerprint: certificate.fingerprint256 ?? '',
+    trustedByCa: socket.authorized,
+    subject,
+    validTo: certificate.valid_to ?? '',
+  };
 }
 
 function fixHint(presented: string): string {
@@ -75,7 +86,10 @@ export function judgeServer(socket: tls.TLSSocket, server: string, pin: string |
   const reason = socket.authorizationError ? String(socket.authorizationError) : 'not trusted';
   const details = { server, expectedFingerprint: pin, presentedFingerprint: presented.fingerprint, caError: reason };
   if (pin === null) {
-    throw new UntrustedServerError(`the server at ${server} presented a certificate no trusted CA vouches for (${reason}); its SHA-256 fingerprint is ${presented.fingerprint}; ${fixHint(presented.fingerprint)}`, { details });
+    throw new UntrustedServerError(
+      `the server at ${server} presented a certificate no trusted CA vouches for (${reason}); its SHA-256 fingerprint is ${presented.fingerprint}; ${fixHint(presented.fingerprint)}`,
+      { details },
+    );
   }
   throw new UntrustedServerError(
     `the server at ${server} presented a certificate that does not match the pinned fingerprint: expected ${pin}, presented ${presented.fingerprint} (and no trusted CA vouches for it: ${reason}); nothing was sent to it. ` +
@@ -85,10 +99,28 @@ export function judgeServer(socket: tls.TLSSocket, server: string, pin: string |
 }
 
 /** Handshake with the server, then judge it; resolves only for a trusted server. */
-function secureConnect(options: tls.ConnectionOptions, server: string, pin: string | null, timeoutMs: number): Promise<{ socket: tls.TLSSocket; presented: PresentedCertificate }> {
+function secureConnect(
+  options: tls.ConnectionOptions,
+  server: string,
+  pin: string | null,
+  timeoutMs: number,
+): Promise<{ socket: tls.TLSSocket; presented: PresentedCertificate }> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ ...options, secureContext: trustedCaContext(), rejectUnauthorized: false, session: undefined });
-    const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`no TLS handshake with ${server} within ${Math.round(timeoutMs / 1000)} s`), { code: 'ETIMEDOUT' })), timeoutMs);
+    const socket = tls.connect({
+      ...options,
+      secureContext: trustedCaContext(),
+      rejectUnauthorized: false,
+      session: undefined,
+    });
+    const timer = setTimeout(
+      () =>
+        socket.destroy(
+          Object.assign(new Error(`no TLS handshake with ${server} within ${Math.round(timeoutMs / 1000)} s`), {
+            code: 'ETIMEDOUT',
+          }),
+        ),
+      timeoutMs,
+    );
     socket.once('error', (error) => {
       clearTimeout(timer);
       reject(error);
@@ -121,7 +153,10 @@ export class PinnedAgent extends https.Agent {
     super(options);
   }
 
-  override createConnection(options: https.RequestOptions, callback?: (error: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+  override createConnection(
+    options: https.RequestOptions,
+    callback?: (error: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
     const host = options.host ?? options.hostname ?? 'localhost';
     const server = `https://${net.isIPv6(host) ? `[${host}]` : host}:${options.port ?? 443}`;
     const timeoutMs = Math.min(options.timeout || HANDSHAKE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS);
@@ -141,13 +176,23 @@ export class PinnedAgent extends https.Agent {
  * Connect to `serverUrl`, read the certificate it presents and hang up, sending nothing
  * else: what a person is shown before they decide to trust a server.
  */
-export async function probeServerCertificate(serverUrl: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<PresentedCertificate> {
+export async function probeServerCertificate(
+  serverUrl: string,
+  options: { timeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<PresentedCertificate> {
   const url = new URL(serverUrl);
-  if (url.protocol !== 'https:') throw new UsageError(`${serverUrl} is not an https:// URL: there is no certificate to show`);
+  if (url.protocol !== 'https:')
+    throw new UsageError(`${serverUrl} is not an https:// URL: there is no certificate to show`);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const timeoutMs = options.timeoutMs ?? 10_000;
   return await new Promise((resolve, reject) => {
-    const socket = tls.connect({ host, port: Number(url.port || 443), servername: net.isIP(host) ? undefined : host, secureContext: trustedCaContext(), rejectUnauthorized: false });
+    const socket = tls.connect({
+      host,
+      port: Number(url.port || 443),
+      servername: net.isIP(host) ? undefined : host,
+      secureContext: trustedCaContext(),
+      rejectUnauthorized: false,
+    });
     const finish = (error: Error | null, presented?: PresentedCertificate) => {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', abort);
@@ -156,7 +201,15 @@ export async function probeServerCertificate(serverUrl: string, options: { timeo
       else resolve(presented!);
     };
     const abort = () => finish(options.signal?.reason instanceof Error ? options.signal.reason : new Error('aborted'));
-    const timer = setTimeout(() => finish(Object.assign(new Error(`no TLS handshake with ${serverUrl} within ${Math.round(timeoutMs / 1000)} s`), { code: 'ETIMEDOUT' })), timeoutMs);
+    const timer = setTimeout(
+      () =>
+        finish(
+          Object.assign(new Error(`no TLS handshake with ${serverUrl} within ${Math.round(timeoutMs / 1000)} s`), {
+            code: 'ETIMEDOUT',
+          }),
+        ),
+      timeoutMs,
+    );
     options.signal?.addEventListener('abort', abort, { once: true });
     socket.once('error', (error) => finish(error));
     socket.once('secureConnect', () => finish(null, describe(socket)));

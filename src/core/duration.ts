@@ -16,11 +16,15 @@ export function isDuration(text: string): boolean {
 /** A duration in milliseconds; `what` names the option or setting in the error. A JSON number is seconds. */
 export function parseDurationMs(value: string | number, what = 'duration'): number {
   if (typeof value === 'number') {
-    if (!Number.isFinite(value) || value < 0) throw new UsageError(`${what}: a duration must be 0 or more seconds, got ${value}`);
+    if (!Number.isFinite(value) || value < 0)
+      throw new UsageError(`${what}: a duration must be 0 or more seconds, got ${value}`);
     return Math.round(value * 1000);
   }
   const match = DURATION.exec(value.trim());
-  if (!match) throw new UsageError(`${what}: cannot read duration ${JSON.stringify(value)}; use seconds or a number with s, m, h, d or w, like 90, 30m, 4h or 7d`);
+  if (!match)
+    throw new UsageError(
+      `${what}: cannot read duration ${JSON.stringify(value)}; use seconds or a number with s, m, h, d or w, like 90, 30m, 4h or 7d`,
+    );
   return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? 's') as Unit]);
 }
 

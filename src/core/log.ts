@@ -15,7 +15,8 @@ const LOG_FORMATS: readonly LogFormat[] = ['text', 'json', 'auto'];
 let chosenFormat: LogFormat | null = null;
 
 export function parseLogFormat(text: string): LogFormat {
-  if (!LOG_FORMATS.includes(text as LogFormat)) throw new UsageError(`--log-format must be text, json or auto, got ${JSON.stringify(text)}`);
+  if (!LOG_FORMATS.includes(text as LogFormat))
+    throw new UsageError(`--log-format must be text, json or auto, got ${JSON.stringify(text)}`);
   return text as LogFormat;
 }
 
@@ -104,12 +105,20 @@ function destinationFor(where: string | number, format: 'text' | 'json'): Destin
 /** Fields every line logged within a context carries, such as the id of the request being handled. */
 export const logContext = new AsyncLocalStorage<Record<string, unknown>>();
 
-export function createLogger(options: { level?: string; name?: string; destination?: string | number; format?: LogFormat } = {}): Logger {
+export function createLogger(
+  options: { level?: string; name?: string; destination?: string | number; format?: LogFormat } = {},
+): Logger {
   const level = options.level ?? process.env.B365_LOG_LEVEL ?? 'info';
   const where = options.destination ?? 2;
   const format = resolveLogFormat(options.format ?? requestedFormat(), typeof where === 'number' ? where : null);
   return pino(
-    { level, name: options.name ?? 'b365', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, mixin: () => logContext.getStore() ?? {} },
+    {
+      level,
+      name: options.name ?? 'b365',
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      mixin: () => logContext.getStore() ?? {},
+    },
     destinationFor(where, format),
   );
 }

@@ -119,7 +119,10 @@ export class ChunkReader {
     this.cache = new ChunkCache(options.cacheBytes ?? 0);
     this.signal = options.signal ?? new AbortController().signal;
     this.describe = options.describe ?? ((position) => `chunk ${position} at byte ${position * index.chunkSize}`);
-    this.reportError = options.reportError ?? ((error, position, digest) => locatedError(error, this.describe(position), digest, position, position * index.chunkSize));
+    this.reportError =
+      options.reportError ??
+      ((error, position, digest) =>
+        locatedError(error, this.describe(position), digest, position, position * index.chunkSize));
   }
 
   /** The bytes of chunk `position`, or null for a hole (zeros). */
@@ -134,7 +137,10 @@ export class ChunkReader {
       throw this.reportError(error, position, digest);
     }
     const expected = this.index.chunkLength(position);
-    if (bytes.length !== expected) throw new FormatError(`${this.describe(position)}: chunk ${digest} holds ${bytes.length} bytes, the index expects ${expected}`);
+    if (bytes.length !== expected)
+      throw new FormatError(
+        `${this.describe(position)}: chunk ${digest} holds ${bytes.length} bytes, the index expects ${expected}`,
+      );
     return bytes;
   }
 
@@ -150,8 +156,15 @@ export class ChunkReader {
 /** A failed chunk named by where it is; its class (and so its exit code) kept. */
 function locatedError(error: unknown, where: string, digest: string, position: number, offset: number): unknown {
   if (error instanceof CorruptChunkError) return error;
-  if (error instanceof FormatError) return new CorruptChunkError(digest, position, offset, `${where}: chunk ${digest} is corrupt (${error.message})`, { cause: error });
-  if (error instanceof UserError) return new (error.constructor as typeof UserError)(`${where}: ${error.message}`, { cause: error, details: error.details ?? {} });
+  if (error instanceof FormatError)
+    return new CorruptChunkError(digest, position, offset, `${where}: chunk ${digest} is corrupt (${error.message})`, {
+      cause: error,
+    });
+  if (error instanceof UserError)
+    return new (error.constructor as typeof UserError)(`${where}: ${error.message}`, {
+      cause: error,
+      details: error.details ?? {},
+    });
   return error;
 }
 
@@ -178,7 +191,11 @@ const SEQUENTIAL_CACHE_CHUNKS = 8;
  * signal) cancels the fetches still in flight and waits for those that ignore the
  * cancel, so nothing the walk started outlives it.
  */
-export async function* volumeChunks(index: FixedIndex, fetchFrame: FetchFrame, options: ChunkStreamOptions = {}): AsyncGenerator<VolumeChunk> {
+export async function* volumeChunks(
+  index: FixedIndex,
+  fetchFrame: FetchFrame,
+  options: ChunkStreamOptions = {},
+): AsyncGenerator<VolumeChunk> {
   const stop = new AbortController();
   const outer = options.signal;
   const forward = () => stop.abort(outer!.reason);
@@ -187,7 +204,11 @@ export async function* volumeChunks(index: FixedIndex, fetchFrame: FetchFrame, o
   try {
     outer?.throwIfAborted();
     const cacheBytes = options.cacheBytes ?? SEQUENTIAL_CACHE_CHUNKS * index.chunkSize;
-    const reader = new ChunkReader(index, frameLoader(fetchFrame, index.chunkSize), { ...options, cacheBytes, signal: stop.signal });
+    const reader = new ChunkReader(index, frameLoader(fetchFrame, index.chunkSize), {
+      ...options,
+      cacheBytes,
+      signal: stop.signal,
+    });
     yield* inOrder(reader, Math.max(1, options.readAhead ?? DEFAULT_READ_AHEAD), stop.signal, ahead);
   } finally {
     stop.abort(new Error('chunk walk stopped'));
@@ -197,7 +218,12 @@ export async function* volumeChunks(index: FixedIndex, fetchFrame: FetchFrame, o
 }
 
 /** The walk itself; `ahead` holds the chunks asked for and not yet handed out. */
-async function* inOrder(reader: ChunkReader, readAhead: number, signal: AbortSignal, ahead: Map<number, Promise<Buffer | null>>): AsyncGenerator<VolumeChunk> {
+async function* inOrder(
+  reader: ChunkReader,
+  readAhead: number,
+  signal: AbortSignal,
+  ahead: Map<number, Promise<Buffer | null>>,
+): AsyncGenerator<VolumeChunk> {
   const { index } = reader;
   let started = 0;
   for (let position = 0; position < index.chunkCount; position++) {
@@ -243,7 +269,10 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 }
 
 /** The BLAKE3 content digest of a volume given as its pieces in order (DESIGN.md decision 4). */
-export async function contentDigestOfPieces<Piece extends { bytes: Buffer }>(pieces: AsyncIterable<Piece>, onPiece?: (piece: Piece) => void): Promise<string> {
+export async function contentDigestOfPieces<Piece extends { bytes: Buffer }>(
+  pieces: AsyncIterable<Piece>,
+  onPiece?: (piece: Piece) => void,
+): Promise<string> {
   const hasher = new ContentHasher();
   for await (const piece of pieces) {
     hasher.update(piece.bytes);

@@ -45,7 +45,11 @@ const zeroPage = Buffer.alloc(64 << 10);
 export function isAllZero(bytes: Buffer): boolean {
   for (let offset = 0; offset < bytes.length; offset += zeroPage.length) {
     const end = Math.min(offset + zeroPage.length, bytes.length);
-    if (!bytes.subarray(offset, end).equals(end - offset === zeroPage.length ? zeroPage : zeroPage.subarray(0, end - offset))) {
+    if (
+      !bytes
+        .subarray(offset, end)
+        .equals(end - offset === zeroPage.length ? zeroPage : zeroPage.subarray(0, end - offset))
+    ) {
       return false;
     }
   }
@@ -62,7 +66,12 @@ export function encodeChunk(data: Buffer): EncodedChunk {
 }
 
 /** Decompress a stored chunk and prove it is the one asked for. */
-export function decodeChunk(frame: Buffer, expectedDigest: string, maxSize = MAX_CHUNK_SIZE, what = `chunk ${expectedDigest}`): Buffer {
+export function decodeChunk(
+  frame: Buffer,
+  expectedDigest: string,
+  maxSize = MAX_CHUNK_SIZE,
+  what = `chunk ${expectedDigest}`,
+): Buffer {
   const data = decodeFrame(frame, maxSize, what);
   const actual = digestOf(data);
   if (actual !== expectedDigest) throw new DigestMismatchError(expectedDigest, actual, what);

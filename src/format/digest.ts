@@ -12,7 +12,8 @@ export function isDigest(value: unknown): value is string {
 }
 
 export function assertDigest(value: unknown, what: string): string {
-  if (!isDigest(value)) throw new FormatError(`${what} is not a BLAKE3 digest (64 lowercase hex characters): ${JSON.stringify(value)}`);
+  if (!isDigest(value))
+    throw new FormatError(`${what} is not a BLAKE3 digest (64 lowercase hex characters): ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -42,7 +43,9 @@ export class ContentHasher {
     let left = length;
     while (left > 0) {
       const step = Math.min(left, ContentHasher.zeros.length);
-      this.hasher.update(step === ContentHasher.zeros.length ? ContentHasher.zeros : ContentHasher.zeros.subarray(0, step));
+      this.hasher.update(
+        step === ContentHasher.zeros.length ? ContentHasher.zeros : ContentHasher.zeros.subarray(0, step),
+      );
       left -= step;
     }
     this.bytes += length;

@@ -25,7 +25,9 @@ export class FixedIndex {
   ) {
     this.chunkCount = Math.ceil(volumeSize / chunkSize);
     if (this.chunkCount > MAX_INDEX_ENTRIES) {
-      throw new FormatError(`a volume of ${volumeSize} bytes needs ${this.chunkCount} chunks of ${chunkSize} bytes, more than the ${MAX_INDEX_ENTRIES} an index may hold; use a larger chunk size`);
+      throw new FormatError(
+        `a volume of ${volumeSize} bytes needs ${this.chunkCount} chunks of ${chunkSize} bytes, more than the ${MAX_INDEX_ENTRIES} an index may hold; use a larger chunk size`,
+      );
     }
     this.entries = entries ?? Buffer.alloc(this.chunkCount * DIGEST_BYTES);
   }
@@ -86,7 +88,8 @@ export class FixedIndex {
 
   static parse(bytes: Buffer, what = 'index'): FixedIndex {
     if (bytes.length < INDEX_HEADER_BYTES) throw new FormatError(`${what}: truncated header (${bytes.length} bytes)`);
-    if (!bytes.subarray(0, 8).equals(INDEX_MAGIC)) throw new FormatError(`${what}: bad magic, not a Backup365 fixed index`);
+    if (!bytes.subarray(0, 8).equals(INDEX_MAGIC))
+      throw new FormatError(`${what}: bad magic, not a Backup365 fixed index`);
     const version = bytes.readUInt32LE(8);
     if (version !== INDEX_VERSION) throw new FormatError(`${what}: unsupported index version ${version}`);
     const chunkSize = bytes.readUInt32LE(12);
@@ -97,13 +100,18 @@ export class FixedIndex {
     const chunkCount = bytes.readBigUInt64LE(24);
     if (volumeSize > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(`${what}: volume size out of range`);
     const expectedCount = (volumeSize + BigInt(chunkSize) - 1n) / BigInt(chunkSize);
-    if (chunkCount !== expectedCount) throw new FormatError(`${what}: header says ${chunkCount} chunks, a ${volumeSize}-byte volume has ${expectedCount}`);
-    if (chunkCount > BigInt(MAX_INDEX_ENTRIES)) throw new FormatError(`${what}: ${chunkCount} entries exceed the limit of ${MAX_INDEX_ENTRIES}`);
+    if (chunkCount !== expectedCount)
+      throw new FormatError(
+        `${what}: header says ${chunkCount} chunks, a ${volumeSize}-byte volume has ${expectedCount}`,
+      );
+    if (chunkCount > BigInt(MAX_INDEX_ENTRIES))
+      throw new FormatError(`${what}: ${chunkCount} entries exceed the limit of ${MAX_INDEX_ENTRIES}`);
     if (!bytes.subarray(32, INDEX_HEADER_BYTES).equals(Buffer.alloc(INDEX_HEADER_BYTES - 32))) {
       throw new FormatError(`${what}: reserved header bytes are not zero`);
     }
     const expectedLength = INDEX_HEADER_BYTES + Number(chunkCount) * DIGEST_BYTES;
-    if (bytes.length !== expectedLength) throw new FormatError(`${what}: ${bytes.length} bytes, expected ${expectedLength} for ${chunkCount} entries`);
+    if (bytes.length !== expectedLength)
+      throw new FormatError(`${what}: ${bytes.length} bytes, expected ${expectedLength} for ${chunkCount} entries`);
     return new FixedIndex(chunkSize, Number(volumeSize), Buffer.from(bytes.subarray(INDEX_HEADER_BYTES)));
   }
 

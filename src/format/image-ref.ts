@@ -18,9 +18,12 @@ export function isMachineName(name: string): boolean {
  */
 export function assertMachineName(name: unknown, field?: string): string {
   const where = field ? `${field}: ` : '';
-  if (typeof name !== 'string') throw new UsageError(`${where}a machine name must be a string, got ${name === null ? 'null' : typeof name}`);
+  if (typeof name !== 'string')
+    throw new UsageError(`${where}a machine name must be a string, got ${name === null ? 'null' : typeof name}`);
   if (!isMachineName(name)) {
-    throw new UsageError(`${where}invalid machine name ${JSON.stringify(name)}: use 1-64 letters, digits, dot, dash or underscore, starting with a letter or digit`);
+    throw new UsageError(
+      `${where}invalid machine name ${JSON.stringify(name)}: use 1-64 letters, digits, dot, dash or underscore, starting with a letter or digit`,
+    );
   }
   return name;
 }
@@ -30,7 +33,10 @@ export function isTimestamp(text: string): boolean {
 }
 
 export function timestampOf(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
+  return date
+    .toISOString()
+    .replace(/\.\d{3}Z$/, 'Z')
+    .replace(/[-:]/g, '');
 }
 
 export function dateOfTimestamp(timestamp: string): Date {
@@ -55,7 +61,9 @@ export function parseImageRef(text: string): ImageRef {
   const machine = assertMachineName(text.slice(0, at), `image ${JSON.stringify(text)}`);
   const selector = text.slice(at + 1);
   if (selector !== 'latest' && !/^\d{1,8}(T\d{0,6}Z?)?$/.test(selector)) {
-    throw new UsageError(`image ${JSON.stringify(text)}: "${selector}" is neither "latest" nor a timestamp like 20261126T020013Z`);
+    throw new UsageError(
+      `image ${JSON.stringify(text)}: "${selector}" is neither "latest" nor a timestamp like 20261126T020013Z`,
+    );
   }
   return { machine, selector };
 }

@@ -112,13 +112,22 @@ export interface DecodeOptions {
  * Decompress a frame. `maxContentSize` bounds the output before any work is done, so a
  * small hostile frame cannot expand into gigabytes.
  */
-export function decodeFrame(frame: Buffer, maxContentSize: number, what = 'LZ4 frame', options: DecodeOptions = {}): Buffer {
+export function decodeFrame(
+  frame: Buffer,
+  maxContentSize: number,
+  what = 'LZ4 frame',
+  options: DecodeOptions = {},
+): Buffer {
   const { contentSize, blockMax, headerBytes } = readFrameHeader(frame, what);
   if (options.canonical && blockMax !== WRITE_BLOCK_MAX) {
-    throw new FormatError(`${what}: not the canonical frame (block maximum size ${blockMax >> 10} KiB; it must be 4 MiB, BD 0x70)`);
+    throw new FormatError(
+      `${what}: not the canonical frame (block maximum size ${blockMax >> 10} KiB; it must be 4 MiB, BD 0x70)`,
+    );
   }
   if (contentSize > maxContentSize) {
-    throw new FormatError(`${what}: declares ${contentSize} bytes of content, more than the limit of ${maxContentSize}`);
+    throw new FormatError(
+      `${what}: declares ${contentSize} bytes of content, more than the limit of ${maxContentSize}`,
+    );
   }
   const blocks: Buffer[] = [];
   let produced = 0;
@@ -132,8 +141,10 @@ export function decodeFrame(frame: Buffer, maxContentSize: number, what = 'LZ4 f
     }
     const storedRaw = (field & UNCOMPRESSED_BIT) !== 0;
     const size = field & 0x7fffffff;
-    if (size > blockMax) throw new FormatError(`${what}: block at offset ${position} is larger than the frame's block size`);
-    if (position + 4 + size > frame.length) throw new FormatError(`${what}: truncated inside the block at offset ${position}`);
+    if (size > blockMax)
+      throw new FormatError(`${what}: block at offset ${position} is larger than the frame's block size`);
+    if (position + 4 + size > frame.length)
+      throw new FormatError(`${what}: truncated inside the block at offset ${position}`);
     const remaining = contentSize - produced;
     let block: Buffer;
     if (storedRaw) {
@@ -150,23 +161,34 @@ export function decodeFrame(frame: Buffer, maxContentSize: number, what = 'LZ4 f
         frame.writeUInt32LE(field, position);
       }
     }
-    if (block.length > remaining) throw new FormatError(`${what}: blocks hold more than the declared ${contentSize} bytes`);
+    if (block.length > remaining)
+      throw new FormatError(`${what}: blocks hold more than the declared ${contentSize} bytes`);
     if (options.canonical) checkCanonicalBlock(block.length, blockMax, remaining, position, what);
     blocks.push(block);
     produced += block.length;
     position += 4 + size;
   }
-  if (position !== frame.length) throw new FormatError(`${what}: ${frame.length - position} unexpected bytes after the end mark`);
-  if (produced !== contentSize) throw new FormatError(`${what}: holds ${produced} bytes, header declares ${contentSize}`);
+  if (position !== frame.length)
+    throw new FormatError(`${what}: ${frame.length - position} unexpected bytes after the end mark`);
+  if (produced !== contentSize)
+    throw new FormatError(`${what}: holds ${produced} bytes, header declares ${contentSize}`);
   // A single stored (uncompressed) block is returned as a view into `frame`.
   if (blocks.length === 1) return blocks[0]!;
   return Buffer.concat(blocks, produced);
 }
 
 /** Canonical blocks are full except the last, so a content has exactly one frame. */
-function checkCanonicalBlock(length: number, blockMax: number, remaining: number, position: number, what: string): void {
+function checkCanonicalBlock(
+  length: number,
+  blockMax: number,
+  remaining: number,
+  position: number,
+  what: string,
+): void {
   if (length === 0) throw new FormatError(`${what}: not the canonical frame (empty block at offset ${position})`);
   if (length < blockMax && length < remaining) {
-    throw new FormatError(`${what}: not the canonical frame (short block at offset ${position}, ${length} bytes, before the last; blocks hold exactly ${blockMax} bytes)`);
+    throw new FormatError(
+      `${what}: not the canonical frame (short block at offset ${position}, ${length} bytes, before the last; blocks hold exactly ${blockMax} bytes)`,
+    );
   }
 }

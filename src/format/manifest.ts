@@ -159,7 +159,18 @@ export const manifestSchema = {
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['id', 'source', 'sourceKind', 'size', 'logicalSectorSize', 'physicalSectorSize', 'model', 'serial', 'partitionTable', 'volumes'],
+        required: [
+          'id',
+          'source',
+          'sourceKind',
+          'size',
+          'logicalSectorSize',
+          'physicalSectorSize',
+          'model',
+          'serial',
+          'partitionTable',
+          'volumes',
+        ],
         properties: {
           id: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
           source: TEXT,
@@ -229,7 +240,20 @@ export const manifestSchema = {
             items: {
               type: 'object',
               additionalProperties: false,
-              required: ['id', 'kind', 'partitionNumber', 'offset', 'size', 'filesystem', 'method', 'chunkSize', 'index', 'contentDigest', 'stats', 'warnings'],
+              required: [
+                'id',
+                'kind',
+                'partitionNumber',
+                'offset',
+                'size',
+                'filesystem',
+                'method',
+                'chunkSize',
+                'index',
+                'contentDigest',
+                'stats',
+                'warnings',
+              ],
               properties: {
                 id: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
                 kind: { enum: ['partition', 'gap', 'disk'] },
@@ -262,7 +286,15 @@ export const manifestSchema = {
                 stats: {
                   type: 'object',
                   additionalProperties: false,
-                  required: ['chunks', 'holes', 'bytesRead', 'bytesUsed', 'chunksUploaded', 'chunksReused', 'bytesUploaded'],
+                  required: [
+                    'chunks',
+                    'holes',
+                    'bytesRead',
+                    'bytesUsed',
+                    'chunksUploaded',
+                    'chunksReused',
+                    'bytesUploaded',
+                  ],
                   properties: {
                     chunks: COUNT,
                     holes: COUNT,
@@ -283,7 +315,16 @@ export const manifestSchema = {
     stats: {
       type: 'object',
       additionalProperties: false,
-      required: ['bytesRead', 'bytesUsed', 'bytesUploaded', 'chunksTotal', 'chunksHoles', 'chunksUploaded', 'chunksReused', 'durationMs'],
+      required: [
+        'bytesRead',
+        'bytesUsed',
+        'bytesUploaded',
+        'chunksTotal',
+        'chunksHoles',
+        'chunksUploaded',
+        'chunksReused',
+        'durationMs',
+      ],
       properties: {
         bytesRead: COUNT,
         bytesUsed: COUNT,
@@ -311,7 +352,10 @@ function describeSchemaError(error: ErrorObject): string {
     return `${path}: missing field "${(error.params as { missingProperty: string }).missingProperty}"`;
   }
   if (error.keyword === 'const' || error.keyword === 'enum') {
-    const allowed = error.keyword === 'const' ? [(error.params as { allowedValue: unknown }).allowedValue] : (error.params as { allowedValues: unknown[] }).allowedValues;
+    const allowed =
+      error.keyword === 'const'
+        ? [(error.params as { allowedValue: unknown }).allowedValue]
+        : (error.params as { allowedValues: unknown[] }).allowedValues;
     return `${path}: must be one of ${allowed.map((value) => JSON.stringify(value)).join(', ')}`;
   }
   return `${path}: ${error.message ?? error.keyword}`;
@@ -327,16 +371,22 @@ function checkConsistency(manifest: Manifest): void {
     const volumeIds = new Set<string>();
     disk.volumes.forEach((volume, volumeNumber) => {
       const vat = `${at}/volumes/${volumeNumber}`;
-      if (volumeIds.has(volume.id)) throw new FormatError(`invalid manifest: ${vat}/id: duplicate volume id "${volume.id}"`);
+      if (volumeIds.has(volume.id))
+        throw new FormatError(`invalid manifest: ${vat}/id: duplicate volume id "${volume.id}"`);
       volumeIds.add(volume.id);
-      if ((volume.chunkSize & (volume.chunkSize - 1)) !== 0) throw new FormatError(`invalid manifest: ${vat}/chunkSize: must be a power of two`);
+      if ((volume.chunkSize & (volume.chunkSize - 1)) !== 0)
+        throw new FormatError(`invalid manifest: ${vat}/chunkSize: must be a power of two`);
       if (volume.offset + volume.size > disk.size) {
-        throw new FormatError(`invalid manifest: ${vat}: volume ends at byte ${volume.offset + volume.size}, past the end of the ${disk.size}-byte disk`);
+        throw new FormatError(
+          `invalid manifest: ${vat}: volume ends at byte ${volume.offset + volume.size}, past the end of the ${disk.size}-byte disk`,
+        );
       }
     });
     disk.partitionTable.partitions.forEach((partition, partitionNumber) => {
       if (partition.start + partition.size > disk.size) {
-        throw new FormatError(`invalid manifest: ${at}/partitionTable/partitions/${partitionNumber}: partition ends past the end of the disk`);
+        throw new FormatError(
+          `invalid manifest: ${at}/partitionTable/partitions/${partitionNumber}: partition ends past the end of the disk`,
+        );
       }
     });
   });
@@ -368,7 +418,8 @@ export function diskKeysOf(disk: Pick<Disk, 'serial' | 'partitionTable' | 'sourc
   const keys: string[] = [];
   if (disk.serial) keys.push(`serial:${disk.serial}`);
   if (disk.partitionTable.diskGuid) keys.push(`gpt:${disk.partitionTable.diskGuid}`);
-  if (disk.partitionTable.diskId && disk.partitionTable.diskId !== '00000000') keys.push(`mbr:${disk.partitionTable.diskId}`);
+  if (disk.partitionTable.diskId && disk.partitionTable.diskId !== '00000000')
+    keys.push(`mbr:${disk.partitionTable.diskId}`);
   keys.push(`source:${disk.source}`);
   return keys;
 }

@@ -21,7 +21,14 @@ export interface Retention {
   keepYearly: number;
 }
 
-export const RETENTION_KEYS: (keyof Retention)[] = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'];
+export const RETENTION_KEYS: (keyof Retention)[] = [
+  'keepLast',
+  'keepHourly',
+  'keepDaily',
+  'keepWeekly',
+  'keepMonthly',
+  'keepYearly',
+];
 
 export interface Policy {
   /** Cron expression (5 or 6 fields), read in `timezone`. */
@@ -82,7 +89,11 @@ export const overridesSchema = {
     retention: retentionSchema,
   },
 };
-const policySchema = { ...overridesSchema, required: [...Object.keys(overridesSchema.properties)], properties: { ...overridesSchema.properties, retention: { ...retentionSchema, required: RETENTION_KEYS } } };
+const policySchema = {
+  ...overridesSchema,
+  required: [...Object.keys(overridesSchema.properties)],
+  properties: { ...overridesSchema.properties, retention: { ...retentionSchema, required: RETENTION_KEYS } },
+};
 
 const ajv = new Ajv({ allErrors: false, strict: true });
 const validateOverrides = ajv.compile(overridesSchema);
@@ -92,19 +103,24 @@ function describe(errors: ErrorObject[] | null | undefined, what: string): strin
   const first = errors?.[0];
   if (!first) return `invalid ${what}`;
   const where = first.instancePath || '/';
-  const extra = first.keyword === 'additionalProperties' ? ` (${(first.params as { additionalProperty: string }).additionalProperty})` : '';
+  const extra =
+    first.keyword === 'additionalProperties'
+      ? ` (${(first.params as { additionalProperty: string }).additionalProperty})`
+      : '';
   return `invalid ${what}: ${where} ${first.message}${extra}`;
 }
 
 function checkMeaning(value: PolicyOverrides, what: string): void {
   if (value.timezone !== undefined) assertTimeZone(value.timezone);
   if (value.schedule !== undefined) new Schedule(value.schedule, value.timezone ?? 'UTC');
-  if (typeof value.chunkSize === 'number' && (value.chunkSize & (value.chunkSize - 1)) !== 0) throw new UsageError(`${what}: chunkSize must be a power of two`);
+  if (typeof value.chunkSize === 'number' && (value.chunkSize & (value.chunkSize - 1)) !== 0)
+    throw new UsageError(`${what}: chunkSize must be a power of two`);
 }
 
 /** A change to a policy as sent to the server; null fields are taken as "inherit". */
 export function parsePolicyOverrides(body: unknown, what = 'policy'): PolicyOverrides {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new FormatError(`invalid ${what}: expected an object`);
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new FormatError(`invalid ${what}: expected an object`);
   const cleaned = dropNulls(body as Record<string, unknown>);
   if (!validateOverrides(cleaned)) throw new FormatError(describe(validateOverrides.errors, what));
   const overrides = cleaned as PolicyOverrides;
@@ -124,7 +140,8 @@ function dropNulls(value: Record<string, unknown>): Record<string, unknown> {
   const result: Record<string, unknown> = {};
   for (const [key, item] of Object.entries(value)) {
     if (item === null) continue;
-    result[key] = item && typeof item === 'object' && !Array.isArray(item) ? dropNulls(item as Record<string, unknown>) : item;
+    result[key] =
+      item && typeof item === 'object' && !Array.isArray(item) ? dropNulls(item as Record<string, unknown>) : item;
   }
   return result;
 }

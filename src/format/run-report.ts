@@ -48,7 +48,27 @@ const bytes = { type: 'integer', minimum: 0 };
 export const runReportSchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['id', 'machine', 'trigger', 'scheduledFor', 'state', 'startedAt', 'finishedAt', 'attempts', 'disks', 'image', 'bytesRead', 'bytesUploaded', 'chunksNew', 'chunksReused', 'warnings', 'error', 'progress', 'agentVersion', 'sentAt'],
+  required: [
+    'id',
+    'machine',
+    'trigger',
+    'scheduledFor',
+    'state',
+    'startedAt',
+    'finishedAt',
+    'attempts',
+    'disks',
+    'image',
+    'bytesRead',
+    'bytesUploaded',
+    'chunksNew',
+    'chunksReused',
+    'warnings',
+    'error',
+    'progress',
+    'agentVersion',
+    'sentAt',
+  ],
   properties: {
     id: { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' },
     machine: { type: 'string', pattern: MACHINE_NAME_PATTERN },
@@ -73,7 +93,12 @@ export const runReportSchema = {
           type: 'object',
           additionalProperties: false,
           required: ['stage', 'bytesDone', 'bytesTotal', 'bytesUploaded'],
-          properties: { stage: { type: 'string', maxLength: 4096 }, bytesDone: bytes, bytesTotal: bytes, bytesUploaded: bytes },
+          properties: {
+            stage: { type: 'string', maxLength: 4096 },
+            bytesDone: bytes,
+            bytesTotal: bytes,
+            bytesUploaded: bytes,
+          },
         },
       ],
     },
@@ -82,15 +107,22 @@ export const runReportSchema = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: false, strict: true, formats: { 'date-time-ish': (text: string) => !Number.isNaN(Date.parse(text)) } });
+const ajv = new Ajv({
+  allErrors: false,
+  strict: true,
+  formats: { 'date-time-ish': (text: string) => !Number.isNaN(Date.parse(text)) },
+});
 const validate = ajv.compile(runReportSchema);
 
 export function parseRunReport(body: unknown): RunReport {
   if (!validate(body)) {
     const first = validate.errors?.[0];
-    throw new FormatError(`invalid run report: ${first ? `${first.instancePath || '/'} ${first.message}` : 'rejected'}`);
+    throw new FormatError(
+      `invalid run report: ${first ? `${first.instancePath || '/'} ${first.message}` : 'rejected'}`,
+    );
   }
   const report = body as RunReport;
-  if (report.state !== 'running' && report.finishedAt === null) throw new FormatError('invalid run report: a finished run needs /finishedAt');
+  if (report.state !== 'running' && report.finishedAt === null)
+    throw new FormatError('invalid run report: a finished run needs /finishedAt');
   return report;
 }

@@ -49,9 +49,21 @@ export interface CheckResult {
 export function checkSignedDocument(document: unknown, publicKey: KeyObject): CheckResult {
   const keyId = keyIdOf(publicKey);
   const signed = document as Partial<SignedDocument<unknown>>;
-  if (!signed || typeof signed !== 'object' || !signed.report || !signed.signature) return { ok: false, reason: 'not a signed report: needs "report" and "signature"', keyId };
-  if (signed.signature.algorithm !== 'ed25519') return { ok: false, reason: `unsupported signature algorithm ${signed.signature.algorithm}`, keyId };
-  if (signed.signature.keyId !== keyId) return { ok: false, reason: `signed with key ${signed.signature.keyId}, this public key is ${keyId}`, keyId };
-  const valid = verifySignature(null, Buffer.from(canonicalJson(signed.report)), publicKey, Buffer.from(signed.signature.value, 'base64'));
-  return { ok: valid, reason: valid ? 'signature valid' : 'signature does not match the report: it was altered or signed by another key', keyId };
+  if (!signed || typeof signed !== 'object' || !signed.report || !signed.signature)
+    return { ok: false, reason: 'not a signed report: needs "report" and "signature"', keyId };
+  if (signed.signature.algorithm !== 'ed25519')
+    return { ok: false, reason: `unsupported signature algorithm ${signed.signature.algorithm}`, keyId };
+  if (signed.signature.keyId !== keyId)
+    return { ok: false, reason: `signed with key ${signed.signature.keyId}, this public key is ${keyId}`, keyId };
+  const valid = verifySignature(
+    null,
+    Buffer.from(canonicalJson(signed.report)),
+    publicKey,
+    Buffer.from(signed.signature.value, 'base64'),
+  );
+  return {
+    ok: valid,
+    reason: valid ? 'signature valid' : 'signature does not match the report: it was altered or signed by another key',
+    keyId,
+  };
 }

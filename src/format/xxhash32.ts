@@ -6,7 +6,8 @@ const PRIME4 = 0x27d4eb2f;
 const PRIME5 = 0x165667b1;
 
 const rotl = (value: number, bits: number): number => ((value << bits) | (value >>> (32 - bits))) >>> 0;
-const round = (acc: number, input: number): number => Math.imul(rotl((acc + Math.imul(input, PRIME2)) >>> 0, 13), PRIME1) >>> 0;
+const round = (acc: number, input: number): number =>
+  Math.imul(rotl((acc + Math.imul(input, PRIME2)) >>> 0, 13), PRIME1) >>> 0;
 
 export function xxhash32(bytes: Uint8Array, seed = 0): number {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

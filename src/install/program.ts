@@ -40,7 +40,9 @@ export function installedCommand(options: { allowBuildTree: boolean }): string[]
   const mainScript = fs.realpathSync(MAIN_SCRIPT);
   const reason = buildTreeReason(mainScript, nodePath);
   if (reason && !options.allowBuildTree) {
-    throw new UsageError(`refusing to write a service that runs ${mainScript}: ${reason}. Install the program first (make install, or the .deb) and run its b365, or pass --allow-build-tree to use this copy anyway`);
+    throw new UsageError(
+      `refusing to write a service that runs ${mainScript}: ${reason}. Install the program first (make install, or the .deb) and run its b365, or pass --allow-build-tree to use this copy anyway`,
+    );
   }
   return [nodePath, mainScript];
 }

@@ -28,12 +28,17 @@ export interface ServerUnitOptions {
 
 function tlsArguments(tls: ServerUnitOptions['tls']): string[] {
   if (!tls) return [];
-  return [...(tls.cert ? ['--tls-cert', tls.cert] : []), ...(tls.key ? ['--tls-key', tls.key] : []), ...(tls.names ?? []).flatMap((name) => ['--tls-name', name])];
+  return [
+    ...(tls.cert ? ['--tls-cert', tls.cert] : []),
+    ...(tls.key ? ['--tls-key', tls.key] : []),
+    ...(tls.names ?? []).flatMap((name) => ['--tls-name', name]),
+  ];
 }
 
 export function listenPort(listen: string): number {
   const port = Number(/:(\d+)$/.exec(listen)?.[1]);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--listen ${listen}: expected HOST:PORT with a port from 1 to 65535`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new UsageError(`--listen ${listen}: expected HOST:PORT with a port from 1 to 65535`);
   return port;
 }
 
@@ -50,11 +55,25 @@ function writablePaths(repo: string): string {
 }
 
 export function serverUnit(options: ServerUnitOptions): string {
-  const files = [['--repo', options.repo], ['--config', options.config], ['--tls-cert', options.tls?.cert], ['--tls-key', options.tls?.key]].filter((entry): entry is [string, string] => Boolean(entry[1]));
+  const files = [
+    ['--repo', options.repo],
+    ['--config', options.config],
+    ['--tls-cert', options.tls?.cert],
+    ['--tls-key', options.tls?.key],
+  ].filter((entry): entry is [string, string] => Boolean(entry[1]));
   for (const [name, value] of files) {
     if (!path.isAbsolute(value)) throw new UsageError(`${name} ${value}: a service needs an absolute path`);
   }
-  const exec = execLine([...options.command, 'server', ...(options.config ? ['--config', options.config] : []), '--repo', options.repo, '--listen', options.listen, ...tlsArguments(options.tls)]);
+  const exec = execLine([
+    ...options.command,
+    'server',
+    ...(options.config ? ['--config', options.config] : []),
+    '--repo',
+    options.repo,
+    '--listen',
+    options.listen,
+    ...tlsArguments(options.tls),
+  ]);
   return `[Unit]
 Description=Backup365 repository server
 After=network-online.target

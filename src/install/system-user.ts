@@ -10,7 +10,25 @@ export async function systemUserExists(name: string): Promise<boolean> {
 /** Create the user (and its group) unless it exists; true when it was created now. */
 export async function ensureSystemUser(name: string, home: string): Promise<boolean> {
   if (await systemUserExists(name)) return false;
-  const result = await execa('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/usr/sbin/nologin', '--comment', 'Backup365 server', name], { reject: false });
-  if (result.exitCode !== 0) throw new UserError(`cannot create the system user ${name}: ${String(result.stderr).trim() || `useradd exited ${result.exitCode}`}`);
+  const result = await execa(
+    'useradd',
+    [
+      '--system',
+      '--user-group',
+      '--no-create-home',
+      '--home-dir',
+      home,
+      '--shell',
+      '/usr/sbin/nologin',
+      '--comment',
+      'Backup365 server',
+      name,
+    ],
+    { reject: false },
+  );
+  if (result.exitCode !== 0)
+    throw new UserError(
+      `cannot create the system user ${name}: ${String(result.stderr).trim() || `useradd exited ${result.exitCode}`}`,
+    );
   return true;
 }

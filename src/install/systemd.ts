@@ -84,10 +84,15 @@ async function initName(): Promise<string> {
  */
 export async function enableService(service: string): Promise<void> {
   if (!(await systemdRunning())) {
-    throw new SystemdAbsentError(`systemd is not running on this machine (PID 1 is ${await initName()}), so ${service} was written but not enabled; where systemd runs, enable it with: systemctl daemon-reload && systemctl enable --now ${service}`);
+    throw new SystemdAbsentError(
+      `systemd is not running on this machine (PID 1 is ${await initName()}), so ${service} was written but not enabled; where systemd runs, enable it with: systemctl daemon-reload && systemctl enable --now ${service}`,
+    );
   }
   for (const args of [['daemon-reload'], ['enable', '--now', service]]) {
     const result = await execa('systemctl', args, { reject: false });
-    if (result.exitCode !== 0) throw new UserError(`systemctl ${args.join(' ')} failed: ${String(result.stderr).trim() || `exit code ${result.exitCode}`}`);
+    if (result.exitCode !== 0)
+      throw new UserError(
+        `systemctl ${args.join(' ')} failed: ${String(result.stderr).trim() || `exit code ${result.exitCode}`}`,
+      );
   }
 }

@@ -26,7 +26,9 @@ export interface Connection {
 export function assertMayCapture(connection: Connection): void {
   if (connection.role !== 'restore') return;
   const machine = connection.machine ?? 'this machine';
-  throw new ForbiddenError(`this restore code lets the rescue USB restore ${machine}, but it cannot write images; ask for one made with \`b365 restore-code create --machine ${machine} --capture\``);
+  throw new ForbiddenError(
+    `this restore code lets the rescue USB restore ${machine}, but it cannot write images; ask for one made with \`b365 restore-code create --machine ${machine} --capture\``,
+  );
 }
 
 export interface Credentials {
@@ -36,7 +38,9 @@ export interface Credentials {
 
 /** A failed exchange that a retry may cure: no route yet, server restarting. Not a wrong code. */
 function worthRetrying(error: unknown): boolean {
-  return error instanceof UnavailableError && (error.details?.status === undefined || Number(error.details.status) >= 500);
+  return (
+    error instanceof UnavailableError && (error.details?.status === undefined || Number(error.details.status) >= 500)
+  );
 }
 
 export interface ConnectOptions {
@@ -48,15 +52,35 @@ export interface ConnectOptions {
 }
 
 /** Exchange the restore code (or take the token), retrying while the network settles. */
-export async function connect(server: string, credentials: Credentials, options: ConnectOptions = {}): Promise<Connection> {
+export async function connect(
+  server: string,
+  credentials: Credentials,
+  options: ConnectOptions = {},
+): Promise<Connection> {
   const deadline = Date.now() + (options.retryForMs ?? 60_000);
   const { fingerprint } = options;
   if (credentials.code) {
     for (;;) {
       try {
-        const exchanged = await RepositoryClient.exchangeRestoreCode(server, credentials.code, { retryForMs: 0, signal: options.signal, fingerprint });
-        const client = new RepositoryClient({ server, token: exchanged.token, log: options.log, signal: options.signal, fingerprint });
-        return { client, machine: exchanged.machine, via: 'code', role: exchanged.role, expiresAt: exchanged.expiresAt };
+        const exchanged = await RepositoryClient.exchangeRestoreCode(server, credentials.code, {
+          retryForMs: 0,
+          signal: options.signal,
+          fingerprint,
+        });
+        const client = new RepositoryClient({
+          server,
+          token: exchanged.token,
+          log: options.log,
+          signal: options.signal,
+          fingerprint,
+        });
+        return {
+          client,
+          machine: exchanged.machine,
+          via: 'code',
+          role: exchanged.role,
+          expiresAt: exchanged.expiresAt,
+        };
       } catch (error) {
         if (!worthRetrying(error) || Date.now() >= deadline) throw error;
         await sleep(2000);
@@ -64,7 +88,14 @@ export async function connect(server: string, credentials: Credentials, options:
     }
   }
   if (!credentials.token) throw new UsageError('a restore code or a token is needed');
-  const client = new RepositoryClient({ server, token: credentials.token, log: options.log, retryForMs: options.retryForMs ?? 60_000, signal: options.signal, fingerprint });
+  const client = new RepositoryClient({
+    server,
+    token: credentials.token,
+    log: options.log,
+    retryForMs: options.retryForMs ?? 60_000,
+    signal: options.signal,
+    fingerprint,
+  });
   // Any authenticated call proves the token before a disk is touched.
   await client.listMachines().catch(async (error: unknown) => {
     // A machine token may not list machines but is still valid for its own images.
@@ -96,7 +127,13 @@ export interface ActionProgress {
   bytesTotal: number;
 }
 
-export async function restoreOnto(options: { client: RepositoryClient; image: string; disk: DiskCandidate; signal?: AbortSignal; onProgress?(progress: ActionProgress): void }): Promise<RestoreReport> {
+export async function restoreOnto(options: {
+  client: RepositoryClient;
+  image: string;
+  disk: DiskCandidate;
+  signal?: AbortSignal;
+  onProgress?(progress: ActionProgress): void;
+}): Promise<RestoreReport> {
   assertWritable(options.disk);
   return restoreImage({
     client: options.client,
@@ -118,11 +155,17 @@ export async function captureFrom(options: {
   onProgress?(progress: ActionProgress): void;
 }): Promise<CaptureReport> {
   if (options.disk.mounted.length) {
-    throw new UserError(`${options.disk.path} has mounted filesystems (${options.disk.mounted.join(', ')}); an offline image needs them unmounted`);
+    throw new UserError(
+      `${options.disk.path} has mounted filesystems (${options.disk.mounted.join(', ')}); an offline image needs them unmounted`,
+    );
   }
   // The same plan as `b365 image`: partition table and used blocks of each filesystem.
   // Nothing is mounted here, so a mounted filesystem is refused rather than frozen.
-  const { disks, beforeVolume } = await planSources([options.disk.path], { chunkSize: 'auto', raw: false, live: 'refuse' });
+  const { disks, beforeVolume } = await planSources([options.disk.path], {
+    chunkSize: 'auto',
+    raw: false,
+    live: 'refuse',
+  });
   return captureImage({
     client: options.client,
     machine: options.machine,

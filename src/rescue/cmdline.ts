@@ -40,7 +40,10 @@ export function parseKernelCommandLine(text: string): Map<string, string> {
   const pattern = /([^\s=]+)(?:=("[^"]*"|\S*))?/g;
   for (const match of text.matchAll(pattern)) {
     const value = match[2] ?? '';
-    parameters.set(match[1]!, value.startsWith('"') && value.endsWith('"') && value.length >= 2 ? value.slice(1, -1) : value);
+    parameters.set(
+      match[1]!,
+      value.startsWith('"') && value.endsWith('"') && value.length >= 2 ? value.slice(1, -1) : value,
+    );
   }
   return parameters;
 }
@@ -53,12 +56,16 @@ function checkIpv4(text: string, withPrefix: boolean, what: string): string {
   const match = (withPrefix ? IPV4_CIDR : IPV4).exec(text);
   const octetsOk = match && match.slice(1, 5).every((octet) => Number(octet) <= 255);
   const prefixOk = !withPrefix || (match && Number(match[5]) >= 1 && Number(match[5]) <= 32);
-  if (!octetsOk || !prefixOk) throw new UsageError(`${what} ${JSON.stringify(text)} is not an IPv4 address${withPrefix ? ' with a prefix length, like 192.168.1.20/24' : ''}`);
+  if (!octetsOk || !prefixOk)
+    throw new UsageError(
+      `${what} ${JSON.stringify(text)} is not an IPv4 address${withPrefix ? ' with a prefix length, like 192.168.1.20/24' : ''}`,
+    );
   return text;
 }
 
 export function parseAfter(text: string, name: string): AfterAction {
-  if (!AFTER_ACTIONS.includes(text as AfterAction)) throw new UsageError(`${name}=${text}: use one of ${AFTER_ACTIONS.join(', ')}`);
+  if (!AFTER_ACTIONS.includes(text as AfterAction))
+    throw new UsageError(`${name}=${text}: use one of ${AFTER_ACTIONS.join(', ')}`);
   return text as AfterAction;
 }
 
@@ -69,7 +76,8 @@ export function checkServerUrl(text: string): string {
   } catch {
     throw new UsageError(`server ${JSON.stringify(text)} is not a URL like https://backup.example:8365`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`server ${JSON.stringify(text)} must start with https:// (or http:// on a trusted network)`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UsageError(`server ${JSON.stringify(text)} must start with https:// (or http:// on a trusted network)`);
   return text.replace(/\/+$/, '');
 }
 
@@ -106,7 +114,8 @@ export function networkSettings(parameters: Map<string, string>): NetworkSetting
 function waitSeconds(text: string | undefined): number {
   if (text === undefined || text === '') return 60;
   const seconds = Number(text);
-  if (!Number.isInteger(seconds) || seconds < 0 || seconds > 3600) throw new UsageError(`b365.disk-wait=${text}: give whole seconds, 0 to 3600`);
+  if (!Number.isInteger(seconds) || seconds < 0 || seconds > 3600)
+    throw new UsageError(`b365.disk-wait=${text}: give whole seconds, 0 to 3600`);
   return seconds;
 }
 
@@ -114,7 +123,8 @@ function waitSeconds(text: string | undefined): number {
 export function unattendedSettings(parameters: Map<string, string>): UnattendedSettings | null {
   const action = parameters.get('b365.action');
   if (action === undefined) return null;
-  if (action !== 'restore' && action !== 'capture') throw new UsageError(`b365.action=${action}: use restore or capture`);
+  if (action !== 'restore' && action !== 'capture')
+    throw new UsageError(`b365.action=${action}: use restore or capture`);
   const server = parameters.get('b365.server');
   if (!server) throw new UsageError('b365.server=URL is missing');
   const code = parameters.get('b365.code') || null;
@@ -124,11 +134,18 @@ export function unattendedSettings(parameters: Map<string, string>): UnattendedS
   const machine = machineText === null ? null : assertMachineName(machineText);
   if (action === 'capture' && !machine) throw new UsageError('b365.action=capture needs b365.machine=NAME');
   const disk = parameters.get(action === 'restore' ? 'b365.target' : 'b365.source');
-  if (!disk) throw new UsageError(action === 'restore' ? 'b365.target=/dev/DISK is missing' : 'b365.source=/dev/DISK is missing');
-  if (!disk.startsWith('/dev/')) throw new UsageError(`${action === 'restore' ? 'b365.target' : 'b365.source'}=${disk}: name a disk under /dev`);
+  if (!disk)
+    throw new UsageError(
+      action === 'restore' ? 'b365.target=/dev/DISK is missing' : 'b365.source=/dev/DISK is missing',
+    );
+  if (!disk.startsWith('/dev/'))
+    throw new UsageError(`${action === 'restore' ? 'b365.target' : 'b365.source'}=${disk}: name a disk under /dev`);
   const serverUrl = checkServerUrl(server);
   const fingerprint = kernelFingerprint(parameters);
-  if (fingerprint && new URL(serverUrl).protocol !== 'https:') throw new UsageError(`b365.fingerprint= pins a TLS certificate, but b365.server=${server} is plain HTTP: give an https:// URL`);
+  if (fingerprint && new URL(serverUrl).protocol !== 'https:')
+    throw new UsageError(
+      `b365.fingerprint= pins a TLS certificate, but b365.server=${server} is plain HTTP: give an https:// URL`,
+    );
   return {
     action,
     server: serverUrl,
@@ -160,7 +177,8 @@ const LISTEN = /^([0-9.]+|\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 function checkListen(text: string): string {
   const match = LISTEN.exec(text);
   const port = match ? Number(match[2]) : 0;
-  if (!match || port < 1 || port > 65535) throw new UsageError(`b365.listen=${text}: give host:port, like 0.0.0.0:8365`);
+  if (!match || port < 1 || port > 65535)
+    throw new UsageError(`b365.listen=${text}: give host:port, like 0.0.0.0:8365`);
   return text;
 }
 
@@ -169,7 +187,10 @@ export function serveSettings(parameters: Map<string, string>): ServeSettings | 
   const device = parameters.get('b365.serve');
   if (device === undefined) return null;
   if (!device.startsWith('/dev/')) throw new UsageError(`b365.serve=${device}: name the repository's disk under /dev`);
-  if (parameters.has('b365.action')) throw new UsageError('b365.serve and b365.action exclude each other: serve a repository or restore/capture, not both');
+  if (parameters.has('b365.action'))
+    throw new UsageError(
+      'b365.serve and b365.action exclude each other: serve a repository or restore/capture, not both',
+    );
   return {
     device,
     listen: checkListen(parameters.get('b365.listen') || '0.0.0.0:8365'),

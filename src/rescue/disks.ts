@@ -41,11 +41,14 @@ interface LsblkDevice {
   children?: LsblkDevice[];
 }
 
-const text = (value: unknown): string | null => (typeof value === 'string' && value.trim() !== '' ? value.trim() : null);
+const text = (value: unknown): string | null =>
+  typeof value === 'string' && value.trim() !== '' ? value.trim() : null;
 const flag = (value: unknown): boolean => value === true || value === 1 || value === '1';
 
 function mountsOf(device: LsblkDevice): string[] {
-  const own = Array.isArray(device.mountpoints) ? device.mountpoints.filter((point): point is string => typeof point === 'string' && point !== '') : [];
+  const own = Array.isArray(device.mountpoints)
+    ? device.mountpoints.filter((point): point is string => typeof point === 'string' && point !== '')
+    : [];
   return [...own, ...(device.children ?? []).flatMap(mountsOf)];
 }
 
@@ -58,25 +61,27 @@ export function parseLsblk(json: string, rescueMediumName: string | null): DiskC
     throw new FormatError(`lsblk printed something that is not JSON: ${(error as Error).message}`);
   }
   if (!Array.isArray(parsed.blockdevices)) throw new FormatError('lsblk output has no blockdevices list');
-  return parsed.blockdevices
-    // Loop devices are listed so that an image file attached with losetup can be a target.
-    .filter((device) => (device.type === 'disk' || device.type === 'loop') && Number(device.size) > 0)
-    .map((device) => {
-      const name = text(device.name) ?? '';
-      return {
-        name,
-        path: text(device.path) ?? `/dev/${name}`,
-        size: Number(device.size),
-        model: text(device.model),
-        serial: text(device.serial),
-        transport: text(device.tran),
-        removable: flag(device.rm),
-        readOnly: flag(device.ro),
-        rescueMedium: name === rescueMediumName,
-        mounted: mountsOf(device),
-        stacked: [],
-      };
-    });
+  return (
+    parsed.blockdevices
+      // Loop devices are listed so that an image file attached with losetup can be a target.
+      .filter((device) => (device.type === 'disk' || device.type === 'loop') && Number(device.size) > 0)
+      .map((device) => {
+        const name = text(device.name) ?? '';
+        return {
+          name,
+          path: text(device.path) ?? `/dev/${name}`,
+          size: Number(device.size),
+          model: text(device.model),
+          serial: text(device.serial),
+          transport: text(device.tran),
+          removable: flag(device.rm),
+          readOnly: flag(device.ro),
+          rescueMedium: name === rescueMediumName,
+          mounted: mountsOf(device),
+          stacked: [],
+        };
+      })
+  );
 }
 
 /** The whole disk that holds the live medium (live-boot mounts it at /run/live/medium). */
@@ -89,7 +94,12 @@ export async function rescueMediumDisk(): Promise<string | null> {
 }
 
 export async function listDisks(): Promise<DiskCandidate[]> {
-  const result = await execa('lsblk', ['--json', '--bytes', '--output', 'NAME,PATH,TYPE,SIZE,MODEL,SERIAL,TRAN,RM,RO,MOUNTPOINTS']);
+  const result = await execa('lsblk', [
+    '--json',
+    '--bytes',
+    '--output',
+    'NAME,PATH,TYPE,SIZE,MODEL,SERIAL,TRAN,RM,RO,MOUNTPOINTS',
+  ]);
   const disks = parseLsblk(String(result.stdout), await rescueMediumDisk());
   // The same stack walk the restore refuses by: lsblk does not show a loop over a loop.
   const stack = new BlockStack(await liveSystemView());
@@ -99,7 +109,13 @@ export async function listDisks(): Promise<DiskCandidate[]> {
 
 /** Disks worth offering: not the rescue medium, not read-only, no loop device unless asked. */
 export function offeredDisks(disks: DiskCandidate[], options: { includeLoop?: boolean } = {}): DiskCandidate[] {
-  return disks.filter((disk) => !disk.rescueMedium && !disk.readOnly && (options.includeLoop || !disk.path.startsWith('/dev/loop')) && !disk.path.startsWith('/dev/zram'));
+  return disks.filter(
+    (disk) =>
+      !disk.rescueMedium &&
+      !disk.readOnly &&
+      (options.includeLoop || !disk.path.startsWith('/dev/loop')) &&
+      !disk.path.startsWith('/dev/zram'),
+  );
 }
 
 /** The disk the image was taken from, recognised by its serial number. */
@@ -110,7 +126,12 @@ export function diskWithSerial(disks: DiskCandidate[], serial: string | null): D
 
 export function describeDisk(disk: DiskCandidate): string {
   const size = formatBytes(disk.size);
-  const details = [disk.model, disk.serial ? `serial ${disk.serial}` : 'no serial', disk.transport, disk.removable ? 'removable' : null].filter(Boolean);
+  const details = [
+    disk.model,
+    disk.serial ? `serial ${disk.serial}` : 'no serial',
+    disk.transport,
+    disk.removable ? 'removable' : null,
+  ].filter(Boolean);
   return `${disk.name.padEnd(8)} ${size.padStart(9)}  ${details.join(', ')}`;
 }
 
@@ -122,9 +143,13 @@ export function confirmsDisk(typed: string, disk: DiskCandidate): boolean {
 
 /** Refuse to write a disk that is the rescue medium, read-only, has a mounted partition or anything stacked on it in use. */
 export function assertWritable(disk: DiskCandidate): void {
-  if (disk.rescueMedium) throw new UnsafeTargetError(`${disk.path} holds the rescue system itself; choose another disk`);
+  if (disk.rescueMedium)
+    throw new UnsafeTargetError(`${disk.path} holds the rescue system itself; choose another disk`);
   if (disk.readOnly) throw new UnsafeTargetError(`${disk.path} is read-only`);
-  if (disk.mounted.length) throw new UnsafeTargetError(`${disk.path} has mounted filesystems (${disk.mounted.join(', ')}); unmount them first`);
+  if (disk.mounted.length)
+    throw new UnsafeTargetError(
+      `${disk.path} has mounted filesystems (${disk.mounted.join(', ')}); unmount them first`,
+    );
   if (disk.stacked.length) throw new UnsafeTargetError(`${disk.path} is in use: ${disk.stacked.join('; ')}`);
 }
 
@@ -141,9 +166,12 @@ export async function waitForDisk(path: string, timeoutMs: number): Promise<Disk
       const real = await fs.realpath(path);
       const disk = disks.find((candidate) => candidate.path === path || candidate.path === real);
       if (disk) return disk;
-      throw new UnsafeTargetError(`${path} is not a whole disk (lsblk lists ${disks.map((candidate) => candidate.path).join(', ') || 'none'})`);
+      throw new UnsafeTargetError(
+        `${path} is not a whole disk (lsblk lists ${disks.map((candidate) => candidate.path).join(', ') || 'none'})`,
+      );
     }
-    if (Date.now() >= deadline) throw new NotFoundError(`disk ${path} did not appear within ${Math.round(timeoutMs / 1000)} s`);
+    if (Date.now() >= deadline)
+      throw new NotFoundError(`disk ${path} did not appear within ${Math.round(timeoutMs / 1000)} s`);
     await sleep(500);
   }
 }

@@ -7,9 +7,25 @@ import type { Logger } from '../core/log.js';
 import { assertMachineName } from '../format/image-ref.js';
 import { formatBytes, formatDuration } from '../core/units.js';
 import { VERSION } from '../core/version.js';
-import { assertMayCapture, captureFrom, connect, loadImage, restoreOnto, type ActionProgress, type Connection } from './actions.js';
+import {
+  assertMayCapture,
+  captureFrom,
+  connect,
+  loadImage,
+  restoreOnto,
+  type ActionProgress,
+  type Connection,
+} from './actions.js';
 import { checkServerUrl, kernelFingerprint, networkSettings, parseAfter, type AfterAction } from './cmdline.js';
-import { assertWritable, confirmsDisk, describeDisk, diskWithSerial, listDisks, offeredDisks, type DiskCandidate } from './disks.js';
+import {
+  assertWritable,
+  confirmsDisk,
+  describeDisk,
+  diskWithSerial,
+  listDisks,
+  offeredDisks,
+  type DiskCandidate,
+} from './disks.js';
 import { configureNetwork, listInterfaces } from './network.js';
 import { finish } from './power.js';
 import type { Prompter } from './prompter.js';
@@ -26,7 +42,10 @@ export interface InteractiveOptions {
 }
 
 /** A progress line rewritten in place on a terminal, printed every tenth elsewhere. */
-function liveProgress(output: Writable & { isTTY?: boolean }): { update(progress: ActionProgress): void; done(): void } {
+function liveProgress(output: Writable & { isTTY?: boolean }): {
+  update(progress: ActionProgress): void;
+  done(): void;
+} {
   const started = Date.now();
   let lastPrinted = 0;
   let lastTenth = -1;
@@ -62,7 +81,9 @@ async function networkStep(options: InteractiveOptions): Promise<void> {
   const { prompter } = options;
   const interfaces = await listInterfaces();
   prompter.say('Network');
-  prompter.say(`  interfaces: ${interfaces.map((entry) => `${entry.name} (${entry.mac ?? 'no address'})${entry.addresses.length ? ` ${entry.addresses.join(' ')}` : ''}`).join(', ') || 'none found yet'}`);
+  prompter.say(
+    `  interfaces: ${interfaces.map((entry) => `${entry.name} (${entry.mac ?? 'no address'})${entry.addresses.length ? ` ${entry.addresses.join(' ')}` : ''}`).join(', ') || 'none found yet'}`,
+  );
   for (;;) {
     const mode = await prompter.choose('How should this machine join the network', [
       { label: 'DHCP on every interface', value: 'dhcp' as const, keys: ['dhcp'] },
@@ -74,7 +95,13 @@ async function networkStep(options: InteractiveOptions): Promise<void> {
       const parameters = new Map<string, string>([['b365.net', mode]]);
       if (mode === 'static') {
         const names = (await listInterfaces()).map((entry) => entry.name);
-        parameters.set('b365.iface', await prompter.ask('Interface', { default: names[0], check: (answer) => (names.includes(answer) ? null : `one of ${names.join(', ')}`) }));
+        parameters.set(
+          'b365.iface',
+          await prompter.ask('Interface', {
+            default: names[0],
+            check: (answer) => (names.includes(answer) ? null : `one of ${names.join(', ')}`),
+          }),
+        );
         parameters.set('b365.ip', await prompter.ask('Address with prefix length (like 192.168.1.20/24)'));
         const gateway = await prompter.ask('Gateway (- for none)', { default: '-' });
         if (gateway !== '-') parameters.set('b365.gw', gateway);
@@ -83,7 +110,9 @@ async function networkStep(options: InteractiveOptions): Promise<void> {
       }
       prompter.say('  configuring the network ...');
       const configured = await configureNetwork(networkSettings(parameters));
-      prompter.say(`  network up: ${configured.map((entry) => `${entry.name} ${entry.addresses.join(' ')}`).join(', ')}`);
+      prompter.say(
+        `  network up: ${configured.map((entry) => `${entry.name} ${entry.addresses.join(' ')}`).join(', ')}`,
+      );
       return;
     } catch (error) {
       prompter.say(`  ${errorMessage(error)}`);
@@ -103,16 +132,27 @@ function promptCheck(validate: (answer: string) => unknown): (answer: string) =>
   };
 }
 
-async function askForSecret(options: InteractiveOptions, wantsWrite: boolean): Promise<{ code?: string; token?: string }> {
+async function askForSecret(
+  options: InteractiveOptions,
+  wantsWrite: boolean,
+): Promise<{ code?: string; token?: string }> {
   const { prompter, parameters } = options;
   const secret = wantsWrite
-    ? await prompter.ask('Machine token (an admin gives it: b365 token create --role machine --machine NAME)', { default: parameters.get('b365.token') })
-    : await prompter.ask('Restore code (like K7QM-2XPT-9D4F), or token:SECRET', { default: parameters.get('b365.code') });
+    ? await prompter.ask('Machine token (an admin gives it: b365 token create --role machine --machine NAME)', {
+        default: parameters.get('b365.token'),
+      })
+    : await prompter.ask('Restore code (like K7QM-2XPT-9D4F), or token:SECRET', {
+        default: parameters.get('b365.code'),
+      });
   return wantsWrite || secret.startsWith('token:') ? { token: secret.replace(/^token:/, '') } : { code: secret };
 }
 
 /** Server, then trust in its certificate, and only then the code or token: a refused server never sees a secret. */
-async function connectStep(options: InteractiveOptions, wantsWrite: boolean, trust: SessionTrust): Promise<{ connection: Connection; server: string }> {
+async function connectStep(
+  options: InteractiveOptions,
+  wantsWrite: boolean,
+  trust: SessionTrust,
+): Promise<{ connection: Connection; server: string }> {
   const { prompter, parameters } = options;
   let lastServer = parameters.get('b365.server') ?? process.env.B365_SERVER;
   for (;;) {
@@ -129,8 +169,13 @@ async function connectStep(options: InteractiveOptions, wantsWrite: boolean, tru
     const credentials = await askForSecret(options, wantsWrite);
     try {
       prompter.say('  contacting the server ...');
-      const connection = await connect(server, credentials, { log: options.log, retryForMs: 10_000, fingerprint: decision.fingerprint ?? undefined });
-      if (connection.via === 'code') prompter.say(`  restore code accepted: machine ${connection.machine}, valid until ${connection.expiresAt}`);
+      const connection = await connect(server, credentials, {
+        log: options.log,
+        retryForMs: 10_000,
+        fingerprint: decision.fingerprint ?? undefined,
+      });
+      if (connection.via === 'code')
+        prompter.say(`  restore code accepted: machine ${connection.machine}, valid until ${connection.expiresAt}`);
       else prompter.say('  token accepted');
       return { connection, server };
     } catch (error) {
@@ -139,7 +184,11 @@ async function connectStep(options: InteractiveOptions, wantsWrite: boolean, tru
   }
 }
 
-async function chooseDisk(options: InteractiveOptions, question: string, preferredSerial: string | null): Promise<DiskCandidate | null> {
+async function chooseDisk(
+  options: InteractiveOptions,
+  question: string,
+  preferredSerial: string | null,
+): Promise<DiskCandidate | null> {
   const { prompter } = options;
   const disks = offeredDisks(await listDisks(), { includeLoop: options.includeLoopDevices });
   if (!disks.length) {
@@ -186,7 +235,9 @@ async function restoreFlow(options: InteractiveOptions, connection: Connection):
   );
   const { manifest } = await loadImage(connection.client, info.id);
   const source = manifest.disks[0]!;
-  prompter.say(`  ${info.id}: disk of ${formatBytes(source.size)}${source.model ? `, ${source.model}` : ''}${source.serial ? `, serial ${source.serial}` : ''}`);
+  prompter.say(
+    `  ${info.id}: disk of ${formatBytes(source.size)}${source.model ? `, ${source.model}` : ''}${source.serial ? `, serial ${source.serial}` : ''}`,
+  );
   if (info.state === 'failed') {
     const go = await prompter.ask('This image failed verification. Restore it anyway? (yes/no)', { default: 'no' });
     if (go !== 'yes') return false;
@@ -200,11 +251,15 @@ async function restoreFlow(options: InteractiveOptions, connection: Connection):
     return false;
   }
   if (disk.size < source.size) {
-    prompter.say(`  ${disk.name} holds ${formatBytes(disk.size)}, the image needs ${formatBytes(source.size)}: choose a larger disk`);
+    prompter.say(
+      `  ${disk.name} holds ${formatBytes(disk.size)}, the image needs ${formatBytes(source.size)}: choose a larger disk`,
+    );
     return false;
   }
   prompter.say('');
-  prompter.say(`  EVERYTHING on ${disk.path} (${describeDisk(disk).replace(/\s+/g, ' ')}) will be replaced by ${info.id}.`);
+  prompter.say(
+    `  EVERYTHING on ${disk.path} (${describeDisk(disk).replace(/\s+/g, ' ')}) will be replaced by ${info.id}.`,
+  );
   const typed = await prompter.ask(`  Type the disk name (${disk.name}) to restore, or anything else to stop`);
   if (!confirmsDisk(typed, disk)) {
     prompter.say('  stopped; nothing was written');
@@ -214,15 +269,26 @@ async function restoreFlow(options: InteractiveOptions, connection: Connection):
   try {
     const report = await restoreOnto({ client: connection.client, image: info.id, disk, onProgress: progress.update });
     progress.done();
-    prompter.say(`  restored ${report.image} onto ${report.target}: ${formatBytes(report.bytesWritten)} written in ${formatDuration(report.durationMs)}`);
-    for (const check of report.checks) prompter.say(`  ${check.ok ? 'ok    ' : 'FAILED'} ${check.check}: ${check.detail}`);
-    prompter.say(report.verified ? '  The restore verified: the disk holds exactly what was imaged.' : '  The restore did NOT verify.');
+    prompter.say(
+      `  restored ${report.image} onto ${report.target}: ${formatBytes(report.bytesWritten)} written in ${formatDuration(report.durationMs)}`,
+    );
+    for (const check of report.checks)
+      prompter.say(`  ${check.ok ? 'ok    ' : 'FAILED'} ${check.check}: ${check.detail}`);
+    prompter.say(
+      report.verified
+        ? '  The restore verified: the disk holds exactly what was imaged.'
+        : '  The restore did NOT verify.',
+    );
     return report.verified;
   } catch (error) {
     progress.done();
     prompter.say(`  restore failed: ${errorMessage(error)}`);
-    const report = error instanceof UserError ? (error.details?.report as { checks?: { ok: boolean; check: string; detail: string }[] } | undefined) : undefined;
-    for (const check of report?.checks ?? []) prompter.say(`  ${check.ok ? 'ok    ' : 'FAILED'} ${check.check}: ${check.detail}`);
+    const report =
+      error instanceof UserError
+        ? (error.details?.report as { checks?: { ok: boolean; check: string; detail: string }[] } | undefined)
+        : undefined;
+    for (const check of report?.checks ?? [])
+      prompter.say(`  ${check.ok ? 'ok    ' : 'FAILED'} ${check.check}: ${check.detail}`);
     return false;
   }
 }
@@ -243,9 +309,17 @@ async function captureFlow(options: InteractiveOptions, connection: Connection):
   if (!disk) return false;
   const progress = liveProgress(prompter.output);
   try {
-    const report = await captureFrom({ client: connection.client, machine, disk, log: options.log, onProgress: progress.update });
+    const report = await captureFrom({
+      client: connection.client,
+      machine,
+      disk,
+      log: options.log,
+      onProgress: progress.update,
+    });
     progress.done();
-    prompter.say(`  image ${report.image} committed: read ${formatBytes(report.bytesRead)}, uploaded ${formatBytes(report.bytesUploaded)} in ${formatDuration(report.durationMs)}`);
+    prompter.say(
+      `  image ${report.image} committed: read ${formatBytes(report.bytesRead)}, uploaded ${formatBytes(report.bytesUploaded)} in ${formatDuration(report.durationMs)}`,
+    );
     for (const warning of report.warnings) prompter.say(`  warning: ${warning}`);
     return true;
   } catch (error) {
@@ -261,7 +335,7 @@ function fingerprintFromKernel(options: InteractiveOptions): string | null {
     return kernelFingerprint(options.parameters);
   } catch (error) {
     options.prompter.say(`  ${errorMessage(error)}`);
-    options.prompter.say('  The server\'s fingerprint will be shown for you to confirm instead.');
+    options.prompter.say("  The server's fingerprint will be shown for you to confirm instead.");
     return null;
   }
 }
@@ -278,14 +352,18 @@ export async function runInteractive(options: InteractiveOptions): Promise<After
   let restored = false;
   for (;;) {
     prompter.say('');
-    const action = await prompter.choose('What now', [
-      { label: 'restore an image onto a disk', value: 'restore' as const, keys: ['restore'] },
-      { label: 'capture a disk to the server (offline image)', value: 'capture' as const, keys: ['capture'] },
-      { label: 'network settings', value: 'network' as const, keys: ['network'] },
-      { label: 'reboot', value: 'reboot' as const, keys: ['reboot'] },
-      { label: 'power off', value: 'poweroff' as const, keys: ['poweroff'] },
-      { label: 'leave for a shell', value: 'shell' as const, keys: ['shell', 'quit'] },
-    ], restored ? 3 : 0);
+    const action = await prompter.choose(
+      'What now',
+      [
+        { label: 'restore an image onto a disk', value: 'restore' as const, keys: ['restore'] },
+        { label: 'capture a disk to the server (offline image)', value: 'capture' as const, keys: ['capture'] },
+        { label: 'network settings', value: 'network' as const, keys: ['network'] },
+        { label: 'reboot', value: 'reboot' as const, keys: ['reboot'] },
+        { label: 'power off', value: 'poweroff' as const, keys: ['poweroff'] },
+        { label: 'leave for a shell', value: 'shell' as const, keys: ['shell', 'quit'] },
+      ],
+      restored ? 3 : 0,
+    );
     if (action === 'network') {
       await networkStep(options);
       continue;

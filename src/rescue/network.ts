@@ -39,7 +39,9 @@ export async function listInterfaces(): Promise<NetworkInterface[]> {
       name: entry.ifname as string,
       mac: typeof entry.address === 'string' ? entry.address : null,
       up: Array.isArray(entry.flags) && entry.flags.includes('UP'),
-      addresses: (entry.addr_info ?? []).filter((info) => info.family === 'inet').map((info) => `${String(info.local)}/${String(info.prefixlen)}`),
+      addresses: (entry.addr_info ?? [])
+        .filter((info) => info.family === 'inet')
+        .map((info) => `${String(info.local)}/${String(info.prefixlen)}`),
     }));
 }
 
@@ -59,19 +61,27 @@ async function linkUp(name: string): Promise<void> {
 
 /** Ask for a DHCP lease on the named interfaces (all of them by default). */
 export async function configureDhcp(names: string[], timeoutMs = 60_000): Promise<NetworkInterface[]> {
-  if (!names.length) throw new UnavailableError('no network interface found: is the cable plugged in and the card supported?');
+  if (!names.length)
+    throw new UnavailableError('no network interface found: is the cable plugged in and the card supported?');
   for (const name of names) await linkUp(name);
   // -1: try once and exit non-zero if no lease came; the timeout bounds that try.
   const result = await execa('dhclient', ['-1', '-4', ...names], { reject: false, timeout: timeoutMs });
   const configured = (await listInterfaces()).filter((entry) => names.includes(entry.name) && entry.addresses.length);
   if (!configured.length) {
-    const reason = result.timedOut ? `no answer within ${Math.round(timeoutMs / 1000)} s` : String(result.stderr).trim().split('\n').slice(-1)[0] || `dhclient exited ${result.exitCode}`;
+    const reason = result.timedOut
+      ? `no answer within ${Math.round(timeoutMs / 1000)} s`
+      : String(result.stderr).trim().split('\n').slice(-1)[0] || `dhclient exited ${result.exitCode}`;
     throw new UnavailableError(`DHCP on ${names.join(', ')} failed: ${reason}`);
   }
   return configured;
 }
 
-export async function configureStatic(name: string, address: string, gateway: string | null, dns: string[]): Promise<NetworkInterface[]> {
+export async function configureStatic(
+  name: string,
+  address: string,
+  gateway: string | null,
+  dns: string[],
+): Promise<NetworkInterface[]> {
   await linkUp(name);
   await execa('ip', ['address', 'flush', 'dev', name]);
   await execa('ip', ['address', 'add', address, 'dev', name]);
@@ -86,7 +96,9 @@ export async function configureNetwork(settings: NetworkSettings, waitMs = 30_00
   const interfaces = await waitForInterfaces(waitMs);
   const chosen = settings.interface ? interfaces.filter((entry) => entry.name === settings.interface) : interfaces;
   if (settings.interface && !chosen.length) {
-    throw new UsageError(`there is no network interface ${settings.interface}; found ${interfaces.map((entry) => entry.name).join(', ') || 'none'}`);
+    throw new UsageError(
+      `there is no network interface ${settings.interface}; found ${interfaces.map((entry) => entry.name).join(', ') || 'none'}`,
+    );
   }
   if (settings.mode === 'dhcp') return configureDhcp(chosen.map((entry) => entry.name));
   if (!chosen.length) throw new UnavailableError('no network interface found');

@@ -54,7 +54,10 @@ export class Prompter {
   }
 
   /** Ask until the answer passes `check`, which returns an error message or null. */
-  async ask(question: string, options: { default?: string; check?: (answer: string) => string | null } = {}): Promise<string> {
+  async ask(
+    question: string,
+    options: { default?: string; check?: (answer: string) => string | null } = {},
+  ): Promise<string> {
     for (;;) {
       this.output.write(options.default ? `${question} [${options.default}]: ` : `${question}: `);
       const line = (await this.nextLine()).trim();

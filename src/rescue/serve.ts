@@ -31,7 +31,8 @@ async function waitForBlockDevice(device: string, timeoutMs: number): Promise<vo
       () => false,
     );
     if (isBlockDevice) return;
-    if (Date.now() >= deadline) throw new NotFoundError(`disk ${device} did not appear within ${Math.round(timeoutMs / 1000)} s`);
+    if (Date.now() >= deadline)
+      throw new NotFoundError(`disk ${device} did not appear within ${Math.round(timeoutMs / 1000)} s`);
     await sleep(500);
   }
 }
@@ -41,7 +42,10 @@ async function mountRepository(device: string, mountpoint: string): Promise<void
   // Mounting replays the filesystem's journal, which is all a repository needs after a
   // power cut: the store's write order (sync, then link) and the catalog's synced commits do the rest.
   const result = await execa('mount', [device, mountpoint], { reject: false });
-  if (result.exitCode !== 0) throw new UnavailableError(`cannot mount ${device}: ${String(result.stderr).trim() || `mount exited with ${result.exitCode}`}`);
+  if (result.exitCode !== 0)
+    throw new UnavailableError(
+      `cannot mount ${device}: ${String(result.stderr).trim() || `mount exited with ${result.exitCode}`}`,
+    );
 }
 
 export async function runServe(options: ServeOptions): Promise<void> {
@@ -56,12 +60,16 @@ export async function runServe(options: ServeOptions): Promise<void> {
     await waitForBlockDevice(settings.device, settings.diskWaitSeconds * 1000);
     await mountRepository(settings.device, mountpoint);
     const { startServer } = await import('../../server/main.js');
-    const running = await startServer({ repo: mountpoint, listen: settings.listen, log }).catch(async (error: unknown) => {
-      await execa('umount', [mountpoint], { reject: false });
-      throw error;
-    });
+    const running = await startServer({ repo: mountpoint, listen: settings.listen, log }).catch(
+      async (error: unknown) => {
+        await execa('umount', [mountpoint], { reject: false });
+        throw error;
+      },
+    );
     // Clients on site pin the certificate the repository made for itself on its first start.
-    say(`B365-SERVING ${running.url} repository ${settings.device} mounted at ${mountpoint}${running.certificate ? ` fingerprint ${running.certificate.fingerprint}` : ''}`);
+    say(
+      `B365-SERVING ${running.url} repository ${settings.device} mounted at ${mountpoint}${running.certificate ? ` fingerprint ${running.certificate.fingerprint}` : ''}`,
+    );
     await new Promise<void>((resolve) => {
       if (options.signal.aborted) resolve();
       else options.signal.addEventListener('abort', () => resolve(), { once: true });

@@ -32,7 +32,9 @@ async function plainHttpConsent(prompter: Prompter, url: URL): Promise<TrustDeci
     prompter.say(`  ${errorMessage(error)}`);
     return { trusted: false };
   }
-  prompter.say(`  WARNING: ${url.origin} is plain HTTP. The restore code, the access it grants and every byte of the disk`);
+  prompter.say(
+    `  WARNING: ${url.origin} is plain HTTP. The restore code, the access it grants and every byte of the disk`,
+  );
   prompter.say('  cross the network in clear, readable and changeable by anyone on the way.');
   const answer = await prompter.ask('  Send the restore code in clear anyway? (yes/no)', { default: 'no' });
   return answer === 'yes' ? { trusted: true, fingerprint: null } : { trusted: false };
@@ -41,7 +43,9 @@ async function plainHttpConsent(prompter: Prompter, url: URL): Promise<TrustDeci
 async function confirmByHand(prompter: Prompter): Promise<boolean> {
   prompter.say('  Compare it with the fingerprint the admin gave you (b365 server fingerprint, or the one printed');
   prompter.say('  when the server first started). Only go on if every character is the same.');
-  const answer = await prompter.ask('  Does the fingerprint match? (yes/no)', { check: (text) => (text === 'yes' || text === 'no' ? null : 'answer yes or no') });
+  const answer = await prompter.ask('  Does the fingerprint match? (yes/no)', {
+    check: (text) => (text === 'yes' || text === 'no' ? null : 'answer yes or no'),
+  });
   return answer === 'yes';
 }
 
@@ -49,7 +53,11 @@ async function confirmByHand(prompter: Prompter): Promise<boolean> {
  * Decide whether `server` may receive the session's secrets. With a known fingerprint the
  * certificate must match it; without one the technician confirms what is shown.
  */
-export async function decideTrust(prompter: Prompter, server: string, known: KnownFingerprint | null): Promise<TrustDecision> {
+export async function decideTrust(
+  prompter: Prompter,
+  server: string,
+  known: KnownFingerprint | null,
+): Promise<TrustDecision> {
   const url = new URL(server);
   if (url.protocol === 'http:') return plainHttpConsent(prompter, url);
   prompter.say(`  checking the certificate of ${url.host} ...`);
@@ -63,7 +71,11 @@ export async function decideTrust(prompter: Prompter, server: string, known: Kno
   prompter.say(`  server certificate SHA-256 fingerprint:`);
   prompter.say(`    ${certificate.fingerprint}`);
   prompter.say(`  subject: ${certificate.subject}; valid until ${String(certificate.validTo)}`);
-  prompter.say(certificate.trustedByCa ? '  a certificate authority this system trusts vouches for it' : '  no certificate authority this system trusts vouches for it (self-signed or private CA)');
+  prompter.say(
+    certificate.trustedByCa
+      ? '  a certificate authority this system trusts vouches for it'
+      : '  no certificate authority this system trusts vouches for it (self-signed or private CA)',
+  );
   if (known) {
     if (certificate.fingerprint === known.fingerprint) {
       prompter.say(`  it matches ${known.source}`);
@@ -85,7 +97,8 @@ export class SessionTrust {
   constructor(private readonly kernelFingerprint: string | null) {}
 
   known(server: string): KnownFingerprint | null {
-    if (this.kernelFingerprint) return { fingerprint: this.kernelFingerprint, source: 'b365.fingerprint= from the kernel command line' };
+    if (this.kernelFingerprint)
+      return { fingerprint: this.kernelFingerprint, source: 'b365.fingerprint= from the kernel command line' };
     const confirmed = this.confirmed.get(new URL(server).origin);
     return confirmed ? { fingerprint: confirmed, source: 'the fingerprint confirmed earlier in this session' } : null;
   }

@@ -2,11 +2,29 @@
 // image, disk, action, then power off or reboot. Progress and one final B365-RESULT
 // line go to every console, so a script watching the serial port knows how it ended.
 import os from 'node:os';
-import { errorMessage, ExitCode, UntrustedServerError, UsageError, UserError, VerificationError } from '../core/errors.js';
+import {
+  errorMessage,
+  ExitCode,
+  UntrustedServerError,
+  UsageError,
+  UserError,
+  VerificationError,
+} from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { formatBytes, formatDuration } from '../core/units.js';
 import { isLoopbackHost } from '../core/listen.js';
-import { assertMayCapture, captureFrom, connect, failureCode, imageReference, loadImage, resultLine, restoreOnto, type ActionProgress, type Connection } from './actions.js';
+import {
+  assertMayCapture,
+  captureFrom,
+  connect,
+  failureCode,
+  imageReference,
+  loadImage,
+  resultLine,
+  restoreOnto,
+  type ActionProgress,
+  type Connection,
+} from './actions.js';
 import type { UnattendedSettings } from './cmdline.js';
 import type { ConsoleEcho } from './console.js';
 import { describeDisk, waitForDisk } from './disks.js';
@@ -37,9 +55,12 @@ export function progressPrinter(say: (text: string) => void): (progress: ActionP
 export function trustLine(settings: Pick<UnattendedSettings, 'server' | 'fingerprint'>): string {
   const url = new URL(settings.server);
   if (url.protocol === 'http:') {
-    return isLoopbackHost(url.hostname) ? `B365: plain HTTP to ${url.host} on this machine` : `B365: WARNING: plain HTTP to ${url.host}: the restore code and the disk cross the network in clear`;
+    return isLoopbackHost(url.hostname)
+      ? `B365: plain HTTP to ${url.host} on this machine`
+      : `B365: WARNING: plain HTTP to ${url.host}: the restore code and the disk cross the network in clear`;
   }
-  if (settings.fingerprint) return `B365: the server's certificate must have SHA-256 fingerprint ${settings.fingerprint} (b365.fingerprint=)`;
+  if (settings.fingerprint)
+    return `B365: the server's certificate must have SHA-256 fingerprint ${settings.fingerprint} (b365.fingerprint=)`;
   return "B365: no b365.fingerprint= given: the server's certificate must be signed by a certificate authority this system trusts";
 }
 
@@ -47,7 +68,9 @@ export function trustLine(settings: Pick<UnattendedSettings, 'server' | 'fingerp
 export function refusedServerLine(error: UntrustedServerError): string {
   const presented = String(error.details?.presentedFingerprint ?? 'unknown');
   const expected = error.details?.expectedFingerprint;
-  const what = expected ? `its certificate's fingerprint ${presented} is not b365.fingerprint=${String(expected)}` : `no trusted CA vouches for its certificate (fingerprint ${presented}) and no b365.fingerprint= was given`;
+  const what = expected
+    ? `its certificate's fingerprint ${presented} is not b365.fingerprint=${String(expected)}`
+    : `no trusted CA vouches for its certificate (fingerprint ${presented}) and no b365.fingerprint= was given`;
   return `B365: REFUSED the server: ${what}; the restore code was not sent. Boot with b365.fingerprint= set to what \`b365 server fingerprint\` prints on the server.`;
 }
 
@@ -57,16 +80,25 @@ export async function runUnattended(options: UnattendedOptions): Promise<void> {
   const say = (text: string) => echo.line(text);
   const started = Date.now();
   let connection: Connection | null = null;
-  say(`B365: unattended ${settings.action} of ${settings.disk} starting (server ${settings.server}, system up ${Math.round(os.uptime())} s)`);
+  say(
+    `B365: unattended ${settings.action} of ${settings.disk} starting (server ${settings.server}, system up ${Math.round(os.uptime())} s)`,
+  );
   try {
     if (settings.network.mode !== 'none') {
-      say(`B365: network: ${settings.network.mode}${settings.network.interface ? ` on ${settings.network.interface}` : ''}`);
+      say(
+        `B365: network: ${settings.network.mode}${settings.network.interface ? ` on ${settings.network.interface}` : ''}`,
+      );
       const interfaces = await configureNetwork(settings.network);
       say(`B365: network up: ${interfaces.map((entry) => `${entry.name} ${entry.addresses.join(' ')}`).join(', ')}`);
     }
     say(trustLine(settings));
-    connection = await connect(settings.server, { code: settings.code, token: settings.token }, { log, signal: options.signal, fingerprint: settings.fingerprint ?? undefined });
-    if (connection.via === 'code') say(`B365: restore code accepted for machine ${connection.machine}, valid until ${connection.expiresAt}`);
+    connection = await connect(
+      settings.server,
+      { code: settings.code, token: settings.token },
+      { log, signal: options.signal, fingerprint: settings.fingerprint ?? undefined },
+    );
+    if (connection.via === 'code')
+      say(`B365: restore code accepted for machine ${connection.machine}, valid until ${connection.expiresAt}`);
     if (connection.machine && settings.machine && connection.machine !== settings.machine) {
       throw new UsageError(`the restore code opens machine ${connection.machine}, not ${settings.machine}`);
     }
@@ -76,21 +108,61 @@ export async function runUnattended(options: UnattendedOptions): Promise<void> {
     if (settings.action === 'restore') {
       const { info, manifest } = await loadImage(connection.client, imageReference(machine, settings.image));
       say(`B365: image ${info.id} taken ${info.createdAt}, ${formatBytes(info.sizeBytes)}, verification ${info.state}`);
-      if (info.state === 'failed') throw new VerificationError(`image ${info.id} failed verification (${info.stateReason ?? 'no reason given'}); choose another image`);
+      if (info.state === 'failed')
+        throw new VerificationError(
+          `image ${info.id} failed verification (${info.stateReason ?? 'no reason given'}); choose another image`,
+        );
       const disk = await waitForDisk(settings.disk, settings.diskWaitSeconds * 1000);
       say(`B365: target ${describeDisk(disk).replace(/\s+/g, ' ')}`);
       const source = manifest.disks[0];
-      if (source?.serial && disk.serial && source.serial !== disk.serial) say(`B365: note: the image was taken from a disk with serial ${source.serial}`);
-      const report = await restoreOnto({ client: connection.client, image: info.id, disk, signal: options.signal, onProgress: progressPrinter(say) });
-      for (const check of report.checks) say(`B365: check ${check.ok ? 'ok' : 'FAILED'}: ${check.check}: ${check.detail}`);
-      say(resultLine({ status: 'ok', action: 'restore', image: report.image, target: report.target, bytes: report.bytesWritten, verified: report.verified ? 'yes' : 'no', seconds: Math.round((Date.now() - started) / 1000) }));
+      if (source?.serial && disk.serial && source.serial !== disk.serial)
+        say(`B365: note: the image was taken from a disk with serial ${source.serial}`);
+      const report = await restoreOnto({
+        client: connection.client,
+        image: info.id,
+        disk,
+        signal: options.signal,
+        onProgress: progressPrinter(say),
+      });
+      for (const check of report.checks)
+        say(`B365: check ${check.ok ? 'ok' : 'FAILED'}: ${check.check}: ${check.detail}`);
+      say(
+        resultLine({
+          status: 'ok',
+          action: 'restore',
+          image: report.image,
+          target: report.target,
+          bytes: report.bytesWritten,
+          verified: report.verified ? 'yes' : 'no',
+          seconds: Math.round((Date.now() - started) / 1000),
+        }),
+      );
     } else {
       assertMayCapture(connection);
       const disk = await waitForDisk(settings.disk, settings.diskWaitSeconds * 1000);
       say(`B365: source ${describeDisk(disk).replace(/\s+/g, ' ')}`);
-      const report = await captureFrom({ client: connection.client, machine, disk, log, signal: options.signal, onProgress: progressPrinter(say) });
-      say(`B365: read ${formatBytes(report.bytesRead)}, uploaded ${formatBytes(report.bytesUploaded)} in ${formatDuration(report.durationMs)}`);
-      say(resultLine({ status: 'ok', action: 'capture', image: report.image, source: disk.path, bytes: report.bytesRead, uploaded: report.bytesUploaded, seconds: Math.round((Date.now() - started) / 1000) }));
+      const report = await captureFrom({
+        client: connection.client,
+        machine,
+        disk,
+        log,
+        signal: options.signal,
+        onProgress: progressPrinter(say),
+      });
+      say(
+        `B365: read ${formatBytes(report.bytesRead)}, uploaded ${formatBytes(report.bytesUploaded)} in ${formatDuration(report.durationMs)}`,
+      );
+      say(
+        resultLine({
+          status: 'ok',
+          action: 'capture',
+          image: report.image,
+          source: disk.path,
+          bytes: report.bytesRead,
+          uploaded: report.bytesUploaded,
+          seconds: Math.round((Date.now() - started) / 1000),
+        }),
+      );
     }
     await connection.client.close();
     await finish(settings.after);
@@ -99,7 +171,15 @@ export async function runUnattended(options: UnattendedOptions): Promise<void> {
     await connection?.client.close().catch(() => undefined);
     if (error instanceof UntrustedServerError) say(refusedServerLine(error));
     const exitCode = error instanceof UserError ? error.exitCode : ExitCode.failure;
-    say(resultLine({ status: 'failed', action: settings.action, code: failureCode(error), exit: exitCode, message: errorMessage(error) }));
+    say(
+      resultLine({
+        status: 'failed',
+        action: settings.action,
+        code: failureCode(error),
+        exit: exitCode,
+        message: errorMessage(error),
+      }),
+    );
     await finish(settings.afterFailure);
     throw error;
   }

@@ -57,23 +57,69 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
   };
   await fillDisk();
 
-  const created = await api(server.url, 'POST', '/tokens', { token: admin, json: { role: 'machine', machine: 'alpha' } });
+  const created = await api(server.url, 'POST', '/tokens', {
+    token: admin,
+    json: { role: 'machine', machine: 'alpha' },
+  });
   t.equal(created.status, 201);
   const machineToken = created.body.token as string;
-  const policy = await b365(['policy', 'set', 'alpha', '--schedule', '0 */2 * * *', '--timezone', 'UTC', '--disks', disk, '--raw', '--chunk-size', '1M', '--spread', '0s', '--window', '30m', '--json'], { env: adminEnv });
+  const policy = await b365(
+    [
+      'policy',
+      'set',
+      'alpha',
+      '--schedule',
+      '0 */2 * * *',
+      '--timezone',
+      'UTC',
+      '--disks',
+      disk,
+      '--raw',
+      '--chunk-size',
+      '1M',
+      '--spread',
+      '0s',
+      '--window',
+      '30m',
+      '--json',
+    ],
+    { env: adminEnv },
+  );
   t.equal(policy.exitCode, 0, policy.stderr);
   t.same(policy.json.effective.disks, [disk]);
   t.equal(policy.json.effective.retention.keepDaily, 14, 'retention not set here is inherited from the default');
 
-  const runs = async (): Promise<any[]> => (await api(server.url, 'GET', '/runs?machine=alpha', { token: admin })).body.runs;
-  const runFor = async (scheduledFor: string, state?: string) => (await runs()).find((run) => run.scheduledFor === scheduledFor && (!state || run.state === state));
+  const runs = async (): Promise<any[]> =>
+    (await api(server.url, 'GET', '/runs?machine=alpha', { token: admin })).body.runs;
+  const runFor = async (scheduledFor: string, state?: string) =>
+    (await runs()).find((run) => run.scheduledFor === scheduledFor && (!state || run.state === state));
   const mail = (pattern: RegExp) => smtp.mails.find((message) => pattern.test(message.subject));
-  const hook = (event: string, kind: string) => webhook.hooks.find((received) => received.json?.event === event && received.json?.incident?.kind === kind);
+  const hook = (event: string, kind: string) =>
+    webhook.hooks.find((received) => received.json?.event === event && received.json?.incident?.kind === kind);
 
   // --- install, then start the agent the way its unit does ---------------------
   const configDir = path.join(base, 'etc');
   const unitDir = path.join(base, 'systemd');
-  const install = await b365(['agent', 'install', '--server', server.url, '--token', machineToken, '--config-dir', configDir, '--unit-dir', unitDir, '--state-dir', path.join(base, 'agent-state'), '--no-start', '--allow-build-tree', '--json'], {});
+  const install = await b365(
+    [
+      'agent',
+      'install',
+      '--server',
+      server.url,
+      '--token',
+      machineToken,
+      '--config-dir',
+      configDir,
+      '--unit-dir',
+      unitDir,
+      '--state-dir',
+      path.join(base, 'agent-state'),
+      '--no-start',
+      '--allow-build-tree',
+      '--json',
+    ],
+    {},
+  );
   t.equal(install.exitCode, 0, install.stderr);
   t.equal(install.json.machine, 'alpha', 'install asked the server who the token belongs to');
   t.equal((await fs.stat(install.json.tokenFile)).mode & 0o777, 0o600, 'the token file is 0600');
@@ -86,7 +132,12 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
   const agentEnv = { B365_CLOCK_OFFSET_FILE: clockFile, B365_RETRY_FOR_MS: '1000', B365_LOG_LEVEL: 'info' };
   const agents: ResultPromise[] = [];
   const startAgent = (name: string) => {
-    const child = execa(execStart[0]!, [...execStart.slice(1), '--tick', '200'], { env: agentEnv, reject: false, stdout: 'ignore', stderr: { file: path.join(base, `${name}.log`) } });
+    const child = execa(execStart[0]!, [...execStart.slice(1), '--tick', '200'], {
+      env: agentEnv,
+      reject: false,
+      stdout: 'ignore',
+      stderr: { file: path.join(base, `${name}.log`) },
+    });
     agents.push(child);
     return child;
   };
@@ -98,13 +149,20 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
     for (const child of agents) if (child.exitCode === null) await stopAgent(child);
   });
   let agentA = startAgent('agent-a');
-  await eventually('the first heartbeat', async () => (await api(server.url, 'GET', '/agents', { token: admin })).body.agents.find((agent: any) => agent.machine === 'alpha'));
+  await eventually('the first heartbeat', async () =>
+    (await api(server.url, 'GET', '/agents', { token: admin })).body.agents.find(
+      (agent: any) => agent.machine === 'alpha',
+    ),
+  );
 
   await t.test('a schedule fires on time; the agent images the disk file and reports', async (t) => {
     await setTime('2030-01-07T01:59:58Z');
     const run = await eventually('the 02:00 run', () => runFor('2030-01-07T02:00:00.000Z', 'ok'));
     const started = Date.parse(run.startedAt);
-    t.ok(started >= Date.parse('2030-01-07T02:00:00Z') && started < Date.parse('2030-01-07T02:00:05Z'), `started on time (${run.startedAt})`);
+    t.ok(
+      started >= Date.parse('2030-01-07T02:00:00Z') && started < Date.parse('2030-01-07T02:00:05Z'),
+      `started on time (${run.startedAt})`,
+    );
     t.match(run.image, /^alpha@20300107T0200\d\dZ$/);
     t.equal(run.trigger, 'schedule');
     t.equal(run.attempts, 1);
@@ -124,20 +182,30 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
   await t.test('two overlapping triggers produce one run', async (t) => {
     await fillDisk(); // new content: this run uploads again and takes a while
     const agentB = startAgent('agent-b'); // a second agent on the same machine and lock
-    await eventually('the second agent to load its policy', async () => /policy loaded/.test(await fs.readFile(path.join(base, 'agent-b.log'), 'utf8').catch(() => '')));
+    await eventually('the second agent to load its policy', async () =>
+      /policy loaded/.test(await fs.readFile(path.join(base, 'agent-b.log'), 'utf8').catch(() => '')),
+    );
     await setTime('2030-01-07T03:59:59Z');
     const run = await eventually('the 04:00 run', () => runFor('2030-01-07T04:00:00.000Z', 'ok'));
     t.equal(run.chunksNew, 40);
     await sleep(1500);
-    t.equal((await runs()).filter((candidate) => candidate.scheduledFor === '2030-01-07T04:00:00.000Z').length, 1, 'one report for the occurrence');
+    t.equal(
+      (await runs()).filter((candidate) => candidate.scheduledFor === '2030-01-07T04:00:00.000Z').length,
+      1,
+      'one report for the occurrence',
+    );
     t.equal((await runs()).length, 2, 'and no report from the skipped trigger');
-    const logs = (await fs.readFile(path.join(base, 'agent-a.log'), 'utf8')) + (await fs.readFile(path.join(base, 'agent-b.log'), 'utf8'));
+    const logs =
+      (await fs.readFile(path.join(base, 'agent-a.log'), 'utf8')) +
+      (await fs.readFile(path.join(base, 'agent-b.log'), 'utf8'));
     t.match(logs, /another run is in progress; this trigger is skipped/);
 
     // A run in progress holds the lock: a manual trigger meanwhile does nothing.
     const held = tryLock(path.join(base, 'agent-state', 'agent.lock'));
     t.ok(held, 'no run holds the lock now');
-    const manual = await b365(['agent', 'run', '--once', '--config', path.join(configDir, 'agent.json')], { env: agentEnv });
+    const manual = await b365(['agent', 'run', '--once', '--config', path.join(configDir, 'agent.json')], {
+      env: agentEnv,
+    });
     held!.release();
     t.equal(manual.exitCode, 5, 'exit code 5: conflict');
     t.match(manual.stderr, /another run is in progress/);
@@ -156,13 +224,19 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
     t.equal(run.chunksReused, 40);
     t.equal((await runs()).filter((candidate) => candidate.scheduledFor === '2030-01-07T06:00:00.000Z').length, 1);
     const incidents = (await api(server.url, 'GET', '/incidents?state=all', { token: admin })).body.incidents;
-    t.same(incidents.filter((incident: any) => incident.kind === 'missed-run'), [], 'a late run inside its window is not a missed run');
+    t.same(
+      incidents.filter((incident: any) => incident.kind === 'missed-run'),
+      [],
+      'a late run inside its window is not a missed run',
+    );
   });
 
   await t.test('agent stopped: the missed run is mailed and posted, repeated, then cleared', async (t) => {
     await stopAgent(agentA);
     await setTime('2030-01-07T08:31:00Z');
-    const opened = await eventually('the missed-run mail', () => mail(/^\[Backup365\] PROBLEM: scheduled image run missed - alpha$/));
+    const opened = await eventually('the missed-run mail', () =>
+      mail(/^\[Backup365\] PROBLEM: scheduled image run missed - alpha$/),
+    );
     t.match(opened.text, /No image run of alpha started for its scheduled time 2030-01-07T08:00:00Z/);
     t.same(opened.to, ['admin@example.test']);
     const posted = await eventually('the missed-run webhook', () => hook('incident.opened', 'missed-run'));
@@ -178,10 +252,16 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
     await eventually('the reminder webhook', () => hook('incident.reminder', 'missed-run'));
 
     agentA = startAgent('agent-a2');
-    await eventually('the agent back', async () => (await api(server.url, 'GET', '/incidents?state=open', { token: admin })).body.incidents.every((incident: any) => incident.kind !== 'agent-silent'));
+    await eventually('the agent back', async () =>
+      (await api(server.url, 'GET', '/incidents?state=open', { token: admin })).body.incidents.every(
+        (incident: any) => incident.kind !== 'agent-silent',
+      ),
+    );
     await setTime('2030-01-07T09:59:59Z');
     await eventually('the 10:00 run', () => runFor('2030-01-07T10:00:00.000Z', 'ok'));
-    const cleared = await eventually('the all-clear mail', () => mail(/^\[Backup365\] RESOLVED: scheduled image run missed - alpha$/));
+    const cleared = await eventually('the all-clear mail', () =>
+      mail(/^\[Backup365\] RESOLVED: scheduled image run missed - alpha$/),
+    );
     t.match(cleared.text, /Resolved: a run succeeded again/);
     await eventually('the all-clear webhook', () => hook('incident.resolved', 'missed-run'));
     const incidents = await b365(['incidents', '--all', '--json'], { env: adminEnv });
@@ -197,7 +277,9 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
     const run = await eventually('the failed 12:00 run', () => runFor('2030-01-07T12:00:00.000Z', 'failed'));
     t.match(run.error, /disk\.img does not exist/);
     t.equal(run.image, null);
-    const message = await eventually('the failure mail', () => mail(/^\[Backup365\] PROBLEM: image run failed - alpha$/));
+    const message = await eventually('the failure mail', () =>
+      mail(/^\[Backup365\] PROBLEM: image run failed - alpha$/),
+    );
     t.match(message.text, /disk\.img does not exist/);
     const posted = await eventually('the failure webhook', () => hook('incident.opened', 'run-failed'));
     t.match(posted.json.incident.detail.error, /does not exist/);

@@ -17,26 +17,76 @@ const FAKE_TOKEN = 'b365_not_checked_0123456789';
 
 t.test('the agent unit is rated 5.0 or better by systemd-analyze security', async (t) => {
   const base = await tempDir(t, 'b365-agent-install-');
-  const install = await b365(['agent', 'install', '--server', 'http://127.0.0.1:9', '--token', FAKE_TOKEN, '--config-dir', path.join(base, 'etc'), '--unit-dir', base, '--state-dir', path.join(base, 'state'), '--no-start', '--no-check', '--allow-build-tree', '--json']);
+  const install = await b365([
+    'agent',
+    'install',
+    '--server',
+    'http://127.0.0.1:9',
+    '--token',
+    FAKE_TOKEN,
+    '--config-dir',
+    path.join(base, 'etc'),
+    '--unit-dir',
+    base,
+    '--state-dir',
+    path.join(base, 'state'),
+    '--no-start',
+    '--no-check',
+    '--allow-build-tree',
+    '--json',
+  ]);
   t.equal(install.exitCode, 0, install.stderr);
   t.equal(await verifyUnit(install.json.unit), '', 'systemd-analyze verify accepts every line');
   const { score, report } = await exposure(install.json.unit);
   t.ok(score <= 5.0, score <= 5.0 ? `exposure ${score} <= 5.0` : report);
   const unit = await fs.readFile(install.json.unit, 'utf8');
   t.match(unit, /^CapabilityBoundingSet=CAP_SYS_ADMIN$/m, 'fsfreeze needs CAP_SYS_ADMIN, nothing else is kept');
-  t.match(unit, new RegExp(`^ReadWritePaths=${path.join(base, 'state')}$`, 'm'), 'its state directory is the one place it writes');
+  t.match(
+    unit,
+    new RegExp(`^ReadWritePaths=${path.join(base, 'state')}$`, 'm'),
+    'its state directory is the one place it writes',
+  );
   t.match(unit, /^DeviceAllow=block-\* r$/m, 'block devices, read-only');
   t.notMatch(unit, /^MemoryDenyWriteExecute=yes/m, "V8's compiler needs memory it writes and executes");
 });
 
 t.test('relative paths are resolved against the current directory and printed', async (t) => {
   const base = await tempDir(t, 'b365-agent-install-');
-  const result = await execa(process.execPath, [CLI_MAIN, 'agent', 'install', '--server', 'http://127.0.0.1:9', '--token', FAKE_TOKEN, '--config-dir', 'etc', '--unit-dir', 'units', '--state-dir', 'state', '--no-start', '--no-check', '--allow-build-tree'], { cwd: base, reject: false });
+  const result = await execa(
+    process.execPath,
+    [
+      CLI_MAIN,
+      'agent',
+      'install',
+      '--server',
+      'http://127.0.0.1:9',
+      '--token',
+      FAKE_TOKEN,
+      '--config-dir',
+      'etc',
+      '--unit-dir',
+      'units',
+      '--state-dir',
+      'state',
+      '--no-start',
+      '--no-check',
+      '--allow-build-tree',
+    ],
+    { cwd: base, reject: false },
+  );
   t.equal(result.exitCode, 0, String(result.stderr));
   const config = path.join(base, 'etc', 'agent.json');
   const unit = await fs.readFile(path.join(base, 'units', 'backup365-agent.service'), 'utf8');
-  t.match(/^ExecStart=(.*)$/m.exec(unit)![1], new RegExp(` agent run --config ${config}$`), 'the unit names the configuration by its absolute path');
-  t.same(JSON.parse(await fs.readFile(config, 'utf8')), { server: 'http://127.0.0.1:9', tokenFile: path.join(base, 'etc', 'agent.token'), stateDirectory: path.join(base, 'state') });
+  t.match(
+    /^ExecStart=(.*)$/m.exec(unit)![1],
+    new RegExp(` agent run --config ${config}$`),
+    'the unit names the configuration by its absolute path',
+  );
+  t.same(JSON.parse(await fs.readFile(config, 'utf8')), {
+    server: 'http://127.0.0.1:9',
+    tokenFile: path.join(base, 'etc', 'agent.token'),
+    stateDirectory: path.join(base, 'state'),
+  });
   t.match(String(result.stdout), `configuration ${config}`);
   t.match(String(result.stdout), `state ${path.join(base, 'state')} (0700)`);
 });
@@ -46,26 +96,87 @@ t.test('an existing state directory is made private', async (t) => {
   const state = path.join(base, 'state');
   await fs.mkdir(state, { mode: 0o755 });
   await fs.chmod(state, 0o755);
-  const install = await b365(['agent', 'install', '--server', 'http://127.0.0.1:9', '--token', FAKE_TOKEN, '--config-dir', path.join(base, 'etc'), '--unit-dir', base, '--state-dir', state, '--no-start', '--no-check', '--allow-build-tree']);
+  const install = await b365([
+    'agent',
+    'install',
+    '--server',
+    'http://127.0.0.1:9',
+    '--token',
+    FAKE_TOKEN,
+    '--config-dir',
+    path.join(base, 'etc'),
+    '--unit-dir',
+    base,
+    '--state-dir',
+    state,
+    '--no-start',
+    '--no-check',
+    '--allow-build-tree',
+  ]);
   t.equal(install.exitCode, 0, install.stderr);
   t.equal((await fs.stat(state)).mode & 0o777, 0o700);
 });
 
-const systemdRuns = await fs.stat('/run/systemd/system').then(() => true, () => false);
+const systemdRuns = await fs.stat('/run/systemd/system').then(
+  () => true,
+  () => false,
+);
 
-t.test('without systemd: says what it wrote, then fails with a clear message', { skip: systemdRuns && 'systemd runs here: enabling would really happen' }, async (t) => {
-  const base = await tempDir(t, 'b365-agent-install-');
-  const install = await b365(['agent', 'install', '--server', 'http://127.0.0.1:9', '--token', FAKE_TOKEN, '--config-dir', path.join(base, 'etc'), '--unit-dir', base, '--state-dir', path.join(base, 'state'), '--no-check', '--allow-build-tree']);
-  t.equal(install.exitCode, 1);
-  t.match(install.stderr, /^the agent's connection, to run it by hand or install it elsewhere:\n  b365 agent install --server \S+ --token-file \S+\nb365: systemd is not running on this machine \(PID 1 is [^)]+\), so backup365-agent\.service was written but not enabled; where systemd runs, enable it with: systemctl daemon-reload && systemctl enable --now backup365-agent\.service\n$/);
-  t.notMatch(install.stderr, /\n\s+at /, 'no stack trace');
-  t.match(install.stdout, `service ${path.join(base, 'backup365-agent.service')}`, 'what was written is listed first');
-  for (const file of ['backup365-agent.service', 'etc/agent.json', 'etc/agent.token']) t.ok(await fs.stat(path.join(base, file)).catch(() => null), `${file} was written`);
-});
+t.test(
+  'without systemd: says what it wrote, then fails with a clear message',
+  { skip: systemdRuns && 'systemd runs here: enabling would really happen' },
+  async (t) => {
+    const base = await tempDir(t, 'b365-agent-install-');
+    const install = await b365([
+      'agent',
+      'install',
+      '--server',
+      'http://127.0.0.1:9',
+      '--token',
+      FAKE_TOKEN,
+      '--config-dir',
+      path.join(base, 'etc'),
+      '--unit-dir',
+      base,
+      '--state-dir',
+      path.join(base, 'state'),
+      '--no-check',
+      '--allow-build-tree',
+    ]);
+    t.equal(install.exitCode, 1);
+    t.match(
+      install.stderr,
+      /^the agent's connection, to run it by hand or install it elsewhere:\n  b365 agent install --server \S+ --token-file \S+\nb365: systemd is not running on this machine \(PID 1 is [^)]+\), so backup365-agent\.service was written but not enabled; where systemd runs, enable it with: systemctl daemon-reload && systemctl enable --now backup365-agent\.service\n$/,
+    );
+    t.notMatch(install.stderr, /\n\s+at /, 'no stack trace');
+    t.match(
+      install.stdout,
+      `service ${path.join(base, 'backup365-agent.service')}`,
+      'what was written is listed first',
+    );
+    for (const file of ['backup365-agent.service', 'etc/agent.json', 'etc/agent.token'])
+      t.ok(await fs.stat(path.join(base, file)).catch(() => null), `${file} was written`);
+  },
+);
 
 t.test('the service must not run a build tree unless told so', async (t) => {
   const base = await tempDir(t, 'b365-agent-install-');
-  const install = await b365(['agent', 'install', '--server', 'http://127.0.0.1:9', '--token', FAKE_TOKEN, '--config-dir', path.join(base, 'etc'), '--unit-dir', base, '--state-dir', path.join(base, 'state'), '--no-start', '--no-check']);
+  const install = await b365([
+    'agent',
+    'install',
+    '--server',
+    'http://127.0.0.1:9',
+    '--token',
+    FAKE_TOKEN,
+    '--config-dir',
+    path.join(base, 'etc'),
+    '--unit-dir',
+    base,
+    '--state-dir',
+    path.join(base, 'state'),
+    '--no-start',
+    '--no-check',
+  ]);
   t.equal(install.exitCode, 2);
   t.match(install.stderr, /refusing to write a service that runs .*main\.js: .*--allow-build-tree/);
   t.same(await fs.readdir(base), [], 'nothing was written');
@@ -74,23 +185,47 @@ t.test('the service must not run a build tree unless told so', async (t) => {
 t.test("the configuration's token wins over B365_TOKEN, and the log names its source, never the token", async (t) => {
   const server = await startServer(t);
   const base = await tempDir(t, 'b365-agent-token-');
-  const created = await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role: 'machine', machine: 'tokened' } });
+  const created = await api(server.url, 'POST', '/tokens', {
+    token: server.adminToken,
+    json: { role: 'machine', machine: 'tokened' },
+  });
   const machineToken = created.body.token as string;
   const disk = path.join(base, 'disk.img');
   await fs.writeFile(disk, randomFillSync(Buffer.alloc(2 * MiB)));
   const policy = await b365(['policy', 'set', 'tokened', '--disks', disk, '--raw'], { env: server.env });
   t.equal(policy.exitCode, 0, policy.stderr);
-  const install = await b365(['agent', 'install', '--server', server.url, '--token', machineToken, '--config-dir', path.join(base, 'etc'), '--unit-dir', base, '--state-dir', path.join(base, 'state'), '--no-start', '--allow-build-tree', '--json']);
+  const install = await b365([
+    'agent',
+    'install',
+    '--server',
+    server.url,
+    '--token',
+    machineToken,
+    '--config-dir',
+    path.join(base, 'etc'),
+    '--unit-dir',
+    base,
+    '--state-dir',
+    path.join(base, 'state'),
+    '--no-start',
+    '--allow-build-tree',
+    '--json',
+  ]);
   t.equal(install.exitCode, 0, install.stderr);
 
   const staleToken = 'b365_stale_token_from_some_environment';
-  const configured = await b365(['agent', 'run', '--once', '--config', install.json.config], { env: { B365_TOKEN: staleToken, B365_LOG_LEVEL: 'info' } });
+  const configured = await b365(['agent', 'run', '--once', '--config', install.json.config], {
+    env: { B365_TOKEN: staleToken, B365_LOG_LEVEL: 'info' },
+  });
   t.equal(configured.exitCode, 0, configured.stderr);
   t.match(configured.stderr, `"msg":"token from ${install.json.config} (token file ${install.json.tokenFile})"`);
   t.match(configured.stderr, /"msg":"B365_TOKEN is set but not used: the configuration's token wins"/);
   for (const secret of [machineToken, staleToken]) t.notOk(configured.stderr.includes(secret), 'no token in the log');
 
-  const fromEnvironment = await b365(['agent', 'run', '--once', '--server', server.url, '--state-dir', path.join(base, 'state2')], { env: { B365_TOKEN: machineToken, B365_LOG_LEVEL: 'info' } });
+  const fromEnvironment = await b365(
+    ['agent', 'run', '--once', '--server', server.url, '--state-dir', path.join(base, 'state2')],
+    { env: { B365_TOKEN: machineToken, B365_LOG_LEVEL: 'info' } },
+  );
   t.equal(fromEnvironment.exitCode, 0, fromEnvironment.stderr);
   t.match(fromEnvironment.stderr, /"msg":"token from B365_TOKEN"/);
   t.notOk(fromEnvironment.stderr.includes(machineToken), 'no token in the log');

@@ -14,7 +14,13 @@ import { api } from '../helpers/api.js';
 import { b365 } from '../helpers/cli.js';
 import { attachLoop, makeImageFile, MiB, mount, run, sfdisk } from '../helpers/disk.js';
 import { startServer } from '../helpers/server.js';
-import { allowedSocketFamilies, allowedSyscalls, execStart, tracedSocketFamilies, tracedSyscalls } from '../helpers/systemd.js';
+import {
+  allowedSocketFamilies,
+  allowedSyscalls,
+  execStart,
+  tracedSocketFamilies,
+  tracedSyscalls,
+} from '../helpers/systemd.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** `CapabilityBoundingSet=CAP_SYS_ADMIN` as setpriv's `-all,+sys_admin`. */
@@ -30,7 +36,10 @@ interface SandboxRun {
 }
 
 /** Run the unit's ExecStart (plus `--once`) as the sandbox would, optionally under strace. */
-async function runSandboxed(unit: string, options: { readOnlyMounts: string[]; writable: string; bounding: string; trace?: string }): Promise<SandboxRun> {
+async function runSandboxed(
+  unit: string,
+  options: { readOnlyMounts: string[]; writable: string; bounding: string; trace?: string },
+): Promise<SandboxRun> {
   const command = [...execStart(unit), '--once'];
   const traced = options.trace ? ['strace', '-f', '-qq', '-o', options.trace, ...command] : command;
   const script = [
@@ -42,10 +51,28 @@ async function runSandboxed(unit: string, options: { readOnlyMounts: string[]; w
   ].join('\n');
   // env -i: only the environment systemd would give (the test runner adds NODE_OPTIONS to children).
   const environment = ['env', '-i', `PATH=${process.env.PATH}`, 'B365_LOG_LEVEL=info', 'B365_RETRY_FOR_MS=1000'];
-  const result = await execa('unshare', ['--mount', '--', 'sh', '-c', script, 'sandbox', ...environment, 'setpriv', `--bounding-set=${options.bounding}`, '--inh-caps=-all', '--no-new-privs', '--', ...traced], {
-    reject: false,
-    timeout: 120_000,
-  });
+  const result = await execa(
+    'unshare',
+    [
+      '--mount',
+      '--',
+      'sh',
+      '-c',
+      script,
+      'sandbox',
+      ...environment,
+      'setpriv',
+      `--bounding-set=${options.bounding}`,
+      '--inh-caps=-all',
+      '--no-new-privs',
+      '--',
+      ...traced,
+    ],
+    {
+      reject: false,
+      timeout: 120_000,
+    },
+  );
   return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
 }
 
@@ -59,41 +86,81 @@ t.test('the agent images a live disk inside its unit sandbox, and the sandbox is
   const mounted = await mount(t, loop.partition(1));
   await fs.writeFile(path.join(mounted.path, 'live.txt'), 'in use\n');
 
-  const created = await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role: 'machine', machine: 'sandboxed' } });
+  const created = await api(server.url, 'POST', '/tokens', {
+    token: server.adminToken,
+    json: { role: 'machine', machine: 'sandboxed' },
+  });
   t.equal(created.status, 201);
   const stateDir = path.join(base, 'state');
-  const install = await b365(['agent', 'install', '--server', server.url, '--token', created.body.token, '--config-dir', path.join(base, 'etc'), '--unit-dir', path.join(base, 'units'), '--state-dir', stateDir, '--no-start', '--no-check', '--allow-build-tree', '--json']);
+  const install = await b365([
+    'agent',
+    'install',
+    '--server',
+    server.url,
+    '--token',
+    created.body.token,
+    '--config-dir',
+    path.join(base, 'etc'),
+    '--unit-dir',
+    path.join(base, 'units'),
+    '--state-dir',
+    stateDir,
+    '--no-start',
+    '--no-check',
+    '--allow-build-tree',
+    '--json',
+  ]);
   t.equal(install.exitCode, 0, install.stderr);
   const unit = await fs.readFile(install.json.unit, 'utf8');
   const setPolicy = async (live: string) => {
-    const policy = await b365(['policy', 'set', 'sandboxed', '--disks', loop.device, '--live', live, '--json'], { env: server.env });
+    const policy = await b365(['policy', 'set', 'sandboxed', '--disks', loop.device, '--live', live, '--json'], {
+      env: server.env,
+    });
     t.equal(policy.exitCode, 0, policy.stderr);
   };
   // The sandbox makes every mount but the state directory read-only in the agent's view.
   const sandbox = { readOnlyMounts: ['/', mounted.path], writable: stateDir, bounding: boundingSet(unit) };
 
-  await t.test('a filesystem mounted read-write elsewhere is still live, though the sandbox shows it read-only', async (t) => {
-    await setPolicy('refuse');
-    const refused = await runSandboxed(unit, sandbox);
-    t.not(refused.exitCode, 0, 'the run is refused');
-    t.match(refused.stderr, new RegExp(`${loop.partition(1)} \\(ext4\\) mounted read-write at ${mounted.path}`), refused.stderr);
-  });
+  await t.test(
+    'a filesystem mounted read-write elsewhere is still live, though the sandbox shows it read-only',
+    async (t) => {
+      await setPolicy('refuse');
+      const refused = await runSandboxed(unit, sandbox);
+      t.not(refused.exitCode, 0, 'the run is refused');
+      t.match(
+        refused.stderr,
+        new RegExp(`${loop.partition(1)} \\(ext4\\) mounted read-write at ${mounted.path}`),
+        refused.stderr,
+      );
+    },
+  );
 
-  await t.test('frozen capture works with the unit capability set; every system call passes the unit filter', async (t) => {
-    await setPolicy('freeze');
-    const trace = path.join(stateDir, 'agent.trace');
-    const frozen = await runSandboxed(unit, { ...sandbox, trace });
-    t.equal(frozen.exitCode, 0, frozen.exitCode === 0 ? 'the frozen run succeeds' : frozen.stderr);
-    t.match(frozen.stdout, /: ok, image sandboxed@/);
-    const written = fs.writeFile(path.join(mounted.path, 'after.txt'), 'writable again\n').then(() => 'written');
-    t.equal(await Promise.race([written, sleep(10_000, 'still frozen', { ref: false })]), 'written', 'thawed after the run');
-    const allowed = await allowedSyscalls(unit);
-    const used = await tracedSyscalls(trace);
-    t.ok(used.has('ioctl') && used.size > 40, `the trace holds the run (${used.size} distinct system calls)`);
-    t.same([...used].filter((name) => !allowed.has(name)).sort(), [], 'no system call outside SystemCallFilter=');
-    const families = allowedSocketFamilies(unit);
-    t.same([...(await tracedSocketFamilies(trace))].filter((family) => !families.has(family)), [], 'no socket outside RestrictAddressFamilies=');
-  });
+  await t.test(
+    'frozen capture works with the unit capability set; every system call passes the unit filter',
+    async (t) => {
+      await setPolicy('freeze');
+      const trace = path.join(stateDir, 'agent.trace');
+      const frozen = await runSandboxed(unit, { ...sandbox, trace });
+      t.equal(frozen.exitCode, 0, frozen.exitCode === 0 ? 'the frozen run succeeds' : frozen.stderr);
+      t.match(frozen.stdout, /: ok, image sandboxed@/);
+      const written = fs.writeFile(path.join(mounted.path, 'after.txt'), 'writable again\n').then(() => 'written');
+      t.equal(
+        await Promise.race([written, sleep(10_000, 'still frozen', { ref: false })]),
+        'written',
+        'thawed after the run',
+      );
+      const allowed = await allowedSyscalls(unit);
+      const used = await tracedSyscalls(trace);
+      t.ok(used.has('ioctl') && used.size > 40, `the trace holds the run (${used.size} distinct system calls)`);
+      t.same([...used].filter((name) => !allowed.has(name)).sort(), [], 'no system call outside SystemCallFilter=');
+      const families = allowedSocketFamilies(unit);
+      t.same(
+        [...(await tracedSocketFamilies(trace))].filter((family) => !families.has(family)),
+        [],
+        'no socket outside RestrictAddressFamilies=',
+      );
+    },
+  );
 
   await t.test('without CAP_SYS_ADMIN in the bounding set the freeze is refused', async (t) => {
     const bare = await runSandboxed(unit, { ...sandbox, bounding: '-all' });

@@ -4,7 +4,18 @@ import net from 'node:net';
 import t, { type Test } from 'tap';
 import { b365, type CliResult } from '../helpers/cli.js';
 
-const INTERACTIVE = [['images'], ['machines'], ['reports'], ['incidents'], ['token', 'list'], ['restore-code', 'list'], ['policy', 'list'], ['agents'], ['keys'], ['files', 'ls', 'pc@latest']];
+const INTERACTIVE = [
+  ['images'],
+  ['machines'],
+  ['reports'],
+  ['incidents'],
+  ['token', 'list'],
+  ['restore-code', 'list'],
+  ['policy', 'list'],
+  ['agents'],
+  ['keys'],
+  ['files', 'ls', 'pc@latest'],
+];
 /** The slower failures are tried with fewer commands: a listing, the anonymous `keys`, and `files ls`. */
 const SAMPLE = [['images'], ['keys'], ['files', 'ls', 'pc@latest']];
 
@@ -58,8 +69,15 @@ async function waitingTimes(commands: string[][], server: string): Promise<Timed
     commands.map((args) => [...args, '--no-such-option']),
     { B365_SERVER: server },
   );
-  const timed = await runAll(commands, { B365_SERVER: server, B365_TOKEN: 'b365_not-a-real-token', B365_RETRY_FOR_MS: undefined });
-  return timed.map((run, index) => ({ ...run, seconds: run.seconds - Math.min(run.seconds, baseline[index]!.seconds) }));
+  const timed = await runAll(commands, {
+    B365_SERVER: server,
+    B365_TOKEN: 'b365_not-a-real-token',
+    B365_RETRY_FOR_MS: undefined,
+  });
+  return timed.map((run, index) => ({
+    ...run,
+    seconds: run.seconds - Math.min(run.seconds, baseline[index]!.seconds),
+  }));
 }
 
 async function expectQuickFailure(t: Test, commands: string[][], server: string, reason: RegExp): Promise<void> {

@@ -8,13 +8,29 @@ import { execa } from 'execa';
 import t, { type Test } from 'tap';
 import { b365, CLI_MAIN } from '../helpers/cli.js';
 import { attachLoop, makeImageFile, MiB, mount, run } from '../helpers/disk.js';
-import { blkidOf, buildGptDisk, buildMbrDisk, snapshotFat, snapshotTree, tableDump, SWAP_UUID } from '../helpers/fixtures.js';
+import {
+  blkidOf,
+  buildGptDisk,
+  buildMbrDisk,
+  snapshotFat,
+  snapshotTree,
+  tableDump,
+  SWAP_UUID,
+} from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
 
-
 /** Mount each restored partition read-only and compare it with the source's. */
-async function compareDisks(t: Test, source: string, restored: string, options: { partitions: { number: number; kind: 'ext' | 'ntfs' | 'fat' | 'swap' | 'raw' }[]; grownLast?: boolean; largerTarget?: boolean }): Promise<void> {
+async function compareDisks(
+  t: Test,
+  source: string,
+  restored: string,
+  options: {
+    partitions: { number: number; kind: 'ext' | 'ntfs' | 'fat' | 'swap' | 'raw' }[];
+    grownLast?: boolean;
+    largerTarget?: boolean;
+  },
+): Promise<void> {
   const a = await attachLoop(t, source, { readOnly: true });
   const b = await attachLoop(t, restored, { readOnly: true });
   const dumpA = await tableDump(a.device);
@@ -25,9 +41,17 @@ async function compareDisks(t: Test, source: string, restored: string, options: 
       dump
         .split('\n')
         .filter((line) => !line.startsWith('last-lba:'))
-        .map((line, index, lines) => (grown && (index === lines.length - 1 || /type=(5|f|85)\b/.test(line)) ? line.replace(/size=\s*\d+,/, 'size=GROWN,') : line))
+        .map((line, index, lines) =>
+          grown && (index === lines.length - 1 || /type=(5|f|85)\b/.test(line))
+            ? line.replace(/size=\s*\d+,/, 'size=GROWN,')
+            : line,
+        )
         .join('\n');
-    t.equal(strip(dumpB, options.grownLast ?? false), strip(dumpA, options.grownLast ?? false), 'sfdisk --dump equal apart from last-lba and the grown last partition (and its extended container)');
+    t.equal(
+      strip(dumpB, options.grownLast ?? false),
+      strip(dumpA, options.grownLast ?? false),
+      'sfdisk --dump equal apart from last-lba and the grown last partition (and its extended container)',
+    );
   }
   for (const { number, kind } of options.partitions) {
     const partA = a.partition(number);
@@ -38,27 +62,49 @@ async function compareDisks(t: Test, source: string, restored: string, options: 
       if (idA[key] !== undefined) t.equal(idB[key], idA[key], `partition ${number}: blkid ${key} equal`);
     }
     if (kind === 'ext') {
-      t.equal((await execa('e2fsck', ['-fn', partB], { reject: false })).exitCode, 0, `partition ${number}: e2fsck -fn clean`);
+      t.equal(
+        (await execa('e2fsck', ['-fn', partB], { reject: false })).exitCode,
+        0,
+        `partition ${number}: e2fsck -fn clean`,
+      );
       const mountA = await mount(t, partA, { options: 'ro' });
       const mountB = await mount(t, partB, { options: 'ro' });
-      t.same(await snapshotTree(mountB.path, { xattrs: true }), await snapshotTree(mountA.path, { xattrs: true }), `partition ${number}: every file equal (content, mode, owner, mtime, links, xattrs)`);
+      t.same(
+        await snapshotTree(mountB.path, { xattrs: true }),
+        await snapshotTree(mountA.path, { xattrs: true }),
+        `partition ${number}: every file equal (content, mode, owner, mtime, links, xattrs)`,
+      );
       await mountB.unmount();
       await mountA.unmount();
     } else if (kind === 'ntfs') {
-      t.equal((await execa('ntfsfix', ['--no-action', partB], { reject: false })).exitCode, 0, `partition ${number}: ntfsfix -n clean`);
+      t.equal(
+        (await execa('ntfsfix', ['--no-action', partB], { reject: false })).exitCode,
+        0,
+        `partition ${number}: ntfsfix -n clean`,
+      );
       const mountA = await mount(t, partA, { type: 'ntfs-3g', options: 'ro' });
       const mountB = await mount(t, partB, { type: 'ntfs-3g', options: 'ro' });
       t.same(await snapshotTree(mountB.path), await snapshotTree(mountA.path), `partition ${number}: every file equal`);
       await mountB.unmount();
       await mountA.unmount();
     } else if (kind === 'fat') {
-      t.equal((await execa('fsck.fat', ['-n', partB], { reject: false })).exitCode, 0, `partition ${number}: fsck.fat -n clean`);
+      t.equal(
+        (await execa('fsck.fat', ['-n', partB], { reject: false })).exitCode,
+        0,
+        `partition ${number}: fsck.fat -n clean`,
+      );
       const offset = Number((await run('partx', ['-g', '-o', 'START', '-n', String(number), source])).trim()) * 512;
-      t.same(await snapshotFat(restored, offset), await snapshotFat(source, offset), `partition ${number}: every file equal (mtools)`);
+      t.same(
+        await snapshotFat(restored, offset),
+        await snapshotFat(source, offset),
+        `partition ${number}: every file equal (mtools)`,
+      );
     } else if (kind === 'swap') {
       t.equal(idB.UUID, SWAP_UUID, 'swap keeps its UUID');
     } else {
-      const [bytesA, bytesB] = await Promise.all([partA, partB].map((node) => execa('sh', ['-c', `head -c 1048576 ${node} | b3sum --no-names`])));
+      const [bytesA, bytesB] = await Promise.all(
+        [partA, partB].map((node) => execa('sh', ['-c', `head -c 1048576 ${node} | b3sum --no-names`])),
+      );
       t.equal(bytesB.stdout, bytesA.stdout, `partition ${number}: raw bytes equal`);
     }
   }
@@ -81,10 +127,21 @@ t.test('GPT disk: BIOS boot, ESP, swap, ext4', async (t) => {
   const volumes = captured.json.volumes as { volume: string; method: string; filesystem: string | null }[];
   t.same(
     volumes.map((volume) => [volume.volume, volume.method]),
-    [['gap0', 'raw'], ['p1', 'raw'], ['p2', 'used-blocks'], ['p3', 'swap-header-only'], ['p4', volumes.find((volume) => volume.volume === 'p4')!.method], ['gap1', 'raw']],
+    [
+      ['gap0', 'raw'],
+      ['p1', 'raw'],
+      ['p2', 'used-blocks'],
+      ['p3', 'swap-header-only'],
+      ['p4', volumes.find((volume) => volume.volume === 'p4')!.method],
+      ['gap1', 'raw'],
+    ],
     'gaps and partitions in disk order, each with its method',
   );
-  t.match(captured.json.warnings.join('\n'), /partition 1 of .* holds no filesystem Backup365 reads/, 'the BIOS boot partition is imaged raw, with a warning');
+  t.match(
+    captured.json.warnings.join('\n'),
+    /partition 1 of .* holds no filesystem Backup365 reads/,
+    'the BIOS boot partition is imaged raw, with a warning',
+  );
   const partitions = [
     { number: 1, kind: 'raw' as const },
     { number: 2, kind: 'fat' as const },
@@ -96,7 +153,10 @@ t.test('GPT disk: BIOS boot, ESP, swap, ext4', async (t) => {
     const target = path.join(directory, 'same.img');
     const report = await restore(server, 'gpt-pc@latest', target);
     t.equal(report.verified, true);
-    t.ok(report.checks.some((check: { check: string; ok: boolean }) => check.check.startsWith('fsck of p4') && check.ok), 'the restore ran e2fsck itself');
+    t.ok(
+      report.checks.some((check: { check: string; ok: boolean }) => check.check.startsWith('fsck of p4') && check.ok),
+      'the restore ran e2fsck itself',
+    );
     await compareDisks(t, disk.image, target, { partitions });
   });
 
@@ -154,7 +214,11 @@ t.test('GPT disk: BIOS boot, ESP, swap, ext4', async (t) => {
     t.match(unconfirmed.stderr, /confirm with --yes/);
     t.equal(await checksum(busy), busyBefore, 'unconfirmed: not a byte written');
 
-    const typedWrong = await execa('script', ['-qec', `${process.execPath} ${CLI_MAIN} restore gpt-pc@latest --to ${busyLoop.device}`, '/dev/null'], { env: server.env, input: 'sda\n', reject: false });
+    const typedWrong = await execa(
+      'script',
+      ['-qec', `${process.execPath} ${CLI_MAIN} restore gpt-pc@latest --to ${busyLoop.device}`, '/dev/null'],
+      { env: server.env, input: 'sda\n', reject: false },
+    );
     t.not(typedWrong.exitCode, 0);
     t.match(String(typedWrong.stdout), /will ERASE everything on/);
     t.equal(await checksum(busy), busyBefore, 'the wrong name typed back: not a byte written');
@@ -163,9 +227,16 @@ t.test('GPT disk: BIOS boot, ESP, swap, ext4', async (t) => {
   t.test('killed during the restore, then run again', async (t) => {
     const file = await makeImageFile(path.join(directory, 'interrupted.img'), disk.size);
     const loop = await attachLoop(t, file);
-    const child = execa(process.execPath, [CLI_MAIN, 'restore', 'gpt-pc@latest', '--to', loop.device, '--yes', '--parallel', '1'], { env: server.env, reject: false });
+    const child = execa(
+      process.execPath,
+      [CLI_MAIN, 'restore', 'gpt-pc@latest', '--to', loop.device, '--yes', '--parallel', '1'],
+      { env: server.env, reject: false },
+    );
     for (let waited = 0; waited < 200; waited++) {
-      const dump = await execa('sh', ['-c', `head -c ${200 * MiB} ${loop.device} | tail -c ${100 * MiB} | tr -d '\\0' | head -c 1 | wc -c`]);
+      const dump = await execa('sh', [
+        '-c',
+        `head -c ${200 * MiB} ${loop.device} | tail -c ${100 * MiB} | tr -d '\\0' | head -c 1 | wc -c`,
+      ]);
       if (dump.stdout.trim() === '1') break;
       await sleep(50);
     }

@@ -18,13 +18,19 @@ async function buildVolume(directory: string): Promise<string> {
   const tree = path.join(directory, 'tree');
   const random = Buffer.alloc(3 * MiB);
   new Prng(11).fill(random);
-  await writeTree(tree, { 'docs/a.txt': 'alpha\n', 'docs/b.txt': 'bravo\n', 'docs/sub/c.txt': 'charlie\n', 'big.bin': random });
+  await writeTree(tree, {
+    'docs/a.txt': 'alpha\n',
+    'docs/b.txt': 'bravo\n',
+    'docs/sub/c.txt': 'charlie\n',
+    'big.bin': random,
+  });
   await fs.link(path.join(tree, 'docs/a.txt'), path.join(tree, 'docs/hard.txt'));
   await fs.symlink('a.txt', path.join(tree, 'docs/link'));
   const sparse = await fs.open(path.join(tree, 'sparse.bin'), 'w');
   await sparse.write(Buffer.from('end\n'), 0, 4, 5 * MiB);
   await sparse.close();
-  for (const file of ['docs/a.txt', 'docs/b.txt', 'docs/sub/c.txt', 'big.bin', 'sparse.bin']) await fs.utimes(path.join(tree, file), MTIME, MTIME);
+  for (const file of ['docs/a.txt', 'docs/b.txt', 'docs/sub/c.txt', 'big.bin', 'sparse.bin'])
+    await fs.utimes(path.join(tree, file), MTIME, MTIME);
   const volume = await makeImageFile(path.join(directory, 'volume.img'), 64 * MiB);
   await run('mkfs.ext4', ['-q', '-d', tree, volume]);
   return volume;
@@ -38,7 +44,9 @@ const text = (file: string) => fs.readFile(file, 'utf8');
 t.test('files get into a directory that already holds some of the paths', async (t) => {
   const server = await startServer(t);
   const directory = await tempDir(t);
-  const captured = await b365(['image', await buildVolume(directory), '--machine', 'files-host', '--json'], { env: server.env });
+  const captured = await b365(['image', await buildVolume(directory), '--machine', 'files-host', '--json'], {
+    env: server.env,
+  });
   t.equal(captured.exitCode, 0, captured.stderr);
   const image = captured.json.image as string;
   const out = path.join(directory, 'out');
@@ -72,26 +80,42 @@ t.test('files get into a directory that already holds some of the paths', async 
   t.test('--overwrite never: existing paths kept, missing ones written', async (t) => {
     const kept = await get('--overwrite', 'never', '--json');
     t.equal(kept.exitCode, 0, kept.stderr);
-    t.equal(await text(path.join(out, 'docs/a.txt')), 'edited by the user, longer than before\n', 'the edited file is kept');
+    t.equal(
+      await text(path.join(out, 'docs/a.txt')),
+      'edited by the user, longer than before\n',
+      'the edited file is kept',
+    );
     t.equal(await text(path.join(out, 'docs/b.txt')), 'bravo\n', 'the lost file is back');
     t.equal(kept.json.kept, 6);
     t.equal(kept.json.files, 1);
     const human = await get('--overwrite', 'never');
-    t.match(human.stdout, /^extracted 0 files, 0 directories \(0 B\)/m, 'directories that were there are not counted as extracted');
+    t.match(
+      human.stdout,
+      /^extracted 0 files, 0 directories \(0 B\)/m,
+      'directories that were there are not counted as extracted',
+    );
     t.match(human.stdout, /already there: 7 kept as they were/);
   });
 
   t.test('--overwrite if-changed: only what differs in size or mtime is rewritten', async (t) => {
     // c.txt: same size, other mtime. b.txt and big.bin: equal to the image's. Each marked
     // with a mode the image does not have: a file written again gets the image's mode back.
-    await fs.utimes(path.join(out, 'docs/sub/c.txt'), new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'));
+    await fs.utimes(
+      path.join(out, 'docs/sub/c.txt'),
+      new Date('2020-01-01T00:00:00Z'),
+      new Date('2020-01-01T00:00:00Z'),
+    );
     const imageMode = await modeOf(path.join(out, 'docs/b.txt'));
     for (const file of ['docs/b.txt', 'big.bin', 'docs/sub/c.txt']) await fs.chmod(path.join(out, file), 0o600);
     const changed = await get('--overwrite', 'if-changed', '--json');
     t.equal(changed.exitCode, 0, changed.stderr);
-    t.equal(await text(path.join(out, 'docs/a.txt')), 'alpha\n', 'the edited file is the image\'s again');
+    t.equal(await text(path.join(out, 'docs/a.txt')), 'alpha\n', "the edited file is the image's again");
     t.equal(await text(path.join(out, 'docs/hard.txt')), 'alpha\n');
-    t.equal(await inode(path.join(out, 'docs/a.txt')), await inode(path.join(out, 'docs/hard.txt')), 'still one inode for both links');
+    t.equal(
+      await inode(path.join(out, 'docs/a.txt')),
+      await inode(path.join(out, 'docs/hard.txt')),
+      'still one inode for both links',
+    );
     t.equal(await modeOf(path.join(out, 'docs/sub/c.txt')), imageMode, 'a file with another mtime is rewritten');
     t.equal((await fs.stat(path.join(out, 'docs/sub/c.txt'))).mtime.toISOString(), MTIME.toISOString());
     t.equal(await modeOf(path.join(out, 'docs/b.txt')), 0o600, 'an equal file is left alone');
@@ -105,7 +129,7 @@ t.test('files get into a directory that already holds some of the paths', async 
     t.equal(await modeOf(path.join(out, 'docs/b.txt')), 0o600, 'still marked');
     const always = await get('--overwrite', 'always', '--json');
     t.equal(always.exitCode, 0, always.stderr);
-    t.not(await modeOf(path.join(out, 'docs/b.txt')), 0o600, 'written again, with the image\'s mode');
+    t.not(await modeOf(path.join(out, 'docs/b.txt')), 0o600, "written again, with the image's mode");
     t.equal(always.json.replaced, 7);
     const bad = await get('--overwrite', 'sometimes');
     t.equal(bad.exitCode, 2);
@@ -115,7 +139,10 @@ t.test('files get into a directory that already holds some of the paths', async 
   t.test('on a terminal: a progress bar with the real totals', async (t) => {
     const fresh = path.join(directory, 'fresh');
     const command = `${process.execPath} ${CLI_MAIN} files get ${image} / --to ${fresh}`;
-    const tty = await execa('script', ['-qec', command, '/dev/null'], { env: { ...process.env, ...server.env }, reject: false });
+    const tty = await execa('script', ['-qec', command, '/dev/null'], {
+      env: { ...process.env, ...server.env },
+      reject: false,
+    });
     t.equal(tty.exitCode, 0, String(tty.stdout));
     const frames = String(tty.stdout).split(/\r|\x1b\[1G/);
     const last = frames.filter((frame) => frame.includes('% |')).at(-1) ?? '';

@@ -24,7 +24,8 @@ t.test('a 1 GiB source: full, unchanged, then 10 MiB changed', async (t) => {
   const first = await b365(['image', source, '--machine', 'raw1', '--json'], { env: server.env });
   t.equal(first.exitCode, 0, first.stderr);
   const report = first.json;
-  for (const field of ['image', 'bytesRead', 'bytesUploaded', 'chunksUploaded', 'chunksReused', 'durationMs']) t.ok(field in report, `report has ${field}`);
+  for (const field of ['image', 'bytesRead', 'bytesUploaded', 'chunksUploaded', 'chunksReused', 'durationMs'])
+    t.ok(field in report, `report has ${field}`);
   t.equal(report.parent, null);
   t.ok(report.chunksUploaded >= 1000, `first image uploads every distinct chunk (${report.chunksUploaded})`);
   t.equal(report.bytesRead, 1024 * MiB, 'the sparse tail was not read');
@@ -42,13 +43,19 @@ t.test('a 1 GiB source: full, unchanged, then 10 MiB changed', async (t) => {
     { offset: 900 * MiB + 4096, length: 3 * MiB },
   ];
   const writer = await fs.open(source, 'r+');
-  for (const region of regions) await writer.write(Buffer.alloc(region.length, 0xa5 ^ region.length), 0, region.length, region.offset);
+  for (const region of regions)
+    await writer.write(Buffer.alloc(region.length, 0xa5 ^ region.length), 0, region.length, region.offset);
   await writer.close();
   const changed = await b365(['image', source, '--machine', 'raw1', '--json'], { env: server.env });
   t.equal(changed.exitCode, 0, changed.stderr);
-  const chunkSize = (await b365(['images', 'show', changed.json.image, '--json'], { env: server.env })).stdout.match(/"chunkSize": (\d+)/)![1];
+  const chunkSize = (await b365(['images', 'show', changed.json.image, '--json'], { env: server.env })).stdout.match(
+    /"chunkSize": (\d+)/,
+  )![1];
   const bound = 10 * MiB + regions.length * Number(chunkSize);
-  t.ok(changed.json.chunksUploaded * Number(chunkSize) <= bound, `uploaded ${changed.json.chunksUploaded} chunks of ${chunkSize} bytes: at most 10 MiB plus one chunk per region`);
+  t.ok(
+    changed.json.chunksUploaded * Number(chunkSize) <= bound,
+    `uploaded ${changed.json.chunksUploaded} chunks of ${chunkSize} bytes: at most 10 MiB plus one chunk per region`,
+  );
   t.ok(changed.json.chunksUploaded >= 1, 'the change was sent');
 
   const target = path.join(directory, 'restored.img');
@@ -79,7 +86,9 @@ t.test('clear errors from the CLI', async (t) => {
   const unknown = await b365(['restore', 'ghost@latest', '--to', '/tmp/never-written', '--json'], { env: server.env });
   t.equal(unknown.exitCode, 4);
   t.equal(unknown.json.error.code, 'not_found');
-  const down = await b365(['images'], { env: { ...server.env, B365_SERVER: 'http://127.0.0.1:9', B365_RETRY_FOR_MS: '500' } });
+  const down = await b365(['images'], {
+    env: { ...server.env, B365_SERVER: 'http://127.0.0.1:9', B365_RETRY_FOR_MS: '500' },
+  });
   t.equal(down.exitCode, 7);
   t.match(down.stderr, /cannot reach the server at http:\/\/127.0.0.1:9/);
 });

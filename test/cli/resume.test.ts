@@ -28,7 +28,10 @@ t.test('server killed with SIGKILL during an upload: the client waits, resumes a
   const directory = await tempDir(t);
   const source = path.join(directory, 'disk.img');
   await writeLargeDistinctFile(source, 512 * MiB, 21);
-  const client = execa(process.execPath, [CLI_MAIN, 'image', source, '--machine', 'crashy', '--json'], { env: { ...server.env, B365_LOG_LEVEL: 'warn' }, reject: false });
+  const client = execa(process.execPath, [CLI_MAIN, 'image', source, '--machine', 'crashy', '--json'], {
+    env: { ...server.env, B365_LOG_LEVEL: 'warn' },
+    reject: false,
+  });
   await waitForChunks(server.repo, 150);
   await server.kill();
   await sleep(1500);
@@ -38,7 +41,11 @@ t.test('server killed with SIGKILL during an upload: the client waits, resumes a
   const report = JSON.parse(String(result.stdout));
   t.match(report.image, /^crashy@/);
   const intact = await assertStoreIntact(server.repo);
-  t.same(intact.bad, [], `every one of ${intact.objects} stored objects decodes to its name: no partial file under a final name`);
+  t.same(
+    intact.bad,
+    [],
+    `every one of ${intact.objects} stored objects decodes to its name: no partial file under a final name`,
+  );
   const target = path.join(directory, 'restored.img');
   const restore = await b365(['restore', report.image, '--to', target], { env: server.env });
   t.equal(restore.exitCode, 0, restore.stderr);
@@ -50,7 +57,10 @@ t.test('client killed with SIGKILL: a rerun resumes the session and sends nothin
   const directory = await tempDir(t);
   const source = path.join(directory, 'disk.img');
   await writeLargeDistinctFile(source, 512 * MiB, 22);
-  const first = execa(process.execPath, [CLI_MAIN, 'image', source, '--machine', 'victim', '--json'], { env: server.env, reject: false });
+  const first = execa(process.execPath, [CLI_MAIN, 'image', source, '--machine', 'victim', '--json'], {
+    env: server.env,
+    reject: false,
+  });
   await waitForChunks(server.repo, 200);
   first.kill('SIGKILL');
   await first;
@@ -68,7 +78,11 @@ t.test('client killed with SIGKILL: a rerun resumes the session and sends nothin
   t.equal(rerun.exitCode, 0, rerun.stderr);
   t.equal(rerun.json.resumed, true, 'the rerun resumed the interrupted session');
   const distinct = rerun.json.chunksTotal - rerun.json.chunksHoles;
-  t.equal(rerun.json.chunksUploaded + storedBefore, distinct + 0, `chunks sent again: none (${rerun.json.chunksUploaded} new + ${storedBefore} earlier = ${distinct})`);
+  t.equal(
+    rerun.json.chunksUploaded + storedBefore,
+    distinct + 0,
+    `chunks sent again: none (${rerun.json.chunksUploaded} new + ${storedBefore} earlier = ${distinct})`,
+  );
   const stored = await storedChunks(server.repo);
   t.equal(stored.length, distinct + 1, 'the store holds each chunk once, plus the index');
   const target = path.join(directory, 'restored.img');

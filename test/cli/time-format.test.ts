@@ -6,11 +6,19 @@ import { formatAge, formatLocalTime, formatWhen } from '../../src/cli/time-forma
 const at = (iso: string) => Date.parse(iso);
 
 t.test('local wall time with the zone offset', async (t) => {
-  t.equal(formatLocalTime(at('2026-12-07T19:02:40Z'), 'Asia/Kolkata'), '2026-12-08 00:32 +05:30', 'crosses midnight into the next day');
+  t.equal(
+    formatLocalTime(at('2026-12-07T19:02:40Z'), 'Asia/Kolkata'),
+    '2026-12-08 00:32 +05:30',
+    'crosses midnight into the next day',
+  );
   t.equal(formatLocalTime(at('2026-12-07T19:02:40Z'), 'UTC'), '2026-12-07 19:02 +00:00');
   t.equal(formatLocalTime(at('2026-07-01T12:00:00Z'), 'America/New_York'), '2026-07-01 08:00 -04:00', 'summer time');
   t.equal(formatLocalTime(at('2026-01-01T12:00:00Z'), 'America/New_York'), '2026-01-01 07:00 -05:00', 'winter time');
-  t.equal(formatLocalTime(at('2026-01-01T00:30:00Z'), 'Europe/Paris'), '2026-01-01 01:30 +01:00', 'hours 00-23, never 24');
+  t.equal(
+    formatLocalTime(at('2026-01-01T00:30:00Z'), 'Europe/Paris'),
+    '2026-01-01 01:30 +01:00',
+    'hours 00-23, never 24',
+  );
 });
 
 t.test('ages', async (t) => {

@@ -16,10 +16,21 @@ import { SERVER_NODE_OPTIONS } from '../../server/main.js';
 const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
 
 /** `b365 images` while the server is down for a moment; on a pseudo-terminal when `terminal`. */
-async function imagesDuringRestart(server: TestServer, extra: string[], options: { terminal: boolean; env?: Record<string, string> }): Promise<string> {
+async function imagesDuringRestart(
+  server: TestServer,
+  extra: string[],
+  options: { terminal: boolean; env?: Record<string, string> },
+): Promise<string> {
   await server.stop();
   const command = [process.execPath, CLI_MAIN, 'images', ...extra];
-  const env = { ...server.env, B365_RETRY_FOR_MS: '30000', B365_LOG_LEVEL: 'warn', JOURNAL_STREAM: '', INVOCATION_ID: '', ...options.env };
+  const env = {
+    ...server.env,
+    B365_RETRY_FOR_MS: '30000',
+    B365_LOG_LEVEL: 'warn',
+    JOURNAL_STREAM: '',
+    INVOCATION_ID: '',
+    ...options.env,
+  };
   // script(1) from util-linux runs the command on a new pseudo-terminal.
   const child = options.terminal
     ? execa('script', ['-qec', command.map(quote).join(' '), '/dev/null'], { env, reject: false })
@@ -35,7 +46,11 @@ t.test('a warning on a terminal is a human line; JSON when asked, piped or under
   const server = await startServer(t);
 
   const human = await imagesDuringRestart(server, [], { terminal: true });
-  t.match(human, /^warning: retrying \(attempt: 1, delayMs: \d+, error: cannot reach the server at http:\/\/127\.0\.0\.1:\d+ \(GET \/images\): connection refused/m, 'a human warning');
+  t.match(
+    human,
+    /^warning: retrying \(attempt: 1, delayMs: \d+, error: cannot reach the server at http:\/\/127\.0\.0\.1:\d+ \(GET \/images\): connection refused/m,
+    'a human warning',
+  );
   t.notMatch(human, /"level"/, 'no JSON on the terminal');
 
   const json = await imagesDuringRestart(server, ['--log-format', 'json'], { terminal: true });
@@ -46,7 +61,10 @@ t.test('a warning on a terminal is a human line; JSON when asked, piped or under
   const piped = await imagesDuringRestart(server, [], { terminal: false });
   t.match(piped, /^\{"level":40,.*"msg":"retrying"/m, 'JSON when stderr is not a terminal');
 
-  const systemd = await imagesDuringRestart(server, [], { terminal: true, env: { INVOCATION_ID: '0123456789abcdef0123456789abcdef' } });
+  const systemd = await imagesDuringRestart(server, [], {
+    terminal: true,
+    env: { INVOCATION_ID: '0123456789abcdef0123456789abcdef' },
+  });
   t.match(systemd, /^\{"level":40,.*"msg":"retrying"/m, 'JSON under systemd, even on a terminal');
 
   const forced = await imagesDuringRestart(server, ['--log-format', 'text'], { terminal: false });
@@ -54,7 +72,10 @@ t.test('a warning on a terminal is a human line; JSON when asked, piped or under
 });
 
 t.test('a bad --log-format is a usage error', async (t) => {
-  const result = await execa(process.execPath, [CLI_MAIN, '--log-format', 'xml', 'images'], { reject: false, env: { B365_TOKEN: 'x' } });
+  const result = await execa(process.execPath, [CLI_MAIN, '--log-format', 'xml', 'images'], {
+    reject: false,
+    env: { B365_TOKEN: 'x' },
+  });
   t.equal(result.exitCode, 2);
   t.match(result.stderr, /^b365: --log-format must be text, json or auto, got "xml"/);
 });
@@ -68,10 +89,14 @@ t.test('a server whose stderr is the journal prefixes each line with its priorit
   const handle = await fs.open(journal, 'a');
   t.teardown(() => handle.close());
   // Node's own spawn hands the file's descriptor to the server as its stderr, as systemd does.
-  const server = spawn(process.execPath, [...SERVER_NODE_OPTIONS, CLI_MAIN, 'server', '--repo', path.join(directory, 'repo'), '--listen', '127.0.0.1:0'], {
-    env: { ...process.env, JOURNAL_STREAM: `${dev}:${ino}`, B365_LOG_LEVEL: 'info', INVOCATION_ID: '' },
-    stdio: ['ignore', 'pipe', handle.fd],
-  });
+  const server = spawn(
+    process.execPath,
+    [...SERVER_NODE_OPTIONS, CLI_MAIN, 'server', '--repo', path.join(directory, 'repo'), '--listen', '127.0.0.1:0'],
+    {
+      env: { ...process.env, JOURNAL_STREAM: `${dev}:${ino}`, B365_LOG_LEVEL: 'info', INVOCATION_ID: '' },
+      stdio: ['ignore', 'pipe', handle.fd],
+    },
+  );
   const exited = once(server, 'exit');
   let output = '';
   for await (const data of server.stdout!) {
@@ -83,11 +108,20 @@ t.test('a server whose stderr is the journal prefixes each line with its priorit
   const lines = (await fs.readFile(journal, 'utf8')).split('\n').filter(Boolean);
   t.ok(lines.length > 0, 'the server logged');
   for (const line of lines) t.match(line, /^<[2-7]>\{"level":\d+/, line.slice(0, 60));
-  t.ok(lines.some((line) => line.startsWith('<6>') && line.includes('"msg":"server listening"')), 'info is priority 6');
+  t.ok(
+    lines.some((line) => line.startsWith('<6>') && line.includes('"msg":"server listening"')),
+    'info is priority 6',
+  );
 });
 
 t.test('journald priorities and human lines from records', async (t) => {
   t.same([60, 50, 40, 30, 20, 10].map(syslogPriority), [2, 3, 4, 6, 7, 7]);
-  t.equal(humanLine({ level: 30, time: 'x', pid: 1, name: 'b365-agent', msg: 'run finished', run: 'r1' }), 'b365-agent: run finished (run: r1)\n');
-  t.equal(humanLine({ level: 50, msg: 'failed', err: { message: 'disk gone', stack: '…' } }), 'error: failed (err: disk gone)\n');
+  t.equal(
+    humanLine({ level: 30, time: 'x', pid: 1, name: 'b365-agent', msg: 'run finished', run: 'r1' }),
+    'b365-agent: run finished (run: r1)\n',
+  );
+  t.equal(
+    humanLine({ level: 50, msg: 'failed', err: { message: 'disk gone', stack: '…' } }),
+    'error: failed (err: disk gone)\n',
+  );
 });

@@ -9,7 +9,17 @@ import net from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
 import t, { type Test } from 'tap';
-import { assertNothingLost, changeDisk, FaultRig, isCommitRequest, startRelay, succeeded, waitFor, type RelayedRequest, type RunningClient } from '../fault/helpers.js';
+import {
+  assertNothingLost,
+  changeDisk,
+  FaultRig,
+  isCommitRequest,
+  startRelay,
+  succeeded,
+  waitFor,
+  type RelayedRequest,
+  type RunningClient,
+} from '../fault/helpers.js';
 import { RepositoryClient } from '../../src/client/repository.js';
 import { makeImageFile, MiB } from '../helpers/disk.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -80,7 +90,12 @@ if (process.env.B365_E2E !== '1') {
     // the relay pins the fingerprint the guest announces.
     let guestFingerprint: string | null = null;
     let onAnswer: ((request: RelayedRequest, status: number) => void) | null = null;
-    const relay = await startRelay(t, () => guestUrl, { answered: (request, status) => onAnswer?.(request, status) }, { upstreamFingerprint: () => guestFingerprint });
+    const relay = await startRelay(
+      t,
+      () => guestUrl,
+      { answered: (request, status) => onAnswer?.(request, status) },
+      { upstreamFingerprint: () => guestFingerprint },
+    );
     const env = { B365_SERVER: relay.url };
 
     const bootGuest = async (t: Test, name: string): Promise<QemuGuest> => {
@@ -91,10 +106,17 @@ if (process.env.B365_E2E !== '1') {
         disks: [{ file: repoImage, serial: 'B365-REPOSITORY', uncached: true }],
         forward: { hostPort, guestPort: GUEST_PORT },
       });
-      const [, fingerprint] = await stage(t, `${name}: the guest boots and serves the repository disk`, () => guest.waitFor(/B365-SERVING https:\/\/\S+ repository \/dev\/vda mounted at \S+ fingerprint (\S+)/, 15 * MINUTE));
-      if (guestFingerprint) t.equal(fingerprint, guestFingerprint, 'the repository keeps its certificate across the power cut');
+      const [, fingerprint] = await stage(t, `${name}: the guest boots and serves the repository disk`, () =>
+        guest.waitFor(/B365-SERVING https:\/\/\S+ repository \/dev\/vda mounted at \S+ fingerprint (\S+)/, 15 * MINUTE),
+      );
+      if (guestFingerprint)
+        t.equal(fingerprint, guestFingerprint, 'the repository keeps its certificate across the power cut');
       guestFingerprint = fingerprint!;
-      await waitFor('the guest server through the forwarded port', () => guestHealthy(guestUrl, guestFingerprint!), 2 * MINUTE);
+      await waitFor(
+        'the guest server through the forwarded port',
+        () => guestHealthy(guestUrl, guestFingerprint!),
+        2 * MINUTE,
+      );
       return guest;
     };
 
@@ -143,7 +165,9 @@ if (process.env.B365_E2E !== '1') {
       await mountRepo();
       await unmountRepo();
       const fsck = await execa('e2fsck', ['-fn', repoImage], { reject: false });
-      t.equal(fsck.exitCode, 0, 'e2fsck -fn finds the replayed filesystem clean', { output: `${fsck.stdout}\n${fsck.stderr}`.slice(-3000) });
+      t.equal(fsck.exitCode, 0, 'e2fsck -fn finds the replayed filesystem clean', {
+        output: `${fsck.stdout}\n${fsck.stderr}`.slice(-3000),
+      });
       await mountRepo();
       await rig.server.restart();
       // The clients' reruns resume or start over, and commit.

@@ -21,19 +21,30 @@ if (process.env.B365_E2E !== '1') {
     // What `dd if=b365-rescue.iso of=/dev/sdX` leaves on a stick: the same bytes.
     const stick = path.join(directory, 'stick.img');
     await fs.copyFile(iso, stick);
-    const guest = await QemuGuest.start(t, { serialLog: await serialLogPath('uefi-usb-stick'), uefi: OVMF, usbStick: stick });
-    await stage(t, 'UEFI firmware reaches the boot menu', () => guest.waitFor(/Backup365 rescue, copied to memory/, 10 * MINUTE));
+    const guest = await QemuGuest.start(t, {
+      serialLog: await serialLogPath('uefi-usb-stick'),
+      uefi: OVMF,
+      usbStick: stick,
+    });
+    await stage(t, 'UEFI firmware reaches the boot menu', () =>
+      guest.waitFor(/Backup365 rescue, copied to memory/, 10 * MINUTE),
+    );
     const [banner] = await stage(t, 'rescue program starts', () => guest.waitFor(BANNER, 15 * MINUTE));
     t.equal(banner, `Backup365 rescue ${VERSION}`, 'the ISO carries this version of b365');
     await guest.waitFor(/How should this machine join the network/, 5 * MINUTE);
     const serial = await guest.serial();
-    t.ok(serial.indexOf(banner) < serial.indexOf('How should this machine join the network'), 'the first question follows the greeting on the serial console');
+    t.ok(
+      serial.indexOf(banner) < serial.indexOf('How should this machine join the network'),
+      'the first question follows the greeting on the serial console',
+    );
   });
 
   t.test('BIOS: the CD boots to the rescue program', async (t) => {
     const iso = await ensureIso();
     const guest = await QemuGuest.start(t, { serialLog: await serialLogPath('bios-cd'), cdrom: iso });
-    await stage(t, 'BIOS reaches the boot menu', () => guest.waitFor(/Backup365 rescue, copied to memory/, 10 * MINUTE));
+    await stage(t, 'BIOS reaches the boot menu', () =>
+      guest.waitFor(/Backup365 rescue, copied to memory/, 10 * MINUTE),
+    );
     const [banner] = await stage(t, 'rescue program starts', () => guest.waitFor(BANNER, 15 * MINUTE));
     t.equal(banner, `Backup365 rescue ${VERSION}`, 'the ISO carries this version of b365');
   });

@@ -67,10 +67,18 @@ if (process.env.B365_E2E !== '1') {
     t.match(result.message, fingerprint, "the refusal names the server's fingerprint");
     t.match(result.message, wrong, 'and the pinned one');
     const serial = await rescue.serial();
-    t.match(serial, new RegExp(`B365: the server's certificate must have SHA-256 fingerprint ${wrong}`), 'the pin is said on the console before connecting');
+    t.match(
+      serial,
+      new RegExp(`B365: the server's certificate must have SHA-256 fingerprint ${wrong}`),
+      'the pin is said on the console before connecting',
+    );
     t.match(serial, /B365: REFUSED the server: .*the restore code was not sent/, 'and the refusal after');
     t.equal(result.code, 'untrusted_server');
-    t.notMatch(serial, /restore code accepted|B365: target /, 'the run stopped before the code was accepted or a disk chosen');
+    t.notMatch(
+      serial,
+      /restore code accepted|B365: target /,
+      'the run stopped before the code was accepted or a disk chosen',
+    );
     t.notMatch(await serverLog(), /restore-codes\/exchange/, 'no request carrying the code reached the server');
     await stage(t, 'guest powers off', () => rescue.waitForExit(5 * MINUTE));
     t.equal(await b3sum(target), before, 'the target disk is byte for byte unchanged');

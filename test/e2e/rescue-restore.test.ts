@@ -28,10 +28,14 @@ if (process.env.B365_E2E !== '1') {
     const port = Number(new URL(server.url).port);
 
     // The product's own capture: partition table, gaps raw, each filesystem's used blocks.
-    const captured = await stage(t, 'image the test disk to the server', () => b365(['image', disk.image, '--machine', 'e2e-vm', '--json'], { env: server.env }));
+    const captured = await stage(t, 'image the test disk to the server', () =>
+      b365(['image', disk.image, '--machine', 'e2e-vm', '--json'], { env: server.env }),
+    );
     t.equal(captured.exitCode, 0, captured.stderr);
     const imageId = captured.json.image as string;
-    const code = await b365(['restore-code', 'create', '--machine', 'e2e-vm', '--ttl', '2h', '--json'], { env: server.env });
+    const code = await b365(['restore-code', 'create', '--machine', 'e2e-vm', '--ttl', '2h', '--json'], {
+      env: server.env,
+    });
     t.equal(code.exitCode, 0, code.stderr);
 
     const target = await makeImageFile(path.join(directory, 'target.img'), 1 << 30);
@@ -55,8 +59,13 @@ if (process.env.B365_E2E !== '1') {
       disks: [{ file: target, serial: 'B365-E2E-TARGET' }],
       hostPort: port,
     });
-    await stage(t, 'rescue system boots and starts b365', () => rescue.waitFor(/B365: unattended restore/, 15 * MINUTE));
-    await rescue.waitFor(new RegExp(`B365: the server's certificate must have SHA-256 fingerprint ${server.fingerprint}`), MINUTE);
+    await stage(t, 'rescue system boots and starts b365', () =>
+      rescue.waitFor(/B365: unattended restore/, 15 * MINUTE),
+    );
+    await rescue.waitFor(
+      new RegExp(`B365: the server's certificate must have SHA-256 fingerprint ${server.fingerprint}`),
+      MINUTE,
+    );
     const line = await stage(t, 'restore in the guest', () => rescue.waitForResult(20 * MINUTE));
     const result = parseResultLine(line);
     t.equal(result.status, 'ok', line);
@@ -68,8 +77,13 @@ if (process.env.B365_E2E !== '1') {
     await stage(t, 'guest powers off', () => rescue.waitForExit(5 * MINUTE));
     t.equal(await tableDump(target), await tableDump(disk.image), 'the restored partition table is the imaged one');
 
-    const restored = await QemuGuest.start(t, { serialLog: await serialLogPath('restored-disk'), disks: [{ file: target }] });
-    const [, bootedId, root] = await stage(t, 'restored disk boots (BIOS)', () => restored.waitFor(/B365-TESTDISK-BOOTED id=(\w+) root=(\S+)\s/, 10 * MINUTE));
+    const restored = await QemuGuest.start(t, {
+      serialLog: await serialLogPath('restored-disk'),
+      disks: [{ file: target }],
+    });
+    const [, bootedId, root] = await stage(t, 'restored disk boots (BIOS)', () =>
+      restored.waitFor(/B365-TESTDISK-BOOTED id=(\w+) root=(\S+)\s/, 10 * MINUTE),
+    );
     t.equal(bootedId, disk.id, 'the restored disk booted and printed its own marker');
     t.equal(root, '/dev/vda3', 'its root filesystem is the restored partition');
     await restored.kill();

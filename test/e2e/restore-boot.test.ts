@@ -21,18 +21,39 @@ if (process.env.B365_E2E !== '1') {
     const directory = await tempDir(t, 'b365-e2e-');
     const disk = await stage(t, 'bootable test disk', ensureTestDisk);
     const server = await startServer(t);
-    const captured = await stage(t, 'image the test disk', () => b365(['image', disk.image, '--machine', 'boot-vm', '--json'], { env: server.env }));
+    const captured = await stage(t, 'image the test disk', () =>
+      b365(['image', disk.image, '--machine', 'boot-vm', '--json'], { env: server.env }),
+    );
     t.equal(captured.exitCode, 0, captured.stderr);
-    t.ok(captured.json.volumes.some((volume: { method: string }) => volume.method === 'used-blocks'), 'filesystems were captured by their used blocks');
+    t.ok(
+      captured.json.volumes.some((volume: { method: string }) => volume.method === 'used-blocks'),
+      'filesystems were captured by their used blocks',
+    );
 
-    for (const [name, factor, extra] of [['same size', 1, []], ['twice the size, grown', 2, ['--grow']]] as const) {
-      const target = await makeImageFile(path.join(directory, `restored-${factor}.img`), (await fs.stat(disk.image)).size * factor);
-      const restored = await stage(t, `restore onto a blank disk, ${name}`, () => b365(['restore', 'boot-vm@latest', '--to', target, '--yes', '--json', ...extra], { env: server.env }));
+    for (const [name, factor, extra] of [
+      ['same size', 1, []],
+      ['twice the size, grown', 2, ['--grow']],
+    ] as const) {
+      const target = await makeImageFile(
+        path.join(directory, `restored-${factor}.img`),
+        (await fs.stat(disk.image)).size * factor,
+      );
+      const restored = await stage(t, `restore onto a blank disk, ${name}`, () =>
+        b365(['restore', 'boot-vm@latest', '--to', target, '--yes', '--json', ...extra], { env: server.env }),
+      );
       t.equal(restored.exitCode, 0, restored.stderr);
       t.equal(restored.json.verified, true, `${name}: content digests, fsck and /etc/fstab checks pass`);
-      t.ok(restored.json.checks.some((check: { check: string }) => check.check.startsWith('/etc/fstab')), 'the restored root\'s fstab was checked');
-      const guest = await QemuGuest.start(t, { serialLog: await serialLogPath(`restored-boot-${factor}`), disks: [{ file: target }] });
-      const [, bootedId] = await stage(t, `${name}: the restored disk boots (BIOS)`, () => guest.waitFor(/B365-TESTDISK-BOOTED id=(\w+) root=(\S+)\s/, 10 * MINUTE));
+      t.ok(
+        restored.json.checks.some((check: { check: string }) => check.check.startsWith('/etc/fstab')),
+        "the restored root's fstab was checked",
+      );
+      const guest = await QemuGuest.start(t, {
+        serialLog: await serialLogPath(`restored-boot-${factor}`),
+        disks: [{ file: target }],
+      });
+      const [, bootedId] = await stage(t, `${name}: the restored disk boots (BIOS)`, () =>
+        guest.waitFor(/B365-TESTDISK-BOOTED id=(\w+) root=(\S+)\s/, 10 * MINUTE),
+      );
       t.equal(bootedId, disk.id, `${name}: it printed its own marker`);
       await guest.kill();
     }

@@ -50,7 +50,11 @@ for (const moment of ['before the server saw it', 'after the server committed it
     client = await rig.startImage(disk, 'committer', { env: { B365_SERVER: relay.url } });
     await waitFor('the kill at commit', () => killed, 120_000);
     const listedAfterKill = (await rig.images()).length;
-    t.equal(listedAfterKill, moment === 'before the server saw it' ? 0 : 1, 'an image exists only if the server handled the commit');
+    t.equal(
+      listedAfterKill,
+      moment === 'before the server saw it' ? 0 : 1,
+      'an image exists only if the server handled the commit',
+    );
     const rerun = await rig.image(disk, 'committer');
     succeeded(t, rerun, 'the rerun succeeds');
     await assertNothingLost(t, rig);
@@ -62,7 +66,10 @@ t.test('killed mid-restore: the disk is left partly written, a rerun completes a
   const disk = await rig.disk('source', { dataMiB: 96 });
   succeeded(t, await rig.image(disk, 'source'), 'image');
   const target = path.join(rig.directory, 'target.img');
-  const restore = execa(process.execPath, [CLI_MAIN, 'restore', 'source@latest', '--to', target, '--yes', '--json'], { env: { B365_LOG_LEVEL: 'warn', ...rig.env }, reject: false });
+  const restore = execa(process.execPath, [CLI_MAIN, 'restore', 'source@latest', '--to', target, '--yes', '--json'], {
+    env: { B365_LOG_LEVEL: 'warn', ...rig.env },
+    reject: false,
+  });
   // Allocated bytes of the target grow as the restore writes.
   await waitFor('the restore to write 16 MiB', async () => {
     const stats = await fs.stat(target).catch(() => null);

@@ -24,7 +24,11 @@ interface Teardown {
 }
 
 /** Poll `check` until it returns a value other than undefined/false, or fail naming `what`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 60_000,
+): Promise<T> {
   const started = Date.now();
   for (;;) {
     const value = await check();
@@ -50,12 +54,20 @@ export interface FaultDisk {
  * with mtools) and ext4 made by `mkfs.ext4 -d`, so free space is zeros and a restored
  * disk must hash exactly like its source.
  */
-export async function buildFaultDisk(t: Teardown, directory: string, name: string, options: { dataMiB?: number } = {}): Promise<FaultDisk> {
+export async function buildFaultDisk(
+  t: Teardown,
+  directory: string,
+  name: string,
+  options: { dataMiB?: number } = {},
+): Promise<FaultDisk> {
   const dataMiB = options.dataMiB ?? 24;
   const size = dataMiB * MiB + 48 * MiB;
   const file = path.join(directory, `${name}.img`);
   await makeImageFile(file, size);
-  await sfdisk(file, `label: gpt\nsize=${FAT_SIZE / 512}, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="esp"\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"\n`);
+  await sfdisk(
+    file,
+    `label: gpt\nsize=${FAT_SIZE / 512}, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="esp"\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"\n`,
+  );
   const extSize = size - EXT_START - MiB;
   const tree = await tempDir(t, 'b365-fault-tree-');
   await fs.mkdir(path.join(tree, 'etc'));
@@ -64,9 +76,33 @@ export async function buildFaultDisk(t: Teardown, directory: string, name: strin
     await fs.writeFile(path.join(tree, `data-${part}.bin`), randomBytes(Math.min(8, dataMiB - part * 8) * MiB));
   }
   await fs.writeFile(path.join(tree, 'notes.txt'), 'lines of text\n'.repeat(20_000));
-  await execa('mkfs.ext4', ['-q', '-F', '-b', String(EXT_BLOCK), '-L', 'root', '-d', tree, '-E', `offset=${EXT_START}`, file, `${extSize / 1024}k`]);
-  await execa('mkfs.vfat', ['-F', '16', '-n', 'ESP', '--offset', String(FAT_START / 512), file, String(FAT_SIZE / 1024)]);
-  await execa('mcopy', ['-s', '-i', `${file}@@${FAT_START}`, path.join(tree, 'etc'), '::/'], { env: { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC' } });
+  await execa('mkfs.ext4', [
+    '-q',
+    '-F',
+    '-b',
+    String(EXT_BLOCK),
+    '-L',
+    'root',
+    '-d',
+    tree,
+    '-E',
+    `offset=${EXT_START}`,
+    file,
+    `${extSize / 1024}k`,
+  ]);
+  await execa('mkfs.vfat', [
+    '-F',
+    '16',
+    '-n',
+    'ESP',
+    '--offset',
+    String(FAT_START / 512),
+    file,
+    String(FAT_SIZE / 1024),
+  ]);
+  await execa('mcopy', ['-s', '-i', `${file}@@${FAT_START}`, path.join(tree, 'etc'), '::/'], {
+    env: { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC' },
+  });
   await fs.rm(tree, { recursive: true, force: true });
   return { file, ext: { offset: EXT_START, size: extSize } };
 }
@@ -86,7 +122,8 @@ export async function changeDisk(t: Teardown, disk: FaultDisk, mebibytes = 2): P
   const first = await blockOf(0);
   const last = await blockOf(blocks - 1);
   await loop.detach();
-  if (!(first > 0) || last !== first + blocks - 1) throw new Error(`data-0.bin is not contiguous over its first ${mebibytes} MiB (${first}..${last})`);
+  if (!(first > 0) || last !== first + blocks - 1)
+    throw new Error(`data-0.bin is not contiguous over its first ${mebibytes} MiB (${first}..${last})`);
   const handle = await fs.open(disk.file, 'r+');
   await handle.write(randomBytes(mebibytes * MiB), 0, mebibytes * MiB, disk.ext.offset + first * EXT_BLOCK);
   await handle.close();
@@ -139,17 +176,31 @@ export class FaultRig {
     if (result.exitCode === 0 && result.json?.image) this.committed.set(result.json.image as string, digest);
   }
 
-  async image(disk: FaultDisk, machine: string, options: { args?: string[]; env?: Record<string, string> } = {}): Promise<CliResult> {
+  async image(
+    disk: FaultDisk,
+    machine: string,
+    options: { args?: string[]; env?: Record<string, string> } = {},
+  ): Promise<CliResult> {
     const digest = await this.expect(machine, disk.file);
-    const result = await b365(['image', disk.file, '--machine', machine, '--json', ...(options.args ?? [])], { env: { ...this.env, ...options.env } });
+    const result = await b365(['image', disk.file, '--machine', machine, '--json', ...(options.args ?? [])], {
+      env: { ...this.env, ...options.env },
+    });
     this.note(result, digest);
     return result;
   }
 
   /** `b365 image` in the background, for a test that acts while it runs. */
-  async startImage(disk: FaultDisk, machine: string, options: { args?: string[]; env?: Record<string, string> } = {}): Promise<RunningClient> {
+  async startImage(
+    disk: FaultDisk,
+    machine: string,
+    options: { args?: string[]; env?: Record<string, string> } = {},
+  ): Promise<RunningClient> {
     const digest = await this.expect(machine, disk.file);
-    const child = execa(process.execPath, [CLI_MAIN, 'image', disk.file, '--machine', machine, '--json', ...(options.args ?? [])], { env: { B365_LOG_LEVEL: 'warn', ...this.env, ...options.env }, reject: false });
+    const child = execa(
+      process.execPath,
+      [CLI_MAIN, 'image', disk.file, '--machine', machine, '--json', ...(options.args ?? [])],
+      { env: { B365_LOG_LEVEL: 'warn', ...this.env, ...options.env }, reject: false },
+    );
     return {
       child,
       done: async () => {
@@ -161,7 +212,12 @@ export class FaultRig {
         } catch {
           json = null;
         }
-        const result: CliResult = { exitCode: outcome.exitCode ?? -1, stdout, stderr: String(outcome.stderr ?? ''), json };
+        const result: CliResult = {
+          exitCode: outcome.exitCode ?? -1,
+          stdout,
+          stderr: String(outcome.stderr ?? ''),
+          json,
+        };
         this.note(result, digest);
         return result;
       },
@@ -174,10 +230,14 @@ export class FaultRig {
 
   /** Wait until at least `count` objects are stored (an upload is under way). */
   async waitForChunks(count: number, timeoutMs = 60_000): Promise<number> {
-    return waitFor(`${count} stored objects`, async () => {
-      const stored = await this.storedChunkCount();
-      return stored >= count ? stored : undefined;
-    }, timeoutMs);
+    return waitFor(
+      `${count} stored objects`,
+      async () => {
+        const stored = await this.storedChunkCount();
+        return stored >= count ? stored : undefined;
+      },
+      timeoutMs,
+    );
   }
 
   async images(): Promise<{ id: string; machine: string; state: string }[]> {
@@ -210,7 +270,11 @@ export async function assertNothingLost(t: Test, rig: FaultRig, options: { damag
   const report = verify.json?.report as { images: { image: string; result: string }[] } | undefined;
   t.ok(report, 'content verification produced a report', { stderr: verify.stderr.slice(-3000) });
   const failed = (report?.images ?? []).filter((image) => image.result !== 'ok').map((image) => image.image);
-  t.same(failed.filter((image) => !damaged.has(image)), [], 'content verification finds every undamaged image whole');
+  t.same(
+    failed.filter((image) => !damaged.has(image)),
+    [],
+    'content verification finds every undamaged image whole',
+  );
   if (damaged.size === 0) t.equal(verify.exitCode, 0, 'verification exits 0');
 
   const listed = await rig.images();
@@ -225,7 +289,11 @@ export async function assertNothingLost(t: Test, rig: FaultRig, options: { damag
     const digest = restore.exitCode === 0 ? await b3sum(target) : 'no restore';
     const expected = rig.committed.get(image.id);
     if (expected) t.equal(digest, expected, `${image.id} restores byte for byte to the disk it was taken from`);
-    else t.ok(rig.candidates.get(image.machine)?.has(digest), `${image.id} (committed by a client that did not report it) restores to a state its disk was in`);
+    else
+      t.ok(
+        rig.candidates.get(image.machine)?.has(digest),
+        `${image.id} (committed by a client that did not report it) restores to a state its disk was in`,
+      );
     await fs.rm(target, { force: true });
   }
   const intact = await assertStoreIntact(rig.server.repo);
@@ -261,7 +329,12 @@ export interface RelayOptions {
   upstreamFingerprint?: () => string | null;
 }
 
-export async function startRelay(t: Teardown, upstream: () => string, hooks: RelayHooks, options: RelayOptions = {}): Promise<{ url: string }> {
+export async function startRelay(
+  t: Teardown,
+  upstream: () => string,
+  hooks: RelayHooks,
+  options: RelayOptions = {},
+): Promise<{ url: string }> {
   const pinnedAgents = new Map<string | null, PinnedAgent>();
   const agentFor = (target: URL): https.Agent | undefined => {
     if (target.protocol !== 'https:') return undefined;
@@ -282,7 +355,14 @@ export async function startRelay(t: Teardown, upstream: () => string, hooks: Rel
       }
       const target = new URL(upstream());
       const agent = agentFor(target);
-      const outgoing = (agent ? https : http).request({ host: target.hostname, port: target.port, method: described.method, path: described.path, headers: request.headers, agent });
+      const outgoing = (agent ? https : http).request({
+        host: target.hostname,
+        port: target.port,
+        method: described.method,
+        path: described.path,
+        headers: request.headers,
+        agent,
+      });
       outgoing.on('error', () => response.destroy());
       outgoing.on('response', (answer) => {
         void (async () => {
@@ -302,9 +382,12 @@ export async function startRelay(t: Teardown, upstream: () => string, hooks: Rel
     })();
   });
   await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => {
-    relay.closeAllConnections();
-    relay.close(() => resolve());
-  }));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        relay.closeAllConnections();
+        relay.close(() => resolve());
+      }),
+  );
   return { url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}` };
 }

@@ -8,7 +8,11 @@ t.test('garbage collection, prune and content verification loop while three clie
   const rig = await FaultRig.start(t);
   const machines = ['one', 'two', 'three'];
   const disks = await Promise.all(machines.map((machine) => rig.disk(machine, { dataMiB: 16 })));
-  succeeded(t, await b365(['policy', 'set', 'default', '--keep-last', '2'], { env: rig.env }), 'retention: keep the last 2');
+  succeeded(
+    t,
+    await b365(['policy', 'set', 'default', '--keep-last', '2'], { env: rig.env }),
+    'retention: keep the last 2',
+  );
   let uploading = true;
   const maintenance = (async () => {
     const problems: string[] = [];
@@ -20,14 +24,21 @@ t.test('garbage collection, prune and content verification loop while three clie
       const prune = await b365(['prune', '--json'], { env: rig.env });
       if (prune.exitCode !== 0) problems.push(`prune exited ${prune.exitCode}: ${prune.stderr}`);
       const verify = await b365(['verify', '--all', '--level', 'content', '--json'], { env: rig.env });
-      if (verify.exitCode !== 0) problems.push(`verify exited ${verify.exitCode}: ${JSON.stringify(verify.json?.report?.summary ?? verify.stderr)}`);
+      if (verify.exitCode !== 0)
+        problems.push(
+          `verify exited ${verify.exitCode}: ${JSON.stringify(verify.json?.report?.summary ?? verify.stderr)}`,
+        );
     }
     return { problems, rounds };
   })();
   const uploads = machines.map(async (machine, position) => {
     for (let round = 0; round < 3; round++) {
       if (round > 0) await changeDisk(t, disks[position]!, 1);
-      succeeded(t, await rig.image(disks[position]!, machine), `${machine}: image ${round + 1} commits during maintenance`);
+      succeeded(
+        t,
+        await rig.image(disks[position]!, machine),
+        `${machine}: image ${round + 1} commits during maintenance`,
+      );
     }
   });
   await Promise.all(uploads);

@@ -17,9 +17,15 @@ import { assertNothingLost, FaultRig, succeeded, tmpFiles, waitFor } from './hel
 /** PUT one new chunk in a fresh session of `full`, as a client would, and return the answer. */
 async function uploadOneChunk(rig: FaultRig): Promise<ApiResponse> {
   const session = randomUUID();
-  await api(rig.server.url, 'POST', '/sessions', { token: rig.server.adminToken, json: { id: session, machine: 'full' } });
+  await api(rig.server.url, 'POST', '/sessions', {
+    token: rig.server.adminToken,
+    json: { id: session, machine: 'full' },
+  });
   const { digest, frame } = encodeChunk(randomBytes(MiB));
-  return api(rig.server.url, 'PUT', `/sessions/${session}/chunks/${digest}`, { token: rig.server.adminToken, body: frame });
+  return api(rig.server.url, 'PUT', `/sessions/${session}/chunks/${digest}`, {
+    token: rig.server.adminToken,
+    body: frame,
+  });
 }
 
 t.test('repository full', async (t) => {
@@ -36,10 +42,14 @@ t.test('repository full', async (t) => {
   succeeded(t, before, 'an image that fits');
   // The repository now has less free space than configured: the incident comes before
   // the disk is full (once it is, the catalog cannot record anything).
-  const incidents = await waitFor('the low-space incident', async () => {
-    const listed = await b365(['incidents', '--all', '--json'], { env: rig.env });
-    return JSON.stringify(listed.json ?? '').includes('low-space') ? listed.json : undefined;
-  }, 30_000);
+  const incidents = await waitFor(
+    'the low-space incident',
+    async () => {
+      const listed = await b365(['incidents', '--all', '--json'], { env: rig.env });
+      return JSON.stringify(listed.json ?? '').includes('low-space') ? listed.json : undefined;
+    },
+    30_000,
+  );
   t.ok(incidents, 'the low-space incident is raised before the repository is full');
 
   const big = await rig.disk('big', { dataMiB: 64 });
@@ -62,7 +72,11 @@ t.test('repository full', async (t) => {
   const listing = await b365(['files', 'ls', image, '/'], { env: rig.env });
   succeeded(t, listing, 'files ls works while full');
   t.match(listing.stdout, /notes\.txt/, 'and lists the files');
-  succeeded(t, await b365(['verify', image, '--level', 'content', '--json'], { env: rig.env }), 'content verification runs while full');
+  succeeded(
+    t,
+    await b365(['verify', image, '--level', 'content', '--json'], { env: rig.env }),
+    'content verification runs while full',
+  );
   const target = path.join(rig.directory, 'while-full.img');
   succeeded(t, await b365(['restore', image, '--to', target, '--yes'], { env: rig.env }), 'restore works while full');
 

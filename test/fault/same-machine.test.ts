@@ -5,7 +5,10 @@ import { assertNothingLost, FaultRig } from './helpers.js';
 
 /** Both succeeded, or one was refused with a clear message (conflict, no stack trace). */
 function bothOrOneRefused(t: Test, results: { exitCode: number; stderr: string }[]): void {
-  t.ok(results.some((result) => result.exitCode === 0), 'at least one upload commits');
+  t.ok(
+    results.some((result) => result.exitCode === 0),
+    'at least one upload commits',
+  );
   for (const result of results) {
     if (result.exitCode === 0) continue;
     t.equal(result.exitCode, 5, 'the other is refused as a conflict', { stderr: result.stderr });

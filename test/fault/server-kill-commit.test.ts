@@ -41,6 +41,10 @@ t.test('killed after committing, before the answer left: the retried commit name
   await restarted;
   succeeded(t, result, 'b365 image succeeds');
   const images = await rig.images();
-  t.same(images.map((image) => image.id), [result.json.image], 'the client reports the one image the server committed');
+  t.same(
+    images.map((image) => image.id),
+    [result.json.image],
+    'the client reports the one image the server committed',
+  );
   await assertNothingLost(t, rig);
 });

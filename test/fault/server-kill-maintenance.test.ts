@@ -58,7 +58,9 @@ t.test('killed during prune: the kept images survive, a second prune completes',
       return 'drop';
     },
   });
-  const interrupted = await b365(['prune', '--machine', 'pruned', '--json'], { env: { ...rig.env, B365_SERVER: relay.url, B365_RETRY_FOR_MS: '500' } });
+  const interrupted = await b365(['prune', '--machine', 'pruned', '--json'], {
+    env: { ...rig.env, B365_SERVER: relay.url, B365_RETRY_FOR_MS: '500' },
+  });
   t.not(interrupted.exitCode, 0, 'the interrupted prune did not report success');
   await waitFor('the kill', () => killed);
   if (rig.server.process.exitCode === null) await rig.server.process;

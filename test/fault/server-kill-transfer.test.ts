@@ -27,7 +27,10 @@ t.test('killed during a restore: the restore retries, completes and verifies', a
   const disk = await rig.disk('restored', { dataMiB: 96 });
   succeeded(t, await rig.image(disk, 'restored'), 'image');
   const target = path.join(rig.directory, 'target.img');
-  const restore = execa(process.execPath, [CLI_MAIN, 'restore', 'restored@latest', '--to', target, '--yes', '--json'], { env: { B365_LOG_LEVEL: 'error', ...rig.env }, reject: false });
+  const restore = execa(process.execPath, [CLI_MAIN, 'restore', 'restored@latest', '--to', target, '--yes', '--json'], {
+    env: { B365_LOG_LEVEL: 'error', ...rig.env },
+    reject: false,
+  });
   await waitFor('the restore to write 16 MiB', async () => {
     const stats = await fs.stat(target).catch(() => null);
     return stats !== null && stats.blocks * 512 >= 16 * MiB;

@@ -15,7 +15,9 @@ function stalledUpload(url: string, token: string, session: string, trickle: boo
   const digest = randomUUID().replace(/-/g, '').repeat(2);
   socket.on('error', () => undefined);
   socket.on('connect', () => {
-    socket.write(`PUT /api/v1/sessions/${session}/chunks/${digest} HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n`);
+    socket.write(
+      `PUT /api/v1/sessions/${session}/chunks/${digest} HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n`,
+    );
     socket.write(Buffer.alloc(16, 1));
     if (trickle) {
       const timer = setInterval(() => socket.write(Buffer.alloc(1, 2)), 200);
@@ -39,22 +41,31 @@ async function imageGivingUpAfter(rig: FaultRig, disk: FaultDisk, milliseconds: 
 t.test('stalled and slow clients of one machine while another machine images', async (t) => {
   const rig = await FaultRig.start(t);
   const disk = await rig.disk('bystander', { dataMiB: 16 });
-  const token = (await b365(['token', 'create', '--role', 'machine', '--machine', 'staller', '--json'], { env: rig.env })).json.token as string;
+  const token = (
+    await b365(['token', 'create', '--role', 'machine', '--machine', 'staller', '--json'], { env: rig.env })
+  ).json.token as string;
   const session = randomUUID();
   const opened = await api(rig.server.url, 'POST', '/sessions', { token, json: { id: session, machine: 'staller' } });
   t.equal(opened.status, 200, 'the staller opens a session');
-  const sockets = Array.from({ length: 10 }, (_, position) => stalledUpload(rig.server.url, token, session, position >= 8));
+  const sockets = Array.from({ length: 10 }, (_, position) =>
+    stalledUpload(rig.server.url, token, session, position >= 8),
+  );
   t.teardown(() => sockets.forEach((socket) => socket.destroy()));
 
   // The connections must hold their upload slots before the other machine starts.
-  await waitFor('the stalled connections to be open', () => sockets.every((socket) => socket.readyState === 'open' && socket.bytesWritten > 0));
+  await waitFor('the stalled connections to be open', () =>
+    sockets.every((socket) => socket.readyState === 'open' && socket.bytesWritten > 0),
+  );
   const started = Date.now();
   const during = await imageGivingUpAfter(rig, disk, 30_000);
   const seconds = (Date.now() - started) / 1000;
-  t.comment(`with 10 stalled uploads open, the other machine's image exited ${during.exitCode} after ${seconds.toFixed(1)} s`);
+  t.comment(
+    `with 10 stalled uploads open, the other machine's image exited ${during.exitCode} after ${seconds.toFixed(1)} s`,
+  );
   succeeded(t, during, 'the other machine images normally meanwhile');
   t.ok(seconds < 20, `in ${seconds.toFixed(1)} s`);
   for (const socket of sockets) socket.destroy();
-  if (during.exitCode !== 0) succeeded(t, await rig.image(disk, 'bystander'), 'once the stalled connections are gone, the image commits');
+  if (during.exitCode !== 0)
+    succeeded(t, await rig.image(disk, 'bystander'), 'once the stalled connections are gone, the image commits');
   await assertNothingLost(t, rig);
 });

@@ -16,9 +16,15 @@ export type Damage = 'corrupted' | 'deleted' | 'truncated';
 
 /** A data chunk of the image's ext4 volume (not a hole), read from its index in the store. */
 async function chunkOf(rig: FaultRig, image: string): Promise<string> {
-  const manifest = (await api(rig.server.url, 'GET', `/images/${encodeURIComponent(image)}/manifest`, { token: rig.server.adminToken })).body;
-  const volume = manifest.disks[0].volumes.find((candidate: { filesystem: { type: string } | null }) => candidate.filesystem?.type === 'ext4');
-  const index = FixedIndex.parse(decodeFrame(await fs.readFile(path.join(rig.server.repo, chunkKey(volume.index))), 1 << 30));
+  const manifest = (
+    await api(rig.server.url, 'GET', `/images/${encodeURIComponent(image)}/manifest`, { token: rig.server.adminToken })
+  ).body;
+  const volume = manifest.disks[0].volumes.find(
+    (candidate: { filesystem: { type: string } | null }) => candidate.filesystem?.type === 'ext4',
+  );
+  const index = FixedIndex.parse(
+    decodeFrame(await fs.readFile(path.join(rig.server.repo, chunkKey(volume.index))), 1 << 30),
+  );
   const digests = [...index.distinctDigests()];
   return digests[Math.floor(digests.length / 2)]!;
 }
@@ -51,7 +57,9 @@ export async function damagedChunkScenario(t: Test, how: Damage): Promise<void> 
   const verify = await b365(['verify', '--all', '--level', 'content', '--json'], { env: rig.env });
   t.equal(verify.exitCode, 9, 'content verification fails');
   t.match(JSON.stringify(verify.json?.report ?? {}), victim, 'its report names the chunk');
-  const failed = (verify.json?.report?.images ?? []).filter((entry: { result: string }) => entry.result === 'failed').map((entry: { image: string }) => entry.image);
+  const failed = (verify.json?.report?.images ?? [])
+    .filter((entry: { result: string }) => entry.result === 'failed')
+    .map((entry: { image: string }) => entry.image);
   t.same(failed, [image], 'and fails exactly the image that uses it');
   t.equal((await rig.images()).find((entry) => entry.id === image)?.state, 'failed', 'the catalog marks the image');
 
@@ -60,7 +68,10 @@ export async function damagedChunkScenario(t: Test, how: Damage): Promise<void> 
   t.ok(next.json?.chunksUploaded >= 1, `it sent the damaged chunk again (${next.json?.chunksUploaded} sent)`);
   const intact = await assertStoreIntact(rig.server.repo);
   t.same(intact.bad, [], 'the store is whole again');
-  const back = await fs.access(victimFile).then(() => true, () => false);
+  const back = await fs.access(victimFile).then(
+    () => true,
+    () => false,
+  );
   t.ok(back, 'the chunk is back in its place');
   await assertNothingLost(t, rig);
 }

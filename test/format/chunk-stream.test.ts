@@ -8,7 +8,13 @@ import { execa } from 'execa';
 import t from 'tap';
 import { CorruptChunkError, DigestMismatchError, FormatError, NotFoundError } from '../../src/core/errors.js';
 import { MIN_CHUNK_SIZE, encodeChunk } from '../../src/format/chunk.js';
-import { ChunkCache, type FetchFrame, type VolumeChunk, contentDigestOfPieces, volumeChunks } from '../../src/format/chunk-stream.js';
+import {
+  ChunkCache,
+  type FetchFrame,
+  type VolumeChunk,
+  contentDigestOfPieces,
+  volumeChunks,
+} from '../../src/format/chunk-stream.js';
 import { ContentHasher, digestOf } from '../../src/format/digest.js';
 import { FixedIndex, decodeIndex } from '../../src/format/fixed-index.js';
 import { encodeFrame } from '../../src/format/lz4-frame.js';
@@ -19,7 +25,8 @@ const CHUNK = MIN_CHUNK_SIZE;
 /** Chunk bytes that compress a little and differ by seed. */
 function chunkBytes(seed: number, length = CHUNK): Buffer {
   const bytes = Buffer.alloc(length);
-  for (let offset = 0; offset < length; offset += 4) bytes.writeUInt32LE((Math.imul(offset + 1, 2654435761) ^ seed) >>> (offset % 7), offset);
+  for (let offset = 0; offset < length; offset += 4)
+    bytes.writeUInt32LE((Math.imul(offset + 1, 2654435761) ^ seed) >>> (offset % 7), offset);
   return bytes;
 }
 
@@ -82,7 +89,10 @@ t.test('chunks come in volume order even when later fetches finish first', async
   // Earlier calls wait longest, so completions arrive in reverse order.
   const store = frameStore(volume.frames, (_digest, call) => 60 - call * 6);
   const chunks = await collect(volumeChunks(volume.index, store.fetch, { readAhead: 4 }));
-  t.same(chunks.map((chunk) => chunk.position), layout.map((_, position) => position));
+  t.same(
+    chunks.map((chunk) => chunk.position),
+    layout.map((_, position) => position),
+  );
   for (const chunk of chunks) {
     t.ok(chunk.bytes.equals(volume.expected[chunk.position]!), `position ${chunk.position} holds its bytes`);
     t.equal(chunk.offset, chunk.position * CHUNK);
@@ -94,7 +104,11 @@ t.test('chunks come in volume order even when later fetches finish first', async
   t.ok(store.mostInFlight() <= 4, `never more than the read-ahead in flight (${store.mostInFlight()})`);
   const hasher = new ContentHasher();
   for (const bytes of volume.expected) hasher.update(bytes);
-  t.equal(await contentDigestOfPieces(volumeChunks(volume.index, store.fetch)), hasher.digest(), 'the content digest is BLAKE3 of the whole volume');
+  t.equal(
+    await contentDigestOfPieces(volumeChunks(volume.index, store.fetch)),
+    hasher.digest(),
+    'the content digest is BLAKE3 of the whole volume',
+  );
 });
 
 t.test('holes are views of shared zeros, not a new buffer each, and are never fetched', async (t) => {
@@ -104,8 +118,14 @@ t.test('holes are views of shared zeros, not a new buffer each, and are never fe
   for await (const chunk of volumeChunks(volume.index, store.fetch)) if (chunk.digest === null) holes.push(chunk.bytes);
   t.equal(holes.length, 4);
   for (const hole of holes) t.equal(hole.length, CHUNK);
-  t.ok(holes.every((hole) => hole.buffer === holes[0]!.buffer), 'every hole is a view of the same memory');
-  t.ok(holes.every((hole) => hole.every((byte) => byte === 0)), 'and it is zeros');
+  t.ok(
+    holes.every((hole) => hole.buffer === holes[0]!.buffer),
+    'every hole is a view of the same memory',
+  );
+  t.ok(
+    holes.every((hole) => hole.every((byte) => byte === 0)),
+    'and it is zeros',
+  );
   t.equal(store.calls.length, 2, 'only the two data chunks were fetched');
 });
 
@@ -138,7 +158,10 @@ t.test('a corrupt frame stops the walk with an error naming the chunk, the volum
   const store = frameStore(volume.frames);
   const seen: number[] = [];
   const walk = async () => {
-    for await (const chunk of volumeChunks(volume.index, store.fetch, { describe: (position) => `volume p1 chunk ${position} at byte ${position * CHUNK}` })) seen.push(chunk.position);
+    for await (const chunk of volumeChunks(volume.index, store.fetch, {
+      describe: (position) => `volume p1 chunk ${position} at byte ${position * CHUNK}`,
+    }))
+      seen.push(chunk.position);
   };
   const error = await walk().then(
     () => null,
@@ -148,7 +171,10 @@ t.test('a corrupt frame stops the walk with an error naming the chunk, the volum
   t.type(error, FormatError, 'a format error: exit code 3 for the CLI');
   const corrupt = error as CorruptChunkError;
   t.match(corrupt.message, new RegExp(`^volume p1 chunk 2 at byte ${2 * CHUNK}: chunk ${digest} is corrupt \\(`));
-  t.same({ digest: corrupt.digest, position: corrupt.position, offset: corrupt.offset }, { digest, position: 2, offset: 2 * CHUNK });
+  t.same(
+    { digest: corrupt.digest, position: corrupt.position, offset: corrupt.offset },
+    { digest, position: 2, offset: 2 * CHUNK },
+  );
   t.same(seen, [0, 1], 'nothing at or after the corrupt chunk was handed out');
 });
 
@@ -157,7 +183,9 @@ t.test('a frame that decodes to other bytes than its name is a digest mismatch',
   const digest = volume.index.get(1)!;
   volume.frames.set(digest, encodeFrame(chunkBytes(99)));
   const store = frameStore(volume.frames);
-  const error = (await collect(volumeChunks(volume.index, store.fetch)).catch((caught: unknown) => caught)) as CorruptChunkError;
+  const error = (await collect(volumeChunks(volume.index, store.fetch)).catch(
+    (caught: unknown) => caught,
+  )) as CorruptChunkError;
   t.type(error, CorruptChunkError);
   t.type(error.cause, DigestMismatchError);
   t.match(error.message, `chunk ${digest} is corrupt`);
@@ -169,7 +197,15 @@ t.test('a frame written by the lz4 tool reads like our own', async (t) => {
   const directory = await tempDir(t);
   const bytes = chunkBytes(5);
   await fs.writeFile(path.join(directory, 'chunk'), bytes);
-  await execa('lz4', ['-q', '-f', '--content-size', '--no-frame-crc', '-B5', path.join(directory, 'chunk'), path.join(directory, 'chunk.lz4')]);
+  await execa('lz4', [
+    '-q',
+    '-f',
+    '--content-size',
+    '--no-frame-crc',
+    '-B5',
+    path.join(directory, 'chunk'),
+    path.join(directory, 'chunk.lz4'),
+  ]);
   const index = new FixedIndex(CHUNK, CHUNK);
   index.set(0, digestOf(bytes));
   const frames = new Map([[digestOf(bytes), await fs.readFile(path.join(directory, 'chunk.lz4'))]]);
@@ -183,7 +219,9 @@ t.test('a chunk of the wrong length for its place is refused', async (t) => {
   const short = encodeChunk(chunkBytes(3, CHUNK / 2));
   volume.frames.set(short.digest, short.frame);
   volume.index.set(1, short.digest);
-  const error = (await collect(volumeChunks(volume.index, frameStore(volume.frames).fetch)).catch((caught: unknown) => caught)) as Error;
+  const error = (await collect(volumeChunks(volume.index, frameStore(volume.frames).fetch)).catch(
+    (caught: unknown) => caught,
+  )) as Error;
   t.type(error, FormatError);
   t.match(error.message, `holds ${CHUNK / 2} bytes, the index expects ${CHUNK}`);
 });
@@ -191,7 +229,9 @@ t.test('a chunk of the wrong length for its place is refused', async (t) => {
 t.test('a fetch that fails keeps its error class and says where', async (t) => {
   const volume = buildVolume([1, 2]);
   volume.frames.delete(volume.index.get(1)!);
-  const error = (await collect(volumeChunks(volume.index, frameStore(volume.frames).fetch)).catch((caught: unknown) => caught)) as Error;
+  const error = (await collect(volumeChunks(volume.index, frameStore(volume.frames).fetch)).catch(
+    (caught: unknown) => caught,
+  )) as Error;
   t.type(error, NotFoundError);
   t.match(error.message, new RegExp(`^chunk 1 at byte ${CHUNK}: chunk [0-9a-f]{64} does not exist`));
 });
@@ -209,7 +249,10 @@ t.test('an aborted signal stops the walk and every fetch in flight', async (t) =
   await t.rejects(walk.next(), reason, 'the walk throws the signal reason');
   t.ok(Date.now() - started < 5000, 'without waiting for the slow fetches');
   t.equal(store.signals.length, 5, 'the first chunk and four ahead were asked for');
-  t.ok(store.signals.every((signal) => signal.aborted), 'every fetch was told to stop');
+  t.ok(
+    store.signals.every((signal) => signal.aborted),
+    'every fetch was told to stop',
+  );
 });
 
 t.test('leaving the walk early cancels the read-ahead', async (t) => {
@@ -219,7 +262,10 @@ t.test('leaving the walk early cancels the read-ahead', async (t) => {
     t.equal(chunk.position, 0);
     break;
   }
-  t.ok(store.signals.length > 1 && store.signals.every((signal) => signal.aborted), 'fetches still running were stopped');
+  t.ok(
+    store.signals.length > 1 && store.signals.every((signal) => signal.aborted),
+    'fetches still running were stopped',
+  );
 });
 
 t.test('fetches that ignore the cancel are waited for: nothing the walk started outlives it', async (t) => {
@@ -277,6 +323,12 @@ t.test('one index decoder for client and server', async (t) => {
   const decoded = decodeIndex(frame, digestOf(bytes));
   t.same(decoded.encode(), bytes);
   const wrongName = digestOf(Buffer.from('another index'));
-  t.throws(() => decodeIndex(frame, wrongName, `index ${wrongName} of p1`), { name: 'DigestMismatchError', message: new RegExp(`^index ${wrongName} of p1: content hashes to ${digestOf(bytes)}`) });
-  t.throws(() => decodeIndex(encodeFrame(Buffer.from('not an index')), digestOf(Buffer.from('not an index'))), /bad magic|truncated header/);
+  t.throws(() => decodeIndex(frame, wrongName, `index ${wrongName} of p1`), {
+    name: 'DigestMismatchError',
+    message: new RegExp(`^index ${wrongName} of p1: content hashes to ${digestOf(bytes)}`),
+  });
+  t.throws(
+    () => decodeIndex(encodeFrame(Buffer.from('not an index')), digestOf(Buffer.from('not an index'))),
+    /bad magic|truncated header/,
+  );
 });

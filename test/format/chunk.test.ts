@@ -27,7 +27,16 @@ t.test('frames written by the lz4 tool (content size, no checksum) decode', asyn
   const directory = await tempDir(t);
   const data = chunkVectors[0]!.bytes();
   await fs.writeFile(path.join(directory, 'in'), data);
-  await execa('lz4', ['-1', '-q', '-f', '--content-size', '--no-frame-crc', '-B4', path.join(directory, 'in'), path.join(directory, 'in.lz4')]);
+  await execa('lz4', [
+    '-1',
+    '-q',
+    '-f',
+    '--content-size',
+    '--no-frame-crc',
+    '-B4',
+    path.join(directory, 'in'),
+    path.join(directory, 'in.lz4'),
+  ]);
   const frame = await fs.readFile(path.join(directory, 'in.lz4'));
   t.equal(digestOf(decodeFrame(frame, 8 << 20)), digestOf(data));
   const withChecksum = path.join(directory, 'checksum.lz4');
@@ -40,7 +49,10 @@ t.test('bad frames fail with a message naming the problem', async (t) => {
   const data = chunkVectors[1]!.bytes();
   const { digest, frame } = encodeChunk(data);
   t.throws(() => decodeChunk(frame.subarray(0, frame.length - 10), digest), /truncated/);
-  t.throws(() => decodeChunk(Buffer.concat([frame, Buffer.from([1, 2, 3])]), digest), /3 unexpected bytes after the end mark/);
+  t.throws(
+    () => decodeChunk(Buffer.concat([frame, Buffer.from([1, 2, 3])]), digest),
+    /3 unexpected bytes after the end mark/,
+  );
   const badMagic = Buffer.from(frame);
   badMagic[0] ^= 0xff;
   t.throws(() => decodeChunk(badMagic, digest), /not an LZ4 frame/);

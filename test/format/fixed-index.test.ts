@@ -15,8 +15,16 @@ t.test('golden index: layout and root digest', async (t) => {
   index.set(3, a);
   const bytes = index.encode();
   t.equal(bytes.length, INDEX_HEADER_BYTES + 4 * 32);
-  t.equal(bytes.subarray(0, 32).toString('hex'), '4233363546494458' + '01000000' + '00001000' + '0000380000000000' + '0400000000000000', 'header: magic, version, chunk size, volume size, count');
-  t.equal(index.digest(), '37ff79003aa84a4c4a895b39359e1bd6089b29bcc4f0efb3d19cfdbe3ac0141d', 'root digest is the recorded one');
+  t.equal(
+    bytes.subarray(0, 32).toString('hex'),
+    '4233363546494458' + '01000000' + '00001000' + '0000380000000000' + '0400000000000000',
+    'header: magic, version, chunk size, volume size, count',
+  );
+  t.equal(
+    index.digest(),
+    '37ff79003aa84a4c4a895b39359e1bd6089b29bcc4f0efb3d19cfdbe3ac0141d',
+    'root digest is the recorded one',
+  );
   const { stdout } = await execa('b3sum', ['--no-names'], { input: bytes });
   t.equal(stdout.trim(), index.digest(), 'b3sum of the index bytes is its root digest');
   const parsed = FixedIndex.parse(bytes);

@@ -22,7 +22,10 @@ t.test('problems are reported with their JSON path', async (t) => {
 
   const badMethod = sampleManifest() as any;
   badMethod.disks[0].volumes[0].method = 'magic';
-  t.throws(() => parseManifest(badMethod), /\/disks\/0\/volumes\/0\/method: must be one of "used-blocks", "raw", "swap-header-only"/);
+  t.throws(
+    () => parseManifest(badMethod),
+    /\/disks\/0\/volumes\/0\/method: must be one of "used-blocks", "raw", "swap-header-only"/,
+  );
 
   const badType = sampleManifest() as any;
   badType.stats.bytesRead = -1;
@@ -30,7 +33,10 @@ t.test('problems are reported with their JSON path', async (t) => {
 
   const pastEnd = sampleManifest();
   pastEnd.disks[0]!.volumes[0]!.size = 5 * 2 ** 30;
-  t.throws(() => parseManifest(pastEnd), /\/disks\/0\/volumes\/0: volume ends at byte \d+, past the end of the \d+-byte disk/);
+  t.throws(
+    () => parseManifest(pastEnd),
+    /\/disks\/0\/volumes\/0: volume ends at byte \d+, past the end of the \d+-byte disk/,
+  );
 
   t.throws(() => parseManifestText('{"format": '), /manifest is not valid JSON/);
   t.throws(() => parseManifest([]), /invalid manifest: \/: must be object/);

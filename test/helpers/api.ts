@@ -5,7 +5,12 @@ export interface ApiResponse {
   bytes: Buffer;
 }
 
-export async function api(url: string, method: string, path: string, options: { token?: string | null; json?: unknown; body?: Buffer } = {}): Promise<ApiResponse> {
+export async function api(
+  url: string,
+  method: string,
+  path: string,
+  options: { token?: string | null; json?: unknown; body?: Buffer } = {},
+): Promise<ApiResponse> {
   const headers: Record<string, string> = {};
   if (options.token) headers.authorization = `Bearer ${options.token}`;
   let body: string | Buffer | undefined;

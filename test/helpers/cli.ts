@@ -12,7 +12,16 @@ export interface CliResult {
   json: any;
 }
 
-export async function b365(args: string[], options: { env?: Record<string, string | undefined>; input?: string; timeout?: number; cancelSignal?: AbortSignal; cwd?: string } = {}): Promise<CliResult> {
+export async function b365(
+  args: string[],
+  options: {
+    env?: Record<string, string | undefined>;
+    input?: string;
+    timeout?: number;
+    cancelSignal?: AbortSignal;
+    cwd?: string;
+  } = {},
+): Promise<CliResult> {
   const execaOptions: Options = {
     reject: false,
     env: { B365_LOG_LEVEL: 'warn', ...options.env },

@@ -23,7 +23,10 @@ export class Prng {
   }
 }
 
-const WORDS = 'the of and to in is was for on that with as by at from his it an were are which this be or has had not first one their its new after but who they have her she two been other when there all during into school time may years more most only over city some world would where later up such used many can state about national out known university united then made'.split(' ');
+const WORDS =
+  'the of and to in is was for on that with as by at from his it an were are which this be or has had not first one their its new after but who they have her she two been other when there all during into school time may years more most only over city some world would where later up such used many can state about national out known university united then made'.split(
+    ' ',
+  );
 
 /** Text-like bytes: words from a small vocabulary, numbers and line breaks. */
 export function textLike(prng: Prng, length: number): Buffer {

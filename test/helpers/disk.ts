@@ -14,7 +14,11 @@ interface Teardown {
 export const MiB = 1 << 20;
 export const GiB = 1 << 30;
 
-export async function run(command: string, args: string[], options: { input?: string | Buffer; env?: Record<string, string> } = {}): Promise<string> {
+export async function run(
+  command: string,
+  args: string[],
+  options: { input?: string | Buffer; env?: Record<string, string> } = {},
+): Promise<string> {
   const result = await execa(command, args, { input: options.input, env: options.env, stripFinalNewline: true });
   return String(result.stdout);
 }
@@ -44,7 +48,11 @@ export interface LoopDevice {
 }
 
 /** Attach an image file as a loop device, with partition nodes when it has a table. */
-export async function attachLoop(t: Teardown, image: string, options: { readOnly?: boolean; offset?: number; size?: number } = {}): Promise<LoopDevice> {
+export async function attachLoop(
+  t: Teardown,
+  image: string,
+  options: { readOnly?: boolean; offset?: number; size?: number } = {},
+): Promise<LoopDevice> {
   const args = ['--find', '--show', '--partscan'];
   if (options.readOnly) args.push('--read-only');
   if (options.offset !== undefined) args.push('--offset', String(options.offset));
@@ -71,12 +79,25 @@ export async function attachLoop(t: Teardown, image: string, options: { readOnly
   // No udev here: partition nodes appear only once the kernel is told about them, and
   // can appear a moment late. `partx --add` covers logical partitions too.
   const table = await execa('sfdisk', ['--json', device], { reject: false });
-  const nodes = table.exitCode === 0 ? ((JSON.parse(String(table.stdout)) as { partitiontable: { partitions?: { node: string }[] } }).partitiontable.partitions ?? []).map((entry) => entry.node) : [];
+  const nodes =
+    table.exitCode === 0
+      ? (
+          (JSON.parse(String(table.stdout)) as { partitiontable: { partitions?: { node: string }[] } }).partitiontable
+            .partitions ?? []
+        ).map((entry) => entry.node)
+      : [];
   if (nodes.length > 0) {
     await execa('partx', ['--add', device], { reject: false });
     await execa('partx', ['--update', device], { reject: false });
     for (let attempt = 0; attempt < 50; attempt++) {
-      const present = await Promise.all(nodes.map((node) => fs.access(node).then(() => true, () => false)));
+      const present = await Promise.all(
+        nodes.map((node) =>
+          fs.access(node).then(
+            () => true,
+            () => false,
+          ),
+        ),
+      );
       if (present.every(Boolean)) break;
       await sleep(100);
     }
@@ -85,12 +106,17 @@ export async function attachLoop(t: Teardown, image: string, options: { readOnly
 }
 
 /** Mount a filesystem on a new temporary directory; unmounted at teardown. */
-export async function mount(t: Teardown, device: string, options: { type?: string; options?: string } = {}): Promise<{ path: string; unmount(): Promise<void> }> {
+export async function mount(
+  t: Teardown,
+  device: string,
+  options: { type?: string; options?: string } = {},
+): Promise<{ path: string; unmount(): Promise<void> }> {
   const mountpoint = await tempDir(t, 'b365-mnt-');
   const args: string[] = [];
   if (options.type) args.push('-t', options.type);
   if (options.options) args.push('-o', options.options);
-  if (options.type === 'ntfs-3g' || options.type === 'ntfs') await run('ntfs-3g', [...(options.options ? ['-o', options.options] : []), device, mountpoint]);
+  if (options.type === 'ntfs-3g' || options.type === 'ntfs')
+    await run('ntfs-3g', [...(options.options ? ['-o', options.options] : []), device, mountpoint]);
   else await run('mount', [...args, device, mountpoint]);
   let mounted = true;
   const handle = {

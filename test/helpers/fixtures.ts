@@ -21,7 +21,11 @@ export const LINUX_FS = '0FC63DAF-8483-4772-8E79-3D69D8477DE4';
 const FIXED_TIME = new Date('2024-03-05T06:07:08.123Z');
 
 /** A tree with the things restores get wrong: modes, owners, times, symlinks, hard links, xattrs. */
-export async function fillPosixTree(root: string, seed: number, options: { files?: number; bigFile?: number; links?: boolean; xattrs?: boolean } = {}): Promise<void> {
+export async function fillPosixTree(
+  root: string,
+  seed: number,
+  options: { files?: number; bigFile?: number; links?: boolean; xattrs?: boolean } = {},
+): Promise<void> {
   const prng = new Prng(seed);
   const count = options.files ?? 300;
   for (let index = 0; index < count; index++) {
@@ -69,12 +73,18 @@ export interface TreeEntry {
 }
 
 /** Everything a user would notice about a mounted tree. */
-export async function snapshotTree(root: string, options: { owners?: boolean; xattrs?: boolean } = {}): Promise<Record<string, TreeEntry>> {
+export async function snapshotTree(
+  root: string,
+  options: { owners?: boolean; xattrs?: boolean } = {},
+): Promise<Record<string, TreeEntry>> {
   const entries: Record<string, TreeEntry> = {};
   // One getfattr for the whole tree: "# file: PATH" then "name=value" lines.
   const attributes = new Map<string, string>();
   if (options.xattrs) {
-    const dump = await execa('getfattr', ['-R', '-h', '-d', '-m', 'user\\.', '--absolute-names', root], { reject: false, maxBuffer: 1 << 30 });
+    const dump = await execa('getfattr', ['-R', '-h', '-d', '-m', 'user\\.', '--absolute-names', root], {
+      reject: false,
+      maxBuffer: 1 << 30,
+    });
     for (const block of String(dump.stdout).split('\n\n')) {
       const [header, ...values] = block.split('\n').filter(Boolean);
       if (header?.startsWith('# file: ')) attributes.set(header.slice(8), values.join(';'));
@@ -87,7 +97,13 @@ export async function snapshotTree(root: string, options: { owners?: boolean; xa
       const full = path.join(directory, name);
       const relative = path.relative(root, full);
       const stats = await fs.lstat(full);
-      const type = stats.isDirectory() ? 'directory' : stats.isSymbolicLink() ? 'symlink' : stats.isFile() ? 'file' : 'other';
+      const type = stats.isDirectory()
+        ? 'directory'
+        : stats.isSymbolicLink()
+          ? 'symlink'
+          : stats.isFile()
+            ? 'file'
+            : 'other';
       entries[relative] = {
         type,
         mode: stats.mode & 0o7777,
@@ -95,7 +111,12 @@ export async function snapshotTree(root: string, options: { owners?: boolean; xa
         gid: options.owners === false ? 0 : stats.gid,
         mtimeMs: type === 'symlink' ? 0 : stats.mtimeMs,
         size: type === 'directory' ? 0 : stats.size,
-        sha256: type === 'file' ? createHash('sha256').update(await fs.readFile(full)).digest('hex') : null,
+        sha256:
+          type === 'file'
+            ? createHash('sha256')
+                .update(await fs.readFile(full))
+                .digest('hex')
+            : null,
         target: type === 'symlink' ? await fs.readlink(full) : null,
         links: null,
         xattrs: options.xattrs && type === 'file' ? (attributes.get(full) ?? '') : null,
@@ -113,14 +134,19 @@ export async function snapshotTree(root: string, options: { owners?: boolean; xa
 export async function snapshotFat(image: string, offset: number): Promise<Record<string, string>> {
   const out = await tempDir({ teardown: () => undefined }, 'b365-fat-');
   try {
-    await execa('mcopy', ['-s', '-n', '-m', '-i', `${image}@@${offset}`, '::/*', out], { env: { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC' } });
+    await execa('mcopy', ['-s', '-n', '-m', '-i', `${image}@@${offset}`, '::/*', out], {
+      env: { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC' },
+    });
     const result: Record<string, string> = {};
     async function walk(directory: string): Promise<void> {
       for (const name of (await fs.readdir(directory)).sort()) {
         const full = path.join(directory, name);
         const stats = await fs.stat(full);
         if (stats.isDirectory()) await walk(full);
-        else result[path.relative(out, full)] = `${createHash('sha256').update(await fs.readFile(full)).digest('hex')} ${stats.mtimeMs}`;
+        else
+          result[path.relative(out, full)] = `${createHash('sha256')
+            .update(await fs.readFile(full))
+            .digest('hex')} ${stats.mtimeMs}`;
       }
     }
     await walk(out);
@@ -161,17 +187,24 @@ type=${LINUX_FS}, name="root", attrs="LegacyBIOSBootable"
   const root = await mount(t, loop.partition(4));
   await fillPosixTree(root.path, 1, { bigFile: 40 * MiB, xattrs: true });
   await fs.mkdir(path.join(root.path, 'etc'), { recursive: true });
-  await fs.writeFile(path.join(root.path, 'etc', 'fstab'), `# a restored root names its filesystems
+  await fs.writeFile(
+    path.join(root.path, 'etc', 'fstab'),
+    `# a restored root names its filesystems
 UUID=11111111-2222-4333-8444-555555555555 / ext4 defaults 0 1
 UUID=A1B2-C3D4 /boot/efi vfat umask=0077 0 1
 UUID=${SWAP_UUID} none swap sw 0 0
-`);
+`,
+  );
   await root.unmount();
   await loop.detach();
   const espOffset = 2 * MiB;
   const esp = path.join(directory, 'esp-content');
   await fillPosixTree(esp, 2, { files: 60, links: false });
-  await execa('mcopy', ['-s', '-m', '-i', `${image}@@${espOffset}`, path.join(esp, 'dir0'), path.join(esp, 'ünïcødé name.txt'), '::/'], { env: { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC' } });
+  await execa(
+    'mcopy',
+    ['-s', '-m', '-i', `${image}@@${espOffset}`, path.join(esp, 'dir0'), path.join(esp, 'ünïcødé name.txt'), '::/'],
+    { env: { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC' } },
+  );
   await fs.rm(esp, { recursive: true, force: true });
   return { image, size, espOffset };
 }
@@ -202,7 +235,10 @@ ${image}6 : type=83
   const ntfs = await mount(t, loop.partition(1), { type: 'ntfs-3g' });
   await fillPosixTree(ntfs.path, 3, { files: 150, links: false, bigFile: 8 * MiB });
   await ntfs.unmount();
-  for (const [number, seed] of [[5, 4], [6, 5]] as const) {
+  for (const [number, seed] of [
+    [5, 4],
+    [6, 5],
+  ] as const) {
     const mounted = await mount(t, loop.partition(number));
     await fillPosixTree(mounted.path, seed, { files: 200 });
     await mounted.unmount();

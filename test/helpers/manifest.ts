@@ -9,7 +9,12 @@ export function sampleManifest(): Manifest {
     version: 1,
     machine: 'pc-01',
     parent: null,
-    client: { version: '0.1.0', hostname: 'pc-01', startedAt: '2026-11-26T02:00:00Z', finishedAt: '2026-11-26T02:03:00Z' },
+    client: {
+      version: '0.1.0',
+      hostname: 'pc-01',
+      startedAt: '2026-11-26T02:00:00Z',
+      finishedAt: '2026-11-26T02:03:00Z',
+    },
     disks: [
       {
         id: 'disk0',
@@ -28,7 +33,18 @@ export function sampleManifest(): Manifest {
           entryCount: 128,
           entrySize: 128,
           pmbr: 'protective',
-          partitions: [{ number: 1, kind: 'primary', start: 1 << 20, size: (4 * 2 ** 30) - (2 << 20), type: '0fc63daf-8483-4772-8e79-3d69d8477de4', guid: 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee', name: 'root', attributes: '0x0000000000000000' }],
+          partitions: [
+            {
+              number: 1,
+              kind: 'primary',
+              start: 1 << 20,
+              size: 4 * 2 ** 30 - (2 << 20),
+              type: '0fc63daf-8483-4772-8e79-3d69d8477de4',
+              guid: 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee',
+              name: 'root',
+              attributes: '0x0000000000000000',
+            },
+          ],
         },
         volumes: [
           {
@@ -36,20 +52,43 @@ export function sampleManifest(): Manifest {
             kind: 'partition',
             partitionNumber: 1,
             offset: 1 << 20,
-            size: (4 * 2 ** 30) - (2 << 20),
-            filesystem: { type: 'ext4', uuid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427', label: 'root', blockSize: 4096, totalBytes: (4 * 2 ** 30) - (2 << 20), usedBytes: 2 ** 30 },
+            size: 4 * 2 ** 30 - (2 << 20),
+            filesystem: {
+              type: 'ext4',
+              uuid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427',
+              label: 'root',
+              blockSize: 4096,
+              totalBytes: 4 * 2 ** 30 - (2 << 20),
+              usedBytes: 2 ** 30,
+            },
             method: 'used-blocks',
             chunkSize: 1 << 20,
             index: digest('a'),
             contentDigest: digest('b'),
-            stats: { chunks: 4094, holes: 3000, bytesRead: 2 ** 30, bytesUsed: 2 ** 30, chunksUploaded: 1094, chunksReused: 0, bytesUploaded: 600 << 20 },
+            stats: {
+              chunks: 4094,
+              holes: 3000,
+              bytesRead: 2 ** 30,
+              bytesUsed: 2 ** 30,
+              chunksUploaded: 1094,
+              chunksReused: 0,
+              bytesUploaded: 600 << 20,
+            },
             warnings: [],
           },
         ],
       },
     ],
-    stats: { bytesRead: 2 ** 30, bytesUsed: 2 ** 30, bytesUploaded: 600 << 20, chunksTotal: 4094, chunksHoles: 3000, chunksUploaded: 1094, chunksReused: 0, durationMs: 180000 },
+    stats: {
+      bytesRead: 2 ** 30,
+      bytesUsed: 2 ** 30,
+      bytesUploaded: 600 << 20,
+      chunksTotal: 4094,
+      chunksHoles: 3000,
+      chunksUploaded: 1094,
+      chunksReused: 0,
+      durationMs: 180000,
+    },
     warnings: [],
   };
 }
-

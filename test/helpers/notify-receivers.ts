@@ -17,7 +17,9 @@ export interface ReceivedMail {
 }
 
 function decodeQuotedPrintable(text: string): string {
-  const bytes = text.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  const bytes = text
+    .replace(/=\r?\n/g, '')
+    .replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
   return Buffer.from(bytes, 'latin1').toString('utf8');
 }
 
@@ -31,7 +33,12 @@ export function parseMail(raw: string, from: string, to: string[]): ReceivedMail
     if (colon > 0) headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
   }
   const encoding = (headers['content-transfer-encoding'] ?? '').toLowerCase();
-  const text = encoding === 'quoted-printable' ? decodeQuotedPrintable(body) : encoding === 'base64' ? Buffer.from(body, 'base64').toString('utf8') : body;
+  const text =
+    encoding === 'quoted-printable'
+      ? decodeQuotedPrintable(body)
+      : encoding === 'base64'
+        ? Buffer.from(body, 'base64').toString('utf8')
+        : body;
   return { from, to, subject: headers.subject ?? '', headers, text: text.replace(/\r\n/g, '\n') };
 }
 
@@ -46,7 +53,13 @@ export async function startSmtpReceiver(t: Teardown): Promise<{ port: number; ma
       stream.on('data', (part: Buffer) => parts.push(part));
       stream.on('end', () => {
         const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-        mails.push(parseMail(Buffer.concat(parts).toString('utf8'), from, session.envelope.rcptTo.map((entry) => entry.address)));
+        mails.push(
+          parseMail(
+            Buffer.concat(parts).toString('utf8'),
+            from,
+            session.envelope.rcptTo.map((entry) => entry.address),
+          ),
+        );
         callback();
       });
     },
@@ -85,7 +98,11 @@ export async function startWebhookReceiver(t: Teardown): Promise<{ url: string; 
 }
 
 /** Poll until `check` returns something truthy (generous: other tests may load the disk). */
-export async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 120_000): Promise<NonNullable<T>> {
+export async function eventually<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  timeoutMs = 120_000,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

@@ -21,13 +21,20 @@ export interface Family {
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-const SUFFIXES: Record<MetricType, string[]> = { counter: [''], gauge: [''], untyped: [''], histogram: ['_bucket', '_sum', '_count'], summary: ['', '_sum', '_count'] };
+const SUFFIXES: Record<MetricType, string[]> = {
+  counter: [''],
+  gauge: [''],
+  untyped: [''],
+  histogram: ['_bucket', '_sum', '_count'],
+  summary: ['', '_sum', '_count'],
+};
 
 function parseValue(text: string, line: string): number {
   if (text === '+Inf') return Infinity;
   if (text === '-Inf') return -Infinity;
   if (text === 'NaN') return NaN;
-  if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text)) throw new Error(`bad value ${JSON.stringify(text)} in: ${line}`);
+  if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text))
+    throw new Error(`bad value ${JSON.stringify(text)} in: ${line}`);
   return Number(text);
 }
 
@@ -69,7 +76,8 @@ function readComment(families: Map<string, Family>, line: string): void {
   if (!NAME.test(name!)) throw new Error(`bad metric name in: ${line}`);
   const family = families.get(name!) ?? { name: name!, type: 'untyped' as MetricType, help: '', samples: [] };
   if (kind === 'TYPE') {
-    if (!['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(rest!)) throw new Error(`bad type in: ${line}`);
+    if (!['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(rest!))
+      throw new Error(`bad type in: ${line}`);
     if (family.samples.length) throw new Error(`TYPE after samples in: ${line}`);
     family.type = rest as MetricType;
   } else family.help = rest!;
@@ -89,10 +97,14 @@ function checkHistogram(family: Family): void {
     const bounds = buckets.map((bucket) => parseValue(bucket.labels.le!, family.name));
     if (bounds.at(-1) !== Infinity) throw new Error(`${family.name}${key}: the last bucket is not +Inf`);
     for (let index = 1; index < buckets.length; index++) {
-      if (bounds[index]! <= bounds[index - 1]! || buckets[index]!.value < buckets[index - 1]!.value) throw new Error(`${family.name}${key}: buckets not cumulative`);
+      if (bounds[index]! <= bounds[index - 1]! || buckets[index]!.value < buckets[index - 1]!.value)
+        throw new Error(`${family.name}${key}: buckets not cumulative`);
     }
-    const total = family.samples.find((sample) => sample.name === `${family.name}_count` && JSON.stringify(sample.labels) === key);
-    if (!total || total.value !== buckets.at(-1)!.value) throw new Error(`${family.name}${key}: _count differs from the +Inf bucket`);
+    const total = family.samples.find(
+      (sample) => sample.name === `${family.name}_count` && JSON.stringify(sample.labels) === key,
+    );
+    if (!total || total.value !== buckets.at(-1)!.value)
+      throw new Error(`${family.name}${key}: _count differs from the +Inf bucket`);
   }
 }
 
@@ -122,7 +134,9 @@ export function seriesKey(sample: Sample): string {
  * `promtool check metrics` from Debian's prometheus package, when it is installed:
  * `parsed` is false on a format error (exit 1); `problems` are its lint findings (exit 3).
  */
-export async function promtoolCheck(text: string): Promise<{ ran: boolean; parsed: boolean; problems: string[]; output: string }> {
+export async function promtoolCheck(
+  text: string,
+): Promise<{ ran: boolean; parsed: boolean; problems: string[]; output: string }> {
   const binary = process.env.B365_PROMTOOL ?? 'promtool';
   const result = await execa(binary, ['check', 'metrics'], { input: text, reject: false });
   if (result.exitCode === undefined) return { ran: false, parsed: false, problems: [], output: '' };

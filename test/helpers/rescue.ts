@@ -19,7 +19,17 @@ export function resultOf(output: string): Record<string, string> {
 
 /** `b365 rescue --unattended` with these kernel parameters; no network set-up, no power-off. */
 export function rescueUnattended(server: TestServer, parameters: string): Promise<CliResult> {
-  return b365(['rescue', '--unattended', '--console', 'none', '--cmdline', `boot=live b365.server=${server.url} b365.net=none ${parameters}`], { env: { B365_STATE_DIR: server.env.B365_STATE_DIR } });
+  return b365(
+    [
+      'rescue',
+      '--unattended',
+      '--console',
+      'none',
+      '--cmdline',
+      `boot=live b365.server=${server.url} b365.net=none ${parameters}`,
+    ],
+    { env: { B365_STATE_DIR: server.env.B365_STATE_DIR } },
+  );
 }
 
 export async function createRestoreCode(server: TestServer, machine: string): Promise<{ code: string; id: number }> {

@@ -74,14 +74,34 @@ function transportArgs(tls: TestServerOptions['tls']): string[] {
   return tls === true ? [] : ['--tls-cert', tls.cert, '--tls-key', tls.key];
 }
 
-async function spawn(repo: string, listen: string, env: Record<string, string>, extraArgs: string[]): Promise<{ child: ResultPromise; url: string; fingerprint: string | null }> {
-  const child = execa(process.execPath, [...SERVER_NODE_OPTIONS, CLI_MAIN, 'server', '--repo', repo, '--listen', listen, '--log-file', path.join(repo, '..', 'server.log'), ...extraArgs], {
-    env: { B365_LOG_LEVEL: 'info', ...env },
-    reject: false,
-    buffer: false,
-    stdout: 'pipe',
-    stderr: 'inherit',
-  });
+async function spawn(
+  repo: string,
+  listen: string,
+  env: Record<string, string>,
+  extraArgs: string[],
+): Promise<{ child: ResultPromise; url: string; fingerprint: string | null }> {
+  const child = execa(
+    process.execPath,
+    [
+      ...SERVER_NODE_OPTIONS,
+      CLI_MAIN,
+      'server',
+      '--repo',
+      repo,
+      '--listen',
+      listen,
+      '--log-file',
+      path.join(repo, '..', 'server.log'),
+      ...extraArgs,
+    ],
+    {
+      env: { B365_LOG_LEVEL: 'info', ...env },
+      reject: false,
+      buffer: false,
+      stdout: 'pipe',
+      stderr: 'inherit',
+    },
+  );
   const { url, output } = await serverListening(child);
   return { child, url, fingerprint: printedFingerprint(output()) };
 }
@@ -100,7 +120,12 @@ export async function startServer(t: Teardown, options: TestServerOptions = {}):
     repo,
     adminToken,
     fingerprint,
-    env: { B365_SERVER: url, B365_TOKEN: adminToken, B365_STATE_DIR: path.join(base, 'client-state'), ...(fingerprint ? { B365_FINGERPRINT: fingerprint } : {}) },
+    env: {
+      B365_SERVER: url,
+      B365_TOKEN: adminToken,
+      B365_STATE_DIR: path.join(base, 'client-state'),
+      ...(fingerprint ? { B365_FINGERPRINT: fingerprint } : {}),
+    },
     process: child,
     async stop() {
       if (child.exitCode === null && !child.killed) {

@@ -16,7 +16,11 @@ export interface StallProxy {
   close(): Promise<void>;
 }
 
-export async function startStallProxy(t: Teardown, target: string, options: { stallAfterBytes: number }): Promise<StallProxy> {
+export async function startStallProxy(
+  t: Teardown,
+  target: string,
+  options: { stallAfterBytes: number },
+): Promise<StallProxy> {
   const upstreamUrl = new URL(target);
   const sockets = new Set<net.Socket>();
   let carried = 0;

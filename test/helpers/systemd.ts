@@ -8,7 +8,9 @@ import { execa } from 'execa';
 
 /** The "Overall exposure level" systemd-analyze gives the unit file (0 safest, 10 worst). */
 export async function exposure(unitFile: string): Promise<{ score: number; report: string }> {
-  const result = await execa('systemd-analyze', ['security', '--offline=true', '--no-pager', unitFile], { reject: false });
+  const result = await execa('systemd-analyze', ['security', '--offline=true', '--no-pager', unitFile], {
+    reject: false,
+  });
   const report = `${String(result.stdout)}\n${String(result.stderr)}`;
   const match = /Overall exposure level for \S+: (\d+(?:\.\d+)?)/.exec(report);
   if (!match) throw new Error(`no exposure level in the output of systemd-analyze:\n${report}`);
@@ -31,15 +33,20 @@ async function groupMembers(group: string, seen: Set<string>): Promise<string[]>
 /** Every system call a list of names and @groups stands for, nested groups expanded. */
 export async function expandSyscalls(words: string[]): Promise<Set<string>> {
   const names = new Set<string>();
-  for (const word of words) for (const name of word.startsWith('@') ? await groupMembers(word, new Set()) : [word]) names.add(name);
+  for (const word of words)
+    for (const name of word.startsWith('@') ? await groupMembers(word, new Set()) : [word]) names.add(name);
   return names;
 }
 
 /** The system calls the unit's SystemCallFilter= lines let through (allow lists minus ~deny lists). */
 export async function allowedSyscalls(unitText: string): Promise<Set<string>> {
   const lines = [...unitText.matchAll(/^SystemCallFilter=(.*)$/gm)].map((match) => match[1]!.trim());
-  const allowed = await expandSyscalls(lines.filter((line) => !line.startsWith('~')).flatMap((line) => line.split(/\s+/)));
-  const denied = await expandSyscalls(lines.filter((line) => line.startsWith('~')).flatMap((line) => line.slice(1).trim().split(/\s+/)));
+  const allowed = await expandSyscalls(
+    lines.filter((line) => !line.startsWith('~')).flatMap((line) => line.split(/\s+/)),
+  );
+  const denied = await expandSyscalls(
+    lines.filter((line) => line.startsWith('~')).flatMap((line) => line.slice(1).trim().split(/\s+/)),
+  );
   for (const name of denied) allowed.delete(name);
   return allowed;
 }
@@ -68,7 +75,8 @@ export async function writeUnit(directory: string, name: string, text: string): 
 /** Address families of the sockets in an strace trace (`socket(AF_INET, …)`). */
 export async function tracedSocketFamilies(traceFile: string): Promise<Set<string>> {
   const families = new Set<string>();
-  for (const match of (await fs.readFile(traceFile, 'utf8')).matchAll(/\bsocket\((AF_[A-Z0-9]+)/g)) families.add(match[1]!);
+  for (const match of (await fs.readFile(traceFile, 'utf8')).matchAll(/\bsocket\((AF_[A-Z0-9]+)/g))
+    families.add(match[1]!);
   return families;
 }
 
@@ -79,6 +87,12 @@ export function allowedSocketFamilies(unitText: string): Set<string> {
 
 /** What `systemd-analyze verify` says of a unit file: empty when systemd accepts every line. */
 export async function verifyUnit(unitFile: string): Promise<string> {
-  const result = await execa('systemd-analyze', ['verify', '--man=no', unitFile], { reject: false, cwd: path.dirname(unitFile) });
-  return `${String(result.stdout)}${String(result.stderr)}`.trim() + (result.exitCode === 0 ? '' : `\n(exit code ${result.exitCode})`);
+  const result = await execa('systemd-analyze', ['verify', '--man=no', unitFile], {
+    reject: false,
+    cwd: path.dirname(unitFile),
+  });
+  return (
+    `${String(result.stdout)}${String(result.stderr)}`.trim() +
+    (result.exitCode === 0 ? '' : `\n(exit code ${result.exitCode})`)
+  );
 }

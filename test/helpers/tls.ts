@@ -14,27 +14,107 @@ function subjectAltName(names: string[]): string {
 }
 
 /** A self-signed EC certificate for `names` (the first is its CN). */
-export async function selfSignedCertificate(directory: string, base: string, names: string[]): Promise<CertificateFiles> {
+export async function selfSignedCertificate(
+  directory: string,
+  base: string,
+  names: string[],
+): Promise<CertificateFiles> {
   const files = { cert: path.join(directory, `${base}.crt`), key: path.join(directory, `${base}.key`) };
-  await execa('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '30', '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${subjectAltName(names)}`, '-keyout', files.key, '-out', files.cert]);
+  await execa('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '30',
+    '-subj',
+    `/CN=${names[0]}`,
+    '-addext',
+    `subjectAltName=${subjectAltName(names)}`,
+    '-keyout',
+    files.key,
+    '-out',
+    files.cert,
+  ]);
   return files;
 }
 
 /** A private CA (certificate and key). */
 export async function certificateAuthority(directory: string): Promise<CertificateFiles> {
   const files = { cert: path.join(directory, 'ca.crt'), key: path.join(directory, 'ca.key') };
-  await execa('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '30', '-subj', '/CN=Test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-keyout', files.key, '-out', files.cert]);
+  await execa('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '30',
+    '-subj',
+    '/CN=Test CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-keyout',
+    files.key,
+    '-out',
+    files.cert,
+  ]);
   return files;
 }
 
 /** A server certificate for `names` signed by `ca`. */
-export async function issuedCertificate(directory: string, base: string, ca: CertificateFiles, names: string[]): Promise<CertificateFiles> {
+export async function issuedCertificate(
+  directory: string,
+  base: string,
+  ca: CertificateFiles,
+  names: string[],
+): Promise<CertificateFiles> {
   const files = { cert: path.join(directory, `${base}.crt`), key: path.join(directory, `${base}.key`) };
   const request = path.join(directory, `${base}.csr`);
   const extensions = path.join(directory, `${base}.ext`);
-  await execa('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${names[0]}`, '-keyout', files.key, '-out', request]);
-  await fs.writeFile(extensions, `subjectAltName=${subjectAltName(names)}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n`);
-  await execa('openssl', ['x509', '-req', '-in', request, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '30', '-extfile', extensions, '-out', files.cert]);
+  await execa('openssl', [
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-subj',
+    `/CN=${names[0]}`,
+    '-keyout',
+    files.key,
+    '-out',
+    request,
+  ]);
+  await fs.writeFile(
+    extensions,
+    `subjectAltName=${subjectAltName(names)}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n`,
+  );
+  await execa('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    request,
+    '-CA',
+    ca.cert,
+    '-CAkey',
+    ca.key,
+    '-CAcreateserial',
+    '-days',
+    '30',
+    '-extfile',
+    extensions,
+    '-out',
+    files.cert,
+  ]);
   return files;
 }
 

@@ -27,15 +27,22 @@ interface FakeDevice {
  * dev/block/MAJOR:MINOR symlinks to them, holders/ and slaves/ entries as symlinks.
  */
 async function fakeSysfs(root: string, devices: FakeDevice[]): Promise<void> {
-  const where = new Map(devices.map((device) => [device.name, device.disk ? path.join('block', device.disk, device.name) : path.join('block', device.name)]));
+  const where = new Map(
+    devices.map((device) => [
+      device.name,
+      device.disk ? path.join('block', device.disk, device.name) : path.join('block', device.name),
+    ]),
+  );
   for (const device of devices) {
     const directory = path.join(root, where.get(device.name)!);
     await fs.mkdir(path.join(directory, 'holders'), { recursive: true });
     await fs.mkdir(path.join(directory, 'slaves'), { recursive: true });
     await fs.writeFile(path.join(directory, 'dev'), `${device.devno}\n`);
     if (device.disk) await fs.writeFile(path.join(directory, 'partition'), '1\n');
-    for (const holder of device.holders ?? []) await fs.symlink(path.join(root, where.get(holder)!), path.join(directory, 'holders', holder));
-    for (const slave of device.slaves ?? []) await fs.symlink(path.join(root, where.get(slave)!), path.join(directory, 'slaves', slave));
+    for (const holder of device.holders ?? [])
+      await fs.symlink(path.join(root, where.get(holder)!), path.join(directory, 'holders', holder));
+    for (const slave of device.slaves ?? [])
+      await fs.symlink(path.join(root, where.get(slave)!), path.join(directory, 'slaves', slave));
     if (device.dm) {
       await fs.mkdir(path.join(directory, 'dm'));
       await fs.writeFile(path.join(directory, 'dm', 'name'), `${device.dm.name}\n`);
@@ -69,7 +76,13 @@ t.test('chains that keep a disk busy, named from the disk up', async (t) => {
     { name: 'sdb', devno: '8:16' },
     { name: 'sdb1', devno: '8:17', disk: 'sdb' },
     { name: 'sdb2', devno: '8:18', disk: 'sdb', holders: ['dm-0'] },
-    { name: 'dm-0', devno: '253:0', slaves: ['sdb2'], holders: ['dm-1', 'dm-4'], dm: { name: 'luks-5e1f', uuid: 'CRYPT-LUKS2-5e1f00aa-luks-5e1f' } },
+    {
+      name: 'dm-0',
+      devno: '253:0',
+      slaves: ['sdb2'],
+      holders: ['dm-1', 'dm-4'],
+      dm: { name: 'luks-5e1f', uuid: 'CRYPT-LUKS2-5e1f00aa-luks-5e1f' },
+    },
     { name: 'dm-1', devno: '253:1', slaves: ['dm-0'], dm: { name: 'vg0-root', uuid: 'LVM-AbCdEfGhIjKlMnOp' } },
     { name: 'dm-4', devno: '253:4', slaves: ['dm-0'], dm: { name: 'vg0-swap', uuid: 'LVM-AbCdEfGhIjKlSwAp' } },
     // A RAID 1 of sdc and sdd, assembled, not mounted.
@@ -95,7 +108,14 @@ t.test('chains that keep a disk busy, named from the disk up', async (t) => {
     { name: 'sdi', devno: '8:128' },
     { name: 'sdi1', devno: '8:129', disk: 'sdi' },
   ]);
-  const view: SystemView = { sysfs: path.join(root, 'sys'), mounts: [{ devno: '253:1', mountPoint: '/' }, { devno: '8:17', mountPoint: '/boot' }], swaps: ['/dev/dm-4'] };
+  const view: SystemView = {
+    sysfs: path.join(root, 'sys'),
+    mounts: [
+      { devno: '253:1', mountPoint: '/' },
+      { devno: '8:17', mountPoint: '/boot' },
+    ],
+    swaps: ['/dev/dm-4'],
+  };
   const stack = new BlockStack(view);
   const uses = async (name: string) => stackedUses(stack, `/dev/${name}`, name);
 
@@ -108,14 +128,33 @@ t.test('chains that keep a disk busy, named from the disk up', async (t) => {
     ],
     'root on LVM on LUKS, swap beside it, /boot on a partition',
   );
-  t.same(await uses('sdb2'), ['/dev/sdb2 → dm-0 (luks-5e1f) → dm-1 (vg0-root) mounted at /', '/dev/sdb2 → dm-0 (luks-5e1f) → dm-4 (vg0-swap) in use as swap'], 'a partition as the target');
+  t.same(
+    await uses('sdb2'),
+    [
+      '/dev/sdb2 → dm-0 (luks-5e1f) → dm-1 (vg0-root) mounted at /',
+      '/dev/sdb2 → dm-0 (luks-5e1f) → dm-4 (vg0-swap) in use as swap',
+    ],
+    'a partition as the target',
+  );
   t.same(await uses('sdc'), ['/dev/sdc → md0 (raid1, clean) is an assembled md array'], 'an assembled array member');
   t.same(await uses('sdd'), ['/dev/sdd → md0 (raid1, clean) is an assembled md array']);
-  t.same(await uses('sde'), ['/dev/sde → dm-2 (data-archive) is an active LVM logical volume'], 'an active LV, not mounted');
-  t.same(await uses('sdf'), ['/dev/sdf → sdf1 → dm-3 (secret) is an open dm-crypt/LUKS mapping'], 'an open crypt mapping');
+  t.same(
+    await uses('sde'),
+    ['/dev/sde → dm-2 (data-archive) is an active LVM logical volume'],
+    'an active LV, not mounted',
+  );
+  t.same(
+    await uses('sdf'),
+    ['/dev/sdf → sdf1 → dm-3 (secret) is an open dm-crypt/LUKS mapping'],
+    'an open crypt mapping',
+  );
   t.same(await uses('sdg'), ['/dev/sdg → bcache0 is a bcache device over it']);
   t.same(await uses('sdj'), ['/dev/sdj → sdj1 → zram0 is a zram device writing back to it']);
-  t.same(await uses('sdh'), [`/dev/sdh → sdh1 → loop7 (over ${backingFile}) is a loop device over it`], 'a loop device over a file on its filesystem');
+  t.same(
+    await uses('sdh'),
+    [`/dev/sdh → sdh1 → loop7 (over ${backingFile}) is a loop device over it`],
+    'a loop device over a file on its filesystem',
+  );
   t.same(await uses('sdi'), [], 'a free disk with an unused partition is not busy');
   t.same(await uses('md0'), [], 'an array nothing is stacked on');
 

@@ -20,13 +20,20 @@ const cache = process.env.BOOTMEDIA_CACHE ?? '/var/cache/backup365/bootmedia';
 
 function rescueBase(): string | null {
   const bases = fs.existsSync(cache) ? fs.readdirSync(cache).filter((name) => name.startsWith('base-')) : [];
-  const images = bases.map((name) => path.join(cache, name, 'filesystem.squashfs')).filter((file) => fs.existsSync(file));
+  const images = bases
+    .map((name) => path.join(cache, name, 'filesystem.squashfs'))
+    .filter((file) => fs.existsSync(file));
   return images.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0] ?? null;
 }
 
-const hasNspawn = (await execa('systemd-nspawn', ['--version'], { reject: false }).catch(() => ({ exitCode: 1 }))).exitCode === 0;
+const hasNspawn =
+  (await execa('systemd-nspawn', ['--version'], { reject: false }).catch(() => ({ exitCode: 1 }))).exitCode === 0;
 const base = rescueBase();
-const skip = !hasNspawn ? 'systemd-nspawn is not installed (package systemd-container)' : !base ? `no rescue base under ${cache} (make bootmedia)` : false;
+const skip = !hasNspawn
+  ? 'systemd-nspawn is not installed (package systemd-container)'
+  : !base
+    ? `no rescue base under ${cache} (make bootmedia)`
+    : false;
 
 /** Runs inside the container as a oneshot service of its systemd; writes facts as NAME=VALUE lines. */
 const PROBE = String.raw`#!/bin/sh
@@ -78,12 +85,20 @@ async function prepareRoot(directory: string, squashfs: string): Promise<string>
   await execa('unsquashfs', ['-q', '-no-progress', '-d', root, squashfs]);
   await fsp.writeFile(path.join(root, 'etc/systemd/system/b365-probe.service'), PROBE_UNIT);
   await fsp.mkdir(path.join(root, 'etc/systemd/system/multi-user.target.wants'), { recursive: true });
-  await fsp.symlink('/etc/systemd/system/b365-probe.service', path.join(root, 'etc/systemd/system/multi-user.target.wants/b365-probe.service'));
+  await fsp.symlink(
+    '/etc/systemd/system/b365-probe.service',
+    path.join(root, 'etc/systemd/system/multi-user.target.wants/b365-probe.service'),
+  );
   return root;
 }
 
 function readFacts(text: string): Record<string, string> {
-  return Object.fromEntries(text.split('\n').filter((line) => line.includes('=')).map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+  return Object.fromEntries(
+    text
+      .split('\n')
+      .filter((line) => line.includes('='))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
 }
 
 t.test('the server and agent units under systemd as PID 1', { skip }, async (t) => {
@@ -98,14 +113,29 @@ t.test('the server and agent units under systemd as PID 1', { skip }, async (t) 
   const binds = [`${program}:${PROGRAM_INSIDE}`, ...(modules === path.join(program, 'node_modules') ? [] : [modules])];
   const boot = await execa(
     'systemd-nspawn',
-    ['-D', root, '--boot', '--register=no', '--keep-unit', '--console=pipe', '--private-network', `--bind=${probe}:/probe`, `--bind-ro=${fs.realpathSync(process.execPath)}:/usr/bin/node`, ...binds.map((bind) => `--bind-ro=${bind}`)],
+    [
+      '-D',
+      root,
+      '--boot',
+      '--register=no',
+      '--keep-unit',
+      '--console=pipe',
+      '--private-network',
+      `--bind=${probe}:/probe`,
+      `--bind-ro=${fs.realpathSync(process.execPath)}:/usr/bin/node`,
+      ...binds.map((bind) => `--bind-ro=${bind}`),
+    ],
     { reject: false, timeout: 300_000 },
   );
   const log = await fsp.readFile(path.join(probe, 'log'), 'utf8').catch(() => '');
   const facts = readFacts(await fsp.readFile(path.join(probe, 'facts'), 'utf8').catch(() => ''));
   t.equal(boot.exitCode, 0, boot.exitCode === 0 ? 'the container booted and powered off' : `${boot.stderr}\n${log}`);
   t.equal(facts.server_install, '0', 'b365 server install enabled and started the service');
-  t.match(facts.server_fingerprint, /^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/, 'the service made its certificate and clients pin it');
+  t.match(
+    facts.server_fingerprint,
+    /^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/,
+    'the service made its certificate and clients pin it',
+  );
   t.equal(facts.server_active, 'active', facts.server_active === 'active' ? 'the server service is active' : log);
   t.equal(facts.server_uid, facts.backup365_uid, 'the server runs as the backup365 user');
   t.equal(facts.server_capabilities, '0000000000000000', 'with no capability');

@@ -23,7 +23,10 @@ t.test('capture', async (t) => {
   t.equal(imaged.exitCode, 0, imaged.stderr);
 
   t.test('capture with a token images a disk offline', async (t) => {
-    const run = await rescueUnattended(server, `b365.action=capture b365.token=${server.adminToken} b365.machine=captured1 b365.source=${target.device}`);
+    const run = await rescueUnattended(
+      server,
+      `b365.action=capture b365.token=${server.adminToken} b365.machine=captured1 b365.source=${target.device}`,
+    );
     t.equal(run.exitCode, 0, run.stderr + run.stdout);
     const fields = resultOf(run.stdout);
     t.equal(fields.status, 'ok', run.stdout);
@@ -36,7 +39,10 @@ t.test('capture', async (t) => {
 
   t.test('capture with a restore code is refused: such a code cannot write images', async (t) => {
     const { code } = await createRestoreCode(server, 'host1');
-    const run = await rescueUnattended(server, `b365.action=capture b365.code=${code} b365.machine=host1 b365.source=${target.device}`);
+    const run = await rescueUnattended(
+      server,
+      `b365.action=capture b365.code=${code} b365.machine=host1 b365.source=${target.device}`,
+    );
     t.equal(resultOf(run.stdout).status, 'failed', run.stdout);
     t.equal(resultOf(run.stdout).code, 'forbidden');
     t.match(resultOf(run.stdout).message, /cannot write images/);

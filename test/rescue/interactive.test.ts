@@ -17,7 +17,8 @@ t.test('restore through the questions, after one refused confirmation', async (t
   await writeLargeDistinctFile(source, 8 * MiB, 21);
   const imaged = await b365(['image', source, '--machine', 'desk7', '--json'], { env: server.env });
   t.equal(imaged.exitCode, 0, imaged.stderr);
-  const code = (await b365(['restore-code', 'create', '--machine', 'desk7', '--json'], { env: server.env })).json.code as string;
+  const code = (await b365(['restore-code', 'create', '--machine', 'desk7', '--json'], { env: server.env })).json
+    .code as string;
 
   const targetFile = path.join(directory, 'target.img');
   await writeLargeDistinctFile(targetFile, 16 * MiB, 4);
@@ -43,7 +44,10 @@ t.test('restore through the questions, after one refused confirmation', async (t
     name,
     'shell',
   ];
-  const run = await b365(['rescue', '--no-network', '--loop-devices'], { input: `${answers.join('\n')}\n`, env: { B365_STATE_DIR: server.env.B365_STATE_DIR } });
+  const run = await b365(['rescue', '--no-network', '--loop-devices'], {
+    input: `${answers.join('\n')}\n`,
+    env: { B365_STATE_DIR: server.env.B365_STATE_DIR },
+  });
   t.equal(run.exitCode, 0, run.stderr + run.stdout);
   const output = run.stdout;
   t.match(output, /Backup365 rescue \d+\.\d+\.\d+/);

@@ -34,18 +34,31 @@ t.test('serves the repository on the disk until stopped, then unmounts it', asyn
   const mountpoint = path.join(directory, 'mnt');
   const { echo, text } = captured();
   const stop = new AbortController();
-  const serving = runServe({ settings: { device: loop.device, listen: '127.0.0.1:0', network: { mode: 'none' }, diskWaitSeconds: 1 }, echo, log, signal: stop.signal, mountpoint });
+  const serving = runServe({
+    settings: { device: loop.device, listen: '127.0.0.1:0', network: { mode: 'none' }, diskWaitSeconds: 1 },
+    echo,
+    log,
+    signal: stop.signal,
+    mountpoint,
+  });
   // A failed assertion must still stop the server, or the disk stays busy and mounted.
   t.teardown(async () => {
     stop.abort();
     await serving.catch(() => undefined);
     await execa('umount', [mountpoint], { reject: false });
   });
-  for (let waited = 0; !/B365-SERVING/.test(text()) && waited < 300; waited++) await new Promise((resolve) => setTimeout(resolve, 100));
+  for (let waited = 0; !/B365-SERVING/.test(text()) && waited < 300; waited++)
+    await new Promise((resolve) => setTimeout(resolve, 100));
   const url = /B365-SERVING (https:\/\/\S+) repository (\S+) mounted at (\S+) fingerprint (\S+)/.exec(text());
-  t.ok(url, 'one B365-SERVING line names the HTTPS URL, the disk, the mount point and the fingerprint', { output: text() });
+  t.ok(url, 'one B365-SERVING line names the HTTPS URL, the disk, the mount point and the fingerprint', {
+    output: text(),
+  });
   t.equal(url?.[2], loop.device);
-  t.equal(url?.[4], await opensslFingerprint(path.join(mountpoint, 'keys', 'tls.crt')), "the fingerprint is that of the repository's certificate (openssl)");
+  t.equal(
+    url?.[4],
+    await opensslFingerprint(path.join(mountpoint, 'keys', 'tls.crt')),
+    "the fingerprint is that of the repository's certificate (openssl)",
+  );
   const client = new RepositoryClient({ server: url![1]!, token: '', fingerprint: url![4]!, retryForMs: 0 });
   t.equal((await client.health()).ok, true, 'the server answers a client that pins that fingerprint');
   await client.close();
@@ -60,13 +73,29 @@ t.test('a disk without a filesystem fails with a clear message', async (t) => {
   const image = await makeImageFile(path.join(directory, 'blank.img'), 8 * MiB);
   const loop = await attachLoop(t, image);
   const { echo, text } = captured();
-  const settings = { device: loop.device, listen: '127.0.0.1:0', network: { mode: 'none' as const }, diskWaitSeconds: 1 };
-  await t.rejects(runServe({ settings, echo, log, signal: new AbortController().signal, mountpoint: path.join(directory, 'mnt') }), { name: 'UnavailableError', message: new RegExp(`cannot mount ${loop.device}`) });
+  const settings = {
+    device: loop.device,
+    listen: '127.0.0.1:0',
+    network: { mode: 'none' as const },
+    diskWaitSeconds: 1,
+  };
+  await t.rejects(
+    runServe({ settings, echo, log, signal: new AbortController().signal, mountpoint: path.join(directory, 'mnt') }),
+    { name: 'UnavailableError', message: new RegExp(`cannot mount ${loop.device}`) },
+  );
   t.match(text(), /B365-SERVE-FAILED cannot mount/, 'the consoles say why');
 });
 
 t.test('a disk that never appears fails naming it', async (t) => {
   const { echo } = captured();
-  const settings = { device: '/dev/b365-no-such-disk', listen: '127.0.0.1:0', network: { mode: 'none' as const }, diskWaitSeconds: 0 };
-  await t.rejects(runServe({ settings, echo, log, signal: new AbortController().signal, mountpoint: '/nonexistent' }), { name: 'NotFoundError', message: /disk \/dev\/b365-no-such-disk did not appear/ });
+  const settings = {
+    device: '/dev/b365-no-such-disk',
+    listen: '127.0.0.1:0',
+    network: { mode: 'none' as const },
+    diskWaitSeconds: 0,
+  };
+  await t.rejects(runServe({ settings, echo, log, signal: new AbortController().signal, mountpoint: '/nonexistent' }), {
+    name: 'NotFoundError',
+    message: /disk \/dev\/b365-no-such-disk did not appear/,
+  });
 });

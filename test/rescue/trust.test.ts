@@ -18,9 +18,16 @@ const EXCHANGE = 'restore-codes/exchange';
 /** The certificate's SHA-256 fingerprint as the field's tool prints it (`sha256 Fingerprint=AB:CD:...`). */
 async function opensslFingerprint(url: string): Promise<string> {
   const { hostname, port } = new URL(url);
-  const handshake = await execa('openssl', ['s_client', '-connect', `${hostname}:${port}`], { input: '', reject: false });
-  const printed = await execa('openssl', ['x509', '-noout', '-fingerprint', '-sha256'], { input: String(handshake.stdout) });
-  return String(printed.stdout).trim().replace(/^.*Fingerprint=/i, '');
+  const handshake = await execa('openssl', ['s_client', '-connect', `${hostname}:${port}`], {
+    input: '',
+    reject: false,
+  });
+  const printed = await execa('openssl', ['x509', '-noout', '-fingerprint', '-sha256'], {
+    input: String(handshake.stdout),
+  });
+  return String(printed.stdout)
+    .trim()
+    .replace(/^.*Fingerprint=/i, '');
 }
 
 /** How many restore-code exchanges the server has logged so far. */
@@ -30,8 +37,16 @@ async function exchangesLogged(server: TestServer): Promise<number> {
 }
 
 /** The interactive rescue answering `answers` in order; it ends when they run out (exit 130). */
-function rescueSession(stateDirectory: string, answers: string[], cmdline = 'boot=live', env: Record<string, string> = {}): Promise<CliResult> {
-  return b365(['rescue', '--no-network', '--cmdline', cmdline], { input: `${answers.join('\n')}\n`, env: { B365_STATE_DIR: stateDirectory, ...env } });
+function rescueSession(
+  stateDirectory: string,
+  answers: string[],
+  cmdline = 'boot=live',
+  env: Record<string, string> = {},
+): Promise<CliResult> {
+  return b365(['rescue', '--no-network', '--cmdline', cmdline], {
+    input: `${answers.join('\n')}\n`,
+    env: { B365_STATE_DIR: stateDirectory, ...env },
+  });
 }
 
 function count(text: string, pattern: RegExp): number {
@@ -70,13 +85,31 @@ t.test('the server is trusted before the restore code is sent', async (t) => {
     const before = await exchangesLogged(server);
     // Restore: confirm, code, first image, then back from the disk question; restore again:
     // the same server is checked against the confirmed pin without asking.
-    const run = await rescueSession(state, ['restore', server.url, 'yes', code, '1', 'back', 'restore', server.url, code]);
+    const run = await rescueSession(state, [
+      'restore',
+      server.url,
+      'yes',
+      code,
+      '1',
+      'back',
+      'restore',
+      server.url,
+      code,
+    ]);
     t.equal(run.exitCode, 130, run.stderr);
     t.match(run.stdout, new RegExp(`server certificate SHA-256 fingerprint:\\s+${fingerprint}`));
     t.equal(count(run.stdout, /Does the fingerprint match/), 1, 'asked once in the session');
     t.match(run.stdout, /it matches the fingerprint confirmed earlier in this session/);
-    t.equal(count(run.stdout, /restore code accepted: machine desk9/), 2, 'the code was accepted over the pinned connection, twice');
-    t.match(run.stdout, new RegExp(`Images of desk9[\\s\\S]*${imaged.json.image}`), 'later calls go through the pinned client');
+    t.equal(
+      count(run.stdout, /restore code accepted: machine desk9/),
+      2,
+      'the code was accepted over the pinned connection, twice',
+    );
+    t.match(
+      run.stdout,
+      new RegExp(`Images of desk9[\\s\\S]*${imaged.json.image}`),
+      'later calls go through the pinned client',
+    );
     t.equal(await exchangesLogged(server), before + 2, 'the server received the code twice');
   });
 
@@ -94,8 +127,11 @@ t.test('the server is trusted before the restore code is sent', async (t) => {
     const before = await exchangesLogged(server);
     const run = await rescueSession(state, ['restore', server.url, server.url], `boot=live b365.fingerprint=${wrong}`);
     t.equal(run.exitCode, 130, run.stderr);
-    t.match(run.stdout, /REFUSED: this is not the expected server; its certificate does not match b365.fingerprint= from the kernel command line/);
-    t.match(run.stdout, new RegExp(`server: +${fingerprint}`), 'the server\'s fingerprint is shown');
+    t.match(
+      run.stdout,
+      /REFUSED: this is not the expected server; its certificate does not match b365.fingerprint= from the kernel command line/,
+    );
+    t.match(run.stdout, new RegExp(`server: +${fingerprint}`), "the server's fingerprint is shown");
     t.match(run.stdout, new RegExp(`expected: +${wrong}`), 'and the expected one');
     t.equal(count(run.stdout, /Backup server URL/), 3, 'each refusal goes back to the server question');
     t.notMatch(run.stdout, /Restore code/);
@@ -117,7 +153,9 @@ t.test('plain HTTP to another machine: refused, or with B365_INSECURE_HTTP=1 onl
   t.equal(count(refused.stdout, /Backup server URL/), 2, 'back to the server question');
   t.notMatch(refused.stdout, /Restore code/, 'the code was never asked for');
 
-  const warned = await rescueSession(state, ['restore', 'http://192.0.2.10:8365', '', '', ''], 'boot=live', { B365_INSECURE_HTTP: '1' });
+  const warned = await rescueSession(state, ['restore', 'http://192.0.2.10:8365', '', '', ''], 'boot=live', {
+    B365_INSECURE_HTTP: '1',
+  });
   t.equal(warned.exitCode, 130, warned.stderr);
   t.match(warned.stdout, /WARNING: http:\/\/192.0.2.10:8365 is plain HTTP/);
   t.equal(count(warned.stdout, /Send the restore code in clear anyway/), 2, 'the default answer is no');

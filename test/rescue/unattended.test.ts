@@ -28,7 +28,10 @@ t.test('restore, capture and refusals', async (t) => {
   const untouched = await b3sum(target.device);
 
   t.test('a wrong code fails with invalid_code and writes nothing', async (t) => {
-    const run = await rescueUnattended(server, `b365.action=restore b365.code=AAAA-BBBB-CCCC b365.target=${target.device}`);
+    const run = await rescueUnattended(
+      server,
+      `b365.action=restore b365.code=AAAA-BBBB-CCCC b365.target=${target.device}`,
+    );
     t.equal(run.exitCode, 6, run.stderr);
     const fields = resultOf(run.stdout);
     t.equal(fields.status, 'failed', run.stdout);
@@ -39,7 +42,10 @@ t.test('restore, capture and refusals', async (t) => {
 
   t.test("another machine's code is refused before the disk is touched", async (t) => {
     const { code } = await createRestoreCode(server, 'host1');
-    const run = await rescueUnattended(server, `b365.action=restore b365.code=${code} b365.machine=other b365.target=${target.device}`);
+    const run = await rescueUnattended(
+      server,
+      `b365.action=restore b365.code=${code} b365.machine=other b365.target=${target.device}`,
+    );
     t.equal(resultOf(run.stdout).status, 'failed', run.stdout);
     t.match(resultOf(run.stdout).message, /opens machine host1, not other/);
     t.equal(await b3sum(target.device), untouched, 'target unchanged');
@@ -55,10 +61,15 @@ t.test('restore, capture and refusals', async (t) => {
   });
 
   t.test('an expired code fails with code_expired and writes nothing', async (t) => {
-    const created = await b365(['restore-code', 'create', '--machine', 'host1', '--ttl', '1s', '--json'], { env: server.env });
+    const created = await b365(['restore-code', 'create', '--machine', 'host1', '--ttl', '1s', '--json'], {
+      env: server.env,
+    });
     t.equal(created.exitCode, 0, created.stderr);
     await sleep(1500);
-    const run = await rescueUnattended(server, `b365.action=restore b365.code=${created.json.code} b365.target=${target.device}`);
+    const run = await rescueUnattended(
+      server,
+      `b365.action=restore b365.code=${created.json.code} b365.target=${target.device}`,
+    );
     t.equal(run.exitCode, 6, run.stderr);
     t.equal(resultOf(run.stdout).code, 'code_expired', run.stdout);
     t.match(resultOf(run.stdout).message, /expired at .*ask the admin for a new one/);
@@ -68,12 +79,21 @@ t.test('restore, capture and refusals', async (t) => {
   t.test('a mistyped parameter still ends with a result line', async (t) => {
     const run = await rescueUnattended(server, `b365.action=restore b365.code=X b365.target=vda`);
     t.equal(run.exitCode, 2, run.stderr);
-    t.same(resultOf(run.stdout), { status: 'failed', action: 'restore', code: 'usage', exit: '2', message: 'b365.target=vda: name a disk under /dev' });
+    t.same(resultOf(run.stdout), {
+      status: 'failed',
+      action: 'restore',
+      code: 'usage',
+      exit: '2',
+      message: 'b365.target=vda: name a disk under /dev',
+    });
   });
 
   t.test('a missing disk fails clearly', async (t) => {
     const { code } = await createRestoreCode(server, 'host1');
-    const run = await rescueUnattended(server, `b365.action=restore b365.code=${code} b365.target=/dev/b365-no-such-disk b365.disk-wait=2`);
+    const run = await rescueUnattended(
+      server,
+      `b365.action=restore b365.code=${code} b365.target=/dev/b365-no-such-disk b365.disk-wait=2`,
+    );
     t.equal(run.exitCode, 4, run.stderr);
     t.equal(resultOf(run.stdout).status, 'failed');
     t.match(resultOf(run.stdout).message, /did not appear within/);
@@ -81,7 +101,10 @@ t.test('restore, capture and refusals', async (t) => {
 
   t.test('a good code restores the latest image and verifies it', async (t) => {
     const { code } = await createRestoreCode(server, 'host1');
-    const run = await rescueUnattended(server, `b365.action=restore b365.code=${code} b365.image=latest b365.target=${target.device} b365.after=shell`);
+    const run = await rescueUnattended(
+      server,
+      `b365.action=restore b365.code=${code} b365.image=latest b365.target=${target.device} b365.after=shell`,
+    );
     t.equal(run.exitCode, 0, run.stderr + run.stdout);
     const fields = resultOf(run.stdout);
     t.equal(fields.status, 'ok', run.stdout);
@@ -114,21 +137,37 @@ t.test('over HTTPS: b365.fingerprint= pins the server before the code is sent', 
   const wrong = fingerprint.replace(/^../, fingerprint.startsWith('00') ? '11' : '00');
 
   t.test('a server with another certificate is refused and never sees the code', async (t) => {
-    const run = await rescueUnattended(server, `b365.action=restore b365.code=${code} b365.fingerprint=${wrong} b365.target=${target.device}`);
+    const run = await rescueUnattended(
+      server,
+      `b365.action=restore b365.code=${code} b365.fingerprint=${wrong} b365.target=${target.device}`,
+    );
     t.not(run.exitCode, 0, run.stderr);
-    t.match(run.stdout, new RegExp(`B365: the server's certificate must have SHA-256 fingerprint ${wrong}`), 'the expected pin is said before connecting');
+    t.match(
+      run.stdout,
+      new RegExp(`B365: the server's certificate must have SHA-256 fingerprint ${wrong}`),
+      'the expected pin is said before connecting',
+    );
     const fields = resultOf(run.stdout);
     t.equal(fields.status, 'failed', run.stdout);
     t.match(fields.message, fingerprint, "the refusal shows the server's fingerprint");
     t.match(fields.message, wrong, 'and the expected one');
-    t.match(run.stdout, new RegExp(`B365: REFUSED the server: its certificate's fingerprint ${fingerprint} is not b365.fingerprint=${wrong}; the restore code was not sent`), 'the console says so in the kernel line\'s terms');
+    t.match(
+      run.stdout,
+      new RegExp(
+        `B365: REFUSED the server: its certificate's fingerprint ${fingerprint} is not b365.fingerprint=${wrong}; the restore code was not sent`,
+      ),
+      "the console says so in the kernel line's terms",
+    );
     t.equal(fields.code, 'untrusted_server');
     t.notMatch(await serverLog(), /restore-codes\/exchange/, 'no request carrying the code reached the server');
     t.equal(await b3sum(target.device), untouched, 'target unchanged');
   });
 
   t.test('the right fingerprint, in any spelling, restores', async (t) => {
-    const run = await rescueUnattended(server, `b365.action=restore b365.code=${code} b365.fingerprint=sha256:${fingerprint.replace(/:/g, '').toLowerCase()} b365.target=${target.device}`);
+    const run = await rescueUnattended(
+      server,
+      `b365.action=restore b365.code=${code} b365.fingerprint=sha256:${fingerprint.replace(/:/g, '').toLowerCase()} b365.target=${target.device}`,
+    );
     t.equal(run.exitCode, 0, run.stderr + run.stdout);
     t.equal(resultOf(run.stdout).status, 'ok', run.stdout);
     t.equal(resultOf(run.stdout).verified, 'yes');

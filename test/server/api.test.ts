@@ -23,7 +23,18 @@ function manifestFor(machine: string, index: FixedIndex, indexDigest: string): M
   disk.size = index.volumeSize;
   disk.partitionTable = { type: 'none', partitions: [] };
   const volume = disk.volumes[0]!;
-  Object.assign(volume, { id: 'disk', kind: 'disk', partitionNumber: null, offset: 0, size: index.volumeSize, filesystem: null, method: 'raw', chunkSize: index.chunkSize, index: indexDigest, contentDigest: 'c'.repeat(64) });
+  Object.assign(volume, {
+    id: 'disk',
+    kind: 'disk',
+    partitionNumber: null,
+    offset: 0,
+    size: index.volumeSize,
+    filesystem: null,
+    method: 'raw',
+    chunkSize: index.chunkSize,
+    index: indexDigest,
+    contentDigest: 'c'.repeat(64),
+  });
   return manifest;
 }
 
@@ -41,7 +52,13 @@ async function openSession(server: TestServer, authToken: string, machine: strin
 }
 
 /** Upload one chunk and its index in a session; returns the manifest to commit. */
-async function uploadVolume(server: TestServer, authToken: string, session: string, machine: string, seed: string): Promise<{ manifest: Manifest; chunk: string }> {
+async function uploadVolume(
+  server: TestServer,
+  authToken: string,
+  session: string,
+  machine: string,
+  seed: string,
+): Promise<{ manifest: Manifest; chunk: string }> {
   const data = Buffer.alloc(256 << 10, seed);
   const { digest, frame } = encodeChunk(data);
   const put = await api(server.url, 'PUT', `/sessions/${session}/chunks/${digest}`, { token: authToken, body: frame });
@@ -50,7 +67,10 @@ async function uploadVolume(server: TestServer, authToken: string, session: stri
   index.set(0, digest);
   const indexBytes = index.encode();
   const indexDigest = digestOf(indexBytes);
-  await api(server.url, 'PUT', `/sessions/${session}/indexes/${indexDigest}`, { token: authToken, body: encodeFrame(indexBytes) });
+  await api(server.url, 'PUT', `/sessions/${session}/indexes/${indexDigest}`, {
+    token: authToken,
+    body: encodeFrame(indexBytes),
+  });
   return { manifest: manifestFor(machine, index, indexDigest), chunk: digest };
 }
 
@@ -75,16 +95,27 @@ t.test('repository API', async (t) => {
     const { frame } = encodeChunk(Buffer.alloc(300 << 10, 7));
     const claimed = digestOf(Buffer.from('something else'));
     const before = await storedChunks(server.repo);
-    const response = await api(server.url, 'PUT', `/sessions/${session}/chunks/${claimed}`, { token: admin, body: frame });
+    const response = await api(server.url, 'PUT', `/sessions/${session}/chunks/${claimed}`, {
+      token: admin,
+      body: frame,
+    });
     t.equal(response.status, 400);
     t.equal(response.body.code, 'digest_mismatch');
     t.match(response.body.message, /nothing was stored/);
     t.same(await storedChunks(server.repo), before, 'no chunk file appeared');
     t.same(await listFiles(path.join(server.repo, 'tmp')), [], 'no temporary file left');
-    const garbage = await api(server.url, 'PUT', `/sessions/${session}/chunks/${claimed}`, { token: admin, body: Buffer.from('not a frame at all, just text') });
+    const garbage = await api(server.url, 'PUT', `/sessions/${session}/chunks/${claimed}`, {
+      token: admin,
+      body: Buffer.from('not a frame at all, just text'),
+    });
     t.equal(garbage.status, 400);
     t.match(garbage.body.message, /not an LZ4 frame/);
-    const truncated = await api(server.url, 'PUT', `/sessions/${session}/chunks/${digestOf(Buffer.alloc(300 << 10, 7))}`, { token: admin, body: frame.subarray(0, frame.length - 8) });
+    const truncated = await api(
+      server.url,
+      'PUT',
+      `/sessions/${session}/chunks/${digestOf(Buffer.alloc(300 << 10, 7))}`,
+      { token: admin, body: frame.subarray(0, frame.length - 8) },
+    );
     t.equal(truncated.status, 400);
     t.match(truncated.body.message, /truncated/);
     t.same(await storedChunks(server.repo), before);
@@ -97,8 +128,19 @@ t.test('repository API', async (t) => {
     index.set(0, absent);
     const indexBytes = index.encode();
     const indexDigest = digestOf(indexBytes);
-    t.equal((await api(server.url, 'PUT', `/sessions/${session}/indexes/${indexDigest}`, { token: admin, body: encodeFrame(indexBytes) })).status, 201);
-    const response = await api(server.url, 'POST', `/sessions/${session}/commit`, { token: admin, json: manifestFor('absent', index, indexDigest) });
+    t.equal(
+      (
+        await api(server.url, 'PUT', `/sessions/${session}/indexes/${indexDigest}`, {
+          token: admin,
+          body: encodeFrame(indexBytes),
+        })
+      ).status,
+      201,
+    );
+    const response = await api(server.url, 'POST', `/sessions/${session}/commit`, {
+      token: admin,
+      json: manifestFor('absent', index, indexDigest),
+    });
     t.equal(response.status, 409);
     t.equal(response.body.code, 'missing_objects');
     t.equal(response.body.digest, absent);
@@ -121,11 +163,18 @@ t.test('repository API', async (t) => {
     t.equal(response.status, 400);
     t.equal(response.body.code, 'bad_format');
     t.equal(response.body.message, 'invalid manifest: /disks/0/volumes/0/chunkSize: must be integer');
-    const notJson = await fetch(`${server.url}/api/v1/sessions/${session}/commit`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: '{"format":' });
+    const notJson = await fetch(`${server.url}/api/v1/sessions/${session}/commit`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: '{"format":',
+    });
     t.equal(notJson.status, 400);
     t.match(((await notJson.json()) as { message: string }).message, /not valid JSON/);
     const stamped = { ...manifest, id: 'malformed@20260101T000000Z' };
-    t.match((await api(server.url, 'POST', `/sessions/${session}/commit`, { token: admin, json: stamped })).body.message, /assigned by the server/);
+    t.match(
+      (await api(server.url, 'POST', `/sessions/${session}/commit`, { token: admin, json: stamped })).body.message,
+      /assigned by the server/,
+    );
     const ok = await api(server.url, 'POST', `/sessions/${session}/commit`, { token: admin, json: manifest });
     t.equal(ok.status, 201, 'the well-formed manifest then commits');
     t.match(ok.body.image.id, /^malformed@\d{8}T\d{6}Z$/);
@@ -137,12 +186,21 @@ t.test('repository API', async (t) => {
   t.test('oversized bodies: 413', async (t) => {
     const session = await openSession(server, admin, 'big');
     const huge = Buffer.alloc((8 << 20) + 4096, 1);
-    const chunk = await api(server.url, 'PUT', `/sessions/${session}/chunks/${'a'.repeat(64)}`, { token: admin, body: huge });
+    const chunk = await api(server.url, 'PUT', `/sessions/${session}/chunks/${'a'.repeat(64)}`, {
+      token: admin,
+      body: huge,
+    });
     t.equal(chunk.status, 413);
     t.equal(chunk.body.code, 'payload_too_large');
-    const json = await api(server.url, 'POST', `/sessions/${session}/missing`, { token: admin, json: { digests: Array.from({ length: 70000 }, () => 'a'.repeat(64)) } });
+    const json = await api(server.url, 'POST', `/sessions/${session}/missing`, {
+      token: admin,
+      json: { digests: Array.from({ length: 70000 }, () => 'a'.repeat(64)) },
+    });
     t.equal(json.status, 413);
-    const batch = await api(server.url, 'POST', `/sessions/${session}/missing`, { token: admin, json: { digests: Array.from({ length: 10001 }, () => 'a'.repeat(64)) } });
+    const batch = await api(server.url, 'POST', `/sessions/${session}/missing`, {
+      token: admin,
+      json: { digests: Array.from({ length: 10001 }, () => 'a'.repeat(64)) },
+    });
     t.equal(batch.status, 400);
     t.match(batch.body.message, /at most 10000 digests/);
   });
@@ -157,28 +215,72 @@ t.test('repository API', async (t) => {
     t.equal(committed.status, 201);
     const image = committed.body.image.id as string;
 
-    t.equal((await api(server.url, 'POST', '/sessions', { token: beta, json: { id: randomUUID(), machine: 'alpha' } })).status, 403, 'beta cannot write alpha');
-    t.equal((await api(server.url, 'GET', `/images/${image}/manifest`, { token: beta })).status, 403, 'beta cannot read alpha manifests');
+    t.equal(
+      (await api(server.url, 'POST', '/sessions', { token: beta, json: { id: randomUUID(), machine: 'alpha' } }))
+        .status,
+      403,
+      'beta cannot write alpha',
+    );
+    t.equal(
+      (await api(server.url, 'GET', `/images/${image}/manifest`, { token: beta })).status,
+      403,
+      'beta cannot read alpha manifests',
+    );
     t.equal((await api(server.url, 'GET', `/images/${image}`, { token: beta })).status, 403);
-    t.same((await api(server.url, 'GET', '/images', { token: beta })).body.images, [], 'beta lists only its own images');
-    t.equal((await api(server.url, 'GET', `/chunks/${chunk}`, { token: beta })).status, 404, 'beta cannot read alpha chunks (and cannot tell they exist)');
-    t.equal((await api(server.url, 'DELETE', `/images/${image}`, { token: alpha })).status, 403, 'a machine cannot delete, even its own');
+    t.same(
+      (await api(server.url, 'GET', '/images', { token: beta })).body.images,
+      [],
+      'beta lists only its own images',
+    );
+    t.equal(
+      (await api(server.url, 'GET', `/chunks/${chunk}`, { token: beta })).status,
+      404,
+      'beta cannot read alpha chunks (and cannot tell they exist)',
+    );
+    t.equal(
+      (await api(server.url, 'DELETE', `/images/${image}`, { token: alpha })).status,
+      403,
+      'a machine cannot delete, even its own',
+    );
     t.equal((await api(server.url, 'POST', '/tokens', { token: alpha, json: { role: 'admin' } })).status, 403);
 
     const betaSession = await openSession(server, beta, 'beta');
-    const probe = await api(server.url, 'POST', `/sessions/${betaSession}/missing`, { token: beta, json: { digests: [chunk] } });
+    const probe = await api(server.url, 'POST', `/sessions/${betaSession}/missing`, {
+      token: beta,
+      json: { digests: [chunk] },
+    });
     t.same(probe.body.missing, [chunk], "beta is told alpha's chunk is missing: no probing across machines");
-    const own = await api(server.url, 'POST', `/sessions/${await openSession(server, alpha, 'alpha')}/missing`, { token: alpha, json: { digests: [chunk] } });
+    const own = await api(server.url, 'POST', `/sessions/${await openSession(server, alpha, 'alpha')}/missing`, {
+      token: alpha,
+      json: { digests: [chunk] },
+    });
     t.same(own.body.missing, [], 'alpha is told its own chunk is present');
-    t.same((await api(server.url, 'POST', `/sessions/${session}/missing`, { token: beta, json: { digests: [chunk] } })).status, 403, "beta cannot use alpha's session");
+    t.same(
+      (await api(server.url, 'POST', `/sessions/${session}/missing`, { token: beta, json: { digests: [chunk] } }))
+        .status,
+      403,
+      "beta cannot use alpha's session",
+    );
 
     t.equal((await api(server.url, 'GET', `/chunks/${chunk}`, { token: alpha })).status, 200, 'alpha reads its chunk');
-    t.equal((await api(server.url, 'GET', `/images/${image}/manifest`, { token: auditor })).status, 200, 'auditor reads manifests');
-    t.equal((await api(server.url, 'GET', `/indexes/${manifest.disks[0]!.volumes[0]!.index}`, { token: auditor })).status, 200, 'auditor reads indexes');
+    t.equal(
+      (await api(server.url, 'GET', `/images/${image}/manifest`, { token: auditor })).status,
+      200,
+      'auditor reads manifests',
+    );
+    t.equal(
+      (await api(server.url, 'GET', `/indexes/${manifest.disks[0]!.volumes[0]!.index}`, { token: auditor })).status,
+      200,
+      'auditor reads indexes',
+    );
     const denied = await api(server.url, 'GET', `/chunks/${chunk}`, { token: auditor });
     t.equal(denied.status, 403, 'auditor cannot download chunks');
     t.equal(denied.body.code, 'forbidden');
-    t.equal((await api(server.url, 'POST', '/sessions', { token: auditor, json: { id: randomUUID(), machine: 'alpha' } })).status, 403);
+    t.equal(
+      (await api(server.url, 'POST', '/sessions', { token: auditor, json: { id: randomUUID(), machine: 'alpha' } }))
+        .status,
+      403,
+    );
     t.equal((await api(server.url, 'DELETE', `/images/${image}`, { token: admin })).status, 200, 'admin deletes');
   });
 
@@ -188,9 +290,19 @@ t.test('repository API', async (t) => {
     t.equal(document.body.openapi, '3.1.0');
     for (const operation of operations) {
       t.ok(document.body.paths[operation.path]?.[operation.method], `${operation.method} ${operation.path} documented`);
-      const placeholder = operation.path.startsWith('/tokens') ? '999999' : operation.path.startsWith('/sessions') ? randomUUID() : 'alpha@latest';
-      const concrete = operation.path.replace('{id}', placeholder).replace('{digest}', 'a'.repeat(64)).replace('{machine}', 'alpha');
-      const response = await api(server.url, operation.method.toUpperCase(), concrete, { token: admin, json: operation.body ? {} : undefined });
+      const placeholder = operation.path.startsWith('/tokens')
+        ? '999999'
+        : operation.path.startsWith('/sessions')
+          ? randomUUID()
+          : 'alpha@latest';
+      const concrete = operation.path
+        .replace('{id}', placeholder)
+        .replace('{digest}', 'a'.repeat(64))
+        .replace('{machine}', 'alpha');
+      const response = await api(server.url, operation.method.toUpperCase(), concrete, {
+        token: admin,
+        json: operation.body ? {} : undefined,
+      });
       t.notMatch(String(response.body?.message ?? ''), /no such endpoint/, `${operation.method} ${concrete} is served`);
     }
     const unknown = await api(server.url, 'GET', '/nope', { token: admin });

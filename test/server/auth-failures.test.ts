@@ -12,9 +12,16 @@ t.test('failed authentications are logged at warn with the client address and co
   t.equal((await api(server.url, 'GET', '/images', { token: null })).status, 401);
   t.equal((await api(server.url, 'POST', '/restore-codes/exchange', { json: { code: 'zzzz-zzzz-zzzz' } })).status, 401);
   const auditor = await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role: 'auditor' } });
-  t.equal((await api(server.url, 'POST', '/tokens', { token: auditor.body.token, json: { role: 'auditor' } })).status, 403, 'a wrong role is refused, not counted');
+  t.equal(
+    (await api(server.url, 'POST', '/tokens', { token: auditor.body.token, json: { role: 'auditor' } })).status,
+    403,
+    'a wrong role is refused, not counted',
+  );
 
-  const lines = (await fs.readFile(path.join(server.repo, '..', 'server.log'), 'utf8')).split('\n').filter((line) => line.includes('authentication failed')).map((line) => JSON.parse(line));
+  const lines = (await fs.readFile(path.join(server.repo, '..', 'server.log'), 'utf8'))
+    .split('\n')
+    .filter((line) => line.includes('authentication failed'))
+    .map((line) => JSON.parse(line));
   t.equal(lines.length, 3, 'one line per refused credential');
   for (const line of lines) {
     t.equal(line.level, 40, 'at warn');

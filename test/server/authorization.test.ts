@@ -12,7 +12,13 @@ type Role = 'none' | 'restore' | 'auditor' | 'machine' | 'admin';
 const ROLES: Role[] = ['none', 'restore', 'auditor', 'machine', 'admin'];
 
 function concrete(path: string): string {
-  const id = path.startsWith('/sessions') ? randomUUID() : /^\/(tokens|restore-codes)\//.test(path) ? '999999' : path.startsWith('/images') ? 'alpha@latest' : 'probe-1';
+  const id = path.startsWith('/sessions')
+    ? randomUUID()
+    : /^\/(tokens|restore-codes)\//.test(path)
+      ? '999999'
+      : path.startsWith('/images')
+        ? 'alpha@latest'
+        : 'probe-1';
   return path
     .replace('{id}', id)
     .replace('{digest}', 'a'.repeat(64))
@@ -25,10 +31,12 @@ function concrete(path: string): string {
 t.test('authorization matrix', async (t) => {
   const server = await startServer(t);
   const admin = server.adminToken;
-  const tokenFor = async (json: Record<string, unknown>) => (await api(server.url, 'POST', '/tokens', { token: admin, json })).body.token as string;
+  const tokenFor = async (json: Record<string, unknown>) =>
+    (await api(server.url, 'POST', '/tokens', { token: admin, json })).body.token as string;
   const machine = await tokenFor({ role: 'machine', machine: 'alpha' });
   const auditor = await tokenFor({ role: 'auditor' });
-  const code = (await api(server.url, 'POST', '/restore-codes', { token: admin, json: { machine: 'alpha' } })).body.code as string;
+  const code = (await api(server.url, 'POST', '/restore-codes', { token: admin, json: { machine: 'alpha' } })).body
+    .code as string;
   const restore = (await api(server.url, 'POST', '/restore-codes/exchange', { json: { code } })).body.token as string;
   const tokens: Record<Role, string | null> = { none: null, restore, auditor, machine, admin };
 
@@ -36,10 +44,19 @@ t.test('authorization matrix', async (t) => {
     for (const operation of operations) {
       const path = concrete(operation.path);
       const allowed = operation.public === true || (operation.roles as string[]).includes(role);
-      const answer = await api(server.url, operation.method.toUpperCase(), path, { token: tokens[role], json: operation.body ? {} : undefined });
+      const answer = await api(server.url, operation.method.toUpperCase(), path, {
+        token: tokens[role],
+        json: operation.body ? {} : undefined,
+      });
       const what = `${role} ${operation.method.toUpperCase()} ${operation.path}`;
-      if (allowed) t.notOk([401, 403].includes(answer.status), `${what}: allowed (${answer.status} ${answer.body?.code ?? ''})`);
-      else t.equal(answer.status, role === 'none' ? 401 : 403, `${what}: refused (${answer.status} ${answer.body?.message ?? ''})`);
+      if (allowed)
+        t.notOk([401, 403].includes(answer.status), `${what}: allowed (${answer.status} ${answer.body?.code ?? ''})`);
+      else
+        t.equal(
+          answer.status,
+          role === 'none' ? 401 : 403,
+          `${what}: refused (${answer.status} ${answer.body?.message ?? ''})`,
+        );
     }
   }
 });

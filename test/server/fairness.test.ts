@@ -20,7 +20,9 @@ interface Uploader {
 }
 
 async function uploader(server: TestServer, machine: string): Promise<Uploader> {
-  const token = (await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role: 'machine', machine } })).body.token as string;
+  const token = (
+    await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role: 'machine', machine } })
+  ).body.token as string;
   const session = randomUUID();
   const opened = await api(server.url, 'POST', '/sessions', { token, json: { id: session, machine } });
   if (opened.status !== 200) throw new Error(`session: ${opened.status} ${JSON.stringify(opened.body)}`);
@@ -61,7 +63,13 @@ function stalledUpload(server: TestServer, who: Uploader, seed: number): Promise
 }
 
 /** PUT a chunk whose body arrives in `pieces` parts, `gapMs` apart. */
-async function slowUpload(server: TestServer, who: Uploader, seed: number, pieces: number, gapMs: number): Promise<number> {
+async function slowUpload(
+  server: TestServer,
+  who: Uploader,
+  seed: number,
+  pieces: number,
+  gapMs: number,
+): Promise<number> {
   const { digest, frame } = chunk(seed);
   const size = Math.ceil(frame.length / pieces);
   const body = new ReadableStream<Uint8Array>({
@@ -75,7 +83,11 @@ async function slowUpload(server: TestServer, who: Uploader, seed: number, piece
   });
   const response = await fetch(`${server.url}/api/v1/sessions/${who.session}/chunks/${digest}`, {
     method: 'PUT',
-    headers: { authorization: `Bearer ${who.token}`, 'content-type': 'application/octet-stream', 'content-length': String(frame.length) },
+    headers: {
+      authorization: `Bearer ${who.token}`,
+      'content-type': 'application/octet-stream',
+      'content-length': String(frame.length),
+    },
     body,
     duplex: 'half',
     signal: AbortSignal.timeout(30_000),
@@ -98,9 +110,14 @@ t.test("one machine stalling 10 uploads does not stall another machine's image",
   for (const stall of stalls) void stall.answer.then(() => closed++);
   await new Promise((resolve) => setTimeout(resolve, 500));
 
-  const honest = (await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role: 'machine', machine: 'honest' } })).body.token as string;
+  const honest = (
+    await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role: 'machine', machine: 'honest' } })
+  ).body.token as string;
   const started = Date.now();
-  const imaged = await b365(['image', source, '--machine', 'honest', '--json'], { env: { ...server.env, B365_TOKEN: honest }, timeout: 60_000 });
+  const imaged = await b365(['image', source, '--machine', 'honest', '--json'], {
+    env: { ...server.env, B365_TOKEN: honest },
+    timeout: 60_000,
+  });
   t.equal(imaged.exitCode, 0, `the other machine's image completes (${imaged.stderr.slice(-400)})`);
   t.ok(Date.now() - started < 60_000, `within a bounded time (${Date.now() - started} ms)`);
   t.equal(closed, 0, 'while all 10 stalled uploads are still open');
@@ -111,7 +128,9 @@ t.test("one machine stalling 10 uploads does not stall another machine's image",
 });
 
 t.test('a body that stops arriving is cut after the idle time and its slot is freed', async (t) => {
-  const server = await startServer(t, { env: await serverConfigEnv(t, { http: { bodyIdleTimeout: '2s', keepAliveTimeout: '1s', uploadSlots: 1 } }) });
+  const server = await startServer(t, {
+    env: await serverConfigEnv(t, { http: { bodyIdleTimeout: '2s', keepAliveTimeout: '1s', uploadSlots: 1 } }),
+  });
   const evil = await uploader(server, 'stalling');
   const other = await uploader(server, 'other');
 
@@ -120,7 +139,10 @@ t.test('a body that stops arriving is cut after the idle time and its slot is fr
   await new Promise((resolve) => setTimeout(resolve, 200));
   // The only slot is held by the stalled body; this upload waits for it.
   const waiting = slowUpload(server, other, 2, 1, 0);
-  const cut = await Promise.race([stall.answer, new Promise<null>((resolve) => setTimeout(() => resolve(null), 15_000))]);
+  const cut = await Promise.race([
+    stall.answer,
+    new Promise<null>((resolve) => setTimeout(() => resolve(null), 15_000)),
+  ]);
   t.ok(cut, 'the stalled upload is ended by the server');
   if (!cut) return;
   t.match(cut.text, /^HTTP\/1\.1 408 /, 'with 408');
@@ -138,9 +160,14 @@ t.test('a body that stops arriving is cut after the idle time and its slot is fr
   const closed = new Promise<number>((resolve) => idle.on('close', () => resolve(Date.now())));
   idle.on('error', () => {});
   idle.resume();
-  idle.write(`POST /api/v1/restore-codes/exchange HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{"code":"A-B"}`);
+  idle.write(
+    `POST /api/v1/restore-codes/exchange HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{"code":"A-B"}`,
+  );
   const answered = Date.now();
   const closedAt = await Promise.race([closed, new Promise<null>((resolve) => setTimeout(() => resolve(null), 8000))]);
-  t.ok(closedAt !== null && closedAt - answered < 5000, `an idle keep-alive connection is closed after keepAliveTimeout (${closedAt === null ? 'still open' : closedAt - answered} ms)`);
+  t.ok(
+    closedAt !== null && closedAt - answered < 5000,
+    `an idle keep-alive connection is closed after keepAliveTimeout (${closedAt === null ? 'still open' : closedAt - answered} ms)`,
+  );
   idle.destroy();
 });

@@ -29,7 +29,9 @@ t.test('prune and gc from the command line; a backup running during gc commits',
   await randomDisk(second, 8);
 
   const imageOf = async (file: string) => {
-    const result = await b365(['image', file, '--machine', 'alpha', '--raw', '--chunk-size', '256K', '--json'], { env });
+    const result = await b365(['image', file, '--machine', 'alpha', '--raw', '--chunk-size', '256K', '--json'], {
+      env,
+    });
     t.equal(result.exitCode, 0, result.stderr);
     return result.json;
   };
@@ -38,14 +40,44 @@ t.test('prune and gc from the command line; a backup running during gc commits',
   const newer = await imageOf(second);
   const onlyOlder = new Set(await storedChunks(server.repo));
 
-  const machineToken = (await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role: 'machine', machine: 'alpha' } })).body.token as string;
-  t.equal((await b365(['prune'], { env: { ...env, B365_TOKEN: machineToken } })).exitCode, 6, 'a machine token cannot prune');
+  const machineToken = (
+    await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role: 'machine', machine: 'alpha' } })
+  ).body.token as string;
+  t.equal(
+    (await b365(['prune'], { env: { ...env, B365_TOKEN: machineToken } })).exitCode,
+    6,
+    'a machine token cannot prune',
+  );
   t.equal((await b365(['gc'], { env: { ...env, B365_TOKEN: machineToken } })).exitCode, 6, 'nor collect garbage');
 
-  t.equal((await b365(['policy', 'set', 'alpha', '--keep-last', '1', '--keep-daily', '0', '--keep-weekly', '0', '--keep-monthly', '0'], { env })).exitCode, 0);
+  t.equal(
+    (
+      await b365(
+        [
+          'policy',
+          'set',
+          'alpha',
+          '--keep-last',
+          '1',
+          '--keep-daily',
+          '0',
+          '--keep-weekly',
+          '0',
+          '--keep-monthly',
+          '0',
+        ],
+        { env },
+      )
+    ).exitCode,
+    0,
+  );
   const dry = await b365(['prune', '--dry-run', '--json'], { env });
   t.same(dry.json.machines[0].removed, [older.image]);
-  t.equal((await api(server.url, 'GET', `/images/${encodeURIComponent(older.image)}`, { token: server.adminToken })).status, 200, 'a dry run removes nothing');
+  t.equal(
+    (await api(server.url, 'GET', `/images/${encodeURIComponent(older.image)}`, { token: server.adminToken })).status,
+    200,
+    'a dry run removes nothing',
+  );
   const pruned = await b365(['prune', '--json'], { env });
   t.same(pruned.json.machines[0].removed, [older.image]);
   t.same(pruned.json.machines[0].kept, [{ id: newer.image, reason: 'last' }]);
@@ -62,7 +94,10 @@ t.test('prune and gc from the command line; a backup running during gc commits',
   const gc = await b365(['gc', '--grace', '0s', '--json'], { env });
   t.equal(gc.exitCode, 0, gc.stderr);
   t.equal(gc.json.state, 'done');
-  t.ok(gc.json.report.keptPinned >= 40, `chunks the open upload session had sent were spared (${gc.json.report.keptPinned})`);
+  t.ok(
+    gc.json.report.keptPinned >= 40,
+    `chunks the open upload session had sent were spared (${gc.json.report.keptPinned})`,
+  );
   const captured = await capture;
   t.equal(captured.exitCode, 0, captured.stderr);
   t.ok(captured.json.chunksUploaded > 0);

@@ -30,7 +30,8 @@ function servedRoutes(stack: ExpressLayer[], prefix = ''): string[] {
   for (const layer of stack) {
     if (layer.route) {
       const template = `${prefix}${layer.route.path}`.replace(/\{\/\*(\w+)\}/g, '/{$1}').replace(/:(\w+)/g, '{$1}');
-      for (const method of Object.keys(layer.route.methods)) if (method !== '_all') routes.push(`${method.toUpperCase()} ${template}`);
+      for (const method of Object.keys(layer.route.methods))
+        if (method !== '_all') routes.push(`${method.toUpperCase()} ${template}`);
     } else if (layer.handle?.stack) {
       const mount = typeof layer.rawPath === 'string' && layer.rawPath !== '/' ? layer.rawPath : '';
       routes.push(...servedRoutes(layer.handle.stack, `${prefix}${mount}`));
@@ -43,9 +44,13 @@ t.test('every route the server serves is an operation of the document, and back'
   const directory = await tempDir(t);
   const { repository } = await Repository.open(path.join(directory, 'repo'), { clock: systemClock, log: silentLogger });
   t.teardown(() => repository.close());
-  const { app } = createApp(repository, silentLogger, { signingKey: await SigningKey.load(path.join(directory, 'repo')) });
+  const { app } = createApp(repository, silentLogger, {
+    signingKey: await SigningKey.load(path.join(directory, 'repo')),
+  });
   const served = new Set(servedRoutes((app as unknown as { router: { stack: ExpressLayer[] } }).router.stack));
-  const documented = new Set(operations.map((operation) => `${operation.method.toUpperCase()} /api/v1${operation.path}`));
+  const documented = new Set(
+    operations.map((operation) => `${operation.method.toUpperCase()} /api/v1${operation.path}`),
+  );
   for (const route of served) {
     if (route === 'GET /metrics') continue; // the same handler as GET /api/v1/metrics, where scrapers look first
     t.ok(documented.has(route), `${route} is an operation in server/api-schemas`);
@@ -55,22 +60,30 @@ t.test('every route the server serves is an operation of the document, and back'
 
 t.test('every operation has an id, and schemas for its parameters and bodies', async (t) => {
   const ids = operations.map((operation) => operation.operationId);
-  t.same(ids.filter((id, index) => ids.indexOf(id) !== index), [], 'operationIds are unique');
+  t.same(
+    ids.filter((id, index) => ids.indexOf(id) !== index),
+    [],
+    'operationIds are unique',
+  );
   for (const operation of operations) {
     const what = `${operation.method.toUpperCase()} ${operation.path}`;
     t.match(operation.operationId, /^[a-z][A-Za-z]+$/, `${what}: operationId`);
     const templated = [...operation.path.matchAll(/\{(\w+)\}/g)].map((match) => match[1]).sort();
     t.same(Object.keys(operation.pathParameters ?? {}).sort(), templated, `${what}: a schema for each path parameter`);
     if (operation.query) t.equal(operation.query.type, 'object', `${what}: query parameters are an object schema`);
-    if (operation.body && 'json' in operation.body) t.ok(operation.body.json.type === 'object' || operation.body.json.$ref, `${what}: a JSON body schema`);
+    if (operation.body && 'json' in operation.body)
+      t.ok(operation.body.json.type === 'object' || operation.body.json.$ref, `${what}: a JSON body schema`);
     for (const [status, response] of Object.entries(operation.responses)) {
       if (!status.startsWith('2')) continue;
       t.ok(response.json || response.media?.length, `${what} ${status}: a response body schema`);
     }
   }
-  const document = openApiDocument() as { paths: Record<string, Record<string, { operationId?: string; responses: Record<string, unknown> }>> };
+  const document = openApiDocument() as {
+    paths: Record<string, Record<string, { operationId?: string; responses: Record<string, unknown> }>>;
+  };
   for (const [template, item] of Object.entries(document.paths)) {
-    for (const [method, operation] of Object.entries(item)) t.ok(operation.operationId, `${method} ${template} has an operationId in the document`);
+    for (const [method, operation] of Object.entries(item))
+      t.ok(operation.operationId, `${method} ${template} has an operationId in the document`);
   }
 });
 
@@ -86,7 +99,12 @@ t.test('the server refuses what the schemas refuse, naming the field', async (t)
     ['POST', '/tokens', { json: { role: 'auditor', label: 7 } }, /^body\.label must be string, got 7$/],
     ['POST', '/tokens', { json: {} }, /^body\.role is required$/],
     ['POST', '/verifications', { json: { all: 'yes' } }, /^body\.all must be boolean, got "yes"$/],
-    ['POST', '/gc', { json: { graceSeconds: -1 } }, /^body\.graceSeconds must be a number of seconds, 0 or more, got -1$/],
+    [
+      'POST',
+      '/gc',
+      { json: { graceSeconds: -1 } },
+      /^body\.graceSeconds must be a number of seconds, 0 or more, got -1$/,
+    ],
   ];
   for (const [method, where, options, message] of refusals) {
     const answer = await api(server.url, method, where, { token: admin, ...options });
@@ -94,22 +112,38 @@ t.test('the server refuses what the schemas refuse, naming the field', async (t)
     t.equal(answer.body?.code, 'usage');
     t.match(answer.body?.message, message);
   }
-  t.equal((await api(server.url, 'GET', '/tokens', { token: admin })).body.tokens.length, 1, 'no refused request created a token');
-  t.equal((await api(server.url, 'GET', '/runs?limit=5&state=ok', { token: admin })).status, 200, 'good query parameters pass');
-  const auditor = (await api(server.url, 'POST', '/tokens', { token: admin, json: { role: 'auditor' } })).body.token as string;
+  t.equal(
+    (await api(server.url, 'GET', '/tokens', { token: admin })).body.tokens.length,
+    1,
+    'no refused request created a token',
+  );
+  t.equal(
+    (await api(server.url, 'GET', '/runs?limit=5&state=ok', { token: admin })).status,
+    200,
+    'good query parameters pass',
+  );
+  const auditor = (await api(server.url, 'POST', '/tokens', { token: admin, json: { role: 'auditor' } })).body
+    .token as string;
   const forbidden = await api(server.url, 'POST', '/tokens', { token: auditor, json: { colour: 'red' } });
   t.equal(forbidden.status, 403, 'a role that may not call an operation learns nothing about its schema');
 });
 
 t.test('Redocly lints the document without errors', async (t) => {
   const redocly = process.env.B365_REDOCLY ?? path.join(PROJECT, 'node_modules', '.bin', 'redocly');
-  const present = await fs.access(redocly).then(() => true, () => false);
+  const present = await fs.access(redocly).then(
+    () => true,
+    () => false,
+  );
   // A dev dependency: `make setup` (npm ci) always installs it, so its absence is a failure.
   if (!present) return void t.fail(`${redocly} is missing: npm ci installs @redocly/cli`);
   const directory = await tempDir(t);
   const file = path.join(directory, 'openapi.json');
   await fs.writeFile(file, JSON.stringify(openApiDocument(), null, 2));
-  const result = await execa(redocly, ['lint', '--config', path.join(PROJECT, 'redocly.yaml'), file], { reject: false, cwd: directory, env: { REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' } });
+  const result = await execa(redocly, ['lint', '--config', path.join(PROJECT, 'redocly.yaml'), file], {
+    reject: false,
+    cwd: directory,
+    env: { REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+  });
   t.equal(result.exitCode, 0, `${result.stdout}\n${result.stderr}`);
   t.match(`${result.stdout}${result.stderr}`, /Your API description is valid/);
 });

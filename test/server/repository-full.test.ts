@@ -62,7 +62,10 @@ t.test('a repository whose disk fills during an upload', async (t) => {
   const repo = path.join(work, 'repo');
   await mountSmallExt4(t, path.join(work, 'repo-fs.img'), repo, 48 * MiB);
   const config = path.join(work, 'server.json');
-  await fs.writeFile(config, JSON.stringify({ monitoring: { checkEvery: '1s', heartbeatTimeout: '3h', minFreeSpace: '20MiB' } }));
+  await fs.writeFile(
+    config,
+    JSON.stringify({ monitoring: { checkEvery: '1s', heartbeatTimeout: '3h', minFreeSpace: '20MiB' } }),
+  );
   const server = await startServer(t, { repo, env: { B365_SERVER_CONFIG: config } });
 
   // The earlier image holds a filesystem, so that file access can be tried while full.
@@ -82,31 +85,58 @@ t.test('a repository whose disk fills during an upload', async (t) => {
   await fs.writeFile(filler, Buffer.alloc(Math.max(0, (await freeBytes(repo)) - 16 * MiB), 1));
   const incident = await eventually(
     'a low-space incident',
-    async () => ((await api(server.url, 'GET', '/incidents', { token: server.adminToken })).body.incidents as { kind: string; state: string; summary: string }[]).find((item) => item.kind === 'low-space' && item.state === 'open'),
+    async () =>
+      (
+        (await api(server.url, 'GET', '/incidents', { token: server.adminToken })).body.incidents as {
+          kind: string;
+          state: string;
+          summary: string;
+        }[]
+      ).find((item) => item.kind === 'low-space' && item.state === 'open'),
     20_000,
   );
-  t.match(incident.summary, /free, less than the 20\.0 MiB configured/, 'the low-space incident is raised before the disk is full');
+  t.match(
+    incident.summary,
+    /free, less than the 20\.0 MiB configured/,
+    'the low-space incident is raised before the disk is full',
+  );
 
   const bigger = path.join(work, 'bigger.img');
   await fs.writeFile(bigger, randomBytes(24 * MiB));
   const started = Date.now();
   const full = await b365(['image', bigger, '--machine', 'full'], { env: server.env, timeout: 90_000 });
   const seconds = (Date.now() - started) / 1000;
-  t.equal(full.exitCode, ExitCode.repositoryFull, `exit code of a full repository (stderr ends: ${full.stderr.slice(-400)})`);
+  t.equal(
+    full.exitCode,
+    ExitCode.repositoryFull,
+    `exit code of a full repository (stderr ends: ${full.stderr.slice(-400)})`,
+  );
   t.ok(seconds < 30, `the client gave up at once instead of retrying an outage (${seconds.toFixed(1)} s)`);
   t.match(full.stderr, new RegExp(`the repository on ${server.url.replace(/[.]/g, '\\.')} is full`));
   t.match(full.stderr, /nothing was committed; free space or prune, then run again/);
   t.match(full.stderr, /the upload resumes/);
   t.notMatch(full.stderr, /internal server error|\n\s+at /, 'no internal error, no stack');
   t.same(await listFiles(path.join(repo, 'tmp')), [], 'no temporary file left in tmp/');
-  t.same((await listFiles(repo)).filter((file) => file.endsWith('.tmp')), [], 'no *.tmp anywhere in the repository');
+  t.same(
+    (await listFiles(repo)).filter((file) => file.endsWith('.tmp')),
+    [],
+    'no *.tmp anywhere in the repository',
+  );
 
   // Uploads stopped short of the end of the disk: a technician's restore code still works.
   const code = await createRestoreCode(server, 'full');
-  const technician = { B365_SERVER: server.url, B365_RESTORE_CODE: code.code, B365_STATE_DIR: server.env.B365_STATE_DIR! };
+  const technician = {
+    B365_SERVER: server.url,
+    B365_RESTORE_CODE: code.code,
+    B365_STATE_DIR: server.env.B365_STATE_DIR!,
+  };
   const byCode = path.join(work, 'restored-by-code.img');
   const codeRestore = await b365(['restore', earlierImage, '--to', byCode], { env: technician, timeout: 90_000 });
-  t.equal(codeRestore.exitCode, 0, `restore with a restore code after uploads filled the repository: ${codeRestore.stderr.slice(-400)}`);
+  t.equal(
+    codeRestore.exitCode,
+    0,
+    `restore with a restore code after uploads filled the repository: ${codeRestore.stderr.slice(-400)}`,
+  );
   t.equal(await b3sum(byCode), await b3sum(earlier));
 
   // Now not even a small write fits; reads must still work.
@@ -122,17 +152,31 @@ t.test('a repository whose disk fills during an upload', async (t) => {
   t.equal(listing.exitCode, 0, `files ls works while full: ${listing.stderr.slice(-400)}`);
   t.match(listing.stdout, /data\.bin/);
   const extracted = path.join(work, 'extracted');
-  const get = await b365(['files', 'get', earlierImage, '/data.bin', '--to', extracted], { env: server.env, timeout: 90_000 });
+  const get = await b365(['files', 'get', earlierImage, '/data.bin', '--to', extracted], {
+    env: server.env,
+    timeout: 90_000,
+  });
   t.equal(get.exitCode, 0, `files get works while full: ${get.stderr.slice(-400)}`);
-  t.ok(dataFile.equals(await fs.readFile(path.join(extracted, 'data.bin'))), 'the file read back while full is the one imaged');
+  t.ok(
+    dataFile.equals(await fs.readFile(path.join(extracted, 'data.bin'))),
+    'the file read back while full is the one imaged',
+  );
   const verify = await b365(['verify', earlierImage, '--level', 'content'], { env: server.env, timeout: 90_000 });
   t.equal(verify.exitCode, 0, `content verification works while full: ${verify.stdout}${verify.stderr.slice(-400)}`);
   t.match(verify.stdout, /1 of 1 image ok/);
   t.match(verify.stderr, /report could not be stored/, 'says that the signed report could not be kept');
-  t.same((await listFiles(repo)).filter((file) => file.endsWith('.tmp')), [], 'writes refused while full (report, image state) left no *.tmp');
+  t.same(
+    (await listFiles(repo)).filter((file) => file.endsWith('.tmp')),
+    [],
+    'writes refused while full (report, image state) left no *.tmp',
+  );
   const listed = await b365(['images', '--machine', 'full', '--json'], { env: server.env });
   t.equal(listed.exitCode, 0, listed.stderr);
-  t.same((listed.json.images ?? listed.json).map((image: { id: string }) => image.id), [earlierImage], 'nothing half-committed is listed');
+  t.same(
+    (listed.json.images ?? listed.json).map((image: { id: string }) => image.id),
+    [earlierImage],
+    'nothing half-committed is listed',
+  );
 
   // Free the space: the same command resumes the interrupted session and commits.
   await fs.rm(filler);
@@ -155,7 +199,11 @@ t.test('the store on a full filesystem refuses with RepositoryFullError and leav
   const store = await LocalStore.open(root);
   t.same(await store.put('reports/first.json', randomBytes(2 * MiB)), { created: true });
   for (const ifAbsent of [true, false]) {
-    await t.rejects(store.put('reports/second.json', randomBytes(3 * MiB), { ifAbsent }), RepositoryFullError, `put${ifAbsent ? ' if absent' : ''} on a full disk`);
+    await t.rejects(
+      store.put('reports/second.json', randomBytes(3 * MiB), { ifAbsent }),
+      RepositoryFullError,
+      `put${ifAbsent ? ' if absent' : ''} on a full disk`,
+    );
     t.same(await listFiles(path.join(root, 'tmp')), [], 'the partial temporary file was removed');
     t.equal(await store.stat('reports/second.json'), null, 'nothing under the final name');
   }

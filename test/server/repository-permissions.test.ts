@@ -21,8 +21,24 @@ interface Started {
 
 /** `b365 server` with stdout piped (as under systemd) and a umask that would leave everything world-readable. */
 async function startWithUmask0(t: { teardown(fn: () => unknown): void }, repo: string): Promise<Started> {
-  const command = [process.execPath, ...SERVER_NODE_OPTIONS, CLI_MAIN, 'server', '--repo', repo, '--listen', '127.0.0.1:0', '--log-file', path.join(repo, '..', 'server.log')];
-  const child = execa('sh', ['-c', 'umask 000 && exec "$@"', 'sh', ...command], { reject: false, buffer: false, stdout: 'pipe', stderr: 'inherit' });
+  const command = [
+    process.execPath,
+    ...SERVER_NODE_OPTIONS,
+    CLI_MAIN,
+    'server',
+    '--repo',
+    repo,
+    '--listen',
+    '127.0.0.1:0',
+    '--log-file',
+    path.join(repo, '..', 'server.log'),
+  ];
+  const child = execa('sh', ['-c', 'umask 000 && exec "$@"', 'sh', ...command], {
+    reject: false,
+    buffer: false,
+    stdout: 'pipe',
+    stderr: 'inherit',
+  });
   const { url, output } = await serverListening(child);
   const started: Started = {
     child,
@@ -73,29 +89,48 @@ t.test('a repository is private, and the first admin token stays out of logs', a
 
   t.equal(await modeOf(repo), '0700', 'repository root');
   t.equal(await modeOf(path.join(repo, 'tmp')), '0700', 'tmp/');
-  for (const file of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm', 'admin.token', 'keys/signing.pem', 'keys/tls.key', 'keys/tls.crt']) {
+  for (const file of [
+    'catalog.sqlite',
+    'catalog.sqlite-wal',
+    'catalog.sqlite-shm',
+    'admin.token',
+    'keys/signing.pem',
+    'keys/tls.key',
+    'keys/tls.crt',
+  ]) {
     t.equal(await modeOf(path.join(repo, file)), '0600', file);
   }
 
   const source = path.join(base, 'disk.img');
   await writeLargeDistinctFile(source, 3 << 20, 5);
-  const env = { B365_SERVER: server.url, B365_FINGERPRINT: printedFingerprint(server.stdout()) ?? 'none printed', B365_TOKEN: token, B365_STATE_DIR: path.join(base, 'client-state') };
+  const env = {
+    B365_SERVER: server.url,
+    B365_FINGERPRINT: printedFingerprint(server.stdout()) ?? 'none printed',
+    B365_TOKEN: token,
+    B365_STATE_DIR: path.join(base, 'client-state'),
+  };
   const image = await b365(['image', source, '--machine', 'private', '--json'], { env });
   t.equal(image.exitCode, 0, image.stderr);
   const verify = await b365(['verify', image.json.image, '--level', 'content'], { env });
   t.equal(verify.exitCode, 0, verify.stderr);
-  t.same(await looseEntries(repo), [], 'after an upload and a verification every directory is 0700 and every file 0600');
+  t.same(
+    await looseEntries(repo),
+    [],
+    'after an upload and a verification every directory is 0700 and every file 0600',
+  );
   await server.stop();
 
   // A repository made loose by an older version (or by hand) is tightened at start.
   await fs.chmod(repo, 0o755);
   await fs.chmod(path.join(repo, 'tmp'), 0o755);
-  for (const file of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm']) await fs.chmod(path.join(repo, file), 0o644).catch(() => undefined);
+  for (const file of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm'])
+    await fs.chmod(path.join(repo, file), 0o644).catch(() => undefined);
   const again = await startWithUmask0(t, repo);
   t.notMatch(again.stdout(), /admin token/, 'a later start says nothing about the token');
   t.equal(await modeOf(repo), '0700', 'root tightened');
   t.equal(await modeOf(path.join(repo, 'tmp')), '0700', 'tmp/ tightened');
-  for (const file of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm']) t.equal(await modeOf(path.join(repo, file)), '0600', `${file} tightened`);
+  for (const file of ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm'])
+    t.equal(await modeOf(path.join(repo, file)), '0600', `${file} tightened`);
   await again.stop();
 });
 

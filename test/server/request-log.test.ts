@@ -18,7 +18,13 @@ async function logLines(server: TestServer): Promise<{ raw: string[]; parsed: Lo
   return { raw, parsed: raw.map((line) => JSON.parse(line) as LogLine) };
 }
 
-function call(server: TestServer, method: string, route: string, headers: Record<string, string>, body?: unknown): Promise<Response> {
+function call(
+  server: TestServer,
+  method: string,
+  route: string,
+  headers: Record<string, string>,
+  body?: unknown,
+): Promise<Response> {
   return fetch(`${server.url}/api/v1${route}`, {
     method,
     headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
@@ -34,26 +40,64 @@ t.test('request ids and access lines', async (t) => {
   t.equal(listed.status, 200);
   t.equal(listed.headers.get('x-request-id'), 'ticket-4711', 'a sane incoming id is kept and echoed');
 
-  const refused = await call(server, 'GET', '/images', { authorization: 'Bearer b365_wrong', 'x-request-id': 'has spaces and "quotes"' });
+  const refused = await call(server, 'GET', '/images', {
+    authorization: 'Bearer b365_wrong',
+    'x-request-id': 'has spaces and "quotes"',
+  });
   t.equal(refused.status, 401);
   const generated = refused.headers.get('x-request-id');
   t.match(generated, /^[0-9a-f-]{36}$/, 'an unusable incoming id is replaced by a new one');
 
-  const created = await call(server, 'POST', '/restore-codes', { ...admin, 'x-request-id': 'code-req' }, { machine: 'pc-07', capture: true });
+  const created = await call(
+    server,
+    'POST',
+    '/restore-codes',
+    { ...admin, 'x-request-id': 'code-req' },
+    { machine: 'pc-07', capture: true },
+  );
   t.equal(created.status, 201);
 
   const { parsed } = await logLines(server);
   const access = parsed.find((line) => line.msg === 'request' && line.requestId === 'ticket-4711');
-  t.match(access, { level: 20, method: 'GET', path: '/api/v1/images', status: 200, remote: '127.0.0.1', principal: 'admin token 1', bytes: Number, durationMs: Number }, 'one access line at debug');
+  t.match(
+    access,
+    {
+      level: 20,
+      method: 'GET',
+      path: '/api/v1/images',
+      status: 200,
+      remote: '127.0.0.1',
+      principal: 'admin token 1',
+      bytes: Number,
+      durationMs: Number,
+    },
+    'one access line at debug',
+  );
   t.notMatch(JSON.stringify(access), /nobody/, 'the query string is not logged');
-  t.equal(parsed.filter((line) => line.requestId === 'ticket-4711' && line.msg === 'request').length, 1, 'exactly one access line for the request');
+  t.equal(
+    parsed.filter((line) => line.requestId === 'ticket-4711' && line.msg === 'request').length,
+    1,
+    'exactly one access line for the request',
+  );
 
   const refusal = parsed.filter((line) => line.requestId === generated);
-  t.ok(refusal.some((line) => line.msg === 'request refused' && line.status === 401), 'the refusal carries the request id');
-  t.ok(refusal.some((line) => line.msg === 'authentication failed' && line.level === 40), 'so does the warning');
-  t.ok(refusal.some((line) => line.msg === 'request' && line.status === 401 && line.principal === null), 'and its access line, without a principal');
+  t.ok(
+    refusal.some((line) => line.msg === 'request refused' && line.status === 401),
+    'the refusal carries the request id',
+  );
+  t.ok(
+    refusal.some((line) => line.msg === 'authentication failed' && line.level === 40),
+    'so does the warning',
+  );
+  t.ok(
+    refusal.some((line) => line.msg === 'request' && line.status === 401 && line.principal === null),
+    'and its access line, without a principal',
+  );
 
-  t.ok(parsed.some((line) => line.msg === 'restore code created' && line.requestId === 'code-req'), 'lines logged after the body is read carry the id too');
+  t.ok(
+    parsed.some((line) => line.msg === 'restore code created' && line.requestId === 'code-req'),
+    'lines logged after the body is read carry the id too',
+  );
 });
 
 t.test('a verification logs its level as verifyLevel, beside the one log level', async (t) => {

@@ -6,22 +6,36 @@ import { api } from '../helpers/api.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { serverConfigEnv } from '../helpers/server-config.js';
 
-async function exchange(server: TestServer, code: string, forwardedFor?: string): Promise<{ status: number; body: { code?: string; token?: string } }> {
+async function exchange(
+  server: TestServer,
+  code: string,
+  forwardedFor?: string,
+): Promise<{ status: number; body: { code?: string; token?: string } }> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (forwardedFor) headers['x-forwarded-for'] = forwardedFor;
-  const response = await fetch(`${server.url}/api/v1/restore-codes/exchange`, { method: 'POST', headers, body: JSON.stringify({ code }) });
+  const response = await fetch(`${server.url}/api/v1/restore-codes/exchange`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ code }),
+  });
   return { status: response.status, body: (await response.json()) as { code?: string; token?: string } };
 }
 
 async function codeFor(server: TestServer, machine: string): Promise<string> {
-  const token = await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role: 'machine', machine } });
+  const token = await api(server.url, 'POST', '/tokens', {
+    token: server.adminToken,
+    json: { role: 'machine', machine },
+  });
   if (token.status !== 201) throw new Error(`token: ${token.status}`);
   const created = await api(server.url, 'POST', '/restore-codes', { token: server.adminToken, json: { machine } });
   if (created.status !== 201) throw new Error(`restore code: ${created.status} ${JSON.stringify(created.body)}`);
   return created.body.code as string;
 }
 
-const junk = (attempt: number) => `ZZZZ-ZZZZ-${String(attempt).padStart(4, '0').replace(/[ILOU]/g, 'Z')}`;
+const junk = (attempt: number) =>
+  `ZZZZ-ZZZZ-${String(attempt)
+    .padStart(4, '0')
+    .replace(/[ILOU]/g, 'Z')}`;
 
 t.test('behind a trusted proxy, many addresses guessing do not lock out a valid code', async (t) => {
   const server = await startServer(t, { env: await serverConfigEnv(t, { http: { trustProxy: ['127.0.0.1'] } }) });
@@ -45,7 +59,8 @@ t.test('behind a trusted proxy, many addresses guessing do not lock out a valid 
   t.equal(direct.status, 200, 'so does one connecting directly');
 
   // The proxy appends the address it saw; what the client wrote before it is not believed.
-  for (let attempt = 0; attempt < 5; attempt++) await exchange(server, junk(900 + attempt), `198.51.100.${attempt}, 10.0.9.9`);
+  for (let attempt = 0; attempt < 5; attempt++)
+    await exchange(server, junk(900 + attempt), `198.51.100.${attempt}, 10.0.9.9`);
   const forged = await exchange(server, code, '198.51.100.99, 10.0.9.9');
   t.equal(forged.status, 429, 'a client behind the proxy cannot pick its address by writing X-Forwarded-For itself');
 });

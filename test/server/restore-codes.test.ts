@@ -16,18 +16,33 @@ t.test('restore codes', async (t) => {
   const server = await startServer(t, { env: { B365_CLOCK_OFFSET_FILE: clockFile } });
   const source = path.join(directory, 'disk.img');
   await writeMixedFile(source, 16 << 20, 5);
-  for (const machine of ['pc-07', 'other']) t.equal((await b365(['image', source, '--machine', machine], { env: server.env })).exitCode, 0);
+  for (const machine of ['pc-07', 'other'])
+    t.equal((await b365(['image', source, '--machine', machine], { env: server.env })).exitCode, 0);
 
-  const created = await b365(['restore-code', 'create', '--machine', 'pc-07', '--ttl', '4h', '--json'], { env: server.env });
+  const created = await b365(['restore-code', 'create', '--machine', 'pc-07', '--ttl', '4h', '--json'], {
+    env: server.env,
+  });
   t.equal(created.exitCode, 0, created.stderr);
   const code = created.json.code as string;
-  t.match(code, /^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$/, 'three groups of four unambiguous characters');
+  t.match(
+    code,
+    /^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$/,
+    'three groups of four unambiguous characters',
+  );
 
   t.test('a technician restores with the code alone', async (t) => {
-    const env = { B365_SERVER: server.url, B365_RESTORE_CODE: code.toLowerCase().replace(/-/g, ' '), B365_STATE_DIR: path.join(directory, 'tech') };
+    const env = {
+      B365_SERVER: server.url,
+      B365_RESTORE_CODE: code.toLowerCase().replace(/-/g, ' '),
+      B365_STATE_DIR: path.join(directory, 'tech'),
+    };
     const images = await b365(['images', '--json'], { env });
     t.equal(images.exitCode, 0, images.stderr);
-    t.same(images.json.images.map((image: { machine: string }) => image.machine), ['pc-07'], 'sees only its machine');
+    t.same(
+      images.json.images.map((image: { machine: string }) => image.machine),
+      ['pc-07'],
+      'sees only its machine',
+    );
     const target = path.join(directory, 'restored.img');
     const restore = await b365(['restore', 'pc-07@latest', '--to', target], { env });
     t.equal(restore.exitCode, 0, restore.stderr);
@@ -39,15 +54,22 @@ t.test('restore codes', async (t) => {
   });
 
   t.test('a capture code also lets the technician image that machine (and no other)', async (t) => {
-    const capture = await b365(['restore-code', 'create', '--machine', 'pc-07', '--capture', '--json'], { env: server.env });
+    const capture = await b365(['restore-code', 'create', '--machine', 'pc-07', '--capture', '--json'], {
+      env: server.env,
+    });
     t.equal(capture.json.capture, true);
-    const env = { B365_SERVER: server.url, B365_RESTORE_CODE: capture.json.code, B365_STATE_DIR: path.join(directory, 'tech-capture') };
+    const env = {
+      B365_SERVER: server.url,
+      B365_RESTORE_CODE: capture.json.code,
+      B365_STATE_DIR: path.join(directory, 'tech-capture'),
+    };
     const imaged = await b365(['image', source, '--machine', 'pc-07', '--json'], { env });
     t.equal(imaged.exitCode, 0, imaged.stderr);
     t.match(imaged.json.image, /^pc-07@/);
     const elsewhere = await b365(['image', source, '--machine', 'other'], { env });
     t.equal(elsewhere.exitCode, 6, 'not another machine');
-    const used = (await api(server.url, 'GET', '/audit?kind=restore-code-used', { token: server.adminToken })).body.events;
+    const used = (await api(server.url, 'GET', '/audit?kind=restore-code-used', { token: server.adminToken })).body
+      .events;
     t.match(JSON.stringify(used), /restore and capture/, 'the use is in the audit trail');
   });
 
@@ -57,7 +79,9 @@ t.test('restore codes', async (t) => {
     t.equal(unknown.body.code, 'invalid_code');
     t.match(unknown.body.message, /unknown restore code/);
 
-    const shortLived = (await b365(['restore-code', 'create', '--machine', 'pc-07', '--ttl', '1h', '--json'], { env: server.env })).json;
+    const shortLived = (
+      await b365(['restore-code', 'create', '--machine', 'pc-07', '--ttl', '1h', '--json'], { env: server.env })
+    ).json;
     const exchanged = await api(server.url, 'POST', '/restore-codes/exchange', { json: { code: shortLived.code } });
     t.equal(exchanged.status, 200);
     await fs.writeFile(clockFile, String(2 * 3600 * 1000));
@@ -65,12 +89,18 @@ t.test('restore codes', async (t) => {
     const expired = await api(server.url, 'POST', '/restore-codes/exchange', { json: { code: shortLived.code } });
     t.equal(expired.status, 401);
     t.equal(expired.body.code, 'code_expired');
-    t.equal((await api(server.url, 'GET', '/images', { token: exchanged.body.token })).status, 401, 'its token expired with it');
+    t.equal(
+      (await api(server.url, 'GET', '/images', { token: exchanged.body.token })).status,
+      401,
+      'its token expired with it',
+    );
     await fs.writeFile(clockFile, '0');
     await new Promise((resolve) => setTimeout(resolve, 120));
 
-    const revocable = (await b365(['restore-code', 'create', '--machine', 'pc-07', '--json'], { env: server.env })).json;
-    const token = (await api(server.url, 'POST', '/restore-codes/exchange', { json: { code: revocable.code } })).body.token;
+    const revocable = (await b365(['restore-code', 'create', '--machine', 'pc-07', '--json'], { env: server.env }))
+      .json;
+    const token = (await api(server.url, 'POST', '/restore-codes/exchange', { json: { code: revocable.code } })).body
+      .token;
     t.equal((await api(server.url, 'GET', '/images', { token })).status, 200);
     t.equal((await b365(['restore-code', 'revoke', String(revocable.id)], { env: server.env })).exitCode, 0);
     const revoked = await api(server.url, 'POST', '/restore-codes/exchange', { json: { code: revocable.code } });
@@ -80,12 +110,20 @@ t.test('restore codes', async (t) => {
   });
 
   t.test('guessing is rate limited, and every use is in the audit trail', async (t) => {
-    for (let attempt = 0; attempt < 5; attempt++) await api(server.url, 'POST', '/restore-codes/exchange', { json: { code: `ZZZZ-ZZZZ-ZZZ${attempt}` } });
+    for (let attempt = 0; attempt < 5; attempt++)
+      await api(server.url, 'POST', '/restore-codes/exchange', { json: { code: `ZZZZ-ZZZZ-ZZZ${attempt}` } });
     const limited = await api(server.url, 'POST', '/restore-codes/exchange', { json: { code } });
     t.equal(limited.status, 429, 'even a right code waits after too many wrong ones');
     t.equal(limited.body.code, 'rate_limited');
     const audit = await api(server.url, 'GET', '/audit', { token: server.adminToken });
     const kinds = audit.body.events.map((event: { kind: string }) => event.kind);
-    for (const kind of ['restore-code-created', 'restore-code-used', 'restore-code-refused', 'restore-code-revoked', 'restore-code-rate-limited']) t.ok(kinds.includes(kind), `${kind} is logged`);
+    for (const kind of [
+      'restore-code-created',
+      'restore-code-used',
+      'restore-code-refused',
+      'restore-code-revoked',
+      'restore-code-rate-limited',
+    ])
+      t.ok(kinds.includes(kind), `${kind} is logged`);
   });
 });

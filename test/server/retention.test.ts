@@ -29,14 +29,44 @@ const NIGHTS = 400;
 /** Kept by keep-last 3, keep-daily 14, keep-weekly 8, keep-monthly 12 (Europe/Berlin), newest first. */
 const EXPECTED_DAYS = [
   // last 3
-  '2026-02-04', '2026-02-03', '2026-02-02',
+  '2026-02-04',
+  '2026-02-03',
+  '2026-02-02',
   // daily: the 14 days before those
-  '2026-02-01', '2026-01-31', '2026-01-30', '2026-01-29', '2026-01-28', '2026-01-27', '2026-01-26',
-  '2026-01-25', '2026-01-24', '2026-01-23', '2026-01-22', '2026-01-21', '2026-01-20', '2026-01-19',
+  '2026-02-01',
+  '2026-01-31',
+  '2026-01-30',
+  '2026-01-29',
+  '2026-01-28',
+  '2026-01-27',
+  '2026-01-26',
+  '2026-01-25',
+  '2026-01-24',
+  '2026-01-23',
+  '2026-01-22',
+  '2026-01-21',
+  '2026-01-20',
+  '2026-01-19',
   // weekly: the Sundays of ISO weeks 2026-W03 back to 2025-W48 (W04 to W06 already have an image)
-  '2026-01-18', '2026-01-11', '2026-01-04', '2025-12-28', '2025-12-21', '2025-12-14', '2025-12-07', '2025-11-30',
+  '2026-01-18',
+  '2026-01-11',
+  '2026-01-04',
+  '2025-12-28',
+  '2025-12-21',
+  '2025-12-14',
+  '2025-12-07',
+  '2025-11-30',
   // monthly: the last day of each month from October 2025 back to January 2025 (only 10 exist)
-  '2025-10-31', '2025-09-30', '2025-08-31', '2025-07-31', '2025-06-30', '2025-05-31', '2025-04-30', '2025-03-31', '2025-02-28', '2025-01-31',
+  '2025-10-31',
+  '2025-09-30',
+  '2025-08-31',
+  '2025-07-31',
+  '2025-06-30',
+  '2025-05-31',
+  '2025-04-30',
+  '2025-03-31',
+  '2025-02-28',
+  '2025-01-31',
 ];
 
 const RETENTION = { keepLast: 3, keepHourly: 0, keepDaily: 14, keepWeekly: 8, keepMonthly: 12, keepYearly: 0 };
@@ -54,30 +84,68 @@ t.test('selection keeps exactly what the rules name', async (t) => {
   const images = Array.from({ length: NIGHTS }, (_, night) => ({ id: `alpha@${night}`, time: FIRST + night * DAY }));
   const decisions = selectRetained(images, RETENTION, 'Europe/Berlin');
   const kept = decisions.filter((decision) => decision.keep);
-  t.same(kept.map((decision) => dayOf(decision.time)), EXPECTED_DAYS);
-  t.same(kept.slice(0, 3).map((decision) => decision.reason), ['last', 'last', 'last']);
+  t.same(
+    kept.map((decision) => dayOf(decision.time)),
+    EXPECTED_DAYS,
+  );
+  t.same(
+    kept.slice(0, 3).map((decision) => decision.reason),
+    ['last', 'last', 'last'],
+  );
   t.equal(kept.filter((decision) => decision.reason === 'weekly').length, 8);
   t.equal(kept.filter((decision) => decision.reason === 'monthly').length, 10);
 
   // No rule: everything stays. Two images in one day: daily keeps the later one.
-  t.ok(selectRetained(images, { keepLast: 0, keepHourly: 0, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepYearly: 0 }, 'UTC').every((decision) => decision.keep));
-  const sameDay = selectRetained([{ id: 'a', time: Date.parse('2026-03-01T01:00:00Z') }, { id: 'b', time: Date.parse('2026-03-01T20:00:00Z') }], { ...RETENTION, keepLast: 0 }, 'UTC');
-  t.same(sameDay.filter((decision) => decision.keep).map((decision) => decision.id), ['b']);
+  t.ok(
+    selectRetained(
+      images,
+      { keepLast: 0, keepHourly: 0, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepYearly: 0 },
+      'UTC',
+    ).every((decision) => decision.keep),
+  );
+  const sameDay = selectRetained(
+    [
+      { id: 'a', time: Date.parse('2026-03-01T01:00:00Z') },
+      { id: 'b', time: Date.parse('2026-03-01T20:00:00Z') },
+    ],
+    { ...RETENTION, keepLast: 0 },
+    'UTC',
+  );
+  t.same(
+    sameDay.filter((decision) => decision.keep).map((decision) => decision.id),
+    ['b'],
+  );
   // Days are local days: 23:30 UTC is already tomorrow in Berlin.
-  const acrossMidnight = selectRetained([{ id: 'late', time: Date.parse('2026-03-01T23:30:00Z') }, { id: 'early', time: Date.parse('2026-03-02T12:00:00Z') }], { ...RETENTION, keepLast: 0, keepWeekly: 0, keepMonthly: 0 }, 'Europe/Berlin');
-  t.same(acrossMidnight.filter((decision) => decision.keep).map((decision) => decision.id), ['early']);
+  const acrossMidnight = selectRetained(
+    [
+      { id: 'late', time: Date.parse('2026-03-01T23:30:00Z') },
+      { id: 'early', time: Date.parse('2026-03-02T12:00:00Z') },
+    ],
+    { ...RETENTION, keepLast: 0, keepWeekly: 0, keepMonthly: 0 },
+    'Europe/Berlin',
+  );
+  t.same(
+    acrossMidnight.filter((decision) => decision.keep).map((decision) => decision.id),
+    ['early'],
+  );
 });
 
 const admin: Principal = { tokenId: 0, role: 'admin', machine: null };
 
 /** A one-volume image of two chunks: one every image shares, one of its own night. */
-async function commitNight(repository: Repository, night: number, common: { digest: string; frame: Buffer }): Promise<{ id: string; own: string; index: string }> {
+async function commitNight(
+  repository: Repository,
+  night: number,
+  common: { digest: string; frame: Buffer },
+): Promise<{ id: string; own: string; index: string }> {
   const session = randomUUID();
   repository.openSession({ ...admin, role: 'machine', machine: 'alpha' }, { id: session, machine: 'alpha' });
   const machine: Principal = { tokenId: 0, role: 'machine', machine: 'alpha' };
   const own = encodeChunk(Buffer.alloc(CHUNK, `night ${night} `));
   const missing = repository.missing(machine, session, [common.digest, own.digest]);
-  for (const chunk of [common, own]) if (missing.includes(chunk.digest)) await repository.putObject(machine, session, 'chunk', chunk.digest, chunk.frame);
+  for (const chunk of [common, own])
+    if (missing.includes(chunk.digest))
+      await repository.putObject(machine, session, 'chunk', chunk.digest, chunk.frame);
   const index = new FixedIndex(CHUNK, 2 * CHUNK);
   index.set(0, common.digest);
   index.set(1, own.digest);
@@ -89,7 +157,18 @@ async function commitNight(repository: Repository, night: number, common: { dige
   const disk = manifest.disks[0]!;
   disk.size = 2 * CHUNK;
   disk.partitionTable = { type: 'none', partitions: [] };
-  Object.assign(disk.volumes[0]!, { id: 'disk', kind: 'disk', partitionNumber: null, offset: 0, size: 2 * CHUNK, filesystem: null, method: 'raw', chunkSize: CHUNK, index: indexDigest, contentDigest: 'c'.repeat(64) });
+  Object.assign(disk.volumes[0]!, {
+    id: 'disk',
+    kind: 'disk',
+    partitionNumber: null,
+    offset: 0,
+    size: 2 * CHUNK,
+    filesystem: null,
+    method: 'raw',
+    chunkSize: CHUNK,
+    index: indexDigest,
+    contentDigest: 'c'.repeat(64),
+  });
   const result = await repository.commit(machine, session, manifest);
   return { id: result.image.id, own: own.digest, index: indexDigest };
 }
@@ -122,7 +201,9 @@ t.test('prune of 400 nightly images, then garbage collection', async (t) => {
   const remaining = repository.catalog.listImages('alpha');
   t.same(remaining.map((image) => dayOf(image.createdAt)).reverse(), EXPECTED_DAYS);
   t.equal(report.imagesRemoved, NIGHTS - EXPECTED_DAYS.length);
-  const manifests = (await fs.readdir(path.join(directory, 'repo', 'images', 'alpha'), { recursive: true })).filter((name) => name.endsWith('manifest.json'));
+  const manifests = (await fs.readdir(path.join(directory, 'repo', 'images', 'alpha'), { recursive: true })).filter(
+    (name) => name.endsWith('manifest.json'),
+  );
   t.equal(manifests.length, EXPECTED_DAYS.length, 'pruned manifests are gone from the store');
 
   // A backup that opened its session (and was told what the server has) before the
@@ -137,20 +218,37 @@ t.test('prune of 400 nightly images, then garbage collection', async (t) => {
   const reused = pruned[0]!.own; // only a pruned image used it
   t.same(repository.missing(machine, running, [common.digest, reused]), [], 'the server still holds both');
 
-  const bytesOfPruned = await Promise.all(pruned.flatMap((night) => [night.own, night.index]).map(async (digest) => (await repository.store.stat(chunkKey(digest)))!.size));
+  const bytesOfPruned = await Promise.all(
+    pruned
+      .flatMap((night) => [night.own, night.index])
+      .map(async (digest) => (await repository.store.stat(chunkKey(digest)))!.size),
+  );
   now += 60_000;
   const job = gc.begin({ dryRun: false, graceSeconds: 0 });
   await gc.idle();
   const finished = gc.job(admin, job.id);
   t.equal(finished.state, 'done', finished.error ?? '');
   t.equal(finished.report.keptPinned, 1, 'the chunk pinned by the open session was spared');
-  t.equal(finished.report.removed, pruned.length * 2 - 1, "every pruned night's own chunk and index, but the pinned one");
-  t.equal(finished.report.bytesReclaimed, bytesOfPruned.reduce((sum, size) => sum + size, 0) - (await repository.store.stat(chunkKey(reused)))!.size);
+  t.equal(
+    finished.report.removed,
+    pruned.length * 2 - 1,
+    "every pruned night's own chunk and index, but the pinned one",
+  );
+  t.equal(
+    finished.report.bytesReclaimed,
+    bytesOfPruned.reduce((sum, size) => sum + size, 0) - (await repository.store.stat(chunkKey(reused)))!.size,
+  );
 
   const present = new Set(await storedChunks(path.join(directory, 'repo')));
   t.ok(present.has(common.digest), 'the chunk every night shares stays');
-  t.ok(kept.every((night) => present.has(night.own) && present.has(night.index)), 'chunks and indexes of kept images stay');
-  t.ok(pruned.slice(1).every((night) => !present.has(night.own) && !present.has(night.index)), 'what only pruned images used is gone');
+  t.ok(
+    kept.every((night) => present.has(night.own) && present.has(night.index)),
+    'chunks and indexes of kept images stay',
+  );
+  t.ok(
+    pruned.slice(1).every((night) => !present.has(night.own) && !present.has(night.index)),
+    'what only pruned images used is gone',
+  );
   t.ok(present.has(reused), 'the pinned chunk is still there');
 
   // The backup goes on: a new chunk, its index, and the commit.
@@ -168,11 +266,23 @@ t.test('prune of 400 nightly images, then garbage collection', async (t) => {
   const disk = manifest.disks[0]!;
   disk.size = 3 * CHUNK;
   disk.partitionTable = { type: 'none', partitions: [] };
-  Object.assign(disk.volumes[0]!, { id: 'disk', kind: 'disk', partitionNumber: null, offset: 0, size: 3 * CHUNK, filesystem: null, method: 'raw', chunkSize: CHUNK, index: digestOf(indexBytes), contentDigest: 'c'.repeat(64) });
+  Object.assign(disk.volumes[0]!, {
+    id: 'disk',
+    kind: 'disk',
+    partitionNumber: null,
+    offset: 0,
+    size: 3 * CHUNK,
+    filesystem: null,
+    method: 'raw',
+    chunkSize: CHUNK,
+    index: digestOf(indexBytes),
+    contentDigest: 'c'.repeat(64),
+  });
   now += 60_000;
   const committed = await repository.commit(machine, running, manifest);
   t.ok(committed.created, 'the backup that ran across the collection commits');
-  for (const digest of [common.digest, reused, fresh.digest]) t.ok(await repository.store.stat(chunkKey(digest)), `${digest.slice(0, 8)} is stored`);
+  for (const digest of [common.digest, reused, fresh.digest])
+    t.ok(await repository.store.stat(chunkKey(digest)), `${digest.slice(0, 8)} is stored`);
 
   // A second collection finds nothing more to remove.
   now += 60_000;
@@ -183,7 +293,10 @@ t.test('prune of 400 nightly images, then garbage collection', async (t) => {
 
 t.test('an upload of an object being collected waits and stores it afresh', async (t) => {
   const directory = await tempDir(t, 'b365-gc-race-');
-  const { repository } = await Repository.open(path.join(directory, 'repo'), { clock: { now: () => Date.now() }, log: silentLogger });
+  const { repository } = await Repository.open(path.join(directory, 'repo'), {
+    clock: { now: () => Date.now() },
+    log: silentLogger,
+  });
   t.teardown(() => repository.close());
   const machine: Principal = { tokenId: 0, role: 'machine', machine: 'beta' };
   const session = randomUUID();

@@ -34,7 +34,10 @@ async function buildDisk(t: Parameters<typeof tempDir>[0], directory: string): P
 }
 
 /** Distinct chunks of an image's ext4 volume, read from the store as an auditor would. */
-async function chunksOf(repo: string, manifest: { disks: { volumes: { index: string; filesystem: { type: string } | null }[] }[] }): Promise<string[]> {
+async function chunksOf(
+  repo: string,
+  manifest: { disks: { volumes: { index: string; filesystem: { type: string } | null }[] }[] },
+): Promise<string[]> {
   const volume = manifest.disks[0]!.volumes.find((candidate) => candidate.filesystem?.type === 'ext4')!;
   const frame = await fs.readFile(path.join(repo, chunkKey(volume.index)));
   return [...FixedIndex.parse(decodeFrame(frame, 1 << 30)).distinctDigests()];
@@ -50,38 +53,51 @@ t.test('a chunk lost from the store is sent again and the images that lacked it 
     t.equal(result.exitCode, 0, result.stderr);
     return result.json as { image: string; parent: string | null };
   };
-  const stateOf = async (id: string) => ((await b365(['images', '--json'], { env })).json.images as { id: string; state: string }[]).find((image) => image.id === id)?.state;
+  const stateOf = async (id: string) =>
+    ((await b365(['images', '--json'], { env })).json.images as { id: string; state: string }[]).find(
+      (image) => image.id === id,
+    )?.state;
 
   const first = await imageOf(t);
   const manifest = JSON.parse((await b365(['images', 'show', first.image, '--json'], { env })).stdout);
   const chunks = await chunksOf(server.repo, manifest);
   t.ok(chunks.length >= 4, `the image holds ${chunks.length} chunks`);
-  const [foundByVerification, foundByCommit, foundByFull] = [chunks[1]!, chunks[chunks.length - 2]!, chunks[Math.floor(chunks.length / 2)]!];
+  const [foundByVerification, foundByCommit, foundByFull] = [
+    chunks[1]!,
+    chunks[chunks.length - 2]!,
+    chunks[Math.floor(chunks.length / 2)]!,
+  ];
   const fileOf = (digest: string) => path.join(server.repo, chunkKey(digest));
 
-  t.test('verification forgets a lost chunk and marks its image failed; the next image sends it and the image is ok again', async (t) => {
-    await fs.rm(fileOf(foundByVerification));
-    const verify = await b365(['verify', '--all', '--json'], { env });
-    t.equal(verify.exitCode, 9, 'verification fails');
-    t.same(verify.json.report.missingChunks, [foundByVerification]);
-    t.equal(await stateOf(first.image), 'failed');
+  t.test(
+    'verification forgets a lost chunk and marks its image failed; the next image sends it and the image is ok again',
+    async (t) => {
+      await fs.rm(fileOf(foundByVerification));
+      const verify = await b365(['verify', '--all', '--json'], { env });
+      t.equal(verify.exitCode, 9, 'verification fails');
+      t.same(verify.json.report.missingChunks, [foundByVerification]);
+      t.equal(await stateOf(first.image), 'failed');
 
-    const next = await imageOf(t);
-    t.equal(next.parent, null, 'a failed image is no base');
-    await fs.access(fileOf(foundByVerification));
-    t.equal(await stateOf(first.image), 'ok', 'the damaged image is whole again once its chunk is back');
-  });
+      const next = await imageOf(t);
+      t.equal(next.parent, null, 'a failed image is no base');
+      await fs.access(fileOf(foundByVerification));
+      t.equal(await stateOf(first.image), 'ok', 'the damaged image is whole again once its chunk is back');
+    },
+  );
 
-  t.test('a chunk lost without verification noticing: the next incremental (or --full) image sends it and exits 0', async (t) => {
-    await fs.rm(fileOf(foundByCommit));
-    const incremental = await imageOf(t);
-    t.not(incremental.parent, null, 'an incremental, which skips what its base holds');
-    await fs.access(fileOf(foundByCommit));
-    await fs.rm(fileOf(foundByFull));
-    const full = await imageOf(t, ['--full']);
-    t.equal(full.parent, null, '--full trusts no base: it asks the server about every chunk');
-    await fs.access(fileOf(foundByFull));
-  });
+  t.test(
+    'a chunk lost without verification noticing: the next incremental (or --full) image sends it and exits 0',
+    async (t) => {
+      await fs.rm(fileOf(foundByCommit));
+      const incremental = await imageOf(t);
+      t.not(incremental.parent, null, 'an incremental, which skips what its base holds');
+      await fs.access(fileOf(foundByCommit));
+      await fs.rm(fileOf(foundByFull));
+      const full = await imageOf(t, ['--full']);
+      t.equal(full.parent, null, '--full trusts no base: it asks the server about every chunk');
+      await fs.access(fileOf(foundByFull));
+    },
+  );
 
   t.test('full content verification passes and the old image restores', async (t) => {
     const verify = await b365(['verify', '--all', '--level', 'restore-stream', '--json'], { env });

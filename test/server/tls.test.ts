@@ -27,11 +27,16 @@ t.test('the server serves HTTPS by default with a self-signed certificate that c
   const keyFile = path.join(server.repo, 'keys', 'tls.key');
   t.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   t.match(server.fingerprint, FINGERPRINT, 'the fingerprint is printed at start');
-  t.equal(server.fingerprint, await opensslFingerprint(certFile), 'the printed fingerprint is the stored certificate\'s');
+  t.equal(
+    server.fingerprint,
+    await opensslFingerprint(certFile),
+    "the printed fingerprint is the stored certificate's",
+  );
   t.equal((await fs.stat(keyFile)).mode & 0o777, 0o600, 'the private key is readable by the server only');
 
   const text = await opensslText(certFile);
-  for (const name of ['DNS:backup.example', 'IP Address:10.1.2.3', 'DNS:localhost', 'IP Address:127.0.0.1']) t.match(text, name, `SAN ${name}`);
+  for (const name of ['DNS:backup.example', 'IP Address:10.1.2.3', 'DNS:localhost', 'IP Address:127.0.0.1'])
+    t.match(text, name, `SAN ${name}`);
   t.match(text, /Key Usage: critical\s+Digital Signature/);
   t.match(text, /Extended Key Usage:\s+TLS Web Server Authentication/);
   t.match(text, /CA:FALSE/);
@@ -56,78 +61,113 @@ t.test('the server serves HTTPS by default with a self-signed certificate that c
   t.notMatch(unpinned.stderr, /    at /, 'no stack trace');
 
   const wrong = `${server.fingerprint!.slice(0, -2)}${server.fingerprint!.endsWith('00') ? '01' : '00'}`;
-  const refused = await b365(['--fingerprint', wrong, 'images', '--json'], { env: { ...server.env, B365_FINGERPRINT: undefined } });
+  const refused = await b365(['--fingerprint', wrong, 'images', '--json'], {
+    env: { ...server.env, B365_FINGERPRINT: undefined },
+  });
   t.equal(refused.exitCode, 11);
   t.match(refused.stderr, `expected ${wrong}, presented ${server.fingerprint}`);
-  t.match(refused.json, { error: { code: 'untrusted_server', expectedFingerprint: wrong, presentedFingerprint: server.fingerprint } });
+  t.match(refused.json, {
+    error: { code: 'untrusted_server', expectedFingerprint: wrong, presentedFingerprint: server.fingerprint },
+  });
 
   const token = await b365(['token', 'create', '--role', 'machine', '--machine', 'web1'], { env: server.env });
   t.equal(token.exitCode, 0, token.stderr);
   t.match(token.stdout, /^\S+\n$/, 'stdout holds the token alone');
-  t.match(token.stderr, new RegExp(`b365 agent install --server https://\\S+:\\d+ --fingerprint ${server.fingerprint} --token-file -`), 'the agent\'s command line is on stderr');
+  t.match(
+    token.stderr,
+    new RegExp(`b365 agent install --server https://\\S+:\\d+ --fingerprint ${server.fingerprint} --token-file -`),
+    "the agent's command line is on stderr",
+  );
 
   await server.restart();
   t.equal(server.fingerprint, await opensslFingerprint(certFile), 'a restart keeps the certificate');
   t.equal((await b365(['images'], { env: server.env })).exitCode, 0, 'the old pin still works after a restart');
 });
 
-t.test('a certificate from a CA the client trusts needs no pin, and SIGHUP swaps it while an upload goes on', async (t) => {
-  const directory = await tempDir(t);
-  const ca = await certificateAuthority(directory);
-  const first = await issuedCertificate(directory, 'first', ca, ['localhost', '127.0.0.1']);
-  const second = await issuedCertificate(directory, 'second', ca, ['localhost', '127.0.0.1']);
-  const live = { cert: path.join(directory, 'live.crt'), key: path.join(directory, 'live.key') };
-  await fs.copyFile(first.cert, live.cert);
-  await fs.copyFile(first.key, live.key);
-  const server = await startServer(t, { tls: live });
-  const env = { ...server.env, NODE_EXTRA_CA_CERTS: ca.cert };
-  t.equal(server.fingerprint, await opensslFingerprint(first.cert));
+t.test(
+  'a certificate from a CA the client trusts needs no pin, and SIGHUP swaps it while an upload goes on',
+  async (t) => {
+    const directory = await tempDir(t);
+    const ca = await certificateAuthority(directory);
+    const first = await issuedCertificate(directory, 'first', ca, ['localhost', '127.0.0.1']);
+    const second = await issuedCertificate(directory, 'second', ca, ['localhost', '127.0.0.1']);
+    const live = { cert: path.join(directory, 'live.crt'), key: path.join(directory, 'live.key') };
+    await fs.copyFile(first.cert, live.cert);
+    await fs.copyFile(first.key, live.key);
+    const server = await startServer(t, { tls: live });
+    const env = { ...server.env, NODE_EXTRA_CA_CERTS: ca.cert };
+    t.equal(server.fingerprint, await opensslFingerprint(first.cert));
 
-  const printed = await b365(['server', 'fingerprint', '--repo', server.repo, '--tls-cert', live.cert]);
-  t.equal(printed.stdout, `${server.fingerprint}\n`);
-  t.equal((await b365(['images'], { env: { ...env, B365_FINGERPRINT: undefined } })).exitCode, 0, 'trusted by the CA without a pin');
-  t.equal((await b365(['images'], { env: { ...server.env, B365_FINGERPRINT: undefined } })).exitCode, 11, 'refused when the CA is not trusted');
+    const printed = await b365(['server', 'fingerprint', '--repo', server.repo, '--tls-cert', live.cert]);
+    t.equal(printed.stdout, `${server.fingerprint}\n`);
+    t.equal(
+      (await b365(['images'], { env: { ...env, B365_FINGERPRINT: undefined } })).exitCode,
+      0,
+      'trusted by the CA without a pin',
+    );
+    t.equal(
+      (await b365(['images'], { env: { ...server.env, B365_FINGERPRINT: undefined } })).exitCode,
+      11,
+      'refused when the CA is not trusted',
+    );
 
-  const source = path.join(directory, 'disk.img');
-  await writeLargeDistinctFile(source, 64 * MiB, 7);
-  const image = execa(process.execPath, [CLI_MAIN, 'image', source, '--machine', 'reload', '--json'], { env: { ...env, B365_FINGERPRINT: undefined, B365_LOG_LEVEL: 'warn' }, reject: false });
-  const chunks = path.join(server.repo, 'chunks');
-  while ((await fs.readdir(chunks).catch(() => [])).length === 0 && image.exitCode === null) await sleep(20);
-  await fs.copyFile(second.key, `${live.key}.new`);
-  await fs.copyFile(second.cert, `${live.cert}.new`);
-  await fs.rename(`${live.key}.new`, live.key);
-  await fs.rename(`${live.cert}.new`, live.cert);
-  sendHangup(server.process.pid!);
-  const expected = await opensslFingerprint(second.cert);
-  let presented = '';
-  for (let attempt = 0; attempt < 100 && presented !== expected; attempt++) {
-    presented = (await probeServerCertificate(server.url)).fingerprint;
-    if (presented !== expected) await sleep(20);
-  }
-  t.equal(presented, expected, 'new connections get the new certificate');
-  t.equal(image.exitCode, null, 'the upload was still going when the certificate changed');
-  const result = await image;
-  t.equal(result.exitCode, 0, String(result.stderr));
-  t.notMatch(String(result.stderr), /retrying/, 'no connection of the upload was dropped');
-  t.ok(JSON.parse(String(result.stdout)).image, 'the image was committed');
+    const source = path.join(directory, 'disk.img');
+    await writeLargeDistinctFile(source, 64 * MiB, 7);
+    const image = execa(process.execPath, [CLI_MAIN, 'image', source, '--machine', 'reload', '--json'], {
+      env: { ...env, B365_FINGERPRINT: undefined, B365_LOG_LEVEL: 'warn' },
+      reject: false,
+    });
+    const chunks = path.join(server.repo, 'chunks');
+    while ((await fs.readdir(chunks).catch(() => [])).length === 0 && image.exitCode === null) await sleep(20);
+    await fs.copyFile(second.key, `${live.key}.new`);
+    await fs.copyFile(second.cert, `${live.cert}.new`);
+    await fs.rename(`${live.key}.new`, live.key);
+    await fs.rename(`${live.cert}.new`, live.cert);
+    sendHangup(server.process.pid!);
+    const expected = await opensslFingerprint(second.cert);
+    let presented = '';
+    for (let attempt = 0; attempt < 100 && presented !== expected; attempt++) {
+      presented = (await probeServerCertificate(server.url)).fingerprint;
+      if (presented !== expected) await sleep(20);
+    }
+    t.equal(presented, expected, 'new connections get the new certificate');
+    t.equal(image.exitCode, null, 'the upload was still going when the certificate changed');
+    const result = await image;
+    t.equal(result.exitCode, 0, String(result.stderr));
+    t.notMatch(String(result.stderr), /retrying/, 'no connection of the upload was dropped');
+    t.ok(JSON.parse(String(result.stdout)).image, 'the image was committed');
 
-  // A key that does not belong to the certificate: the server keeps the one it has.
-  await fs.copyFile(first.key, live.key);
-  sendHangup(server.process.pid!);
-  const log = path.join(server.repo, '..', 'server.log');
-  for (let attempt = 0; attempt < 100 && !(await fs.readFile(log, 'utf8')).includes('not reloaded'); attempt++) await sleep(50);
-  t.match(await fs.readFile(log, 'utf8'), /key does not belong to the certificate.*TLS certificate not reloaded, the current one stays/);
-  t.equal((await probeServerCertificate(server.url)).fingerprint, expected, 'bad files leave the current certificate in place');
-});
+    // A key that does not belong to the certificate: the server keeps the one it has.
+    await fs.copyFile(first.key, live.key);
+    sendHangup(server.process.pid!);
+    const log = path.join(server.repo, '..', 'server.log');
+    for (let attempt = 0; attempt < 100 && !(await fs.readFile(log, 'utf8')).includes('not reloaded'); attempt++)
+      await sleep(50);
+    t.match(
+      await fs.readFile(log, 'utf8'),
+      /key does not belong to the certificate.*TLS certificate not reloaded, the current one stays/,
+    );
+    t.equal(
+      (await probeServerCertificate(server.url)).fingerprint,
+      expected,
+      'bad files leave the current certificate in place',
+    );
+  },
+);
 
 t.test('plain HTTP only when asked, and on loopback unless asked for anywhere', async (t) => {
   const directory = await tempDir(t);
-  const anywhere = await b365(['server', '--repo', path.join(directory, 'repo'), '--listen', '0.0.0.0:0', '--insecure-http'], { timeout: 30_000 });
+  const anywhere = await b365(
+    ['server', '--repo', path.join(directory, 'repo'), '--listen', '0.0.0.0:0', '--insecure-http'],
+    { timeout: 30_000 },
+  );
   t.equal(anywhere.exitCode, 2, 'refused with a usage error');
   t.match(anywhere.stderr, /refusing plain HTTP on 0\.0\.0\.0: .*--insecure-http-anywhere/);
   t.notMatch(anywhere.stderr, /    at /);
 
-  const halfPair = await b365(['server', '--repo', path.join(directory, 'repo'), '--tls-cert', '/nonexistent.crt'], { timeout: 30_000 });
+  const halfPair = await b365(['server', '--repo', path.join(directory, 'repo'), '--tls-cert', '/nonexistent.crt'], {
+    timeout: 30_000,
+  });
   t.equal(halfPair.exitCode, 2);
   t.match(halfPair.stderr, /--tls-cert and --tls-key go together/);
 

@@ -23,29 +23,57 @@ function chunkOf(seed: string): { digest: string; frame: Buffer } {
 }
 
 /** A raw one-volume manifest whose index names `chunks` in order; the index is uploaded too. */
-async function volumeManifest(server: TestServer, token: string, session: string, machine: string, chunks: string[]): Promise<Manifest> {
+async function volumeManifest(
+  server: TestServer,
+  token: string,
+  session: string,
+  machine: string,
+  chunks: string[],
+): Promise<Manifest> {
   const index = new FixedIndex(CHUNK, CHUNK * chunks.length);
   chunks.forEach((digest, position) => index.set(position, digest));
   const bytes = index.encode();
   const indexDigest = digestOf(bytes);
-  const put = await api(server.url, 'PUT', `/sessions/${session}/indexes/${indexDigest}`, { token, body: encodeFrame(bytes) });
+  const put = await api(server.url, 'PUT', `/sessions/${session}/indexes/${indexDigest}`, {
+    token,
+    body: encodeFrame(bytes),
+  });
   if (put.status !== 201 && put.status !== 200) throw new Error(`index upload failed: ${JSON.stringify(put.body)}`);
   const manifest = sampleManifest();
   manifest.machine = machine;
   const disk = manifest.disks[0]!;
   disk.size = index.volumeSize;
   disk.partitionTable = { type: 'none', partitions: [] };
-  Object.assign(disk.volumes[0]!, { id: 'disk', kind: 'disk', partitionNumber: null, offset: 0, size: index.volumeSize, filesystem: null, method: 'raw', chunkSize: CHUNK, index: indexDigest, contentDigest: 'c'.repeat(64) });
+  Object.assign(disk.volumes[0]!, {
+    id: 'disk',
+    kind: 'disk',
+    partitionNumber: null,
+    offset: 0,
+    size: index.volumeSize,
+    filesystem: null,
+    method: 'raw',
+    chunkSize: CHUNK,
+    index: indexDigest,
+    contentDigest: 'c'.repeat(64),
+  });
   return manifest;
 }
 
 async function machineToken(server: TestServer, machine: string): Promise<string> {
-  const response = await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role: 'machine', machine } });
+  const response = await api(server.url, 'POST', '/tokens', {
+    token: server.adminToken,
+    json: { role: 'machine', machine },
+  });
   if (response.status !== 201) throw new Error(`token create failed: ${JSON.stringify(response.body)}`);
   return response.body.token as string;
 }
 
-async function openSession(server: TestServer, token: string, machine: string, parent: string | null = null): Promise<string> {
+async function openSession(
+  server: TestServer,
+  token: string,
+  machine: string,
+  parent: string | null = null,
+): Promise<string> {
   const id = randomUUID();
   const response = await api(server.url, 'POST', '/sessions', { token, json: { id, machine, parent } });
   if (response.status !== 200) throw new Error(`session open failed: ${JSON.stringify(response.body)}`);
@@ -57,10 +85,21 @@ async function putChunk(server: TestServer, token: string, session: string, chun
 }
 
 /** One committed image of `machine` holding `chunks`. */
-async function commitImage(server: TestServer, token: string, machine: string, chunks: { digest: string; frame: Buffer }[]): Promise<{ image: string; manifest: Manifest }> {
+async function commitImage(
+  server: TestServer,
+  token: string,
+  machine: string,
+  chunks: { digest: string; frame: Buffer }[],
+): Promise<{ image: string; manifest: Manifest }> {
   const session = await openSession(server, token, machine);
   for (const chunk of chunks) await putChunk(server, token, session, chunk);
-  const manifest = await volumeManifest(server, token, session, machine, chunks.map((chunk) => chunk.digest));
+  const manifest = await volumeManifest(
+    server,
+    token,
+    session,
+    machine,
+    chunks.map((chunk) => chunk.digest),
+  );
   const commit = await api(server.url, 'POST', `/sessions/${session}/commit`, { token, json: manifest });
   if (commit.status !== 201) throw new Error(`commit failed: ${JSON.stringify(commit.body)}`);
   return { image: commit.body.image.id as string, manifest };
@@ -71,29 +110,38 @@ t.test('upload integrity', async (t) => {
   const alpha = await machineToken(server, 'alpha');
   const beta = await machineToken(server, 'beta');
 
-  t.test('a commit is refused while the store lacks an object the catalog lists, and succeeds once it is sent', async (t) => {
-    const lost = chunkOf('L');
-    const kept = chunkOf('K');
-    await commitImage(server, alpha, 'alpha', [lost, kept]);
-    await fs.rm(path.join(server.repo, chunkKey(lost.digest)));
+  t.test(
+    'a commit is refused while the store lacks an object the catalog lists, and succeeds once it is sent',
+    async (t) => {
+      const lost = chunkOf('L');
+      const kept = chunkOf('K');
+      await commitImage(server, alpha, 'alpha', [lost, kept]);
+      await fs.rm(path.join(server.repo, chunkKey(lost.digest)));
 
-    const session = await openSession(server, alpha, 'alpha');
-    const asked = await api(server.url, 'POST', `/sessions/${session}/missing`, { token: alpha, json: { digests: [lost.digest, kept.digest] } });
-    t.same(asked.body.missing, [], 'the catalog still lists both');
-    const manifest = await volumeManifest(server, alpha, session, 'alpha', [lost.digest, kept.digest]);
-    const refused = await api(server.url, 'POST', `/sessions/${session}/commit`, { token: alpha, json: manifest });
-    t.equal(refused.status, 409, 'no image references an object the store lacks');
-    t.equal(refused.body.code, 'missing_objects');
-    t.same(refused.body.missing, [lost.digest], 'exactly the lost chunk is named');
-    t.equal(refused.body.kind, 'chunk');
-    const again = await api(server.url, 'POST', `/sessions/${session}/missing`, { token: alpha, json: { digests: [lost.digest, kept.digest] } });
-    t.same(again.body.missing, [lost.digest], 'the lost chunk is now asked for');
+      const session = await openSession(server, alpha, 'alpha');
+      const asked = await api(server.url, 'POST', `/sessions/${session}/missing`, {
+        token: alpha,
+        json: { digests: [lost.digest, kept.digest] },
+      });
+      t.same(asked.body.missing, [], 'the catalog still lists both');
+      const manifest = await volumeManifest(server, alpha, session, 'alpha', [lost.digest, kept.digest]);
+      const refused = await api(server.url, 'POST', `/sessions/${session}/commit`, { token: alpha, json: manifest });
+      t.equal(refused.status, 409, 'no image references an object the store lacks');
+      t.equal(refused.body.code, 'missing_objects');
+      t.same(refused.body.missing, [lost.digest], 'exactly the lost chunk is named');
+      t.equal(refused.body.kind, 'chunk');
+      const again = await api(server.url, 'POST', `/sessions/${session}/missing`, {
+        token: alpha,
+        json: { digests: [lost.digest, kept.digest] },
+      });
+      t.same(again.body.missing, [lost.digest], 'the lost chunk is now asked for');
 
-    t.equal((await putChunk(server, alpha, session, lost)).status, 201);
-    const committed = await api(server.url, 'POST', `/sessions/${session}/commit`, { token: alpha, json: manifest });
-    t.equal(committed.status, 201, JSON.stringify(committed.body));
-    await fs.access(path.join(server.repo, chunkKey(lost.digest)));
-  });
+      t.equal((await putChunk(server, alpha, session, lost)).status, 201);
+      const committed = await api(server.url, 'POST', `/sessions/${session}/commit`, { token: alpha, json: manifest });
+      t.equal(committed.status, 201, JSON.stringify(committed.body));
+      await fs.access(path.join(server.repo, chunkKey(lost.digest)));
+    },
+  );
 
   t.test('a lost index is asked for again too', async (t) => {
     const chunk = chunkOf('I');
@@ -101,13 +149,19 @@ t.test('upload integrity', async (t) => {
     const indexDigest = manifest.disks[0]!.volumes[0]!.index;
     await fs.rm(path.join(server.repo, chunkKey(indexDigest)));
     const session = await openSession(server, alpha, 'alpha');
-    await api(server.url, 'POST', `/sessions/${session}/missing`, { token: alpha, json: { digests: [indexDigest, chunk.digest] } });
+    await api(server.url, 'POST', `/sessions/${session}/missing`, {
+      token: alpha,
+      json: { digests: [indexDigest, chunk.digest] },
+    });
     const refused = await api(server.url, 'POST', `/sessions/${session}/commit`, { token: alpha, json: manifest });
     t.equal(refused.status, 409);
     t.equal(refused.body.kind, 'index');
     t.same(refused.body.missing, [indexDigest]);
     await volumeManifest(server, alpha, session, 'alpha', [chunk.digest]);
-    t.equal((await api(server.url, 'POST', `/sessions/${session}/commit`, { token: alpha, json: manifest })).status, 201);
+    t.equal(
+      (await api(server.url, 'POST', `/sessions/${session}/commit`, { token: alpha, json: manifest })).status,
+      201,
+    );
   });
 
   t.test('uploading a chunk only another machine holds answers exactly like a new one', async (t) => {
@@ -123,7 +177,11 @@ t.test('upload integrity', async (t) => {
     t.equal(own.status, 200, 'sent twice in its own session: it knows it has it already');
     t.equal(own.body.created, false);
     const adminSession = await openSession(server, server.adminToken, 'gamma');
-    t.equal((await putChunk(server, server.adminToken, adminSession, chunkOf('N'))).body.created, false, 'an admin is told the truth');
+    t.equal(
+      (await putChunk(server, server.adminToken, adminSession, chunkOf('N'))).body.created,
+      false,
+      'an admin is told the truth',
+    );
   });
 
   t.test('a base image deleted while an incremental uploads: the commit succeeds and says so', async (t) => {
@@ -144,7 +202,10 @@ t.test('upload integrity', async (t) => {
       job = (await api(server.url, 'GET', `/gc/${job.id}`, { token: server.adminToken })).body;
     }
     t.equal(job.state, 'done', JSON.stringify(job));
-    await t.rejects(fs.access(path.join(server.repo, chunkKey(shared.digest))), 'the chunk only the deleted base referenced was collected');
+    await t.rejects(
+      fs.access(path.join(server.repo, chunkKey(shared.digest))),
+      'the chunk only the deleted base referenced was collected',
+    );
 
     const first = await api(server.url, 'POST', `/sessions/${session}/commit`, { token: alpha, json: manifest });
     t.equal(first.status, 409, 'the collected chunk is asked for, not referenced');
@@ -156,7 +217,12 @@ t.test('upload integrity', async (t) => {
     t.equal(committed.body.image.parent, null);
     const stored = (await api(server.url, 'GET', `/images/${image}/manifest`, { token: alpha })).body as Manifest;
     t.equal(stored.parent, null, 'the manifest names no parent that does not exist');
-    t.match(stored.warnings.join('\n'), new RegExp(`parent image ${base.image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} was deleted while this image was uploading`));
+    t.match(
+      stored.warnings.join('\n'),
+      new RegExp(
+        `parent image ${base.image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} was deleted while this image was uploading`,
+      ),
+    );
 
     const other = await openSession(server, alpha, 'alpha');
     const bogus = await volumeManifest(server, alpha, other, 'alpha', [changed.digest]);

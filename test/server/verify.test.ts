@@ -22,7 +22,11 @@ t.test('verification', async (t) => {
   const beta = path.join(directory, 'beta.img');
   await writeMixedFile(alpha, 24 << 20, 1);
   await writeMixedFile(beta, 24 << 20, 2);
-  for (const [source, machine] of [[alpha, 'alpha'], [beta, 'beta']] as const) t.equal((await b365(['image', source, '--machine', machine], { env })).exitCode, 0);
+  for (const [source, machine] of [
+    [alpha, 'alpha'],
+    [beta, 'beta'],
+  ] as const)
+    t.equal((await b365(['image', source, '--machine', machine], { env })).exitCode, 0);
   // A second alpha image with one region changed: both alpha images share most chunks.
   const handle = await fs.open(alpha, 'r+');
   await handle.write(Buffer.alloc(1 << 20, 9), 0, 1 << 20, 5 << 20);
@@ -33,18 +37,33 @@ t.test('verification', async (t) => {
   const auditor = (await b365(['token', 'create', '--role', 'auditor', '--json'], { env })).json.token as string;
   const auditorEnv = { ...env, B365_TOKEN: auditor };
   const keyFile = path.join(directory, 'server.pem');
-  t.equal((await b365(['keys', '--out', keyFile], { env: { B365_SERVER: server.url } })).exitCode, 0, 'the public key needs no token');
+  t.equal(
+    (await b365(['keys', '--out', keyFile], { env: { B365_SERVER: server.url } })).exitCode,
+    0,
+    'the public key needs no token',
+  );
 
   const firstReport = path.join(directory, 'first.json');
-  const clean = await b365(['verify', '--all', '--level', 'content', '--json', '--out', firstReport], { env: auditorEnv });
+  const clean = await b365(['verify', '--all', '--level', 'content', '--json', '--out', firstReport], {
+    env: auditorEnv,
+  });
   t.equal(clean.exitCode, 0, clean.stderr);
   t.equal(clean.json.report.summary.images, 3);
   t.equal(clean.json.report.summary.failed, 0);
   t.equal(clean.json.report.summary.chunksCorrupt, 0);
-  t.ok(clean.json.report.images.every((image: { indexRoots: string[]; manifestDigest: string }) => image.indexRoots.length === 1 && /^[0-9a-f]{64}$/.test(image.manifestDigest)));
+  t.ok(
+    clean.json.report.images.every(
+      (image: { indexRoots: string[]; manifestDigest: string }) =>
+        image.indexRoots.length === 1 && /^[0-9a-f]{64}$/.test(image.manifestDigest),
+    ),
+  );
 
   // Corrupt one chunk that only alpha's images use: pick it from alpha's first index.
-  const manifest = (await api(server.url, 'GET', `/images/${images.find((image) => image.machine === 'alpha')!.id}/manifest`, { token: server.adminToken })).body;
+  const manifest = (
+    await api(server.url, 'GET', `/images/${images.find((image) => image.machine === 'alpha')!.id}/manifest`, {
+      token: server.adminToken,
+    })
+  ).body;
   const indexFrame = await fs.readFile(path.join(server.repo, chunkKey(manifest.disks[0].volumes[0].index)));
   const index = FixedIndex.parse(decodeFrame(indexFrame, 1 << 30));
   const victim = index.get(2)!;
@@ -52,7 +71,10 @@ t.test('verification', async (t) => {
   const bytes = await fs.readFile(victimFile);
   bytes[bytes.length - 20] ^= 0x55;
   await fs.writeFile(victimFile, bytes);
-  const users = images.filter((image) => image.machine === 'alpha').map((image) => image.id).sort();
+  const users = images
+    .filter((image) => image.machine === 'alpha')
+    .map((image) => image.id)
+    .sort();
 
   const secondReport = path.join(directory, 'second.json');
   const found = await b365(['verify', '--all', '--json', '--out', secondReport], { env: auditorEnv });
@@ -60,12 +82,30 @@ t.test('verification', async (t) => {
   const report = found.json.report;
   t.same(report.corruptChunks, [victim], 'exactly the corrupted chunk');
   t.same(report.quarantined, [victim]);
-  t.same(report.images.filter((image: { result: string }) => image.result === 'failed').map((image: { image: string }) => image.image).sort(), users, 'exactly the images that use it');
-  t.equal(report.previousReport, digestOf(await fs.readFile(firstReport)), 'the report names the digest of the previous one');
+  t.same(
+    report.images
+      .filter((image: { result: string }) => image.result === 'failed')
+      .map((image: { image: string }) => image.image)
+      .sort(),
+    users,
+    'exactly the images that use it',
+  );
+  t.equal(
+    report.previousReport,
+    digestOf(await fs.readFile(firstReport)),
+    'the report names the digest of the previous one',
+  );
   await t.rejects(fs.access(victimFile), 'the chunk left its place');
   await fs.access(path.join(server.repo, 'quarantine', victim));
   const states = (await b365(['images', '--json'], { env })).json.images as { id: string; state: string }[];
-  t.same(states.filter((image) => image.state === 'failed').map((image) => image.id).sort(), users, 'catalog marks them failed');
+  t.same(
+    states
+      .filter((image) => image.state === 'failed')
+      .map((image) => image.id)
+      .sort(),
+    users,
+    'catalog marks them failed',
+  );
 
   t.test('reports check offline, and fail after any edit', async (t) => {
     const check = await b365(['verify', 'check', secondReport, '--pubkey', keyFile]);
@@ -87,7 +127,11 @@ t.test('verification', async (t) => {
     t.equal(next.json.chunksUploaded, 1, 'only the quarantined chunk is sent again');
     await fs.access(victimFile);
     const healedStates = (await b365(['images', '--json'], { env })).json.images as { id: string; state: string }[];
-    t.same(healedStates.filter((image) => users.includes(image.id)).map((image) => image.state), users.map(() => 'ok'), 'the images that lacked only that chunk are ok again as soon as it is back');
+    t.same(
+      healedStates.filter((image) => users.includes(image.id)).map((image) => image.state),
+      users.map(() => 'ok'),
+      'the images that lacked only that chunk are ok again as soon as it is back',
+    );
     const stream = await b365(['verify', next.json.image, '--level', 'restore-stream', '--json'], { env: auditorEnv });
     t.equal(stream.exitCode, 0, stream.stderr);
     t.equal(stream.json.report.images[0].volumes[0].ok, true);
@@ -99,7 +143,8 @@ t.test('verification', async (t) => {
   });
 
   t.test('auditors may verify but not read content; machines may not verify', async (t) => {
-    const machine = (await b365(['token', 'create', '--role', 'machine', '--machine', 'alpha', '--json'], { env })).json.token as string;
+    const machine = (await b365(['token', 'create', '--role', 'machine', '--machine', 'alpha', '--json'], { env })).json
+      .token as string;
     const denied = await b365(['verify', '--all'], { env: { ...env, B365_TOKEN: machine } });
     t.equal(denied.exitCode, 6);
     const local = await b365(['verify', 'alpha@latest', '--local'], { env: auditorEnv });

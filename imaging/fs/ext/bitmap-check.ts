@@ -6,7 +6,14 @@
 // bitmap says.
 import { FormatError } from '../../../src/core/errors.js';
 import type { RangeList } from '../../ranges.js';
-import { metadataMarkedFree, rawCaptureMap, ReferencedBlocks, type CaptureMap, type MapWording, type MetadataRegion } from '../used-map-check.js';
+import {
+  metadataMarkedFree,
+  rawCaptureMap,
+  ReferencedBlocks,
+  type CaptureMap,
+  type MapWording,
+  type MetadataRegion,
+} from '../used-map-check.js';
 import { fileBlockMap } from './block-map.js';
 import { BG_INODE_UNINIT } from './group-descriptors.js';
 import { hasBlockMap, InodeTable, parseInode } from './inode.js';
@@ -34,19 +41,32 @@ async function metadataRegions(volume: ExtVolume): Promise<MetadataRegion[]> {
     if (fixed.oldDescriptors) {
       const descriptors = Math.min(fixed.oldDescriptors.count, superblock.descriptorBlocks);
       regions.push(blockRegion(volume, `${copy} group descriptors`, fixed.oldDescriptors.start, descriptors));
-      if (fixed.oldDescriptors.count > descriptors) regions.push(blockRegion(volume, `${copy} reserved GDT blocks`, fixed.oldDescriptors.start + descriptors, fixed.oldDescriptors.count - descriptors));
+      if (fixed.oldDescriptors.count > descriptors)
+        regions.push(
+          blockRegion(
+            volume,
+            `${copy} reserved GDT blocks`,
+            fixed.oldDescriptors.start + descriptors,
+            fixed.oldDescriptors.count - descriptors,
+          ),
+        );
     }
-    if (fixed.newDescriptor !== null) regions.push(blockRegion(volume, `group descriptors in group ${group}`, fixed.newDescriptor, 1));
+    if (fixed.newDescriptor !== null)
+      regions.push(blockRegion(volume, `group descriptors in group ${group}`, fixed.newDescriptor, 1));
   }
   for (let group = 0; group < groups.count; group++) {
     regions.push(blockRegion(volume, `block bitmap of group ${group}`, groups.blockBitmap[group]!, 1));
     regions.push(blockRegion(volume, `inode bitmap of group ${group}`, groups.inodeBitmap[group]!, 1));
-    regions.push(blockRegion(volume, `inode table of group ${group}`, groups.inodeTable[group]!, superblock.inodeBlocksPerGroup));
+    regions.push(
+      blockRegion(volume, `inode table of group ${group}`, groups.inodeTable[group]!, superblock.inodeBlocksPerGroup),
+    );
   }
   if (superblock.has.hasJournal && superblock.journalInode !== 0) {
     try {
       const journal = await new InodeTable(volume).read(superblock.journalInode);
-      const runs = await fileBlockMap(volume, journal, (block) => regions.push(blockRegion(volume, 'journal', block, 1)));
+      const runs = await fileBlockMap(volume, journal, (block) =>
+        regions.push(blockRegion(volume, 'journal', block, 1)),
+      );
       for (const run of runs) regions.push(blockRegion(volume, 'journal', run.physical, run.length));
     } catch (error) {
       // An unreadable journal is reported by journal.ts; it is no reason to distrust the bitmaps.
@@ -71,7 +91,8 @@ async function referencedBlocks(volume: ExtVolume, used: RangeList, wording: Map
   const { blockSize, inodeSize, inodesPerGroup, blocksCount } = superblock;
   const referenced = new ReferencedBlocks(used, reader.size, wording);
   const referenceBlocks = (owner: number, first: number, count: number) => {
-    if (first + count > blocksCount) referenced.skip(`inode ${owner}: blocks ${first}-${first + count - 1} are outside the filesystem`);
+    if (first + count > blocksCount)
+      referenced.skip(`inode ${owner}: blocks ${first}-${first + count - 1} are outside the filesystem`);
     else referenced.reference(owner, first * blockSize, (first + count) * blockSize);
   };
   for (let group = 0; group < groups.count; group++) {
@@ -91,7 +112,12 @@ async function referencedBlocks(volume: ExtVolume, used: RangeList, wording: Map
         if (table.readUInt16LE(at + LINKS_COUNT_OFFSET) === 0) continue;
         const number = group * inodesPerGroup + firstSlot + slot + 1;
         try {
-          const inode = parseInode(volume, number, tableStart + at + firstSlot * inodeSize, table.subarray(at, at + inodeSize));
+          const inode = parseInode(
+            volume,
+            number,
+            tableStart + at + firstSlot * inodeSize,
+            table.subarray(at, at + inodeSize),
+          );
           if (inode.xattrBlock !== 0) referenceBlocks(number, inode.xattrBlock, 1);
           if (!hasBlockMap(inode, superblock)) continue;
           const runs = await fileBlockMap(volume, inode, (block) => referenceBlocks(number, block, 1));
@@ -109,7 +135,13 @@ async function referencedBlocks(volume: ExtVolume, used: RangeList, wording: Map
 
 /** The capture map of an ext volume from its block bitmaps (`used`, before idle journal blocks are left out). */
 export async function checkBlockBitmaps(volume: ExtVolume, used: RangeList): Promise<CaptureMap> {
-  const wording: MapWording = { volume: `${volume.superblock.type} on ${volume.reader.description}`, map: 'the block bitmap', unit: 'block', unitSize: volume.superblock.blockSize, owner: 'inode' };
+  const wording: MapWording = {
+    volume: `${volume.superblock.type} on ${volume.reader.description}`,
+    map: 'the block bitmap',
+    unit: 'block',
+    unitSize: volume.superblock.blockSize,
+    owner: 'inode',
+  };
   const damaged = metadataMarkedFree(used, await metadataRegions(volume), wording);
   if (damaged) return rawCaptureMap(volume.reader.size, [damaged]);
   const referenced = await referencedBlocks(volume, used, wording);

@@ -26,15 +26,27 @@ const DIRECT_BLOCKS = 12;
 /** Append a run, merging it with the previous one when both continue each other. */
 function appendRun(runs: FileExtent[], run: FileExtent): void {
   const last = runs[runs.length - 1];
-  if (last && last.initialized === run.initialized && last.logical + last.length === run.logical && last.physical + last.length === run.physical) last.length += run.length;
+  if (
+    last &&
+    last.initialized === run.initialized &&
+    last.logical + last.length === run.logical &&
+    last.physical + last.length === run.physical
+  )
+    last.length += run.length;
   else runs.push(run);
 }
 
 /** Called with each block of the map itself (extent tree nodes, indirect blocks) as it is read. */
 export type MapBlockVisitor = (block: number) => void;
 
-export async function fileBlockMap(volume: ExtVolume, inode: Inode, onMapBlock?: MapBlockVisitor): Promise<FileExtent[]> {
-  return inode.flags & InodeFlag.extents ? extentTreeMap(volume, inode, onMapBlock) : indirectMap(volume, inode, onMapBlock);
+export async function fileBlockMap(
+  volume: ExtVolume,
+  inode: Inode,
+  onMapBlock?: MapBlockVisitor,
+): Promise<FileExtent[]> {
+  return inode.flags & InodeFlag.extents
+    ? extentTreeMap(volume, inode, onMapBlock)
+    : indirectMap(volume, inode, onMapBlock);
 }
 
 async function extentTreeMap(volume: ExtVolume, inode: Inode, onMapBlock?: MapBlockVisitor): Promise<FileExtent[]> {
@@ -43,7 +55,13 @@ async function extentTreeMap(volume: ExtVolume, inode: Inode, onMapBlock?: MapBl
   // A corrupt tree could name one block many times over; every node is visited once.
   const visited = new Set<number>();
 
-  const walk = async (node: Buffer, where: string, expectedDepth: number | null, isRoot: boolean, lowest: number): Promise<void> => {
+  const walk = async (
+    node: Buffer,
+    where: string,
+    expectedDepth: number | null,
+    isRoot: boolean,
+    lowest: number,
+  ): Promise<void> => {
     const fail = (problem: string): never => {
       throw new FormatError(`${where}: ${problem}`);
     };
@@ -54,13 +72,15 @@ async function extentTreeMap(volume: ExtVolume, inode: Inode, onMapBlock?: MapBl
     const depth = node.readUInt16LE(6);
     const room = Math.floor((node.length - EXTENT_HEADER_SIZE) / EXTENT_ENTRY_SIZE);
     if (max > room || entries > max) fail(`extent header claims ${entries} of ${max} entries where ${room} fit`);
-    if (depth > MAX_EXTENT_DEPTH || (expectedDepth !== null && depth !== expectedDepth)) fail(`extent tree depth ${depth} is impossible here`);
+    if (depth > MAX_EXTENT_DEPTH || (expectedDepth !== null && depth !== expectedDepth))
+      fail(`extent tree depth ${depth} is impossible here`);
     if (!isRoot && volume.superblock.has.metadataCsum) {
       const tail = EXTENT_HEADER_SIZE + max * EXTENT_ENTRY_SIZE;
       if (tail + 4 > node.length) fail('extent block has no room for its checksum');
       const stored = node.readUInt32LE(tail);
       const computed = crc32cRaw(inode.checksumSeed, node, 0, tail);
-      if (stored !== computed) fail(`extent block checksum 0x${stored.toString(16)} does not match the contents (0x${computed.toString(16)})`);
+      if (stored !== computed)
+        fail(`extent block checksum 0x${stored.toString(16)} does not match the contents (0x${computed.toString(16)})`);
     }
     let previousEnd = lowest;
     if (depth === 0) {
@@ -72,7 +92,8 @@ async function extentTreeMap(volume: ExtVolume, inode: Inode, onMapBlock?: MapBl
         const initialized = rawLength <= INITIALIZED_MAX_LENGTH;
         const length = initialized ? rawLength : rawLength - INITIALIZED_MAX_LENGTH;
         if (length === 0) fail(`extent ${index} has length 0`);
-        if (logical < previousEnd) fail(`extent ${index} (file block ${logical}) overlaps or precedes the one before it`);
+        if (logical < previousEnd)
+          fail(`extent ${index} (file block ${logical}) overlaps or precedes the one before it`);
         checkBlockRange(volume, physical, length, `${where}: extent ${index}`);
         appendRun(runs, { logical, physical, length, initialized });
         previousEnd = logical + length;
@@ -84,7 +105,8 @@ async function extentTreeMap(volume: ExtVolume, inode: Inode, onMapBlock?: MapBl
       const at = EXTENT_HEADER_SIZE + index * EXTENT_ENTRY_SIZE;
       const logical = node.readUInt32LE(at);
       const block = node.readUInt16LE(at + 8) * 0x1_0000_0000 + node.readUInt32LE(at + 4);
-      if (index > 0 && logical <= children[index - 1]!.logical) fail(`extent index ${index} (file block ${logical}) is out of order`);
+      if (index > 0 && logical <= children[index - 1]!.logical)
+        fail(`extent index ${index} (file block ${logical}) is out of order`);
       checkBlockRange(volume, block, 1, `${where}: extent index ${index}`);
       if (visited.has(block)) fail(`extent tree block ${block} is referenced twice`);
       visited.add(block);
@@ -92,7 +114,9 @@ async function extentTreeMap(volume: ExtVolume, inode: Inode, onMapBlock?: MapBl
       children.push({ logical, block });
     }
     // Children are read together, then walked in order so runs stay sorted.
-    const blocks = await Promise.all(children.map(({ block }) => readBlock(volume, block, `${where}: extent tree block`)));
+    const blocks = await Promise.all(
+      children.map(({ block }) => readBlock(volume, block, `${where}: extent tree block`)),
+    );
     for (let index = 0; index < children.length; index++) {
       const childWhere = `extent tree block ${children[index]!.block} at byte ${children[index]!.block * blockSize}`;
       await walk(blocks[index]!, childWhere, depth - 1, false, Math.max(previousEnd, children[index]!.logical));
@@ -125,7 +149,11 @@ async function indirectMap(volume: ExtVolume, inode: Inode, onMapBlock?: MapBloc
   const walk = async (block: number, level: number, first: number): Promise<void> => {
     if (visited.has(block)) throw new FormatError(`${where}: indirect block ${block} is referenced twice`);
     visited.add(block);
-    const bytes = await readBlock(volume, block, `${where}: ${['', 'single', 'double', 'triple'][level]} indirect block`);
+    const bytes = await readBlock(
+      volume,
+      block,
+      `${where}: ${['', 'single', 'double', 'triple'][level]} indirect block`,
+    );
     onMapBlock?.(block);
     const span = perBlock ** (level - 1);
     for (let index = 0; index < perBlock; index++) {

@@ -71,6 +71,7 @@ const CRC16_TABLE = (() => {
 /** CRC16 (poly 0x8005, reflected) continuing from `seed`, as e2fsprogs' ext2fs_crc16. */
 export function crc16(seed: number, data: Uint8Array, start = 0, end = data.length): number {
   let crc = seed & 0xffff;
-  for (let position = start; position < end; position++) crc = ((crc >>> 8) ^ CRC16_TABLE[(crc ^ data[position]!) & 0xff]!) & 0xffff;
+  for (let position = start; position < end; position++)
+    crc = ((crc >>> 8) ^ CRC16_TABLE[(crc ^ data[position]!) & 0xff]!) & 0xffff;
   return crc;
 }

@@ -39,7 +39,14 @@ function recordLength(raw: number, blockSize: number): number {
  * Entries of one region of directory entries (a directory block, or a part of an
  * inline directory), '.' and '..' included. `where` names the region for errors.
  */
-export function parseEntries(bytes: Buffer, start: number, end: number, superblock: Superblock, where: string, blockSize: number): RawDirEntry[] {
+export function parseEntries(
+  bytes: Buffer,
+  start: number,
+  end: number,
+  superblock: Superblock,
+  where: string,
+  blockSize: number,
+): RawDirEntry[] {
   const entries: RawDirEntry[] = [];
   for (let at = start; at < end; ) {
     const fail = (problem: string): never => {
@@ -53,7 +60,8 @@ export function parseEntries(bytes: Buffer, start: number, end: number, superblo
     if (length < 12) fail(`record length ${length} is too small`);
     if (length % 4 !== 0) fail(`record length ${length} is not a multiple of 4`);
     if (at + length > end) fail(`record length ${length} runs past the end of the block`);
-    if (ENTRY_HEADER_SIZE + nameLength > length) fail(`name of ${nameLength} bytes does not fit a ${length}-byte record`);
+    if (ENTRY_HEADER_SIZE + nameLength > length)
+      fail(`name of ${nameLength} bytes does not fit a ${length}-byte record`);
     if (inode !== 0) {
       if (inode > superblock.inodesCount) fail(`inode number ${inode} is outside 1-${superblock.inodesCount}`);
       if (nameLength === 0) fail('empty name');
@@ -70,18 +78,30 @@ export function parseEntries(bytes: Buffer, start: number, end: number, superblo
  * Entries of directory block `logical` of `directory` (read from volume block
  * `physical`), after checking its metadata_csum tail where it has one.
  */
-export function parseDirectoryBlock(block: Buffer, directory: Inode, logical: number, physical: number, superblock: Superblock): RawDirEntry[] {
+export function parseDirectoryBlock(
+  block: Buffer,
+  directory: Inode,
+  logical: number,
+  physical: number,
+  superblock: Superblock,
+): RawDirEntry[] {
   const { blockSize } = superblock;
   const where = `directory block ${logical} (block ${physical} at byte ${physical * blockSize})`;
   let end = blockSize;
   if (superblock.has.metadataCsum && !isIndexBlock(block, directory, logical, blockSize)) {
     const tail = blockSize - TAIL_SIZE;
     const hasTail =
-      block.readUInt32LE(tail) === 0 && block.readUInt16LE(tail + 4) === TAIL_SIZE && block.readUInt8(tail + 6) === 0 && block.readUInt8(tail + 7) === TAIL_FILE_TYPE;
+      block.readUInt32LE(tail) === 0 &&
+      block.readUInt16LE(tail + 4) === TAIL_SIZE &&
+      block.readUInt8(tail + 6) === 0 &&
+      block.readUInt8(tail + 7) === TAIL_FILE_TYPE;
     if (!hasTail) throw new FormatError(`${where}: has no checksum tail`);
     const stored = block.readUInt32LE(tail + 8);
     const computed = crc32cRaw(directory.checksumSeed, block, 0, tail);
-    if (stored !== computed) throw new FormatError(`${where}: checksum 0x${stored.toString(16)} does not match the contents (0x${computed.toString(16)})`);
+    if (stored !== computed)
+      throw new FormatError(
+        `${where}: checksum 0x${stored.toString(16)} does not match the contents (0x${computed.toString(16)})`,
+      );
     end = tail;
   }
   return parseEntries(block, 0, end, superblock, where, blockSize);

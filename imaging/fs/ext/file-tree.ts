@@ -9,7 +9,16 @@ import { fileBlockMap, findRun, type FileExtent } from './block-map.js';
 import { PromiseCache } from './cache.js';
 import { parseDirectoryBlock, parseEntries, type RawDirEntry } from './directory.js';
 import { MAX_READ_BYTES } from './group-descriptors.js';
-import { hasBlockMap, INLINE_AREA_SIZE, InodeFlag, InodeTable, isFastSymlink, ROOT_INODE, type Inode, type Timestamp } from './inode.js';
+import {
+  hasBlockMap,
+  INLINE_AREA_SIZE,
+  InodeFlag,
+  InodeTable,
+  isFastSymlink,
+  ROOT_INODE,
+  type Inode,
+  type Timestamp,
+} from './inode.js';
 import { isHurd } from './superblock.js';
 import { readBlock, type ExtVolume } from './volume.js';
 import { aclToXattr, blockXattrs, inodeXattrs, xattrName, XattrIndex, type RawXattr } from './xattr.js';
@@ -96,17 +105,25 @@ export class ExtFileTree implements FileTree {
       const directoryPath = walked();
       const entries = await this.inContext(`resolving ${normalized}: ${directoryPath} (inode ${current})`, async () => {
         const directory = await this.inodes.read(current);
-        if (directory.type !== 'directory') throw new NotFoundError(`${this.description}: ${normalized}: ${directoryPath} is not a directory`);
+        if (directory.type !== 'directory')
+          throw new NotFoundError(`${this.description}: ${normalized}: ${directoryPath} is not a directory`);
         return this.directoryEntries(directory);
       });
       const entry = entries.get(name);
       const entryPath = `${directoryPath === '/' ? '' : directoryPath}/${name}`;
       if (!entry) throw new NotFoundError(`${this.description}: ${normalized}: ${entryPath} does not exist`);
-      const inode = await this.inContext(`resolving ${normalized}: ${entryPath} (inode ${entry.inode})`, () => this.inodes.read(entry.inode));
+      const inode = await this.inContext(`resolving ${normalized}: ${entryPath} (inode ${entry.inode})`, () =>
+        this.inodes.read(entry.inode),
+      );
       if (pending.length === 0) return { path: normalized, inode: inode.number, stat: statOf(inode) };
       if (inode.type === 'symlink') {
-        if (++symlinks > MAX_SYMLINKS) throw new NotFoundError(`${this.description}: ${normalized}: too many levels of symbolic links at ${entryPath}`);
-        const target = await this.inContext(`resolving ${normalized}: ${entryPath} (inode ${inode.number})`, () => this.symlinkTarget(inode));
+        if (++symlinks > MAX_SYMLINKS)
+          throw new NotFoundError(
+            `${this.description}: ${normalized}: too many levels of symbolic links at ${entryPath}`,
+          );
+        const target = await this.inContext(`resolving ${normalized}: ${entryPath} (inode ${inode.number})`, () =>
+          this.symlinkTarget(inode),
+        );
         // Relative targets continue from the symlink's directory, absolute ones from the root.
         if (target.startsWith('/')) {
           stack.length = 0;
@@ -120,7 +137,9 @@ export class ExtFileTree implements FileTree {
     }
     // The path ended on a directory reached through '..' (or is the root itself).
     const last = current;
-    const inode = await this.inContext(`resolving ${normalized}: ${walked()} (inode ${last})`, () => this.inodes.read(last));
+    const inode = await this.inContext(`resolving ${normalized}: ${walked()} (inode ${last})`, () =>
+      this.inodes.read(last),
+    );
     return { path: normalized, inode: inode.number, stat: statOf(inode) };
   }
 
@@ -140,7 +159,8 @@ export class ExtFileTree implements FileTree {
   }
 
   async read(node: FileNode, offset: number, length: number): Promise<Buffer> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) throw new UsageError(`read of ${length} bytes at ${offset}: not a valid range`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0)
+      throw new UsageError(`read of ${length} bytes at ${offset}: not a valid range`);
     return this.inContext(`${node.path} (inode ${node.inode})`, async () => {
       const inode = await this.inodes.read(node.inode);
       return this.readContent(inode, offset, length);
@@ -164,7 +184,8 @@ export class ExtFileTree implements FileTree {
         const name = xattrName(entry, hurd);
         if (name === null) continue;
         let value = await this.xattrValue(entry);
-        if (entry.index === XattrIndex.posixAclAccess || entry.index === XattrIndex.posixAclDefault) value = aclToXattr(value, `attribute ${name}`);
+        if (entry.index === XattrIndex.posixAclAccess || entry.index === XattrIndex.posixAclDefault)
+          value = aclToXattr(value, `attribute ${name}`);
         result.set(name, value);
       }
       return result;
@@ -192,9 +213,13 @@ export class ExtFileTree implements FileTree {
     try {
       return await work();
     } catch (error) {
-      if (error instanceof FormatError) throw new FormatError(`${this.description}: ${where}: ${error.message}`, { cause: error });
+      if (error instanceof FormatError)
+        throw new FormatError(`${this.description}: ${where}: ${error.message}`, { cause: error });
       // A read past the end of a buffer means a structure was not checked well enough: still corrupt input, not a crash.
-      if (error instanceof RangeError) throw new FormatError(`${this.description}: ${where}: malformed structure (${error.message})`, { cause: error });
+      if (error instanceof RangeError)
+        throw new FormatError(`${this.description}: ${where}: malformed structure (${error.message})`, {
+          cause: error,
+        });
       throw error;
     }
   }
@@ -215,7 +240,11 @@ export class ExtFileTree implements FileTree {
     const entries = inodeXattrs(inode, this.volume.superblock);
     if (inode.xattrBlock !== 0) {
       const block = inode.xattrBlock;
-      entries.push(...(await this.xattrBlocks.get(block, async () => blockXattrs(await readBlock(this.volume, block, 'extended attribute block'), block, this.volume.superblock))));
+      entries.push(
+        ...(await this.xattrBlocks.get(block, async () =>
+          blockXattrs(await readBlock(this.volume, block, 'extended attribute block'), block, this.volume.superblock),
+        )),
+      );
     }
     return entries;
   }
@@ -223,14 +252,20 @@ export class ExtFileTree implements FileTree {
   private async xattrValue(entry: RawXattr): Promise<Buffer> {
     if (Buffer.isBuffer(entry.value)) return entry.value;
     const holder = await this.inodes.read(entry.value.inode);
-    if (!(holder.flags & InodeFlag.eaInode)) throw new FormatError(`attribute ${entry.suffix} names inode ${holder.number}, which holds no attribute value`);
-    if (holder.size < entry.value.size) throw new FormatError(`attribute ${entry.suffix}: inode ${holder.number} holds ${holder.size} bytes, not ${entry.value.size}`);
+    if (!(holder.flags & InodeFlag.eaInode))
+      throw new FormatError(`attribute ${entry.suffix} names inode ${holder.number}, which holds no attribute value`);
+    if (holder.size < entry.value.size)
+      throw new FormatError(
+        `attribute ${entry.suffix}: inode ${holder.number} holds ${holder.size} bytes, not ${entry.value.size}`,
+      );
     return this.readContent(holder, 0, entry.value.size);
   }
 
   /** Inline data: the 60 bytes of i_block, continued by the system.data attribute. */
   private inlineContent(inode: Inode): Buffer {
-    const data = inodeXattrs(inode, this.volume.superblock).find((entry) => entry.index === XattrIndex.system && entry.suffix === 'data');
+    const data = inodeXattrs(inode, this.volume.superblock).find(
+      (entry) => entry.index === XattrIndex.system && entry.suffix === 'data',
+    );
     const rest = data && Buffer.isBuffer(data.value) ? data.value : Buffer.alloc(0);
     return Buffer.concat([inode.blockArea, rest]);
   }
@@ -238,7 +273,8 @@ export class ExtFileTree implements FileTree {
   private async readContent(inode: Inode, offset: number, length: number): Promise<Buffer> {
     if (offset >= inode.size) return Buffer.alloc(0);
     const wanted = Math.min(length, inode.size - offset);
-    if (inode.flags & InodeFlag.encrypted) throw new FormatError(`inode ${inode.number} is encrypted; its contents cannot be read without the key`);
+    if (inode.flags & InodeFlag.encrypted)
+      throw new FormatError(`inode ${inode.number} is encrypted; its contents cannot be read without the key`);
     if (inode.flags & InodeFlag.inlineData) {
       const content = this.inlineContent(inode);
       const result = Buffer.alloc(wanted);
@@ -246,7 +282,8 @@ export class ExtFileTree implements FileTree {
       return result;
     }
     if (this.isFastSymlink(inode)) {
-      if (inode.size > INLINE_AREA_SIZE) throw new FormatError(`inode ${inode.number}: fast symlink of ${inode.size} bytes does not fit in the inode`);
+      if (inode.size > INLINE_AREA_SIZE)
+        throw new FormatError(`inode ${inode.number}: fast symlink of ${inode.size} bytes does not fit in the inode`);
       return Buffer.from(inode.blockArea.subarray(offset, offset + wanted));
     }
     if (!this.hasBlockMap(inode)) return Buffer.alloc(wanted);
@@ -256,12 +293,21 @@ export class ExtFileTree implements FileTree {
     const end = offset + wanted;
     const first = runs[findRun(runs, Math.floor(offset / blockSize))];
     // The common case, all of it inside one extent: one read, no copy.
-    if (first && first.initialized && first.logical * blockSize <= offset && (first.logical + first.length) * blockSize >= end) {
+    if (
+      first &&
+      first.initialized &&
+      first.logical * blockSize <= offset &&
+      (first.logical + first.length) * blockSize >= end
+    ) {
       return this.volume.reader.read(first.physical * blockSize + (offset - first.logical * blockSize), wanted);
     }
     const result = Buffer.alloc(wanted);
     const lastBlock = Math.ceil(end / blockSize);
-    for (let index = findRun(runs, Math.floor(offset / blockSize)); index < runs.length && runs[index]!.logical < lastBlock; index++) {
+    for (
+      let index = findRun(runs, Math.floor(offset / blockSize));
+      index < runs.length && runs[index]!.logical < lastBlock;
+      index++
+    ) {
       const run = runs[index]!;
       if (!run.initialized) continue;
       const runStart = run.logical * blockSize;
@@ -279,15 +325,22 @@ export class ExtFileTree implements FileTree {
   }
 
   private async symlinkTarget(inode: Inode): Promise<string> {
-    if (inode.size > MAX_SYMLINK_BYTES) throw new FormatError(`symlink target of ${inode.size} bytes is implausibly long`);
+    if (inode.size > MAX_SYMLINK_BYTES)
+      throw new FormatError(`symlink target of ${inode.size} bytes is implausibly long`);
     const bytes = await this.readContent(inode, 0, inode.size);
     return bytes.toString('utf8');
   }
 
   private directoryEntries(directory: Inode): Promise<Map<string, RawDirEntry>> {
     return this.directories.get(directory.number, async () => {
-      if (directory.flags & InodeFlag.encrypted) throw new FormatError(`directory inode ${directory.number} is encrypted; its names cannot be read without the key`);
-      const raw = directory.flags & InodeFlag.inlineData ? this.inlineDirectoryEntries(directory) : await this.blockDirectoryEntries(directory);
+      if (directory.flags & InodeFlag.encrypted)
+        throw new FormatError(
+          `directory inode ${directory.number} is encrypted; its names cannot be read without the key`,
+        );
+      const raw =
+        directory.flags & InodeFlag.inlineData
+          ? this.inlineDirectoryEntries(directory)
+          : await this.blockDirectoryEntries(directory);
       const entries = new Map<string, RawDirEntry>();
       for (const entry of raw) if (entry.name !== '.' && entry.name !== '..') entries.set(entry.name, entry);
       return entries;
@@ -299,8 +352,13 @@ export class ExtFileTree implements FileTree {
     const where = `inode ${directory.number} at byte ${directory.offset}: inline directory`;
     // i_block starts with the parent's inode number; entries follow, then continue in system.data.
     const entries = parseEntries(directory.blockArea, 4, INLINE_AREA_SIZE, superblock, where, superblock.blockSize);
-    const data = inodeXattrs(directory, superblock).find((entry) => entry.index === XattrIndex.system && entry.suffix === 'data');
-    if (data && Buffer.isBuffer(data.value) && data.value.length > 0) entries.push(...parseEntries(data.value, 0, data.value.length, superblock, `${where} (system.data)`, superblock.blockSize));
+    const data = inodeXattrs(directory, superblock).find(
+      (entry) => entry.index === XattrIndex.system && entry.suffix === 'data',
+    );
+    if (data && Buffer.isBuffer(data.value) && data.value.length > 0)
+      entries.push(
+        ...parseEntries(data.value, 0, data.value.length, superblock, `${where} (system.data)`, superblock.blockSize),
+      );
     return entries;
   }
 
@@ -319,7 +377,15 @@ export class ExtFileTree implements FileTree {
         const bytes = await this.volume.reader.read((run.physical + done) * blockSize, take * blockSize);
         for (let k = 0; k < take; k++) {
           const block = bytes.subarray(k * blockSize, (k + 1) * blockSize);
-          entries.push(...parseDirectoryBlock(block, directory, run.logical + done + k, run.physical + done + k, this.volume.superblock));
+          entries.push(
+            ...parseDirectoryBlock(
+              block,
+              directory,
+              run.logical + done + k,
+              run.physical + done + k,
+              this.volume.superblock,
+            ),
+          );
         }
       }
     }

@@ -4,7 +4,13 @@
 import { FormatError } from '../../../src/core/errors.js';
 import type { BlockReader } from '../../block-reader.js';
 import { crc16, crc32cRaw, crc32cU32, crc32cZeros } from './checksums.js';
-import { descriptorBlockLocation, groupBlockCount, groupFirstBlock, oldStyleDescriptorBlocks, primarySuperblockBlock } from './layout.js';
+import {
+  descriptorBlockLocation,
+  groupBlockCount,
+  groupFirstBlock,
+  oldStyleDescriptorBlocks,
+  primarySuperblockBlock,
+} from './layout.js';
 import type { Superblock } from './superblock.js';
 
 export const BG_INODE_UNINIT = 0x0001;
@@ -34,7 +40,8 @@ async function readBlocks(reader: BlockReader, blockSize: number, first: number,
   const total = count * blockSize;
   if (total <= MAX_READ_BYTES) return reader.read(first * blockSize, total);
   const parts: Buffer[] = [];
-  for (let done = 0; done < total; done += MAX_READ_BYTES) parts.push(await reader.read(first * blockSize + done, Math.min(MAX_READ_BYTES, total - done)));
+  for (let done = 0; done < total; done += MAX_READ_BYTES)
+    parts.push(await reader.read(first * blockSize + done, Math.min(MAX_READ_BYTES, total - done)));
   return Buffer.concat(parts);
 }
 
@@ -66,10 +73,17 @@ export async function readGroupDescriptors(reader: BlockReader, superblock: Supe
   const blocks: Buffer[] = new Array<Buffer>(descriptorBlocks);
   for (let index = 0; index < descriptorBlocks; ) {
     let run = 1;
-    while (index + run < descriptorBlocks && locations[index + run] === locations[index]! + run && (run + 1) * blockSize <= MAX_READ_BYTES) run++;
+    while (
+      index + run < descriptorBlocks &&
+      locations[index + run] === locations[index]! + run &&
+      (run + 1) * blockSize <= MAX_READ_BYTES
+    )
+      run++;
     const first = locations[index]!;
     if (first + run > superblock.blocksCount) {
-      throw new FormatError(`${where}: group descriptor block ${index} would be at block ${first}, beyond the ${superblock.blocksCount}-block filesystem`);
+      throw new FormatError(
+        `${where}: group descriptor block ${index} would be at block ${first}, beyond the ${superblock.blocksCount}-block filesystem`,
+      );
     }
     const bytes = await readBlocks(reader, blockSize, first, run);
     for (let k = 0; k < run; k++) blocks[index + k] = bytes.subarray(k * blockSize, (k + 1) * blockSize);
@@ -92,7 +106,8 @@ export async function readGroupDescriptors(reader: BlockReader, superblock: Supe
   const checked = result.flagsValid;
 
   // Metadata must not overlap the primary superblock and descriptor table.
-  const followingSuperblock = superblock.has.metaBg && superblock.firstMetaBg === 0 ? 1 : oldStyleDescriptorBlocks(superblock);
+  const followingSuperblock =
+    superblock.has.metaBg && superblock.firstMetaBg === 0 ? 1 : oldStyleDescriptorBlocks(superblock);
   const primaryEnd = primarySuperblockBlock(superblock) + 1 + followingSuperblock;
   const inodeTableBlocks = superblock.inodeBlocksPerGroup;
 
@@ -112,7 +127,10 @@ export async function readGroupDescriptors(reader: BlockReader, superblock: Supe
     if (checked) {
       const stored = u16(0x1e);
       const computed = descriptorChecksum(superblock, group, bytes);
-      if (stored !== computed) fail(`checksum 0x${stored.toString(16).padStart(4, '0')} does not match the contents (0x${computed.toString(16).padStart(4, '0')})`);
+      if (stored !== computed)
+        fail(
+          `checksum 0x${stored.toString(16).padStart(4, '0')} does not match the contents (0x${computed.toString(16).padStart(4, '0')})`,
+        );
     }
     const blockBitmap = u64(0x00, 0x20);
     const inodeBitmap = u64(0x04, 0x24);
@@ -126,12 +144,18 @@ export async function readGroupDescriptors(reader: BlockReader, superblock: Supe
 
     // Without flex_bg a group's bitmaps and table live inside it; with it, anywhere.
     const lowest = superblock.has.flexBg ? primaryEnd : Math.max(primaryEnd, groupFirstBlock(superblock, group));
-    const limit = superblock.has.flexBg ? superblock.blocksCount : groupFirstBlock(superblock, group) + groupBlockCount(superblock, group);
-    const range = superblock.has.flexBg ? `blocks ${lowest}-${limit - 1} of the filesystem` : `blocks ${lowest}-${limit - 1} of the group`;
+    const limit = superblock.has.flexBg
+      ? superblock.blocksCount
+      : groupFirstBlock(superblock, group) + groupBlockCount(superblock, group);
+    const range = superblock.has.flexBg
+      ? `blocks ${lowest}-${limit - 1} of the filesystem`
+      : `blocks ${lowest}-${limit - 1} of the group`;
     if (blockBitmap < lowest || blockBitmap >= limit) fail(`block bitmap at block ${blockBitmap} is outside ${range}`);
     if (inodeBitmap < lowest || inodeBitmap >= limit) fail(`inode bitmap at block ${inodeBitmap} is outside ${range}`);
-    if (inodeTable < lowest || inodeTable + inodeTableBlocks > limit) fail(`inode table at blocks ${inodeTable}-${inodeTable + inodeTableBlocks - 1} is outside ${range}`);
-    if (result.itableUnused[group]! > superblock.inodesPerGroup) fail(`${result.itableUnused[group]} unused inodes is more than the ${superblock.inodesPerGroup} of a group`);
+    if (inodeTable < lowest || inodeTable + inodeTableBlocks > limit)
+      fail(`inode table at blocks ${inodeTable}-${inodeTable + inodeTableBlocks - 1} is outside ${range}`);
+    if (result.itableUnused[group]! > superblock.inodesPerGroup)
+      fail(`${result.itableUnused[group]} unused inodes is more than the ${superblock.inodesPerGroup} of a group`);
   }
   return result;
 }

@@ -87,7 +87,8 @@ export class InodeTable {
     if (groups.flagsValid && number >= superblock.firstInode) {
       const initialized = (groups.flags[group]! & BG_INODE_UNINIT) === 0;
       const used = superblock.inodesPerGroup - groups.itableUnused[group]!;
-      if (!initialized || index >= used) throw new FormatError(`inode ${number} lies in the never-used part of group ${group}'s inode table`);
+      if (!initialized || index >= used)
+        throw new FormatError(`inode ${number} lies in the never-used part of group ${group}'s inode table`);
     }
     return { offset: groups.inodeTable[group]! * superblock.blockSize + index * superblock.inodeSize, group, index };
   }
@@ -127,10 +128,13 @@ export function parseInode(volume: ExtVolume, number: number, offset: number, ra
   let extraIsize = 0;
   if (superblock.inodeSize > 128) {
     extraIsize = u16(0x80);
-    if (128 + extraIsize > superblock.inodeSize || extraIsize % 4 !== 0) fail(`extra size ${extraIsize} does not fit a ${superblock.inodeSize}-byte inode`);
+    if (128 + extraIsize > superblock.inodeSize || extraIsize % 4 !== 0)
+      fail(`extra size ${extraIsize} does not fit a ${superblock.inodeSize}-byte inode`);
   }
   const generation = u32(0x64);
-  const checksumSeed = superblock.has.metadataCsum ? crc32cU32(crc32cU32(superblock.checksumSeed, number), generation) : 0;
+  const checksumSeed = superblock.has.metadataCsum
+    ? crc32cU32(crc32cU32(superblock.checksumSeed, number), generation)
+    : 0;
   if (superblock.has.metadataCsum && linux) {
     const hasHigh = extraIsize >= 4;
     // The checksum covers the whole inode with its own two fields taken as zero.
@@ -145,7 +149,10 @@ export function parseInode(volume: ExtVolume, number: number, offset: number, ra
     }
     const stored = u16(0x7c) + (hasHigh ? u16(0x82) * 0x10000 : 0);
     const matches = hasHigh ? computed === stored : (computed & 0xffff) === stored;
-    if (!matches) fail(`checksum 0x${stored.toString(16)} does not match the contents (0x${(hasHigh ? computed : computed & 0xffff).toString(16)})`);
+    if (!matches)
+      fail(
+        `checksum 0x${stored.toString(16)} does not match the contents (0x${(hasHigh ? computed : computed & 0xffff).toString(16)})`,
+      );
   }
 
   const mode = u16(0x00);

@@ -45,7 +45,11 @@ export async function journalWarnings(volume: ExtVolume): Promise<JournalFinding
   const { superblock } = volume;
   if (!superblock.has.hasJournal) return { warnings: [], bitmaps: new Map(), idle: [] };
   if (superblock.journalInode === 0) {
-    const warnings = superblock.has.needsRecovery ? ['the external journal needs recovery and was not examined: blocks its transactions allocate may be missing from the used-block map'] : [];
+    const warnings = superblock.has.needsRecovery
+      ? [
+          'the external journal needs recovery and was not examined: blocks its transactions allocate may be missing from the used-block map',
+        ]
+      : [];
     return { warnings, bitmaps: new Map(), idle: [] };
   }
   try {
@@ -53,8 +57,18 @@ export async function journalWarnings(volume: ExtVolume): Promise<JournalFinding
   } catch (error) {
     if (!(error instanceof FormatError)) throw error;
     // Without replay the journal does not matter; with it, a map that ignored it could lose data.
-    if (superblock.has.needsRecovery) throw new FormatError(`${volume.reader.description}: the journal needs recovery but cannot be read: ${error.message}`, { cause: error });
-    return { warnings: [`the journal cannot be read (${error.message}); the filesystem does not need recovery, so this does not affect the image`], bitmaps: new Map(), idle: [] };
+    if (superblock.has.needsRecovery)
+      throw new FormatError(
+        `${volume.reader.description}: the journal needs recovery but cannot be read: ${error.message}`,
+        { cause: error },
+      );
+    return {
+      warnings: [
+        `the journal cannot be read (${error.message}); the filesystem does not need recovery, so this does not affect the image`,
+      ],
+      bitmaps: new Map(),
+      idle: [],
+    };
   }
 }
 
@@ -72,10 +86,13 @@ async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
   };
 
   const header = await readJournalBlock(0);
-  if (!header || header.readUInt32BE(0) !== JBD2_MAGIC) throw new FormatError(`the journal (inode ${superblock.journalInode}) has no valid superblock`);
+  if (!header || header.readUInt32BE(0) !== JBD2_MAGIC)
+    throw new FormatError(`the journal (inode ${superblock.journalInode}) has no valid superblock`);
   const type = header.readUInt32BE(4);
-  if (type !== BLOCK_SUPERBLOCK_V1 && type !== BLOCK_SUPERBLOCK_V2) throw new FormatError(`the journal superblock has unknown type ${type}`);
-  if (header.readUInt32BE(0x0c) !== blockSize) throw new FormatError(`the journal's block size ${header.readUInt32BE(0x0c)} is not the filesystem's ${blockSize}`);
+  if (type !== BLOCK_SUPERBLOCK_V1 && type !== BLOCK_SUPERBLOCK_V2)
+    throw new FormatError(`the journal superblock has unknown type ${type}`);
+  if (header.readUInt32BE(0x0c) !== blockSize)
+    throw new FormatError(`the journal's block size ${header.readUInt32BE(0x0c)} is not the filesystem's ${blockSize}`);
   const first = header.readUInt32BE(0x14);
   let sequence = header.readUInt32BE(0x18);
   const start = header.readUInt32BE(0x1c);
@@ -91,7 +108,8 @@ async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
   }
   const incompat = type === BLOCK_SUPERBLOCK_V2 ? header.readUInt32BE(0x28) : 0;
   // Fast-commit blocks follow the log proper: the log wraps before them.
-  const fastCommitBlocks = incompat & INCOMPAT_FAST_COMMIT ? header.readUInt32BE(0x54) || DEFAULT_FAST_COMMIT_BLOCKS : 0;
+  const fastCommitBlocks =
+    incompat & INCOMPAT_FAST_COMMIT ? header.readUInt32BE(0x54) || DEFAULT_FAST_COMMIT_BLOCKS : 0;
   const maxLength = Math.min(header.readUInt32BE(0x10), journalBlocks) - fastCommitBlocks;
   if (first < 1 || first >= maxLength || start < first || start >= maxLength) {
     throw new FormatError(`journal superblock: log start ${start} is outside blocks ${first}-${maxLength - 1}`);
@@ -122,7 +140,11 @@ async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
         const low = block.readUInt32BE(at);
         const flags = csumV3 ? block.readUInt32BE(at + 4) : block.readUInt16BE(at + 6);
         const high = wide ? block.readUInt32BE(at + 8) : 0;
-        pending.push({ target: high * 0x1_0000_0000 + low, position: dataPosition, escaped: (flags & FLAG_ESCAPE) !== 0 });
+        pending.push({
+          target: high * 0x1_0000_0000 + low,
+          position: dataPosition,
+          escaped: (flags & FLAG_ESCAPE) !== 0,
+        });
         dataPosition = wrap(dataPosition + 1);
         tags++;
         at += tagSize + (flags & FLAG_SAME_UUID ? 0 : 16);
@@ -159,6 +181,9 @@ async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
     `the journal holds ${transactions} committed transaction${transactions === 1 ? '' : 's'} not yet written in place (the filesystem was in use or not cleanly unmounted); ` +
       `blocks they allocate are kept, and mounting or checking the restored filesystem replays them`,
   );
-  if (fastCommitBlocks > 0) findings.warnings.push('fast-commit journal blocks were not examined: blocks they allocate may be missing from the used-block map');
+  if (fastCommitBlocks > 0)
+    findings.warnings.push(
+      'fast-commit journal blocks were not examined: blocks they allocate may be missing from the used-block map',
+    );
   return findings;
 }

@@ -55,7 +55,11 @@ export function groupFixedMetadata(superblock: Superblock, group: number): Group
   // With 1 KiB blocks and bigalloc, group 0 starts at block 0 but the superblock is block 1.
   if (groupBlock === 0 && superblock.blockSize === 1024) groupBlock = 1;
   const hasSuper = groupHasSuperblock(superblock, group);
-  const result: GroupFixedMetadata = { superblock: hasSuper ? groupBlock : null, oldDescriptors: null, newDescriptor: null };
+  const result: GroupFixedMetadata = {
+    superblock: hasSuper ? groupBlock : null,
+    oldDescriptors: null,
+    newDescriptor: null,
+  };
   const perMetaGroup = superblock.descriptorsPerBlock;
   const metaGroup = Math.floor(group / perMetaGroup);
   if (!superblock.has.metaBg || metaGroup < superblock.firstMetaBg) {
@@ -66,7 +70,8 @@ export function groupFixedMetadata(superblock: Superblock, group: number): Group
     }
   } else {
     const position = group % perMetaGroup;
-    if (position === 0 || position === 1 || position === perMetaGroup - 1) result.newDescriptor = groupBlock + (hasSuper ? 1 : 0);
+    if (position === 0 || position === 1 || position === perMetaGroup - 1)
+      result.newDescriptor = groupBlock + (hasSuper ? 1 : 0);
   }
   return result;
 }

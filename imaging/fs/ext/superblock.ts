@@ -65,8 +65,38 @@ const FEATURES: readonly { kind: number; bit: number; name: string }[] = [
  * is understood. Anything else may change what a bitmap bit or a descriptor means, so
  * the volume is refused (and captured raw) rather than guessed at.
  */
-const UNDERSTOOD_INCOMPAT = 0x0002 | 0x0004 | 0x0010 | 0x0040 | 0x0080 | 0x0100 | 0x0200 | 0x0400 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000;
-const UNDERSTOOD_RO_COMPAT = 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0010 | 0x0020 | 0x0040 | 0x0100 | 0x0200 | 0x0400 | 0x0800 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000;
+const UNDERSTOOD_INCOMPAT =
+  0x0002 |
+  0x0004 |
+  0x0010 |
+  0x0040 |
+  0x0080 |
+  0x0100 |
+  0x0200 |
+  0x0400 |
+  0x1000 |
+  0x2000 |
+  0x4000 |
+  0x8000 |
+  0x10000 |
+  0x20000;
+const UNDERSTOOD_RO_COMPAT =
+  0x0001 |
+  0x0002 |
+  0x0004 |
+  0x0008 |
+  0x0010 |
+  0x0020 |
+  0x0040 |
+  0x0100 |
+  0x0200 |
+  0x0400 |
+  0x0800 |
+  0x1000 |
+  0x2000 |
+  0x4000 |
+  0x8000 |
+  0x10000;
 
 /** What blkid accepts as plain ext2 or ext3 (libblkid superblocks/ext.c); beyond it, ext4. */
 const EXT3_INCOMPAT = 0x0002 | 0x0004 | 0x0010;
@@ -175,7 +205,9 @@ const isPowerOfTwo = (value: number): boolean => value > 0 && Number.isInteger(M
 /** Parse and check the 1024 superblock bytes of a volume of `volumeSize` bytes. */
 export function parseSuperblock(bytes: Buffer, volumeSize: number, where: string): Superblock {
   const fail = (problem: string, field = 0): never => {
-    throw new FormatError(`${where}: ext superblock at byte ${SUPERBLOCK_OFFSET}: ${problem}${field ? ` (field at byte ${SUPERBLOCK_OFFSET + field})` : ''}`);
+    throw new FormatError(
+      `${where}: ext superblock at byte ${SUPERBLOCK_OFFSET}: ${problem}${field ? ` (field at byte ${SUPERBLOCK_OFFSET + field})` : ''}`,
+    );
   };
   if (bytes.length < SUPERBLOCK_SIZE) fail(`only ${bytes.length} bytes could be read`);
   const u8 = (offset: number) => bytes.readUInt8(offset);
@@ -228,13 +260,19 @@ export function parseSuperblock(bytes: Buffer, volumeSize: number, where: string
     if (checksumType !== 1) fail(`unknown checksum type ${checksumType} (only crc32c is defined)`, 0x175);
     const stored = u32(0x3fc);
     const computed = crc32cRaw(0xffffffff, bytes, 0, 0x3fc);
-    if (stored !== computed) fail(`checksum 0x${stored.toString(16).padStart(8, '0')} does not match the contents (0x${computed.toString(16).padStart(8, '0')})`, 0x3fc);
+    if (stored !== computed)
+      fail(
+        `checksum 0x${stored.toString(16).padStart(8, '0')} does not match the contents (0x${computed.toString(16).padStart(8, '0')})`,
+        0x3fc,
+      );
   }
   if (has.journalDevice) fail('this is an external journal device, not a filesystem', 0x60);
   const unknownIncompat = incompat & ~UNDERSTOOD_INCOMPAT;
-  if (unknownIncompat) fail(`unsupported incompatible features: ${featureNames(0, unknownIncompat, 0).join(' ')}`, 0x60);
+  if (unknownIncompat)
+    fail(`unsupported incompatible features: ${featureNames(0, unknownIncompat, 0).join(' ')}`, 0x60);
   const unknownRoCompat = roCompat & ~UNDERSTOOD_RO_COMPAT;
-  if (unknownRoCompat) fail(`unsupported read-only-compatible features: ${featureNames(0, 0, unknownRoCompat).join(' ')}`, 0x64);
+  if (unknownRoCompat)
+    fail(`unsupported read-only-compatible features: ${featureNames(0, 0, unknownRoCompat).join(' ')}`, 0x64);
 
   const logBlockSize = u32(0x18);
   if (logBlockSize > 6) fail(`block size 2^(10+${logBlockSize}) is beyond the 64 KiB maximum`, 0x18);
@@ -242,7 +280,8 @@ export function parseSuperblock(bytes: Buffer, volumeSize: number, where: string
   const logClusterSize = u32(0x1c);
   let clusterSize = blockSize;
   if (has.bigalloc) {
-    if (logClusterSize < logBlockSize || logClusterSize > logBlockSize + 16) fail(`cluster size 2^(10+${logClusterSize}) is impossible with ${blockSize}-byte blocks`, 0x1c);
+    if (logClusterSize < logBlockSize || logClusterSize > logBlockSize + 16)
+      fail(`cluster size 2^(10+${logClusterSize}) is impossible with ${blockSize}-byte blocks`, 0x1c);
     clusterSize = 1024 * 2 ** logClusterSize;
   } else if (logClusterSize !== logBlockSize) {
     fail(`fragment size 2^(10+${logClusterSize}) differs from the block size ${blockSize} without bigalloc`, 0x1c);
@@ -258,32 +297,52 @@ export function parseSuperblock(bytes: Buffer, volumeSize: number, where: string
   const inodesCount = u32(0x00);
 
   const expectedFirstDataBlock = blockSize === 1024 && clusterRatio === 1 ? 1 : 0;
-  if (firstDataBlock !== expectedFirstDataBlock) fail(`first data block ${firstDataBlock} is impossible with ${blockSize}-byte blocks (expected ${expectedFirstDataBlock})`, 0x14);
-  if (!Number.isSafeInteger(blocksCount * blockSize) || blocksCount <= firstDataBlock + 1) fail(`block count ${blocksCount} is impossible`, 0x04);
-  if (blocksCount * blockSize > volumeSize) fail(`the filesystem's ${blocksCount} blocks of ${blockSize} bytes (${blocksCount * blockSize} bytes) do not fit in the ${volumeSize}-byte volume`, 0x04);
-  if (clustersPerGroup < 8 || clustersPerGroup > 8 * blockSize || clustersPerGroup % 8 !== 0) fail(`${clustersPerGroup} ${has.bigalloc ? 'clusters' : 'blocks'} per group is impossible with ${blockSize}-byte blocks`, has.bigalloc ? 0x24 : 0x20);
-  if (blocksPerGroup !== clustersPerGroup * clusterRatio) fail(`${blocksPerGroup} blocks per group do not make ${clustersPerGroup} clusters of ${clusterRatio} blocks`, 0x20);
-  if (inodesPerGroup < 1 || inodesPerGroup > 8 * blockSize) fail(`${inodesPerGroup} inodes per group is impossible with ${blockSize}-byte blocks`, 0x28);
+  if (firstDataBlock !== expectedFirstDataBlock)
+    fail(
+      `first data block ${firstDataBlock} is impossible with ${blockSize}-byte blocks (expected ${expectedFirstDataBlock})`,
+      0x14,
+    );
+  if (!Number.isSafeInteger(blocksCount * blockSize) || blocksCount <= firstDataBlock + 1)
+    fail(`block count ${blocksCount} is impossible`, 0x04);
+  if (blocksCount * blockSize > volumeSize)
+    fail(
+      `the filesystem's ${blocksCount} blocks of ${blockSize} bytes (${blocksCount * blockSize} bytes) do not fit in the ${volumeSize}-byte volume`,
+      0x04,
+    );
+  if (clustersPerGroup < 8 || clustersPerGroup > 8 * blockSize || clustersPerGroup % 8 !== 0)
+    fail(
+      `${clustersPerGroup} ${has.bigalloc ? 'clusters' : 'blocks'} per group is impossible with ${blockSize}-byte blocks`,
+      has.bigalloc ? 0x24 : 0x20,
+    );
+  if (blocksPerGroup !== clustersPerGroup * clusterRatio)
+    fail(`${blocksPerGroup} blocks per group do not make ${clustersPerGroup} clusters of ${clusterRatio} blocks`, 0x20);
+  if (inodesPerGroup < 1 || inodesPerGroup > 8 * blockSize)
+    fail(`${inodesPerGroup} inodes per group is impossible with ${blockSize}-byte blocks`, 0x28);
 
   const inodeSize = dynamic ? u16(0x58) : 128;
-  if (!isPowerOfTwo(inodeSize) || inodeSize < 128 || inodeSize > blockSize) fail(`inode size ${inodeSize} is impossible`, 0x58);
+  if (!isPowerOfTwo(inodeSize) || inodeSize < 128 || inodeSize > blockSize)
+    fail(`inode size ${inodeSize} is impossible`, 0x58);
   const firstInode = dynamic ? u32(0x54) : 11;
   if (firstInode < 11 || firstInode > inodesCount) fail(`first non-reserved inode ${firstInode} is impossible`, 0x54);
 
   const groupCount = Math.ceil((blocksCount - firstDataBlock) / blocksPerGroup);
-  if (inodesCount !== groupCount * inodesPerGroup) fail(`inode count ${inodesCount} is not ${groupCount} groups of ${inodesPerGroup} inodes`, 0x00);
+  if (inodesCount !== groupCount * inodesPerGroup)
+    fail(`inode count ${inodesCount} is not ${groupCount} groups of ${inodesPerGroup} inodes`, 0x00);
 
   let descSize = 32;
   if (has.is64bit) {
     descSize = u16(0xfe);
-    if (!isPowerOfTwo(descSize) || descSize < 64 || descSize > 1024) fail(`group descriptor size ${descSize} is impossible for a 64bit filesystem`, 0xfe);
+    if (!isPowerOfTwo(descSize) || descSize < 64 || descSize > 1024)
+      fail(`group descriptor size ${descSize} is impossible for a 64bit filesystem`, 0xfe);
   }
   const descriptorsPerBlock = blockSize / descSize;
   const descriptorBlocks = Math.ceil(groupCount / descriptorsPerBlock);
   const firstMetaBg = u32(0x104);
-  if (has.metaBg && firstMetaBg > descriptorBlocks) fail(`first meta block group ${firstMetaBg} is beyond the ${descriptorBlocks} descriptor blocks`, 0x104);
+  if (has.metaBg && firstMetaBg > descriptorBlocks)
+    fail(`first meta block group ${firstMetaBg} is beyond the ${descriptorBlocks} descriptor blocks`, 0x104);
   const reservedGdtBlocks = dynamic ? u16(0xce) : 0;
-  if (reservedGdtBlocks > blockSize / 4) fail(`${reservedGdtBlocks} reserved descriptor blocks is more than a resize inode can map`, 0xce);
+  if (reservedGdtBlocks > blockSize / 4)
+    fail(`${reservedGdtBlocks} reserved descriptor blocks is more than a resize inode can map`, 0xce);
   const logGroupsPerFlex = has.flexBg ? u8(0x174) : 0;
   if (logGroupsPerFlex > 31) fail(`2^${logGroupsPerFlex} groups per flex group is impossible`, 0x174);
   const inodeBlocksPerGroup = Math.ceil((inodesPerGroup * inodeSize) / blockSize);

@@ -47,7 +47,8 @@ export function setBitRuns(bitmap: Uint8Array, bitCount: number, emit: (start: n
 }
 
 function markBits(bitmap: Uint8Array, start: number, end: number): void {
-  for (let bit = Math.max(0, start); bit < Math.min(end, bitmap.length * 8); bit++) bitmap[bit >>> 3]! |= 1 << (bit & 7);
+  for (let bit = Math.max(0, start); bit < Math.min(end, bitmap.length * 8); bit++)
+    bitmap[bit >>> 3]! |= 1 << (bit & 7);
 }
 
 /** Every group's bitmaps and inode table, as sorted block ranges. */
@@ -69,7 +70,12 @@ export interface UsedBlockMapOptions {
 }
 
 /** Byte ranges of the volume in use by the filesystem: data, metadata and the boot block. */
-export async function usedByteRanges(reader: BlockReader, superblock: Superblock, groups: GroupDescriptors, options: UsedBlockMapOptions): Promise<RangeList> {
+export async function usedByteRanges(
+  reader: BlockReader,
+  superblock: Superblock,
+  groups: GroupDescriptors,
+  options: UsedBlockMapOptions,
+): Promise<RangeList> {
   const { blockSize, clusterRatio, clusterSize, clustersPerGroup } = superblock;
   const totalBytes = superblock.blocksCount * blockSize;
   const bitmapBytes = clustersPerGroup / 8;
@@ -77,7 +83,8 @@ export async function usedByteRanges(reader: BlockReader, superblock: Superblock
 
   // Read every on-disk bitmap, contiguous ones (flex_bg packs them) in one read.
   const wanted: { group: number; block: number }[] = [];
-  for (let group = 0; group < groups.count; group++) if (!uninit(group)) wanted.push({ group, block: groups.blockBitmap[group]! });
+  for (let group = 0; group < groups.count; group++)
+    if (!uninit(group)) wanted.push({ group, block: groups.blockBitmap[group]! });
   wanted.sort((a, b) => a.block - b.block);
   const runs: { first: number; count: number; groups: number[] }[] = [];
   for (const { group, block } of wanted) {
@@ -128,9 +135,13 @@ export async function usedByteRanges(reader: BlockReader, superblock: Superblock
     if (bitmap && superblock.has.metadataCsum) {
       const computed = crc32cRaw(superblock.checksumSeed, bitmap, 0, bitmapBytes);
       const expected = groups.blockBitmapChecksum[group]!;
-      const matches = groups.blockBitmapChecksumHasHigh ? computed === expected : (computed & 0xffff) === (expected & 0xffff);
+      const matches = groups.blockBitmapChecksumHasHigh
+        ? computed === expected
+        : (computed & 0xffff) === (expected & 0xffff);
       if (!matches) {
-        options.warnings.push(`block bitmap of group ${group} at byte ${groups.blockBitmap[group]! * blockSize} fails its checksum: the whole group is kept`);
+        options.warnings.push(
+          `block bitmap of group ${group} at byte ${groups.blockBitmap[group]! * blockSize} fails its checksum: the whole group is kept`,
+        );
         bitmap = new Uint8Array(bitmapBytes).fill(0xff);
       }
     }
@@ -138,14 +149,17 @@ export async function usedByteRanges(reader: BlockReader, superblock: Superblock
       // BLOCK_UNINIT: free except for the superblock and descriptor copies and any
       // bitmaps or inode tables (of this or, with flex_bg, other groups) placed here.
       bitmap = new Uint8Array(bitmapBytes);
-      const markBlocks = (start: number, end: number) => markBits(bitmap!, Math.floor(start / clusterRatio) - clusterBase, Math.ceil(end / clusterRatio) - clusterBase);
+      const markBlocks = (start: number, end: number) =>
+        markBits(bitmap!, Math.floor(start / clusterRatio) - clusterBase, Math.ceil(end / clusterRatio) - clusterBase);
       const fixed = groupFixedMetadata(superblock, group);
       if (fixed.superblock !== null) markBlocks(fixed.superblock, fixed.superblock + 1);
-      if (fixed.oldDescriptors) markBlocks(fixed.oldDescriptors.start, fixed.oldDescriptors.start + fixed.oldDescriptors.count);
+      if (fixed.oldDescriptors)
+        markBlocks(fixed.oldDescriptors.start, fixed.oldDescriptors.start + fixed.oldDescriptors.count);
       if (fixed.newDescriptor !== null) markBlocks(fixed.newDescriptor, fixed.newDescriptor + 1);
       if (group === 0 && blockSize === 1024 && clusterRatio > 1) markBlocks(0, 1);
       if (metadata) {
-        for (const [start, end] of metadata.within(groupStart, groupEnd)) markBlocks(groupStart + start, groupStart + end);
+        for (const [start, end] of metadata.within(groupStart, groupEnd))
+          markBlocks(groupStart + start, groupStart + end);
       } else {
         markBlocks(groups.blockBitmap[group]!, groups.blockBitmap[group]! + 1);
         markBlocks(groups.inodeBitmap[group]!, groups.inodeBitmap[group]! + 1);
@@ -158,7 +172,9 @@ export async function usedByteRanges(reader: BlockReader, superblock: Superblock
       for (const copy of extra) for (let index = 0; index < bitmapBytes; index++) merged[index]! |= copy[index] ?? 0;
       bitmap = merged;
     }
-    setBitRuns(bitmap, clustersInGroup, (start, end) => pushBytes((clusterBase + start) * clusterSize, (clusterBase + end) * clusterSize));
+    setBitRuns(bitmap, clustersInGroup, (start, end) =>
+      pushBytes((clusterBase + start) * clusterSize, (clusterBase + end) * clusterSize),
+    );
   }
   return RangeList.of(ranges);
 }

@@ -16,7 +16,9 @@ export function checkBlockRange(volume: ExtVolume, first: number, count: number,
   const { blocksCount, firstDataBlock } = volume.superblock;
   if (!Number.isSafeInteger(first) || first < firstDataBlock || count < 0 || first + count > blocksCount) {
     const last = first + count - 1;
-    throw new FormatError(`${what} at block ${count > 1 ? `${first}-${last}` : first} is outside the filesystem (blocks ${firstDataBlock}-${blocksCount - 1})`);
+    throw new FormatError(
+      `${what} at block ${count > 1 ? `${first}-${last}` : first} is outside the filesystem (blocks ${firstDataBlock}-${blocksCount - 1})`,
+    );
   }
 }
 

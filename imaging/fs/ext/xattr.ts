@@ -30,7 +30,14 @@ export interface RawXattr {
   value: Buffer | { inode: number; size: number };
 }
 
-function parseEntries(bytes: Buffer, entriesStart: number, valueBase: number, end: number, where: string, superblock: Superblock): RawXattr[] {
+function parseEntries(
+  bytes: Buffer,
+  entriesStart: number,
+  valueBase: number,
+  end: number,
+  where: string,
+  superblock: Superblock,
+): RawXattr[] {
   const fail = (problem: string): never => {
     throw new FormatError(`${where}: ${problem}`);
   };
@@ -45,14 +52,17 @@ function parseEntries(bytes: Buffer, entriesStart: number, valueBase: number, en
     const valueOffset = bytes.readUInt16LE(at + 2);
     const valueInode = bytes.readUInt32LE(at + 4);
     const valueSize = bytes.readUInt32LE(at + 8);
-    if (at + ENTRY_HEADER_SIZE + nameLength > end) fail(`attribute entry at byte ${at} has a name of ${nameLength} bytes that does not fit`);
+    if (at + ENTRY_HEADER_SIZE + nameLength > end)
+      fail(`attribute entry at byte ${at} has a name of ${nameLength} bytes that does not fit`);
     const suffix = bytes.subarray(at + ENTRY_HEADER_SIZE, at + ENTRY_HEADER_SIZE + nameLength).toString('utf8');
     if (valueInode !== 0) {
-      if (!superblock.has.eaInode) fail(`attribute ${suffix} keeps its value in inode ${valueInode} without the ea_inode feature`);
+      if (!superblock.has.eaInode)
+        fail(`attribute ${suffix} keeps its value in inode ${valueInode} without the ea_inode feature`);
       result.push({ index, suffix, value: { inode: valueInode, size: valueSize } });
     } else {
       const start = valueBase + valueOffset;
-      if (valueSize > 0 && (start < entriesStart || start + valueSize > end)) fail(`the ${valueSize}-byte value of attribute ${suffix} at byte ${start} does not fit`);
+      if (valueSize > 0 && (start < entriesStart || start + valueSize > end))
+        fail(`the ${valueSize}-byte value of attribute ${suffix} at byte ${start} does not fit`);
       result.push({ index, suffix, value: Buffer.from(bytes.subarray(start, start + valueSize)) });
     }
     at += (ENTRY_HEADER_SIZE + nameLength + 3) & ~3;
@@ -65,7 +75,14 @@ export function inodeXattrs(inode: Inode, superblock: Superblock): RawXattr[] {
   const start = 128 + inode.extraIsize;
   if (superblock.inodeSize <= 128 || start + 4 > inode.raw.length) return [];
   if (inode.raw.readUInt32LE(start) !== XATTR_MAGIC) return [];
-  return parseEntries(inode.raw, start + 4, start + 4, inode.raw.length, `inode ${inode.number} at byte ${inode.offset}: in-inode attributes`, superblock);
+  return parseEntries(
+    inode.raw,
+    start + 4,
+    start + 4,
+    inode.raw.length,
+    `inode ${inode.number} at byte ${inode.offset}: in-inode attributes`,
+    superblock,
+  );
 }
 
 /** Attributes of the external block `blockNumber` (already read into `bytes`). */
@@ -80,7 +97,10 @@ export function blockXattrs(bytes: Buffer, blockNumber: number, superblock: Supe
     copy.writeUInt32LE(0, 0x10);
     const computed = crc32cRaw(crc32cU64(superblock.checksumSeed, blockNumber), copy);
     const stored = bytes.readUInt32LE(0x10);
-    if (computed !== stored) throw new FormatError(`${where}: checksum 0x${stored.toString(16)} does not match the contents (0x${computed.toString(16)})`);
+    if (computed !== stored)
+      throw new FormatError(
+        `${where}: checksum 0x${stored.toString(16)} does not match the contents (0x${computed.toString(16)})`,
+      );
   }
   return parseEntries(bytes, BLOCK_HEADER_SIZE, 0, bytes.length, where, superblock);
 }

@@ -89,7 +89,8 @@ export function parseBootSector(sector: Buffer, volumeSize: number, where: strin
     fail(11, `bytes per sector is ${bytesPerSector}, not a power of two from 512 to 4096`);
   }
   const sectorsPerCluster = sector[13]!;
-  if (!isPowerOfTwo(sectorsPerCluster)) fail(13, `sectors per cluster is ${sectorsPerCluster}, not a power of two from 1 to 128`);
+  if (!isPowerOfTwo(sectorsPerCluster))
+    fail(13, `sectors per cluster is ${sectorsPerCluster}, not a power of two from 1 to 128`);
   const reservedSectors = sector.readUInt16LE(14);
   if (reservedSectors === 0) fail(14, 'reserved sector count is 0, it must include the boot sector');
   const fatCount = sector[16]!;
@@ -97,7 +98,8 @@ export function parseBootSector(sector: Buffer, volumeSize: number, where: strin
   const rootEntryCount = sector.readUInt16LE(17);
   const totalSectors16 = sector.readUInt16LE(19);
   const mediaByte = sector[21]!;
-  if (mediaByte !== 0xf0 && mediaByte < 0xf8) fail(21, `media descriptor is 0x${hex(mediaByte)}, not 0xF0 or 0xF8-0xFF`);
+  if (mediaByte !== 0xf0 && mediaByte < 0xf8)
+    fail(21, `media descriptor is 0x${hex(mediaByte)}, not 0xF0 or 0xF8-0xFF`);
   const sectorsPerFat16 = sector.readUInt16LE(22);
   const totalSectors32 = sector.readUInt32LE(32);
   const totalSectors = totalSectors16 !== 0 ? totalSectors16 : totalSectors32;
@@ -108,17 +110,24 @@ export function parseBootSector(sector: Buffer, volumeSize: number, where: strin
   const fat32Layout = sectorsPerFat16 === 0;
   const sectorsPerFat = fat32Layout ? sector.readUInt32LE(36) : sectorsPerFat16;
   if (sectorsPerFat === 0) fail(36, 'sectors per FAT is 0 in both the 16-bit (byte 22) and 32-bit (byte 36) fields');
-  if (fat32Layout && rootEntryCount !== 0) fail(17, `FAT32 volume declares ${rootEntryCount} fixed root directory entries, it must be 0`);
+  if (fat32Layout && rootEntryCount !== 0)
+    fail(17, `FAT32 volume declares ${rootEntryCount} fixed root directory entries, it must be 0`);
   if (!fat32Layout && rootEntryCount === 0) fail(17, 'FAT12/16 volume has no root directory entries');
 
   const totalBytes = totalSectors * bytesPerSector;
   if (totalBytes > volumeSize) {
-    fail(totalSectors16 !== 0 ? 19 : 32, `the filesystem claims ${totalSectors} sectors (${totalBytes} bytes) but the volume holds only ${volumeSize} bytes`);
+    fail(
+      totalSectors16 !== 0 ? 19 : 32,
+      `the filesystem claims ${totalSectors} sectors (${totalBytes} bytes) but the volume holds only ${volumeSize} bytes`,
+    );
   }
   const rootDirSectors = Math.ceil((rootEntryCount * 32) / bytesPerSector);
   const dataStartSector = reservedSectors + fatCount * sectorsPerFat + rootDirSectors;
   if (dataStartSector >= totalSectors) {
-    fail(fat32Layout ? 36 : 22, `reserved sectors, ${fatCount} FATs of ${sectorsPerFat} sectors and the root directory end at sector ${dataStartSector}, beyond the ${totalSectors} sectors of the filesystem`);
+    fail(
+      fat32Layout ? 36 : 22,
+      `reserved sectors, ${fatCount} FATs of ${sectorsPerFat} sectors and the root directory end at sector ${dataStartSector}, beyond the ${totalSectors} sectors of the filesystem`,
+    );
   }
   const clusterCount = Math.floor((totalSectors - dataStartSector) / sectorsPerCluster);
   if (clusterCount === 0) fail(13, 'the data region holds no whole cluster');
@@ -128,7 +137,9 @@ export function parseBootSector(sector: Buffer, volumeSize: number, where: strin
     fatType = 32;
     if (clusterCount > FAT32_MAX_CLUSTERS) fail(32, `${clusterCount} clusters, more than FAT32 can address`);
     if (clusterCount < FAT32_MIN_CLUSTERS) {
-      warnings.push(`FAT32 volume with only ${clusterCount} clusters (the specification asks for at least ${FAT32_MIN_CLUSTERS}); read as FAT32, as Linux and dosfstools do`);
+      warnings.push(
+        `FAT32 volume with only ${clusterCount} clusters (the specification asks for at least ${FAT32_MIN_CLUSTERS}); read as FAT32, as Linux and dosfstools do`,
+      );
     }
   } else if (clusterCount < FAT16_MIN_CLUSTERS) {
     fatType = 12;
@@ -141,7 +152,10 @@ export function parseBootSector(sector: Buffer, volumeSize: number, where: strin
   const fatBytes = sectorsPerFat * bytesPerSector;
   const fatEntries = Math.floor((fatBytes * 8) / fatType);
   if (fatEntries < clusterCount + 2) {
-    fail(fat32Layout ? 36 : 22, `a FAT of ${sectorsPerFat} sectors holds ${fatEntries} entries, too few for ${clusterCount} clusters`);
+    fail(
+      fat32Layout ? 36 : 22,
+      `a FAT of ${sectorsPerFat} sectors holds ${fatEntries} entries, too few for ${clusterCount} clusters`,
+    );
   }
 
   let activeFat = 0;
@@ -154,19 +168,22 @@ export function parseBootSector(sector: Buffer, volumeSize: number, where: strin
     const extendedFlags = sector.readUInt16LE(40);
     if (extendedFlags & 0x80) {
       activeFat = extendedFlags & 0x0f;
-      if (activeFat >= fatCount) fail(40, `FAT mirroring is off and the active FAT is number ${activeFat}, but there are only ${fatCount}`);
+      if (activeFat >= fatCount)
+        fail(40, `FAT mirroring is off and the active FAT is number ${activeFat}, but there are only ${fatCount}`);
     }
     const version = sector.readUInt16LE(42);
     if (version !== 0) fail(42, `FAT32 version is ${version >> 8}.${version & 0xff}, only 0.0 exists`);
     rootCluster = sector.readUInt32LE(44);
-    if (rootCluster < 2 || rootCluster > clusterCount + 1) fail(44, `root directory cluster is ${rootCluster}, outside clusters 2..${clusterCount + 1}`);
+    if (rootCluster < 2 || rootCluster > clusterCount + 1)
+      fail(44, `root directory cluster is ${rootCluster}, outside clusters 2..${clusterCount + 1}`);
     fsInfoSector = optionalReservedSector(sector.readUInt16LE(48), reservedSectors, 48, 'FSInfo', fail);
     backupBootSector = optionalReservedSector(sector.readUInt16LE(50), reservedSectors, 50, 'backup boot', fail);
   }
 
   const signature = sector[extended + 2]!;
   const serial = signature === 0x28 || signature === 0x29 ? sector.readUInt32LE(extended + 3) : null;
-  if (sector[510] !== 0x55 || sector[511] !== 0xaa) warnings.push('the boot sector lacks the 0x55AA signature at byte 510');
+  if (sector[510] !== 0x55 || sector[511] !== 0xaa)
+    warnings.push('the boot sector lacks the 0x55AA signature at byte 510');
 
   return {
     geometry: {
@@ -196,16 +213,28 @@ export function parseBootSector(sector: Buffer, volumeSize: number, where: strin
   };
 }
 
-function optionalReservedSector(value: number, reservedSectors: number, offset: number, what: string, fail: (offset: number, problem: string) => never): number | null {
+function optionalReservedSector(
+  value: number,
+  reservedSectors: number,
+  offset: number,
+  what: string,
+  fail: (offset: number, problem: string) => never,
+): number | null {
   // 0 and 0xFFFF both mean "there is none".
   if (value === 0 || value === 0xffff) return null;
-  if (value >= reservedSectors) fail(offset, `${what} sector is ${value}, outside the ${reservedSectors} reserved sectors`);
+  if (value >= reservedSectors)
+    fail(offset, `${what} sector is ${value}, outside the ${reservedSectors} reserved sectors`);
   return value;
 }
 
 /** Check the FSInfo sector's three signatures; its counts are only hints, so a bad one is a warning. */
 export function checkFsInfo(sector: Buffer, byteOffset: number): string | null {
-  if (sector.readUInt32LE(0) === 0x41615252 && sector.readUInt32LE(484) === 0x61417272 && sector.readUInt32LE(508) === 0xaa550000) return null;
+  if (
+    sector.readUInt32LE(0) === 0x41615252 &&
+    sector.readUInt32LE(484) === 0x61417272 &&
+    sector.readUInt32LE(508) === 0xaa550000
+  )
+    return null;
   return `the FSInfo sector at byte ${byteOffset} has wrong signatures; its free-cluster hint is ignored`;
 }
 

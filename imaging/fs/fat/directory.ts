@@ -73,7 +73,11 @@ export function shortNameChecksum(name: Uint8Array): number {
 /** The 13 UTF-16 code units one long-name entry carries, at bytes 1-10, 14-25 and 28-31. */
 function longNameUnits(entry: Buffer): number[] {
   const units: number[] = [];
-  for (const [start, end] of [[1, 11], [14, 26], [28, 32]] as const) {
+  for (const [start, end] of [
+    [1, 11],
+    [14, 26],
+    [28, 32],
+  ] as const) {
     for (let offset = start; offset < end; offset += 2) units.push(entry.readUInt16LE(offset));
   }
   return units;
@@ -115,7 +119,11 @@ export function dosTimeMs(date: number, time = 0): number {
 }
 
 function isDotEntry(entry: Buffer): boolean {
-  return entry[0] === 0x2e && (entry.subarray(1, 11).every((byte) => byte === 0x20) || (entry[1] === 0x2e && entry.subarray(2, 11).every((byte) => byte === 0x20)));
+  return (
+    entry[0] === 0x2e &&
+    (entry.subarray(1, 11).every((byte) => byte === 0x20) ||
+      (entry[1] === 0x2e && entry.subarray(2, 11).every((byte) => byte === 0x20)))
+  );
 }
 
 /**
@@ -123,7 +131,13 @@ function isDotEntry(entry: Buffer): boolean {
  * region, or its cluster chain concatenated), `pieces` where those bytes sit in the
  * volume, `where` names the volume and `path` the directory in errors.
  */
-export function parseDirectory(bytes: Buffer, pieces: readonly DirectoryPiece[], geometry: FatGeometry, where: string, path: string): FatDirEntry[] {
+export function parseDirectory(
+  bytes: Buffer,
+  pieces: readonly DirectoryPiece[],
+  geometry: FatGeometry,
+  where: string,
+  path: string,
+): FatDirEntry[] {
   const map = new PieceMap(pieces);
   const entries: FatDirEntry[] = [];
   const maxFileBytes = geometry.clusterCount * geometry.clusterSize;
@@ -182,7 +196,8 @@ export function parseDirectory(bytes: Buffer, pieces: readonly DirectoryPiece[],
     }
     if (isDirectory && firstCluster === 0) fail(`directory "${short}" has no first cluster`);
     if (!isDirectory && size > 0 && firstCluster === 0) fail(`"${short}" holds ${size} bytes but has no first cluster`);
-    if (!isDirectory && size > maxFileBytes) fail(`"${short}" claims ${size} bytes, more than the ${maxFileBytes}-byte data region`);
+    if (!isDirectory && size > maxFileBytes)
+      fail(`"${short}" claims ${size} bytes, more than the ${maxFileBytes}-byte data region`);
 
     let name: string | null = null;
     if (parts && expectedOrdinal === 0 && longChecksum === shortNameChecksum(entry)) {

@@ -24,14 +24,23 @@ interface FatRecord {
 }
 
 /** The whole of a directory's bytes and where they sit in the volume. */
-export async function readDirectoryBytes(reader: BlockReader, geometry: FatGeometry, table: FatTable, firstCluster: number, path: string): Promise<{ bytes: Buffer; pieces: DirectoryPiece[] }> {
+export async function readDirectoryBytes(
+  reader: BlockReader,
+  geometry: FatGeometry,
+  table: FatTable,
+  firstCluster: number,
+  path: string,
+): Promise<{ bytes: Buffer; pieces: DirectoryPiece[] }> {
   if (firstCluster === 0) {
     // Only the FAT12/16 root lives outside the data region.
     const piece = { volumeOffset: geometry.rootDirOffset, length: geometry.rootDirBytes };
     return { bytes: await reader.read(piece.volumeOffset, piece.length), pieces: [piece] };
   }
   const runs = await table.chain(firstCluster, null, `directory ${path}`);
-  const pieces = runs.map((run) => ({ volumeOffset: table.clusterOffset(run.first), length: run.count * geometry.clusterSize }));
+  const pieces = runs.map((run) => ({
+    volumeOffset: table.clusterOffset(run.first),
+    length: run.count * geometry.clusterSize,
+  }));
   const parts: Buffer[] = [];
   for (const piece of pieces) parts.push(await reader.read(piece.volumeOffset, piece.length));
   return { bytes: Buffer.concat(parts), pieces };
@@ -39,7 +48,19 @@ export async function readDirectoryBytes(reader: BlockReader, geometry: FatGeome
 
 function statOf(entry: FatDirEntry | null, inode: number): FileStat {
   // The root has no directory entry, so no times either.
-  if (!entry) return { type: 'directory', size: 0, mode: 0o755, uid: 0, gid: 0, nlink: 1, mtimeMs: 0, atimeMs: 0, ctimeMs: 0, inode };
+  if (!entry)
+    return {
+      type: 'directory',
+      size: 0,
+      mode: 0o755,
+      uid: 0,
+      gid: 0,
+      nlink: 1,
+      mtimeMs: 0,
+      atimeMs: 0,
+      ctimeMs: 0,
+      inode,
+    };
   // Windows sets read-only on folders to mark them customized, not to forbid writing;
   // Linux ignores it on directories too (vfat without the rodir option).
   const readOnly = !entry.isDirectory && (entry.attributes & ATTR_READ_ONLY) !== 0;
@@ -75,7 +96,14 @@ export class FatFileTree implements FileTree {
     private readonly geometry: FatGeometry,
     private readonly table: FatTable,
   ) {
-    const root: FatRecord = { path: '/', inode: ROOT_INODE, isDirectory: true, firstCluster: geometry.fatType === 32 ? geometry.rootCluster : 0, size: 0, stat: statOf(null, ROOT_INODE) };
+    const root: FatRecord = {
+      path: '/',
+      inode: ROOT_INODE,
+      isDirectory: true,
+      firstCluster: geometry.fatType === 32 ? geometry.rootCluster : 0,
+      size: 0,
+      stat: statOf(null, ROOT_INODE),
+    };
     this.records.set(ROOT_INODE, root);
   }
 
@@ -112,13 +140,18 @@ export class FatFileTree implements FileTree {
     const record = await this.recordOf(node);
     if (!record.isDirectory) throw new UsageError(`${this.where}: ${node.path} is not a directory`);
     const { records } = await this.listing(record);
-    return records.map((child) => ({ name: child.path.slice(child.path.lastIndexOf('/') + 1), type: child.stat.type, inode: child.inode }));
+    return records.map((child) => ({
+      name: child.path.slice(child.path.lastIndexOf('/') + 1),
+      type: child.stat.type,
+      inode: child.inode,
+    }));
   }
 
   async read(node: FileNode, offset: number, length: number): Promise<Buffer> {
     const record = await this.recordOf(node);
     if (record.isDirectory) throw new UsageError(`${this.where}: ${node.path} is a directory`);
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) throw new UsageError(`${node.path}: bad read of ${length} bytes at ${offset}`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0)
+      throw new UsageError(`${node.path}: bad read of ${length} bytes at ${offset}`);
     const end = Math.min(record.size, offset + length);
     if (offset >= end) return Buffer.alloc(0);
     const runs = await this.chainOf(record);
@@ -129,7 +162,8 @@ export class FatFileTree implements FileTree {
       const runFileEnd = runFileStart + run.count * clusterSize;
       const start = Math.max(offset, runFileStart);
       const stop = Math.min(end, runFileEnd);
-      if (start < stop) parts.push(await this.reader.read(this.table.clusterOffset(run.first) + (start - runFileStart), stop - start));
+      if (start < stop)
+        parts.push(await this.reader.read(this.table.clusterOffset(run.first) + (start - runFileStart), stop - start));
       if (runFileEnd >= end) break;
       runFileStart = runFileEnd;
     }
@@ -158,7 +192,11 @@ export class FatFileTree implements FileTree {
     if (record.size === 0) return [];
     const cached = this.chains.get(record.inode);
     if (cached) return cached;
-    const runs = await this.table.chain(record.firstCluster, Math.ceil(record.size / this.geometry.clusterSize), record.path);
+    const runs = await this.table.chain(
+      record.firstCluster,
+      Math.ceil(record.size / this.geometry.clusterSize),
+      record.path,
+    );
     if (this.chains.size >= CACHED_CHAINS) this.chains.delete(this.chains.keys().next().value!);
     this.chains.set(record.inode, runs);
     return runs;
@@ -172,15 +210,30 @@ export class FatFileTree implements FileTree {
       // following it could lead back into its own ancestors forever.
       const owner = this.directoryClusters.get(directory.firstCluster);
       if (owner && owner.inode !== directory.inode) {
-        throw new FormatError(`${this.where}: directory ${directory.path} starts at cluster ${directory.firstCluster}, which belongs to directory ${owner.path}`);
+        throw new FormatError(
+          `${this.where}: directory ${directory.path} starts at cluster ${directory.firstCluster}, which belongs to directory ${owner.path}`,
+        );
       }
       this.directoryClusters.set(directory.firstCluster, directory);
     }
-    const { bytes, pieces } = await readDirectoryBytes(this.reader, this.geometry, this.table, directory.firstCluster, directory.path);
+    const { bytes, pieces } = await readDirectoryBytes(
+      this.reader,
+      this.geometry,
+      this.table,
+      directory.firstCluster,
+      directory.path,
+    );
     const entries = parseDirectory(bytes, pieces, this.geometry, this.where, directory.path);
     const records = entries.map((entry) => {
       const inode = entry.entryOffset / 32;
-      const record: FatRecord = { path: joinPath(directory.path, entry.name), inode, isDirectory: entry.isDirectory, firstCluster: entry.firstCluster, size: entry.size, stat: statOf(entry, inode) };
+      const record: FatRecord = {
+        path: joinPath(directory.path, entry.name),
+        inode,
+        isDirectory: entry.isDirectory,
+        firstCluster: entry.firstCluster,
+        size: entry.size,
+        stat: statOf(entry, inode),
+      };
       this.records.set(inode, record);
       return record;
     });

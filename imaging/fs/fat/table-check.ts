@@ -7,7 +7,13 @@
 import { FormatError } from '../../../src/core/errors.js';
 import type { BlockReader } from '../../block-reader.js';
 import type { RangeList } from '../../ranges.js';
-import { metadataMarkedFree, rawCaptureMap, ReferencedBlocks, type CaptureMap, type MapWording } from '../used-map-check.js';
+import {
+  metadataMarkedFree,
+  rawCaptureMap,
+  ReferencedBlocks,
+  type CaptureMap,
+  type MapWording,
+} from '../used-map-check.js';
 import type { FatGeometry } from './boot-sector.js';
 import { parseDirectory, type DirectoryPiece } from './directory.js';
 import type { FatTable } from './table.js';
@@ -33,14 +39,20 @@ async function followChain(table: FatTable, first: number, limit: number, isFile
   const seen = new Set<number>();
   let cluster = first;
   while (clusters.length < limit) {
-    if (!table.isCluster(cluster)) return { clusters, problem: `cluster ${cluster} is outside clusters 2..${table.lastCluster}` };
+    if (!table.isCluster(cluster))
+      return { clusters, problem: `cluster ${cluster} is outside clusters 2..${table.lastCluster}` };
     if (seen.has(cluster)) return { clusters, problem: `the chain loops back to cluster ${cluster}` };
     seen.add(cluster);
     clusters.push(cluster);
     const next = await table.entry(cluster);
     if (next === 0) {
       if (isFile) {
-        for (let following = cluster + 1; clusters.length < limit && table.isCluster(following) && (await table.entry(following)) === 0; following++) clusters.push(following);
+        for (
+          let following = cluster + 1;
+          clusters.length < limit && table.isCluster(following) && (await table.entry(following)) === 0;
+          following++
+        )
+          clusters.push(following);
       }
       break;
     }
@@ -50,7 +62,12 @@ async function followChain(table: FatTable, first: number, limit: number, isFile
   return { clusters, problem: null };
 }
 
-export async function checkFileAllocationTable(reader: BlockReader, geometry: FatGeometry, table: FatTable, used: RangeList): Promise<CaptureMap> {
+export async function checkFileAllocationTable(
+  reader: BlockReader,
+  geometry: FatGeometry,
+  table: FatTable,
+  used: RangeList,
+): Promise<CaptureMap> {
   const wording: MapWording = {
     volume: `vfat on ${reader.description}`,
     map: 'the FAT',
@@ -59,19 +76,28 @@ export async function checkFileAllocationTable(reader: BlockReader, geometry: Fa
     unitAt: (offset) => 2 + Math.floor((offset - geometry.dataOffset) / geometry.clusterSize),
     owner: 'file',
   };
-  const clusterRegion = (cluster: number, name: string) => ({ name, start: table.clusterOffset(cluster), end: table.clusterOffset(cluster) + geometry.clusterSize });
+  const clusterRegion = (cluster: number, name: string) => ({
+    name,
+    start: table.clusterOffset(cluster),
+    end: table.clusterOffset(cluster) + geometry.clusterSize,
+  });
   const directoryLimit = Math.ceil(MAX_DIRECTORY_BYTES / geometry.clusterSize);
 
   let root: LenientChain | null = null;
   if (geometry.fatType === 32) {
     root = await followChain(table, geometry.rootCluster, directoryLimit, false);
-    const damaged = metadataMarkedFree(used, root.clusters.map((cluster) => clusterRegion(cluster, 'root directory')), wording);
+    const damaged = metadataMarkedFree(
+      used,
+      root.clusters.map((cluster) => clusterRegion(cluster, 'root directory')),
+      wording,
+    );
     if (damaged) return rawCaptureMap(reader.size, [damaged]);
   }
 
   const referenced = new ReferencedBlocks(used, reader.size, wording);
   const referenceChain = (owner: string, chain: LenientChain) => {
-    for (const cluster of chain.clusters) referenced.reference(owner, table.clusterOffset(cluster), table.clusterOffset(cluster) + geometry.clusterSize);
+    for (const cluster of chain.clusters)
+      referenced.reference(owner, table.clusterOffset(cluster), table.clusterOffset(cluster) + geometry.clusterSize);
     if (chain.problem) referenced.skip(`${owner}: ${chain.problem}`);
   };
   const visitedDirectories = new Set<number>(root ? [geometry.rootCluster] : []);

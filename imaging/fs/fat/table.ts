@@ -98,7 +98,10 @@ export class FatTable {
 
   private async loadPage(page: number): Promise<void> {
     const start = page * this.pageBytes;
-    const bytes = await this.reader.read(this.activeFatOffset + start, Math.min(this.pageBytes, this.tableBytes - start));
+    const bytes = await this.reader.read(
+      this.activeFatOffset + start,
+      Math.min(this.pageBytes, this.tableBytes - start),
+    );
     if (this.pages.size >= MAX_CACHED_PAGES) this.pages.delete(this.pages.keys().next().value!);
     this.pages.set(page, bytes);
   }
@@ -110,7 +113,8 @@ export class FatTable {
    */
   async chain(first: number, clusters: number | null, what: string): Promise<ClusterRun[]> {
     const where = `${this.reader.description}: ${what}`;
-    if (!this.isCluster(first)) throw new FormatError(`${where}: first cluster ${first} is outside clusters 2..${this.lastCluster}`);
+    if (!this.isCluster(first))
+      throw new FormatError(`${where}: first cluster ${first} is outside clusters 2..${this.lastCluster}`);
     const limit = clusters ?? Math.ceil(MAX_DIRECTORY_BYTES / this.geometry.clusterSize);
     const visited = new VisitedClusters(this.lastCluster);
     const runs: ClusterRun[] = [];
@@ -118,24 +122,40 @@ export class FatTable {
     let previous = first;
     let count = 0;
     for (;;) {
-      if (visited.has(cluster)) throw new FormatError(`${where}: cluster chain loops back to cluster ${cluster} after ${count} clusters (FAT entry at byte ${this.entryOffset(previous)})`);
+      if (visited.has(cluster))
+        throw new FormatError(
+          `${where}: cluster chain loops back to cluster ${cluster} after ${count} clusters (FAT entry at byte ${this.entryOffset(previous)})`,
+        );
       visited.add(cluster);
       const last = runs[runs.length - 1];
       if (last && last.first + last.count === cluster) last.count++;
       else runs.push({ first: cluster, count: 1 });
       count++;
       if (clusters !== null && count >= clusters) return runs;
-      if (clusters === null && count > limit) throw new FormatError(`${where}: directory chain is longer than ${limit} clusters, the most 65536 entries can need`);
+      if (clusters === null && count > limit)
+        throw new FormatError(
+          `${where}: directory chain is longer than ${limit} clusters, the most 65536 entries can need`,
+        );
       // Most entries are in a cached page: no await for them.
       let next = this.cachedEntry(cluster);
       if (next < 0) next = await this.entry(cluster);
       if (next >= this.endOfChain) {
-        if (clusters !== null) throw new FormatError(`${where}: cluster chain ends after ${count} of the ${clusters} clusters its size needs (FAT entry at byte ${this.entryOffset(cluster)})`);
+        if (clusters !== null)
+          throw new FormatError(
+            `${where}: cluster chain ends after ${count} of the ${clusters} clusters its size needs (FAT entry at byte ${this.entryOffset(cluster)})`,
+          );
         return runs;
       }
       if (!this.isCluster(next)) {
-        const problem = next === 0 ? 'a free cluster' : next === this.badMark ? 'a cluster marked bad' : `cluster ${next}, outside clusters 2..${this.lastCluster}`;
-        throw new FormatError(`${where}: cluster chain leads from cluster ${cluster} to ${problem} (FAT entry at byte ${this.entryOffset(cluster)})`);
+        const problem =
+          next === 0
+            ? 'a free cluster'
+            : next === this.badMark
+              ? 'a cluster marked bad'
+              : `cluster ${next}, outside clusters 2..${this.lastCluster}`;
+        throw new FormatError(
+          `${where}: cluster chain leads from cluster ${cluster} to ${problem} (FAT entry at byte ${this.entryOffset(cluster)})`,
+        );
       }
       previous = cluster;
       cluster = next;
@@ -162,7 +182,10 @@ export class FatTable {
     };
     if (this.geometry.fatType === 32) {
       for (let start = 0; start < this.tableBytes; start += SCAN_BYTES) {
-        const bytes = await this.reader.read(this.activeFatOffset + start, Math.min(SCAN_BYTES, this.tableBytes - start));
+        const bytes = await this.reader.read(
+          this.activeFatOffset + start,
+          Math.min(SCAN_BYTES, this.tableBytes - start),
+        );
         const firstEntry = start / 4;
         for (let index = firstEntry < 2 ? 2 - firstEntry : 0; index * 4 < bytes.length; index++) {
           visit(firstEntry + index, bytes.readUInt32LE(index * 4) & 0x0fffffff);

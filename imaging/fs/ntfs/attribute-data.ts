@@ -44,31 +44,50 @@ export class AttributeData {
     if (!first) throw new FormatError(`${label}: attribute has no extents`);
     if (first.value) {
       if (extents.length > 1) throw first.location.error(0, 'resident attribute has more than one extent');
-      return new AttributeData(reader, label, first.value.length, first.flags, first.value.bytes, null, first.value.length, 0);
+      return new AttributeData(
+        reader,
+        label,
+        first.value.length,
+        first.flags,
+        first.value.bytes,
+        null,
+        first.value.length,
+        0,
+      );
     }
     const sorted = [...extents].sort((a, b) => (a.nonResident?.lowestVcn ?? 0) - (b.nonResident?.lowestVcn ?? 0));
     // Sizes, flags and compression are meaningful in the extent that starts at VCN 0.
     const headAttribute = sorted[0]!;
     const head = headAttribute.nonResident;
-    if (!head || head.lowestVcn !== 0) throw headAttribute.location.error(16, 'the first extent of a non-resident attribute does not start at VCN 0');
+    if (!head || head.lowestVcn !== 0)
+      throw headAttribute.location.error(16, 'the first extent of a non-resident attribute does not start at VCN 0');
     const runs: Run[] = [];
     let nextVcn = 0;
     for (const extent of sorted) {
       const info = extent.nonResident;
       if (!info) throw extent.location.error(8, 'a resident extent among non-resident ones');
-      if (info.lowestVcn !== nextVcn) throw extent.location.error(16, `extent starts at VCN ${info.lowestVcn}, expected ${nextVcn}`);
+      if (info.lowestVcn !== nextVcn)
+        throw extent.location.error(16, `extent starts at VCN ${info.lowestVcn}, expected ${nextVcn}`);
       for (const run of info.runs) runs.push(run);
-      const end = info.runs.length ? info.runs[info.runs.length - 1]!.vcn + info.runs[info.runs.length - 1]!.length : info.lowestVcn;
+      const end = info.runs.length
+        ? info.runs[info.runs.length - 1]!.vcn + info.runs[info.runs.length - 1]!.length
+        : info.lowestVcn;
       nextVcn = Math.max(end, info.highestVcn + 1);
     }
     const flags = headAttribute.flags;
     if (head.dataSize > head.allocatedSize && !(flags & AttributeFlag.compressed)) {
-      throw headAttribute.location.error(48, `data size ${head.dataSize} is larger than the allocated size ${head.allocatedSize}`);
+      throw headAttribute.location.error(
+        48,
+        `data size ${head.dataSize} is larger than the allocated size ${head.allocatedSize}`,
+      );
     }
     const compressed = (flags & AttributeFlag.compressed) !== 0 && head.compressionUnit > 0;
     // Windows (and ntfs-3g) only ever compress in units of 16 clusters.
     if (compressed && head.compressionUnit !== STANDARD_COMPRESSION_UNIT) {
-      throw headAttribute.location.error(34, `compression unit of 2^${head.compressionUnit} clusters is not the 16 clusters NTFS uses`);
+      throw headAttribute.location.error(
+        34,
+        `compression unit of 2^${head.compressionUnit} clusters is not the 16 clusters NTFS uses`,
+      );
     }
     const unitSize = compressed ? clusterSize << head.compressionUnit : 0;
     const runlist = new Runlist(runs, clusterSize, label);
@@ -90,7 +109,8 @@ export class AttributeData {
    * to allocate it.
    */
   async readAll(limit: number): Promise<Buffer> {
-    if (this.size > limit) throw new FormatError(`${this.label}: size ${this.size} is above the ${limit} bytes such an attribute can have`);
+    if (this.size > limit)
+      throw new FormatError(`${this.label}: size ${this.size} is above the ${limit} bytes such an attribute can have`);
     return this.read(0, this.size);
   }
 
@@ -145,7 +165,9 @@ export class AttributeData {
     const unitStart = unit * this.unitSize;
     let bytes: Buffer;
     if (!runlist.covers(firstVcn, unitClusters)) {
-      throw new FormatError(`${this.label}: compression unit ${unit} (byte ${unitStart}) is not fully mapped by its runlist`);
+      throw new FormatError(
+        `${this.label}: compression unit ${unit} (byte ${unitStart}) is not fully mapped by its runlist`,
+      );
     }
     if (runlist.isSparse(firstVcn)) {
       bytes = Buffer.alloc(this.unitSize);
@@ -159,7 +181,8 @@ export class AttributeData {
       try {
         decompressLznt1(compressed, bytes);
       } catch (error) {
-        if (error instanceof Lznt1Error) throw new FormatError(`${this.label}: compression unit ${unit} (byte ${unitStart}): ${error.message}`);
+        if (error instanceof Lznt1Error)
+          throw new FormatError(`${this.label}: compression unit ${unit} (byte ${unitStart}): ${error.message}`);
         throw error;
       }
     }

@@ -111,10 +111,12 @@ export function parseAttributeList(view: ByteView): AttributeListEntry[] {
   while (offset + 26 <= view.length) {
     const type = view.u32(offset);
     const length = view.u16(offset + 4, 'attribute list entry length');
-    if (length < 26 || offset + length > view.length) throw view.error(offset + 4, `attribute list entry length ${length} is invalid`);
+    if (length < 26 || offset + length > view.length)
+      throw view.error(offset + 4, `attribute list entry length ${length} is invalid`);
     const nameLength = view.u8(offset + 6);
     const nameOffset = view.u8(offset + 7);
-    if (nameLength > 0 && nameOffset + nameLength * 2 > length) throw view.error(offset + 7, 'attribute list entry name runs past the entry');
+    if (nameLength > 0 && nameOffset + nameLength * 2 > length)
+      throw view.error(offset + 7, 'attribute list entry name runs past the entry');
     const reference = view.u64big(offset + 16);
     entries.push({
       type,

@@ -4,7 +4,14 @@
 // free are captured anyway.
 import { FormatError } from '../../../src/core/errors.js';
 import type { RangeList } from '../../ranges.js';
-import { metadataMarkedFree, rawCaptureMap, ReferencedBlocks, type CaptureMap, type MapWording, type MetadataRegion } from '../used-map-check.js';
+import {
+  metadataMarkedFree,
+  rawCaptureMap,
+  ReferencedBlocks,
+  type CaptureMap,
+  type MapWording,
+  type MetadataRegion,
+} from '../used-map-check.js';
 import type { BootSector } from './boot-sector.js';
 import { AttributeType } from './mft-record.js';
 import { SystemFile, type Mft } from './mft.js';
@@ -18,12 +25,17 @@ const SYSTEM_FILES: { record: number; name: string }[] = [
 ];
 
 function runRegions(runs: readonly Run[], clusterSize: number, name: string): MetadataRegion[] {
-  return runs.flatMap((run) => (run.lcn === null ? [] : [{ name, start: run.lcn * clusterSize, end: (run.lcn + run.length) * clusterSize }]));
+  return runs.flatMap((run) =>
+    run.lcn === null ? [] : [{ name, start: run.lcn * clusterSize, end: (run.lcn + run.length) * clusterSize }],
+  );
 }
 
 async function metadataRegions(mft: Mft, boot: BootSector): Promise<MetadataRegion[]> {
   const { clusterSize } = boot;
-  const regions: MetadataRegion[] = [{ name: 'boot sector', start: 0, end: boot.bytesPerSector }, ...runRegions(mft.runs.runs, clusterSize, '$MFT')];
+  const regions: MetadataRegion[] = [
+    { name: 'boot sector', start: 0, end: boot.bytesPerSector },
+    ...runRegions(mft.runs.runs, clusterSize, '$MFT'),
+  ];
   for (const { record, name } of SYSTEM_FILES) {
     const data = (await mft.inode(record)).data(AttributeType.data);
     if (data?.runlist) regions.push(...runRegions(data.runlist.runs, clusterSize, name));
@@ -31,8 +43,20 @@ async function metadataRegions(mft: Mft, boot: BootSector): Promise<MetadataRegi
   return regions;
 }
 
-export async function checkClusterBitmap(mft: Mft, boot: BootSector, used: RangeList, volumeSize: number, description: string): Promise<CaptureMap> {
-  const wording: MapWording = { volume: `ntfs on ${description}`, map: '$Bitmap', unit: 'cluster', unitSize: boot.clusterSize, owner: 'MFT record' };
+export async function checkClusterBitmap(
+  mft: Mft,
+  boot: BootSector,
+  used: RangeList,
+  volumeSize: number,
+  description: string,
+): Promise<CaptureMap> {
+  const wording: MapWording = {
+    volume: `ntfs on ${description}`,
+    map: '$Bitmap',
+    unit: 'cluster',
+    unitSize: boot.clusterSize,
+    owner: 'MFT record',
+  };
   const damaged = metadataMarkedFree(used, await metadataRegions(mft, boot), wording);
   if (damaged) return rawCaptureMap(volumeSize, [damaged]);
 
@@ -45,7 +69,8 @@ export async function checkClusterBitmap(mft: Mft, boot: BootSector, used: Range
       const owner = record.baseRecord || number;
       for (const attribute of record.attributes) {
         for (const run of attribute.nonResident?.runs ?? []) {
-          if (run.lcn !== null) referenced.reference(owner, run.lcn * boot.clusterSize, (run.lcn + run.length) * boot.clusterSize);
+          if (run.lcn !== null)
+            referenced.reference(owner, run.lcn * boot.clusterSize, (run.lcn + run.length) * boot.clusterSize);
         }
       }
     } catch (error) {

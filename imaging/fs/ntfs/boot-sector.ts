@@ -35,7 +35,8 @@ function isPowerOfTwo(value: number): boolean {
 export function parseBootSector(sector: Buffer, description: string, volumeSize: number): BootSector {
   const view = new ByteView(sector, `${description}: NTFS boot sector`, 0);
   if (view.slice(3, 8).toString('latin1') !== NTFS_OEM_ID) throw view.error(3, 'OEM id is not "NTFS    "');
-  if (view.u16(510) !== 0xaa55) throw view.error(510, `end-of-sector marker is 0x${view.u16(510).toString(16)}, expected 0xaa55`);
+  if (view.u16(510) !== 0xaa55)
+    throw view.error(510, `end-of-sector marker is 0x${view.u16(510).toString(16)}, expected 0xaa55`);
 
   const bytesPerSector = view.u16(11);
   if (!isPowerOfTwo(bytesPerSector) || bytesPerSector < 256 || bytesPerSector > 4096) {
@@ -44,7 +45,8 @@ export function parseBootSector(sector: Buffer, description: string, volumeSize:
   // Clusters above 64 KiB (128 sectors) are written as a negative power of two.
   const rawSectorsPerCluster = view.u8(13);
   const sectorsPerCluster = rawSectorsPerCluster > 0x80 ? 2 ** (256 - rawSectorsPerCluster) : rawSectorsPerCluster;
-  if (!isPowerOfTwo(sectorsPerCluster)) throw view.error(13, `sectors per cluster is ${rawSectorsPerCluster}, not a power of two`);
+  if (!isPowerOfTwo(sectorsPerCluster))
+    throw view.error(13, `sectors per cluster is ${rawSectorsPerCluster}, not a power of two`);
   const clusterSize = bytesPerSector * sectorsPerCluster;
   if (clusterSize > 2 << 20) throw view.error(13, `cluster size ${clusterSize} is above the 2 MiB NTFS allows`);
 
@@ -52,24 +54,46 @@ export function parseBootSector(sector: Buffer, description: string, volumeSize:
   if (sectorCount <= 0) throw view.error(40, `number of sectors is ${sectorCount}`);
   const volumeBytes = sectorCount * bytesPerSector;
   if (!Number.isSafeInteger(volumeBytes) || volumeBytes > volumeSize) {
-    throw view.error(40, `the volume is ${sectorCount} sectors of ${bytesPerSector} bytes, more than the ${volumeSize} bytes of the device`);
+    throw view.error(
+      40,
+      `the volume is ${sectorCount} sectors of ${bytesPerSector} bytes, more than the ${volumeSize} bytes of the device`,
+    );
   }
   const clusterCount = Math.floor(volumeBytes / clusterSize);
-  if (clusterCount < 1) throw view.error(40, `the volume of ${volumeBytes} bytes holds no whole cluster of ${clusterSize} bytes`);
+  if (clusterCount < 1)
+    throw view.error(40, `the volume of ${volumeBytes} bytes holds no whole cluster of ${clusterSize} bytes`);
 
   const mftCluster = view.i64(48, '$MFT cluster');
-  if (mftCluster <= 0 || mftCluster >= clusterCount) throw view.error(48, `$MFT cluster ${mftCluster} is outside the volume's ${clusterCount} clusters`);
+  if (mftCluster <= 0 || mftCluster >= clusterCount)
+    throw view.error(48, `$MFT cluster ${mftCluster} is outside the volume's ${clusterCount} clusters`);
   const mftMirrorCluster = view.i64(56, '$MFTMirr cluster');
-  if (mftMirrorCluster <= 0 || mftMirrorCluster >= clusterCount) throw view.error(56, `$MFTMirr cluster ${mftMirrorCluster} is outside the volume's ${clusterCount} clusters`);
+  if (mftMirrorCluster <= 0 || mftMirrorCluster >= clusterCount)
+    throw view.error(56, `$MFTMirr cluster ${mftMirrorCluster} is outside the volume's ${clusterCount} clusters`);
 
   const mftRecordSize = clustersOrPowerOfTwo(view.i8(64), clusterSize);
   if (!isPowerOfTwo(mftRecordSize) || mftRecordSize < 512 || mftRecordSize > 65536) {
-    throw view.error(64, `MFT record size ${mftRecordSize} (clusters per MFT record ${view.i8(64)}) is not a power of two from 512 to 65536`);
+    throw view.error(
+      64,
+      `MFT record size ${mftRecordSize} (clusters per MFT record ${view.i8(64)}) is not a power of two from 512 to 65536`,
+    );
   }
   const indexBlockSize = clustersOrPowerOfTwo(view.i8(68), clusterSize);
   if (!isPowerOfTwo(indexBlockSize) || indexBlockSize < 512 || indexBlockSize > 65536) {
-    throw view.error(68, `index block size ${indexBlockSize} (clusters per index block ${view.i8(68)}) is not a power of two from 512 to 65536`);
+    throw view.error(
+      68,
+      `index block size ${indexBlockSize} (clusters per index block ${view.i8(68)}) is not a power of two from 512 to 65536`,
+    );
   }
   const serial = view.u64big(72, 'serial number').toString(16).toUpperCase().padStart(16, '0');
-  return { bytesPerSector, clusterSize, sectorCount, clusterCount, mftCluster, mftMirrorCluster, mftRecordSize, indexBlockSize, serial };
+  return {
+    bytesPerSector,
+    clusterSize,
+    sectorCount,
+    clusterCount,
+    mftCluster,
+    mftMirrorCluster,
+    mftRecordSize,
+    indexBlockSize,
+    serial,
+  };
 }

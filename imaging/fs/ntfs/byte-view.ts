@@ -26,8 +26,17 @@ export class ByteView {
   }
 
   check(offset: number, length: number, what: string): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.bytes.length) {
-      throw this.error(Math.max(0, Math.min(offset, this.bytes.length)), `${what} (${length} bytes at offset ${offset}) runs past the end of the ${this.bytes.length}-byte structure`);
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > this.bytes.length
+    ) {
+      throw this.error(
+        Math.max(0, Math.min(offset, this.bytes.length)),
+        `${what} (${length} bytes at offset ${offset}) runs past the end of the ${this.bytes.length}-byte structure`,
+      );
     }
   }
 
@@ -67,7 +76,8 @@ export class ByteView {
   i64(offset: number, what = '64-bit field'): number {
     this.check(offset, 8, what);
     const value = this.bytes.readBigInt64LE(offset);
-    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) throw this.error(offset, `${what} is ${value}, out of range`);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER))
+      throw this.error(offset, `${what} is ${value}, out of range`);
     return Number(value);
   }
 
@@ -78,7 +88,8 @@ export class ByteView {
     let value = 0n;
     for (let index = size - 1; index >= 0; index--) value = (value << 8n) | BigInt(this.bytes[offset + index]!);
     value = BigInt.asIntN(size * 8, value);
-    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) throw this.error(offset, `${what} is ${value}, out of range`);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER))
+      throw this.error(offset, `${what} is ${value}, out of range`);
     return Number(value);
   }
 
@@ -106,6 +117,10 @@ export class ByteView {
   /** A view of a part of this one, for a nested structure. */
   view(offset: number, length: number, what: string, label = this.label): ByteView {
     this.check(offset, length, what);
-    return new ByteView(this.bytes.subarray(offset, offset + length), label, this.volumeOffset === null ? null : this.volumeOffset + offset);
+    return new ByteView(
+      this.bytes.subarray(offset, offset + length),
+      label,
+      this.volumeOffset === null ? null : this.volumeOffset + offset,
+    );
   }
 }

@@ -6,7 +6,12 @@
  * to `runs` as [firstCluster, endCluster), joining a run that continues the last one.
  * Bits at or past `clusterCount` are ignored.
  */
-export function addUsedClusterRuns(runs: Array<[number, number]>, bitmap: Buffer, firstCluster: number, clusterCount: number): void {
+export function addUsedClusterRuns(
+  runs: Array<[number, number]>,
+  bitmap: Buffer,
+  firstCluster: number,
+  clusterCount: number,
+): void {
   const bits = Math.max(0, Math.min(clusterCount - firstCluster, bitmap.length * 8));
   const push = (start: number, end: number): void => {
     const last = runs[runs.length - 1];

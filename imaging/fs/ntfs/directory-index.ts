@@ -28,14 +28,17 @@ export async function readDirectoryIndex(inode: NtfsInode): Promise<IndexEntry[]
   if (!root.value || roots.length > 1) throw root.location.error(8, '$INDEX_ROOT must be a single resident attribute');
   const rootView = root.value;
   const indexedType = rootView.u32(0);
-  if (indexedType !== AttributeType.fileName) throw rootView.error(0, `$I30 index root indexes attribute 0x${indexedType.toString(16)}, expected $FILE_NAME`);
+  if (indexedType !== AttributeType.fileName)
+    throw rootView.error(0, `$I30 index root indexes attribute 0x${indexedType.toString(16)}, expected $FILE_NAME`);
   const blockSize = rootView.u32(8, 'index block size');
   const clusterSize = inode.mft.boot.clusterSize;
   const walker = new IndexWalker(inode, blockSize, blockSize >= clusterSize ? clusterSize : 512);
   if (rootView.u8(16 + 12) & NODE_HAS_CHILDREN) {
-    if (blockSize < 512 || blockSize > 65536 || (blockSize & (blockSize - 1)) !== 0) throw rootView.error(8, `index block size ${blockSize} is invalid`);
+    if (blockSize < 512 || blockSize > 65536 || (blockSize & (blockSize - 1)) !== 0)
+      throw rootView.error(8, `index block size ${blockSize} is invalid`);
     walker.allocation = inode.data(AttributeType.indexAllocation, '$I30');
-    if (!walker.allocation) throw new FormatError(`${inode.label}: $INDEX_ROOT has child nodes but the directory has no $INDEX_ALLOCATION`);
+    if (!walker.allocation)
+      throw new FormatError(`${inode.label}: $INDEX_ROOT has child nodes but the directory has no $INDEX_ALLOCATION`);
     if (walker.allocation.isResident) throw new FormatError(`${inode.label}: $INDEX_ALLOCATION is resident`);
   }
   await walker.walkNode(rootView, 16, 0);
@@ -60,24 +63,32 @@ class IndexWalker {
     const entriesOffset = view.u32(headerOffset, 'index entries offset');
     const indexLength = view.u32(headerOffset + 4, 'index length');
     const end = headerOffset + indexLength;
-    if (indexLength > view.length - headerOffset) throw view.error(headerOffset + 4, `index length ${indexLength} runs past the node`);
+    if (indexLength > view.length - headerOffset)
+      throw view.error(headerOffset + 4, `index length ${indexLength} runs past the node`);
     let position = headerOffset + entriesOffset;
-    if (entriesOffset < 16 || position > end) throw view.error(headerOffset, `index entries offset ${entriesOffset} is invalid`);
+    if (entriesOffset < 16 || position > end)
+      throw view.error(headerOffset, `index entries offset ${entriesOffset} is invalid`);
     while (true) {
       if (position + 16 > end) throw view.error(position, 'index node ends without a last entry');
       const length = view.u16(position + 8, 'index entry length');
       const keyLength = view.u16(position + 10, 'index key length');
       const flags = view.u16(position + 12);
-      if (length < 16 || length % 8 !== 0 || position + length > end) throw view.error(position + 8, `index entry length ${length} is invalid`);
+      if (length < 16 || length % 8 !== 0 || position + length > end)
+        throw view.error(position + 8, `index entry length ${length} is invalid`);
       if (flags & ENTRY_HAS_CHILD) {
         if (length < 24) throw view.error(position + 8, 'index entry with a child is too short for its VCN');
         await this.walkChild(view.i64(position + length - 8, 'child VCN'), depth + 1);
       }
       if (flags & ENTRY_IS_LAST) break;
-      if (16 + keyLength > length) throw view.error(position + 10, `index key of ${keyLength} bytes runs past its ${length}-byte entry`);
+      if (16 + keyLength > length)
+        throw view.error(position + 10, `index key of ${keyLength} bytes runs past its ${length}-byte entry`);
       const reference = view.u64big(position);
       const key = parseFileName(view.view(position + 16, keyLength, 'index key'));
-      this.entries.push({ ...key, recordNumber: Number(reference & 0xffffffffffffn), recordSequence: Number(reference >> 48n) });
+      this.entries.push({
+        ...key,
+        recordNumber: Number(reference & 0xffffffffffffn),
+        recordSequence: Number(reference >> 48n),
+      });
       position += length;
     }
   }
@@ -85,10 +96,13 @@ class IndexWalker {
   private async walkChild(vcn: number, depth: number): Promise<void> {
     const allocation = this.allocation;
     const label = `${this.inode.label}, index block at VCN ${vcn}`;
-    if (!allocation) throw new FormatError(`${label}: entry points to a child node but the directory has no $INDEX_ALLOCATION`);
+    if (!allocation)
+      throw new FormatError(`${label}: entry points to a child node but the directory has no $INDEX_ALLOCATION`);
     const offset = vcn * this.vcnSize;
     if (vcn < 0 || offset % this.blockSize !== 0 || offset + this.blockSize > allocation.size) {
-      throw new FormatError(`${label}: child node at byte ${offset} is outside the ${allocation.size}-byte $INDEX_ALLOCATION`);
+      throw new FormatError(
+        `${label}: child node at byte ${offset} is outside the ${allocation.size}-byte $INDEX_ALLOCATION`,
+      );
     }
     if (this.visited.has(vcn)) throw new FormatError(`${label}: index node is referenced twice (a loop in the index)`);
     this.visited.add(vcn);

@@ -61,7 +61,9 @@ export class NtfsFileTree implements FileTree {
       if (!entry) throw new NotFoundError(`${path}: no such file or directory`);
       const inode = await this.withPath(walked, () => this.mft.inode(entry.recordNumber));
       if (entry.recordSequence !== 0 && entry.recordSequence !== inode.record.sequenceNumber) {
-        throw new FormatError(`${walked}: directory entry points to MFT record ${entry.recordNumber} with sequence ${entry.recordSequence}, but the record has sequence ${inode.record.sequenceNumber} (stale entry)`);
+        throw new FormatError(
+          `${walked}: directory entry points to MFT record ${entry.recordNumber} with sequence ${entry.recordSequence}, but the record has sequence ${inode.record.sequenceNumber} (stale entry)`,
+        );
       }
       recordNumber = entry.recordNumber;
     }
@@ -97,12 +99,20 @@ export class NtfsFileTree implements FileTree {
   async xattrs(node: FileNode): Promise<Map<string, Buffer>> {
     return this.withPath(node.path, async () => {
       const inode = await this.mft.inode(node.inode);
-      const names = new Set(inode.attributes.filter((attribute) => attribute.type === AttributeType.data && attribute.name !== '').map((attribute) => attribute.name));
+      const names = new Set(
+        inode.attributes
+          .filter((attribute) => attribute.type === AttributeType.data && attribute.name !== '')
+          .map((attribute) => attribute.name),
+      );
       const result = new Map<string, Buffer>();
       for (const name of [...names].sort()) {
         const stream = inode.data(AttributeType.data, name)!;
-        if (stream.isEncrypted) throw new UserError(`${node.path}: named stream "${name}" is encrypted (EFS) and cannot be read`);
-        if (stream.size > MAX_NAMED_STREAM_BYTES) throw new UserError(`${node.path}: named stream "${name}" is ${stream.size} bytes, too large for an extended attribute`);
+        if (stream.isEncrypted)
+          throw new UserError(`${node.path}: named stream "${name}" is encrypted (EFS) and cannot be read`);
+        if (stream.size > MAX_NAMED_STREAM_BYTES)
+          throw new UserError(
+            `${node.path}: named stream "${name}" is ${stream.size} bytes, too large for an extended attribute`,
+          );
         result.set(`user.${name}`, await stream.readAll(MAX_NAMED_STREAM_BYTES));
       }
       return result;
@@ -134,7 +144,11 @@ export class NtfsFileTree implements FileTree {
       const all = (await readDirectoryIndex(inode)).filter((entry) => entry.recordNumber >= SystemFile.firstUser);
       const entries = all.filter((entry) => entry.namespace !== FileNameNamespace.dos);
       const dosNames = all.filter((entry) => entry.namespace === FileNameNamespace.dos);
-      return { entries, byName: new Map(entries.map((entry) => [entry.name, entry])), byDosName: new Map(dosNames.map((entry) => [entry.name, entry])) };
+      return {
+        entries,
+        byName: new Map(entries.map((entry) => [entry.name, entry])),
+        byDosName: new Map(dosNames.map((entry) => [entry.name, entry])),
+      };
     });
     listing.catch(() => this.directories.delete(recordNumber));
     if (this.directories.size >= CACHED_DIRECTORIES) this.directories.delete(this.directories.keys().next().value!);
@@ -148,7 +162,12 @@ export class NtfsFileTree implements FileTree {
    * flags suggest, and looking it up reports the damage.
    */
   private async entryType(entry: IndexEntry): Promise<FileType> {
-    const guess: FileType = entry.fileAttributes & FileAttribute.reparsePoint ? 'symlink' : entry.fileAttributes & FileAttribute.directoryIndex ? 'directory' : 'file';
+    const guess: FileType =
+      entry.fileAttributes & FileAttribute.reparsePoint
+        ? 'symlink'
+        : entry.fileAttributes & FileAttribute.directoryIndex
+          ? 'directory'
+          : 'file';
     if (!(entry.fileAttributes & (FileAttribute.reparsePoint | FileAttribute.system))) return guess;
     try {
       return (await this.describe(await this.mft.inode(entry.recordNumber))).stat.type;

@@ -24,7 +24,10 @@ export function decompressLznt1(source: Buffer, target: Buffer): void {
     input += 2;
     if ((header & 0x8000) === 0) {
       // A raw chunk is always a whole 4 KiB.
-      if (chunkEnd - input !== CHUNK_SIZE) throw new Lznt1Error(`uncompressed chunk at offset ${input - 2} is ${chunkEnd - input} bytes, expected ${CHUNK_SIZE}`);
+      if (chunkEnd - input !== CHUNK_SIZE)
+        throw new Lznt1Error(
+          `uncompressed chunk at offset ${input - 2} is ${chunkEnd - input} bytes, expected ${CHUNK_SIZE}`,
+        );
       source.copy(target, output, input, input + Math.min(CHUNK_SIZE, target.length - output));
       output = chunkLimit;
       input = chunkEnd;

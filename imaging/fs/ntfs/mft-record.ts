@@ -44,12 +44,21 @@ export function applyFixups(view: ByteView, magic: 'FILE' | 'INDX'): void {
   const found = view.slice(0, 4, 'magic').toString('latin1');
   if (found !== magic) {
     const shown = /^[\x20-\x7e]{4}$/.test(found) ? `"${found}"` : `0x${view.slice(0, 4).toString('hex')}`;
-    throw view.error(0, found === 'BAAD' ? 'marked bad ("BAAD") by a multi-sector transfer error' : `magic is ${shown}, expected "${magic}"`);
+    throw view.error(
+      0,
+      found === 'BAAD'
+        ? 'marked bad ("BAAD") by a multi-sector transfer error'
+        : `magic is ${shown}, expected "${magic}"`,
+    );
   }
   const arrayOffset = view.u16(4, 'update sequence offset');
   const arrayCount = view.u16(6, 'update sequence count');
   const strides = view.length / FIXUP_STRIDE;
-  if (arrayCount !== strides + 1) throw view.error(6, `update sequence count is ${arrayCount}, expected ${strides + 1} for a ${view.length}-byte structure`);
+  if (arrayCount !== strides + 1)
+    throw view.error(
+      6,
+      `update sequence count is ${arrayCount}, expected ${strides + 1} for a ${view.length}-byte structure`,
+    );
   if (arrayOffset < 8 || arrayOffset % 2 !== 0 || arrayOffset + arrayCount * 2 > FIXUP_STRIDE - 2) {
     throw view.error(4, `update sequence array offset ${arrayOffset} is invalid`);
   }
@@ -58,7 +67,10 @@ export function applyFixups(view: ByteView, magic: 'FILE' | 'INDX'): void {
     const tail = (stride + 1) * FIXUP_STRIDE - 2;
     const found = view.u16(tail);
     if (found !== sequenceNumber) {
-      throw view.error(tail, `update sequence mismatch at the end of sector ${stride} (0x${found.toString(16)}, expected 0x${sequenceNumber.toString(16)}): torn or corrupt write`);
+      throw view.error(
+        tail,
+        `update sequence mismatch at the end of sector ${stride} (0x${found.toString(16)}, expected 0x${sequenceNumber.toString(16)}): torn or corrupt write`,
+      );
     }
     view.bytes.writeUInt16LE(view.u16(arrayOffset + 2 * (stride + 1)), tail);
   }
@@ -111,8 +123,10 @@ export function parseMftRecord(view: ByteView, number: number, clusterCount: num
   const bytesInUse = view.u32(24, 'bytes in use');
   const baseRecord = Number(view.u64big(32, 'base record reference') & 0xffffffffffffn);
   const inUse = (flags & RECORD_IN_USE) !== 0;
-  if (bytesInUse > view.length || bytesInUse < attributesOffset) throw view.error(24, `bytes in use ${bytesInUse} is outside the ${view.length}-byte record`);
-  if (attributesOffset < 24 || attributesOffset % 8 !== 0) throw view.error(20, `attributes offset ${attributesOffset} is invalid`);
+  if (bytesInUse > view.length || bytesInUse < attributesOffset)
+    throw view.error(24, `bytes in use ${bytesInUse} is outside the ${view.length}-byte record`);
+  if (attributesOffset < 24 || attributesOffset % 8 !== 0)
+    throw view.error(20, `attributes offset ${attributesOffset} is invalid`);
 
   const attributes: Attribute[] = [];
   if (inUse) {
@@ -129,7 +143,16 @@ export function parseMftRecord(view: ByteView, number: number, clusterCount: num
       offset += length;
     }
   }
-  return { number, sequenceNumber, linkCount, inUse, isDirectory: (flags & RECORD_IS_DIRECTORY) !== 0, baseRecord, attributes, view };
+  return {
+    number,
+    sequenceNumber,
+    linkCount,
+    inUse,
+    isDirectory: (flags & RECORD_IS_DIRECTORY) !== 0,
+    baseRecord,
+    attributes,
+    view,
+  };
 }
 
 function parseAttribute(view: ByteView, type: number, recordNumber: number, clusterCount: number): Attribute {
@@ -143,10 +166,15 @@ function parseAttribute(view: ByteView, type: number, recordNumber: number, clus
   if (nonResidentFlag === 0) {
     const valueLength = view.u32(16, 'value length');
     const valueOffset = view.u16(20, 'value offset');
-    return { ...common, value: view.view(valueOffset, valueLength, `value of attribute 0x${type.toString(16)}`), nonResident: null };
+    return {
+      ...common,
+      value: view.view(valueOffset, valueLength, `value of attribute 0x${type.toString(16)}`),
+      nonResident: null,
+    };
   }
   if (nonResidentFlag !== 1) throw view.error(8, `non-resident flag is ${nonResidentFlag}`);
-  if (view.length < 64) throw view.error(4, `non-resident attribute 0x${type.toString(16)} is only ${view.length} bytes`);
+  if (view.length < 64)
+    throw view.error(4, `non-resident attribute 0x${type.toString(16)} is only ${view.length} bytes`);
   const lowestVcn = view.i64(16, 'lowest VCN');
   const highestVcn = view.i64(24, 'highest VCN');
   const mappingPairsOffset = view.u16(32, 'mapping pairs offset');
@@ -154,12 +182,21 @@ function parseAttribute(view: ByteView, type: number, recordNumber: number, clus
   const allocatedSize = view.i64(40, 'allocated size');
   const dataSize = view.i64(48, 'data size');
   const initializedSize = view.i64(56, 'initialized size');
-  if (lowestVcn < 0 || highestVcn < lowestVcn - 1) throw view.error(16, `VCN range ${lowestVcn}..${highestVcn} is invalid`);
-  if (mappingPairsOffset < 64 || mappingPairsOffset > view.length) throw view.error(32, `mapping pairs offset ${mappingPairsOffset} is outside the attribute`);
+  if (lowestVcn < 0 || highestVcn < lowestVcn - 1)
+    throw view.error(16, `VCN range ${lowestVcn}..${highestVcn} is invalid`);
+  if (mappingPairsOffset < 64 || mappingPairsOffset > view.length)
+    throw view.error(32, `mapping pairs offset ${mappingPairsOffset} is outside the attribute`);
   if (lowestVcn === 0 && (allocatedSize < 0 || dataSize < 0 || initializedSize < 0 || initializedSize > dataSize)) {
-    throw view.error(40, `sizes are inconsistent (allocated ${allocatedSize}, data ${dataSize}, initialized ${initializedSize})`);
+    throw view.error(
+      40,
+      `sizes are inconsistent (allocated ${allocatedSize}, data ${dataSize}, initialized ${initializedSize})`,
+    );
   }
   if (compressionUnit > 16) throw view.error(34, `compression unit ${compressionUnit} is invalid`);
   const runs = decodeRunlist(view, mappingPairsOffset, view.length, lowestVcn, clusterCount);
-  return { ...common, value: null, nonResident: { lowestVcn, highestVcn, runs, compressionUnit, allocatedSize, dataSize, initializedSize } };
+  return {
+    ...common,
+    value: null,
+    nonResident: { lowestVcn, highestVcn, runs, compressionUnit, allocatedSize, dataSize, initializedSize },
+  };
 }

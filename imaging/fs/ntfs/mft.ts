@@ -4,10 +4,24 @@
 import type { BlockReader } from '../../block-reader.js';
 import { FormatError } from '../../../src/core/errors.js';
 import { AttributeData } from './attribute-data.js';
-import { parseAttributeList, parseFileName, parseStandardInformation, type FileName, type StandardInformation } from './attributes.js';
+import {
+  parseAttributeList,
+  parseFileName,
+  parseStandardInformation,
+  type FileName,
+  type StandardInformation,
+} from './attributes.js';
 import type { BootSector } from './boot-sector.js';
 import { ByteView } from './byte-view.js';
-import { applyFixups, AttributeType, parseMftRecord, RECORD_IN_USE, type Attribute, type MftRecord, type NonResidentInfo } from './mft-record.js';
+import {
+  applyFixups,
+  AttributeType,
+  parseMftRecord,
+  RECORD_IN_USE,
+  type Attribute,
+  type MftRecord,
+  type NonResidentInfo,
+} from './mft-record.js';
 import { Runlist } from './runlist.js';
 
 export const SystemFile = {
@@ -106,21 +120,37 @@ export class Mft {
     const recordSize = boot.mftRecordSize;
     const firstOffset = boot.mftCluster * boot.clusterSize;
     const label = `${reader.description}: $MFT`;
-    const record0 = parseRecordBytes(await reader.read(firstOffset, recordSize), 0, firstOffset, reader.description, boot.clusterCount);
-    if (!record0.inUse) throw new FormatError(`${reader.description}: MFT record 0 at byte ${firstOffset} is not marked in use`);
+    const record0 = parseRecordBytes(
+      await reader.read(firstOffset, recordSize),
+      0,
+      firstOffset,
+      reader.description,
+      boot.clusterCount,
+    );
+    if (!record0.inUse)
+      throw new FormatError(`${reader.description}: MFT record 0 at byte ${firstOffset} is not marked in use`);
     const extents = dataExtents(record0);
     const first = extents.find((extent) => extent.lowestVcn === 0);
-    if (!first) throw new FormatError(`${reader.description}: MFT record 0 at byte ${firstOffset} has no non-resident $DATA starting at VCN 0`);
+    if (!first)
+      throw new FormatError(
+        `${reader.description}: MFT record 0 at byte ${firstOffset} has no non-resident $DATA starting at VCN 0`,
+      );
     const joinExtents = (): Runlist => {
       extents.sort((a, b) => a.lowestVcn - b.lowestVcn);
-      return new Runlist(extents.flatMap((extent) => extent.runs), boot.clusterSize, label);
+      return new Runlist(
+        extents.flatMap((extent) => extent.runs),
+        boot.clusterSize,
+        label,
+      );
     };
     let runlist = joinExtents();
     const list = record0.attributes.find((attribute) => attribute.type === AttributeType.attributeList);
     if (list) {
       // $MFT's extension records are found through the part of its runlist known so far.
       const listData = AttributeData.fromExtents(reader, [list], boot.clusterSize, `${label}, $ATTRIBUTE_LIST`);
-      const entries = parseAttributeList(new ByteView(await listData.readAll(MAX_ATTRIBUTE_LIST_BYTES), `${label}, $ATTRIBUTE_LIST`, null))
+      const entries = parseAttributeList(
+        new ByteView(await listData.readAll(MAX_ATTRIBUTE_LIST_BYTES), `${label}, $ATTRIBUTE_LIST`, null),
+      )
         .filter((entry) => entry.type === AttributeType.data && entry.name === '' && entry.recordNumber !== 0)
         .sort((a, b) => a.lowestVcn - b.lowestVcn);
       const seen = new Set<number>();
@@ -130,10 +160,19 @@ export class Mft {
         const position = entry.recordNumber * recordSize;
         const offset = runlist.volumeOffsetOf(position);
         if (offset === null || runlist.volumeOffsetOf(position + recordSize - 1) !== offset + recordSize - 1) {
-          throw new FormatError(`${label}: extension record ${entry.recordNumber} of $MFT is not in the part of $MFT mapped by record 0`);
+          throw new FormatError(
+            `${label}: extension record ${entry.recordNumber} of $MFT is not in the part of $MFT mapped by record 0`,
+          );
         }
-        const extension = parseRecordBytes(await reader.read(offset, recordSize), entry.recordNumber, offset, reader.description, boot.clusterCount);
-        if (!extension.inUse || extension.baseRecord !== 0) throw new FormatError(`${label}: MFT record ${entry.recordNumber} is not an extension record of $MFT`);
+        const extension = parseRecordBytes(
+          await reader.read(offset, recordSize),
+          entry.recordNumber,
+          offset,
+          reader.description,
+          boot.clusterCount,
+        );
+        if (!extension.inUse || extension.baseRecord !== 0)
+          throw new FormatError(`${label}: MFT record ${entry.recordNumber} is not an extension record of $MFT`);
         extents.push(...dataExtents(extension));
         runlist = joinExtents();
       }
@@ -141,7 +180,8 @@ export class Mft {
     const info = first;
     const recordCount = Math.floor(info.dataSize / recordSize);
     if (recordCount <= SystemFile.firstUser) throw new FormatError(`${label}: $MFT holds only ${recordCount} records`);
-    if (!runlist.covers(0, Math.ceil(info.dataSize / boot.clusterSize))) throw new FormatError(`${label}: runlist does not map the ${info.dataSize} bytes of $MFT`);
+    if (!runlist.covers(0, Math.ceil(info.dataSize / boot.clusterSize)))
+      throw new FormatError(`${label}: runlist does not map the ${info.dataSize} bytes of $MFT`);
     return new Mft(reader, boot, runlist, recordCount, info.initializedSize);
   }
 
@@ -163,12 +203,20 @@ export class Mft {
   /** A record with fixups applied; not interpreted beyond its header and attributes. */
   async record(number: number): Promise<MftRecord> {
     const { bytes, position } = await this.recordBytes(number);
-    return parseRecordBytes(Buffer.from(bytes), number, this.runlist.volumeOffsetOf(position), this.reader.description, this.boot.clusterCount);
+    return parseRecordBytes(
+      Buffer.from(bytes),
+      number,
+      this.runlist.volumeOffsetOf(position),
+      this.reader.description,
+      this.boot.clusterCount,
+    );
   }
 
   private async recordBytes(number: number): Promise<{ bytes: Buffer; position: number }> {
     if (!Number.isSafeInteger(number) || number < 0 || number >= this.recordCount) {
-      throw new FormatError(`${this.reader.description}: MFT record ${number} is outside $MFT (${this.recordCount} records)`);
+      throw new FormatError(
+        `${this.reader.description}: MFT record ${number} is outside $MFT (${this.recordCount} records)`,
+      );
     }
     const recordSize = this.boot.mftRecordSize;
     const position = number * recordSize;
@@ -211,17 +259,29 @@ export class Mft {
     const base = await this.record(number);
     const where = `${this.reader.description}: MFT record ${number}`;
     if (!base.inUse) throw new FormatError(`${where} is not in use`);
-    if (base.baseRecord !== 0) throw new FormatError(`${where} is an extension of record ${base.baseRecord}, not a file`);
+    if (base.baseRecord !== 0)
+      throw new FormatError(`${where} is an extension of record ${base.baseRecord}, not a file`);
     const attributes = [...base.attributes];
     const list = base.attributes.find((attribute) => attribute.type === AttributeType.attributeList);
     if (list) {
-      const listData = AttributeData.fromExtents(this.reader, [list], this.boot.clusterSize, `${where}, $ATTRIBUTE_LIST`);
-      const entries = parseAttributeList(new ByteView(await listData.readAll(MAX_ATTRIBUTE_LIST_BYTES), `${where}, $ATTRIBUTE_LIST`, null));
-      const extensionNumbers = new Set(entries.map((entry) => entry.recordNumber).filter((record) => record !== number));
+      const listData = AttributeData.fromExtents(
+        this.reader,
+        [list],
+        this.boot.clusterSize,
+        `${where}, $ATTRIBUTE_LIST`,
+      );
+      const entries = parseAttributeList(
+        new ByteView(await listData.readAll(MAX_ATTRIBUTE_LIST_BYTES), `${where}, $ATTRIBUTE_LIST`, null),
+      );
+      const extensionNumbers = new Set(
+        entries.map((entry) => entry.recordNumber).filter((record) => record !== number),
+      );
       for (const extensionNumber of extensionNumbers) {
         const extension = await this.record(extensionNumber);
         if (!extension.inUse || extension.baseRecord !== number) {
-          throw new FormatError(`${where}: its attribute list names MFT record ${extensionNumber}, which is not one of its extension records`);
+          throw new FormatError(
+            `${where}: its attribute list names MFT record ${extensionNumber}, which is not one of its extension records`,
+          );
         }
         attributes.push(...extension.attributes.filter((attribute) => attribute.type !== AttributeType.attributeList));
       }
@@ -232,10 +292,20 @@ export class Mft {
 
 /** The non-resident extents of a record's unnamed $DATA. */
 function dataExtents(record: MftRecord): NonResidentInfo[] {
-  return record.attributes.flatMap((attribute) => (attribute.type === AttributeType.data && attribute.name === '' && attribute.nonResident ? [attribute.nonResident] : []));
+  return record.attributes.flatMap((attribute) =>
+    attribute.type === AttributeType.data && attribute.name === '' && attribute.nonResident
+      ? [attribute.nonResident]
+      : [],
+  );
 }
 
-function parseRecordBytes(bytes: Buffer, number: number, volumeOffset: number | null, description: string, clusterCount: number): MftRecord {
+function parseRecordBytes(
+  bytes: Buffer,
+  number: number,
+  volumeOffset: number | null,
+  description: string,
+  clusterCount: number,
+): MftRecord {
   const view = new ByteView(bytes, `${description}: MFT record ${number}`, volumeOffset);
   applyFixups(view, 'FILE');
   return parseMftRecord(view, number, clusterCount);

@@ -19,7 +19,13 @@ export interface Run {
  * byte (low nibble: size of the length, high nibble: size of the LCN delta), the
  * length, and an LCN delta signed against the previous run; no delta = sparse.
  */
-export function decodeRunlist(view: ByteView, offset: number, end: number, firstVcn: number, clusterCount: number): Run[] {
+export function decodeRunlist(
+  view: ByteView,
+  offset: number,
+  end: number,
+  firstVcn: number,
+  clusterCount: number,
+): Run[] {
   const runs: Run[] = [];
   let vcn = firstVcn;
   let lcn = 0;
@@ -29,15 +35,20 @@ export function decodeRunlist(view: ByteView, offset: number, end: number, first
     if (header === 0) break;
     const lengthSize = header & 0x0f;
     const deltaSize = header >> 4;
-    if (lengthSize === 0 || lengthSize > 8 || deltaSize > 8) throw view.error(position, `runlist header byte 0x${header.toString(16)} is invalid`);
-    if (position + 1 + lengthSize + deltaSize > end) throw view.error(position, 'runlist entry runs past the end of the attribute');
+    if (lengthSize === 0 || lengthSize > 8 || deltaSize > 8)
+      throw view.error(position, `runlist header byte 0x${header.toString(16)} is invalid`);
+    if (position + 1 + lengthSize + deltaSize > end)
+      throw view.error(position, 'runlist entry runs past the end of the attribute');
     const length = view.intN(position + 1, lengthSize, 'run length');
     if (length <= 0) throw view.error(position + 1, `run length ${length} is not positive`);
     let runLcn: number | null = null;
     if (deltaSize > 0) {
       lcn += view.intN(position + 1 + lengthSize, deltaSize, 'run LCN delta');
       if (lcn < 0 || lcn + length > clusterCount) {
-        throw view.error(position, `run of ${length} clusters at cluster ${lcn} is outside the volume's ${clusterCount} clusters`);
+        throw view.error(
+          position,
+          `run of ${length} clusters at cluster ${lcn} is outside the volume's ${clusterCount} clusters`,
+        );
       }
       runLcn = lcn;
     }
@@ -116,7 +127,8 @@ export class Runlist {
       const run = index >= 0 ? this.runs[index] : undefined;
       if (!run || vcn < run.vcn || vcn >= run.vcn + run.length) {
         index = this.find(vcn);
-        if (index < 0) throw new FormatError(`${this.label}: byte ${position} (cluster ${vcn}) is not mapped by its runlist`);
+        if (index < 0)
+          throw new FormatError(`${this.label}: byte ${position} (cluster ${vcn}) is not mapped by its runlist`);
         continue;
       }
       const runEnd = Math.min(end, (run.vcn + run.length) * this.clusterSize);

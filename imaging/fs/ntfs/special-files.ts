@@ -74,10 +74,17 @@ async function interixKind(inode: NtfsInode, fileAttributes: number): Promise<Fi
   if (data.size <= 8 || data.size > INTERIX_MAX_SIZE || data.isEncrypted) return null;
   const bytes = await data.readAll(INTERIX_MAX_SIZE);
   const magic = bytes.toString('latin1', 0, 8);
-  if ((magic === INTERIX_MAGIC.charDevice || magic === INTERIX_MAGIC.blockDevice) && data.size === INTERIX_DEVICE_SIZE) {
+  if (
+    (magic === INTERIX_MAGIC.charDevice || magic === INTERIX_MAGIC.blockDevice) &&
+    data.size === INTERIX_DEVICE_SIZE
+  ) {
     const major = Number(bytes.readBigUInt64LE(8) & 0xffffffffn);
     const minor = Number(bytes.readBigUInt64LE(16) & 0xffffffffn);
-    return { type: magic === INTERIX_MAGIC.charDevice ? 'char-device' : 'block-device', size: data.size, rdev: makeDevice(major, minor) };
+    return {
+      type: magic === INTERIX_MAGIC.charDevice ? 'char-device' : 'block-device',
+      size: data.size,
+      rdev: makeDevice(major, minor),
+    };
   }
   if (magic === INTERIX_MAGIC.symlink) {
     const target = bytes.toString('utf16le', 8, 8 + Math.floor((data.size - 8) / 2) * 2);
@@ -92,7 +99,8 @@ async function reparseKind(inode: NtfsInode, fileAttributes: number): Promise<Fi
   const view = new ByteView(await reparse.readAll(MAX_REPARSE_BYTES), `${inode.label}, $REPARSE_POINT`, null);
   const tag = view.u32(0, 'reparse tag');
   const dataLength = view.u16(4, 'reparse data length');
-  if (8 + dataLength > view.length) throw view.error(4, `reparse data length ${dataLength} runs past the ${view.length}-byte attribute`);
+  if (8 + dataLength > view.length)
+    throw view.error(4, `reparse data length ${dataLength} runs past the ${view.length}-byte attribute`);
   switch (tag) {
     case ReparseTag.symlink:
     case ReparseTag.mountPoint: {
@@ -104,7 +112,10 @@ async function reparseKind(inode: NtfsInode, fileAttributes: number): Promise<Fi
         throw view.error(8, 'reparse target runs past the reparse data');
       }
       const windowsTarget = view.utf16(pathBufferOffset + substituteOffset, substituteLength / 2, 'reparse target');
-      const target = windowsLinkTarget(windowsTarget, tag === ReparseTag.symlink && (flags & SYMLINK_IS_RELATIVE) !== 0);
+      const target = windowsLinkTarget(
+        windowsTarget,
+        tag === ReparseTag.symlink && (flags & SYMLINK_IS_RELATIVE) !== 0,
+      );
       return { type: 'symlink', size: utf8Length(target), linkTarget: target };
     }
     case ReparseTag.wslSymlink: {

@@ -4,7 +4,13 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { AgentApi } from '../../agent/api.js';
-import { DEFAULT_AGENT_CONFIG, DEFAULT_AGENT_STATE, DEFAULT_CONFIG_DIRECTORY, chooseAgentToken, readAgentConfig } from '../../agent/config.js';
+import {
+  DEFAULT_AGENT_CONFIG,
+  DEFAULT_AGENT_STATE,
+  DEFAULT_CONFIG_DIRECTORY,
+  chooseAgentToken,
+  readAgentConfig,
+} from '../../agent/config.js';
 import { Agent } from '../../agent/daemon.js';
 import { type InstalledFiles, SERVICE_NAME, installAgent } from '../../agent/install.js';
 import { clockFromEnvironment } from '../../core/clock.js';
@@ -49,13 +55,28 @@ async function install(flags: InstallFlags, command: Command): Promise<void> {
   const token = resolveToken(global);
   const machine = flags.check ? await tokenMachine(global.server, token, fingerprint) : null;
   const program = installedCommand({ allowBuildTree: flags.allowBuildTree === true });
-  const files = await installAgent({ server: global.server, fingerprint, token, configDirectory: flags.configDir, unitDirectory: flags.unitDir, stateDirectory: flags.stateDir, command: program });
+  const files = await installAgent({
+    server: global.server,
+    fingerprint,
+    token,
+    configDirectory: flags.configDir,
+    unitDirectory: flags.unitDir,
+    stateDirectory: flags.stateDir,
+    command: program,
+  });
   // What was written is said before systemd is asked, so a refusal there leaves no doubt about it.
   if (!global.json) process.stdout.write(describeInstalled(files, machine));
-  process.stderr.write(`the agent's connection, to run it by hand or install it elsewhere:\n  ${agentInstallCommand(global.server, fingerprint ?? null, files.tokenFile)}\n`);
+  process.stderr.write(
+    `the agent's connection, to run it by hand or install it elsewhere:\n  ${agentInstallCommand(global.server, fingerprint ?? null, files.tokenFile)}\n`,
+  );
   if (flags.start) await enableService(SERVICE_NAME);
   if (global.json) printJson({ machine, ...files, started: flags.start });
-  else process.stdout.write(flags.start ? `${SERVICE_NAME} is enabled and running\n` : `start it with: systemctl daemon-reload && systemctl enable --now ${SERVICE_NAME}\n`);
+  else
+    process.stdout.write(
+      flags.start
+        ? `${SERVICE_NAME} is enabled and running\n`
+        : `start it with: systemctl daemon-reload && systemctl enable --now ${SERVICE_NAME}\n`,
+    );
 }
 
 export function registerAgent(program: Command): void {
@@ -64,12 +85,19 @@ export function registerAgent(program: Command): void {
   agent
     .command('install')
     .description('write the agent service (systemd) and its configuration; needs --server and --token')
-    .option('--config-dir <dir>', 'where the configuration and token go (relative paths are resolved against the current directory)', DEFAULT_CONFIG_DIRECTORY)
+    .option(
+      '--config-dir <dir>',
+      'where the configuration and token go (relative paths are resolved against the current directory)',
+      DEFAULT_CONFIG_DIRECTORY,
+    )
     .option('--unit-dir <dir>', 'where the systemd unit goes', DEFAULT_UNIT_DIRECTORY)
     .option('--state-dir <dir>', "the agent's working state (made 0700)", DEFAULT_AGENT_STATE)
     .option('--no-start', 'do not enable and start the service')
     .option('--no-check', 'do not ask the server whether the token works')
-    .option('--allow-build-tree', 'let the service run this copy of b365 even though it is a build tree (for trying a unit out)')
+    .option(
+      '--allow-build-tree',
+      'let the service run this copy of b365 even though it is a build tree (for trying a unit out)',
+    )
     .action((flags: InstallFlags, command: Command) => install(flags, command));
 
   agent
@@ -81,18 +109,31 @@ export function registerAgent(program: Command): void {
     .option('--tick <ms>', 'how often the agent looks at its clock', '1000')
     .action(async (flags: { config?: string; stateDir?: string; once?: boolean; tick: string }, command: Command) => {
       const global = globals(command);
-      const configFile = flags.config ?? (fs.existsSync(DEFAULT_AGENT_CONFIG) && !global.server ? DEFAULT_AGENT_CONFIG : null);
+      const configFile =
+        flags.config ?? (fs.existsSync(DEFAULT_AGENT_CONFIG) && !global.server ? DEFAULT_AGENT_CONFIG : null);
       const config = configFile ? readAgentConfig(configFile) : null;
       const server = global.server ?? process.env.B365_SERVER ?? config?.server;
       if (!server) throw new UsageError('no server: pass --server URL or --config FILE (see b365 agent install)');
       // A pin belongs to its server: the configuration's only when its server is the one used.
-      const fingerprint = global.fingerprint ?? (config && server === config.server ? config.fingerprint : undefined) ?? fingerprintOf(global);
+      const fingerprint =
+        global.fingerprint ??
+        (config && server === config.server ? config.fingerprint : undefined) ??
+        fingerprintOf(global);
       const { token, source: tokenSource, ignored } = chooseAgentToken(global, configFile, config);
-      const stateDirectory = flags.stateDir ?? config?.stateDirectory ?? process.env.B365_STATE_DIR ?? DEFAULT_AGENT_STATE;
+      const stateDirectory =
+        flags.stateDir ?? config?.stateDirectory ?? process.env.B365_STATE_DIR ?? DEFAULT_AGENT_STATE;
       const log = createLogger({ level: global.logLevel ?? process.env.B365_LOG_LEVEL ?? 'info', name: 'b365-agent' });
       log.info({ tokenSource }, `token from ${tokenSource}`);
       if (ignored) log.warn({ ignored }, `${ignored} is set but not used: the configuration's token wins`);
-      const daemon = new Agent({ server, token, fingerprint, stateDirectory, clock: clockFromEnvironment(), log, tickMs: Math.max(10, Number(flags.tick) || 1000) });
+      const daemon = new Agent({
+        server,
+        token,
+        fingerprint,
+        stateDirectory,
+        clock: clockFromEnvironment(),
+        log,
+        tickMs: Math.max(10, Number(flags.tick) || 1000),
+      });
       const stop = () => daemon.stop();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
@@ -101,8 +142,10 @@ export function registerAgent(program: Command): void {
           const report = await daemon.runOnce();
           if (!report) throw new ConflictError('another run is in progress; nothing was done');
           if (global.json) printJson(report);
-          else process.stdout.write(`run ${report.id}: ${report.state}${report.image ? `, image ${report.image}` : ''}\n`);
-          if (report.state !== 'ok') throw new UserError(`run ${report.id} failed: ${report.error ?? 'no reason given'}`);
+          else
+            process.stdout.write(`run ${report.id}: ${report.state}${report.image ? `, image ${report.image}` : ''}\n`);
+          if (report.state !== 'ok')
+            throw new UserError(`run ${report.id} failed: ${report.error ?? 'no reason given'}`);
           return;
         }
         await daemon.run();
@@ -114,7 +157,9 @@ export function registerAgent(program: Command): void {
 
   program
     .command('agents')
-    .description('agents the server knows: their state ("silent" when not heard from within the heartbeat timeout), when each was last heard from and runs next')
+    .description(
+      'agents the server knows: their state ("silent" when not heard from within the heartbeat timeout), when each was last heard from and runs next',
+    )
     .action(async (_flags: unknown, command: Command) => {
       const client = await clientFor(command);
       try {

@@ -15,11 +15,18 @@ export function registerDisks(program: Command): void {
       if (globals(command).json) return printJson({ disks });
       for (const disk of disks) {
         const identity = [disk.model, disk.serial ? `serial ${disk.serial}` : null].filter(Boolean).join(', ');
-        process.stdout.write(`${disk.path}  ${formatBytes(disk.size)}  ${disk.partitionTable?.toUpperCase() ?? 'no partition table'}  sectors ${disk.logicalSectorSize}/${disk.physicalSectorSize}${identity ? `  ${identity}` : ''}\n`);
+        process.stdout.write(
+          `${disk.path}  ${formatBytes(disk.size)}  ${disk.partitionTable?.toUpperCase() ?? 'no partition table'}  sectors ${disk.logicalSectorSize}/${disk.physicalSectorSize}${identity ? `  ${identity}` : ''}\n`,
+        );
         for (const partition of disk.partitions) {
-          const usage = partition.usedBytes !== null && partition.fsSizeBytes ? `  ${formatBytes(partition.usedBytes)} of ${formatBytes(partition.fsSizeBytes)} used (${Math.round((100 * partition.usedBytes) / partition.fsSizeBytes)}%)` : '';
+          const usage =
+            partition.usedBytes !== null && partition.fsSizeBytes
+              ? `  ${formatBytes(partition.usedBytes)} of ${formatBytes(partition.fsSizeBytes)} used (${Math.round((100 * partition.usedBytes) / partition.fsSizeBytes)}%)`
+              : '';
           const mounted = partition.mountPoints.length ? `  mounted at ${partition.mountPoints.join(', ')}` : '';
-          process.stdout.write(`  ${String(partition.number).padStart(2)}  ${formatBytes(partition.size).padStart(10)}  ${partition.filesystem ?? '-'}${partition.fsLabel ? ` "${partition.fsLabel}"` : ''}${partition.uuid ? ` ${partition.uuid}` : ''}${partition.label ? `  [${partition.label}]` : ''}${usage}${mounted}\n`);
+          process.stdout.write(
+            `  ${String(partition.number).padStart(2)}  ${formatBytes(partition.size).padStart(10)}  ${partition.filesystem ?? '-'}${partition.fsLabel ? ` "${partition.fsLabel}"` : ''}${partition.uuid ? ` ${partition.uuid}` : ''}${partition.label ? `  [${partition.label}]` : ''}${usage}${mounted}\n`,
+          );
         }
       }
     });

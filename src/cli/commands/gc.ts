@@ -14,7 +14,16 @@ interface GcJob {
   dryRun: boolean;
   state: 'running' | 'done' | 'error';
   stage: string;
-  report: { manifests: number; referenced: number; scanned: number; keptPinned: number; keptRecent: number; removed: number; bytesReclaimed: number; sessionsExpired: number };
+  report: {
+    manifests: number;
+    referenced: number;
+    scanned: number;
+    keptPinned: number;
+    keptRecent: number;
+    removed: number;
+    bytesReclaimed: number;
+    sessionsExpired: number;
+  };
   error: string | null;
 }
 

@@ -25,7 +25,10 @@ interface ImageOptions {
 }
 
 export function printCaptureReport(report: CaptureReport): void {
-  const reuse = report.chunksTotal - report.chunksHoles > 0 ? (100 * report.chunksReused) / (report.chunksTotal - report.chunksHoles) : 0;
+  const reuse =
+    report.chunksTotal - report.chunksHoles > 0
+      ? (100 * report.chunksReused) / (report.chunksTotal - report.chunksHoles)
+      : 0;
   process.stdout.write(
     [
       `image ${report.image} committed${report.parent ? ` (base ${report.parent})` : ''}${report.resumed ? ', resumed an interrupted session' : ''}`,
@@ -54,7 +57,8 @@ export function registerImage(program: Command): void {
       const global = globals(command);
       const machine = assertMachineName(options.machine);
       const chunkSize = options.chunkSize === 'auto' ? 'auto' : parseChunkSize(options.chunkSize);
-      if (options.freeze && options.crashConsistent) throw new UsageError('choose --freeze or --crash-consistent, not both');
+      if (options.freeze && options.crashConsistent)
+        throw new UsageError('choose --freeze or --crash-consistent, not both');
       const live: LiveMode = options.freeze ? 'freeze' : options.crashConsistent ? 'crash-consistent' : 'refuse';
       const { disks, beforeVolume } = await planSources(sources, { chunkSize, raw: options.raw, live });
       const client = await clientFor(command, 'transfer');

@@ -32,7 +32,14 @@ export function registerImages(program: Command): void {
         if (globals(command).json) return printJson({ images: list });
         const times = await serverTimeFormat(client);
         printTable(
-          list.map((image) => ({ id: image.id, created: formatWhen(image.createdAt, times), size: formatBytes(image.sizeBytes), used: formatBytes(image.usedBytes), uploaded: formatBytes(image.uploadedBytes), state: image.state })),
+          list.map((image) => ({
+            id: image.id,
+            created: formatWhen(image.createdAt, times),
+            size: formatBytes(image.sizeBytes),
+            used: formatBytes(image.usedBytes),
+            uploaded: formatBytes(image.uploadedBytes),
+            state: image.state,
+          })),
           ['id', 'created', 'size', 'used', 'uploaded', 'state'],
         );
       } finally {
@@ -42,7 +49,9 @@ export function registerImages(program: Command): void {
 
   images
     .command('show')
-    .description('what an image holds: disks, partitions, filesystems, chunk counts, verification (--json: the manifest)')
+    .description(
+      'what an image holds: disks, partitions, filesystems, chunk counts, verification (--json: the manifest)',
+    )
     .argument('<image>', 'image id or MACHINE@latest')
     .action(async (reference: string, _options: unknown, command: Command) => {
       const client = await clientFor(command);
@@ -50,7 +59,8 @@ export function registerImages(program: Command): void {
         const { image, manifest } = await client.manifest(reference);
         if (globals(command).json) return printJson(manifest);
         const last = await lastVerification(client, image);
-        for (const line of imageSummary(image, manifest, last, await serverTimeFormat(client))) process.stdout.write(`${line}\n`);
+        for (const line of imageSummary(image, manifest, last, await serverTimeFormat(client)))
+          process.stdout.write(`${line}\n`);
       } finally {
         await client.close();
       }
@@ -81,7 +91,12 @@ export function registerImages(program: Command): void {
         if (globals(command).json) return printJson({ machines });
         const times = await serverTimeFormat(client);
         printTable(
-          machines.map((machine) => ({ name: machine.name, images: machine.imageCount, latest: machine.latestImage, 'last seen': formatWhen(machine.lastSeenAt, times) })),
+          machines.map((machine) => ({
+            name: machine.name,
+            images: machine.imageCount,
+            latest: machine.latestImage,
+            'last seen': formatWhen(machine.lastSeenAt, times),
+          })),
           ['name', 'images', 'latest', 'last seen'],
         );
       } finally {

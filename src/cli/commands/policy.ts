@@ -36,7 +36,18 @@ interface SetFlags {
   inherit?: string[];
 }
 
-const FIELD_NAMES = ['schedule', 'timezone', 'enabled', 'disks', 'live', 'raw', 'chunkSize', 'spreadSeconds', 'windowSeconds', ...RETENTION_KEYS];
+const FIELD_NAMES = [
+  'schedule',
+  'timezone',
+  'enabled',
+  'disks',
+  'live',
+  'raw',
+  'chunkSize',
+  'spreadSeconds',
+  'windowSeconds',
+  ...RETENTION_KEYS,
+];
 
 function count(text: string, option: string): number {
   if (!/^\d+$/.test(text)) throw new UsageError(`${option} needs a whole number, got ${JSON.stringify(text)}`);
@@ -49,13 +60,19 @@ export function policyChange(flags: SetFlags): Record<string, unknown> {
   const retention: Record<string, unknown> = {};
   if (flags.schedule !== undefined) change.schedule = flags.schedule;
   if (flags.timezone !== undefined) change.timezone = flags.timezone;
-  if (flags.disks !== undefined) change.disks = flags.disks.split(',').map((disk) => disk.trim()).filter(Boolean);
+  if (flags.disks !== undefined)
+    change.disks = flags.disks
+      .split(',')
+      .map((disk) => disk.trim())
+      .filter(Boolean);
   if (flags.live !== undefined) {
-    if (!LIVE_MODES.includes(flags.live as LiveMode)) throw new UsageError(`--live must be one of ${LIVE_MODES.join(', ')}`);
+    if (!LIVE_MODES.includes(flags.live as LiveMode))
+      throw new UsageError(`--live must be one of ${LIVE_MODES.join(', ')}`);
     change.live = flags.live;
   }
   if (flags.raw !== undefined) change.raw = flags.raw;
-  if (flags.chunkSize !== undefined) change.chunkSize = flags.chunkSize === 'auto' ? 'auto' : parseChunkSize(flags.chunkSize);
+  if (flags.chunkSize !== undefined)
+    change.chunkSize = flags.chunkSize === 'auto' ? 'auto' : parseChunkSize(flags.chunkSize);
   if (flags.spread !== undefined) change.spreadSeconds = parseDurationSeconds(flags.spread, '--spread');
   if (flags.window !== undefined) change.windowSeconds = parseDurationSeconds(flags.window, '--window');
   if (flags.enable !== undefined) change.enabled = flags.enable;
@@ -67,21 +84,26 @@ export function policyChange(flags: SetFlags): Record<string, unknown> {
     ['keepMonthly', 'keepMonthly', '--keep-monthly'],
     ['keepYearly', 'keepYearly', '--keep-yearly'],
   ];
-  for (const [flag, key, option] of keeps) if (flags[flag] !== undefined) retention[key] = count(String(flags[flag]), option);
+  for (const [flag, key, option] of keeps)
+    if (flags[flag] !== undefined) retention[key] = count(String(flags[flag]), option);
   for (const name of flags.inherit ?? []) {
     if (!FIELD_NAMES.includes(name)) throw new UsageError(`--inherit takes one of ${FIELD_NAMES.join(', ')}`);
     if ((RETENTION_KEYS as string[]).includes(name)) retention[name] = null;
     else change[name] = null;
   }
   if (Object.keys(retention).length) change.retention = retention;
-  if (Object.keys(change).length === 0) throw new UsageError('nothing to change: give --schedule, --disks, --keep-daily, ... (see b365 policy set --help)');
+  if (Object.keys(change).length === 0)
+    throw new UsageError('nothing to change: give --schedule, --disks, --keep-daily, ... (see b365 policy set --help)');
   return change;
 }
 
 function describe(view: PolicyView, times: TimeFormat): string {
   const policy = view.effective;
-  const own = (key: string) => (key in view.overrides || (view.overrides.retention && key in view.overrides.retention) ? '' : '  (inherited)');
-  const keeps = RETENTION_KEYS.filter((key) => policy.retention[key] > 0).map((key) => `${key.replace(/^keep/, '').toLowerCase()} ${policy.retention[key]}`);
+  const own = (key: string) =>
+    key in view.overrides || (view.overrides.retention && key in view.overrides.retention) ? '' : '  (inherited)';
+  const keeps = RETENTION_KEYS.filter((key) => policy.retention[key] > 0).map(
+    (key) => `${key.replace(/^keep/, '').toLowerCase()} ${policy.retention[key]}`,
+  );
   return [
     `policy ${view.name}${view.updatedAt ? `, changed ${formatWhen(view.updatedAt, times)}` : ''}`,
     `  schedule   ${policy.schedule} ${policy.timezone}${policy.enabled ? '' : ' (disabled)'}${own('schedule')}`,
@@ -110,14 +132,17 @@ function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
-    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++)
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
     previous = current;
   }
   return previous[b.length]!;
 }
 
 export function registerPolicy(program: Command): void {
-  const policy = program.command('policy').description('backup policies: schedule, disks, retention (NAME is default or a machine)');
+  const policy = program
+    .command('policy')
+    .description('backup policies: schedule, disks, retention (NAME is default or a machine)');
 
   policy
     .command('set')
@@ -140,13 +165,15 @@ export function registerPolicy(program: Command): void {
     .option('--keep-weekly <n>', 'keep the newest image of each of the last N ISO weeks with images')
     .option('--keep-monthly <n>', 'keep the newest image of each of the last N months with images')
     .option('--keep-yearly <n>', 'keep the newest image of each of the last N years with images')
-    .option('--inherit <field...>', 'forget this policy\'s own value of these fields (schedule, keepDaily, ...)')
+    .option('--inherit <field...>', "forget this policy's own value of these fields (schedule, keepDaily, ...)")
     .action(async (name: string, flags: SetFlags & { disable?: boolean }, command: Command) => {
       if (flags.disable) flags.enable = false;
       const change = policyChange(flags);
       const client = await clientFor(command);
       try {
-        const view = await client.http.call<PolicyView>('PUT', `/policies/${encodeURIComponent(name)}`, { json: change });
+        const view = await client.http.call<PolicyView>('PUT', `/policies/${encodeURIComponent(name)}`, {
+          json: change,
+        });
         await warnIfUnknownMachine(client, name);
         if (globals(command).json) printJson(view);
         else process.stdout.write(`${describe(view, await serverTimeFormat(client))}\n`);
@@ -184,7 +211,10 @@ export function registerPolicy(program: Command): void {
               name: view.name,
               schedule: `${view.effective.schedule} ${view.effective.timezone}${view.effective.enabled ? '' : ' (off)'}`,
               disks: view.effective.disks.join(',') || 'all fixed',
-              keep: RETENTION_KEYS.filter((key) => view.effective.retention[key] > 0).map((key) => `${key.slice(4, 5).toLowerCase()}${view.effective.retention[key]}`).join(' ') || 'all',
+              keep:
+                RETENTION_KEYS.filter((key) => view.effective.retention[key] > 0)
+                  .map((key) => `${key.slice(4, 5).toLowerCase()}${view.effective.retention[key]}`)
+                  .join(' ') || 'all',
             })),
             ['name', 'schedule', 'disks', 'keep'],
           );

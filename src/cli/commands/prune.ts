@@ -23,7 +23,9 @@ export function registerPrune(program: Command): void {
     .action(async (flags: { machine?: string; dryRun?: boolean; verbose?: boolean }, command: Command) => {
       const client = await clientFor(command, 'transfer');
       try {
-        const report = await client.http.call<PruneReport>('POST', '/prune', { json: { machine: flags.machine, dryRun: flags.dryRun === true } });
+        const report = await client.http.call<PruneReport>('POST', '/prune', {
+          json: { machine: flags.machine, dryRun: flags.dryRun === true },
+        });
         if (globals(command).json) {
           printJson(report);
           return;
@@ -31,11 +33,15 @@ export function registerPrune(program: Command): void {
         const verb = report.dryRun ? 'would remove' : 'removed';
         for (const machine of report.machines) {
           process.stdout.write(`${machine.machine}: keeps ${machine.kept.length}, ${verb} ${machine.removed.length}\n`);
-          for (const id of machine.removed) process.stdout.write(`  ${report.dryRun ? 'would remove' : 'removed'} ${id}\n`);
-          if (flags.verbose) for (const kept of machine.kept) process.stdout.write(`  keep ${kept.id} (${kept.reason})\n`);
+          for (const id of machine.removed)
+            process.stdout.write(`  ${report.dryRun ? 'would remove' : 'removed'} ${id}\n`);
+          if (flags.verbose)
+            for (const kept of machine.kept) process.stdout.write(`  keep ${kept.id} (${kept.reason})\n`);
         }
         for (const error of report.errors) process.stdout.write(`error: ${error}\n`);
-        process.stdout.write(`${plural(report.imagesRemoved, 'image')} ${verb}, ${report.imagesKept} kept${report.dryRun ? ' (dry run)' : ''}\n`);
+        process.stdout.write(
+          `${plural(report.imagesRemoved, 'image')} ${verb}, ${report.imagesKept} kept${report.dryRun ? ' (dry run)' : ''}\n`,
+        );
       } finally {
         await client.close();
       }

@@ -38,7 +38,10 @@ interface IncidentView {
 export function sinceOf(text: string): string {
   if (isDuration(text)) return new Date(clockFromEnvironment().now() - parseDurationMs(text, '--since')).toISOString();
   const time = Date.parse(text);
-  if (Number.isNaN(time)) throw new UsageError(`--since takes a duration like 7d or a time like 2026-11-01T00:00:00Z, got ${JSON.stringify(text)}`);
+  if (Number.isNaN(time))
+    throw new UsageError(
+      `--since takes a duration like 7d or a time like 2026-11-01T00:00:00Z, got ${JSON.stringify(text)}`,
+    );
   return new Date(time).toISOString();
 }
 
@@ -53,7 +56,12 @@ export function registerReports(program: Command): void {
     .action(async (flags: { machine?: string; since?: string; failed?: boolean; limit: string }, command: Command) => {
       const client = await clientFor(command);
       try {
-        const query = { machine: flags.machine, since: flags.since ? sinceOf(flags.since) : undefined, state: flags.failed ? 'failed' : undefined, limit: flags.limit };
+        const query = {
+          machine: flags.machine,
+          since: flags.since ? sinceOf(flags.since) : undefined,
+          state: flags.failed ? 'failed' : undefined,
+          limit: flags.limit,
+        };
         const { runs } = await client.http.call<{ runs: RunView[] }>('GET', '/runs', { query });
         if (globals(command).json) {
           printJson(runs);
@@ -74,7 +82,13 @@ export function registerReports(program: Command): void {
             read: formatBytes(run.bytesRead),
             uploaded: formatBytes(run.bytesUploaded),
             chunks: `${run.chunksNew} new, ${run.chunksReused} reused`,
-            note: run.error ?? (run.warnings.length ? plural(run.warnings.length, 'warning') : run.attempts > 1 ? plural(run.attempts, 'attempt') : null),
+            note:
+              run.error ??
+              (run.warnings.length
+                ? plural(run.warnings.length, 'warning')
+                : run.attempts > 1
+                  ? plural(run.attempts, 'attempt')
+                  : null),
           })),
           ['started', 'machine', 'result', 'image', 'took', 'read', 'uploaded', 'chunks', 'note'],
         );
@@ -91,13 +105,19 @@ export function registerReports(program: Command): void {
     .action(async (flags: { all?: boolean; machine?: string }, command: Command) => {
       const client = await clientFor(command);
       try {
-        const { incidents } = await client.http.call<{ incidents: IncidentView[] }>('GET', '/incidents', { query: { state: flags.all ? 'all' : 'open', machine: flags.machine } });
+        const { incidents } = await client.http.call<{ incidents: IncidentView[] }>('GET', '/incidents', {
+          query: { state: flags.all ? 'all' : 'open', machine: flags.machine },
+        });
         if (globals(command).json) printJson(incidents);
         else if (incidents.length === 0) process.stdout.write(flags.all ? 'no incidents\n' : 'no open incidents\n');
         else {
           const times = await serverTimeFormat(client);
           printTable(
-            incidents.map((incident) => ({ ...incident, opened: formatWhen(incident.openedAt, times), resolved: formatWhen(incident.resolvedAt, times) })),
+            incidents.map((incident) => ({
+              ...incident,
+              opened: formatWhen(incident.openedAt, times),
+              resolved: formatWhen(incident.resolvedAt, times),
+            })),
             ['id', 'kind', 'subject', 'state', 'opened', 'resolved', 'summary'],
           );
         }

@@ -7,7 +7,12 @@ import type { Command } from 'commander';
 import { errorMessage, ExitCode, UsageError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { failureCode, resultLine } from '../../rescue/actions.js';
-import { parseKernelCommandLine, serveSettings, unattendedSettings, type UnattendedSettings } from '../../rescue/cmdline.js';
+import {
+  parseKernelCommandLine,
+  serveSettings,
+  unattendedSettings,
+  type UnattendedSettings,
+} from '../../rescue/cmdline.js';
 import { activeConsoles, ConsoleEcho } from '../../rescue/console.js';
 import { runInteractive } from '../../rescue/interactive.js';
 import { finish } from '../../rescue/power.js';
@@ -33,7 +38,10 @@ async function readCommandLine(source: string): Promise<string> {
 
 /** The console lines of an unattended run go to stdout and to these consoles ('auto': every active one). */
 function consoleEcho(consoles: string[]): ConsoleEcho {
-  return new ConsoleEcho(process.stdout, consoles.flatMap((entry) => (entry === 'auto' ? activeConsoles() : entry === 'none' ? [] : [entry])));
+  return new ConsoleEcho(
+    process.stdout,
+    consoles.flatMap((entry) => (entry === 'auto' ? activeConsoles() : entry === 'none' ? [] : [entry])),
+  );
 }
 
 /** Run until done or stopped by a signal, then release the signal handling and the consoles. */
@@ -50,11 +58,20 @@ async function untilDone(echo: ConsoleEcho, run: (signal: AbortSignal) => Promis
 export function registerRescue(program: Command): void {
   program
     .command('rescue')
-    .description('the rescue medium program: restore or capture a disk, interactively or as the kernel command line says')
+    .description(
+      'the rescue medium program: restore or capture a disk, interactively or as the kernel command line says',
+    )
     .option('--unattended', 'run the b365.action=... given on the kernel command line, then report a B365-RESULT line')
-    .option('--serve', 'mount the disk b365.serve=/dev/DISK names and serve the repository on it (b365.listen=HOST:PORT, default 0.0.0.0:8365)')
+    .option(
+      '--serve',
+      'mount the disk b365.serve=/dev/DISK names and serve the repository on it (b365.listen=HOST:PORT, default 0.0.0.0:8365)',
+    )
     .option('--cmdline <file-or-text>', 'where the b365.* parameters come from', '/proc/cmdline')
-    .option('--console <device...>', 'also print unattended progress on these devices ("auto": the kernel consoles, "none")', ['auto'])
+    .option(
+      '--console <device...>',
+      'also print unattended progress on these devices ("auto": the kernel consoles, "none")',
+      ['auto'],
+    )
     .option('--no-network', 'do not offer to configure the network')
     .option('--loop-devices', 'offer loop devices as disks (for tests with image files)')
     .action(async (options: RescueOptions, command: Command) => {
@@ -76,7 +93,15 @@ export function registerRescue(program: Command): void {
           if (!settings) throw new UsageError(`no b365.action=restore|capture in ${options.cmdline}`);
         } catch (error) {
           // A script waits for the result line: a mistyped parameter must end with one too.
-          echo.line(resultLine({ status: 'failed', action: parameters.get('b365.action') ?? 'none', code: failureCode(error), exit: ExitCode.usage, message: errorMessage(error) }));
+          echo.line(
+            resultLine({
+              status: 'failed',
+              action: parameters.get('b365.action') ?? 'none',
+              code: failureCode(error),
+              exit: ExitCode.usage,
+              message: errorMessage(error),
+            }),
+          );
           echo.close();
           const after = parameters.get('b365.after-failure');
           if (after === 'poweroff' || after === 'reboot') await finish(after);
@@ -88,7 +113,13 @@ export function registerRescue(program: Command): void {
       }
       const prompter = new Prompter(process.stdin, process.stdout);
       try {
-        await runInteractive({ prompter, log, parameters, network: options.network, includeLoopDevices: options.loopDevices });
+        await runInteractive({
+          prompter,
+          log,
+          parameters,
+          network: options.network,
+          includeLoopDevices: options.loopDevices,
+        });
       } finally {
         prompter.close();
       }

@@ -7,7 +7,7 @@ import { parseDurationSeconds } from '../../core/duration.js';
 import { formatWhen, serverTimeFormat } from '../time-format.js';
 
 export function registerRestoreCode(program: Command): void {
-  const codes = program.command('restore-code').description("restore codes for technicians (admin)");
+  const codes = program.command('restore-code').description('restore codes for technicians (admin)');
 
   codes
     .command('create')
@@ -44,7 +44,14 @@ export function registerRestoreCode(program: Command): void {
         if (globals(command).json) return printJson({ codes: list });
         const times = await serverTimeFormat(client);
         printTable(
-          list.map((code) => ({ id: code.id, machine: code.machine, created: formatWhen(code.createdAt, times), expires: formatWhen(code.expiresAt, times), revoked: formatWhen(code.revokedAt, times), uses: code.uses })),
+          list.map((code) => ({
+            id: code.id,
+            machine: code.machine,
+            created: formatWhen(code.createdAt, times),
+            expires: formatWhen(code.expiresAt, times),
+            revoked: formatWhen(code.revokedAt, times),
+            uses: code.uses,
+          })),
           ['id', 'machine', 'created', 'expires', 'revoked', 'uses'],
         );
       } finally {

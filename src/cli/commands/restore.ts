@@ -29,32 +29,46 @@ export function registerRestore(program: Command): void {
     .option('--zero-unused', 'on a block device, also zero the blocks the image holds as unused')
     .option('--skip-checks', 'skip fsck and /etc/fstab checks (content digests are still compared)')
     .option('--parallel <n>', 'chunks fetched at once', '12')
-    .action(async (reference: string, options: { to: string; disk?: string; parallel: string; yes?: boolean; grow?: boolean; zeroUnused?: boolean; skipChecks?: boolean }, command: Command) => {
-      const global = globals(command);
-      const client = await clientFor(command, 'transfer');
-      const progress = byteProgress(`restoring ${reference}`, !global.json);
-      const interrupt = interruptSignal();
-      try {
-        const report = await restoreImage({
-          client,
-          reference,
-          target: options.to,
-          disk: options.disk,
-          yes: options.yes,
-          grow: options.grow,
-          zeroUnused: options.zeroUnused,
-          skipChecks: options.skipChecks,
-          parallel: Number(options.parallel),
-          signal: interrupt.signal,
-          onProgress: ({ bytesDone, bytesTotal, stage }) => progress.update(bytesDone, bytesTotal, stage),
-        });
-        progress.stop();
-        if (global.json) printJson(report);
-        else printRestoreReport(report);
-      } finally {
-        progress.stop();
-        interrupt.dispose();
-        await client.close();
-      }
-    });
+    .action(
+      async (
+        reference: string,
+        options: {
+          to: string;
+          disk?: string;
+          parallel: string;
+          yes?: boolean;
+          grow?: boolean;
+          zeroUnused?: boolean;
+          skipChecks?: boolean;
+        },
+        command: Command,
+      ) => {
+        const global = globals(command);
+        const client = await clientFor(command, 'transfer');
+        const progress = byteProgress(`restoring ${reference}`, !global.json);
+        const interrupt = interruptSignal();
+        try {
+          const report = await restoreImage({
+            client,
+            reference,
+            target: options.to,
+            disk: options.disk,
+            yes: options.yes,
+            grow: options.grow,
+            zeroUnused: options.zeroUnused,
+            skipChecks: options.skipChecks,
+            parallel: Number(options.parallel),
+            signal: interrupt.signal,
+            onProgress: ({ bytesDone, bytesTotal, stage }) => progress.update(bytesDone, bytesTotal, stage),
+          });
+          progress.stop();
+          if (global.json) printJson(report);
+          else printRestoreReport(report);
+        } finally {
+          progress.stop();
+          interrupt.dispose();
+          await client.close();
+        }
+      },
+    );
 }

@@ -6,7 +6,15 @@ import type { Command } from 'commander';
 import { execa } from 'execa';
 import { UsageError, UserError } from '../../core/errors.js';
 import { installedCommand } from '../../install/program.js';
-import { DEFAULT_INSTALLED_LISTEN, DEFAULT_INSTALLED_REPO, SERVER_SERVICE, SERVER_STATE_DIRECTORY, SERVER_USER, serverUnit, writeServerUnit } from '../../install/server-unit.js';
+import {
+  DEFAULT_INSTALLED_LISTEN,
+  DEFAULT_INSTALLED_REPO,
+  SERVER_SERVICE,
+  SERVER_STATE_DIRECTORY,
+  SERVER_USER,
+  serverUnit,
+  writeServerUnit,
+} from '../../install/server-unit.js';
 import { ensureSystemUser, systemUserExists } from '../../install/system-user.js';
 import { DEFAULT_UNIT_DIRECTORY, enableService } from '../../install/systemd.js';
 import { globals } from '../context.js';
@@ -49,8 +57,20 @@ async function install(flags: ServerInstallFlags, command: Command): Promise<voi
   const config = flags.config ? path.resolve(flags.config) : null;
   const unitDirectory = path.resolve(flags.unitDir);
   if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together');
-  const tls = { cert: flags.tlsCert && path.resolve(flags.tlsCert), key: flags.tlsKey && path.resolve(flags.tlsKey), names: flags.tlsName };
-  const plan = { command: await serverCommand(flags.allowBuildTree === true), user: flags.user, repo, listen: flags.listen, config, tls, unitDirectory };
+  const tls = {
+    cert: flags.tlsCert && path.resolve(flags.tlsCert),
+    key: flags.tlsKey && path.resolve(flags.tlsKey),
+    names: flags.tlsName,
+  };
+  const plan = {
+    command: await serverCommand(flags.allowBuildTree === true),
+    user: flags.user,
+    repo,
+    listen: flags.listen,
+    config,
+    tls,
+    unitDirectory,
+  };
   if (flags.print) {
     process.stdout.write(serverUnit(plan));
     return;
@@ -60,29 +80,52 @@ async function install(flags: ServerInstallFlags, command: Command): Promise<voi
   const unit = await writeServerUnit(plan);
   const json = globals(command).json === true;
   if (!json) {
-    process.stdout.write(`server service written: ${unit}\n  runs ${plan.command.join(' ')}\n  as user ${flags.user}${userCreated ? ' (created now)' : ''}, repository ${repo}, listening on ${flags.listen}\n`);
+    process.stdout.write(
+      `server service written: ${unit}\n  runs ${plan.command.join(' ')}\n  as user ${flags.user}${userCreated ? ' (created now)' : ''}, repository ${repo}, listening on ${flags.listen}\n`,
+    );
     if (config) process.stdout.write(`  configuration ${config} (must be readable by ${flags.user})\n`);
   }
   if (flags.start) await enableService(SERVER_SERVICE);
-  if (json) printJson({ unit, user: flags.user, userCreated, repo, listen: flags.listen, config, started: flags.start });
-  else process.stdout.write(flags.start ? `${SERVER_SERVICE} is enabled and running\n` : `start it with: systemctl daemon-reload && systemctl enable --now ${SERVER_SERVICE}\n`);
+  if (json)
+    printJson({ unit, user: flags.user, userCreated, repo, listen: flags.listen, config, started: flags.start });
+  else
+    process.stdout.write(
+      flags.start
+        ? `${SERVER_SERVICE} is enabled and running\n`
+        : `start it with: systemctl daemon-reload && systemctl enable --now ${SERVER_SERVICE}\n`,
+    );
 }
 
 export function registerServerInstall(server: Command): void {
   server
     .command('install')
     .description(`write the hardened systemd service ${SERVER_SERVICE}, create its system user, enable and start it`)
-    .option('--repo <dir>', 'repository directory (absolute; a relative one is resolved against the current directory)', DEFAULT_INSTALLED_REPO)
+    .option(
+      '--repo <dir>',
+      'repository directory (absolute; a relative one is resolved against the current directory)',
+      DEFAULT_INSTALLED_REPO,
+    )
     .option('--listen <host:port>', 'address the service listens on', DEFAULT_INSTALLED_LISTEN)
     .option('--config <file>', 'server configuration file the service reads (docs/server-config.md)')
-    .option('--tls-cert <file>', 'serve this certificate (PEM, chain allowed) instead of the self-signed one; readable by the service user')
+    .option(
+      '--tls-cert <file>',
+      'serve this certificate (PEM, chain allowed) instead of the self-signed one; readable by the service user',
+    )
     .option('--tls-key <file>', 'the key of --tls-cert')
-    .option('--tls-name <name>', 'a further DNS name or IP address for the self-signed certificate (repeatable)', (name: string, names: string[]) => [...names, name], [] as string[])
+    .option(
+      '--tls-name <name>',
+      'a further DNS name or IP address for the self-signed certificate (repeatable)',
+      (name: string, names: string[]) => [...names, name],
+      [] as string[],
+    )
     .option('--user <name>', 'system user the service runs as', SERVER_USER)
     .option('--unit-dir <dir>', 'where the unit file goes', DEFAULT_UNIT_DIRECTORY)
     .option('--print', 'print the unit on stdout and change nothing')
     .option('--no-create-user', 'do not create the system user (it must exist)')
     .option('--no-start', 'do not enable and start the service')
-    .option('--allow-build-tree', 'let the service run this copy of b365 even though it is a build tree (for trying a unit out)')
+    .option(
+      '--allow-build-tree',
+      'let the service run this copy of b365 even though it is a build tree (for trying a unit out)',
+    )
     .action((flags: ServerInstallFlags, command: Command) => install(flags, command));
 }

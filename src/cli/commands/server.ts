@@ -10,7 +10,14 @@ import { printJson } from '../output.js';
 import { plural } from '../../core/plural.js';
 import { clientFor, globals } from '../context.js';
 import { registerServerInstall } from './server-install.js';
-import { addTlsOptions, certificateNotice, registerFingerprint, reloadOnHangup, transportOf, type TlsFlags } from './server-tls.js';
+import {
+  addTlsOptions,
+  certificateNotice,
+  registerFingerprint,
+  reloadOnHangup,
+  transportOf,
+  type TlsFlags,
+} from './server-tls.js';
 import { helpShowsDefault } from '../help.js';
 
 interface ReindexOutcome {
@@ -48,19 +55,36 @@ export function registerServer(program: Command): void {
     .description('serve a repository over HTTPS (the default; see docs/tls.md)')
     .option('--config <file>', 'server configuration (JSON, see docs/server-config.md; B365_SERVER_CONFIG)')
     .option('--repo <dir>', `repository directory (B365_REPO, the config's repo, default ${DEFAULT_REPO})`)
-    .option('--listen <host:port>', `address to listen on (B365_LISTEN, the config's listen, default ${DEFAULT_LISTEN})`)
+    .option(
+      '--listen <host:port>',
+      `address to listen on (B365_LISTEN, the config's listen, default ${DEFAULT_LISTEN})`,
+    )
     .option('--log-file <file>', 'write JSON log lines here instead of stderr');
-  addTlsOptions(start).action(async (options: { config?: string; repo?: string; listen?: string; logFile?: string } & TlsFlags, command: Command) => {
+  addTlsOptions(start).action(
+    async (
+      options: { config?: string; repo?: string; listen?: string; logFile?: string } & TlsFlags,
+      command: Command,
+    ) => {
       // Loaded only here: clients never pay for the server's modules.
       const { loadConfig } = await import('../../../server/config.js');
       const config = loadConfig(options.config ?? process.env.B365_SERVER_CONFIG ?? null);
       const repo = options.repo ?? process.env.B365_REPO ?? config.repo ?? DEFAULT_REPO;
       const listen = options.listen ?? process.env.B365_LISTEN ?? config.listen ?? DEFAULT_LISTEN;
-      const log = createLogger({ level: globals(command).logLevel, destination: options.logFile ?? config.logFile ?? undefined });
+      const log = createLogger({
+        level: globals(command).logLevel,
+        destination: options.logFile ?? config.logFile ?? undefined,
+      });
       const transport = transportOf(options, config);
       const { startServer } = await import('../../../server/main.js');
       const running = await startServer({ repo, listen, log, config, transport });
-      if (running.newAdminToken) process.stdout.write(adminTokenNotice(running.newAdminToken, path.join(path.resolve(repo), 'admin.token'), process.stdout.isTTY === true));
+      if (running.newAdminToken)
+        process.stdout.write(
+          adminTokenNotice(
+            running.newAdminToken,
+            path.join(path.resolve(repo), 'admin.token'),
+            process.stdout.isTTY === true,
+          ),
+        );
       process.stdout.write(certificateNotice(running));
       process.stdout.write(`b365 server listening on ${running.url} (repository ${path.resolve(repo)})\n`);
       const stopReloading = reloadOnHangup(running, log);
@@ -72,25 +96,35 @@ export function registerServer(program: Command): void {
       stopReloading();
       log.info('shutting down');
       await running.close();
-    });
+    },
+  );
   helpShowsDefault(server, start, '[--repo DIR] [--listen HOST:PORT] [--config FILE] [--log-file FILE]');
 
   registerFingerprint(server, { repo: () => DEFAULT_REPO });
 
   server
     .command('reindex')
-    .description('rebuild the catalog from the repository directory alone (stop the server first), or reconcile a running one with --online')
+    .description(
+      'rebuild the catalog from the repository directory alone (stop the server first), or reconcile a running one with --online',
+    )
     .option('--repo <dir>', 'repository directory', process.env.B365_REPO ?? DEFAULT_REPO)
-    .option('--online', 'ask the running server (--server, admin token) to reconcile its catalog with its store; uploads go on meanwhile')
+    .option(
+      '--online',
+      'ask the running server (--server, admin token) to reconcile its catalog with its store; uploads go on meanwhile',
+    )
     .action(async (options: { repo: string; online?: boolean }, command: Command) => {
       const report = options.online ? await reindexOnline(command) : await reindexOffline(options.repo, command);
       if (globals(command).json) printJson(report);
       else {
         const where = options.online ? 'the running server' : path.resolve(options.repo);
-        process.stdout.write(`reindexed ${plural(report.images, 'image')} and ${plural(report.objects, 'object')} from ${where}\n`);
+        process.stdout.write(
+          `reindexed ${plural(report.images, 'image')} and ${plural(report.objects, 'object')} from ${where}\n`,
+        );
         if (report.changes) {
           const { imagesAdded, imagesDropped, objectsAdded, objectsDropped } = report.changes;
-          process.stdout.write(`  images: ${imagesAdded} added, ${imagesDropped} dropped (manifest gone); objects: ${objectsAdded} added, ${objectsDropped} dropped (file gone)\n`);
+          process.stdout.write(
+            `  images: ${imagesAdded} added, ${imagesDropped} dropped (manifest gone); objects: ${objectsAdded} added, ${objectsDropped} dropped (file gone)\n`,
+          );
         }
         for (const skipped of report.skipped) process.stdout.write(`skipped ${skipped.key}: ${skipped.reason}\n`);
       }

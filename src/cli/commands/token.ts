@@ -41,8 +41,11 @@ export function registerToken(program: Command): void {
         process.stdout.write(`${created.token}\n`);
         process.stderr.write(`${tokenNotice(created)}\n`);
         if (options.role === 'machine') {
-          const fingerprint = client.http.serverCertificate?.trustedByCa === false ? client.http.serverCertificate.fingerprint : null;
-          process.stderr.write(`on machine ${options.machine}, install the agent with (paste the token when asked, so it stays out of shell history):\n  ${agentInstallCommand(client.server, fingerprint, '-')}\n`);
+          const fingerprint =
+            client.http.serverCertificate?.trustedByCa === false ? client.http.serverCertificate.fingerprint : null;
+          process.stderr.write(
+            `on machine ${options.machine}, install the agent with (paste the token when asked, so it stays out of shell history):\n  ${agentInstallCommand(client.server, fingerprint, '-')}\n`,
+          );
         }
       } finally {
         await client.close();
@@ -59,7 +62,15 @@ export function registerToken(program: Command): void {
         if (globals(command).json) return printJson({ tokens });
         const times = await serverTimeFormat(client);
         printTable(
-          tokens.map((entry) => ({ id: entry.id, role: entry.role, machine: entry.machine, label: entry.label, created: formatWhen(entry.createdAt, times), expires: formatWhen(entry.expiresAt, times), revoked: formatWhen(entry.revokedAt, times) })),
+          tokens.map((entry) => ({
+            id: entry.id,
+            role: entry.role,
+            machine: entry.machine,
+            label: entry.label,
+            created: formatWhen(entry.createdAt, times),
+            expires: formatWhen(entry.expiresAt, times),
+            revoked: formatWhen(entry.revokedAt, times),
+          })),
           ['id', 'role', 'machine', 'label', 'created', 'expires', 'revoked'],
         );
       } finally {

@@ -25,8 +25,13 @@ function printVerifications(jobs: VerificationJob[], times: TimeFormat): void {
     jobs.map((job) => ({
       id: job.id,
       level: job.level,
-      scope: job.scope.all ? 'all images' : job.scope.images.length === 1 ? job.scope.images[0]! : plural(job.scope.images.length, 'image'),
-      result: job.state === 'done' ? job.result : job.state === 'error' ? `error: ${job.error ?? 'unknown'}` : job.state,
+      scope: job.scope.all
+        ? 'all images'
+        : job.scope.images.length === 1
+          ? job.scope.images[0]!
+          : plural(job.scope.images.length, 'image'),
+      result:
+        job.state === 'done' ? job.result : job.state === 'error' ? `error: ${job.error ?? 'unknown'}` : job.state,
       started: formatWhen(job.startedAt, times),
       finished: formatWhen(job.finishedAt, times),
     })),
@@ -60,10 +65,16 @@ export function registerVerify(program: Command): void {
           if (json) printJson({ results });
           else
             for (const result of results) {
-              process.stdout.write(`${result.image}: ${result.result}, ${plural(result.chunksVerified, 'chunk')} re-hashed here\n`);
-              for (const volume of result.volumes) process.stdout.write(`  ${volume.ok ? 'ok  ' : 'FAIL'} ${volume.disk}/${volume.volume} ${volume.computed ?? ''}${volume.problem ? ` (${volume.problem})` : ''}\n`);
+              process.stdout.write(
+                `${result.image}: ${result.result}, ${plural(result.chunksVerified, 'chunk')} re-hashed here\n`,
+              );
+              for (const volume of result.volumes)
+                process.stdout.write(
+                  `  ${volume.ok ? 'ok  ' : 'FAIL'} ${volume.disk}/${volume.volume} ${volume.computed ?? ''}${volume.problem ? ` (${volume.problem})` : ''}\n`,
+                );
             }
-          if (results.some((result) => result.result !== 'ok')) throw new VerificationError('local verification failed', { details: { results } });
+          if (results.some((result) => result.result !== 'ok'))
+            throw new VerificationError('local verification failed', { details: { results } });
           return;
         }
         let job = await client.startVerification({ images, all: options.all, level: options.level });
@@ -74,14 +85,20 @@ export function registerVerify(program: Command): void {
         }
         if (job.state === 'error') throw new VerificationError(`verification ${job.id} could not run: ${job.error}`);
         const bytes = await client.verificationReport(job.id);
-        if (job.reportNotStored) process.stderr.write(`warning: the signed report could not be stored in the repository (${job.reportNotStored}); keep this copy with --out\n`);
+        if (job.reportNotStored)
+          process.stderr.write(
+            `warning: the signed report could not be stored in the repository (${job.reportNotStored}); keep this copy with --out\n`,
+          );
         if (options.out) await fs.writeFile(options.out, bytes);
         const signed = JSON.parse(bytes.toString('utf8'));
         if (json) printJson(signed);
         else {
           const { summary } = signed.report;
-          process.stdout.write(`verification ${job.id}: ${job.result} — ${summary.ok} of ${plural(summary.images, 'image')} ok, ${plural(summary.chunksVerified, 'chunk')} verified, ${summary.chunksMissing} missing, ${summary.chunksCorrupt} corrupt\n`);
-          for (const image of signed.report.images) if (image.result !== 'ok') process.stdout.write(`  FAIL ${image.image}: ${image.problems.join('; ')}\n`);
+          process.stdout.write(
+            `verification ${job.id}: ${job.result} — ${summary.ok} of ${plural(summary.images, 'image')} ok, ${plural(summary.chunksVerified, 'chunk')} verified, ${summary.chunksMissing} missing, ${summary.chunksCorrupt} corrupt\n`,
+          );
+          for (const image of signed.report.images)
+            if (image.result !== 'ok') process.stdout.write(`  FAIL ${image.image}: ${image.problems.join('; ')}\n`);
           process.stdout.write(`report digest ${job.reportDigest}, signed by key ${signed.signature.keyId}\n`);
         }
         if (job.result !== 'ok') throw new VerificationError(`verification ${job.id} found problems`);
@@ -90,7 +107,11 @@ export function registerVerify(program: Command): void {
       }
     });
 
-  helpShowsDefault(verify, run, '(IMAGE... | --all) [--level structural|content|restore-stream] [--local] [--out FILE]');
+  helpShowsDefault(
+    verify,
+    run,
+    '(IMAGE... | --all) [--level structural|content|restore-stream] [--local] [--out FILE]',
+  );
 
   verify
     .command('list')

@@ -36,7 +36,11 @@ export async function ensureIso(): Promise<string> {
     () => true,
     () => false,
   );
-  if (!exists) await execa(path.join(REPO_ROOT, 'bootmedia', 'build.sh'), [], { stdio: 'inherit', env: { BOOTMEDIA_OUT: ISO_PATH } });
+  if (!exists)
+    await execa(path.join(REPO_ROOT, 'bootmedia', 'build.sh'), [], {
+      stdio: 'inherit',
+      env: { BOOTMEDIA_OUT: ISO_PATH },
+    });
   return ISO_PATH;
 }
 
@@ -44,7 +48,18 @@ export async function ensureIso(): Promise<string> {
 export async function extractBootFiles(iso: string, directory: string): Promise<{ kernel: string; initrd: string }> {
   const kernel = path.join(directory, 'vmlinuz');
   const initrd = path.join(directory, 'initrd.img');
-  await execa('xorriso', ['-osirrox', 'on', '-indev', iso, '-extract', '/live/vmlinuz', kernel, '-extract', '/live/initrd.img', initrd]);
+  await execa('xorriso', [
+    '-osirrox',
+    'on',
+    '-indev',
+    iso,
+    '-extract',
+    '/live/vmlinuz',
+    kernel,
+    '-extract',
+    '/live/initrd.img',
+    initrd,
+  ]);
   return { kernel, initrd };
 }
 

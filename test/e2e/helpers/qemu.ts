@@ -51,25 +51,50 @@ export class QemuGuest {
 
   static async start(t: Teardown, options: QemuOptions): Promise<QemuGuest> {
     await fs.writeFile(options.serialLog, '');
-    const args = ['-machine', 'q35,accel=tcg', '-cpu', 'max', '-m', String(options.memoryMiB ?? 2048), '-smp', String(options.cpus ?? 2)];
+    const args = [
+      '-machine',
+      'q35,accel=tcg',
+      '-cpu',
+      'max',
+      '-m',
+      String(options.memoryMiB ?? 2048),
+      '-smp',
+      String(options.cpus ?? 2),
+    ];
     args.push('-display', 'none', '-monitor', 'none', '-no-reboot', '-serial', `file:${options.serialLog}`);
     if (options.uefi) {
       const vars = `${options.serialLog}.OVMF_VARS.fd`;
       await fs.copyFile(options.uefi.vars, vars);
-      args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${options.uefi.code}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`);
+      args.push(
+        '-drive',
+        `if=pflash,format=raw,unit=0,readonly=on,file=${options.uefi.code}`,
+        '-drive',
+        `if=pflash,format=raw,unit=1,file=${vars}`,
+      );
     }
-    if (options.kernel) args.push('-kernel', options.kernel.kernel, '-initrd', options.kernel.initrd, '-append', options.kernel.append);
+    if (options.kernel)
+      args.push('-kernel', options.kernel.kernel, '-initrd', options.kernel.initrd, '-append', options.kernel.append);
     if (options.cdrom) args.push('-drive', `file=${options.cdrom},media=cdrom,readonly=on`);
     for (const [index, disk] of (options.disks ?? []).entries()) {
       // uncached: qemu writes with O_DIRECT and passes the guest's flushes on as fdatasync,
       // so the host file holds what the guest's disk would hold, and killing qemu loses
       // only what a power cut would (the guest's page cache, writes not yet flushed).
       const cache = disk.uncached ? ',cache=none,aio=threads' : '';
-      args.push('-drive', `file=${disk.file},format=raw,if=none,id=disk${index}${disk.readOnly ? ',readonly=on' : ''}${cache}`);
+      args.push(
+        '-drive',
+        `file=${disk.file},format=raw,if=none,id=disk${index}${disk.readOnly ? ',readonly=on' : ''}${cache}`,
+      );
       args.push('-device', `virtio-blk-pci,drive=disk${index}${disk.serial ? `,serial=${disk.serial}` : ''}`);
     }
     if (options.usbStick) {
-      args.push('-device', 'qemu-xhci,id=xhci', '-drive', `file=${options.usbStick},format=raw,if=none,id=stick`, '-device', 'usb-storage,bus=xhci.0,drive=stick,removable=on');
+      args.push(
+        '-device',
+        'qemu-xhci,id=xhci',
+        '-drive',
+        `file=${options.usbStick},format=raw,if=none,id=stick`,
+        '-device',
+        'usb-storage,bus=xhci.0,drive=stick,removable=on',
+      );
     }
     if (options.hostPort || options.forward) {
       // restrict=on: no route anywhere; the guestfwd rule is the only way out, and a
@@ -103,8 +128,14 @@ export class QemuGuest {
       const text = await this.serial();
       const match = text.match(pattern);
       if (match) return match;
-      if (!this.running) throw new Error(`qemu exited before ${pattern} appeared; serial console ends with:\n${tail(text)}\n${await this.stderr()}`);
-      if (Date.now() >= deadline) throw new Error(`${pattern} did not appear on the serial console within ${Math.round(timeoutMs / 1000)} s; it ends with:\n${tail(text)}`);
+      if (!this.running)
+        throw new Error(
+          `qemu exited before ${pattern} appeared; serial console ends with:\n${tail(text)}\n${await this.stderr()}`,
+        );
+      if (Date.now() >= deadline)
+        throw new Error(
+          `${pattern} did not appear on the serial console within ${Math.round(timeoutMs / 1000)} s; it ends with:\n${tail(text)}`,
+        );
       await sleep(500);
     }
   }
@@ -123,7 +154,10 @@ export class QemuGuest {
   async waitForExit(timeoutMs: number): Promise<number | undefined> {
     // An unreferenced timer: a guest that exits early must not leave the test waiting on it.
     const result = await Promise.race([this.exited, sleep(timeoutMs, null, { ref: false })]);
-    if (result === null) throw new Error(`qemu still running after ${Math.round(timeoutMs / 1000)} s; serial console ends with:\n${tail(await this.serial())}`);
+    if (result === null)
+      throw new Error(
+        `qemu still running after ${Math.round(timeoutMs / 1000)} s; serial console ends with:\n${tail(await this.serial())}`,
+      );
     return result.exitCode;
   }
 

@@ -17,8 +17,11 @@ export async function captureAndRestore(server: TestServer, image: string, machi
   const captured = await b365(['image', image, '--machine', machine, '--json'], { env: server.env });
   if (captured.exitCode !== 0) throw new Error(`b365 image ${image} failed (${captured.exitCode}): ${captured.stderr}`);
   const restored = path.join(path.dirname(image), `${path.basename(image, '.img')}-restored.img`);
-  const restore = await b365(['restore', `${machine}@latest`, '--to', restored, '--skip-checks', '--json'], { env: server.env });
-  if (restore.exitCode !== 0) throw new Error(`b365 restore of ${machine} failed (${restore.exitCode}): ${restore.stderr}`);
+  const restore = await b365(['restore', `${machine}@latest`, '--to', restored, '--skip-checks', '--json'], {
+    env: server.env,
+  });
+  if (restore.exitCode !== 0)
+    throw new Error(`b365 restore of ${machine} failed (${restore.exitCode}): ${restore.stderr}`);
   const volume = captured.json.volumes[0] as { method: string };
   return { restored, method: volume.method, warnings: captured.json.warnings as string[] };
 }
@@ -46,10 +49,19 @@ export const CHECKER_TIMED_OUT = 'the checker did not finish';
  * their interleaving varies from run to run), each with the image's path taken out.
  */
 export async function checkerReport(command: string, args: string[], image: string): Promise<string> {
-  const result = await execa(command, [...args, image], { reject: false, env: { LC_ALL: 'C', TZ: 'UTC' }, timeout: CHECKER_TIMEOUT_MS });
+  const result = await execa(command, [...args, image], {
+    reject: false,
+    env: { LC_ALL: 'C', TZ: 'UTC' },
+    timeout: CHECKER_TIMEOUT_MS,
+  });
   // fsck.fat loops forever on some damaged tables: then the checker has no opinion.
   if (result.timedOut) return CHECKER_TIMED_OUT;
-  return [`exit ${result.exitCode}`, normaliseReport(String(result.stdout), image), '-- stderr --', normaliseReport(String(result.stderr), image)].join('\n');
+  return [
+    `exit ${result.exitCode}`,
+    normaliseReport(String(result.stdout), image),
+    '-- stderr --',
+    normaliseReport(String(result.stderr), image),
+  ].join('\n');
 }
 
 export const e2fsckReport = (image: string) => checkerReport('e2fsck', ['-fn'], image);

@@ -9,7 +9,12 @@ import { execa } from 'execa';
 import t, { type Test } from 'tap';
 import { DeviceBlockReader } from '../../../imaging/block-reader.js';
 import { readGroupDescriptors, type GroupDescriptors } from '../../../imaging/fs/ext/group-descriptors.js';
-import { parseSuperblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, type Superblock } from '../../../imaging/fs/ext/superblock.js';
+import {
+  parseSuperblock,
+  SUPERBLOCK_OFFSET,
+  SUPERBLOCK_SIZE,
+  type Superblock,
+} from '../../../imaging/fs/ext/superblock.js';
 import { Prng } from '../../helpers/content.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { tempDir } from '../../helpers/tmp.js';
@@ -87,9 +92,11 @@ const damages: Damage[] = [
   {
     name: 'zeroed block bitmap',
     method: 'raw',
-    warning: /on .*: the block bitmap marks block \d+ \(.*\) free; the allocation bitmap is damaged, capturing every block \(raw\)/,
+    warning:
+      /on .*: the block bitmap marks block \d+ \(.*\) free; the allocation bitmap is damaged, capturing every block \(raw\)/,
     checksummed: false,
-    apply: async (image, { superblock, groups }) => patch(image, groups.blockBitmap[0]! * superblock.blockSize, (bytes) => bytes.fill(0), superblock.blockSize),
+    apply: async (image, { superblock, groups }) =>
+      patch(image, groups.blockBitmap[0]! * superblock.blockSize, (bytes) => bytes.fill(0), superblock.blockSize),
   },
   {
     name: "a file's blocks marked free",
@@ -107,13 +114,18 @@ const damages: Damage[] = [
   {
     name: 'zeroed inode bitmap',
     method: 'used-blocks',
-    apply: async (image, { superblock, groups }) => patch(image, groups.inodeBitmap[0]! * superblock.blockSize, (bytes) => bytes.fill(0), superblock.blockSize),
+    apply: async (image, { superblock, groups }) =>
+      patch(image, groups.inodeBitmap[0]! * superblock.blockSize, (bytes) => bytes.fill(0), superblock.blockSize),
   },
   {
     name: 'inode table marked free',
     method: 'raw',
     warning: /the block bitmap marks block \d+ \(inode table of group 0\) free/,
-    apply: async (image, { superblock, groups }) => freeBlocks(image, Array.from({ length: superblock.inodeBlocksPerGroup }, (_, index) => groups.inodeTable[0]! + index)),
+    apply: async (image, { superblock, groups }) =>
+      freeBlocks(
+        image,
+        Array.from({ length: superblock.inodeBlocksPerGroup }, (_, index) => groups.inodeTable[0]! + index),
+      ),
   },
   {
     name: 'random bytes of the block bitmap',
@@ -121,9 +133,14 @@ const damages: Damage[] = [
     checksummed: false,
     apply: async (image, { superblock, groups }) => {
       const prng = new Prng(0xb17);
-      await patch(image, groups.blockBitmap[0]! * superblock.blockSize, (bytes) => {
-        for (let flip = 0; flip < 24; flip++) bytes[prng.next() % 512]! ^= 1 << (prng.next() % 8);
-      }, superblock.blockSize);
+      await patch(
+        image,
+        groups.blockBitmap[0]! * superblock.blockSize,
+        (bytes) => {
+          for (let flip = 0; flip < 24; flip++) bytes[prng.next() % 512]! ^= 1 << (prng.next() % 8);
+        },
+        superblock.blockSize,
+      );
     },
   },
 ];
@@ -135,7 +152,8 @@ async function buildBase(type: ExtType): Promise<string> {
     await fs.mkdir(path.join(root, 'data'));
     await fs.writeFile(path.join(root, 'data', 'big'), largePattern(1, 1536 * 1024));
     await fs.mkdir(path.join(root, 'data', 'many'));
-    for (let index = 0; index < 150; index++) await fs.writeFile(path.join(root, 'data', 'many', `file-${index}`), patternBytes(index, 100 + index * 37));
+    for (let index = 0; index < 150; index++)
+      await fs.writeFile(path.join(root, 'data', 'many', `file-${index}`), patternBytes(index, 100 + index * 37));
     await fs.symlink(`/data/many/${'x'.repeat(90)}`, path.join(root, 'data', 'slow-link'));
   });
   return image;
@@ -148,7 +166,14 @@ async function readableFiles(image: string): Promise<Map<string, unknown>> {
   return hashTree(out);
 }
 
-async function checkRoundTrip(t: Test, server: TestServer, base: string, type: ExtType, damage: Damage, index: number): Promise<void> {
+async function checkRoundTrip(
+  t: Test,
+  server: TestServer,
+  base: string,
+  type: ExtType,
+  damage: Damage,
+  index: number,
+): Promise<void> {
   const directory = await tempDir(t);
   const image = path.join(directory, `${type}-${index}.img`);
   await fs.copyFile(base, image);
@@ -160,17 +185,28 @@ async function checkRoundTrip(t: Test, server: TestServer, base: string, type: E
   // ext4's bitmaps carry checksums: bytes damaged in place are caught by that first, and the whole group kept.
   const caughtByChecksum = type === 'ext4' && damage.checksummed === false;
   const method = caughtByChecksum ? 'used-blocks' : damage.method;
-  const warning = caughtByChecksum ? /block bitmap of group 0 at byte \d+ fails its checksum: the whole group is kept/ : damage.warning;
+  const warning = caughtByChecksum
+    ? /block bitmap of group 0 at byte \d+ fails its checksum: the whole group is kept/
+    : damage.warning;
   if (method !== 'either') t.equal(trip.method, method, `${type}, ${damage.name}: captured ${method}`);
   if (warning) t.match(trip.warnings.join('\n'), warning, `${type}, ${damage.name}: the warning says why`);
-  t.equal(await e2fsckReport(trip.restored), sourceCheck, `${type}, ${damage.name}: e2fsck -fn reports the same on both`);
-  t.same(await readableFiles(trip.restored), sourceFiles, `${type}, ${damage.name}: every readable file comes back the same`);
+  t.equal(
+    await e2fsckReport(trip.restored),
+    sourceCheck,
+    `${type}, ${damage.name}: e2fsck -fn reports the same on both`,
+  );
+  t.same(
+    await readableFiles(trip.restored),
+    sourceFiles,
+    `${type}, ${damage.name}: every readable file comes back the same`,
+  );
 }
 
 for (const type of ['ext2', 'ext3', 'ext4'] as const) {
   t.test(`${type}: damaged bitmaps restore no worse than the source`, async (t) => {
     const server = await startServer(t);
     const base = await buildBase(type);
-    for (const [index, damage] of damages.entries()) if (!damage.onlyFor || damage.onlyFor.includes(type)) await checkRoundTrip(t, server, base, type, damage, index);
+    for (const [index, damage] of damages.entries())
+      if (!damage.onlyFor || damage.onlyFor.includes(type)) await checkRoundTrip(t, server, base, type, damage, index);
   });
 }

@@ -56,43 +56,83 @@ t.test('a damaged superblock or descriptor table fails open() with its offset', 
   const { reader, close } = await DeviceBlockReader.open(image);
   t.equal(await extFilesystem.detect(reader), false, 'no magic: not detected');
   await close();
-  t.match(await openError(image), { constructor: FormatError, message: /superblock at byte 1024: bad magic 0x0000.*byte 1080/ }, 'bad magic');
+  t.match(
+    await openError(image),
+    { constructor: FormatError, message: /superblock at byte 1024: bad magic 0x0000.*byte 1080/ },
+    'bad magic',
+  );
 
   await fresh();
   await patch(image, 1024 + 0x78, Buffer.from('tampered label'));
-  t.match(await openError(image), { constructor: FormatError, message: /superblock at byte 1024: checksum 0x[0-9a-f]+ does not match.*byte 2044/ }, 'bad superblock checksum');
+  t.match(
+    await openError(image),
+    { constructor: FormatError, message: /superblock at byte 1024: checksum 0x[0-9a-f]+ does not match.*byte 2044/ },
+    'bad superblock checksum',
+  );
 
   await fresh();
   await debugfsWrite(image, 'ssv blocks_per_group 12345');
-  t.match(await openError(image), { constructor: FormatError, message: /12345 blocks per group is impossible/ }, 'impossible blocks per group');
+  t.match(
+    await openError(image),
+    { constructor: FormatError, message: /12345 blocks per group is impossible/ },
+    'impossible blocks per group',
+  );
 
   await fresh();
   await debugfsWrite(image, 'ssv inodes_count 20000');
-  t.match(await openError(image), { constructor: FormatError, message: /inode count 20000 is not 2 groups of \d+ inodes/ }, 'inode count that does not match the groups');
+  t.match(
+    await openError(image),
+    { constructor: FormatError, message: /inode count 20000 is not 2 groups of \d+ inodes/ },
+    'inode count that does not match the groups',
+  );
 
   await fresh();
   await debugfsWrite(image, 'ssv log_block_size 9');
-  t.match(await openError(image), { constructor: FormatError, message: /beyond the 64 KiB maximum/ }, 'impossible block size');
+  t.match(
+    await openError(image),
+    { constructor: FormatError, message: /beyond the 64 KiB maximum/ },
+    'impossible block size',
+  );
 
   await fresh();
-  t.match(await openError(image, 200 * MiB), { constructor: FormatError, message: /do not fit in the 209715200-byte volume/ }, 'a volume smaller than the filesystem');
+  t.match(
+    await openError(image, 200 * MiB),
+    { constructor: FormatError, message: /do not fit in the 209715200-byte volume/ },
+    'a volume smaller than the filesystem',
+  );
 
   await fresh();
   await debugfsWrite(image, 'set_bg 1 block_bitmap 9999999', 'set_bg 1 checksum calc');
-  t.match(await openError(image), { constructor: FormatError, message: /group descriptor 1 at byte 4160: block bitmap at block 9999999 is outside/ }, 'bitmap location out of range');
+  t.match(
+    await openError(image),
+    { constructor: FormatError, message: /group descriptor 1 at byte 4160: block bitmap at block 9999999 is outside/ },
+    'bitmap location out of range',
+  );
 
   await fresh();
   await debugfsWrite(image, 'set_bg 1 inode_table 1', 'set_bg 1 checksum calc');
-  t.match(await openError(image), { constructor: FormatError, message: /group descriptor 1 at byte 4160: inode table at blocks 1-/ }, 'inode table over the descriptor table');
+  t.match(
+    await openError(image),
+    { constructor: FormatError, message: /group descriptor 1 at byte 4160: inode table at blocks 1-/ },
+    'inode table over the descriptor table',
+  );
 
   await fresh();
   await patch(image, 4096 + 64 + 0x0e, Buffer.from([0x12]));
-  t.match(await openError(image), { constructor: FormatError, message: /group descriptor 1 at byte 4160: checksum 0x[0-9a-f]{4} does not match/ }, 'bad descriptor checksum');
+  t.match(
+    await openError(image),
+    { constructor: FormatError, message: /group descriptor 1 at byte 4160: checksum 0x[0-9a-f]{4} does not match/ },
+    'bad descriptor checksum',
+  );
 
   // Without checksums the location checks still hold.
   const ext2 = await makeExtImage(t, 'ext2', 256 * MiB, ['-b', '4096']);
   await patch(ext2, 4096 + 32 + 8, Buffer.from([0xff, 0xff, 0xff, 0x0f]));
-  t.match(await openError(ext2), { constructor: FormatError, message: /group descriptor 1 at byte 4128: inode table at blocks 268435455-/ }, 'ext2: inode table out of range');
+  t.match(
+    await openError(ext2),
+    { constructor: FormatError, message: /group descriptor 1 at byte 4128: inode table at blocks 268435455-/ },
+    'ext2: inode table out of range',
+  );
   await fs.rm(image);
 });
 
@@ -110,9 +150,21 @@ t.test('a damaged directory block, inode or extent tree names the path', async (
   const directoryBlock = await firstBlock(directoryImage, '/dir2/sub');
   await patch(directoryImage, directoryBlock * 4096 + 30, Buffer.alloc(16, 0xaa));
   const directoryTree = await (await extFilesystem.open(await openReader(t, directoryImage))).files!();
-  await t.rejects(directoryTree.lookup('/dir2/sub/file'), { constructor: FormatError, message: /resolving \/dir2\/sub\/file: \/dir2\/sub \(inode \d+\): directory block 0 \(block \d+ at byte \d+\): checksum/ }, 'lookup through a corrupt directory block');
+  await t.rejects(
+    directoryTree.lookup('/dir2/sub/file'),
+    {
+      constructor: FormatError,
+      message:
+        /resolving \/dir2\/sub\/file: \/dir2\/sub \(inode \d+\): directory block 0 \(block \d+ at byte \d+\): checksum/,
+    },
+    'lookup through a corrupt directory block',
+  );
   const sub = await directoryTree.lookup('/dir2/sub');
-  await t.rejects(directoryTree.readdir(sub), { constructor: FormatError, message: /\/dir2\/sub \(inode \d+\): directory block 0/ }, 'readdir of the corrupt directory');
+  await t.rejects(
+    directoryTree.readdir(sub),
+    { constructor: FormatError, message: /\/dir2\/sub \(inode \d+\): directory block 0/ },
+    'readdir of the corrupt directory',
+  );
   t.equal((await directoryTree.readdir(await directoryTree.lookup('/dir'))).length, 2, 'other directories still read');
 
   const inodeImage = `${image}.inode`;
@@ -120,7 +172,16 @@ t.test('a damaged directory block, inode or extent tree names the path', async (
   const victim = await inodeOffset(inodeImage, '/dir/victim', 4096);
   await patch(inodeImage, victim.offset + 0x10, Buffer.from([1, 2, 3, 4, 5]));
   const inodeTree = await (await extFilesystem.open(await openReader(t, inodeImage))).files!();
-  await t.rejects(inodeTree.lookup('/dir/victim'), { constructor: FormatError, message: new RegExp(`resolving /dir/victim: /dir/victim \\(inode ${victim.inode}\\): inode ${victim.inode} at byte ${victim.offset}: checksum`) }, 'lookup of a corrupt inode');
+  await t.rejects(
+    inodeTree.lookup('/dir/victim'),
+    {
+      constructor: FormatError,
+      message: new RegExp(
+        `resolving /dir/victim: /dir/victim \\(inode ${victim.inode}\\): inode ${victim.inode} at byte ${victim.offset}: checksum`,
+      ),
+    },
+    'lookup of a corrupt inode',
+  );
   t.equal((await inodeTree.lookup('/dir/other')).stat.size, 10_000, 'its neighbour still reads');
 
   // debugfs rewrites the inode checksum, so the damage reaches the extent parser.
@@ -129,7 +190,14 @@ t.test('a damaged directory block, inode or extent tree names the path', async (
   await debugfsWrite(extentImage, 'sif /dir3/extents block[0] 0x1234');
   const extentTree = await (await extFilesystem.open(await openReader(t, extentImage))).files!();
   const broken = await extentTree.lookup('/dir3/extents');
-  await t.rejects(extentTree.read(broken, 0, 100), { constructor: FormatError, message: /\/dir3\/extents \(inode \d+\): inode \d+ at byte \d+: extent tree root: bad extent header magic 0x1234/ }, 'read of a file with a corrupt extent header');
+  await t.rejects(
+    extentTree.read(broken, 0, 100),
+    {
+      constructor: FormatError,
+      message: /\/dir3\/extents \(inode \d+\): inode \d+ at byte \d+: extent tree root: bad extent header magic 0x1234/,
+    },
+    'read of a file with a corrupt extent header',
+  );
 
   // ext2: no checksums, so the structure checks must catch it.
   const ext2 = await makeExtImage(t, 'ext2', 64 * MiB, ['-b', '1024']);
@@ -140,7 +208,15 @@ t.test('a damaged directory block, inode or extent tree names the path', async (
   const ext2Block = await firstBlock(ext2, '/dir');
   await patch(ext2, ext2Block * 1024 + 4, Buffer.from([3, 0]));
   const ext2Tree = await (await extFilesystem.open(await openReader(t, ext2))).files!();
-  await t.rejects(ext2Tree.lookup('/dir/file'), { constructor: FormatError, message: /\/dir \(inode \d+\): directory block 0 \(block \d+ at byte \d+\): entry at offset 0: record length 3 is too small/ }, 'ext2: bad record length');
+  await t.rejects(
+    ext2Tree.lookup('/dir/file'),
+    {
+      constructor: FormatError,
+      message:
+        /\/dir \(inode \d+\): directory block 0 \(block \d+ at byte \d+\): entry at offset 0: record length 3 is too small/,
+    },
+    'ext2: bad record length',
+  );
 });
 
 t.test('an ext2 inode with no file type names the path', async (t) => {
@@ -152,7 +228,12 @@ t.test('an ext2 inode with no file type names the path', async (t) => {
   const typeless = await inodeOffset(ext2, '/dir/typeless', 1024);
   await patch(ext2, typeless.offset, Buffer.from([0, 0]));
   const tree = await (await extFilesystem.open(await openReader(t, ext2))).files!();
-  await t.rejects(tree.lookup('/dir/typeless'), { constructor: FormatError, message: new RegExp(`/dir/typeless \\(inode ${typeless.inode}\\): inode ${typeless.inode} at byte ${typeless.offset}: mode 0o0 is no known file type`) });
+  await t.rejects(tree.lookup('/dir/typeless'), {
+    constructor: FormatError,
+    message: new RegExp(
+      `/dir/typeless \\(inode ${typeless.inode}\\): inode ${typeless.inode} at byte ${typeless.offset}: mode 0o0 is no known file type`,
+    ),
+  });
 });
 
 /** A volume held in memory, so that damaged copies cost nothing on disk. */
@@ -190,7 +271,8 @@ async function metadataTargets(image: string, pristine: Buffer): Promise<[number
     // Inodes weigh three times as much as blocks: they hold most of the structure.
     for (let k = 0; k < 3; k++) targets.push([offset, offset + inodeSize]);
     if (node.stat.type !== 'directory') return;
-    for (const block of (await run('debugfs', ['-R', `blocks ${path}`, image])).trim().split(/\s+/).filter(Boolean)) targets.push([Number(block) * blockSize, (Number(block) + 1) * blockSize]);
+    for (const block of (await run('debugfs', ['-R', `blocks ${path}`, image])).trim().split(/\s+/).filter(Boolean))
+      targets.push([Number(block) * blockSize, (Number(block) + 1) * blockSize]);
     for (const entry of await tree.readdir(node)) await walk(path === '/' ? `/${entry.name}` : `${path}/${entry.name}`);
   };
   await walk('/');
@@ -223,7 +305,8 @@ async function exercise(tree: FileTree): Promise<unknown[]> {
     if (node.stat.type === 'symlink') await attempt(() => tree.readlink(node));
     if (node.stat.type === 'directory') {
       try {
-        for (const entry of await tree.readdir(node)) await visit(path === '/' ? `/${entry.name}` : `${path}/${entry.name}`, depth + 1);
+        for (const entry of await tree.readdir(node))
+          await visit(path === '/' ? `/${entry.name}` : `${path}/${entry.name}`, depth + 1);
       } catch (error) {
         errors.push(error);
       }
@@ -245,7 +328,8 @@ t.test('random damage to metadata gives only FormatError or NotFoundError', asyn
     await withMounted(t, image, async (root) => {
       for (let directory = 0; directory < 6; directory++) {
         await fs.mkdir(`${root}/d${directory}/sub`, { recursive: true });
-        for (let file = 0; file < 25; file++) await fs.writeFile(`${root}/d${directory}/f${file}`, patternBytes(file, file * 150));
+        for (let file = 0; file < 25; file++)
+          await fs.writeFile(`${root}/d${directory}/f${file}`, patternBytes(file, file * 150));
         await fs.symlink(`${'long/'.repeat(20)}target`, `${root}/d${directory}/sub/link`);
         await fs.writeFile(`${root}/d${directory}/sub/holes`, Buffer.alloc(0));
         const handle = await fs.open(`${root}/d${directory}/sub/holes`, 'r+');
@@ -284,11 +368,18 @@ t.test('random damage to metadata gives only FormatError or NotFoundError', asyn
       }
       for (const error of errors) {
         if (error instanceof FormatError) formatErrors++;
-        else if (!(error instanceof NotFoundError)) unexpected.push(`${type} round ${round}: ${(error as Error).stack}`);
+        else if (!(error instanceof NotFoundError))
+          unexpected.push(`${type} round ${round}: ${(error as Error).stack}`);
       }
     }
-    t.comment(`${type} ${options.join(' ')}: ${ROUNDS} damaged copies walked in ${(performance.now() - started).toFixed(0)} ms`);
-    t.same(unexpected.slice(0, 5), [], `${type} ${options.join(' ')}: no error other than FormatError and NotFoundError (${formatErrors} FormatErrors)`);
+    t.comment(
+      `${type} ${options.join(' ')}: ${ROUNDS} damaged copies walked in ${(performance.now() - started).toFixed(0)} ms`,
+    );
+    t.same(
+      unexpected.slice(0, 5),
+      [],
+      `${type} ${options.join(' ')}: no error other than FormatError and NotFoundError (${formatErrors} FormatErrors)`,
+    );
     t.ok(formatErrors > 0, 'the damage was noticed');
   }
 });

@@ -6,7 +6,15 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { extFilesystem } from '../../../imaging/fs/ext.js';
 import { run } from '../../helpers/disk.js';
-import { fillSpecialFiles, largePattern, makeExtImage, MiB, openReader, patternBytes, withMounted } from './ext-fixtures.js';
+import {
+  fillSpecialFiles,
+  largePattern,
+  makeExtImage,
+  MiB,
+  openReader,
+  patternBytes,
+  withMounted,
+} from './ext-fixtures.js';
 import { differences, kernelFacts, treeFacts, type Facts } from './ext-tree-compare.js';
 
 async function compareWithKernel(t: Test, image: string): Promise<Map<string, Facts>> {
@@ -37,7 +45,8 @@ t.test('ext2 with 1 KiB blocks: indirect block maps up to triple indirect', asyn
     await sparse.write(patternBytes(2, 3000), 0, 3000, 2 * MiB);
     await sparse.write(patternBytes(3, 70_000), 0, 70_000, 100 * MiB + 17);
     await sparse.close();
-    for (let index = 0; index < 300; index++) await fsp.writeFile(path.join(root, `small-${index}`), patternBytes(index, index * 13));
+    for (let index = 0; index < 300; index++)
+      await fsp.writeFile(path.join(root, `small-${index}`), patternBytes(index, index * 13));
     await fillSpecialFiles(root, { largeXattrBytes: 700 });
   });
   const debugfs = await run('debugfs', ['-R', 'stat /triple.bin', image]);
@@ -63,17 +72,26 @@ t.test('ext2 with 1 KiB blocks: indirect block maps up to triple indirect', asyn
 t.test('ext4 with inline_data and ea_inode', async (t) => {
   const image = await makeExtImage(t, 'ext4', 128 * MiB, ['-O', 'inline_data,ea_inode']);
   await withMounted(t, image, async (root) => {
-    for (const size of [0, 1, 59, 60, 61, 100, 150, 400]) await fsp.writeFile(path.join(root, `inline-${size}`), patternBytes(size, size));
+    for (const size of [0, 1, 59, 60, 61, 100, 150, 400])
+      await fsp.writeFile(path.join(root, `inline-${size}`), patternBytes(size, size));
     await fsp.mkdir(path.join(root, 'tiny-dir'));
     await fsp.writeFile(path.join(root, 'tiny-dir', 'a'), 'a');
     // Enough entries to continue into system.data, then enough to leave the inode.
     await fsp.mkdir(path.join(root, 'spilling-dir'));
-    for (let index = 0; index < 6; index++) await fsp.writeFile(path.join(root, 'spilling-dir', `entry-${index}`), `${index}`);
+    for (let index = 0; index < 6; index++)
+      await fsp.writeFile(path.join(root, 'spilling-dir', `entry-${index}`), `${index}`);
     await fsp.mkdir(path.join(root, 'block-dir'));
-    for (let index = 0; index < 80; index++) await fsp.writeFile(path.join(root, 'block-dir', `entry-${index}`), `${index}`);
+    for (let index = 0; index < 80; index++)
+      await fsp.writeFile(path.join(root, 'block-dir', `entry-${index}`), `${index}`);
     await fsp.symlink('t'.repeat(100), path.join(root, 'inline-symlink'));
     await fsp.writeFile(path.join(root, 'huge-xattr'), 'value lives in its own inode\n');
-    await run('setfattr', ['-n', 'user.huge', '-v', `0x${patternBytes(9, 12000).toString('hex')}`, path.join(root, 'huge-xattr')]);
+    await run('setfattr', [
+      '-n',
+      'user.huge',
+      '-v',
+      `0x${patternBytes(9, 12000).toString('hex')}`,
+      path.join(root, 'huge-xattr'),
+    ]);
     await fillSpecialFiles(root);
   });
   const stat = await run('debugfs', ['-R', 'stat /spilling-dir', image]);
@@ -81,5 +99,9 @@ t.test('ext4 with inline_data and ea_inode', async (t) => {
   const stat100 = await run('debugfs', ['-R', 'stat /inline-100', image]);
   t.match(stat100, /Size of inline data: 100/, 'inline-100 keeps 100 bytes inline (i_block and system.data)');
   const expected = await compareWithKernel(t, image);
-  t.equal(expected.get('/huge-xattr')!.xattrs['user.huge']?.length, 24000, 'a 12000-byte xattr (larger than a block: in its own inode) is compared');
+  t.equal(
+    expected.get('/huge-xattr')!.xattrs['user.huge']?.length,
+    24000,
+    'a 12000-byte xattr (larger than a block: in its own inode) is compared',
+  );
 });

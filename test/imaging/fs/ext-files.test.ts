@@ -10,7 +10,15 @@ import { extFilesystem } from '../../../imaging/fs/ext.js';
 import type { RangeList } from '../../../imaging/ranges.js';
 import { NotFoundError } from '../../../src/core/errors.js';
 import { run } from '../../helpers/disk.js';
-import { fillSpecialFiles, largePattern, makeExtImage, MiB, openReader, patternBytes, withMounted } from './ext-fixtures.js';
+import {
+  fillSpecialFiles,
+  largePattern,
+  makeExtImage,
+  MiB,
+  openReader,
+  patternBytes,
+  withMounted,
+} from './ext-fixtures.js';
 import { differences, kernelFacts, treeFacts } from './ext-tree-compare.js';
 
 const BLOCK = 4096;
@@ -19,7 +27,8 @@ async function fill(root: string): Promise<void> {
   for (let directory = 0; directory < 12; directory++) {
     const where = path.join(root, 'many', `d${directory}`);
     await fsp.mkdir(where, { recursive: true });
-    for (let file = 0; file < 100; file++) await fsp.writeFile(path.join(where, `f${file}`), patternBytes(directory * 1000 + file, (file * 37) % 3000));
+    for (let file = 0; file < 100; file++)
+      await fsp.writeFile(path.join(where, `f${file}`), patternBytes(directory * 1000 + file, (file * 37) % 3000));
   }
   await fsp.writeFile(path.join(root, 'fifty.bin'), largePattern(50, 50 * MiB));
 
@@ -35,12 +44,14 @@ async function fill(root: string): Promise<void> {
 
   // One block in every two: thousands of extents, so the extent tree is two levels deep.
   const fragmented = await fsp.open(path.join(root, 'fragmented.bin'), 'w');
-  for (let index = 0; index < 2000; index++) await fragmented.write(patternBytes(index, BLOCK), 0, BLOCK, index * 2 * BLOCK);
+  for (let index = 0; index < 2000; index++)
+    await fragmented.write(patternBytes(index, BLOCK), 0, BLOCK, index * 2 * BLOCK);
   await fragmented.close();
 
   const hashed = path.join(root, 'htree');
   await fsp.mkdir(hashed);
-  for (let index = 0; index < 3000; index++) await fsp.writeFile(path.join(hashed, `entry-with-a-longish-name-${index}`), `${index}\n`);
+  for (let index = 0; index < 3000; index++)
+    await fsp.writeFile(path.join(hashed, `entry-with-a-longish-name-${index}`), `${index}\n`);
 
   let deep = path.join(root, 'deep');
   for (let level = 0; level < 40; level++) deep = path.join(deep, `level-${level}`);
@@ -100,7 +111,11 @@ t.test('an ext4 filesystem read through FileTree matches the kernel', async (t) 
       t.ok(expected.get('/special/with-acl')!.xattrs['system.posix_acl_access'], 'an access ACL is compared');
       t.ok(expected.get('/special/acl-dir')!.xattrs['system.posix_acl_default'], 'a default ACL is compared');
       t.ok(expected.get('/special/with-xattrs')!.xattrs['user.large'], 'a large xattr is compared');
-      t.equal(expected.get('/special/timestamps/nanoseconds')!.mtimeNs, '1614834367123456789', 'nanosecond times are compared');
+      t.equal(
+        expected.get('/special/timestamps/nanoseconds')!.mtimeNs,
+        '1614834367123456789',
+        'nanosecond times are compared',
+      );
       t.ok(expected.get('/special/big-numbers')!.rdev, 'device numbers are compared');
       const diff = differences(expected, actual);
       t.same(diff.slice(0, 30), [], `all ${expected.size} paths agree (${diff.length} differences)`);
@@ -129,7 +144,10 @@ t.test('an ext4 filesystem read through FileTree matches the kernel', async (t) 
     [64 * MiB - 10, 100],
   ] as const) {
     const bytes = await tree.read(sparse, offset, length);
-    t.ok(bytes.equals(whole.subarray(offset, Math.min(offset + length, whole.length))), `sparse.bin: ${length} bytes at ${offset}`);
+    t.ok(
+      bytes.equals(whole.subarray(offset, Math.min(offset + length, whole.length))),
+      `sparse.bin: ${length} bytes at ${offset}`,
+    );
   }
   t.equal((await tree.read(sparse, 64 * MiB, 10)).length, 0, 'a read at the end of the file is empty');
 
@@ -143,8 +161,16 @@ t.test('an ext4 filesystem read through FileTree matches the kernel', async (t) 
   const absolute = await tree.lookup('/special/absolute-symlink');
   t.equal(await tree.readlink(absolute), '/special/hardlink-a');
   const hardlink = await tree.lookup('/special/elsewhere/hardlink-c');
-  t.equal(hardlink.inode, (await tree.lookup('//special/./hardlink-a')).inode, 'hard links share an inode, extra slashes and dots are ignored');
+  t.equal(
+    hardlink.inode,
+    (await tree.lookup('//special/./hardlink-a')).inode,
+    'hard links share an inode, extra slashes and dots are ignored',
+  );
   await t.rejects(tree.lookup('/special/no-such-file'), NotFoundError, 'a missing name is NotFoundError');
   await t.rejects(tree.lookup('/fifty.bin/inside'), NotFoundError, 'a file is not a directory');
-  await t.rejects(tree.lookup('/special/no-such-file'), { message: /\/special\/no-such-file/ }, 'the error names the path');
+  await t.rejects(
+    tree.lookup('/special/no-such-file'),
+    { message: /\/special\/no-such-file/ },
+    'the error names the path',
+  );
 });

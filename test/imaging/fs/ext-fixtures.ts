@@ -18,7 +18,12 @@ interface Teardown {
 export const MiB = 1 << 20;
 
 /** A sparse image of `size` bytes with a filesystem made by `mke2fs -t type ...options`. */
-export async function makeExtImage(t: Teardown, type: 'ext2' | 'ext3' | 'ext4', size: number, options: string[] = []): Promise<string> {
+export async function makeExtImage(
+  t: Teardown,
+  type: 'ext2' | 'ext3' | 'ext4',
+  size: number,
+  options: string[] = [],
+): Promise<string> {
   const directory = await tempDir(t, 'b365-ext-');
   const image = path.join(directory, `${type}.img`);
   await makeImageFile(image, size);
@@ -27,7 +32,12 @@ export async function makeExtImage(t: Teardown, type: 'ext2' | 'ext3' | 'ext4', 
 }
 
 /** Mount an image read-write through a loop device, run `fill`, then unmount and detach. */
-export async function withMounted<T>(t: Teardown, image: string, work: (root: string) => Promise<T>, options: { readOnly?: boolean } = {}): Promise<T> {
+export async function withMounted<T>(
+  t: Teardown,
+  image: string,
+  work: (root: string) => Promise<T>,
+  options: { readOnly?: boolean } = {},
+): Promise<T> {
   const loop = await attachLoop(t, image, { readOnly: options.readOnly });
   const mounted = await mount(t, loop.device, { options: options.readOnly ? 'ro' : undefined });
   try {
@@ -85,7 +95,13 @@ export async function hashTree(root: string): Promise<Map<string, TreeEntry>> {
     } else if (stats.isSymbolicLink()) {
       result.set(relative, { type: 'symlink', target: await fs.readlink(full) });
     } else if (stats.isFile()) {
-      result.set(relative, { type: 'file', sha256: crypto.createHash('sha256').update(await fs.readFile(full)).digest('hex') });
+      result.set(relative, {
+        type: 'file',
+        sha256: crypto
+          .createHash('sha256')
+          .update(await fs.readFile(full))
+          .digest('hex'),
+      });
     } else {
       result.set(relative, { type: 'other' });
     }
@@ -143,7 +159,10 @@ export async function dumpe2fs(image: string): Promise<Dump> {
     }
     const free = /^\s+Free blocks: ?(.*)$/.exec(line);
     if (free && current) {
-      for (const part of free[1]!.split(',').map((text) => text.trim()).filter(Boolean)) {
+      for (const part of free[1]!
+        .split(',')
+        .map((text) => text.trim())
+        .filter(Boolean)) {
         const [a, b] = part.split('-').map(Number);
         current.free.push([a!, b ?? a!]);
       }
@@ -157,7 +176,12 @@ export async function dumpe2fs(image: string): Promise<Dump> {
 
 export async function blkid(image: string): Promise<Record<string, string>> {
   const { stdout } = await execa('blkid', ['-p', '-o', 'export', image]);
-  return Object.fromEntries(stdout.split('\n').filter((line) => line.includes('=')).map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+  return Object.fromEntries(
+    stdout
+      .split('\n')
+      .filter((line) => line.includes('='))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
 }
 
 /** `e2fsck -fn`: exit code and output (0 means clean). */
@@ -193,7 +217,13 @@ export async function fillSpecialFiles(root: string, options: { largeXattrBytes?
   await run('setfattr', ['-n', 'trusted.secret', '-v', 'only-root', tagged]);
   await run('setfattr', ['-n', 'security.label', '-v', 'system_u:object_r:test_t', tagged]);
   // Too large for the inode body: lands in the external attribute block.
-  await run('setfattr', ['-n', 'user.large', '-v', `0x${patternBytes(5, options.largeXattrBytes ?? 1500).toString('hex')}`, tagged]);
+  await run('setfattr', [
+    '-n',
+    'user.large',
+    '-v',
+    `0x${patternBytes(5, options.largeXattrBytes ?? 1500).toString('hex')}`,
+    tagged,
+  ]);
   await run('setfattr', ['-n', 'user.on-directory', '-v', 'yes', path.join(base, 'elsewhere')]);
 
   const withAcl = path.join(base, 'with-acl');

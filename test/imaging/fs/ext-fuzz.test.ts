@@ -31,8 +31,12 @@ async function metadataRegions(image: string, bytes: Buffer): Promise<Range[]> {
   const groups = await readGroupDescriptors(reader, superblock);
   const { blockSize } = superblock;
   const block = (first: number, count = 1): Range => [first * blockSize, (first + count) * blockSize];
-  const regions: Range[] = [[SUPERBLOCK_OFFSET, SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE], block(superblock.firstDataBlock + 1, superblock.descriptorBlocks)];
-  for (let group = 0; group < groups.count; group++) regions.push(block(groups.blockBitmap[group]!), block(groups.inodeBitmap[group]!));
+  const regions: Range[] = [
+    [SUPERBLOCK_OFFSET, SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE],
+    block(superblock.firstDataBlock + 1, superblock.descriptorBlocks),
+  ];
+  for (let group = 0; group < groups.count; group++)
+    regions.push(block(groups.blockBitmap[group]!), block(groups.inodeBitmap[group]!));
   regions.push(block(groups.inodeTable[0]!, Math.min(superblock.inodeBlocksPerGroup, 16)));
   for (const directory of await directoryBlocks(image, ['/', '/tree', '/tree/deep'])) regions.push(block(directory));
   return regions;
@@ -42,7 +46,8 @@ async function buildBase(type: 'ext2' | 'ext4'): Promise<{ image: string; bytes:
   const image = await makeExtImage(t, type, 8 * MiB, ['-b', '1024', '-N', '512']);
   await withMounted(t, image, async (root) => {
     await fs.mkdir(path.join(root, 'tree', 'deep'), { recursive: true });
-    for (let index = 0; index < 60; index++) await fs.writeFile(path.join(root, 'tree', `file-${index}`), patternBytes(index, 200 + index * 211));
+    for (let index = 0; index < 60; index++)
+      await fs.writeFile(path.join(root, 'tree', `file-${index}`), patternBytes(index, 200 + index * 211));
     await fs.writeFile(path.join(root, 'tree', 'deep', 'big'), patternBytes(99, 600 * 1024));
     await fs.symlink('../tree/file-1', path.join(root, 'tree', 'deep', 'link'));
   });
@@ -52,6 +57,15 @@ async function buildBase(type: 'ext2' | 'ext4'): Promise<{ image: string; bytes:
 for (const [index, type] of (['ext2', 'ext4'] as const).entries()) {
   t.test(`${type}: damaged metadata`, async (t) => {
     const { image, bytes } = await buildBase(type);
-    await fuzzFilesystem(t, { name: type, module: extFilesystem, base: bytes, regions: await metadataRegions(image, bytes), seed: 0xe47 + index, defaultCount: 30, compareEvery: 3, check: e2fsckReport });
+    await fuzzFilesystem(t, {
+      name: type,
+      module: extFilesystem,
+      base: bytes,
+      regions: await metadataRegions(image, bytes),
+      seed: 0xe47 + index,
+      defaultCount: 30,
+      compareEvery: 3,
+      check: e2fsckReport,
+    });
   });
 }

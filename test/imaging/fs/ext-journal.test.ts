@@ -9,7 +9,17 @@ import { readGroupDescriptors } from '../../../imaging/fs/ext/group-descriptors.
 import { parseSuperblock } from '../../../imaging/fs/ext/superblock.js';
 import { usedByteRanges } from '../../../imaging/fs/ext/used-blocks.js';
 import { attachLoop, mount, run } from '../../helpers/disk.js';
-import { copyRanges, e2fsckReadOnly, hashTree, largePattern, makeExtImage, MiB, openReader, patternBytes, withMounted } from './ext-fixtures.js';
+import {
+  copyRanges,
+  e2fsckReadOnly,
+  hashTree,
+  largePattern,
+  makeExtImage,
+  MiB,
+  openReader,
+  patternBytes,
+  withMounted,
+} from './ext-fixtures.js';
 
 t.test('an image taken while mounted keeps what the journal allocates', async (t) => {
   const image = await makeExtImage(t, 'ext4', 512 * MiB, []);
@@ -32,7 +42,8 @@ t.test('an image taken while mounted keeps what the journal allocates', async (t
       const directory = path.join(mounted.path, `dir${index}`);
       await fs.mkdir(directory);
       await writeSynced(path.join(directory, 'data.bin'), largePattern(index, 2 * MiB + index));
-      for (let small = 0; small < 6; small++) await writeSynced(path.join(directory, `s${small}`), patternBytes(small, 300 + small * 200));
+      for (let small = 0; small < 6; small++)
+        await writeSynced(path.join(directory, `s${small}`), patternBytes(small, 300 + small * 200));
     }
     expected = await hashTree(mounted.path);
     await run('cp', ['--sparse=always', image, snapshot]);
@@ -43,13 +54,21 @@ t.test('an image taken while mounted keeps what the journal allocates', async (t
 
   const reader = await openReader(t, snapshot);
   const opened = await extFilesystem.open(reader);
-  t.match(opened.warnings.join('\n'), /journal holds \d+ committed transactions? not yet written in place/, 'the dirty journal is reported');
+  t.match(
+    opened.warnings.join('\n'),
+    /journal holds \d+ committed transactions? not yet written in place/,
+    'the dirty journal is reported',
+  );
   const used = await opened.usedRanges();
 
   // What the on-disk bitmaps alone would say, for comparison.
   const superblock = parseSuperblock(await reader.read(1024, 1024), reader.size, reader.description);
-  const onDiskOnly = await usedByteRanges(reader, superblock, await readGroupDescriptors(reader, superblock), { warnings: [] });
-  t.comment(`used: ${used.totalBytes / 4096} blocks with the journal's bitmaps, ${onDiskOnly.totalBytes / 4096} from the on-disk bitmaps alone`);
+  const onDiskOnly = await usedByteRanges(reader, superblock, await readGroupDescriptors(reader, superblock), {
+    warnings: [],
+  });
+  t.comment(
+    `used: ${used.totalBytes / 4096} blocks with the journal's bitmaps, ${onDiskOnly.totalBytes / 4096} from the on-disk bitmaps alone`,
+  );
   t.ok(used.totalBytes > onDiskOnly.totalBytes, 'the journal allocates blocks the on-disk bitmaps do not show yet');
 
   const copy = `${snapshot}.used`;

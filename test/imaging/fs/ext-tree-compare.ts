@@ -40,7 +40,11 @@ function unquote(text: string): string {
   const bytes: number[] = [];
   const raw = Buffer.from(text, 'utf8');
   for (let index = 0; index < raw.length; index++) {
-    if (raw[index] === 0x5c && index + 3 < raw.length && /^[0-7]{3}$/.test(raw.subarray(index + 1, index + 4).toString())) {
+    if (
+      raw[index] === 0x5c &&
+      index + 3 < raw.length &&
+      /^[0-7]{3}$/.test(raw.subarray(index + 1, index + 4).toString())
+    ) {
       bytes.push(parseInt(raw.subarray(index + 1, index + 4).toString(), 8));
       index += 3;
     } else bytes.push(raw[index]!);
@@ -51,7 +55,10 @@ function unquote(text: string): string {
 /** All extended attributes under `root` as `getfattr -R -P -d -m - -e hex` lists them, by path relative to root. */
 export async function getfattrTree(root: string): Promise<Map<string, Record<string, string>>> {
   const result = new Map<string, Record<string, string>>();
-  const { stdout } = await execa('getfattr', ['-R', '-P', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], { reject: false, maxBuffer: 256 << 20 });
+  const { stdout } = await execa('getfattr', ['-R', '-P', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], {
+    reject: false,
+    maxBuffer: 256 << 20,
+  });
   let current: Record<string, string> | null = null;
   for (const line of String(stdout).split('\n')) {
     if (line.startsWith('# file: ')) {
@@ -128,7 +135,8 @@ export async function kernelFacts(root: string): Promise<Map<string, Facts>> {
 async function sha256OfNode(tree: FileTree, node: FileNode): Promise<string> {
   const hash = crypto.createHash('sha256');
   const piece = 8 << 20;
-  for (let offset = 0; offset < node.stat.size; offset += piece) hash.update(await tree.read(node, offset, Math.min(piece, node.stat.size - offset)));
+  for (let offset = 0; offset < node.stat.size; offset += piece)
+    hash.update(await tree.read(node, offset, Math.min(piece, node.stat.size - offset)));
   return hash.digest('hex');
 }
 

@@ -11,7 +11,12 @@ const MiB = 1 << 20;
 const variants: Variant[] = [
   { name: 'ext4 -O ^64bit', type: 'ext4', size: 1024 * MiB, options: ['-O', '^64bit'] },
   // Small groups so that there are several meta block groups (64 descriptors per block).
-  { name: 'ext4 -O meta_bg,^resize_inode', type: 'ext4', size: 1024 * MiB, options: ['-O', 'meta_bg,^resize_inode', '-g', '1024'] },
+  {
+    name: 'ext4 -O meta_bg,^resize_inode',
+    type: 'ext4',
+    size: 1024 * MiB,
+    options: ['-O', 'meta_bg,^resize_inode', '-g', '1024'],
+  },
   { name: 'ext4 -b 1024', type: 'ext4', size: 256 * MiB, options: ['-b', '1024'] },
   { name: 'ext4 -O bigalloc -C 16384', type: 'ext4', size: 1024 * MiB, options: ['-O', 'bigalloc', '-C', '16384'] },
   {

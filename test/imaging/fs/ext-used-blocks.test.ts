@@ -10,7 +10,12 @@ const variants: Variant[] = [
   { name: 'ext3', type: 'ext3', size: 512 * MiB, options: [] },
   { name: 'ext4 default (flex_bg, metadata_csum, 64bit)', type: 'ext4', size: 1024 * MiB, options: [] },
   { name: 'ext4 -O ^flex_bg', type: 'ext4', size: 1024 * MiB, options: ['-O', '^flex_bg'] },
-  { name: 'ext4 -O ^metadata_csum,uninit_bg', type: 'ext4', size: 1024 * MiB, options: ['-O', '^metadata_csum,uninit_bg'] },
+  {
+    name: 'ext4 -O ^metadata_csum,uninit_bg',
+    type: 'ext4',
+    size: 1024 * MiB,
+    options: ['-O', '^metadata_csum,uninit_bg'],
+  },
 ];
 
 for (const variant of variants) t.test(variant.name, (t) => checkUsedBlocks(t, variant));

@@ -7,7 +7,19 @@ import type { Test } from 'tap';
 import { extFilesystem } from '../../../imaging/fs/ext.js';
 import { RangeList } from '../../../imaging/ranges.js';
 import { execa } from 'execa';
-import { blkid, copyRanges, dumpe2fs, e2fsckReadOnly, hashTree, largePattern, makeExtImage, MiB, openReader, patternBytes, withMounted } from './ext-fixtures.js';
+import {
+  blkid,
+  copyRanges,
+  dumpe2fs,
+  e2fsckReadOnly,
+  hashTree,
+  largePattern,
+  makeExtImage,
+  MiB,
+  openReader,
+  patternBytes,
+  withMounted,
+} from './ext-fixtures.js';
 
 export interface Variant {
   name: string;
@@ -24,7 +36,11 @@ export async function standardFill(root: string, seed: number): Promise<void> {
     const directory = path.join(root, `dir${index}`);
     await fs.mkdir(directory, { recursive: true });
     await fs.writeFile(path.join(directory, 'large.bin'), largePattern(seed * 100 + index, (3 + index) * MiB + 1234));
-    for (let small = 0; small < 40; small++) await fs.writeFile(path.join(directory, `small-${small}.txt`), patternBytes(seed * 1000 + small, 100 + small * 97));
+    for (let small = 0; small < 40; small++)
+      await fs.writeFile(
+        path.join(directory, `small-${small}.txt`),
+        patternBytes(seed * 1000 + small, 100 + small * 97),
+      );
   }
   await fs.symlink('dir0/large.bin', path.join(root, 'link'));
 }
@@ -95,18 +111,28 @@ export async function checkUsedBlocks(t: Test, variant: Variant): Promise<void> 
   t.equal(opened.info.blockSize, blockSize, 'block size');
   t.equal(opened.info.totalBytes, blockCount * blockSize, 'total bytes = block count * block size');
   t.equal(opened.info.usedBytes, used.totalBytes, 'usedBytes is the size of the used map');
-  t.equal(bitmapUsed.totalBytes / blockSize, blockCount - freeBlocks, `used blocks (with the journal log) = Block count - Free blocks (${blockCount} - ${freeBlocks})`);
+  t.equal(
+    bitmapUsed.totalBytes / blockSize,
+    blockCount - freeBlocks,
+    `used blocks (with the journal log) = Block count - Free blocks (${blockCount} - ${freeBlocks})`,
+  );
 
   // Group by group, the free ranges must be exactly those dumpe2fs lists.
   const clusterSize = Number(dump.header.get('Cluster size') ?? blockSize);
   const ratio = clusterSize / blockSize;
   let mismatches = 0;
   for (const group of dump.groups) {
-    const ours = freeClusterRanges(bitmapUsed, clusterSize, Math.floor(group.first / ratio), Math.floor(group.last / ratio));
+    const ours = freeClusterRanges(
+      bitmapUsed,
+      clusterSize,
+      Math.floor(group.first / ratio),
+      Math.floor(group.last / ratio),
+    );
     const theirs = group.free.map(([a, b]) => [Math.floor(a / ratio), Math.floor(b / ratio)]);
     if (JSON.stringify(ours) !== JSON.stringify(theirs)) {
       mismatches++;
-      if (mismatches <= 3) t.fail(`group ${group.number}: free clusters ${JSON.stringify(ours)}, dumpe2fs says ${JSON.stringify(theirs)}`);
+      if (mismatches <= 3)
+        t.fail(`group ${group.number}: free clusters ${JSON.stringify(ours)}, dumpe2fs says ${JSON.stringify(theirs)}`);
     }
   }
   t.equal(mismatches, 0, `free ranges of all ${dump.groups.length} groups match dumpe2fs`);
@@ -115,7 +141,11 @@ export async function checkUsedBlocks(t: Test, variant: Variant): Promise<void> 
   const copy = `${image}.used`;
   await copyRanges(image, copy, used);
   const check = await e2fsckReadOnly(copy);
-  t.equal(check.exitCode, 0, `e2fsck -fn on the copy of the used ranges is clean\n${check.exitCode === 0 ? '' : check.output}`);
+  t.equal(
+    check.exitCode,
+    0,
+    `e2fsck -fn on the copy of the used ranges is clean\n${check.exitCode === 0 ? '' : check.output}`,
+  );
   const copied = await withMounted(t, copy, (root) => hashTree(root), { readOnly: true });
   t.same([...copied.entries()], [...expected.entries()], `all ${expected.size} paths read back with the same SHA-256`);
   await fs.rm(copy);

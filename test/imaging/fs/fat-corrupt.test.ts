@@ -11,7 +11,17 @@ import type { FileTree } from '../../../imaging/fs/filesystem.js';
 import { Prng, textLike } from '../../helpers/content.js';
 import { MiB } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { fsckFat, makeFatImage, mcopyInto, mcopyOut, openReader, patch, readAt, walkLocal, walkTree } from './fat-fixtures.js';
+import {
+  fsckFat,
+  makeFatImage,
+  mcopyInto,
+  mcopyOut,
+  openReader,
+  patch,
+  readAt,
+  walkLocal,
+  walkTree,
+} from './fat-fixtures.js';
 
 interface Layout {
   fatType: 16 | 32;
@@ -44,7 +54,8 @@ async function setFatEntry(image: string, layout: Layout, cluster: number, value
   const bytes = Buffer.alloc(width);
   if (width === 2) bytes.writeUInt16LE(value);
   else bytes.writeUInt32LE(value);
-  for (let copy = 0; copy < layout.fatCount; copy++) await patch(image, layout.fatOffset + copy * layout.fatBytes + cluster * width, bytes);
+  for (let copy = 0; copy < layout.fatCount; copy++)
+    await patch(image, layout.fatOffset + copy * layout.fatBytes + cluster * width, bytes);
 }
 
 /** The first cluster of the entry behind a node (its inode is the entry's byte offset / 32). */
@@ -54,7 +65,11 @@ async function firstCluster(image: string, inode: number): Promise<number> {
 }
 
 async function buildVolume(directory: string, fatType: 16 | 32): Promise<string> {
-  const image = await makeFatImage(path.join(directory, `fat${fatType}.img`), { fatType, size: fatType === 16 ? 32 * MiB : 128 * MiB, sectorsPerCluster: 2 });
+  const image = await makeFatImage(path.join(directory, `fat${fatType}.img`), {
+    fatType,
+    size: fatType === 16 ? 32 * MiB : 128 * MiB,
+    sectorsPerCluster: 2,
+  });
   const source = path.join(directory, `source${fatType}`);
   const prng = new Prng(fatType);
   await fs.mkdir(path.join(source, 'dir', 'sub'), { recursive: true });
@@ -62,7 +77,8 @@ async function buildVolume(directory: string, fatType: 16 | 32): Promise<string>
   await fs.writeFile(path.join(source, 'dir', 'bystander.txt'), textLike(prng, 5000));
   await fs.writeFile(path.join(source, 'dir', 'A long file name.txt'), 'long name\n');
   await fs.writeFile(path.join(source, 'dir', 'XX smile.txt'), 'smile\n');
-  for (let index = 0; index < 12; index++) await fs.writeFile(path.join(source, 'dir', 'sub', `inner file ${index}.txt`), textLike(prng, 700));
+  for (let index = 0; index < 12; index++)
+    await fs.writeFile(path.join(source, 'dir', 'sub', `inner file ${index}.txt`), textLike(prng, 700));
   await mcopyInto(image, source);
   return image;
 }
@@ -80,11 +96,40 @@ for (const fatType of [16, 32] as const) {
     const victimInode = (await (await openTree(t, pristine)).lookup('/dir/victim.bin')).inode;
     const first = await firstCluster(pristine, victimInode);
     const damages: { what: string; cluster: number; value: number; message: RegExp }[] = [
-      { what: 'a loop', cluster: first + 5, value: first + 2, message: new RegExp(`/dir/victim.bin: cluster chain loops back to cluster ${first + 2} after 6 clusters \\(FAT entry at byte ${layout.fatOffset + ((first + 5) * layout.fatType) / 8}\\)`) },
-      { what: 'a link out of range', cluster: first + 3, value: layout.clusterCount + 50, message: new RegExp(`/dir/victim.bin: cluster chain leads from cluster ${first + 3} to cluster ${layout.clusterCount + 50}, outside clusters`) },
-      { what: 'a free cluster in the chain', cluster: first + 3, value: 0, message: /\/dir\/victim.bin: cluster chain leads from cluster \d+ to a free cluster/ },
-      { what: 'a bad cluster in the chain', cluster: first + 3, value: fatType === 16 ? 0xfff7 : 0x0ffffff7, message: /\/dir\/victim.bin: cluster chain leads from cluster \d+ to a cluster marked bad/ },
-      { what: 'a chain too short for the size', cluster: first + 3, value: fatType === 16 ? 0xffff : 0x0fffffff, message: /\/dir\/victim.bin: cluster chain ends after 4 of the 8 clusters its size needs/ },
+      {
+        what: 'a loop',
+        cluster: first + 5,
+        value: first + 2,
+        message: new RegExp(
+          `/dir/victim.bin: cluster chain loops back to cluster ${first + 2} after 6 clusters \\(FAT entry at byte ${layout.fatOffset + ((first + 5) * layout.fatType) / 8}\\)`,
+        ),
+      },
+      {
+        what: 'a link out of range',
+        cluster: first + 3,
+        value: layout.clusterCount + 50,
+        message: new RegExp(
+          `/dir/victim.bin: cluster chain leads from cluster ${first + 3} to cluster ${layout.clusterCount + 50}, outside clusters`,
+        ),
+      },
+      {
+        what: 'a free cluster in the chain',
+        cluster: first + 3,
+        value: 0,
+        message: /\/dir\/victim.bin: cluster chain leads from cluster \d+ to a free cluster/,
+      },
+      {
+        what: 'a bad cluster in the chain',
+        cluster: first + 3,
+        value: fatType === 16 ? 0xfff7 : 0x0ffffff7,
+        message: /\/dir\/victim.bin: cluster chain leads from cluster \d+ to a cluster marked bad/,
+      },
+      {
+        what: 'a chain too short for the size',
+        cluster: first + 3,
+        value: fatType === 16 ? 0xffff : 0x0fffffff,
+        message: /\/dir\/victim.bin: cluster chain ends after 4 of the 8 clusters its size needs/,
+      },
     ];
     for (const damage of damages) {
       const image = path.join(directory, 'damaged.img');
@@ -97,8 +142,14 @@ for (const fatType of [16, 32] as const) {
         await volume.usedRanges();
         const tree = await volume.files!();
         const victim = await tree.lookup('/dir/victim.bin');
-        await t.rejects(tree.read(victim, 0, 1 << 20), { name: 'FormatError', message: damage.message }, `${damage.what}: reading the file fails by name`);
-        await tree.read(victim, 0, 1).catch((error: Error) => t.match(error.message, image, `${damage.what}: the message names the volume`));
+        await t.rejects(
+          tree.read(victim, 0, 1 << 20),
+          { name: 'FormatError', message: damage.message },
+          `${damage.what}: reading the file fails by name`,
+        );
+        await tree
+          .read(victim, 0, 1)
+          .catch((error: Error) => t.match(error.message, image, `${damage.what}: the message names the volume`));
         const bystander = await tree.lookup('/dir/bystander.txt');
         t.equal((await tree.read(bystander, 0, 1 << 20)).length, 5000, `${damage.what}: other files still read`);
       } finally {
@@ -118,7 +169,11 @@ for (const fatType of [16, 32] as const) {
     new Prng(4242).fill(garbage);
     await patch(image, dataOffset + (subCluster - 2) * 1024, garbage);
     let tree = await openTree(t, image);
-    await t.rejects(tree.readdir(await tree.lookup('/dir/sub')), { name: 'FormatError', message: /directory \/dir\/sub: entry at byte \d+: / }, 'listing it fails by name');
+    await t.rejects(
+      tree.readdir(await tree.lookup('/dir/sub')),
+      { name: 'FormatError', message: /directory \/dir\/sub: entry at byte \d+: / },
+      'listing it fails by name',
+    );
     await t.rejects(tree.lookup('/dir/sub/inner file 1.txt'), FormatError, 'so does a lookup through it');
     t.equal((await tree.readdir(await tree.lookup('/dir'))).length, 5, 'its parent still lists');
 
@@ -128,7 +183,10 @@ for (const fatType of [16, 32] as const) {
     await patch(looped, dataOffset + (subCluster - 2) * 1024, Buffer.alloc(1024));
     await setFatEntry(looped, layout, subCluster, subCluster);
     tree = await openTree(t, looped);
-    await t.rejects(tree.readdir(await tree.lookup('/dir/sub')), { name: 'FormatError', message: new RegExp(`directory /dir/sub: cluster chain loops back to cluster ${subCluster}`) });
+    await t.rejects(tree.readdir(await tree.lookup('/dir/sub')), {
+      name: 'FormatError',
+      message: new RegExp(`directory /dir/sub: cluster chain loops back to cluster ${subCluster}`),
+    });
 
     // A subdirectory entry pointing back at its parent: a walk must not descend forever.
     const cycle = path.join(directory, 'cycle.img');
@@ -139,7 +197,10 @@ for (const fatType of [16, 32] as const) {
     await patch(cycle, subInode * 32 + 20, Buffer.from([(dirCluster >> 16) & 0xff, dirCluster >> 24]));
     t.notOk((await fsckFat(cycle)).clean, 'fsck.fat objects to the cycle');
     tree = await openTree(t, cycle);
-    await t.rejects(walkTree(tree), { name: 'FormatError', message: new RegExp(`directory /dir/sub starts at cluster ${dirCluster}, which belongs to directory /dir`) });
+    await t.rejects(walkTree(tree), {
+      name: 'FormatError',
+      message: new RegExp(`directory /dir/sub starts at cluster ${dirCluster}, which belongs to directory /dir`),
+    });
   });
 
   t.test(`FAT${fatType}: long names that do not check out fall back to the short name, as in mtools`, async (t) => {
@@ -163,7 +224,9 @@ for (const fatType of [16, 32] as const) {
     const extracted = path.join(directory, 'extracted');
     await fs.mkdir(extracted);
     await mcopyOut(image, extracted);
-    const mtoolsNames = [...(await walkLocal(path.join(extracted, 'dir'))).keys()].filter((key) => !key.includes('/sub/')).map((key) => key.slice(1));
+    const mtoolsNames = [...(await walkLocal(path.join(extracted, 'dir'))).keys()]
+      .filter((key) => !key.includes('/sub/'))
+      .map((key) => key.slice(1));
     t.ok(mtoolsNames.includes('ALONGF~1.TXT'), 'mtools shows the short name for the broken set too');
     t.equal((await tree.lookup('/dir/😀 smile.txt')).inode, smile.inode);
   });

@@ -11,7 +11,20 @@ import type { FileNode, FileTree } from '../../../imaging/fs/filesystem.js';
 import { Prng, textLike, writeMixedFile } from '../../helpers/content.js';
 import { MiB } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { fsckFat, makeFatImage, mcopyInto, mcopyOut, mtools, openReader, patch, readAt, walkLocal, walkTree, type MkfsOptions, type Seen } from './fat-fixtures.js';
+import {
+  fsckFat,
+  makeFatImage,
+  mcopyInto,
+  mcopyOut,
+  mtools,
+  openReader,
+  patch,
+  readAt,
+  walkLocal,
+  walkTree,
+  type MkfsOptions,
+  type Seen,
+} from './fat-fixtures.js';
 
 const BASE_TIME_S = Date.UTC(2001, 8, 9, 1, 46, 41) / 1000;
 
@@ -57,7 +70,10 @@ async function buildSource(root: string, shape: TreeShape, seed: number): Promis
   for (let index = 0; index < 1500; index++) {
     const withData = index % Math.ceil(1500 / shape.wideFilesWithData) === 0;
     // A distinct start for every name: mtools numbers clashing short names (~1, ~2, ...) in quadratic time.
-    await write(`wide/w${10000 + index} in a wide directory.dat`, withData ? textLike(prng, 100 + (index % 900)) : Buffer.alloc(0));
+    await write(
+      `wide/w${10000 + index} in a wide directory.dat`,
+      withData ? textLike(prng, 100 + (index % 900)) : Buffer.alloc(0),
+    );
   }
   await fs.mkdir(path.join(root, 'big'), { recursive: true });
   await writeMixedFile(path.join(root, 'big', 'twenty.bin'), 20 * MiB, seed);
@@ -112,7 +128,8 @@ function differences(actual: Map<string, Seen>, expected: Map<string, Seen>, com
     else {
       const comparable = { ...got, mtimeMs: got.type === 'directory' && !compareDirectoryTimes ? 0 : got.mtimeMs };
       const wanted = { ...want, mtimeMs: want.type === 'directory' && !compareDirectoryTimes ? 0 : want.mtimeMs };
-      if (JSON.stringify(comparable) !== JSON.stringify(wanted)) problems.push(`${key}: ${JSON.stringify(got)} != ${JSON.stringify(want)}`);
+      if (JSON.stringify(comparable) !== JSON.stringify(wanted))
+        problems.push(`${key}: ${JSON.stringify(got)} != ${JSON.stringify(want)}`);
     }
   }
   for (const key of actual.keys()) if (!expected.has(key)) problems.push(`unexpected ${key}`);
@@ -121,9 +138,27 @@ function differences(actual: Map<string, Seen>, expected: Map<string, Seen>, com
 
 const volumes: (MkfsOptions & { name: string; shape: TreeShape; size: number })[] = [
   // FAT12 addresses at most 4084 clusters: big clusters and a smaller tree.
-  { name: 'fat12', fatType: 12, size: 60 * MiB, sectorsPerCluster: 32, shape: { smallFiles: 1000, wideFilesWithData: 300 } },
-  { name: 'fat16', fatType: 16, size: 128 * MiB, sectorsPerCluster: 8, shape: { smallFiles: 3000, wideFilesWithData: 1500 } },
-  { name: 'fat32', fatType: 32, size: 256 * MiB, sectorsPerCluster: 1, shape: { smallFiles: 3000, wideFilesWithData: 1500 } },
+  {
+    name: 'fat12',
+    fatType: 12,
+    size: 60 * MiB,
+    sectorsPerCluster: 32,
+    shape: { smallFiles: 1000, wideFilesWithData: 300 },
+  },
+  {
+    name: 'fat16',
+    fatType: 16,
+    size: 128 * MiB,
+    sectorsPerCluster: 8,
+    shape: { smallFiles: 3000, wideFilesWithData: 1500 },
+  },
+  {
+    name: 'fat32',
+    fatType: 32,
+    size: 256 * MiB,
+    sectorsPerCluster: 1,
+    shape: { smallFiles: 3000, wideFilesWithData: 1500 },
+  },
 ];
 
 for (const options of volumes) {
@@ -132,7 +167,10 @@ for (const options of volumes) {
     const image = await makeFatImage(path.join(directory, `${options.name}.img`), options);
     const clusterSize = 512 * options.sectorsPerCluster!;
     const chain = await writeFragmentedFile(image, directory, clusterSize);
-    t.ok((chain.match(/</g) ?? []).length > 5, `the fragmented file has several cluster runs (mshowfat: ${chain.trim()})`);
+    t.ok(
+      (chain.match(/</g) ?? []).length > 5,
+      `the fragmented file has several cluster runs (mshowfat: ${chain.trim()})`,
+    );
     const source = path.join(directory, 'source');
     await buildSource(source, options.shape, options.fatType);
     await mcopyInto(image, source);
@@ -155,9 +193,18 @@ for (const options of volumes) {
 
     // The source tree agrees too (except times, which FAT keeps to two seconds).
     const original = await walkLocal(source);
-    const withoutTimes = (map: Map<string, Seen>) => new Map([...map].filter(([key]) => !key.startsWith('/frag')).map(([key, value]) => [key, { ...value, mtimeMs: 0 }]));
-    t.same(differences(withoutTimes(seen), withoutTimes(original), true), [], 'and match the files that were copied in');
-    const leaf = seen.get('/deep/level01/level02/level03/level04/level05/level06/level07/level08/level09/level10/level11/level12/level13/level14/level15/level16/level17/level18/level19/level20/level21/level22/level23/level24/level25/level26/level27/level28/level29/level30/leaf.txt');
+    const withoutTimes = (map: Map<string, Seen>) =>
+      new Map(
+        [...map].filter(([key]) => !key.startsWith('/frag')).map(([key, value]) => [key, { ...value, mtimeMs: 0 }]),
+      );
+    t.same(
+      differences(withoutTimes(seen), withoutTimes(original), true),
+      [],
+      'and match the files that were copied in',
+    );
+    const leaf = seen.get(
+      '/deep/level01/level02/level03/level04/level05/level06/level07/level08/level09/level10/level11/level12/level13/level14/level15/level16/level17/level18/level19/level20/level21/level22/level23/level24/level25/level26/level27/level28/level29/level30/leaf.txt',
+    );
     t.equal(leaf?.size, 19, 'the leaf 30 levels down');
     t.equal((await tree.readdir(await tree.lookup('/wide'))).length, 1500, 'the wide directory lists 1500 entries');
 
@@ -168,7 +215,13 @@ for (const options of volumes) {
   });
 }
 
-async function checkReads(t: Test, tree: FileTree, extractedFile: string, treePath: string, clusterSize: number): Promise<void> {
+async function checkReads(
+  t: Test,
+  tree: FileTree,
+  extractedFile: string,
+  treePath: string,
+  clusterSize: number,
+): Promise<void> {
   const node = await tree.lookup(treePath);
   const size = node.stat.size;
   const probes: [number, number][] = [
@@ -183,7 +236,10 @@ async function checkReads(t: Test, tree: FileTree, extractedFile: string, treePa
     [17, 0],
   ];
   for (const [offset, length] of probes) {
-    const want = offset >= size ? Buffer.alloc(0) : await readAt(extractedFile, offset, Math.max(0, Math.min(length, size - offset)));
+    const want =
+      offset >= size
+        ? Buffer.alloc(0)
+        : await readAt(extractedFile, offset, Math.max(0, Math.min(length, size - offset)));
     const got = await tree.read(node, offset, length);
     t.ok(got.equals(want), `${treePath}: ${length} bytes at ${offset} (${got.length} returned)`);
   }
@@ -197,19 +253,35 @@ async function checkNames(t: Test, tree: FileTree, image: string): Promise<void>
     t.equal(node.path, `/case/d${index}/${name}`);
     flags.set(name, (await readAt(image, node.inode * 32, 32))[12]!);
   }
-  t.same(Object.fromEntries(flags), { 'readme.txt': 0x18, 'README.TXT': 0, 'Readme.txt': 0, 'readme.TXT': 0x08, 'README.txt': 0x10 }, 'mtools stored all four lowercase flag combinations (Readme.txt needs a long name)');
+  t.same(
+    Object.fromEntries(flags),
+    { 'readme.txt': 0x18, 'README.TXT': 0, 'Readme.txt': 0, 'readme.TXT': 0x08, 'README.txt': 0x10 },
+    'mtools stored all four lowercase flag combinations (Readme.txt needs a long name)',
+  );
 
   // Lookups are case-insensitive, as on FAT itself, and short aliases resolve.
   const exact = await tree.lookup('/case/d2/Readme.txt');
   t.equal((await tree.lookup('/CASE/D2/README.TXT')).inode, exact.inode, 'case-insensitive lookup');
   const unicode = await tree.lookup('/names/Ünïcödé name with spaces.txt');
-  t.equal((await tree.lookup('/names/ÜNÏCÖD~1.TXT')).inode, unicode.inode, 'short alias lookup (code page 850 short name)');
+  t.equal(
+    (await tree.lookup('/names/ÜNÏCÖD~1.TXT')).inode,
+    unicode.inode,
+    'short alias lookup (code page 850 short name)',
+  );
   t.equal((await tree.lookup('/names/ünïcöd~1.txt')).inode, unicode.inode, 'short alias lookup in lower case');
-  t.not((await tree.lookup('/case/same/ABC.TXT')).inode, (await tree.lookup('/case/same/abc')).inode, 'ABC.TXT and abc are different files');
+  t.not(
+    (await tree.lookup('/case/same/ABC.TXT')).inode,
+    (await tree.lookup('/case/same/abc')).inode,
+    'ABC.TXT and abc are different files',
+  );
   await t.rejects(tree.lookup('/names/nothing here'), NotFoundError);
   await t.rejects(tree.lookup('/big/twenty.bin/below'), NotFoundError);
   await t.rejects(tree.lookup('relative/path'), UsageError);
-  t.equal((await tree.lookup('/deep/./level01/../level01')).inode, (await tree.lookup('/deep/level01')).inode, '. and .. components');
+  t.equal(
+    (await tree.lookup('/deep/./level01/../level01')).inode,
+    (await tree.lookup('/deep/level01')).inode,
+    '. and .. components',
+  );
 }
 
 async function checkStat(t: Test, tree: FileTree, image: string): Promise<void> {
@@ -243,7 +315,8 @@ async function checkStat(t: Test, tree: FileTree, image: string): Promise<void> 
   const collect = async (node: FileNode): Promise<void> => {
     for (const entry of await tree.readdir(node)) {
       inodes.push(entry.inode);
-      if (entry.type === 'directory') await collect(await tree.lookup(`${node.path === '/' ? '' : node.path}/${entry.name}`));
+      if (entry.type === 'directory')
+        await collect(await tree.lookup(`${node.path === '/' ? '' : node.path}/${entry.name}`));
     }
   };
   await collect(root);

@@ -14,8 +14,17 @@ interface Teardown {
 
 export const MTOOLS_ENV = { TZ: 'UTC', MTOOLS_SKIP_CHECK: '1', LC_ALL: 'C.UTF-8' };
 
-export async function mtools(command: string, args: string[], options: { cwd?: string; reject?: boolean } = {}): Promise<{ stdout: string; stderr: string; exitCode: number }> {
-  const result = await execa(command, args, { env: MTOOLS_ENV, cwd: options.cwd, reject: options.reject ?? true, stripFinalNewline: true });
+export async function mtools(
+  command: string,
+  args: string[],
+  options: { cwd?: string; reject?: boolean } = {},
+): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const result = await execa(command, args, {
+    env: MTOOLS_ENV,
+    cwd: options.cwd,
+    reject: options.reject ?? true,
+    stripFinalNewline: true,
+  });
   return { stdout: String(result.stdout), stderr: String(result.stderr), exitCode: result.exitCode ?? -1 };
 }
 
@@ -43,7 +52,9 @@ export async function makeFatImage(file: string, options: MkfsOptions): Promise<
   if (options.sectorsPerCluster !== undefined) args.push('-s', String(options.sectorsPerCluster));
   if (options.rootEntries !== undefined) args.push('-r', String(options.rootEntries));
   if (options.blocks !== undefined) args.push('-g', '1/1');
-  await execa('mkfs.vfat', [...args, file, ...(options.blocks !== undefined ? [String(options.blocks)] : [])], { env: MTOOLS_ENV });
+  await execa('mkfs.vfat', [...args, file, ...(options.blocks !== undefined ? [String(options.blocks)] : [])], {
+    env: MTOOLS_ENV,
+  });
   return file;
 }
 
@@ -95,7 +106,8 @@ export async function blkid(device: string): Promise<Record<string, string>> {
     if (at > 0) values[line.slice(0, at)] = line.slice(at + 1);
   }
   // Export format escapes shell characters and spells non-ASCII bytes as "M-x": ask for the label raw.
-  if (values.LABEL !== undefined) values.LABEL = String((await execa('blkid', ['-p', '-o', 'value', '-s', 'LABEL', device])).stdout);
+  if (values.LABEL !== undefined)
+    values.LABEL = String((await execa('blkid', ['-p', '-o', 'value', '-s', 'LABEL', device])).stdout);
   return values;
 }
 
@@ -133,10 +145,16 @@ export async function walkTree(tree: FileTree, chunk = 4 << 20): Promise<Map<str
       let hash: string | null = null;
       if (entry.type === 'file') {
         const hasher = createHash('sha256');
-        for (let offset = 0; offset < node.stat.size; offset += chunk) hasher.update(await tree.read(node, offset, chunk));
+        for (let offset = 0; offset < node.stat.size; offset += chunk)
+          hasher.update(await tree.read(node, offset, chunk));
         hash = hasher.digest('hex');
       }
-      seen.set(node.path, { type: entry.type, size: entry.type === 'file' ? node.stat.size : 0, mtimeMs: node.stat.mtimeMs, sha256: hash });
+      seen.set(node.path, {
+        type: entry.type,
+        size: entry.type === 'file' ? node.stat.size : 0,
+        mtimeMs: node.stat.mtimeMs,
+        sha256: hash,
+      });
       if (entry.type === 'directory') await visit(node);
     }
   };
@@ -156,7 +174,12 @@ export async function walkLocal(root: string): Promise<Map<string, Seen>> {
         seen.set(key, { type: 'directory', size: 0, mtimeMs: stats.mtimeMs, sha256: null });
         await visit(file, key);
       } else {
-        seen.set(key, { type: 'file', size: stats.size, mtimeMs: stats.mtimeMs, sha256: sha256(await fs.readFile(file)) });
+        seen.set(key, {
+          type: 'file',
+          size: stats.size,
+          mtimeMs: stats.mtimeMs,
+          sha256: sha256(await fs.readFile(file)),
+        });
       }
     }
   };

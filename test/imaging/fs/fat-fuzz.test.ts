@@ -24,9 +24,19 @@ async function metadataRegions(bytes: Buffer): Promise<Range[]> {
   const reader = new MemoryBlockReader(bytes, 'fat');
   const { geometry } = parseBootSector(await reader.read(0, 512), reader.size, 'fat');
   const table = new FatTable(reader, geometry);
-  const regions: Range[] = [[0, 512], [geometry.fatOffset, geometry.fatOffset + 1024]];
-  const root = await readDirectoryBytes(reader, geometry, table, geometry.fatType === 32 ? geometry.rootCluster : 0, '/');
-  for (const piece of root.pieces) regions.push([piece.volumeOffset, piece.volumeOffset + Math.min(piece.length, 4096)]);
+  const regions: Range[] = [
+    [0, 512],
+    [geometry.fatOffset, geometry.fatOffset + 1024],
+  ];
+  const root = await readDirectoryBytes(
+    reader,
+    geometry,
+    table,
+    geometry.fatType === 32 ? geometry.rootCluster : 0,
+    '/',
+  );
+  for (const piece of root.pieces)
+    regions.push([piece.volumeOffset, piece.volumeOffset + Math.min(piece.length, 4096)]);
   const docs = parseDirectory(root.bytes, root.pieces, geometry, 'fat', '/').find((entry) => entry.name === 'docs')!;
   regions.push([table.clusterOffset(docs.firstCluster), table.clusterOffset(docs.firstCluster) + geometry.clusterSize]);
   return regions;
@@ -35,13 +45,27 @@ async function metadataRegions(bytes: Buffer): Promise<Range[]> {
 for (const [index, fatType] of ([12, 16, 32] as const).entries()) {
   t.test(`FAT${fatType}: damaged metadata`, async (t) => {
     const directory = await tempDir(t);
-    const image = await makeFatImage(path.join(directory, `fat${fatType}.img`), { fatType, size: { 12: 4, 16: 8, 32: 36 }[fatType] * MiB, sectorsPerCluster: fatType === 12 ? 4 : 1 });
+    const image = await makeFatImage(path.join(directory, `fat${fatType}.img`), {
+      fatType,
+      size: { 12: 4, 16: 8, 32: 36 }[fatType] * MiB,
+      sectorsPerCluster: fatType === 12 ? 4 : 1,
+    });
     const source = path.join(directory, 'files');
     await fs.mkdir(path.join(source, 'docs'), { recursive: true });
-    for (let file = 0; file < 30; file++) await fs.writeFile(path.join(source, 'docs', `note-${file}.txt`), textLike(new Prng(file + 1), 300 + file * 211));
+    for (let file = 0; file < 30; file++)
+      await fs.writeFile(path.join(source, 'docs', `note-${file}.txt`), textLike(new Prng(file + 1), 300 + file * 211));
     await fs.writeFile(path.join(source, 'big.bin'), textLike(new Prng(77), 300_000));
     await mcopyInto(image, source);
     const bytes = await fs.readFile(image);
-    await fuzzFilesystem(t, { name: `fat${fatType}`, module: fatFilesystem, base: bytes, regions: await metadataRegions(bytes), seed: 0xfa7 + index, defaultCount: 20, compareEvery: 3, check: fsckFatReport });
+    await fuzzFilesystem(t, {
+      name: `fat${fatType}`,
+      module: fatFilesystem,
+      base: bytes,
+      regions: await metadataRegions(bytes),
+      seed: 0xfa7 + index,
+      defaultCount: 20,
+      compareEvery: 3,
+      check: fsckFatReport,
+    });
   });
 }

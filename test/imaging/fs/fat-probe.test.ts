@@ -36,7 +36,11 @@ t.test('identity of FAT12, FAT16 and FAT32 volumes matches blkid and fsck.fat', 
     t.equal(volume.info.label, expected.LABEL ?? null, `${options.name}: label as blkid`);
     t.same(volume.info.features, [expected.VERSION], `${options.name}: FAT type as blkid's VERSION`);
     t.equal(volume.info.blockSize, fsck.clusterSize, `${options.name}: block size is the cluster size`);
-    t.equal(volume.info.totalBytes, sectorsTotal(fsck.output) * (options.sectorSize ?? 512), `${options.name}: total bytes from the sector count`);
+    t.equal(
+      volume.info.totalBytes,
+      sectorsTotal(fsck.output) * (options.sectorSize ?? 512),
+      `${options.name}: total bytes from the sector count`,
+    );
     t.equal(volume.method, 'used-blocks');
     t.same(volume.warnings, [], `${options.name}: no warnings`);
   }
@@ -86,7 +90,10 @@ async function rootDirectoryOffset(reader: DeviceBlockReader): Promise<number> {
 t.test('an EFI system partition in a GPT disk, read through its loop partition node', async (t) => {
   const directory = await tempDir(t);
   const image = await makeImageFile(path.join(directory, 'disk.img'), 400 * MiB);
-  await sfdisk(image, 'label: gpt\nstart=2048, size=204800, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI system partition"\nsize=100MiB, type=L\n');
+  await sfdisk(
+    image,
+    'label: gpt\nstart=2048, size=204800, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI system partition"\nsize=100MiB, type=L\n',
+  );
   const loop = await attachLoop(t, image);
   const partition = loop.partition(1);
   await execa('mkfs.vfat', ['-F', '32', '-n', 'ESP', partition]);
@@ -140,23 +147,125 @@ t.test('damaged boot sectors fail with FormatError naming the problem and its by
     return bytes;
   };
   const damages: { image: string; what: string; offset: number; bytes: Buffer; message: RegExp }[] = [
-    { image: fat16, what: 'jump instruction', offset: 0, bytes: Buffer.from([0x00]), message: /jump instruction is 0x00.*\(byte 0\)/ },
-    { image: fat16, what: 'bytes per sector', offset: 11, bytes: u16(1000), message: /bytes per sector is 1000.*\(byte 11\)/ },
-    { image: fat16, what: 'bytes per sector too large', offset: 11, bytes: u16(8192), message: /bytes per sector is 8192.*\(byte 11\)/ },
-    { image: fat16, what: 'sectors per cluster', offset: 13, bytes: Buffer.from([3]), message: /sectors per cluster is 3.*\(byte 13\)/ },
-    { image: fat16, what: 'reserved sectors', offset: 14, bytes: u16(0), message: /reserved sector count is 0.*\(byte 14\)/ },
-    { image: fat16, what: 'number of FATs', offset: 16, bytes: Buffer.from([0]), message: /number of FATs is 0.*\(byte 16\)/ },
-    { image: fat16, what: 'media byte', offset: 21, bytes: Buffer.from([0x12]), message: /media descriptor is 0x12.*\(byte 21\)/ },
-    { image: fat16, what: 'total sectors beyond the volume', offset: 32, bytes: u32(0x00ffffff), message: /claims 16777215 sectors.*holds only 33554432 bytes \(byte 32\)/ },
-    { image: fat16, what: 'FAT too small', offset: 22, bytes: u16(4), message: /FAT of 4 sectors holds 1024 entries, too few.*\(byte 22\)/ },
-    { image: fat16, what: 'FATs beyond the end', offset: 22, bytes: u16(60000), message: /2 FATs of 60000 sectors.*beyond the 65536 sectors.*\(byte 22\)/ },
-    { image: fat16, what: 'no root directory entries', offset: 17, bytes: u16(0), message: /no root directory entries \(byte 17\)/ },
-    { image: fat32, what: 'FAT32 root cluster', offset: 44, bytes: u32(0), message: /root directory cluster is 0.*\(byte 44\)/ },
-    { image: fat32, what: 'FAT32 version', offset: 42, bytes: u16(0x0100), message: /FAT32 version is 1\.0.*\(byte 42\)/ },
-    { image: fat32, what: 'FSInfo outside reserved sectors', offset: 48, bytes: u16(200), message: /FSInfo sector is 200.*\(byte 48\)/ },
-    { image: fat32, what: 'backup boot sector outside reserved sectors', offset: 50, bytes: u16(100), message: /backup boot sector is 100.*\(byte 50\)/ },
-    { image: fat32, what: 'active FAT that does not exist', offset: 40, bytes: u16(0x0083), message: /active FAT is number 3.*\(byte 40\)/ },
-    { image: fat32, what: 'root entries on FAT32', offset: 17, bytes: u16(512), message: /FAT32 volume declares 512 fixed root.*\(byte 17\)/ },
+    {
+      image: fat16,
+      what: 'jump instruction',
+      offset: 0,
+      bytes: Buffer.from([0x00]),
+      message: /jump instruction is 0x00.*\(byte 0\)/,
+    },
+    {
+      image: fat16,
+      what: 'bytes per sector',
+      offset: 11,
+      bytes: u16(1000),
+      message: /bytes per sector is 1000.*\(byte 11\)/,
+    },
+    {
+      image: fat16,
+      what: 'bytes per sector too large',
+      offset: 11,
+      bytes: u16(8192),
+      message: /bytes per sector is 8192.*\(byte 11\)/,
+    },
+    {
+      image: fat16,
+      what: 'sectors per cluster',
+      offset: 13,
+      bytes: Buffer.from([3]),
+      message: /sectors per cluster is 3.*\(byte 13\)/,
+    },
+    {
+      image: fat16,
+      what: 'reserved sectors',
+      offset: 14,
+      bytes: u16(0),
+      message: /reserved sector count is 0.*\(byte 14\)/,
+    },
+    {
+      image: fat16,
+      what: 'number of FATs',
+      offset: 16,
+      bytes: Buffer.from([0]),
+      message: /number of FATs is 0.*\(byte 16\)/,
+    },
+    {
+      image: fat16,
+      what: 'media byte',
+      offset: 21,
+      bytes: Buffer.from([0x12]),
+      message: /media descriptor is 0x12.*\(byte 21\)/,
+    },
+    {
+      image: fat16,
+      what: 'total sectors beyond the volume',
+      offset: 32,
+      bytes: u32(0x00ffffff),
+      message: /claims 16777215 sectors.*holds only 33554432 bytes \(byte 32\)/,
+    },
+    {
+      image: fat16,
+      what: 'FAT too small',
+      offset: 22,
+      bytes: u16(4),
+      message: /FAT of 4 sectors holds 1024 entries, too few.*\(byte 22\)/,
+    },
+    {
+      image: fat16,
+      what: 'FATs beyond the end',
+      offset: 22,
+      bytes: u16(60000),
+      message: /2 FATs of 60000 sectors.*beyond the 65536 sectors.*\(byte 22\)/,
+    },
+    {
+      image: fat16,
+      what: 'no root directory entries',
+      offset: 17,
+      bytes: u16(0),
+      message: /no root directory entries \(byte 17\)/,
+    },
+    {
+      image: fat32,
+      what: 'FAT32 root cluster',
+      offset: 44,
+      bytes: u32(0),
+      message: /root directory cluster is 0.*\(byte 44\)/,
+    },
+    {
+      image: fat32,
+      what: 'FAT32 version',
+      offset: 42,
+      bytes: u16(0x0100),
+      message: /FAT32 version is 1\.0.*\(byte 42\)/,
+    },
+    {
+      image: fat32,
+      what: 'FSInfo outside reserved sectors',
+      offset: 48,
+      bytes: u16(200),
+      message: /FSInfo sector is 200.*\(byte 48\)/,
+    },
+    {
+      image: fat32,
+      what: 'backup boot sector outside reserved sectors',
+      offset: 50,
+      bytes: u16(100),
+      message: /backup boot sector is 100.*\(byte 50\)/,
+    },
+    {
+      image: fat32,
+      what: 'active FAT that does not exist',
+      offset: 40,
+      bytes: u16(0x0083),
+      message: /active FAT is number 3.*\(byte 40\)/,
+    },
+    {
+      image: fat32,
+      what: 'root entries on FAT32',
+      offset: 17,
+      bytes: u16(512),
+      message: /FAT32 volume declares 512 fixed root.*\(byte 17\)/,
+    },
     { image: fat32, what: 'FAT size zero', offset: 36, bytes: u32(0), message: /sectors per FAT is 0.*\(byte 36\)/ },
   ];
   for (const damage of damages) {
@@ -166,7 +275,9 @@ t.test('damaged boot sectors fail with FormatError naming the problem and its by
     const { reader, close } = await DeviceBlockReader.open(copy);
     try {
       await t.rejects(fatFilesystem.open(reader), { name: 'FormatError', message: damage.message }, damage.what);
-      await fatFilesystem.open(reader).catch((error: Error) => t.match(error.message, copy, `${damage.what}: the message names the volume`));
+      await fatFilesystem
+        .open(reader)
+        .catch((error: Error) => t.match(error.message, copy, `${damage.what}: the message names the volume`));
     } finally {
       await close();
     }
@@ -174,7 +285,10 @@ t.test('damaged boot sectors fail with FormatError naming the problem and its by
 
   // The volume is shorter than the filesystem says (a truncated image or partition).
   const truncated = await openReader(t, fat16, 0, 16 * MiB);
-  await t.rejects(fatFilesystem.open(truncated), /claims 65536 sectors \(33554432 bytes\) but the volume holds only 16777216 bytes \(byte 32\)/);
+  await t.rejects(
+    fatFilesystem.open(truncated),
+    /claims 65536 sectors \(33554432 bytes\) but the volume holds only 16777216 bytes \(byte 32\)/,
+  );
 });
 
 t.test('warnings: dirty volume, bad FSInfo, FAT32 with few clusters', async (t) => {

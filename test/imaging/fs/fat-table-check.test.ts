@@ -64,7 +64,13 @@ async function firstClusterOf(image: string, name: string): Promise<number> {
   try {
     const { geometry } = parseBootSector(await reader.read(0, 512), reader.size, image);
     const table = new FatTable(reader, geometry);
-    const { bytes, pieces } = await readDirectoryBytes(reader, geometry, table, geometry.fatType === 32 ? geometry.rootCluster : 0, '/');
+    const { bytes, pieces } = await readDirectoryBytes(
+      reader,
+      geometry,
+      table,
+      geometry.fatType === 32 ? geometry.rootCluster : 0,
+      '/',
+    );
     const entry = parseDirectory(bytes, pieces, geometry, image, '/').find((candidate) => candidate.name === name);
     if (!entry) throw new Error(`${image}: no ${name} in the root directory`);
     return entry.firstCluster;
@@ -80,10 +86,18 @@ async function readableFiles(image: string): Promise<Map<string, unknown>> {
 }
 
 async function buildVolume(directory: string, name: string, fatType: 16 | 32): Promise<string> {
-  const image = await makeFatImage(path.join(directory, `${name}.img`), { fatType, size: fatType === 32 ? 40 * MiB : 16 * MiB, sectorsPerCluster: 1 });
+  const image = await makeFatImage(path.join(directory, `${name}.img`), {
+    fatType,
+    size: fatType === 32 ? 40 * MiB : 16 * MiB,
+    sectorsPerCluster: 1,
+  });
   const source = path.join(directory, `${name}-files`);
   await fs.mkdir(path.join(source, 'docs'), { recursive: true });
-  for (let index = 0; index < 12; index++) await fs.writeFile(path.join(source, 'docs', `note${index}.txt`), textLike(new Prng(index + 1), 3000 + index * 700));
+  for (let index = 0; index < 12; index++)
+    await fs.writeFile(
+      path.join(source, 'docs', `note${index}.txt`),
+      textLike(new Prng(index + 1), 3000 + index * 700),
+    );
   await fs.writeFile(path.join(source, 'VICTIM.BIN'), textLike(new Prng(99), 40_000));
   await mcopyInto(image, source);
   return image;
@@ -94,19 +108,29 @@ for (const fatType of [16, 32] as const) {
     const server = await startServer(t);
     const directory = await tempDir(t);
     const victimClusters = Math.ceil(40_000 / 512);
-    const cases: { name: string; method: string; warning?: RegExp; apply(image: string, layout: Layout): Promise<void>; same?(source: string, restored: string): Promise<[Buffer, Buffer]> }[] = [
+    const cases: {
+      name: string;
+      method: string;
+      warning?: RegExp;
+      apply(image: string, layout: Layout): Promise<void>;
+      same?(source: string, restored: string): Promise<[Buffer, Buffer]>;
+    }[] = [
       {
         name: "a file's chain cleared",
         method: 'used-blocks',
         warning: /vfat on .*: \d+ clusters referenced by file \/VICTIM.BIN are marked free in the FAT; captured anyway/,
         apply: async (image, layout) => {
           const first = await firstClusterOf(image, 'VICTIM.BIN');
-          for (let cluster = first; cluster < first + victimClusters; cluster++) await setEntry(image, layout, cluster, 0);
+          for (let cluster = first; cluster < first + victimClusters; cluster++)
+            await setEntry(image, layout, cluster, 0);
         },
         // Its data is still where it was in the source, for a repair (or an undelete) to find.
         same: async (source, restored) => {
           const first = await firstClusterOf(source, 'VICTIM.BIN');
-          return [await clusterBytes(restored, first, victimClusters), await clusterBytes(source, first, victimClusters)];
+          return [
+            await clusterBytes(restored, first, victimClusters),
+            await clusterBytes(source, first, victimClusters),
+          ];
         },
       },
       {
@@ -123,7 +147,8 @@ for (const fatType of [16, 32] as const) {
       cases.push({
         name: 'root directory marked free',
         method: 'raw',
-        warning: /vfat on .*: the FAT marks cluster 2 \(root directory\) free; the allocation bitmap is damaged, capturing every block \(raw\)/,
+        warning:
+          /vfat on .*: the FAT marks cluster 2 \(root directory\) free; the allocation bitmap is damaged, capturing every block \(raw\)/,
         apply: async (image, layout) => setEntry(image, layout, 2, 0),
       });
     }
@@ -136,7 +161,11 @@ for (const fatType of [16, 32] as const) {
       t.equal(trip.method, damage.method, `${damage.name}: captured ${damage.method}`);
       if (damage.warning) t.match(trip.warnings.join('\n'), damage.warning, `${damage.name}: the warning says why`);
       t.equal(await fsckFatReport(trip.restored), sourceCheck, `${damage.name}: fsck.fat -n reports the same on both`);
-      t.same(await readableFiles(trip.restored), sourceFiles, `${damage.name}: every readable file comes back the same`);
+      t.same(
+        await readableFiles(trip.restored),
+        sourceFiles,
+        `${damage.name}: every readable file comes back the same`,
+      );
       if (damage.same) {
         const [restored, source] = await damage.same(image, trip.restored);
         t.ok(restored.equals(source), `${damage.name}: the clusters the file's entry reaches come back`);

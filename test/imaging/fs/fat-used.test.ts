@@ -9,7 +9,18 @@ import type { RangeList } from '../../../imaging/ranges.js';
 import { Prng, textLike } from '../../helpers/content.js';
 import { makeImageFile, MiB } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { fsckFat, makeFatImage, mcopyInto, mcopyOut, mtools, openReader, partcloneUsedBlocks, patch, walkLocal, type MkfsOptions } from './fat-fixtures.js';
+import {
+  fsckFat,
+  makeFatImage,
+  mcopyInto,
+  mcopyOut,
+  mtools,
+  openReader,
+  partcloneUsedBlocks,
+  patch,
+  walkLocal,
+  type MkfsOptions,
+} from './fat-fixtures.js';
 
 /** A tree of files of many sizes in a few directories, with deletions leaving holes behind. */
 async function fillVolume(image: string, directory: string, seed: number): Promise<void> {
@@ -77,12 +88,20 @@ for (const options of volumes) {
     const clusterSize = volume.info.blockSize;
     t.equal(clusterSize, fsck.clusterSize);
     const tail = volume.info.totalBytes - fsck.dataStart - fsck.clusters * clusterSize;
-    t.equal(volume.info.usedBytes, fsck.dataStart + fsck.usedClusters * clusterSize + tail, `metadata + ${fsck.usedClusters} used clusters (fsck.fat) + ${tail} bytes after the last cluster`);
+    t.equal(
+      volume.info.usedBytes,
+      fsck.dataStart + fsck.usedClusters * clusterSize + tail,
+      `metadata + ${fsck.usedClusters} used clusters (fsck.fat) + ${tail} bytes after the last cluster`,
+    );
     if (options.blocks) t.ok(tail > 0, 'this volume ends in a partial cluster');
     if (options.fatType !== 12) {
       // partclone reads FAT12 entries 16 bits at a time and miscounts them: not an oracle there.
       const partclone = await partcloneUsedBlocks(image);
-      t.equal(volume.info.usedBytes, partclone.usedBlocks * partclone.blockSize, `partclone.fat counts the same ${partclone.usedBlocks} used sectors`);
+      t.equal(
+        volume.info.usedBytes,
+        partclone.usedBlocks * partclone.blockSize,
+        `partclone.fat counts the same ${partclone.usedBlocks} used sectors`,
+      );
     }
 
     const original = path.join(directory, 'original');
@@ -90,7 +109,10 @@ for (const options of volumes) {
     await mcopyOut(image, original);
     const expected = await walkLocal(original);
     t.ok(expected.size > 150, `${expected.size} files and directories extracted`);
-    for (const [what, byte] of [['zeros', 0], ['garbage', 0xa5]] as const) {
+    for (const [what, byte] of [
+      ['zeros', 0],
+      ['garbage', 0xa5],
+    ] as const) {
       const rebuilt = await makeImageFile(path.join(directory, `rebuilt-${what}.img`), options.size);
       await copyRanges(image, rebuilt, used);
       if (byte) await fillUnused(rebuilt, options.size, used, byte);
@@ -100,14 +122,22 @@ for (const options of volumes) {
       const extracted = path.join(directory, `extracted-${what}`);
       await fs.mkdir(extracted);
       await mcopyOut(rebuilt, extracted);
-      t.same(await walkLocal(extracted), expected, `used ranges only, the rest ${what}: every file reads back identical with mtools`);
+      t.same(
+        await walkLocal(extracted),
+        expected,
+        `used ranges only, the rest ${what}: every file reads back identical with mtools`,
+      );
     }
   });
 }
 
 t.test('clusters marked bad are left out, as partclone does', async (t) => {
   const directory = await tempDir(t);
-  const image = await makeFatImage(path.join(directory, 'bad.img'), { fatType: 16, size: 32 * MiB, sectorsPerCluster: 4 });
+  const image = await makeFatImage(path.join(directory, 'bad.img'), {
+    fatType: 16,
+    size: 32 * MiB,
+    sectorsPerCluster: 4,
+  });
   await fillVolume(image, directory, 5);
   const before = await fatFilesystem.open(await openReader(t, image));
   const sector = await fs.readFile(image).then((bytes) => bytes.subarray(0, 512));
@@ -115,7 +145,8 @@ t.test('clusters marked bad are left out, as partclone does', async (t) => {
   const fatBytes = sector.readUInt16LE(22) * 512;
   const badClusters = [6000, 6001, 6002, 7000];
   for (let copy = 0; copy < sector[16]!; copy++) {
-    for (const cluster of badClusters) await patch(image, fatOffset + copy * fatBytes + cluster * 2, Buffer.from([0xf7, 0xff]));
+    for (const cluster of badClusters)
+      await patch(image, fatOffset + copy * fatBytes + cluster * 2, Buffer.from([0xf7, 0xff]));
   }
 
   const after = await fatFilesystem.open(await openReader(t, image));
@@ -126,17 +157,28 @@ t.test('clusters marked bad are left out, as partclone does', async (t) => {
   const dataStart = fsck.dataStart;
   for (const cluster of badClusters) {
     const start = dataStart + (cluster - 2) * 2048;
-    t.notOk(ranges.some(([rangeStart, rangeEnd]) => rangeStart < start + 2048 && rangeEnd > start), `bad cluster ${cluster} is not in the used ranges`);
+    t.notOk(
+      ranges.some(([rangeStart, rangeEnd]) => rangeStart < start + 2048 && rangeEnd > start),
+      `bad cluster ${cluster} is not in the used ranges`,
+    );
   }
   const partclone = await partcloneUsedBlocks(image);
   t.equal(after.info.usedBytes, partclone.usedBlocks * partclone.blockSize, 'partclone.fat agrees');
   t.ok(fsck.clean, 'fsck.fat accepts the bad marks');
-  t.equal(fsck.usedClusters - badClusters.length, (after.info.usedBytes - dataStart) / 2048, 'fsck.fat counts bad clusters as used; we do not');
+  t.equal(
+    fsck.usedClusters - badClusters.length,
+    (after.info.usedBytes - dataStart) / 2048,
+    'fsck.fat counts bad clusters as used; we do not',
+  );
 });
 
 t.test('the used-block map of a 1 GiB FAT32 volume with 2 million clusters takes well under a second', async (t) => {
   const directory = await tempDir(t);
-  const image = await makeFatImage(path.join(directory, 'big.img'), { fatType: 32, size: 1024 * MiB, sectorsPerCluster: 1 });
+  const image = await makeFatImage(path.join(directory, 'big.img'), {
+    fatType: 32,
+    size: 1024 * MiB,
+    sectorsPerCluster: 1,
+  });
   const payload = path.join(directory, 'payload');
   await fs.mkdir(payload);
   await fs.writeFile(path.join(payload, 'data.bin'), textLike(new Prng(9), 8 * MiB));
@@ -149,5 +191,8 @@ t.test('the used-block map of a 1 GiB FAT32 volume with 2 million clusters takes
   t.ok(elapsedMs < 1000, `open and used ranges in ${elapsedMs.toFixed(0)} ms`);
   const fsck = await fsckFat(image);
   t.ok(fsck.clusters > 2_000_000, `${fsck.clusters} clusters`);
-  t.equal(used.totalBytes, fsck.dataStart + fsck.usedClusters * 512 + (volume.info.totalBytes - fsck.dataStart - fsck.clusters * 512));
+  t.equal(
+    used.totalBytes,
+    fsck.dataStart + fsck.usedClusters * 512 + (volume.info.totalBytes - fsck.dataStart - fsck.clusters * 512),
+  );
 });

@@ -83,7 +83,9 @@ async function walk(tree: FileTree, expectUserError: (error: unknown) => void): 
       const entryPath = directory.path === '/' ? `/${entry.name}` : `${directory.path}/${entry.name}`;
       try {
         const node = await tree.lookup(entryPath);
-        const hash = createHash('sha256').update(JSON.stringify(node.stat, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value)));
+        const hash = createHash('sha256').update(
+          JSON.stringify(node.stat, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value)),
+        );
         if (node.stat.type === 'directory') queue.push(node);
         else if (node.stat.type === 'file') hash.update(await tree.read(node, 0, Math.min(READ_BYTES, node.stat.size)));
         else if (node.stat.type === 'symlink') hash.update(await tree.readlink(node));
@@ -99,7 +101,11 @@ async function walk(tree: FileTree, expectUserError: (error: unknown) => void): 
 }
 
 /** What the module reads from a volume: its files, or why it cannot open it. */
-async function readVolume(module: FilesystemModule, bytes: Buffer, description: string): Promise<Map<string, string> | string> {
+async function readVolume(
+  module: FilesystemModule,
+  bytes: Buffer,
+  description: string,
+): Promise<Map<string, string> | string> {
   const ignore = () => undefined;
   try {
     const opened = await module.open(new MemoryBlockReader(bytes, description));
@@ -112,7 +118,10 @@ async function readVolume(module: FilesystemModule, bytes: Buffer, description: 
 async function withTimeout<T>(what: string, work: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer after ${VARIANT_TIMEOUT_MS} ms (a hang)`)), VARIANT_TIMEOUT_MS);
+    timer = setTimeout(
+      () => reject(new Error(`${what}: no answer after ${VARIANT_TIMEOUT_MS} ms (a hang)`)),
+      VARIANT_TIMEOUT_MS,
+    );
   });
   try {
     return await Promise.race([work, timeout]);
@@ -168,7 +177,11 @@ export async function fuzzFilesystem(t: Test, options: FuzzOptions): Promise<voi
     if (map.method === 'raw') continue;
     // The module's own reader sees lost file data, which a checker (reading no file data) does not.
     const copy = restoredBytes(bytes, map.ranges);
-    t.same(await readVolume(options.module, copy, reader.description), await readVolume(options.module, bytes, reader.description), `${label}: every file reads the same from the restored volume`);
+    t.same(
+      await readVolume(options.module, copy, reader.description),
+      await readVolume(options.module, bytes, reader.description),
+      `${label}: every file reads the same from the restored volume`,
+    );
     if (variant % options.compareEvery !== 0) continue;
     const source = path.join(directory, 'source.img');
     const restored = path.join(directory, 'restored.img');
@@ -176,8 +189,14 @@ export async function fuzzFilesystem(t: Test, options: FuzzOptions): Promise<voi
     await fs.writeFile(restored, copy);
     const sourceReport = await options.check(source);
     if (sourceReport === CHECKER_TIMED_OUT) continue;
-    t.equal(await options.check(restored), sourceReport, `${label}: the checker reports the same on the restored volume`);
+    t.equal(
+      await options.check(restored),
+      sourceReport,
+      `${label}: the checker reports the same on the restored volume`,
+    );
     outcomes.compared++;
   }
-  t.comment(`${options.name}: ${count} variants, ${outcomes.opened} opened (${outcomes.raw} raw), ${outcomes.refused} refused, ${outcomes.compared} restored and compared`);
+  t.comment(
+    `${options.name}: ${count} variants, ${outcomes.opened} opened (${outcomes.raw} raw), ${outcomes.refused} refused, ${outcomes.compared} restored and compared`,
+  );
 }

@@ -59,13 +59,17 @@ async function filesOf(image: string): Promise<Map<string, string>> {
   return new Map([...files].map(([name, file]) => [name, JSON.stringify(file)]));
 }
 
-async function buildVolume(directory: string, name: string): Promise<{ image: string; record: number; digest: string }> {
+async function buildVolume(
+  directory: string,
+  name: string,
+): Promise<{ image: string; record: number; digest: string }> {
   const image = await makeNtfsImage(path.join(directory, `${name}.img`), 24 * MiB);
   let record = 0;
   const content = textLike(new Prng(7), 300_000);
   await withNtfsMount(t, image, async (root) => {
     await fs.mkdir(path.join(root, 'docs'));
-    for (let index = 0; index < 20; index++) await fs.writeFile(path.join(root, 'docs', `note-${index}.txt`), textLike(new Prng(index), 5000 + index * 300));
+    for (let index = 0; index < 20; index++)
+      await fs.writeFile(path.join(root, 'docs', `note-${index}.txt`), textLike(new Prng(index), 5000 + index * 300));
     await fs.writeFile(path.join(root, 'victim.bin'), content);
     record = Number((await fs.stat(path.join(root, 'victim.bin'))).ino);
   });
@@ -85,7 +89,10 @@ t.test('$Bitmap with its head zeroed: captured raw, restored as it was', async (
 
   const trip = await captureAndRestore(server, image, 'ntfs-bitmap-head');
   t.equal(trip.method, 'raw', 'the volume falls back to raw');
-  t.match(trip.warnings.join('\n'), /ntfs on .*: \$Bitmap marks cluster 0 \(boot sector\) free; the allocation bitmap is damaged, capturing every block \(raw\)/);
+  t.match(
+    trip.warnings.join('\n'),
+    /ntfs on .*: \$Bitmap marks cluster 0 \(boot sector\) free; the allocation bitmap is damaged, capturing every block \(raw\)/,
+  );
   t.equal(await ntfsfixReport(trip.restored), sourceCheck, 'ntfsfix -n reports the same on both');
   t.same(await filesOf(trip.restored), sourceFiles, 'every file reads back the same');
 });
@@ -106,9 +113,18 @@ t.test("a file's clusters marked free in $Bitmap are captured anyway", async (t)
 
   const trip = await captureAndRestore(server, image, 'ntfs-file-bits');
   t.equal(trip.method, 'used-blocks');
-  t.match(trip.warnings.join('\n'), new RegExp(`ntfs on .*: ${cleared} clusters referenced by MFT record ${record} are marked free in \\$Bitmap; captured anyway`));
+  t.match(
+    trip.warnings.join('\n'),
+    new RegExp(
+      `ntfs on .*: ${cleared} clusters referenced by MFT record ${record} are marked free in \\$Bitmap; captured anyway`,
+    ),
+  );
   t.equal(await ntfsfixReport(trip.restored), sourceCheck, 'ntfsfix -n reports the same on both');
   const restoredFiles = await filesOf(trip.restored);
   t.same(restoredFiles, sourceFiles, 'every file reads back the same');
-  t.equal(JSON.parse(restoredFiles.get('/victim.bin') ?? '{}').sha256, digest, 'the file whose clusters were marked free is whole');
+  t.equal(
+    JSON.parse(restoredFiles.get('/victim.bin') ?? '{}').sha256,
+    digest,
+    'the file whose clusters were marked free is whole',
+  );
 });

@@ -28,20 +28,30 @@ async function buildFixture(t: { teardown(fn: () => unknown): void }): Promise<F
   await withNtfsMount(t, image, async (root) => {
     const prng = new Prng(5);
     await fs.mkdir(path.join(root, 'docs'));
-    for (const name of ['victim.txt', 'sibling.txt', 'stale.txt', 'broken-attribute.txt', 'secret.txt']) await fs.writeFile(path.join(root, 'docs', name), textLike(prng, 9000));
+    for (const name of ['victim.txt', 'sibling.txt', 'stale.txt', 'broken-attribute.txt', 'secret.txt'])
+      await fs.writeFile(path.join(root, 'docs', name), textLike(prng, 9000));
     await fs.mkdir(path.join(root, 'many'));
-    for (let index = 0; index < 600; index++) await fs.writeFile(path.join(root, 'many', `entry-${String(index).padStart(4, '0')}`), `${index}\n`);
+    for (let index = 0; index < 600; index++)
+      await fs.writeFile(path.join(root, 'many', `entry-${String(index).padStart(4, '0')}`), `${index}\n`);
     await fs.mkdir(path.join(root, 'compressed'));
     await setXattr(path.join(root, 'compressed'), 'system.ntfs_attrib_be', Buffer.from([0, 0, 0x08, 0x10]));
     await fs.writeFile(path.join(root, 'compressed', 'text.txt'), textLike(prng, 200000));
     await fs.writeFile(path.join(root, 'links-source'), 'linked\n');
-    for (let index = 0; index < 30; index++) await fs.link(path.join(root, 'links-source'), path.join(root, `link-with-a-long-name-${index}`));
+    for (let index = 0; index < 30; index++)
+      await fs.link(path.join(root, 'links-source'), path.join(root, `link-with-a-long-name-${index}`));
     await fs.symlink('docs/sibling.txt', path.join(root, 'symlink'));
     const sparse = await fs.open(path.join(root, 'sparse'), 'w');
     await sparse.write(Buffer.from('end'), 0, undefined, 3 * MiB);
     await sparse.close();
     await setXattr(path.join(root, 'docs', 'sibling.txt'), 'user.note', Buffer.from('stream'));
-    for (const name of ['docs/victim.txt', 'docs/stale.txt', 'docs/broken-attribute.txt', 'docs/secret.txt', 'many', 'compressed/text.txt']) {
+    for (const name of [
+      'docs/victim.txt',
+      'docs/stale.txt',
+      'docs/broken-attribute.txt',
+      'docs/secret.txt',
+      'many',
+      'compressed/text.txt',
+    ]) {
       records.set(`/${name}`, Number((await fs.stat(path.join(root, name))).ino));
     }
   });
@@ -55,7 +65,8 @@ async function buildFixture(t: { teardown(fn: () => unknown): void }): Promise<F
 function recordOffset(fixture: Fixture, file: string): number {
   const offset = fixture.mftOffset + fixture.records.get(file)! * fixture.recordSize;
   const record = fixture.bytes.subarray(offset, offset + fixture.recordSize);
-  if (record.toString('latin1', 0, 4) !== 'FILE' || !record.includes(Buffer.from(path.basename(file), 'utf16le'))) throw new Error(`record of ${file} not found at ${offset}`);
+  if (record.toString('latin1', 0, 4) !== 'FILE' || !record.includes(Buffer.from(path.basename(file), 'utf16le')))
+    throw new Error(`record of ${file} not found at ${offset}`);
   return offset;
 }
 
@@ -100,36 +111,76 @@ t.test('damage in one place is named and stays there', async (t) => {
   damaged.writeUInt16LE(damaged.readUInt16LE(dataAttribute + 12) | 0x4000, dataAttribute + 12);
 
   const tree = await treeOf(damaged);
-  await t.rejects(tree.lookup('/docs/victim.txt'), {
-    name: 'FormatError',
-    message: new RegExp(`^/docs/victim\\.txt: damaged\\.img: MFT record ${fixture.records.get('/docs/victim.txt')} at byte ${victim + 510}: update sequence mismatch`),
-  }, 'a bad fixup names the path, the record and the byte');
-  await t.rejects(tree.lookup('/docs/stale.txt'), { name: 'FormatError', message: /^\/docs\/stale\.txt: .*MFT record \d+ is not in use/ }, 'an entry for a freed record');
+  await t.rejects(
+    tree.lookup('/docs/victim.txt'),
+    {
+      name: 'FormatError',
+      message: new RegExp(
+        `^/docs/victim\\.txt: damaged\\.img: MFT record ${fixture.records.get('/docs/victim.txt')} at byte ${victim + 510}: update sequence mismatch`,
+      ),
+    },
+    'a bad fixup names the path, the record and the byte',
+  );
+  await t.rejects(
+    tree.lookup('/docs/stale.txt'),
+    { name: 'FormatError', message: /^\/docs\/stale\.txt: .*MFT record \d+ is not in use/ },
+    'an entry for a freed record',
+  );
   await t.rejects(tree.lookup('/docs/broken-attribute.txt'), {
     name: 'FormatError',
-    message: new RegExp(`^/docs/broken-attribute\\.txt: .*at byte ${firstAttribute + 4}: attribute 0x10 has invalid length`),
+    message: new RegExp(
+      `^/docs/broken-attribute\\.txt: .*at byte ${firstAttribute + 4}: attribute 0x10 has invalid length`,
+    ),
   });
   const docs = await tree.readdir(await tree.lookup('/docs'));
-  t.same(docs.map((entry) => entry.name).sort(), ['broken-attribute.txt', 'secret.txt', 'sibling.txt', 'stale.txt', 'victim.txt'], 'the directory still lists every name');
+  t.same(
+    docs.map((entry) => entry.name).sort(),
+    ['broken-attribute.txt', 'secret.txt', 'sibling.txt', 'stale.txt', 'victim.txt'],
+    'the directory still lists every name',
+  );
   const encrypted = await tree.lookup('/docs/secret.txt');
   t.equal(encrypted.stat.size, 9000, 'an encrypted file has its size');
-  await t.rejects(tree.read(encrypted, 0, 100), { name: 'UserError', message: /^\/docs\/secret\.txt: encrypted \(EFS\) NTFS files cannot be read/ });
+  await t.rejects(tree.read(encrypted, 0, 100), {
+    name: 'UserError',
+    message: /^\/docs\/secret\.txt: encrypted \(EFS\) NTFS files cannot be read/,
+  });
   const sibling = await tree.lookup('/docs/sibling.txt');
   t.equal((await tree.read(sibling, 0, 9000)).length, 9000, 'a neighbour reads');
   t.same([...(await tree.xattrs(sibling)).keys()], ['user.note']);
 
-  await t.rejects(tree.readdir(await tree.lookup('/many')), {
-    name: 'FormatError',
-    message: new RegExp(`^/many: damaged\\.img: MFT record ${fixture.records.get('/many')}, index block at VCN 0 at byte ${indexBlock}: magic is "INDY"`),
-  }, 'a bad index block names the directory and the byte');
-  await t.rejects(tree.lookup('/many/entry-0001'), { name: 'FormatError', message: /^\/many: .*index block/ }, 'so does a lookup through it');
+  await t.rejects(
+    tree.readdir(await tree.lookup('/many')),
+    {
+      name: 'FormatError',
+      message: new RegExp(
+        `^/many: damaged\\.img: MFT record ${fixture.records.get('/many')}, index block at VCN 0 at byte ${indexBlock}: magic is "INDY"`,
+      ),
+    },
+    'a bad index block names the directory and the byte',
+  );
+  await t.rejects(
+    tree.lookup('/many/entry-0001'),
+    { name: 'FormatError', message: /^\/many: .*index block/ },
+    'so does a lookup through it',
+  );
 
   const compressed = await tree.lookup('/compressed/text.txt');
-  await t.rejects(tree.read(compressed, 0, 1000), { name: 'FormatError', message: /^\/compressed\/text\.txt: .*compression unit 0 \(byte 0\): uncompressed chunk/ });
-  t.equal((await tree.read(await tree.lookup('/links-source'), 0, 100)).toString(), 'linked\n', 'the rest of the tree reads');
+  await t.rejects(tree.read(compressed, 0, 1000), {
+    name: 'FormatError',
+    message: /^\/compressed\/text\.txt: .*compression unit 0 \(byte 0\): uncompressed chunk/,
+  });
+  t.equal(
+    (await tree.read(await tree.lookup('/links-source'), 0, 100)).toString(),
+    'linked\n',
+    'the rest of the tree reads',
+  );
 
   const intact = await treeOf(bytes);
-  t.equal((await intact.read(await intact.lookup('/docs/victim.txt'), 0, 9000)).length, 9000, 'the undamaged volume reads the victim');
+  t.equal(
+    (await intact.read(await intact.lookup('/docs/victim.txt'), 0, 9000)).length,
+    9000,
+    'the undamaged volume reads the victim',
+  );
   t.equal((await intact.readdir(await intact.lookup('/many'))).length, 600);
 });
 
@@ -163,7 +214,9 @@ async function walkAll(tree: FileTree, onError: (error: unknown) => void): Promi
     // The ends of a large directory are enough: its index is read whole by readdir.
     const sample = entries.length > 24 ? [...entries.slice(0, 12), ...entries.slice(-12)] : entries;
     for (const entry of sample) {
-      await attempt(async () => visit(await tree.lookup(`${node.path === '/' ? '' : node.path}/${entry.name}`), depth + 1));
+      await attempt(async () =>
+        visit(await tree.lookup(`${node.path === '/' ? '' : node.path}/${entry.name}`), depth + 1),
+      );
     }
   };
   await visit(await tree.lookup('/'), 0);
@@ -203,10 +256,15 @@ t.test('random damage to metadata only ever gives UserErrors', async (t) => {
     }
     const onError = (error: unknown): void => {
       if (error instanceof UserError) {
-        const kind = error.message.replace(/\d+/g, 'N').replace(/^.*?: (?=[a-z])/i, '').slice(0, 60);
+        const kind = error.message
+          .replace(/\d+/g, 'N')
+          .replace(/^.*?: (?=[a-z])/i, '')
+          .slice(0, 60);
         messages.set(kind, (messages.get(kind) ?? 0) + 1);
       } else {
-        unexpected.push(`iteration ${iteration}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+        unexpected.push(
+          `iteration ${iteration}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+        );
       }
     };
     try {
@@ -219,7 +277,16 @@ t.test('random damage to metadata only ever gives UserErrors', async (t) => {
     for (const [offset, value] of saved.reverse()) bytes[offset] = value;
   }
   t.same(unexpected.slice(0, 5), [], 'no TypeError, RangeError or other crash');
-  t.ok(opened > iterations / 2, `${opened} of ${iterations} damaged volumes opened and were walked (${visitedTotal} nodes)`);
+  t.ok(
+    opened > iterations / 2,
+    `${opened} of ${iterations} damaged volumes opened and were walked (${visitedTotal} nodes)`,
+  );
   t.ok(messages.size > 10, `${messages.size} different FormatErrors met`);
-  t.comment([...messages].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([message, count]) => `${count} × ${message}`).join('\n'));
+  t.comment(
+    [...messages]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 15)
+      .map(([message, count]) => `${count} × ${message}`)
+      .join('\n'),
+  );
 });

@@ -8,9 +8,26 @@ import t from 'tap';
 import { Prng, textLike, writeLargeDistinctFile } from '../../helpers/content.js';
 import { MiB, run } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { compareWalks, makeNtfsImage, mountXattrs, openNtfs, setXattr, walkMount, walkTree, withNtfsMount } from './ntfs-helpers.js';
+import {
+  compareWalks,
+  makeNtfsImage,
+  mountXattrs,
+  openNtfs,
+  setXattr,
+  walkMount,
+  walkTree,
+  withNtfsMount,
+} from './ntfs-helpers.js';
 
-const UNICODE_NAMES = ['Grüße aus Köln.txt', '日本語のファイル名.txt', 'emoji 😀 and 🎉.txt', 'Ελληνικά', 'עברית.md', 'ﬁ ligature + combining é.txt', 'tab\tand;semicolon.txt'];
+const UNICODE_NAMES = [
+  'Grüße aus Köln.txt',
+  '日本語のファイル名.txt',
+  'emoji 😀 and 🎉.txt',
+  'Ελληνικά',
+  'עברית.md',
+  'ﬁ ligature + combining é.txt',
+  'tab\tand;semicolon.txt',
+];
 const DEEP_LEVELS = 30;
 const BIG_DIRECTORY_ENTRIES = 2000;
 const LINKS_TO_HUB = 40;
@@ -22,7 +39,10 @@ async function fill(root: string): Promise<void> {
     const directoryPath = path.join(root, 'small', `d${directory}`);
     await fs.mkdir(directoryPath, { recursive: true });
     for (let index = 0; index < 300; index++) {
-      await fs.writeFile(path.join(directoryPath, `file-${index}.txt`), textLike(prng, (index * 37 + directory * 101) % 6000));
+      await fs.writeFile(
+        path.join(directoryPath, `file-${index}.txt`),
+        textLike(prng, (index * 37 + directory * 101) % 6000),
+      );
     }
   }
   await writeLargeDistinctFile(path.join(root, 'big.bin'), 50 * MiB, 7);
@@ -36,7 +56,11 @@ async function fill(root: string): Promise<void> {
 
   const many = path.join(root, 'many');
   await fs.mkdir(many);
-  for (let index = 0; index < BIG_DIRECTORY_ENTRIES; index++) await fs.writeFile(path.join(many, `entry-${String(index).padStart(4, '0')}-with-a-longer-name`), `entry ${index}\n`);
+  for (let index = 0; index < BIG_DIRECTORY_ENTRIES; index++)
+    await fs.writeFile(
+      path.join(many, `entry-${String(index).padStart(4, '0')}-with-a-longer-name`),
+      `entry ${index}\n`,
+    );
 
   let deep = path.join(root, 'deep');
   for (let level = 1; level <= DEEP_LEVELS; level++) deep = path.join(deep, `level-${level}`);
@@ -63,7 +87,10 @@ async function fill(root: string): Promise<void> {
   await fs.link(path.join(root, 'links', 'original'), path.join(root, 'other', 'third'));
   await fs.writeFile(path.join(root, 'links', 'hub'), 'a file with many names\n');
   for (let index = 0; index < LINKS_TO_HUB; index++) {
-    await fs.link(path.join(root, 'links', 'hub'), path.join(root, 'links', `hub-link-with-a-rather-long-name-${String(index).padStart(3, '0')}`));
+    await fs.link(
+      path.join(root, 'links', 'hub'),
+      path.join(root, 'links', `hub-link-with-a-rather-long-name-${String(index).padStart(3, '0')}`),
+    );
   }
 
   await fs.symlink('links/original', path.join(root, 'link-to-file'));
@@ -88,7 +115,10 @@ async function fill(root: string): Promise<void> {
   const random = Buffer.alloc(100 * 1024);
   prng.fill(random);
   await fs.writeFile(path.join(compressed, 'random.bin'), random);
-  await fs.writeFile(path.join(compressed, 'mixed.bin'), Buffer.concat([textLike(prng, 70000), Buffer.alloc(200000), random.subarray(0, 5000), textLike(prng, 9000)]));
+  await fs.writeFile(
+    path.join(compressed, 'mixed.bin'),
+    Buffer.concat([textLike(prng, 70000), Buffer.alloc(200000), random.subarray(0, 5000), textLike(prng, 9000)]),
+  );
   await fs.writeFile(path.join(compressed, 'tiny.txt'), 'small enough to stay resident');
 
   await fs.writeFile(path.join(root, 'empty-file'), '');
@@ -108,25 +138,41 @@ t.test('a filled volume reads like the ntfs-3g mount', async (t) => {
   // The volume has what the walk must cover.
   t.match(await attributesOf(image, '/many'), /\$INDEX_ALLOCATION/, 'the big directory has an index allocation');
   t.match(await attributesOf(image, '/links/hub'), /\$ATTRIBUTE_LIST/, 'the many-linked file has an attribute list');
-  t.match(await attributesOf(image, '/compressed/text.txt'), /\$DATA[^]*Attribute flags:\s+0x0001/, 'text.txt is compressed');
+  t.match(
+    await attributesOf(image, '/compressed/text.txt'),
+    /\$DATA[^]*Attribute flags:\s+0x0001/,
+    'text.txt is compressed',
+  );
   t.match(await attributesOf(image, '/sparse.bin'), /\$DATA[^]*Attribute flags:\s+0x8000/, 'sparse.bin is sparse');
   t.match(await attributesOf(image, '/A long file name.txt'), /Namespace:\s+DOS/, 'a file with a DOS name');
 
   const { tree } = await openNtfs(t, image);
   const started = performance.now();
   const ours = await walkTree(tree);
-  t.comment(`FileTree walk of ${ours.files.size} entries with contents: ${(performance.now() - started).toFixed(0)} ms`);
+  t.comment(
+    `FileTree walk of ${ours.files.size} entries with contents: ${(performance.now() - started).toFixed(0)} ms`,
+  );
   t.same(ours.problems, [], 'readdir and lookup agree');
 
-  const { theirs, xattrs } = await withNtfsMount(t, image, async (root) => ({ theirs: await walkMount(root), xattrs: await mountXattrs(root) }), 'ro');
+  const { theirs, xattrs } = await withNtfsMount(
+    t,
+    image,
+    async (root) => ({ theirs: await walkMount(root), xattrs: await mountXattrs(root) }),
+    'ro',
+  );
   t.ok(theirs.size > 5000, `the mount shows ${theirs.size} entries`);
-  t.same(compareWalks(ours.files, theirs), [], 'names, types, sizes, modes, owners, link counts, inodes, times, targets, devices and contents agree');
+  t.same(
+    compareWalks(ours.files, theirs),
+    [],
+    'names, types, sizes, modes, owners, link counts, inodes, times, targets, devices and contents agree',
+  );
 
   const ourXattrs = new Map<string, Map<string, string>>();
   for (const [file, walked] of ours.files) {
     if (walked.type === 'symlink') continue;
     const attributes = await tree.xattrs(await tree.lookup(file));
-    if (attributes.size > 0) ourXattrs.set(file, new Map([...attributes].map(([name, value]) => [name, value.toString('hex')])));
+    if (attributes.size > 0)
+      ourXattrs.set(file, new Map([...attributes].map(([name, value]) => [name, value.toString('hex')])));
   }
   t.same(ourXattrs, xattrs, 'named streams are the user.* extended attributes ntfs-3g lists');
   t.equal(xattrs.get('/with-streams.txt')?.size, 2, 'the test file has two streams');
@@ -136,33 +182,59 @@ t.test('a filled volume reads like the ntfs-3g mount', async (t) => {
   t.equal(hub.nlink, LINKS_TO_HUB + 1, 'the hub has all its links');
   const hubLinks = [...ours.files].filter(([, walked]) => walked.inode === hub.inode).map(([name]) => name);
   t.equal(hubLinks.length, LINKS_TO_HUB + 1, 'every name of the hub has the same inode');
-  t.equal(ours.files.get('/other/third')!.inode, ours.files.get('/links/original')!.inode, 'hard links across directories share the inode');
+  t.equal(
+    ours.files.get('/other/third')!.inode,
+    ours.files.get('/links/original')!.inode,
+    'hard links across directories share the inode',
+  );
   t.equal(ours.files.get('/link-to-file')!.target, 'links/original');
   t.equal(ours.files.get('/many')!.type, 'directory');
-  t.equal([...ours.files.keys()].filter((name) => name.startsWith('/many/')).length, BIG_DIRECTORY_ENTRIES, 'all entries of the big directory');
+  t.equal(
+    [...ours.files.keys()].filter((name) => name.startsWith('/many/')).length,
+    BIG_DIRECTORY_ENTRIES,
+    'all entries of the big directory',
+  );
   for (const name of UNICODE_NAMES) t.ok(ours.files.has(`/unicode/${name}`), `unicode name ${JSON.stringify(name)}`);
-  t.notOk([...ours.files.keys()].some((name) => name.startsWith('/$')), 'no system files in the root listing');
+  t.notOk(
+    [...ours.files.keys()].some((name) => name.startsWith('/$')),
+    'no system files in the root listing',
+  );
 
-  const bottom = await tree.lookup(`/deep/${Array.from({ length: DEEP_LEVELS }, (_, index) => `level-${index + 1}`).join('/')}/bottom.txt`);
+  const bottom = await tree.lookup(
+    `/deep/${Array.from({ length: DEEP_LEVELS }, (_, index) => `level-${index + 1}`).join('/')}/bottom.txt`,
+  );
   t.equal((await tree.read(bottom, 0, 100)).toString(), 'at the bottom\n', 'a file 30 directories down');
 
   const sparse = await tree.lookup('/sparse.bin');
   const dataRanges = await tree.dataRanges!(sparse);
   t.equal(sparse.stat.size, 40 * MiB);
-  t.ok(dataRanges.totalBytes < 4 * MiB, `the sparse file has ${dataRanges.totalBytes} bytes of data in ${sparse.stat.size}`);
+  t.ok(
+    dataRanges.totalBytes < 4 * MiB,
+    `the sparse file has ${dataRanges.totalBytes} bytes of data in ${sparse.stat.size}`,
+  );
   for (const offset of [0, 16 * MiB + 12345, 40 * MiB - 1]) {
-    t.ok(dataRanges.ranges.some(([start, end]) => start <= offset && offset < end), `written byte ${offset} is in a data range`);
+    t.ok(
+      dataRanges.ranges.some(([start, end]) => start <= offset && offset < end),
+      `written byte ${offset} is in a data range`,
+    );
   }
   t.same(await tree.read(sparse, 8 * MiB, 16), Buffer.alloc(16), 'a hole reads as zeros');
   t.equal((await tree.read(sparse, 40 * MiB - 4, 100)).toString(), 'tail', 'a read past the end is short');
 
   const compressedText = await tree.lookup('/compressed/mixed.bin');
   const compressedRanges = await tree.dataRanges!(compressedText);
-  t.ok(compressedRanges.totalBytes < compressedText.stat.size, 'the all-zero compression units of a compressed file are holes');
+  t.ok(
+    compressedRanges.totalBytes < compressedText.stat.size,
+    'the all-zero compression units of a compressed file are holes',
+  );
   t.same(await tree.read(compressedText, 100000, 1000), Buffer.alloc(1000), 'zeros inside a compressed file');
 
   const byDosName = await tree.lookup('/ALONGF~1.TXT');
-  t.equal(byDosName.inode, ours.files.get('/A long file name.txt')!.inode, 'lookup by the DOS name finds the file, as with ntfs-3g');
+  t.equal(
+    byDosName.inode,
+    ours.files.get('/A long file name.txt')!.inode,
+    'lookup by the DOS name finds the file, as with ntfs-3g',
+  );
   t.notOk(ours.files.has('/ALONGF~1.TXT'), 'but readdir does not list it');
 
   await t.rejects(tree.lookup('/no/such/file'), { name: 'NotFoundError', message: /\/no\/such\/file/ });
@@ -196,13 +268,21 @@ t.test('reparse points: WSL special files, Windows symlinks, unknown tags', asyn
       await run('mkfifo', [path.join(root, 'wsl-fifo')]);
       await run('mknod', [path.join(root, 'wsl-char'), 'c', '4', '5']);
       await run('mknod', [path.join(root, 'wsl-block'), 'b', '259', '70000']);
-      await run('python3', ['-c', 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', path.join(root, 'wsl-socket')]);
+      await run('python3', [
+        '-c',
+        'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])',
+        path.join(root, 'wsl-socket'),
+      ]);
       await fs.symlink('target/of/wsl link', path.join(root, 'wsl-symlink'));
       await fs.mkdir(path.join(root, 'dir'));
       await fs.mkdir(path.join(root, 'sub'));
       await fs.writeFile(path.join(root, 'dir', 'file.txt'), 'target\n');
       await fs.writeFile(path.join(root, 'sub', 'windows-link'), '');
-      await setXattr(path.join(root, 'sub', 'windows-link'), 'system.ntfs_reparse_data', windowsSymlink('..\\dir\\file.txt', true));
+      await setXattr(
+        path.join(root, 'sub', 'windows-link'),
+        'system.ntfs_reparse_data',
+        windowsSymlink('..\\dir\\file.txt', true),
+      );
       await fs.writeFile(path.join(root, 'unknown-tag'), '');
       const unknown = Buffer.alloc(8 + 16, 7);
       unknown.writeUInt32LE(0x80000013, 0);
@@ -227,11 +307,15 @@ t.test('reparse points: WSL special files, Windows symlinks, unknown tags', asyn
 t.test('cluster sizes: 512 bytes and 64 KiB', async (t) => {
   for (const clusterSize of [512, 65536]) {
     const directory = await tempDir(t);
-    const image = await makeNtfsImage(path.join(directory, `c${clusterSize}.img`), 128 * MiB, ['--cluster-size', String(clusterSize)]);
+    const image = await makeNtfsImage(path.join(directory, `c${clusterSize}.img`), 128 * MiB, [
+      '--cluster-size',
+      String(clusterSize),
+    ]);
     await withNtfsMount(t, image, async (root) => {
       const prng = new Prng(clusterSize);
       await fs.mkdir(path.join(root, 'files'));
-      for (let index = 0; index < 600; index++) await fs.writeFile(path.join(root, 'files', `f${index}`), textLike(prng, (index * 997) % 70000));
+      for (let index = 0; index < 600; index++)
+        await fs.writeFile(path.join(root, 'files', `f${index}`), textLike(prng, (index * 997) % 70000));
       await writeLargeDistinctFile(path.join(root, 'large.bin'), 12 * MiB + 5, clusterSize);
       await fs.symlink('files/f1', path.join(root, 'link'));
     });

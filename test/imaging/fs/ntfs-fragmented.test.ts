@@ -26,7 +26,8 @@ async function fillUp(directory: string, fileSize: number): Promise<number> {
 }
 
 async function removeEvery(directory: string, count: number, first: number, step: number): Promise<void> {
-  for (let index = first; index <= count; index += step) await fs.rm(path.join(directory, `f${index}`), { force: true });
+  for (let index = first; index <= count; index += step)
+    await fs.rm(path.join(directory, `f${index}`), { force: true });
 }
 
 t.test('a file in hundreds of fragments', async (t) => {
@@ -55,7 +56,8 @@ t.test('a fragmented $MFT with an attribute list', async (t) => {
     const count = await fillUp(fill, 4096);
     await removeEvery(fill, count, 0, 2);
     await fs.mkdir(path.join(root, 'empty'));
-    for (let index = 0; index < 12000; index++) await (await fs.open(path.join(root, 'empty', `e${index}`), 'w')).close();
+    for (let index = 0; index < 12000; index++)
+      await (await fs.open(path.join(root, 'empty', `e${index}`), 'w')).close();
     await removeEvery(fill, count, 1, 4);
   });
   const details = await run('ntfsinfo', ['-v', '-F', '/$MFT', image]);

@@ -23,11 +23,15 @@ async function metadataRegions(bytes: Buffer): Promise<Range[]> {
   const boot = parseBootSector(await reader.read(0, 512), 'ntfs', reader.size);
   const mft = await Mft.open(reader, boot);
   const mftStart = boot.mftCluster * boot.clusterSize;
-  const regions: Range[] = [[0, 512], [mftStart, mftStart + 48 * boot.mftRecordSize]];
+  const regions: Range[] = [
+    [0, 512],
+    [mftStart, mftStart + 48 * boot.mftRecordSize],
+  ];
   const bitmapRun = (await mft.inode(SystemFile.bitmap)).data(AttributeType.data)!.runlist!.runs[0]!;
   regions.push([bitmapRun.lcn! * boot.clusterSize, bitmapRun.lcn! * boot.clusterSize + 512]);
   const rootIndex = (await mft.inode(SystemFile.root)).data(AttributeType.indexAllocation, '$I30');
-  for (const run of rootIndex?.runlist?.runs ?? []) if (run.lcn !== null) regions.push([run.lcn * boot.clusterSize, (run.lcn + run.length) * boot.clusterSize]);
+  for (const run of rootIndex?.runlist?.runs ?? [])
+    if (run.lcn !== null) regions.push([run.lcn * boot.clusterSize, (run.lcn + run.length) * boot.clusterSize]);
   return regions;
 }
 
@@ -36,9 +40,19 @@ t.test('ntfs: damaged metadata', async (t) => {
   const image = await makeNtfsImage(path.join(directory, 'fuzz.img'), 16 * MiB);
   await withNtfsMount(t, image, async (root) => {
     await fs.mkdir(path.join(root, 'docs'));
-    for (let index = 0; index < 80; index++) await fs.writeFile(path.join(root, `file-${index}.txt`), textLike(new Prng(index + 1), 800 + index * 97));
+    for (let index = 0; index < 80; index++)
+      await fs.writeFile(path.join(root, `file-${index}.txt`), textLike(new Prng(index + 1), 800 + index * 97));
     await fs.writeFile(path.join(root, 'docs', 'big.bin'), textLike(new Prng(500), 900_000));
   });
   const bytes = await fs.readFile(image);
-  await fuzzFilesystem(t, { name: 'ntfs', module: ntfsFilesystem, base: bytes, regions: await metadataRegions(bytes), seed: 0x7f5, defaultCount: 40, compareEvery: 3, check: ntfsfixReport });
+  await fuzzFilesystem(t, {
+    name: 'ntfs',
+    module: ntfsFilesystem,
+    base: bytes,
+    regions: await metadataRegions(bytes),
+    seed: 0x7f5,
+    defaultCount: 40,
+    compareEvery: 3,
+    check: ntfsfixReport,
+  });
 });

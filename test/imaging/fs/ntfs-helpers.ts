@@ -24,7 +24,12 @@ export async function makeNtfsImage(file: string, size: number, mkntfsArgs: stri
 }
 
 /** Mount with ntfs-3g, run `action` on the mount point, unmount (also on failure). */
-export async function withNtfsMount<T>(t: Teardown, image: string, action: (root: string) => Promise<T>, options?: string): Promise<T> {
+export async function withNtfsMount<T>(
+  t: Teardown,
+  image: string,
+  action: (root: string) => Promise<T>,
+  options?: string,
+): Promise<T> {
   const mounted = await mount(t, image, { type: 'ntfs-3g', ...(options ? { options } : {}) });
   try {
     return await action(mounted.path);
@@ -33,7 +38,12 @@ export async function withNtfsMount<T>(t: Teardown, image: string, action: (root
   }
 }
 
-export async function openNtfs(t: Teardown, file: string, offset = 0, size?: number): Promise<{ volume: OpenFilesystem; tree: FileTree; reader: BlockReader }> {
+export async function openNtfs(
+  t: Teardown,
+  file: string,
+  offset = 0,
+  size?: number,
+): Promise<{ volume: OpenFilesystem; tree: FileTree; reader: BlockReader }> {
   const { reader, close } = await DeviceBlockReader.open(file, offset, size);
   t.teardown(close);
   const volume = await ntfsFilesystem.open(reader);
@@ -73,7 +83,15 @@ export interface WalkedFile {
   rdev?: number;
 }
 
-function typeOf(stats: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): FileType {
+function typeOf(stats: {
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isSymbolicLink(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+}): FileType {
   if (stats.isFile()) return 'file';
   if (stats.isDirectory()) return 'directory';
   if (stats.isSymbolicLink()) return 'symlink';
@@ -146,8 +164,10 @@ export async function walkTree(tree: FileTree): Promise<{ files: Map<string, Wal
     for (const entry of await tree.readdir(directory)) {
       const entryPath = directoryPath === '/' ? `/${entry.name}` : `${directoryPath}/${entry.name}`;
       const node = await tree.lookup(entryPath);
-      if (entry.type !== node.stat.type) problems.push(`${entryPath}: readdir says ${entry.type}, lookup says ${node.stat.type}`);
-      if (entry.inode !== node.inode) problems.push(`${entryPath}: readdir says inode ${entry.inode}, lookup says ${node.inode}`);
+      if (entry.type !== node.stat.type)
+        problems.push(`${entryPath}: readdir says ${entry.type}, lookup says ${node.stat.type}`);
+      if (entry.inode !== node.inode)
+        problems.push(`${entryPath}: readdir says inode ${entry.inode}, lookup says ${node.inode}`);
       const { stat } = node;
       const walked: WalkedFile = {
         type: stat.type,
@@ -178,7 +198,8 @@ export async function hashTreeFile(tree: FileTree, node: Awaited<ReturnType<File
   for (let offset = 0; offset < node.stat.size; offset += step) {
     const piece = await tree.read(node, offset, step);
     const expected = Math.min(step, node.stat.size - offset);
-    if (piece.length !== expected) throw new Error(`${node.path}: read ${piece.length} bytes at ${offset}, expected ${expected}`);
+    if (piece.length !== expected)
+      throw new Error(`${node.path}: read ${piece.length} bytes at ${offset}, expected ${expected}`);
     hash.update(piece);
   }
   return hash.digest('hex');
@@ -195,7 +216,8 @@ export function compareWalks(ours: Map<string, WalkedFile>, theirs: Map<string, 
     for (const field of Object.keys(expected) as Array<keyof WalkedFile>) {
       const a = actual[field];
       const e = expected[field];
-      const same = typeof a === 'number' && typeof e === 'number' && field.endsWith('Ms') ? Math.abs(a - e) < 0.002 : a === e;
+      const same =
+        typeof a === 'number' && typeof e === 'number' && field.endsWith('Ms') ? Math.abs(a - e) < 0.002 : a === e;
       if (!same) differences.push(`${name}: ${field} is ${String(a)}, ntfs-3g says ${String(e)}`);
     }
   }
@@ -205,7 +227,16 @@ export function compareWalks(ours: Map<string, WalkedFile>, theirs: Map<string, 
 /** The clusters partclone.ntfs would copy, from its ddrescue domain log. */
 export async function partcloneUsedRanges(image: string, scratch: string): Promise<RangeList> {
   const domain = path.join(scratch, 'partclone.domain');
-  await run('partclone.ntfs', ['--domain', '--source', image, '--overwrite', domain, '--logfile', path.join(scratch, 'partclone.log'), '--quiet']);
+  await run('partclone.ntfs', [
+    '--domain',
+    '--source',
+    image,
+    '--overwrite',
+    domain,
+    '--logfile',
+    path.join(scratch, 'partclone.log'),
+    '--quiet',
+  ]);
   const ranges: Range[] = [];
   for (const line of (await fs.readFile(domain, 'utf8')).split('\n')) {
     const match = /^0x([0-9A-Fa-f]+)\s+0x([0-9A-Fa-f]+)\s+\+/.exec(line);
@@ -241,7 +272,8 @@ export async function ntfsinfoVolume(image: string): Promise<NtfsinfoVolume> {
 
 /** `blkid -p`: the serial and label util-linux reads from the volume (label null when none). */
 export async function blkid(device: string): Promise<{ uuid: string; label: string | null }> {
-  const tag = async (name: string): Promise<string> => (await execa('blkid', ['-p', '-o', 'value', '-s', name, device], { reject: false })).stdout.replace(/\n$/, '');
+  const tag = async (name: string): Promise<string> =>
+    (await execa('blkid', ['-p', '-o', 'value', '-s', name, device], { reject: false })).stdout.replace(/\n$/, '');
   const label = await tag('LABEL');
   return { uuid: await tag('UUID'), label: label === '' ? null : label };
 }
@@ -275,7 +307,13 @@ export async function ntfsfixCheck(image: string): Promise<{ exitCode: number; o
 
 /** Set a Linux extended attribute through python3 (Node has no setxattr). */
 export async function setXattr(file: string, name: string, value: Buffer): Promise<void> {
-  await run('python3', ['-c', 'import os, sys; os.setxattr(sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]))', file, name, value.toString('hex')]);
+  await run('python3', [
+    '-c',
+    'import os, sys; os.setxattr(sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]))',
+    file,
+    name,
+    value.toString('hex'),
+  ]);
 }
 
 /** The user.* extended attributes of every file under a mount, as ntfs-3g lists them. */
@@ -311,15 +349,27 @@ export async function checkUsedRanges(t: Test, image: string, scratch: string): 
 
   const partclone = await partcloneUsedRanges(image, scratch);
   const backupBootSector: Range = [size - 512, size];
-  t.same(used.ranges, RangeList.of([...partclone.ranges, backupBootSector]).ranges, 'the clusters partclone.ntfs copies, and the backup boot sector');
+  t.same(
+    used.ranges,
+    RangeList.of([...partclone.ranges, backupBootSector]).ranges,
+    'the clusters partclone.ntfs copies, and the backup boot sector',
+  );
 
   const ntfsinfo = await ntfsinfoVolume(image);
   t.equal(volume.info.blockSize, ntfsinfo.clusterSize, 'cluster size');
   t.equal(volume.info.totalBytes, ntfsinfo.clusterCount * ntfsinfo.clusterSize, 'total bytes');
-  t.equal(volume.info.usedBytes, (ntfsinfo.clusterCount - ntfsinfo.freeClusters) * ntfsinfo.clusterSize, 'used bytes = clusters ntfsinfo does not count as free');
+  t.equal(
+    volume.info.usedBytes,
+    (ntfsinfo.clusterCount - ntfsinfo.freeClusters) * ntfsinfo.clusterSize,
+    'used bytes = clusters ntfsinfo does not count as free',
+  );
   t.equal(used.totalBytes, volume.info.usedBytes + 512, 'the map is the used clusters plus one sector');
   const ntfscluster = await run('ntfscluster', ['--info', image]);
-  t.equal(Number(/clusters of free space\s*:\s*(\d+)/.exec(ntfscluster)?.[1]), ntfsinfo.clusterCount - volume.info.usedBytes / volume.info.blockSize, 'free clusters as ntfscluster counts them');
+  t.equal(
+    Number(/clusters of free space\s*:\s*(\d+)/.exec(ntfscluster)?.[1]),
+    ntfsinfo.clusterCount - volume.info.usedBytes / volume.info.blockSize,
+    'free clusters as ntfscluster counts them',
+  );
 
   const copy = path.join(scratch, 'copy.img');
   await copyRanges(image, copy, used);

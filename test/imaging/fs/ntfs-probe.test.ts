@@ -10,16 +10,36 @@ import { ntfsFilesystem } from '../../../imaging/fs/ntfs.js';
 import { RangeList } from '../../../imaging/ranges.js';
 import { attachLoop, makeImageFile, MiB, mount, run, sfdisk } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { blkid, copyRanges, makeNtfsImage, MemoryBlockReader, ntfsfixCheck, ntfsinfoVolume, openNtfs, partcloneUsedRanges, withNtfsMount } from './ntfs-helpers.js';
+import {
+  blkid,
+  copyRanges,
+  makeNtfsImage,
+  MemoryBlockReader,
+  ntfsfixCheck,
+  ntfsinfoVolume,
+  openNtfs,
+  partcloneUsedRanges,
+  withNtfsMount,
+} from './ntfs-helpers.js';
 
 const volumes = [
-  { name: 'default 4 KiB clusters with a label', size: 256 * MiB, args: ['--label', 'Données 2026'], label: 'Données 2026' },
+  {
+    name: 'default 4 KiB clusters with a label',
+    size: 256 * MiB,
+    args: ['--label', 'Données 2026'],
+    label: 'Données 2026',
+  },
   { name: 'no label', size: 64 * MiB, args: [], label: null },
   { name: '512-byte clusters', size: 64 * MiB, args: ['--cluster-size', '512', '--label', 'small'], label: 'small' },
   { name: '64 KiB clusters', size: 512 * MiB, args: ['--cluster-size', '65536'], label: null },
   // Above 64 KiB the boot sector stores sectors per cluster as a negative power of two.
   { name: '128 KiB clusters', size: 512 * MiB, args: ['--cluster-size', '131072'], label: null },
-  { name: '2 MiB clusters', size: 1024 * MiB, args: ['--cluster-size', '2097152', '--label', 'huge clusters'], label: 'huge clusters' },
+  {
+    name: '2 MiB clusters',
+    size: 1024 * MiB,
+    args: ['--cluster-size', '2097152', '--label', 'huge clusters'],
+    label: 'huge clusters',
+  },
   { name: '4096-byte sectors', size: 128 * MiB, args: ['--sector-size', '4096'], label: null },
 ];
 
@@ -48,7 +68,11 @@ for (const volume of volumes) {
     const used = await opened.usedRanges();
     const sectorSize = volume.args.includes('--sector-size') ? 4096 : 512;
     const partclone = await partcloneUsedRanges(image, directory);
-    t.same(used.ranges, RangeList.of([...partclone.ranges, [volume.size - sectorSize, volume.size]]).ranges, 'used ranges: partclone.ntfs and the backup boot sector');
+    t.same(
+      used.ranges,
+      RangeList.of([...partclone.ranges, [volume.size - sectorSize, volume.size]]).ranges,
+      'used ranges: partclone.ntfs and the backup boot sector',
+    );
     const copy = path.join(directory, 'copy.img');
     await copyRanges(image, copy, used);
     const check = await ntfsfixCheck(copy);
@@ -91,8 +115,15 @@ t.test('detect', async (t) => {
     t.equal(await ntfsFilesystem.detect(reader), false, `${path.basename(file)} is not NTFS`);
     await close();
   }
-  t.equal(await ntfsFilesystem.detect(new MemoryBlockReader(Buffer.alloc(100), 'tiny')), false, 'a volume smaller than a sector');
-  await t.rejects(ntfsFilesystem.open(new MemoryBlockReader(Buffer.alloc(100), 'tiny')), { name: 'FormatError', message: /tiny/ });
+  t.equal(
+    await ntfsFilesystem.detect(new MemoryBlockReader(Buffer.alloc(100), 'tiny')),
+    false,
+    'a volume smaller than a sector',
+  );
+  await t.rejects(ntfsFilesystem.open(new MemoryBlockReader(Buffer.alloc(100), 'tiny')), {
+    name: 'FormatError',
+    message: /tiny/,
+  });
 });
 
 /** Little-endian writes into a copy of the volume. */
@@ -116,25 +147,69 @@ t.test('a damaged boot sector or $MFT record 0 is a FormatError naming the byte'
   const cases: Array<{ what: string; edits: Array<[number, number[]]>; message: RegExp }> = [
     { what: 'OEM id', edits: [[3, [0x4e, 0x54, 0x46, 0x53, 0x21]]], message: /boot sector at byte 3: OEM id/ },
     { what: 'end-of-sector marker', edits: [[510, [0, 0]]], message: /boot sector at byte 510: end-of-sector marker/ },
-    { what: 'bytes per sector', edits: [[11, [0x00, 0x03]]], message: /boot sector at byte 11: bytes per sector is 768/ },
+    {
+      what: 'bytes per sector',
+      edits: [[11, [0x00, 0x03]]],
+      message: /boot sector at byte 11: bytes per sector is 768/,
+    },
     { what: 'sectors per cluster', edits: [[13, [3]]], message: /boot sector at byte 13: sectors per cluster is 3/ },
-    { what: 'cluster size above 2 MiB', edits: [[13, [0xe0]]], message: /boot sector at byte 13: cluster size \d+ is above/ },
-    { what: 'number of sectors', edits: [[40, [0, 0, 0, 0, 0, 1, 0, 0]]], message: /boot sector at byte 40: the volume is \d+ sectors/ },
-    { what: '$MFT cluster', edits: [[48, [0, 0, 0, 0x10, 0, 0, 0, 0]]], message: /boot sector at byte 48: \$MFT cluster \d+ is outside/ },
+    {
+      what: 'cluster size above 2 MiB',
+      edits: [[13, [0xe0]]],
+      message: /boot sector at byte 13: cluster size \d+ is above/,
+    },
+    {
+      what: 'number of sectors',
+      edits: [[40, [0, 0, 0, 0, 0, 1, 0, 0]]],
+      message: /boot sector at byte 40: the volume is \d+ sectors/,
+    },
+    {
+      what: '$MFT cluster',
+      edits: [[48, [0, 0, 0, 0x10, 0, 0, 0, 0]]],
+      message: /boot sector at byte 48: \$MFT cluster \d+ is outside/,
+    },
     { what: 'MFT record size', edits: [[64, [0]]], message: /boot sector at byte 64: MFT record size 0/ },
     { what: 'index block size', edits: [[68, [0x70]]], message: /boot sector at byte 68: index block size/ },
-    { what: 'record 0 magic', edits: [[mft, [0x46, 0x49, 0x4c, 0x45 ^ 0x20]]], message: new RegExp(`MFT record 0 at byte ${mft}: magic is "FILe"`) },
-    { what: 'record 0 fixup', edits: [[mft + 1022, [0x12, 0x34]]], message: new RegExp(`MFT record 0 at byte ${mft + 1022}: update sequence mismatch at the end of sector 1`) },
-    { what: 'record 0 bytes in use', edits: [[mft + 24, [0, 0x10, 0, 0]]], message: new RegExp(`MFT record 0 at byte ${mft + 24}: bytes in use 4096`) },
-    { what: 'record 0 runlist', edits: [[mappingPairs, [0x0f]]], message: new RegExp(`MFT record 0 at byte ${mappingPairs}: runlist header byte 0xf`) },
-    { what: 'record 0 runlist outside the volume', edits: [[mappingPairs, [0x41, 0x01, 0, 0, 0, 0x40]]], message: new RegExp(`MFT record 0 at byte ${mappingPairs}: run of 1 clusters at cluster \\d+ is outside`) },
+    {
+      what: 'record 0 magic',
+      edits: [[mft, [0x46, 0x49, 0x4c, 0x45 ^ 0x20]]],
+      message: new RegExp(`MFT record 0 at byte ${mft}: magic is "FILe"`),
+    },
+    {
+      what: 'record 0 fixup',
+      edits: [[mft + 1022, [0x12, 0x34]]],
+      message: new RegExp(`MFT record 0 at byte ${mft + 1022}: update sequence mismatch at the end of sector 1`),
+    },
+    {
+      what: 'record 0 bytes in use',
+      edits: [[mft + 24, [0, 0x10, 0, 0]]],
+      message: new RegExp(`MFT record 0 at byte ${mft + 24}: bytes in use 4096`),
+    },
+    {
+      what: 'record 0 runlist',
+      edits: [[mappingPairs, [0x0f]]],
+      message: new RegExp(`MFT record 0 at byte ${mappingPairs}: runlist header byte 0xf`),
+    },
+    {
+      what: 'record 0 runlist outside the volume',
+      edits: [[mappingPairs, [0x41, 0x01, 0, 0, 0, 0x40]]],
+      message: new RegExp(`MFT record 0 at byte ${mappingPairs}: run of 1 clusters at cluster \\d+ is outside`),
+    },
   ];
   for (const { what, edits, message } of cases) {
     const reader = patched(original, edits);
     await t.rejects(ntfsFilesystem.open(reader), { name: 'FormatError', message }, what);
-    await t.rejects(ntfsFilesystem.open(reader), { message: /^damaged\.img: / }, `${what}: the message names the volume first`);
+    await t.rejects(
+      ntfsFilesystem.open(reader),
+      { message: /^damaged\.img: / },
+      `${what}: the message names the volume first`,
+    );
   }
-  t.equal(await ntfsFilesystem.detect(patched(original, [[3, [0x4e, 0x54, 0x46, 0x53, 0x21]]])), false, 'a wrong OEM id is not detected');
+  t.equal(
+    await ntfsFilesystem.detect(patched(original, [[3, [0x4e, 0x54, 0x46, 0x53, 0x21]]])),
+    false,
+    'a wrong OEM id is not detected',
+  );
   const intact = await ntfsFilesystem.open(new MemoryBlockReader(original, 'intact.img'));
   t.equal(intact.info.type, 'ntfs', 'the same bytes unpatched open');
 });

@@ -19,14 +19,30 @@ t.test('swap areas made by mkswap read as blkid reports them', async (t) => {
   const cases = [
     { name: '4k', pageSize: 4096, uuid: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', label: 'swap-one', sizeKiB: undefined },
     // 15 bytes: mkswap keeps the last of the 16 for the terminating NUL.
-    { name: '16k', pageSize: 16384, uuid: 'c0ffee00-1234-4abc-8def-001122334455', label: 'fifteen-chars-l', sizeKiB: undefined },
+    {
+      name: '16k',
+      pageSize: 16384,
+      uuid: 'c0ffee00-1234-4abc-8def-001122334455',
+      label: 'fifteen-chars-l',
+      sizeKiB: undefined,
+    },
     { name: '64k', pageSize: 65536, uuid: '11111111-2222-4333-8444-555555555555', label: 'swäp', sizeKiB: undefined },
     { name: 'nolabel', pageSize: 4096, uuid: 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee', label: null, sizeKiB: undefined },
-    { name: 'smaller-than-volume', pageSize: 4096, uuid: '12345678-9abc-4def-8123-456789abcdef', label: 'half', sizeKiB: 32 * 1024 },
+    {
+      name: 'smaller-than-volume',
+      pageSize: 4096,
+      uuid: '12345678-9abc-4def-8123-456789abcdef',
+      label: 'half',
+      sizeKiB: 32 * 1024,
+    },
   ];
   for (const swap of cases) {
     const image = await makeImageFile(path.join(directory, `${swap.name}.img`), 64 * MiB);
-    await mkswap(image, ['-p', String(swap.pageSize), '-U', swap.uuid, ...(swap.label ? ['-L', swap.label] : [])], swap.sizeKiB);
+    await mkswap(
+      image,
+      ['-p', String(swap.pageSize), '-U', swap.uuid, ...(swap.label ? ['-L', swap.label] : [])],
+      swap.sizeKiB,
+    );
     const reader = await openReader(t, image);
     t.ok(await swapFilesystem.detect(reader), `${swap.name}: detected`);
     const volume = await swapFilesystem.open(reader);
@@ -38,7 +54,11 @@ t.test('swap areas made by mkswap read as blkid reports them', async (t) => {
     t.equal(volume.info.label, expected.LABEL ?? null, `${swap.name}: label as blkid`);
     t.equal(volume.info.label, swap.label);
     t.equal(volume.info.blockSize, swap.pageSize, `${swap.name}: block size is the page size`);
-    t.equal(volume.info.totalBytes, swap.sizeKiB ? swap.sizeKiB * 1024 : 64 * MiB, `${swap.name}: total bytes from last_page`);
+    t.equal(
+      volume.info.totalBytes,
+      swap.sizeKiB ? swap.sizeKiB * 1024 : 64 * MiB,
+      `${swap.name}: total bytes from last_page`,
+    );
     t.equal(volume.info.usedBytes, swap.pageSize);
     t.same(volume.info.features, [`version ${expected.VERSION}`]);
     t.equal(volume.method, 'swap-header-only');
@@ -53,7 +73,14 @@ t.test('old SWAP-SPACE, big-endian headers and untrusted padding', async (t) => 
   await patch(old, 4086, Buffer.from('SWAP-SPACE'));
   t.match(await blkid(old), { TYPE: 'swap', VERSION: '0' }, 'blkid calls it swap version 0');
   const oldVolume = await swapFilesystem.open(await openReader(t, old));
-  t.match(oldVolume.info, { type: 'swap', uuid: null, label: null, blockSize: 4096, totalBytes: 1 * MiB, usedBytes: 4096 });
+  t.match(oldVolume.info, {
+    type: 'swap',
+    uuid: null,
+    label: null,
+    blockSize: 4096,
+    totalBytes: 1 * MiB,
+    usedBytes: 4096,
+  });
   t.match(oldVolume.warnings, [/version 0/]);
 
   // A header written by a big-endian machine: the version, size and count fields swapped.
@@ -89,7 +116,10 @@ t.test('hibernation images, other filesystems and blank space are not swap', asy
   await patch(hibernated, 4086, Buffer.from('S1SUSPEND\0'));
   t.equal((await blkid(hibernated)).TYPE, 'swsuspend', 'blkid sees a hibernation image');
   const hibernatedReader = await openReader(t, hibernated);
-  t.notOk(await swapFilesystem.detect(hibernatedReader), 'a swap holding a hibernation image is not detected (it must be imaged whole)');
+  t.notOk(
+    await swapFilesystem.detect(hibernatedReader),
+    'a swap holding a hibernation image is not detected (it must be imaged whole)',
+  );
   await t.rejects(swapFilesystem.open(hibernatedReader), FormatError);
 
   const tuxOnIce = await makeImageFile(path.join(directory, 'toi.img'), 16 * MiB);
@@ -120,8 +150,18 @@ t.test('damaged swap headers fail with FormatError naming the field', async (t) 
   const damages = [
     { what: 'version', offset: 1024, bytes: u32(2), message: /version is 2, not 1 \(byte 1024\)/ },
     { what: 'last page zero', offset: 1028, bytes: u32(0), message: /last page is 0 \(byte 1028\)/ },
-    { what: 'last page beyond the volume', offset: 1028, bytes: u32(100_000), message: /last page 100000 ends at byte 409604096, beyond the 16777216-byte volume \(byte 1028\)/ },
-    { what: 'too many bad pages', offset: 1032, bytes: u32(5000), message: /5000 bad pages listed, at most 637 fit in the header \(byte 1032\)/ },
+    {
+      what: 'last page beyond the volume',
+      offset: 1028,
+      bytes: u32(100_000),
+      message: /last page 100000 ends at byte 409604096, beyond the 16777216-byte volume \(byte 1028\)/,
+    },
+    {
+      what: 'too many bad pages',
+      offset: 1032,
+      bytes: u32(5000),
+      message: /5000 bad pages listed, at most 637 fit in the header \(byte 1032\)/,
+    },
   ];
   for (const damage of damages) {
     const copy = path.join(directory, 'damaged.img');
@@ -143,7 +183,11 @@ t.test('swapRecreateArgs re-creates the same UUID, label, page size and size on 
   await sfdisk(image, 'label: gpt\nsize=64MiB, type=S\nsize=64MiB, type=S\nsize=64MiB, type=S\n');
   const loop = await attachLoop(t, image);
   const cases = [
-    { original: loop.partition(1), args: ['-p', '16384', '-U', '9b2f4c1e-7d3a-4e5f-8a6b-1c2d3e4f5a6b', '-L', 'cache swap'], sizeKiB: undefined },
+    {
+      original: loop.partition(1),
+      args: ['-p', '16384', '-U', '9b2f4c1e-7d3a-4e5f-8a6b-1c2d3e4f5a6b', '-L', 'cache swap'],
+      sizeKiB: undefined,
+    },
     // A swap area that does not fill its partition keeps its size.
     { original: loop.partition(3), args: ['-U', '5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b'], sizeKiB: 40 * 1024 },
   ];
@@ -162,9 +206,30 @@ t.test('swapRecreateArgs re-creates the same UUID, label, page size and size on 
     const again = await swapFilesystem.open(await openReader(t, blank));
     t.same(again.info, original.info, `${swap.original}: same identity, page size and size`);
     const pageSize = original.info.blockSize;
-    t.ok((await readAt(blank, 0, pageSize)).equals(await readAt(swap.original, 0, pageSize)), 'the header pages are byte for byte the same');
+    t.ok(
+      (await readAt(blank, 0, pageSize)).equals(await readAt(swap.original, 0, pageSize)),
+      'the header pages are byte for byte the same',
+    );
   }
-  const withoutDevice = swapRecreateArgs({ type: 'swap', uuid: null, label: null, blockSize: 4096, totalBytes: 4 * MiB, usedBytes: 4096 });
+  const withoutDevice = swapRecreateArgs({
+    type: 'swap',
+    uuid: null,
+    label: null,
+    blockSize: 4096,
+    totalBytes: 4 * MiB,
+    usedBytes: 4096,
+  });
   t.same(withoutDevice, ['--pagesize', '4096'], 'options only, and no UUID or label to keep');
-  t.throws(() => swapRecreateArgs({ type: 'vfat', uuid: null, label: null, blockSize: 4096, totalBytes: 4 * MiB, usedBytes: 4096 }), UsageError);
+  t.throws(
+    () =>
+      swapRecreateArgs({
+        type: 'vfat',
+        uuid: null,
+        label: null,
+        blockSize: 4096,
+        totalBytes: 4 * MiB,
+        usedBytes: 4096,
+      }),
+    UsageError,
+  );
 });

@@ -11,8 +11,15 @@ t.test('crc32 matches zlib', async (t) => {
   t.equal(crc32(Buffer.alloc(0)), 0);
   const samples = [Buffer.alloc(92), Buffer.alloc(16384, 0xff), randomBytes(1), randomBytes(513), randomBytes(16384)];
   const script = 'import sys, zlib\nfor line in sys.stdin: print(zlib.crc32(bytes.fromhex(line.strip())))';
-  const expected = (await run('python3', ['-c', script], { input: samples.map((sample) => sample.toString('hex')).join('\n') + '\n' })).split('\n').map(Number);
-  t.same(samples.map((sample) => crc32(sample)), expected);
+  const expected = (
+    await run('python3', ['-c', script], { input: samples.map((sample) => sample.toString('hex')).join('\n') + '\n' })
+  )
+    .split('\n')
+    .map(Number);
+  t.same(
+    samples.map((sample) => crc32(sample)),
+    expected,
+  );
   const whole = randomBytes(1000);
   t.equal(crc32(whole.subarray(300), crc32(whole.subarray(0, 300))), crc32(whole), 'continues an earlier run');
 });

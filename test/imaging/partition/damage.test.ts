@@ -25,7 +25,10 @@ t.test('GPT: a damaged primary falls back to the backup, as sfdisk does', async 
   const header = await readImageTable(image);
   t.same(header.table, original, 'the backup gives the same table');
   t.equal(header.warnings.length, 1);
-  t.match(header.warnings[0], /primary GPT header at LBA 1 is bad: header CRC32 mismatch.*backup GPT at LBA 131071 is used/);
+  t.match(
+    header.warnings[0],
+    /primary GPT header at LBA 1 is bad: header CRC32 mismatch.*backup GPT at LBA 131071 is used/,
+  );
   t.equal((await sfdiskJson(image)).id.toLowerCase(), original.diskGuid, 'sfdisk also reads the backup');
 
   // The header restored, one byte of the primary entry array damaged instead.
@@ -33,7 +36,10 @@ t.test('GPT: a damaged primary falls back to the backup, as sfdisk does', async 
   await flipByte(image, 2 * SECTOR + 130);
   const entries = await readImageTable(image);
   t.same(entries.table, original);
-  t.match(entries.warnings[0], /entries of the primary GPT header at LBA 1 \(LBA 2\) fail their CRC32.*backup GPT at LBA 131071 is used/);
+  t.match(
+    entries.warnings[0],
+    /entries of the primary GPT header at LBA 1 \(LBA 2\) fail their CRC32.*backup GPT at LBA 131071 is used/,
+  );
 });
 
 t.test('GPT: an image truncated so that the backup is gone still reads, with a warning', async (t) => {
@@ -44,7 +50,9 @@ t.test('GPT: an image truncated so that the backup is gone still reads, with a w
   await fs.truncate(image, lastPartitionEnd);
   const { table, warnings } = await readImageTable(image);
   t.same(table, original, 'the primary gives the whole table');
-  t.match(warnings, [/backup GPT is unusable \(the backup GPT header at LBA 131071 is past the end of the 129024-sector disk; the backup GPT header at LBA 129023 is bad: no "EFI PART" signature\); the primary GPT is used/]);
+  t.match(warnings, [
+    /backup GPT is unusable \(the backup GPT header at LBA 131071 is past the end of the 129024-sector disk; the backup GPT header at LBA 129023 is bad: no "EFI PART" signature\); the primary GPT is used/,
+  ]);
 });
 
 t.test('GPT: both copies damaged is a FormatError naming both', async (t) => {
@@ -58,7 +66,12 @@ t.test('GPT: both copies damaged is a FormatError naming both', async (t) => {
     (caught: unknown) => caught,
   );
   t.type(error, FormatError);
-  t.match((error as Error).message, new RegExp(`^${image}: no usable GPT: the primary GPT header at LBA 1 is bad: header CRC32 mismatch .*; the backup GPT header at LBA 131071 is bad: header CRC32 mismatch`));
+  t.match(
+    (error as Error).message,
+    new RegExp(
+      `^${image}: no usable GPT: the primary GPT header at LBA 1 is bad: header CRC32 mismatch .*; the backup GPT header at LBA 131071 is bad: header CRC32 mismatch`,
+    ),
+  );
 });
 
 t.test('GPT: a backup away from the end of a grown disk is found through the primary', async (t) => {
@@ -68,11 +81,17 @@ t.test('GPT: a backup away from the end of a grown disk is found through the pri
   await fs.truncate(image, 128 << 20);
   await flipByte(image, SECTOR + 60);
   // The primary is bad, so nothing says where the backup is; the last LBA holds none.
-  await t.rejects(readImageTable(image), { name: 'FormatError', message: /backup GPT header at LBA 262143 is bad: no "EFI PART" signature/ });
+  await t.rejects(readImageTable(image), {
+    name: 'FormatError',
+    message: /backup GPT header at LBA 262143 is bad: no "EFI PART" signature/,
+  });
   await flipByte(image, SECTOR + 60);
   const { table, warnings } = await readImageTable(image);
   t.same(table, original);
-  t.match(warnings, [/backup GPT header is at LBA 131071, not at the last LBA 262143/, /protective MBR covers sectors 1-131071, not 1-262143/]);
+  t.match(warnings, [
+    /backup GPT header is at LBA 131071, not at the last LBA 262143/,
+    /protective MBR covers sectors 1-131071, not 1-262143/,
+  ]);
 });
 
 /** The MBR image in memory, with the EBRs' places. */
@@ -81,7 +100,10 @@ async function mbrBytes(t: Test): Promise<{ bytes: Buffer; ebrs: number[] }> {
   const image = await mbrDisk(directory);
   const { table } = await readImageTable(image);
   const bytes = await fs.readFile(image);
-  return { bytes, ebrs: table.partitions.filter((partition) => partition.kind === 'logical').map((partition) => partition.ebrOffset!) };
+  return {
+    bytes,
+    ebrs: table.partitions.filter((partition) => partition.kind === 'logical').map((partition) => partition.ebrOffset!),
+  };
 }
 
 t.test('MBR: EBR chains that loop or leave their extended partition', async (t) => {
@@ -103,7 +125,10 @@ t.test('MBR: EBR chains that loop or leave their extended partition', async (t) 
   // The last EBR links to itself.
   const self = Buffer.from(loop);
   self.writeUInt32LE((lastEbr - extendedStart) / SECTOR, linkOffset + 8);
-  await t.rejects(readPartitionTable(new MemoryBlockReader(self, 'self.img'), SECTOR), { name: 'FormatError', message: /loops: it comes back to the EBR at byte 20971520/ });
+  await t.rejects(readPartitionTable(new MemoryBlockReader(self, 'self.img'), SECTOR), {
+    name: 'FormatError',
+    message: /loops: it comes back to the EBR at byte 20971520/,
+  });
 
   // The last EBR links past the end of the extended partition.
   const outside = Buffer.from(loop);
@@ -117,7 +142,10 @@ t.test('MBR: EBR chains that loop or leave their extended partition', async (t) 
   const unsigned = Buffer.from(bytes);
   unsigned.writeUInt16LE(0, lastEbr + 510);
   const read = await readPartitionTable(new MemoryBlockReader(unsigned), SECTOR);
-  t.same(read.table.partitions.map((partition) => partition.number), [1, 2, 5]);
+  t.same(
+    read.table.partitions.map((partition) => partition.number),
+    [1, 2, 5],
+  );
   t.match(read.warnings, [/EBR at byte 20971520 has no 0x55AA signature/]);
 });
 
@@ -139,7 +167,10 @@ t.test('sector 0 and LBA 1 disagreeing', async (t) => {
   gpt.copy(stale, SECTOR, SECTOR, 2 * SECTOR);
   const staleRead = await readPartitionTable(new MemoryBlockReader(stale), SECTOR);
   t.equal(staleRead.table.type, 'mbr');
-  t.same(staleRead.table.partitions.map((partition) => partition.number), [1, 2, 5, 6]);
+  t.same(
+    staleRead.table.partitions.map((partition) => partition.number),
+    [1, 2, 5, 6],
+  );
   t.match(staleRead.warnings, [/GPT header at LBA 1 without a protective MBR is ignored/]);
 
   // Entries that cannot be a table (status bytes other than 0x00 and 0x80).

@@ -52,7 +52,12 @@ export async function mbrDisk(directory: string, name = 'mbr.img', size = 64 * M
   await sfdisk(image, mbrScript(image));
   // Boot code of our own in front of the table, so that keeping it can be checked.
   const handle = await fs.open(image, 'r+');
-  await handle.write(Buffer.from('\xfa\x33\xc0 boot code kept by a restore '.repeat(16).slice(0, 440), 'latin1'), 0, 440, 0);
+  await handle.write(
+    Buffer.from('\xfa\x33\xc0 boot code kept by a restore '.repeat(16).slice(0, 440), 'latin1'),
+    0,
+    440,
+    0,
+  );
   await handle.close();
   return image;
 }
@@ -157,7 +162,8 @@ export class MemoryBlockReader implements BlockReader {
     this.size = bytes.length;
   }
   async read(offset: number, length: number): Promise<Buffer> {
-    if (offset < 0 || length < 0 || offset + length > this.size) throw new RangeError(`read of ${length} at ${offset} outside ${this.size}`);
+    if (offset < 0 || length < 0 || offset + length > this.size)
+      throw new RangeError(`read of ${length} at ${offset} outside ${this.size}`);
     return Buffer.from(this.bytes.subarray(offset, offset + length));
   }
 }

@@ -9,7 +9,21 @@ import { readPartitionTable } from '../../../imaging/partition/table.js';
 import { makeImageFile, run } from '../../helpers/disk.js';
 import { sampleManifest } from '../../helpers/manifest.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { attachLoop4k, attributesFromSfdisk, gptDisk, GPT_SCRIPT, hybridDisk, mbrDisk, MiB, partitionNumberOf, readBytes, readImageTable, sfdiskJson, writeBytes, type SfdiskTable } from './disks.js';
+import {
+  attachLoop4k,
+  attributesFromSfdisk,
+  gptDisk,
+  GPT_SCRIPT,
+  hybridDisk,
+  mbrDisk,
+  MiB,
+  partitionNumberOf,
+  readBytes,
+  readImageTable,
+  sfdiskJson,
+  writeBytes,
+  type SfdiskTable,
+} from './disks.js';
 
 function compareGpt(t: Test, table: PartitionTable, oracle: SfdiskTable, sectorSize: number): void {
   t.equal(table.type, 'gpt');
@@ -25,8 +39,24 @@ function compareGpt(t: Test, table: PartitionTable, oracle: SfdiskTable, sectorS
     t.ok(partition, `partition ${number} is read`);
     if (!partition) continue;
     t.same(
-      { kind: partition.kind, start: partition.start, size: partition.size, type: partition.type, guid: partition.guid, name: partition.name, attributes: BigInt(partition.attributes!) },
-      { kind: 'primary', start: expected.start * sectorSize, size: expected.size * sectorSize, type: expected.type.toLowerCase(), guid: expected.uuid!.toLowerCase(), name: expected.name ?? '', attributes: attributesFromSfdisk(expected.attrs) },
+      {
+        kind: partition.kind,
+        start: partition.start,
+        size: partition.size,
+        type: partition.type,
+        guid: partition.guid,
+        name: partition.name,
+        attributes: BigInt(partition.attributes!),
+      },
+      {
+        kind: 'primary',
+        start: expected.start * sectorSize,
+        size: expected.size * sectorSize,
+        type: expected.type.toLowerCase(),
+        guid: expected.uuid!.toLowerCase(),
+        name: expected.name ?? '',
+        attributes: attributesFromSfdisk(expected.attrs),
+      },
       `partition ${number} matches sfdisk`,
     );
     t.match(partition.attributes, /^0x[0-9a-f]{16}$/);
@@ -43,10 +73,19 @@ function compareMbrEntries(t: Test, partitions: Partition[], oracle: SfdiskTable
     const type = parseInt(expected.type, 16);
     t.same(
       { start: partition.start, size: partition.size, type: partition.type, bootable: partition.bootable },
-      { start: expected.start * sectorSize, size: expected.size * sectorSize, type: `0x${type.toString(16).padStart(2, '0')}`, bootable: expected.bootable === true },
+      {
+        start: expected.start * sectorSize,
+        size: expected.size * sectorSize,
+        type: `0x${type.toString(16).padStart(2, '0')}`,
+        bootable: expected.bootable === true,
+      },
       `partition ${number} matches sfdisk`,
     );
-    t.equal(partition.kind, number >= 5 ? 'logical' : [0x05, 0x0f, 0x85].includes(type) ? 'extended' : 'primary', `partition ${number} kind`);
+    t.equal(
+      partition.kind,
+      number >= 5 ? 'logical' : [0x05, 0x0f, 0x85].includes(type) ? 'extended' : 'primary',
+      `partition ${number} kind`,
+    );
   }
 }
 
@@ -55,7 +94,13 @@ async function compareWithBlkid(t: Test, image: string, table: PartitionTable, s
   const stdout = await run('partx', ['--show', '--noheadings', '--output', 'NR,START,SECTORS,TYPE,FLAGS', image]);
   const rows = stdout.split('\n').map((line) => line.trim().split(/\s+/));
   t.same(
-    rows.map(([number, start, sectors, type, flags]) => ({ number: Number(number), start: Number(start) * sectorSize, size: Number(sectors) * sectorSize, type, flags: BigInt(flags!) })),
+    rows.map(([number, start, sectors, type, flags]) => ({
+      number: Number(number),
+      start: Number(start) * sectorSize,
+      size: Number(sectors) * sectorSize,
+      type,
+      flags: BigInt(flags!),
+    })),
     table.partitions.map((partition) => ({
       number: partition.number,
       start: partition.start,
@@ -71,7 +116,10 @@ async function compareWithBlkid(t: Test, image: string, table: PartitionTable, s
 function assertValidInManifest(t: Test, table: PartitionTable): void {
   const manifest = sampleManifest();
   manifest.disks[0]!.partitionTable = table;
-  t.doesNotThrow(() => parseManifest(JSON.parse(JSON.stringify(manifest))), 'the table validates as part of a manifest');
+  t.doesNotThrow(
+    () => parseManifest(JSON.parse(JSON.stringify(manifest))),
+    'the table validates as part of a manifest',
+  );
 }
 
 t.test('GPT with BIOS boot, EFI system, swap and Linux partitions', async (t) => {
@@ -90,7 +138,11 @@ t.test('GPT with BIOS boot, EFI system, swap and Linux partitions', async (t) =>
 
   const sgdisk = await run('sgdisk', ['-p', image]);
   t.equal(table.entryCount, Number(/holds up to (\d+) entries/.exec(sgdisk)![1]), 'entry count as sgdisk says');
-  t.equal(table.entriesLba, Number(/Main partition table begins at sector (\d+)/.exec(sgdisk)![1]), 'entry array LBA as sgdisk says');
+  t.equal(
+    table.entriesLba,
+    Number(/Main partition table begins at sector (\d+)/.exec(sgdisk)![1]),
+    'entry array LBA as sgdisk says',
+  );
   t.equal(table.entrySize, 128);
   assertValidInManifest(t, table);
 });
@@ -115,10 +167,18 @@ t.test('MBR with a primary NTFS partition, an extended partition and two logical
   for (const logical of table.partitions.filter((partition) => partition.kind === 'logical')) {
     const ebr = await readBytes(image, logical.ebrOffset!, 512);
     t.equal(ebr.readUInt16LE(510), 0xaa55, `partition ${logical.number}: a signed EBR at byte ${logical.ebrOffset}`);
-    t.equal(logical.ebrOffset! + ebr.readUInt32LE(446 + 8) * 512, logical.start, `partition ${logical.number}: its EBR points at it`);
+    t.equal(
+      logical.ebrOffset! + ebr.readUInt32LE(446 + 8) * 512,
+      logical.start,
+      `partition ${logical.number}: its EBR points at it`,
+    );
   }
   const extended = table.partitions.find((partition) => partition.kind === 'extended')!;
-  t.equal(table.partitions.find((partition) => partition.number === 5)!.ebrOffset, extended.start, 'the first EBR is the extended partition\'s first sector');
+  t.equal(
+    table.partitions.find((partition) => partition.number === 5)!.ebrOffset,
+    extended.start,
+    "the first EBR is the extended partition's first sector",
+  );
 
   await compareWithBlkid(t, image, table);
   assertValidInManifest(t, table);
@@ -133,7 +193,11 @@ t.test('extended partitions of type 0x0f and 0x85 hold logical partitions too', 
     const { table, warnings } = await readImageTable(image);
     t.same(warnings, []);
     compareMbrEntries(t, table.partitions, await sfdiskJson(image), 512);
-    t.same(table.partitions.map((partition) => `${partition.number}:${partition.kind}`), ['1:primary', '2:extended', '5:logical', '6:logical'], `type 0x${type.toString(16)}`);
+    t.same(
+      table.partitions.map((partition) => `${partition.number}:${partition.kind}`),
+      ['1:primary', '2:extended', '5:logical', '6:logical'],
+      `type 0x${type.toString(16)}`,
+    );
   }
 });
 
@@ -147,7 +211,11 @@ t.test('hybrid MBR made by sgdisk -h is recorded entry by entry', async (t) => {
   const nested = await sfdiskJson(image, 'dos');
   compareMbrEntries(t, table.hybridMbr!, nested, 512);
   t.equal(table.hybridMbr!.find((entry) => entry.type === '0xee')?.number, 1, 'the 0xEE entry is in slot 1');
-  t.same(table.hybridMbr!.slice(1).map((entry) => entry.start), [table.partitions[1]!.start, table.partitions[2]!.start], 'the hybrid entries are GPT partitions 2 and 3');
+  t.same(
+    table.hybridMbr!.slice(1).map((entry) => entry.start),
+    [table.partitions[1]!.start, table.partitions[2]!.start],
+    'the hybrid entries are GPT partitions 2 and 3',
+  );
   assertValidInManifest(t, table);
 });
 
@@ -164,10 +232,18 @@ t.test('disks without a partition table', async (t) => {
   // Filesystems written to the whole disk end their boot sector with 0x55AA too.
   const fat = await makeImageFile(path.join(directory, 'fat.img'), 16 * MiB);
   await run('mkfs.fat', ['-F', '32', fat]);
-  t.same(await readImageTable(fat), { table: { type: 'none', partitions: [] }, warnings: [] }, 'a whole-disk FAT32 filesystem is no partition table');
+  t.same(
+    await readImageTable(fat),
+    { table: { type: 'none', partitions: [] }, warnings: [] },
+    'a whole-disk FAT32 filesystem is no partition table',
+  );
   const ntfs = await makeImageFile(path.join(directory, 'ntfs.img'), 16 * MiB);
   await run('mkntfs', ['--fast', '--force', ntfs]);
-  t.same((await readImageTable(ntfs)).table, { type: 'none', partitions: [] }, 'a whole-disk NTFS filesystem is no partition table');
+  t.same(
+    (await readImageTable(ntfs)).table,
+    { type: 'none', partitions: [] },
+    'a whole-disk NTFS filesystem is no partition table',
+  );
 
   const tiny = await makeImageFile(path.join(directory, 'tiny.img'), 100);
   t.same((await readImageTable(tiny)).table, { type: 'none', partitions: [] }, 'a disk smaller than a sector');
@@ -186,5 +262,8 @@ t.test('GPT on a disk with 4096-byte sectors', async (t) => {
   t.equal(table.entriesLba, 2);
 
   // The same bytes read as if the sectors were 512 bytes: the error says what happened.
-  await t.rejects(readImageTable(image, 512), { name: 'FormatError', message: /no usable GPT.*written for 4096-byte sectors/ });
+  await t.rejects(readImageTable(image, 512), {
+    name: 'FormatError',
+    message: /no usable GPT.*written for 4096-byte sectors/,
+  });
 });

@@ -8,22 +8,46 @@ import { UnsafeTargetError } from '../../../src/core/errors.js';
 import { DeviceBlockReader } from '../../../imaging/block-reader.js';
 import { diskLayout } from '../../../imaging/partition/layout.js';
 import { readPartitionTable } from '../../../imaging/partition/table.js';
-import { maskTableSignatures, restoreTableWrites, wipeTableSignatures, type DiskGeometry } from '../../../imaging/partition/write.js';
+import {
+  maskTableSignatures,
+  restoreTableWrites,
+  wipeTableSignatures,
+  type DiskGeometry,
+} from '../../../imaging/partition/write.js';
 import { makeImageFile, run } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { applyImageWrites, attachLoop4k, dumpOf, gptDisk, hybridDisk, mbrDisk, MiB, readBytes, readImageTable, sfdiskJson } from './disks.js';
+import {
+  applyImageWrites,
+  attachLoop4k,
+  dumpOf,
+  gptDisk,
+  hybridDisk,
+  mbrDisk,
+  MiB,
+  readBytes,
+  readImageTable,
+  sfdiskJson,
+} from './disks.js';
 
 const SECTOR = 512;
 const SOURCE: DiskGeometry = { size: 64 * MiB, sectorSize: SECTOR };
 const TWICE: DiskGeometry = { size: 128 * MiB, sectorSize: SECTOR };
 
 /** Captures `image` and restores its table onto a new blank image of `target` size. */
-async function restoreOnto(directory: string, image: string, target: DiskGeometry, options: { grow?: boolean; keepFirstSector?: boolean } = {}) {
+async function restoreOnto(
+  directory: string,
+  image: string,
+  target: DiskGeometry,
+  options: { grow?: boolean; keepFirstSector?: boolean } = {},
+) {
   const { table } = await readImageTable(image);
   const firstSector = await readBytes(image, 0, SECTOR);
   const blank = await makeImageFile(path.join(directory, `target-${path.basename(image)}`), target.size);
   await applyImageWrites(blank, wipeTableSignatures(target));
-  const restored = restoreTableWrites(table, SOURCE, target, { growLastPartition: options.grow === true, ...(options.keepFirstSector === false ? {} : { firstSector }) });
+  const restored = restoreTableWrites(table, SOURCE, target, {
+    growLastPartition: options.grow === true,
+    ...(options.keepFirstSector === false ? {} : { firstSector }),
+  });
   await applyImageWrites(blank, restored.writes);
   return { table, fitted: restored.table, writes: restored.writes, target: blank };
 }
@@ -58,7 +82,11 @@ t.test('GPT onto a blank disk of the same size: identical dump and identical tab
   t.equal(await dumpOf(bare.target), await dumpOf(image));
   await sameBytes(t, image, bare.target, SECTOR, 33 * SECTOR, 'primary header and entries');
   t.match(await sgdiskVerify(bare.target), /No problems found/);
-  t.same((await sfdiskJson(bare.target, 'dos')).partitions.map((entry) => [entry.start, entry.size, entry.type]), [[1, SOURCE.size / SECTOR - 1, 'ee']], 'one 0xEE entry over the whole disk');
+  t.same(
+    (await sfdiskJson(bare.target, 'dos')).partitions.map((entry) => [entry.start, entry.size, entry.type]),
+    [[1, SOURCE.size / SECTOR - 1, 'ee']],
+    'one 0xEE entry over the whole disk',
+  );
 });
 
 t.test('GPT onto a disk twice the size: the backup moves to the new end', async (t) => {
@@ -66,7 +94,11 @@ t.test('GPT onto a disk twice the size: the backup moves to the new end', async 
   const image = await gptDisk(directory);
   const { target, fitted, table } = await restoreOnto(directory, image, TWICE);
   const withoutLastLba = (dump: string) => dump.replace(/^last-lba: \d+$/m, 'last-lba: X');
-  t.equal(withoutLastLba(await dumpOf(target)), withoutLastLba(await dumpOf(image)), 'sfdisk --dump equal apart from last-lba');
+  t.equal(
+    withoutLastLba(await dumpOf(target)),
+    withoutLastLba(await dumpOf(image)),
+    'sfdisk --dump equal apart from last-lba',
+  );
   t.equal((await sfdiskJson(target)).lastlba, TWICE.size / SECTOR - 34, 'last usable LBA at the new end');
   t.match(await sgdiskVerify(target), /No problems found/, 'sgdisk -v finds no problem');
   const backup = await readBytes(target, TWICE.size - SECTOR, SECTOR);
@@ -87,7 +119,9 @@ t.test('GPT grown onto a larger disk: the last partition ends where sfdisk would
     .replace(/^last-lba: \d+\n/m, '')
     .replace(/^(DISK4 : start=\s*\d+), size=\s*\d+,/m, '$1,');
   const expected = await makeImageFile(path.join(directory, 'expected.img'), TWICE.size);
-  await run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', expected], { input: script.split('DISK').join(expected) });
+  await run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', expected], {
+    input: script.split('DISK').join(expected),
+  });
   t.equal(await dumpOf(target), await dumpOf(expected), 'identical to the table sfdisk makes');
   const last = (await sfdiskJson(target)).partitions[3]!;
   t.equal(((last.start + last.size) * SECTOR) % MiB, 0, 'the last partition ends on a MiB boundary');
@@ -129,7 +163,8 @@ t.test('MBR onto a disk twice the size, then grown', async (t) => {
   const expected = path.join(directory2, 'expected.img');
   await fs.copyFile(image, expected);
   await fs.truncate(expected, TWICE.size);
-  for (const number of ['2', '6']) await run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', '-N', number, expected], { input: ', +' });
+  for (const number of ['2', '6'])
+    await run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', '-N', number, expected], { input: ', +' });
   t.equal(await dumpOf(grown.target), await dumpOf(expected), 'identical to sfdisk growing partitions 2 and 6');
   const partitions = (await sfdiskJson(grown.target)).partitions;
   for (const node of ['2', '6']) {
@@ -143,7 +178,9 @@ t.test('MBR onto a disk twice the size, then grown', async (t) => {
   // A primary partition last on the disk grows alone.
   const directory3 = await tempDir(t);
   const primaryLast = await makeImageFile(path.join(directory3, 'primary.img'), SOURCE.size);
-  await run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', primaryLast], { input: 'label: dos\nsize=8MiB, type=7\nsize=20MiB, type=83\n' });
+  await run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', primaryLast], {
+    input: 'label: dos\nsize=8MiB, type=7\nsize=20MiB, type=83\n',
+  });
   const primary = await restoreOnto(directory3, primaryLast, TWICE, { grow: true });
   const end = (await sfdiskJson(primary.target)).partitions[1]!;
   t.equal((end.start + end.size) * SECTOR, TWICE.size, 'the last primary partition ends at the end of the disk');
@@ -154,13 +191,17 @@ t.test('hybrid MBR: written back entry by entry', async (t) => {
   const image = await hybridDisk(directory);
   const same = await restoreOnto(directory, image, SOURCE);
   await sameBytes(t, image, same.target, 0, SECTOR, 'the hybrid MBR');
-  t.equal(await dumpOf(same.target, 'dos'), await dumpOf(image, 'dos'), 'sfdisk --label-nested dos --dump is identical');
+  t.equal(
+    await dumpOf(same.target, 'dos'),
+    await dumpOf(image, 'dos'),
+    'sfdisk --label-nested dos --dump is identical',
+  );
   t.equal(await dumpOf(same.target), await dumpOf(image));
 
   const directory2 = await tempDir(t);
   const bare = await restoreOnto(directory2, image, TWICE, { keepFirstSector: false });
   await sameBytes(t, image, bare.target, 446, 66, 'the hybrid entries and signature, CHS values included');
-  t.equal(await dumpOf(bare.target, 'dos'), (await dumpOf(image, 'dos')), 'the same hybrid entries on the larger disk');
+  t.equal(await dumpOf(bare.target, 'dos'), await dumpOf(image, 'dos'), 'the same hybrid entries on the larger disk');
   t.match(await sgdiskVerify(bare.target), /No problems found/);
   t.equal((await readImageTable(bare.target)).table.pmbr, 'hybrid');
 });
@@ -170,7 +211,11 @@ t.test('wiping the signatures leaves a disk with no partition table', async (t) 
   for (const image of [await gptDisk(directory), await mbrDisk(directory)]) {
     const bootCode = await readBytes(image, 0, 440);
     await applyImageWrites(image, wipeTableSignatures(SOURCE));
-    await t.rejects(run('sfdisk', ['--dump', image]), /does not contain a recognized partition table/, `${path.basename(image)}: sfdisk finds no table`);
+    await t.rejects(
+      run('sfdisk', ['--dump', image]),
+      /does not contain a recognized partition table/,
+      `${path.basename(image)}: sfdisk finds no table`,
+    );
     t.equal(await run('blkid', ['-p', '-o', 'export', image]).catch(() => ''), '', 'blkid finds nothing');
     t.same(await readImageTable(image), { table: { type: 'none', partitions: [] }, warnings: [] });
     t.ok((await readBytes(image, 0, 440)).equals(bootCode), 'boot code untouched');
@@ -185,14 +230,26 @@ t.test('a whole restore: gaps written with the signatures masked, the table last
     await applyImageWrites(target, wipeTableSignatures(SOURCE));
     // The gaps hold the old table; written first, masked, they must not make a partitioned disk.
     for (const gap of diskLayout(table, SOURCE.size).gaps) {
-      await applyImageWrites(target, [{ offset: gap.offset, bytes: maskTableSignatures(SOURCE, gap.offset, await readBytes(image, gap.offset, gap.size)) }]);
+      await applyImageWrites(target, [
+        {
+          offset: gap.offset,
+          bytes: maskTableSignatures(SOURCE, gap.offset, await readBytes(image, gap.offset, gap.size)),
+        },
+      ]);
     }
-    await t.rejects(run('sfdisk', ['--dump', target]), /does not contain a recognized partition table/, `${path.basename(image)}: no table before the table is written`);
+    await t.rejects(
+      run('sfdisk', ['--dump', target]),
+      /does not contain a recognized partition table/,
+      `${path.basename(image)}: no table before the table is written`,
+    );
     t.same((await readImageTable(target)).table, { type: 'none', partitions: [] });
     const { writes } = restoreTableWrites(table, SOURCE, SOURCE, { firstSector: await readBytes(image, 0, SECTOR) });
     await applyImageWrites(target, writes);
     t.equal(await dumpOf(target), await dumpOf(image), `${path.basename(image)}: the table is back`);
-    t.ok((await fs.readFile(target)).equals(await fs.readFile(image)), `${path.basename(image)}: the restored disk is byte for byte the source`);
+    t.ok(
+      (await fs.readFile(target)).equals(await fs.readFile(image)),
+      `${path.basename(image)}: the restored disk is byte for byte the source`,
+    );
   }
 });
 
@@ -201,13 +258,33 @@ t.test('targets that cannot take the table are refused', async (t) => {
   const { table: gpt } = await readImageTable(await gptDisk(directory));
   const { table: mbr } = await readImageTable(await mbrDisk(directory));
   t.throws(() => restoreTableWrites(gpt, SOURCE, { size: 48 * MiB, sectorSize: SECTOR }), UnsafeTargetError);
-  t.throws(() => restoreTableWrites(gpt, SOURCE, { size: 48 * MiB, sectorSize: SECTOR }), /partition 4 \(bytes 27262976-66060287\) does not fit on the 50331648-byte target disk/);
-  t.throws(() => restoreTableWrites(mbr, SOURCE, { size: 48 * MiB, sectorSize: SECTOR }), /extended partition|partition 2 .* does not fit/);
+  t.throws(
+    () => restoreTableWrites(gpt, SOURCE, { size: 48 * MiB, sectorSize: SECTOR }),
+    /partition 4 \(bytes 27262976-66060287\) does not fit on the 50331648-byte target disk/,
+  );
+  t.throws(
+    () => restoreTableWrites(mbr, SOURCE, { size: 48 * MiB, sectorSize: SECTOR }),
+    /extended partition|partition 2 .* does not fit/,
+  );
   // Partition 4 ends at 63 MiB: 16 KiB more is too little room for the 33 sectors of the backup GPT.
-  t.throws(() => restoreTableWrites(gpt, SOURCE, { size: 63 * MiB + 16384, sectorSize: SECTOR }), /partition 4 .* does not fit .* LBA 2048-129022 /);
-  t.doesNotThrow(() => restoreTableWrites(gpt, SOURCE, { size: 63 * MiB + 33 * SECTOR, sectorSize: SECTOR }), 'exactly enough room');
-  const odd = { ...mbr, partitions: mbr.partitions.map((partition) => (partition.number === 1 ? { ...partition, start: partition.start + 512 } : partition)) };
-  t.throws(() => restoreTableWrites(odd, SOURCE, { size: 64 * MiB, sectorSize: 4096 }), /start \(byte 1049088\) is not on a 4096-byte sector boundary/);
+  t.throws(
+    () => restoreTableWrites(gpt, SOURCE, { size: 63 * MiB + 16384, sectorSize: SECTOR }),
+    /partition 4 .* does not fit .* LBA 2048-129022 /,
+  );
+  t.doesNotThrow(
+    () => restoreTableWrites(gpt, SOURCE, { size: 63 * MiB + 33 * SECTOR, sectorSize: SECTOR }),
+    'exactly enough room',
+  );
+  const odd = {
+    ...mbr,
+    partitions: mbr.partitions.map((partition) =>
+      partition.number === 1 ? { ...partition, start: partition.start + 512 } : partition,
+    ),
+  };
+  t.throws(
+    () => restoreTableWrites(odd, SOURCE, { size: 64 * MiB, sectorSize: 4096 }),
+    /start \(byte 1049088\) is not on a 4096-byte sector boundary/,
+  );
 });
 
 t.test('a GPT captured with 512-byte sectors restored onto a disk with 4096-byte sectors', async (t) => {
@@ -219,13 +296,26 @@ t.test('a GPT captured with 512-byte sectors restored onto a disk with 4096-byte
   const target = { size: TWICE.size, sectorSize: 4096 };
   const handle = await fs.open(device, 'r+');
   const { writes } = restoreTableWrites(table, SOURCE, target, { firstSector: await readBytes(image, 0, SECTOR) });
-  for (const write of [...wipeTableSignatures(target), ...writes]) await handle.write(write.bytes, 0, write.bytes.length, write.offset);
+  for (const write of [...wipeTableSignatures(target), ...writes])
+    await handle.write(write.bytes, 0, write.bytes.length, write.offset);
   await handle.close();
   const oracle = await sfdiskJson(device);
   t.equal(oracle.sectorsize, 4096);
   t.same(
-    oracle.partitions.map((partition) => [partition.start * 4096, partition.size * 4096, partition.type.toLowerCase(), partition.uuid!.toLowerCase(), partition.name]),
-    table.partitions.map((partition) => [partition.start, partition.size, partition.type, partition.guid, partition.name]),
+    oracle.partitions.map((partition) => [
+      partition.start * 4096,
+      partition.size * 4096,
+      partition.type.toLowerCase(),
+      partition.uuid!.toLowerCase(),
+      partition.name,
+    ]),
+    table.partitions.map((partition) => [
+      partition.start,
+      partition.size,
+      partition.type,
+      partition.guid,
+      partition.name,
+    ]),
     'the same byte ranges, types, GUIDs and names',
   );
   t.match(await run('sfdisk', ['--verify', device]), /No errors detected/);

@@ -48,7 +48,11 @@ t.test('restore onto a disk in use through a stacked device is refused', async (
 
     const refused = await restore(disk.device);
     t.equal(refused.exitCode, 8, refused.stderr);
-    t.match(refused.stderr, `${disk.device} → ${path.basename(partition.device)} (over ${disk.device}) mounted at ${mounted.path}`, 'the chain is named');
+    t.match(
+      refused.stderr,
+      `${disk.device} → ${path.basename(partition.device)} (over ${disk.device}) mounted at ${mounted.path}`,
+      'the chain is named',
+    );
     t.match(refused.stderr, /nothing was written/);
     t.equal(await headDigest(file), before, 'not a byte written before the partition');
 
@@ -56,7 +60,11 @@ t.test('restore onto a disk in use through a stacked device is refused', async (
     const unmounted = await b3sum(file);
     const stillStacked = await restore(disk.device);
     t.equal(stillStacked.exitCode, 8, stillStacked.stderr);
-    t.match(stillStacked.stderr, `${disk.device} → ${path.basename(partition.device)} (over ${disk.device}) is a loop device over it`, 'an unmounted loop over it still holds it');
+    t.match(
+      stillStacked.stderr,
+      `${disk.device} → ${path.basename(partition.device)} (over ${disk.device}) is a loop device over it`,
+      'an unmounted loop over it still holds it',
+    );
     t.equal(await b3sum(file), unmounted, 'not a byte written');
   });
 
@@ -76,11 +84,18 @@ t.test('restore onto a disk in use through a stacked device is refused', async (
     const refused = await restore(disk.device);
     t.equal(refused.exitCode, 8, refused.stderr);
     t.match(refused.stderr, `refusing to restore onto ${disk.device}`);
-    t.match(refused.stderr, /the kernel reports it busy \(nothing visible holds it: a filesystem on it may still be alive after a lazy unmount/);
+    t.match(
+      refused.stderr,
+      /the kernel reports it busy \(nothing visible holds it: a filesystem on it may still be alive after a lazy unmount/,
+    );
     t.notMatch(refused.stderr, /internal error|    at /, 'no stack trace');
     // Only now does the filesystem really end (and write its superblock): it must be whole.
     await inner.detach();
-    t.equal((await execa('e2fsck', ['-fn', file], { reject: false })).exitCode, 0, 'e2fsck -fn: the filesystem is intact');
+    t.equal(
+      (await execa('e2fsck', ['-fn', file], { reject: false })).exitCode,
+      0,
+      'e2fsck -fn: the filesystem is intact',
+    );
     t.match((await execa('debugfs', ['-R', 'ls -l /', file])).stdout, 'inner.img', 'its file is still there');
   });
 

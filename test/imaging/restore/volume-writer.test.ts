@@ -25,7 +25,9 @@ t.test('writeVolume', async (t) => {
   const distinct = Buffer.alloc(4 * MiB);
   new Prng(3).fill(distinct);
   await fs.writeFile(source, Buffer.concat([distinct, Buffer.alloc(6 * MiB, 0xff), Buffer.alloc(2 * MiB)]));
-  const captured = await b365(['image', source, '--machine', 'writer', '--chunk-size', '512K', '--json'], { env: server.env });
+  const captured = await b365(['image', source, '--machine', 'writer', '--chunk-size', '512K', '--json'], {
+    env: server.env,
+  });
   t.equal(captured.exitCode, 0, captured.stderr);
 
   const client = new RepositoryClient({ server: server.url, token: server.adminToken });
@@ -50,7 +52,11 @@ t.test('writeVolume', async (t) => {
   t.test('every byte as captured, each distinct chunk fetched once', async (t) => {
     const { target, result } = await restore('plain.img', 0);
     t.equal(await b3sum(target), await b3sum(source), 'the target hashes like the source (b3sum)');
-    t.equal(result.chunksFetched, index.distinctDigests().length, `${result.chunksFetched} fetches for ${index.distinctDigests().length} distinct chunks (the repeated 0xff chunk once)`);
+    t.equal(
+      result.chunksFetched,
+      index.distinctDigests().length,
+      `${result.chunksFetched} fetches for ${index.distinctDigests().length} distinct chunks (the repeated 0xff chunk once)`,
+    );
     t.equal(result.bytesWritten, 10 * MiB, 'holes were not written');
   });
 
@@ -73,13 +79,24 @@ t.test('writeVolume', async (t) => {
     await fs.writeFile(target, Buffer.alloc(volume.size));
     const handle = await fs.open(target, 'r+');
     const error = await writeVolume({ client, handle, volume, index, targetOffset: 0, writeHoles: false })
-      .then(() => null, (caught: unknown) => caught)
+      .then(
+        () => null,
+        (caught: unknown) => caught,
+      )
       .finally(() => handle.close());
     t.type(error, CorruptChunkError);
-    t.match((error as Error).message, new RegExp(`^volume ${volume.id} at byte ${volume.offset + position * volume.chunkSize}: chunk ${digest} is corrupt \\(.*\\); restore stopped before writing it$`));
+    t.match(
+      (error as Error).message,
+      new RegExp(
+        `^volume ${volume.id} at byte ${volume.offset + position * volume.chunkSize}: chunk ${digest} is corrupt \\(.*\\); restore stopped before writing it$`,
+      ),
+    );
     const written = await fs.readFile(target);
     const at = position * volume.chunkSize;
-    t.ok(written.subarray(at, at + volume.chunkSize).every((byte) => byte === 0), 'nothing of the corrupt chunk was written');
+    t.ok(
+      written.subarray(at, at + volume.chunkSize).every((byte) => byte === 0),
+      'nothing of the corrupt chunk was written',
+    );
   });
 
   t.test('a failed write stops the volume with its error', async (t) => {
@@ -87,7 +104,9 @@ t.test('writeVolume', async (t) => {
     await fs.writeFile(target, Buffer.alloc(volume.size));
     const handle = await fs.open(target, 'r');
     t.teardown(() => handle.close());
-    await t.rejects(writeVolume({ client, handle, volume, index, targetOffset: 0, writeHoles: false }), { code: 'EBADF' });
+    await t.rejects(writeVolume({ client, handle, volume, index, targetOffset: 0, writeHoles: false }), {
+      code: 'EBADF',
+    });
   });
 
   t.test('an abort stops the write with its reason', async (t) => {
