@@ -131,7 +131,7 @@ class RandomStream {
 /** A size spread like real files: mostly small, a few large (log-uniform between bounds). */
 function fileSize(prng: Prng, smallest: number, largest: number): number {
   const fraction = prng.next() / 0x1_0000_0000;
-  return Math.round(smallest * Math.pow(largest / smallest, fraction));
+  return Math.round(smallest * (largest / smallest) ** fraction);
 }
 
 async function writeFile(file: string, bytes: Buffer): Promise<void> {

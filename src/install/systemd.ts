@@ -3,6 +3,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { writeFileAtomic } from '../core/atomic-file.js';
 import { UserError } from '../core/errors.js';
 
 export const DEFAULT_UNIT_DIRECTORY = '/etc/systemd/system';
@@ -40,30 +41,8 @@ export function execLine(words: string[]): string {
  * Temp file, fsync, rename, fsync of the directory: a reader (or systemd) never sees half a
  * file, and a power cut right after install leaves the old file or the new one whole.
  */
-export async function writeFileAtomically(file: string, text: string, mode: number): Promise<void> {
-  const directory = path.dirname(file);
-  await fs.mkdir(directory, { recursive: true, mode: 0o755 });
-  const temporary = `${file}.tmp`;
-  try {
-    const handle = await fs.open(temporary, 'w', mode);
-    try {
-      await handle.chmod(mode);
-      await handle.writeFile(text);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(temporary, file);
-  } catch (error) {
-    await fs.rm(temporary, { force: true });
-    throw error;
-  }
-  const handle = await fs.open(directory, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+export function writeFileAtomically(file: string, text: string, mode: number): Promise<void> {
+  return writeFileAtomic(file, text, { mode, directoryMode: 0o755 });
 }
 
 /** The test systemd itself uses (sd_booted): this directory exists only when systemd is PID 1. */

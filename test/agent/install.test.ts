@@ -146,7 +146,7 @@ t.test(
     t.equal(install.exitCode, 1);
     t.match(
       install.stderr,
-      /^the agent's connection, to run it by hand or install it elsewhere:\n  b365 agent install --server \S+ --token-file \S+\nb365: systemd is not running on this machine \(PID 1 is [^)]+\), so backup365-agent\.service was written but not enabled; where systemd runs, enable it with: systemctl daemon-reload && systemctl enable --now backup365-agent\.service\n$/,
+      /^the agent's connection, to run it by hand or install it elsewhere:\n {2}b365 agent install --server \S+ --token-file \S+\nb365: systemd is not running on this machine \(PID 1 is [^)]+\), so backup365-agent\.service was written but not enabled; where systemd runs, enable it with: systemctl daemon-reload && systemctl enable --now backup365-agent\.service\n$/,
     );
     t.notMatch(install.stderr, /\n\s+at /, 'no stack trace');
     t.match(

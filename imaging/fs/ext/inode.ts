@@ -25,13 +25,13 @@ export const InodeFlag = {
 } as const;
 
 const TYPE_BY_MODE: Record<number, FileType> = {
-  0x1000: 'fifo',
-  0x2000: 'char-device',
-  0x4000: 'directory',
-  0x6000: 'block-device',
-  0x8000: 'file',
-  0xa000: 'symlink',
-  0xc000: 'socket',
+  4096: 'fifo',
+  8192: 'char-device',
+  16384: 'directory',
+  24576: 'block-device',
+  32768: 'file',
+  40960: 'symlink',
+  49152: 'socket',
 };
 
 export interface Timestamp {

@@ -1,7 +1,7 @@
 // One MFT record ("FILE") or index block ("INDX"): the update-sequence fixups that
 // protect multi-sector structures, the record header, and the attribute headers
 // with their resident values or decoded runlists.
-import { ByteView } from './byte-view.js';
+import type { ByteView } from './byte-view.js';
 import { decodeRunlist, type Run } from './runlist.js';
 
 /** Multi-sector structures are protected in 512-byte strides whatever the sector size. */
