@@ -15,7 +15,7 @@ BOOTMEDIA_PACKAGES := debootstrap squashfs-tools xorriso grub-pc-bin grub-efi-am
 # work tree, so that every checkout and CI run on this machine reuses them.
 BOOTMEDIA_CACHE ?= /var/cache/backup365/bootmedia
 
-.PHONY: setup build test e2e bench demo serve bootmedia clean install uninstall runtime deb deb-test lint-api
+.PHONY: setup build test e2e bench demo serve bootmedia clean install uninstall runtime deb deb-test lint lint-api
 # `make install` puts the program under $(PREFIX)/lib/backup365 and b365 in $(PREFIX)/bin.
 PREFIX ?= /usr/local
 
@@ -42,6 +42,10 @@ serve: setup build
 
 bench: setup build
 	$(NODE) dist/bench/run.js
+
+# Biome's formatter check and linter over the whole tree (biome.json); CI runs it.
+lint: node_modules/.installed
+	npx biome ci --max-diagnostics=50 .
 
 # The OpenAPI document, written to a file and linted with Redocly's recommended rules.
 lint-api: build
