@@ -460,9 +460,7 @@ export class Catalog {
     );
   }
 
-  auditEvents(
-    kind?: string,
-  ): {
+  auditEvents(kind?: string): {
     id: number;
     time: number;
     kind: string;
@@ -681,7 +679,10 @@ export class Catalog {
    */
   private durably(work: () => void): void {
     // Inside an outer transaction the outer one's commit is what reaches the disk.
-    if (this.db.inTransaction) return this.db.transaction(work)();
+    if (this.db.inTransaction) {
+      this.db.transaction(work)();
+      return;
+    }
     this.db.pragma('synchronous = FULL');
     try {
       this.db.transaction(work)();

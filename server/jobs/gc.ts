@@ -13,7 +13,7 @@ import { manifestVolumes, parseManifestText } from '../../src/format/manifest.js
 import type { Logger } from '../../src/core/log.js';
 import { type Principal, requireRole } from '../auth.js';
 import type { Repository } from '../repository.js';
-import { digestOfChunkKey, manifestKey, parseManifestKey } from '../store/store.js';
+import { CHUNKS_PREFIX, IMAGES_PREFIX, digestOfChunkKey, manifestKey, parseManifestKey } from '../store/store.js';
 
 export interface GcReport {
   manifests: number;
@@ -194,7 +194,8 @@ export class GarbageCollector {
 
     // Mark: every manifest the store or the catalog knows, and every index it names.
     const manifestKeys = new Set<string>();
-    for await (const object of store.list('images/')) if (parseManifestKey(object.key)) manifestKeys.add(object.key);
+    for await (const object of store.list(IMAGES_PREFIX))
+      if (parseManifestKey(object.key)) manifestKeys.add(object.key);
     for (const image of catalog.listImages()) manifestKeys.add(manifestKey(image.machine, image.timestamp));
     const referenced = new Set<string>();
     const indexesSeen = new Set<string>();
@@ -231,7 +232,7 @@ export class GarbageCollector {
       db.prepare('DELETE FROM machine_objects WHERE digest = ?').run(blob);
       db.prepare('DELETE FROM session_objects WHERE digest = ?').run(blob);
     });
-    for await (const object of store.list('chunks/')) {
+    for await (const object of store.list(CHUNKS_PREFIX)) {
       const digest = digestOfChunkKey(object.key);
       if (!digest) continue;
       job.report.scanned++;

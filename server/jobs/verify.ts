@@ -22,7 +22,7 @@ import type { ImageRecord } from '../catalog/catalog.js';
 import type { Repository } from '../repository.js';
 import type { SigningKey } from '../signing.js';
 import { isStorageFull } from '../storage-full.js';
-import { chunkKey, manifestKey, quarantineKey } from '../store/store.js';
+import { chunkKey, manifestKey, quarantineKey, reportKey } from '../store/store.js';
 
 export interface ImageVerification {
   image: string;
@@ -74,10 +74,6 @@ const REPORT_LIST_LIMIT = 1000;
 const STREAM_READ_AHEAD = 4;
 /** Reports a full repository could not store, kept in memory so their job still has a result. */
 const UNSTORED_REPORTS_KEPT = 16;
-
-export function reportKey(id: string): string {
-  return `reports/${id}.json`;
-}
 
 export class Verifier {
   private readonly jobs = new Map<string, VerificationJob>();
@@ -421,15 +417,13 @@ export class Verifier {
     } else {
       for (const [id, manifest] of manifests) {
         for (const { disk, volume } of manifestVolumes(manifest))
-          results
-            .get(id)!
-            .volumes.push({
-              disk: disk.id,
-              volume: volume.id,
-              contentDigest: volume.contentDigest,
-              streamDigest: null,
-              ok: true,
-            });
+          results.get(id)!.volumes.push({
+            disk: disk.id,
+            volume: volume.id,
+            contentDigest: volume.contentDigest,
+            streamDigest: null,
+            ok: true,
+          });
       }
     }
 
