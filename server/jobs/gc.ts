@@ -8,6 +8,7 @@
 // same object waits for the file to be gone (Repository.removeObjectFile).
 import { randomBytes } from 'node:crypto';
 import { ConflictError, NotFoundError, UsageError } from '../../src/core/errors.js';
+import type { GcJob } from '../../src/format/gc-job.js';
 import { timestampOf } from '../../src/format/image-ref.js';
 import { manifestVolumes, parseManifestText } from '../../src/format/manifest.js';
 import type { Logger } from '../../src/core/log.js';
@@ -15,28 +16,7 @@ import { type Principal, requireRole } from '../auth.js';
 import type { Repository } from '../repository.js';
 import { CHUNKS_PREFIX, IMAGES_PREFIX, digestOfChunkKey, manifestKey, parseManifestKey } from '../store/store.js';
 
-export interface GcReport {
-  manifests: number;
-  referenced: number;
-  scanned: number;
-  keptPinned: number;
-  keptRecent: number;
-  removed: number;
-  bytesReclaimed: number;
-  sessionsExpired: number;
-}
-
-export interface GcJob {
-  id: string;
-  dryRun: boolean;
-  graceSeconds: number;
-  state: 'running' | 'done' | 'error';
-  startedAt: string;
-  finishedAt: string | null;
-  stage: string;
-  report: GcReport;
-  error: string | null;
-}
+export type { GcJob, GcReport } from '../../src/format/gc-job.js';
 
 export class GarbageCollector {
   private current: { job: GcJob; done: Promise<void> } | null = null;
