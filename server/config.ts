@@ -267,7 +267,7 @@ export function parseConfig(value: unknown, what = 'server configuration', base 
   if (raw.listen) config.listen = raw.listen;
   if (raw.logFile) config.logFile = path.resolve(base, raw.logFile);
   if (raw.timezone) config.timezone = raw.timezone;
-  const { monitoring, agents, retention, notifications, metrics, http } = raw;
+  const { monitoring, retention, notifications, metrics, http } = raw;
   config.monitoring.checkEverySeconds = Math.max(
     1,
     seconds('monitoring', 'checkEvery', config.monitoring.checkEverySeconds),

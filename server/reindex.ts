@@ -6,13 +6,23 @@
 // uploads, commits and restores go on meanwhile: objects and images the store has
 // and the catalog lacks are added; rows whose file is gone are dropped, but only after
 // a second look at the store, and never a row first written after the reindex began.
+import type Database from 'better-sqlite3';
 import { digestOf } from '../src/format/digest.js';
 import { imageId } from '../src/format/image-ref.js';
 import { readFrameHeader } from '../src/format/lz4-frame.js';
 import { type Manifest, manifestVolumes, parseManifestText } from '../src/format/manifest.js';
 import type { Repository } from './repository.js';
 import { absentObjects } from './store/presence.js';
-import { digestOfChunkKey, manifestKey, parseManifestKey } from './store/store.js';
+import {
+  CHUNKS_PREFIX,
+  IMAGES_PREFIX,
+  REPORTS_PREFIX,
+  chunkKey,
+  digestOfChunkKey,
+  imageStateKey,
+  manifestKey,
+  parseManifestKey,
+} from './store/store.js';
 
 export interface ReindexReport {
   images: number;
@@ -36,32 +46,12 @@ export async function reindex(repository: Repository, options: { online?: boolea
 }
 
 async function rebuild(repository: Repository): Promise<ReindexReport> {
-  const { store, catalog } = repository;
+  const { catalog } = repository;
   const report: ReindexReport = { images: 0, objects: 0, skipped: [] };
   const { manifests, indexDigests } = await readManifests(repository, report);
 
   catalog.db.transaction(() => catalog.clearRebuildable())();
-  const insert = catalog.db.prepare(
-    'INSERT INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)',
-  );
-  let batch: (() => void)[] = [];
-  const flush = () => {
-    catalog.db.transaction(() => batch.forEach((write) => write()))();
-    batch = [];
-  };
-  for await (const object of store.list('chunks/')) {
-    const digest = digestOfChunkKey(object.key);
-    if (!digest) continue;
-    const rawSize = await rawSizeOf(repository, object.key, report);
-    if (rawSize === null) continue;
-    const kind = indexDigests.has(digest) ? 'index' : 'chunk';
-    const when = Math.round(object.mtimeMs);
-    batch.push(() => insert.run(Buffer.from(digest, 'hex'), kind, object.size, rawSize, when, when));
-    report.objects++;
-    if (batch.length >= BATCH) flush();
-  }
-  flush();
-
+  await recordStoredObjects(repository, indexDigests, report);
   for (const entry of manifests) {
     await insertImage(repository, entry, report);
     report.images++;
@@ -70,86 +60,144 @@ async function rebuild(repository: Repository): Promise<ReindexReport> {
   return report;
 }
 
+/** Rows written in transactions of BATCH rows, so a large store is not one row per commit. */
+function batchWriter<Row>(db: Database.Database, write: (row: Row) => void): { add(row: Row): void; flush(): void } {
+  const writeAll = db.transaction((rows: Row[]) => {
+    for (const row of rows) write(row);
+  });
+  let rows: Row[] = [];
+  const flush = () => {
+    writeAll(rows);
+    rows = [];
+  };
+  return {
+    add(row) {
+      rows.push(row);
+      if (rows.length >= BATCH) flush();
+    },
+    flush,
+  };
+}
+
+/** Offline: every stored object into the emptied catalog, with its sizes. */
+async function recordStoredObjects(
+  repository: Repository,
+  indexDigests: Set<string>,
+  report: ReindexReport,
+): Promise<void> {
+  const { store, catalog } = repository;
+  const insert = catalog.db.prepare(
+    'INSERT INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)',
+  );
+  const objects = batchWriter(catalog.db, (row: [Buffer, string, number, number, number, number]) => {
+    insert.run(...row);
+  });
+  for await (const object of store.list(CHUNKS_PREFIX)) {
+    const digest = digestOfChunkKey(object.key);
+    if (!digest) continue;
+    const rawSize = await rawSizeOf(repository, object.key, report);
+    if (rawSize === null) continue;
+    const kind = indexDigests.has(digest) ? 'index' : 'chunk';
+    const when = Math.round(object.mtimeMs);
+    objects.add([Buffer.from(digest, 'hex'), kind, object.size, rawSize, when, when]);
+    report.objects++;
+  }
+  objects.flush();
+}
+
 async function reconcile(repository: Repository): Promise<ReindexReport> {
-  const { store, catalog, clock } = repository;
-  const started = clock.now();
+  const started = repository.clock.now();
   const report: ReindexReport = {
     images: 0,
     objects: 0,
     skipped: [],
     changes: { imagesAdded: 0, imagesDropped: 0, objectsAdded: 0, objectsDropped: 0 },
   };
-  const changes = report.changes!;
   const { manifests, indexDigests } = await readManifests(repository, report);
-
   // What the store holds, in a scratch table so a large store does not sit in memory.
-  const db = catalog.db;
+  const db = repository.catalog.db;
   db.exec(
     'CREATE TEMP TABLE IF NOT EXISTS reindex_listed (digest BLOB PRIMARY KEY, stored_size INTEGER NOT NULL, mtime INTEGER NOT NULL) WITHOUT ROWID; DELETE FROM temp.reindex_listed;',
   );
   try {
-    const listed = db.prepare(
-      'INSERT OR IGNORE INTO temp.reindex_listed (digest, stored_size, mtime) VALUES (?, ?, ?)',
-    );
-    let batch: [Buffer, number, number][] = [];
-    const flush = () => {
-      db.transaction(() => batch.forEach((row) => listed.run(...row)))();
-      batch = [];
-    };
-    for await (const object of store.list('chunks/')) {
-      const digest = digestOfChunkKey(object.key);
-      if (!digest) continue;
-      batch.push([Buffer.from(digest, 'hex'), object.size, Math.round(object.mtimeMs)]);
-      report.objects++;
-      if (batch.length >= BATCH) flush();
-    }
-    flush();
-
-    // Stored objects the catalog does not know. INSERT OR IGNORE: an upload meanwhile wins.
-    const newcomers = db
-      .prepare(
-        'SELECT l.digest, l.stored_size AS size, l.mtime FROM temp.reindex_listed l WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.digest = l.digest)',
-      )
-      .all() as { digest: Buffer; size: number; mtime: number }[];
-    const insert = db.prepare(
-      'INSERT OR IGNORE INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)',
-    );
-    for (const row of newcomers) {
-      const digest = row.digest.toString('hex');
-      const rawSize = await rawSizeOf(
-        repository,
-        `chunks/${digest.slice(0, 2)}/${digest.slice(2, 4)}/${digest}`,
-        report,
-      );
-      if (rawSize === null) continue;
-      changes.objectsAdded += insert.run(
-        row.digest,
-        indexDigests.has(digest) ? 'index' : 'chunk',
-        row.size,
-        rawSize,
-        row.mtime,
-        row.mtime,
-      ).changes;
-    }
-
-    // Rows whose file the listing did not see. Rows first written after the reindex began
-    // are uploads in progress, and a second look spares a file that came back meanwhile.
-    const unseen = (
-      db
-        .prepare(
-          'SELECT o.digest FROM objects o WHERE o.first_seen < ? AND NOT EXISTS (SELECT 1 FROM temp.reindex_listed l WHERE l.digest = o.digest)',
-        )
-        .all(started) as { digest: Buffer }[]
-    ).map((row) => row.digest.toString('hex'));
-    for (const digest of await absentObjects(store, unseen)) {
-      catalog.forgetObject(digest);
-      changes.objectsDropped++;
-    }
+    await listStoredObjects(repository, report);
+    await addUncataloguedObjects(repository, indexDigests, report);
+    await dropLostObjects(repository, started, report);
   } finally {
     db.exec('DROP TABLE IF EXISTS temp.reindex_listed');
   }
+  await reconcileImages(repository, manifests, started, report);
+  return report;
+}
 
-  // Images: add what the store has; drop rows whose manifest is gone (and stays gone).
+/** Online: every key the store lists, into the scratch table. */
+async function listStoredObjects(repository: Repository, report: ReindexReport): Promise<void> {
+  const { db } = repository.catalog;
+  const listed = db.prepare('INSERT OR IGNORE INTO temp.reindex_listed (digest, stored_size, mtime) VALUES (?, ?, ?)');
+  const rows = batchWriter(db, (row: [Buffer, number, number]) => {
+    listed.run(...row);
+  });
+  for await (const object of repository.store.list(CHUNKS_PREFIX)) {
+    const digest = digestOfChunkKey(object.key);
+    if (!digest) continue;
+    rows.add([Buffer.from(digest, 'hex'), object.size, Math.round(object.mtimeMs)]);
+    report.objects++;
+  }
+  rows.flush();
+}
+
+/** Stored objects the catalog does not know. INSERT OR IGNORE: an upload meanwhile wins. */
+async function addUncataloguedObjects(
+  repository: Repository,
+  indexDigests: Set<string>,
+  report: ReindexReport,
+): Promise<void> {
+  const { db } = repository.catalog;
+  const newcomers = db
+    .prepare(
+      'SELECT l.digest, l.stored_size AS size, l.mtime FROM temp.reindex_listed l WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.digest = l.digest)',
+    )
+    .all() as { digest: Buffer; size: number; mtime: number }[];
+  const insert = db.prepare(
+    'INSERT OR IGNORE INTO objects (digest, kind, stored_size, raw_size, first_seen, last_touched) VALUES (?, ?, ?, ?, ?, ?)',
+  );
+  for (const row of newcomers) {
+    const digest = row.digest.toString('hex');
+    const rawSize = await rawSizeOf(repository, chunkKey(digest), report);
+    if (rawSize === null) continue;
+    const kind = indexDigests.has(digest) ? 'index' : 'chunk';
+    report.changes!.objectsAdded += insert.run(row.digest, kind, row.size, rawSize, row.mtime, row.mtime).changes;
+  }
+}
+
+/**
+ * Rows whose file the listing did not see. Rows first written after the reindex began
+ * are uploads in progress, and a second look spares a file that came back meanwhile.
+ */
+async function dropLostObjects(repository: Repository, started: number, report: ReindexReport): Promise<void> {
+  const { catalog, store } = repository;
+  const unseen = (
+    catalog.db
+      .prepare(
+        'SELECT o.digest FROM objects o WHERE o.first_seen < ? AND NOT EXISTS (SELECT 1 FROM temp.reindex_listed l WHERE l.digest = o.digest)',
+      )
+      .all(started) as { digest: Buffer }[]
+  ).map((row) => row.digest.toString('hex'));
+  for (const digest of await absentObjects(store, unseen)) {
+    catalog.forgetObject(digest);
+    report.changes!.objectsDropped++;
+  }
+}
+
+/** Images: add what the store has; drop rows whose manifest is gone (and stays gone). */
+async function reconcileImages(
+  repository: Repository,
+  manifests: StoredManifest[],
+  started: number,
+  report: ReindexReport,
+): Promise<void> {
+  const { catalog, store } = repository;
+  const changes = report.changes!;
   const inStore = new Set(manifests.map((entry) => imageId(entry.machine, entry.timestamp)));
   for (const entry of manifests) {
     if (catalog.image(imageId(entry.machine, entry.timestamp))) continue;
@@ -162,7 +210,6 @@ async function reconcile(repository: Repository): Promise<ReindexReport> {
     changes.imagesDropped++;
   }
   report.images = catalog.listImages().length;
-  return report;
 }
 
 /** Every manifest in the store, oldest first, and the indexes they name. */
@@ -173,7 +220,7 @@ async function readManifests(
   const { store } = repository;
   const manifests: StoredManifest[] = [];
   const indexDigests = new Set<string>();
-  for await (const object of store.list('images/')) {
+  for await (const object of store.list(IMAGES_PREFIX)) {
     const key = parseManifestKey(object.key);
     if (!key) continue;
     const bytes = await store.get(object.key);
@@ -217,7 +264,7 @@ async function insertImage(repository: Repository, entry: StoredManifest, report
   // A commit may have recorded it while the indexes were read.
   if (catalog.image(record.id)) return false;
   catalog.insertImage(record, referenced, null);
-  const state = await store.get(`images/${entry.machine}/${entry.timestamp}/state.json`).catch(() => null);
+  const state = await store.get(imageStateKey(entry.machine, entry.timestamp)).catch(() => null);
   if (state) {
     const {
       state: value,
@@ -237,6 +284,7 @@ async function insertImage(repository: Repository, entry: StoredManifest, report
 /** The chain of verification reports continues from the newest one in the store. */
 async function continueReportChain(repository: Repository): Promise<void> {
   let newest: string | null = null;
-  for await (const object of repository.store.list('reports/')) if (!newest || object.key > newest) newest = object.key;
+  for await (const object of repository.store.list(REPORTS_PREFIX))
+    if (!newest || object.key > newest) newest = object.key;
   if (newest) repository.catalog.setMeta('last_report_digest', digestOf(await repository.store.get(newest)));
 }

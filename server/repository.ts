@@ -34,7 +34,7 @@ import { isStorageFull } from './storage-full.js';
 import { LocalStore } from './store/local.js';
 import { absentObjects } from './store/presence.js';
 import { readStats } from './stats.js';
-import { type ObjectStore, chunkKey, manifestKey } from './store/store.js';
+import { type ObjectStore, chunkKey, imageStateKey, manifestKey } from './store/store.js';
 
 export const DEFAULT_LEASE_MS = 60 * 60 * 1000;
 export const MAX_MISSING_BATCH = 10000;
@@ -263,7 +263,7 @@ export class Repository {
     try {
       this.catalog.setImageState(id, state, reason);
       await this.store.put(
-        `images/${image.machine}/${image.timestamp}/state.json`,
+        imageStateKey(image.machine, image.timestamp),
         Buffer.from(`${JSON.stringify(document, null, 2)}\n`),
       );
     } catch (error) {
@@ -289,13 +289,45 @@ export class Repository {
     return decodeIndex(await this.store.get(chunkKey(digest)), digest, what);
   }
 
+  /**
+   * Make an image exist: the manifest is checked, every object it references is found
+   * present, the manifest is written under a server-assigned time, and the catalog records
+   * the image. Committing a committed session again answers with the image it made.
+   */
   async commit(principal: Principal, sessionId: string, body: unknown): Promise<CommitResult> {
     const session = this.sessionFor(principal, sessionId);
+    const earlier = this.earlierCommit(session);
+    if (earlier) return earlier;
+    const committed = this.manifestToCommit(session, body);
+    const scope = { machine: principal.role === 'admin' ? null : session.machine, sessionId };
+    const { indexDigests, chunkDigests } = await this.requireReferencedObjects(session, committed, scope);
+    const { timestamp, when, bytes } = await this.writeManifest(committed);
+    const manifestDigest = digestOf(bytes);
+    const storedBytes = this.sessionStoredBytes(sessionId);
+    const record = this.imageRecordOf(committed, timestamp, when, manifestDigest, storedBytes);
+    try {
+      this.catalog.insertImage(record, [...indexDigests, ...chunkDigests], sessionId);
+    } catch (error) {
+      // Uncatalogued, the manifest would be an image nobody was told of (reindex would list it).
+      await this.store.remove(manifestKey(committed.machine, timestamp)).catch(() => undefined);
+      throw error;
+    }
+    this.log.info({ session: sessionId, image: record.id, chunks: chunkDigests.size, storedBytes }, 'image committed');
+    return { image: this.catalog.image(record.id)!, manifestDigest, created: true };
+  }
+
+  /** The image a committed session made (a client retrying its commit), or null for an open session. */
+  private earlierCommit(session: SessionRecord): CommitResult | null {
     if (session.state === 'committed' && session.imageId) {
       const image = this.catalog.image(session.imageId);
       if (image) return { image, manifestDigest: image.manifestDigest, created: false };
     }
-    if (session.state !== 'open') throw new ConflictError(`upload session ${sessionId} is ${session.state}`);
+    if (session.state !== 'open') throw new ConflictError(`upload session ${session.id} is ${session.state}`);
+    return null;
+  }
+
+  /** The client's manifest, checked against its session, with the parent it is committed with. */
+  private manifestToCommit(session: SessionRecord, body: unknown): Manifest {
     const manifest = parseManifest(body);
     if (manifest.id !== undefined || manifest.createdAt !== undefined) {
       throw new FormatError(
@@ -304,19 +336,39 @@ export class Repository {
     }
     if (manifest.machine !== session.machine)
       throw new FormatError(`invalid manifest: /machine is ${manifest.machine}, the session is for ${session.machine}`);
-    const committed = { ...manifest, ...this.parentAtCommit(session, manifest) } as Manifest;
-    const scope = { machine: principal.role === 'admin' ? null : session.machine, sessionId };
+    return { ...manifest, ...this.parentAtCommit(session, manifest) } as Manifest;
+  }
 
-    // Every index, then every chunk every index names, must be present and visible: in
-    // the catalog, then in the store itself. The catalog check also pins each object to
-    // the session and touches it, so garbage collection spares them from here until the
-    // image exists. That covers the chunks the client skipped because its base image
-    // held them (it never names those before the commit): if the base was deleted and
-    // collected meanwhile, they are reported missing here and the client sends them.
+  /**
+   * Every index, then every chunk every index names, must be present and visible: in
+   * the catalog, then in the store itself. The catalog check also pins each object to
+   * the session and touches it, so garbage collection spares them from here until the
+   * image exists. That covers the chunks the client skipped because its base image
+   * held them (it never names those before the commit): if the base was deleted and
+   * collected meanwhile, they are reported missing here and the client sends them.
+   */
+  private async requireReferencedObjects(
+    session: SessionRecord,
+    manifest: Manifest,
+    scope: { machine: string | null; sessionId: string },
+  ): Promise<{ indexDigests: string[]; chunkDigests: Set<string> }> {
     const indexDigests = [...new Set([...manifestVolumes(manifest)].map(({ volume }) => volume.index))];
     const missingIndexes = this.catalog.missingObjects(indexDigests, scope);
     if (missingIndexes.length) throw this.missingError(missingIndexes, 'index');
     await this.requireStored(session, indexDigests, 'index');
+    const chunkDigests = await this.chunksReferenced(manifest);
+    const all = [...chunkDigests];
+    const missingChunks: string[] = [];
+    for (let start = 0; start < all.length; start += MAX_MISSING_BATCH) {
+      missingChunks.push(...this.catalog.missingObjects(all.slice(start, start + MAX_MISSING_BATCH), scope));
+    }
+    if (missingChunks.length) throw this.missingError(missingChunks, 'chunk');
+    await this.requireStored(session, all, 'chunk');
+    return { indexDigests, chunkDigests };
+  }
+
+  /** The distinct chunks the manifest's indexes name, each index checked against its volume. */
+  private async chunksReferenced(manifest: Manifest): Promise<Set<string>> {
     const chunkDigests = new Set<string>();
     for (const { disk, volume } of manifestVolumes(manifest)) {
       const index = await this.loadIndex(volume.index, `index ${volume.index} of volume ${disk.id}/${volume.id}`);
@@ -327,53 +379,24 @@ export class Repository {
       }
       for (const digest of index.distinctDigests()) chunkDigests.add(digest);
     }
-    const missingChunks: string[] = [];
-    const all = [...chunkDigests];
-    for (let start = 0; start < all.length; start += MAX_MISSING_BATCH) {
-      missingChunks.push(...this.catalog.missingObjects(all.slice(start, start + MAX_MISSING_BATCH), scope));
-    }
-    if (missingChunks.length) throw this.missingError(missingChunks, 'chunk');
-    await this.requireStored(session, all, 'chunk');
+    return chunkDigests;
+  }
 
-    // The server owns time: the image's name is the moment it is committed.
+  /**
+   * The server owns time: the image's name is the moment it is committed, a second later
+   * for each image of the machine that already holds that name (in the catalog or the store).
+   */
+  private async writeManifest(committed: Manifest): Promise<{ timestamp: string; when: number; bytes: Buffer }> {
+    const { machine } = committed;
     let when = this.clock.now();
-    let timestamp = timestampOf(new Date(when));
-    let bytes: Buffer;
     for (;;) {
-      while (this.catalog.imageIdTaken(manifest.machine, timestamp)) {
-        when += 1000;
-        timestamp = timestampOf(new Date(when));
-      }
-      const ordered: Manifest = {
-        format: committed.format,
-        version: committed.version,
-        machine: committed.machine,
-        id: imageId(manifest.machine, timestamp),
-        createdAt: new Date(when).toISOString(),
-        parent: committed.parent,
-        client: committed.client,
-        disks: committed.disks,
-        stats: committed.stats,
-        warnings: committed.warnings,
-      };
-      bytes = Buffer.from(`${JSON.stringify(ordered, null, 2)}\n`);
-      const { created } = await this.store.put(manifestKey(manifest.machine, timestamp), bytes, { ifAbsent: true });
-      if (created) break;
+      while (this.catalog.imageIdTaken(machine, timestampOf(new Date(when)))) when += 1000;
+      const timestamp = timestampOf(new Date(when));
+      const bytes = manifestBytesOf(committed, imageId(machine, timestamp), new Date(when).toISOString());
+      const { created } = await this.store.put(manifestKey(machine, timestamp), bytes, { ifAbsent: true });
+      if (created) return { timestamp, when, bytes };
       when += 1000;
-      timestamp = timestampOf(new Date(when));
     }
-    const manifestDigest = digestOf(bytes);
-    const storedBytes = this.sessionStoredBytes(sessionId);
-    const record = this.imageRecordOf(committed, timestamp, when, manifestDigest, storedBytes);
-    try {
-      this.catalog.insertImage(record, [...indexDigests, ...chunkDigests], sessionId);
-    } catch (error) {
-      // Uncatalogued, the manifest would be an image nobody was told of (reindex would list it).
-      await this.store.remove(manifestKey(manifest.machine, timestamp)).catch(() => undefined);
-      throw error;
-    }
-    this.log.info({ session: sessionId, image: record.id, chunks: chunkDigests.size, storedBytes }, 'image committed');
-    return { image: this.catalog.image(record.id)!, manifestDigest, created: true };
   }
 
   /**
@@ -553,7 +576,7 @@ export class Repository {
   /** Remove an image (its manifest and recorded state); its chunks stay until garbage collection. */
   async removeImage(image: ImageRecord): Promise<void> {
     await this.store.remove(manifestKey(image.machine, image.timestamp));
-    await this.store.remove(`images/${image.machine}/${image.timestamp}/state.json`);
+    await this.store.remove(imageStateKey(image.machine, image.timestamp));
     this.catalog.deleteImage(image.id);
     this.log.info({ image: image.id }, 'image deleted');
   }
@@ -573,4 +596,21 @@ export class Repository {
       finished();
     }
   }
+}
+
+/** The committed manifest's bytes, its fields in the documented order. */
+function manifestBytesOf(committed: Manifest, id: string, createdAt: string): Buffer {
+  const ordered: Manifest = {
+    format: committed.format,
+    version: committed.version,
+    machine: committed.machine,
+    id,
+    createdAt,
+    parent: committed.parent,
+    client: committed.client,
+    disks: committed.disks,
+    stats: committed.stats,
+    warnings: committed.warnings,
+  };
+  return Buffer.from(`${JSON.stringify(ordered, null, 2)}\n`);
 }

@@ -14,6 +14,7 @@ import {
 } from '../src/format/run-report.js';
 import { type Principal, requireMachineAccess, requireRole } from './auth.js';
 import type { Catalog } from './catalog/catalog.js';
+import { rowLimit, whereClause } from './catalog/row-filter.js';
 
 export interface RunRecord extends RunOutcome {
   id: string;
@@ -248,29 +249,14 @@ export class Runs {
   }
 
   query(filter: { machine?: string; since?: number; until?: number; state?: RunState; limit?: number }): RunRecord[] {
-    const where: string[] = [];
-    const values: (string | number)[] = [];
-    if (filter.machine) {
-      where.push('machine = ?');
-      values.push(assertMachineName(filter.machine, 'machine'));
-    }
-    if (filter.since !== undefined) {
-      where.push('started_at >= ?');
-      values.push(filter.since);
-    }
-    if (filter.until !== undefined) {
-      where.push('started_at < ?');
-      values.push(filter.until);
-    }
-    if (filter.state) {
-      where.push('state = ?');
-      values.push(filter.state);
-    }
-    const limit = Math.max(1, Math.min(filter.limit ?? 1000, 10000));
+    const { where, values } = whereClause([
+      ['machine = ?', filter.machine ? assertMachineName(filter.machine, 'machine') : undefined],
+      ['started_at >= ?', filter.since],
+      ['started_at < ?', filter.until],
+      ['state = ?', filter.state || undefined],
+    ]);
     const rows = this.catalog.db
-      .prepare(
-        `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC, id LIMIT ${limit}`,
-      )
+      .prepare(`SELECT * FROM runs ${where} ORDER BY started_at DESC, id LIMIT ${rowLimit(filter.limit, 1000)}`)
       .all(...values) as RunRow[];
     return rows.map(runFromRow);
   }

@@ -63,6 +63,16 @@ export interface RestoreCodeRecord {
   lastUsedAt: number | null;
 }
 
+/** One audit event (a restore code created, used, refused, rate-limited or revoked), as recorded. */
+export interface AuditEvent {
+  id: number;
+  time: number;
+  kind: string;
+  machine: string | null;
+  remote: string | null;
+  detail: string | null;
+}
+
 export interface MachineRecord {
   name: string;
   createdAt: number;
@@ -460,27 +470,11 @@ export class Catalog {
     );
   }
 
-  auditEvents(
-    kind?: string,
-  ): {
-    id: number;
-    time: number;
-    kind: string;
-    machine: string | null;
-    remote: string | null;
-    detail: string | null;
-  }[] {
+  auditEvents(kind?: string): AuditEvent[] {
     const rows = kind
       ? this.sql('SELECT * FROM audit_events WHERE kind = ? ORDER BY id').all(kind)
       : this.sql('SELECT * FROM audit_events ORDER BY id').all();
-    return rows as {
-      id: number;
-      time: number;
-      kind: string;
-      machine: string | null;
-      remote: string | null;
-      detail: string | null;
-    }[];
+    return rows as AuditEvent[];
   }
 
   // --- sessions -------------------------------------------------------------
@@ -681,7 +675,10 @@ export class Catalog {
    */
   private durably(work: () => void): void {
     // Inside an outer transaction the outer one's commit is what reaches the disk.
-    if (this.db.inTransaction) return this.db.transaction(work)();
+    if (this.db.inTransaction) {
+      this.db.transaction(work)();
+      return;
+    }
     this.db.pragma('synchronous = FULL');
     try {
       this.db.transaction(work)();

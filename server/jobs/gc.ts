@@ -8,35 +8,15 @@
 // same object waits for the file to be gone (Repository.removeObjectFile).
 import { randomBytes } from 'node:crypto';
 import { ConflictError, NotFoundError, UsageError } from '../../src/core/errors.js';
+import type { GcJob } from '../../src/format/gc-job.js';
 import { timestampOf } from '../../src/format/image-ref.js';
 import { manifestVolumes, parseManifestText } from '../../src/format/manifest.js';
 import type { Logger } from '../../src/core/log.js';
 import { type Principal, requireRole } from '../auth.js';
 import type { Repository } from '../repository.js';
-import { digestOfChunkKey, manifestKey, parseManifestKey } from '../store/store.js';
+import { CHUNKS_PREFIX, IMAGES_PREFIX, digestOfChunkKey, manifestKey, parseManifestKey } from '../store/store.js';
 
-export interface GcReport {
-  manifests: number;
-  referenced: number;
-  scanned: number;
-  keptPinned: number;
-  keptRecent: number;
-  removed: number;
-  bytesReclaimed: number;
-  sessionsExpired: number;
-}
-
-export interface GcJob {
-  id: string;
-  dryRun: boolean;
-  graceSeconds: number;
-  state: 'running' | 'done' | 'error';
-  startedAt: string;
-  finishedAt: string | null;
-  stage: string;
-  report: GcReport;
-  error: string | null;
-}
+export type { GcJob, GcReport } from '../../src/format/gc-job.js';
 
 export class GarbageCollector {
   private current: { job: GcJob; done: Promise<void> } | null = null;
@@ -181,20 +161,29 @@ export class GarbageCollector {
   }
 
   private async pass(job: GcJob, started: number): Promise<void> {
-    const { catalog, store } = this.repository;
-    const cutoff = started - job.graceSeconds * 1000;
-    const db = catalog.db;
+    this.expireSessions(job, started);
+    const referenced = await this.mark(job);
+    job.report.referenced = referenced.size;
+    job.stage = 'sweeping';
+    await this.sweep(job, referenced, started - job.graceSeconds * 1000);
+  }
 
-    // Sessions whose lease ran out before this collection no longer pin anything.
-    const expired = db
+  /** Sessions whose lease ran out before this collection no longer pin anything. */
+  private expireSessions(job: GcJob, started: number): void {
+    const { catalog } = this.repository;
+    const expired = catalog.db
       .prepare("SELECT id FROM sessions WHERE state = 'open' AND lease_expires_at < ?")
       .all(started) as { id: string }[];
     if (!job.dryRun) for (const session of expired) catalog.abortSession(session.id);
     job.report.sessionsExpired = expired.length;
+  }
 
-    // Mark: every manifest the store or the catalog knows, and every index it names.
+  /** Every object referenced by a manifest the store or the catalog knows, and every index it names. */
+  private async mark(job: GcJob): Promise<Set<string>> {
+    const { catalog, store } = this.repository;
     const manifestKeys = new Set<string>();
-    for await (const object of store.list('images/')) if (parseManifestKey(object.key)) manifestKeys.add(object.key);
+    for await (const object of store.list(IMAGES_PREFIX))
+      if (parseManifestKey(object.key)) manifestKeys.add(object.key);
     for (const image of catalog.listImages()) manifestKeys.add(manifestKey(image.machine, image.timestamp));
     const referenced = new Set<string>();
     const indexesSeen = new Set<string>();
@@ -218,10 +207,13 @@ export class GarbageCollector {
         for (const digest of index.distinctDigests()) referenced.add(digest);
       }
     }
-    job.report.referenced = referenced.size;
+    return referenced;
+  }
 
-    // Sweep.
-    job.stage = 'sweeping';
+  /** Remove every stored object not referenced, not pinned by an open session, and not touched since `cutoff`. */
+  private async sweep(job: GcJob, referenced: Set<string>, cutoff: number): Promise<void> {
+    const { catalog, store } = this.repository;
+    const db = catalog.db;
     const pinned = db.prepare(
       "SELECT 1 FROM session_objects so JOIN sessions s ON s.id = so.session_id WHERE so.digest = ? AND s.state = 'open' AND s.lease_expires_at >= ? LIMIT 1",
     );
@@ -231,7 +223,7 @@ export class GarbageCollector {
       db.prepare('DELETE FROM machine_objects WHERE digest = ?').run(blob);
       db.prepare('DELETE FROM session_objects WHERE digest = ?').run(blob);
     });
-    for await (const object of store.list('chunks/')) {
+    for await (const object of store.list(CHUNKS_PREFIX)) {
       const digest = digestOfChunkKey(object.key);
       if (!digest) continue;
       job.report.scanned++;

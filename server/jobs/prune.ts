@@ -188,51 +188,10 @@ export class Pruner {
       imagesRemoved: 0,
       errors: [],
     };
-    // The base of a running upload stays: its commit names it as parent.
-    const bases = new Set(
-      (
-        catalog.db.prepare("SELECT parent FROM sessions WHERE state = 'open' AND parent IS NOT NULL").all() as {
-          parent: string;
-        }[]
-      ).map((row) => row.parent),
-    );
+    const bases = this.uploadBases();
     for (const machine of machines) {
-      const images = catalog.listImages(machine);
-      if (images.length === 0) continue;
-      const policy = this.policies.effective(machine);
-      const healthy = images.filter((image) => image.state === 'ok');
-      const decisions = selectRetained(
-        healthy.map((image) => ({ id: image.id, time: image.createdAt })),
-        policy.retention,
-        policy.timezone,
-      );
-      const result: MachinePrune = {
-        machine,
-        timezone: policy.timezone,
-        retention: policy.retention,
-        kept: [],
-        removed: [],
-      };
-      for (const image of images)
-        if (image.state !== 'ok') result.kept.push({ id: image.id, reason: 'verification-failed' });
-      const byId = new Map<string, ImageRecord>(images.map((image) => [image.id, image]));
-      for (const decision of decisions) {
-        if (decision.keep) result.kept.push({ id: decision.id, reason: decision.reason! });
-        else if (bases.has(decision.id)) result.kept.push({ id: decision.id, reason: 'base-of-upload' });
-        else result.removed.push(decision.id);
-      }
-      if (!dryRun) {
-        for (const id of [...result.removed]) {
-          try {
-            await this.repository.removeImage(byId.get(id)!);
-          } catch (error) {
-            report.errors.push(`${id}: ${(error as Error).message}`);
-            result.removed.splice(result.removed.indexOf(id), 1);
-          }
-        }
-      }
-      result.kept.sort((a, b) => (a.id < b.id ? 1 : -1));
-      result.removed.sort().reverse();
+      const result = await this.pruneMachine(machine, bases, dryRun, report.errors);
+      if (!result) continue;
       report.machines.push(result);
       report.imagesKept += result.kept.length;
       report.imagesRemoved += result.removed.length;
@@ -248,6 +207,60 @@ export class Pruner {
       'prune finished',
     );
     return report;
+  }
+
+  /** The base of a running upload stays: its commit names it as parent. */
+  private uploadBases(): Set<string> {
+    const rows = this.repository.catalog.db
+      .prepare("SELECT parent FROM sessions WHERE state = 'open' AND parent IS NOT NULL")
+      .all() as { parent: string }[];
+    return new Set(rows.map((row) => row.parent));
+  }
+
+  /** Apply the machine's retention to its images (null when it has none); failures go to `errors`. */
+  private async pruneMachine(
+    machine: string,
+    bases: Set<string>,
+    dryRun: boolean,
+    errors: string[],
+  ): Promise<MachinePrune | null> {
+    const images = this.repository.catalog.listImages(machine);
+    if (images.length === 0) return null;
+    const policy = this.policies.effective(machine);
+    const healthy = images.filter((image) => image.state === 'ok');
+    const decisions = selectRetained(
+      healthy.map((image) => ({ id: image.id, time: image.createdAt })),
+      policy.retention,
+      policy.timezone,
+    );
+    const result: MachinePrune = {
+      machine,
+      timezone: policy.timezone,
+      retention: policy.retention,
+      kept: [],
+      removed: [],
+    };
+    for (const image of images)
+      if (image.state !== 'ok') result.kept.push({ id: image.id, reason: 'verification-failed' });
+    for (const decision of decisions) {
+      if (decision.keep) result.kept.push({ id: decision.id, reason: decision.reason! });
+      else if (bases.has(decision.id)) result.kept.push({ id: decision.id, reason: 'base-of-upload' });
+      else result.removed.push(decision.id);
+    }
+    if (!dryRun) {
+      const byId = new Map<string, ImageRecord>(images.map((image) => [image.id, image]));
+      for (const id of [...result.removed]) {
+        try {
+          await this.repository.removeImage(byId.get(id)!);
+        } catch (error) {
+          errors.push(`${id}: ${(error as Error).message}`);
+          result.removed.splice(result.removed.indexOf(id), 1);
+        }
+      }
+    }
+    result.kept.sort((a, b) => (a.id < b.id ? 1 : -1));
+    result.removed.sort().reverse();
+    return result;
   }
 
   history(principal: Principal, limit = 50): PruneReport[] {

@@ -2,6 +2,7 @@
 // agent, a filling repository). At most one is open per kind and subject; it is
 // announced when opened, again at an interval while open, and once when resolved.
 import type { Catalog } from '../catalog/catalog.js';
+import { rowLimit, whereClause } from '../catalog/row-filter.js';
 
 export type IncidentKind = 'run-failed' | 'missed-run' | 'agent-silent' | 'low-space';
 export type IncidentEvent = 'opened' | 'updated' | 'reminder' | 'resolved';
@@ -166,21 +167,12 @@ export class Incidents {
   }
 
   list(filter: { state?: 'open' | 'resolved'; subject?: string; limit?: number } = {}): Incident[] {
-    const where: string[] = [];
-    const values: string[] = [];
-    if (filter.state) {
-      where.push('state = ?');
-      values.push(filter.state);
-    }
-    if (filter.subject) {
-      where.push('subject = ?');
-      values.push(filter.subject);
-    }
-    const limit = Math.max(1, Math.min(filter.limit ?? 500, 10000));
+    const { where, values } = whereClause([
+      ['state = ?', filter.state || undefined],
+      ['subject = ?', filter.subject || undefined],
+    ]);
     const rows = this.catalog.db
-      .prepare(
-        `SELECT * FROM incidents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ${limit}`,
-      )
+      .prepare(`SELECT * FROM incidents ${where} ORDER BY id DESC LIMIT ${rowLimit(filter.limit, 500)}`)
       .all(...values) as IncidentRow[];
     return rows.map(fromRow);
   }

@@ -4,7 +4,7 @@
 import type { Catalog } from '../catalog/catalog.js';
 import type { ObjectStore } from '../store/store.js';
 import type { ImageVerification, VerificationReport } from '../jobs/verify.js';
-import { reportKey } from '../jobs/verify.js';
+import { reportKey } from '../store/store.js';
 import type { SignedDocument } from '../../src/format/signed-report.js';
 
 export interface MachineVerification {

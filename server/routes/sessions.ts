@@ -39,39 +39,28 @@ export function sessionRoutes(repository: Repository, options: { uploadSlots: Up
     response.json({ missing: repository.missing(principalOf(response), String(request.params.id), body.digests) });
   });
 
-  router.put(
-    '/sessions/:id/chunks/:digest',
-    accepts('uploadChunk'),
-    slot,
-    rawBody(frameLimit(MAX_CHUNK_SIZE)),
-    async (request, response) => {
-      const result = await repository.putObject(
-        principalOf(response),
-        String(request.params.id),
-        'chunk',
-        String(request.params.digest),
-        bodyBuffer(request.body),
-      );
-      response.status(result.created ? 201 : 200).json(result);
-    },
-  );
-
-  router.put(
-    '/sessions/:id/indexes/:digest',
-    accepts('uploadIndex'),
-    slot,
-    rawBody(frameLimit(MAX_INDEX_BYTES)),
-    async (request, response) => {
-      const result = await repository.putObject(
-        principalOf(response),
-        String(request.params.id),
-        'index',
-        String(request.params.digest),
-        bodyBuffer(request.body),
-      );
-      response.status(result.created ? 201 : 200).json(result);
-    },
-  );
+  const uploads = [
+    { kind: 'chunk', path: 'chunks', operation: 'uploadChunk', limit: MAX_CHUNK_SIZE },
+    { kind: 'index', path: 'indexes', operation: 'uploadIndex', limit: MAX_INDEX_BYTES },
+  ] as const;
+  for (const { kind, path, operation, limit } of uploads) {
+    router.put(
+      `/sessions/:id/${path}/:digest`,
+      accepts(operation),
+      slot,
+      rawBody(frameLimit(limit)),
+      async (request, response) => {
+        const result = await repository.putObject(
+          principalOf(response),
+          String(request.params.id),
+          kind,
+          String(request.params.digest),
+          bodyBuffer(request.body),
+        );
+        response.status(result.created ? 201 : 200).json(result);
+      },
+    );
+  }
 
   router.post('/sessions/:id/commit', jsonBody, accepts('commitSession'), async (request, response) => {
     const result = await repository.commit(principalOf(response), String(request.params.id), request.body);

@@ -3,7 +3,7 @@
 // fsynced: after a crash an object is either whole under its name or not there.
 // The directory is private to the server's user: directories 0700, files 0600.
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { type Dirent, constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type Clock, systemClock } from '../../src/core/clock.js';
@@ -146,7 +146,7 @@ export class LocalStore implements ObjectStore {
   }
 
   private async *walk(directory: string, prefix: string): AsyncIterable<ObjectStat> {
-    let entries;
+    let entries: Dirent[];
     try {
       entries = await fs.readdir(directory, { withFileTypes: true });
     } catch (error) {

@@ -31,17 +31,33 @@ export interface ObjectStore {
   freeBytes(): Promise<number | null>;
 }
 
+/**
+ * The repository's layout (DESIGN.md decision 6). Every key is built, parsed and listed
+ * through these helpers only, so the layout is stated once. Indexes are stored as
+ * chunks are, under their digest.
+ */
+export const CHUNKS_PREFIX = 'chunks/';
+export const IMAGES_PREFIX = 'images/';
+export const REPORTS_PREFIX = 'reports/';
+export const QUARANTINE_PREFIX = 'quarantine/';
+
+/** Where a chunk or an index is stored: fanned out by its first two bytes. */
 export function chunkKey(digest: string): string {
-  return `chunks/${digest.slice(0, 2)}/${digest.slice(2, 4)}/${digest}`;
+  return `${CHUNKS_PREFIX}${digest.slice(0, 2)}/${digest.slice(2, 4)}/${digest}`;
 }
 
+/** The digest a stored object's key names, or null for any other key. */
 export function digestOfChunkKey(key: string): string | null {
   const match = /^chunks\/[0-9a-f]{2}\/[0-9a-f]{2}\/([0-9a-f]{64})$/.exec(key);
   return match ? match[1]! : null;
 }
 
+function imageDirectory(machine: string, timestamp: string): string {
+  return `${IMAGES_PREFIX}${machine}/${timestamp}`;
+}
+
 export function manifestKey(machine: string, timestamp: string): string {
-  return `images/${machine}/${timestamp}/manifest.json`;
+  return `${imageDirectory(machine, timestamp)}/manifest.json`;
 }
 
 export function parseManifestKey(key: string): { machine: string; timestamp: string } | null {
@@ -49,6 +65,16 @@ export function parseManifestKey(key: string): { machine: string; timestamp: str
   return match ? { machine: match[1]!, timestamp: match[2]! } : null;
 }
 
+/** An image's recorded state (ok, failed and why), kept beside its manifest so a reindex keeps it. */
+export function imageStateKey(machine: string, timestamp: string): string {
+  return `${imageDirectory(machine, timestamp)}/state.json`;
+}
+
 export function quarantineKey(digest: string): string {
-  return `quarantine/${digest}`;
+  return `${QUARANTINE_PREFIX}${digest}`;
+}
+
+/** A signed verification report, named by its job's id. */
+export function reportKey(id: string): string {
+  return `${REPORTS_PREFIX}${id}.json`;
 }

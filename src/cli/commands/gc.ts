@@ -8,24 +8,7 @@ import { parseDurationSeconds } from '../../core/duration.js';
 import { printJson } from '../output.js';
 import { formatBytes } from '../../core/units.js';
 import { plural } from '../../core/plural.js';
-
-interface GcJob {
-  id: string;
-  dryRun: boolean;
-  state: 'running' | 'done' | 'error';
-  stage: string;
-  report: {
-    manifests: number;
-    referenced: number;
-    scanned: number;
-    keptPinned: number;
-    keptRecent: number;
-    removed: number;
-    bytesReclaimed: number;
-    sessionsExpired: number;
-  };
-  error: string | null;
-}
+import type { GcJob } from '../../format/gc-job.js';
 
 export function registerGc(program: Command): void {
   program
