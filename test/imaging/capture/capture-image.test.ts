@@ -100,44 +100,7 @@ async function dataChunk(client: RepositoryClient, image: string): Promise<{ dig
   return { digest: index.get(position)!, offset: volume.offset + position * volume.chunkSize };
 }
 
-t.test('an interrupted upload resumes its session by the state file, then forgets it', async (t) => {
-  const rig_ = await rig(t);
-  const image = await buildDisk(rig_.directory, 1);
-  // The server dies just as the client commits: everything was sent, nothing committed.
-  const first = rig_.capture(image, 'resumer', {
-    onStage: (stage) => {
-      if (stage === 'committing') rig_.server.process.kill('SIGKILL');
-    },
-  });
-  await t.rejects(first, 'the first run fails at the commit');
-  const [stateFile] = await stateFiles(rig_, 'resumer');
-  t.ok(stateFile, 'the state file of the session is kept');
-  const saved = JSON.parse(await fs.readFile(stateFile!, 'utf8')) as { sessionId: string };
-  await rig_.server.process;
-  await rig_.server.restart();
-
-  const { disks } = await planSources([image], { chunkSize: 'auto', live: 'refuse' });
-  const client = rig_.client();
-  const report = await captureImage({
-    client,
-    machine: 'resumer',
-    disks,
-    stateDirectory: path.join(rig_.directory, 'state-resumer'),
-  });
-  t.equal(report.resumed, true, 'the rerun says it resumed');
-  t.equal(report.session, saved.sessionId, 'in the session the state file named');
-  t.equal(report.chunksUploaded, 0, 'nothing sent twice');
-  t.same(await stateFiles(rig_, 'resumer'), [], 'the state file is gone after the commit');
-  const raw = path.join(rig_.directory, 'raw.bin');
-  await fs.writeFile(raw, (await fs.readFile(image)).subarray(RAW_START, RAW_START + RAW_SIZE));
-  t.equal(
-    (await rawVolume(client, report.image)).contentDigest,
-    await b3sum(raw),
-    'the raw partition as b3sum sees it',
-  );
-});
-
-t.test('on one server', async (t) => {
+t.test('captureImage', async (t) => {
   const shared = await rig(t);
   const client = shared.client();
 
@@ -201,5 +164,43 @@ t.test('on one server', async (t) => {
     t.equal(second.chunksUploaded, 0, 'its chunks were compared with the server, which holds them');
     await t.resolves(fs.access(indexFile), 'the index is stored again');
     t.equal((await rawVolume(client, second.image)).contentDigest, volume.contentDigest);
+  });
+
+  // Last: the server is killed and restarted.
+  t.test('an interrupted upload resumes its session by the state file, then forgets it', async (t) => {
+    const image = await buildDisk(shared.directory, 1);
+    // The server dies just as the client commits: everything was sent, nothing committed.
+    const first = shared.capture(image, 'resumer', {
+      onStage: (stage) => {
+        if (stage === 'committing') shared.server.process.kill('SIGKILL');
+      },
+    });
+    await t.rejects(first, 'the first run fails at the commit');
+    const [stateFile] = await stateFiles(shared, 'resumer');
+    t.ok(stateFile, 'the state file of the session is kept');
+    const saved = JSON.parse(await fs.readFile(stateFile!, 'utf8')) as { sessionId: string };
+    await shared.server.process;
+    await shared.server.restart();
+
+    const { disks } = await planSources([image], { chunkSize: 'auto', live: 'refuse' });
+    // A new client: the old one's connections died with the server.
+    const fresh = shared.client();
+    const report = await captureImage({
+      client: fresh,
+      machine: 'resumer',
+      disks,
+      stateDirectory: path.join(shared.directory, 'state-resumer'),
+    });
+    t.equal(report.resumed, true, 'the rerun says it resumed');
+    t.equal(report.session, saved.sessionId, 'in the session the state file named');
+    t.equal(report.chunksUploaded, 0, 'nothing sent twice');
+    t.same(await stateFiles(shared, 'resumer'), [], 'the state file is gone after the commit');
+    const raw = path.join(shared.directory, 'raw.bin');
+    await fs.writeFile(raw, (await fs.readFile(image)).subarray(RAW_START, RAW_START + RAW_SIZE));
+    t.equal(
+      (await rawVolume(fresh, report.image)).contentDigest,
+      await b3sum(raw),
+      'the raw partition as b3sum sees it',
+    );
   });
 });
