@@ -13,9 +13,7 @@ import { detectForeignVolume } from '../fs/signatures.js';
 import { diskLayout } from '../partition/layout.js';
 import { readPartitionTable } from '../partition/table.js';
 import { RangeList } from '../ranges.js';
-import type { DiskPlan } from './image.js';
-import { diskPlanOf } from './plan.js';
-import type { VolumePlan } from './volume.js';
+import { type DiskPlan, diskPlanOf, type VolumePlan } from './plan.js';
 
 export interface PlanOptions {
   /** Fixed chunk size, or 'auto' to pick one per volume (chunkSizeFor). */

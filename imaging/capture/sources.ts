@@ -5,8 +5,8 @@ import fs from 'node:fs/promises';
 import { describeDevice } from '../device.js';
 import { checkLiveVolumes, diskMounts, freeze, type LiveMode, type VolumeMounts } from '../live.js';
 import { planDisk } from './disk-plan.js';
-import type { DiskPlan, VolumeHooks } from './image.js';
-import { rawDiskPlan } from './plan.js';
+import type { VolumeHooks } from './image.js';
+import { type DiskPlan, rawDiskPlan } from './plan.js';
 
 export interface SourcePlanOptions {
   /** Fixed chunk size, or 'auto' to pick one per volume. */

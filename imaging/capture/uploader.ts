@@ -73,7 +73,7 @@ export class Uploader {
         if (done) return;
         done = true;
         this.pendingBytes -= estimatedBytes;
-        this.waiters.splice(0).forEach((wake) => wake());
+        for (const wake of this.waiters.splice(0)) wake();
         settled(uploaded, bytes);
       },
     });

@@ -7,20 +7,11 @@ import { ContentHasher, digestOf } from '../../src/format/digest.js';
 import { FixedIndex } from '../../src/format/fixed-index.js';
 import type { Volume, VolumeStats } from '../../src/format/manifest.js';
 import { readFully } from '../device.js';
-import type { Range, RangeList } from '../ranges.js';
-import type { CompressPool } from './compress-pool.js';
+import type { Range, RangeCursor } from '../ranges.js';
+import type { CompressPool, Frame } from './compress-pool.js';
 import type { DigestKeySet } from './digest-set.js';
+import type { VolumePlan } from './plan.js';
 import type { Uploader } from './uploader.js';
-
-/** The manifest's volume fields known before reading: where, what, how and in what chunk size. */
-export interface VolumePlan
-  extends Pick<Volume, 'id' | 'kind' | 'partitionNumber' | 'offset' | 'size' | 'filesystem' | 'method' | 'chunkSize'> {
-  /** Byte ranges of the volume worth reading; everything else is captured as zeros. */
-  readable: RangeList;
-  warnings: string[];
-  /** Read the used-block map again (after a freeze flushed it). */
-  refresh?: () => Promise<void>;
-}
 
 /** A compact key for "have we got this digest": the first 52 bits. A false match only
  * means a chunk is not sent, which the commit check catches and the repair pass sends. */
@@ -119,81 +110,113 @@ export async function readChunkInto(
   return bytesRead;
 }
 
-export async function captureVolume(context: CaptureContext, plan: VolumePlan): Promise<CapturedVolume> {
-  const index = new FixedIndex(plan.chunkSize, plan.size);
-  const content = new ContentHasher();
-  const stats: VolumeStats = {
-    chunks: index.chunkCount,
-    holes: 0,
-    bytesRead: 0,
-    bytesUsed: plan.readable.totalBytes,
-    chunksUploaded: 0,
-    chunksReused: 0,
-    bytesUploaded: 0,
-  };
-  const cursor = plan.readable.cursor();
-  const compressions: Promise<unknown>[] = [];
-  const where = `${context.source} volume ${plan.id}`;
+export function captureVolume(context: CaptureContext, plan: VolumePlan): Promise<CapturedVolume> {
+  return new VolumeCapture(context, plan).run();
+}
 
-  for (let position = 0; position < index.chunkCount; position++) {
-    if (context.signal?.aborted) throw context.signal.reason;
-    const chunkStart = position * plan.chunkSize;
-    const length = index.chunkLength(position);
-    const spans = cursor.within(chunkStart, chunkStart + length);
-    const usedHere = spans.reduce((sum, [start, end]) => sum + (end - start), 0);
-    if (spans.length === 0) {
-      content.updateZeros(length);
-      stats.holes++;
-      continue;
-    }
-    const slot = await context.slots.acquire();
-    let released = false;
-    const release = () => {
-      if (!released) context.slots.release(slot);
-      released = true;
+/** One volume's capture in progress: its index, content digest and stats as chunks pass. */
+class VolumeCapture {
+  private readonly index: FixedIndex;
+  private readonly content = new ContentHasher();
+  private readonly stats: VolumeStats;
+  private readonly cursor: RangeCursor;
+  /** Compressions still running; the slots they hold come back when they end. */
+  private readonly compressions: Promise<unknown>[] = [];
+  private readonly where: string;
+
+  constructor(
+    private readonly context: CaptureContext,
+    private readonly plan: VolumePlan,
+  ) {
+    this.index = new FixedIndex(plan.chunkSize, plan.size);
+    this.cursor = plan.readable.cursor();
+    this.where = `${context.source} volume ${plan.id}`;
+    this.stats = {
+      chunks: this.index.chunkCount,
+      holes: 0,
+      bytesRead: 0,
+      bytesUsed: plan.readable.totalBytes,
+      chunksUploaded: 0,
+      chunksReused: 0,
+      bytesUploaded: 0,
     };
+  }
+
+  async run(): Promise<CapturedVolume> {
+    for (let position = 0; position < this.index.chunkCount; position++) {
+      if (this.context.signal?.aborted) throw this.context.signal.reason;
+      await this.chunk(position);
+    }
+    await Promise.all(this.compressions);
+    return { index: this.index, volume: this.volume() };
+  }
+
+  /** Read one chunk; a hole or a chunk already held goes no further. */
+  private async chunk(position: number): Promise<void> {
+    const chunkStart = position * this.plan.chunkSize;
+    const length = this.index.chunkLength(position);
+    const spans = this.cursor.within(chunkStart, chunkStart + length);
+    if (spans.length === 0) {
+      this.content.updateZeros(length);
+      this.stats.holes++;
+      return;
+    }
+    const { slots } = this.context;
+    const slot = await slots.acquire();
+    let handedOver = false;
     try {
-      const bytes = context.slots.view(slot, length);
-      stats.bytesRead += await readChunkInto(context.handle, plan, spans, chunkStart, bytes, where);
-      content.update(bytes);
-      context.onProgress(usedHere);
+      const bytes = slots.view(slot, length);
+      this.stats.bytesRead += await readChunkInto(this.context.handle, this.plan, spans, chunkStart, bytes, this.where);
+      this.content.update(bytes);
+      this.context.onProgress(spans.reduce((sum, [start, end]) => sum + (end - start), 0));
       if (isAllZero(bytes)) {
-        stats.holes++;
-        continue;
+        this.stats.holes++;
+        return;
       }
       const digest = digestOf(bytes);
-      index.set(position, digest);
+      this.index.set(position, digest);
       const key = digestKey(digest);
-      if (context.base.has(key) || context.seen.has(key)) {
-        stats.chunksReused++;
-        continue;
+      if (this.context.base.has(key) || this.context.seen.has(key)) {
+        this.stats.chunksReused++;
+        return;
       }
-      context.seen.add(key);
-      const frame = context.pool.compress(context.slots.shared, slot * context.slots.slotSize, length);
-      released = true;
-      const compressed = frame.finally(() => context.slots.release(slot));
-      compressions.push(
-        compressed.then(
-          () => undefined,
-          () => undefined,
-        ),
-      );
-      await context.uploader.offer(digest, compressed, length, (uploaded, sent) => {
-        if (uploaded) {
-          stats.chunksUploaded++;
-          stats.bytesUploaded += sent;
-        } else {
-          stats.chunksReused++;
-        }
-      });
+      this.context.seen.add(key);
+      const compressed = this.compress(slot, length);
+      handedOver = true;
+      await this.offer(digest, compressed, length);
     } finally {
-      release();
+      if (!handedOver) slots.release(slot);
     }
   }
-  await Promise.all(compressions);
-  return {
-    index,
-    volume: {
+
+  /** Compress the chunk in its slot on a worker; the slot is free again when that ends. */
+  private compress(slot: number, length: number): Promise<Frame> {
+    const { slots } = this.context;
+    const frame = this.context.pool.compress(slots.shared, slot * slots.slotSize, length);
+    const compressed = frame.finally(() => slots.release(slot));
+    this.compressions.push(
+      compressed.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
+    return compressed;
+  }
+
+  private async offer(digest: string, compressed: Promise<Frame>, length: number): Promise<void> {
+    await this.context.uploader.offer(digest, compressed, length, (uploaded, sent) => {
+      if (uploaded) {
+        this.stats.chunksUploaded++;
+        this.stats.bytesUploaded += sent;
+      } else {
+        this.stats.chunksReused++;
+      }
+    });
+  }
+
+  private volume(): Volume {
+    const { plan } = this;
+    return {
       id: plan.id,
       kind: plan.kind,
       partitionNumber: plan.partitionNumber,
@@ -202,10 +225,10 @@ export async function captureVolume(context: CaptureContext, plan: VolumePlan): 
       filesystem: plan.filesystem,
       method: plan.method,
       chunkSize: plan.chunkSize,
-      index: index.digest(),
-      contentDigest: content.digest(),
-      stats,
+      index: this.index.digest(),
+      contentDigest: this.content.digest(),
+      stats: this.stats,
       warnings: plan.warnings,
-    },
-  };
+    };
+  }
 }

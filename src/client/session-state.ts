@@ -3,6 +3,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { writeFileAtomic } from '../core/atomic-file.js';
 import { digestOf } from '../format/digest.js';
 
 export interface SessionState {
@@ -35,11 +36,9 @@ export class SessionStateFile {
     }
   }
 
+  /** Durable before the upload starts: a crash right after must still find the session. */
   async save(state: SessionState): Promise<void> {
-    await fs.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    const temporary = `${this.file}.tmp`;
-    await fs.writeFile(temporary, JSON.stringify(state, null, 2), { mode: 0o600 });
-    await fs.rename(temporary, this.file);
+    await writeFileAtomic(this.file, JSON.stringify(state, null, 2), { mode: 0o600, directoryMode: 0o700 });
   }
 
   async clear(): Promise<void> {
