@@ -1,9 +1,9 @@
 // Run reports waiting for the server. Every change of a run is written here first
-// (atomically), then sent; a final report stays until the server has taken it, so a
+// (atomically and durably), then sent; a final report stays until the server has taken it, so a
 // run that ends while the server is away is reported when it comes back.
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '../core/atomic-file.js';
 import type { RunReport } from '../format/run-report.js';
 
 export class ReportOutbox {
@@ -18,11 +18,10 @@ export class ReportOutbox {
   }
 
   async save(report: RunReport): Promise<void> {
-    await fs.mkdir(this.directory, { recursive: true, mode: 0o700 });
-    const file = this.fileOf(report.id);
-    const temporary = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-    await fs.writeFile(temporary, `${JSON.stringify(report, null, 2)}\n`, { mode: 0o600 });
-    await fs.rename(temporary, file);
+    await writeFileAtomic(this.fileOf(report.id), `${JSON.stringify(report, null, 2)}\n`, {
+      mode: 0o600,
+      directoryMode: 0o700,
+    });
   }
 
   async remove(id: string): Promise<void> {

@@ -3,7 +3,7 @@
 // a server restart in the middle of an upload costs a pause, not the run.
 import http from 'node:http';
 import https from 'node:https';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { abortableSleep, backoffDelay, type BackoffPolicy } from '../core/backoff.js';
 import {
   AuthError,
   ConflictError,
@@ -69,6 +69,8 @@ const RETRYABLE_CODES = new Set([
 const DEFAULT_ANSWER_TIMEOUT_MS = 5 * 60_000;
 /** Retrying for less than this is not worth a warning: the user barely notices the wait. */
 const NOTICEABLE_RETRY_MS = 10_000;
+/** Jittered, so that many clients cut off by one server restart do not all come back at once. */
+const RETRY_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 10_000, jitter: 0.25 };
 
 interface Exchange {
   method: string;
@@ -267,14 +269,13 @@ export class HttpClient {
       }
       const elapsed = Date.now() - started;
       if (elapsed >= this.retryForMs) throw failure;
-      const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() * 0.5);
+      const delay = backoffDelay(RETRY_BACKOFF, attempt + 1);
       this.log[this.retryForMs >= NOTICEABLE_RETRY_MS ? 'warn' : 'debug'](
         { attempt: attempt + 1, delayMs: Math.round(delay), error: failure.message },
         'retrying',
       );
-      await sleep(Math.min(delay, this.retryForMs - elapsed + 10), undefined, { signal }).catch((error: unknown) => {
-        throw interrupted(error);
-      });
+      if (!(await abortableSleep(Math.min(delay, this.retryForMs - elapsed + 10), signal)))
+        throw interrupted(signal?.reason);
     }
   }
 }

@@ -11,7 +11,7 @@ import {
   chooseAgentToken,
   readAgentConfig,
 } from '../../agent/config.js';
-import { Agent } from '../../agent/daemon.js';
+import { Agent, type AgentOptions } from '../../agent/daemon.js';
 import { type InstalledFiles, SERVICE_NAME, installAgent } from '../../agent/install.js';
 import { clockFromEnvironment } from '../../core/clock.js';
 import { installedCommand } from '../../install/program.js';
@@ -79,6 +79,58 @@ async function install(flags: InstallFlags, command: Command): Promise<void> {
     );
 }
 
+interface RunFlags {
+  config?: string;
+  stateDir?: string;
+  once?: boolean;
+  tick: string;
+}
+
+/** The agent's options from its flags, the environment and its configuration file, in that order. */
+function agentOptions(flags: RunFlags, command: Command): AgentOptions {
+  const global = globals(command);
+  const configFile =
+    flags.config ?? (fs.existsSync(DEFAULT_AGENT_CONFIG) && !global.server ? DEFAULT_AGENT_CONFIG : null);
+  const config = configFile ? readAgentConfig(configFile) : null;
+  const server = global.server ?? process.env.B365_SERVER ?? config?.server;
+  if (!server) throw new UsageError('no server: pass --server URL or --config FILE (see b365 agent install)');
+  // A pin belongs to its server: the configuration's only when its server is the one used.
+  const fingerprint =
+    global.fingerprint ??
+    (config && server === config.server ? config.fingerprint : undefined) ??
+    fingerprintOf(global);
+  const { token, source: tokenSource, ignored } = chooseAgentToken(global, configFile, config);
+  const stateDirectory = flags.stateDir ?? config?.stateDirectory ?? process.env.B365_STATE_DIR ?? DEFAULT_AGENT_STATE;
+  const log = createLogger({ level: global.logLevel ?? process.env.B365_LOG_LEVEL ?? 'info', name: 'b365-agent' });
+  log.info({ tokenSource }, `token from ${tokenSource}`);
+  if (ignored) log.warn({ ignored }, `${ignored} is set but not used: the configuration's token wins`);
+  const tickMs = Math.max(10, Number(flags.tick) || 1000);
+  return { server, token, fingerprint, stateDirectory, clock: clockFromEnvironment(), log, tickMs };
+}
+
+/** `--once`: one run, its report printed; a run that did not succeed is an error. */
+async function runOnce(daemon: Agent, json: boolean | undefined): Promise<void> {
+  const report = await daemon.runOnce();
+  if (!report) throw new ConflictError('another run is in progress; nothing was done');
+  if (json) printJson(report);
+  else process.stdout.write(`run ${report.id}: ${report.state}${report.image ? `, image ${report.image}` : ''}\n`);
+  if (report.state !== 'ok') throw new UserError(`run ${report.id} failed: ${report.error ?? 'no reason given'}`);
+}
+
+async function runAgent(flags: RunFlags, command: Command): Promise<void> {
+  const daemon = new Agent(agentOptions(flags, command));
+  const stop = () => daemon.stop();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    if (flags.once) await runOnce(daemon, globals(command).json);
+    else await daemon.run();
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
 export function registerAgent(program: Command): void {
   const agent = program.command('agent').description('the backup agent: install it as a service, or run it');
 
@@ -107,53 +159,7 @@ export function registerAgent(program: Command): void {
     .option('--state-dir <dir>', "the agent's working state (sessions, cached policy, pending reports)")
     .option('--once', 'image now, report, and exit (exit code 0 if the run succeeded)')
     .option('--tick <ms>', 'how often the agent looks at its clock', '1000')
-    .action(async (flags: { config?: string; stateDir?: string; once?: boolean; tick: string }, command: Command) => {
-      const global = globals(command);
-      const configFile =
-        flags.config ?? (fs.existsSync(DEFAULT_AGENT_CONFIG) && !global.server ? DEFAULT_AGENT_CONFIG : null);
-      const config = configFile ? readAgentConfig(configFile) : null;
-      const server = global.server ?? process.env.B365_SERVER ?? config?.server;
-      if (!server) throw new UsageError('no server: pass --server URL or --config FILE (see b365 agent install)');
-      // A pin belongs to its server: the configuration's only when its server is the one used.
-      const fingerprint =
-        global.fingerprint ??
-        (config && server === config.server ? config.fingerprint : undefined) ??
-        fingerprintOf(global);
-      const { token, source: tokenSource, ignored } = chooseAgentToken(global, configFile, config);
-      const stateDirectory =
-        flags.stateDir ?? config?.stateDirectory ?? process.env.B365_STATE_DIR ?? DEFAULT_AGENT_STATE;
-      const log = createLogger({ level: global.logLevel ?? process.env.B365_LOG_LEVEL ?? 'info', name: 'b365-agent' });
-      log.info({ tokenSource }, `token from ${tokenSource}`);
-      if (ignored) log.warn({ ignored }, `${ignored} is set but not used: the configuration's token wins`);
-      const daemon = new Agent({
-        server,
-        token,
-        fingerprint,
-        stateDirectory,
-        clock: clockFromEnvironment(),
-        log,
-        tickMs: Math.max(10, Number(flags.tick) || 1000),
-      });
-      const stop = () => daemon.stop();
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      try {
-        if (flags.once) {
-          const report = await daemon.runOnce();
-          if (!report) throw new ConflictError('another run is in progress; nothing was done');
-          if (global.json) printJson(report);
-          else
-            process.stdout.write(`run ${report.id}: ${report.state}${report.image ? `, image ${report.image}` : ''}\n`);
-          if (report.state !== 'ok')
-            throw new UserError(`run ${report.id} failed: ${report.error ?? 'no reason given'}`);
-          return;
-        }
-        await daemon.run();
-      } finally {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-      }
-    });
+    .action((flags: RunFlags, command: Command) => runAgent(flags, command));
 
   program
     .command('agents')
