@@ -53,7 +53,8 @@ export async function extractFiles(options: ExtractOptions): Promise<ExtractRepo
   return context.report;
 }
 
-async function startExtraction(options: ExtractOptions): Promise<ExtractContext> {
+/** The target made ready and the collaborators one extraction shares; each writer can run on it alone. */
+export async function startExtraction(options: ExtractOptions): Promise<ExtractContext> {
   const target = await ExtractTarget.prepare(options.to);
   const problems = new ProblemList();
   const isRoot = process.getuid?.() === 0;
