@@ -1,7 +1,7 @@
 // Owner, mode, extended attributes and times of what an extraction wrote. Owner and
-// mode are set as each entry is written; a directory's wait until its contents exist
-// (a read-only directory could not be filled), then xattrs, then all times at once,
-// last, since writing inside a directory changes its mtime.
+// mode are set as each entry is written, a directory's only once its contents exist (a
+// read-only directory could not be filled); then xattrs; then all times at once, last,
+// since writing inside a directory changes its mtime.
 import fs from 'node:fs/promises';
 import type { FileNode, FileStat, FileTree } from '../fs/filesystem.js';
 import type { ProblemList } from './extract-report.js';
