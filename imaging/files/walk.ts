@@ -2,7 +2,7 @@
 // under it, parents before children. Entry names that could escape a target directory
 // ('..', '/', NUL) are reported, never followed.
 import { FormatError, NotFoundError } from '../../src/core/errors.js';
-import type { FileNode, FileStat, FileTree } from '../fs/filesystem.js';
+import type { DirEntry, FileNode, FileStat, FileTree } from '../fs/filesystem.js';
 import { isSafeName, joinVolumePath, normalizeVolumePath } from './paths.js';
 
 export interface WalkEntry {
@@ -56,7 +56,7 @@ export async function walkPaths(
 async function walkNode(tree: FileTree, entry: WalkEntry, visitor: WalkVisitor): Promise<void> {
   await visitor.enter(entry);
   if (entry.stat.type !== 'directory') return;
-  let children;
+  let children: DirEntry[];
   try {
     children = await tree.readdir(entry.node);
   } catch (error) {

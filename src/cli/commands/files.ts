@@ -59,7 +59,6 @@ export function registerFiles(program: Command): void {
       if (options.tar && options.overwrite) throw new UsageError('--overwrite applies to --to DIR, not to --tar');
       const overwrite = overwriteMode(options.overwrite);
       const client = await clientFor(command, 'transfer');
-      const started = Date.now();
       try {
         // A whole tree streams through: a small cache holds the metadata it reads again.
         const opened = await openImageVolume(client, reference, options.volume, { cacheBytes: 24 << 20 });

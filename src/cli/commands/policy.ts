@@ -144,10 +144,31 @@ export function registerPolicy(program: Command): void {
     .command('policy')
     .description('backup policies: schedule, disks, retention (NAME is default or a machine)');
 
+  addSetOptions(
+    policy
+      .command('set')
+      .description('change some fields of a policy; the rest stays or is inherited from the default')
+      .argument('<name>', 'default, or a machine name'),
+  ).action(setPolicy);
+
   policy
-    .command('set')
-    .description('change some fields of a policy; the rest stays or is inherited from the default')
-    .argument('<name>', 'default, or a machine name')
+    .command('show')
+    .description('a policy as it applies (inherited fields included)')
+    .argument('[name]', 'default, or a machine name', 'default')
+    .action(showPolicy);
+
+  policy.command('list').description('the default policy and every machine policy').action(listPolicies);
+
+  policy
+    .command('delete')
+    .description("forget a machine's own policy (it follows the default again); `default` resets the default")
+    .argument('<name>')
+    .action(deletePolicy);
+}
+
+/** The flags of `policy set`, one per field a policy has. */
+function addSetOptions(command: Command): Command {
+  return command
     .option('--schedule <cron>', 'cron expression, e.g. "0 2 * * *" (02:00 every day)')
     .option('--timezone <zone>', 'IANA time zone the schedule and retention days are read in')
     .option('--disks <list>', 'comma-separated block devices or disk image files ("" for every fixed disk)')
@@ -165,76 +186,65 @@ export function registerPolicy(program: Command): void {
     .option('--keep-weekly <n>', 'keep the newest image of each of the last N ISO weeks with images')
     .option('--keep-monthly <n>', 'keep the newest image of each of the last N months with images')
     .option('--keep-yearly <n>', 'keep the newest image of each of the last N years with images')
-    .option('--inherit <field...>', "forget this policy's own value of these fields (schedule, keepDaily, ...)")
-    .action(async (name: string, flags: SetFlags & { disable?: boolean }, command: Command) => {
-      if (flags.disable) flags.enable = false;
-      const change = policyChange(flags);
-      const client = await clientFor(command);
-      try {
-        const view = await client.http.call<PolicyView>('PUT', `/policies/${encodeURIComponent(name)}`, {
-          json: change,
-        });
-        await warnIfUnknownMachine(client, name);
-        if (globals(command).json) printJson(view);
-        else process.stdout.write(`${describe(view, await serverTimeFormat(client))}\n`);
-      } finally {
-        await client.close();
-      }
-    });
+    .option('--inherit <field...>', "forget this policy's own value of these fields (schedule, keepDaily, ...)");
+}
 
-  policy
-    .command('show')
-    .description('a policy as it applies (inherited fields included)')
-    .argument('[name]', 'default, or a machine name', 'default')
-    .action(async (name: string, _flags: unknown, command: Command) => {
-      const client = await clientFor(command);
-      try {
-        const view = await client.http.call<PolicyView>('GET', `/policies/${encodeURIComponent(name)}`);
-        if (globals(command).json) printJson(view);
-        else process.stdout.write(`${describe(view, await serverTimeFormat(client))}\n`);
-      } finally {
-        await client.close();
-      }
-    });
+async function setPolicy(name: string, flags: SetFlags & { disable?: boolean }, command: Command): Promise<void> {
+  if (flags.disable) flags.enable = false;
+  const change = policyChange(flags);
+  await withClient(command, async (client) => {
+    const view = await client.http.call<PolicyView>('PUT', policyPath(name), { json: change });
+    await warnIfUnknownMachine(client, name);
+    await printView(client, command, view);
+  });
+}
 
-  policy
-    .command('list')
-    .description('the default policy and every machine policy')
-    .action(async (_flags: unknown, command: Command) => {
-      const client = await clientFor(command);
-      try {
-        const { policies } = await client.http.call<{ policies: PolicyView[] }>('GET', '/policies');
-        if (globals(command).json) printJson(policies);
-        else
-          printTable(
-            policies.map((view) => ({
-              name: view.name,
-              schedule: `${view.effective.schedule} ${view.effective.timezone}${view.effective.enabled ? '' : ' (off)'}`,
-              disks: view.effective.disks.join(',') || 'all fixed',
-              keep:
-                RETENTION_KEYS.filter((key) => view.effective.retention[key] > 0)
-                  .map((key) => `${key.slice(4, 5).toLowerCase()}${view.effective.retention[key]}`)
-                  .join(' ') || 'all',
-            })),
-            ['name', 'schedule', 'disks', 'keep'],
-          );
-      } finally {
-        await client.close();
-      }
-    });
+async function showPolicy(name: string, _flags: unknown, command: Command): Promise<void> {
+  await withClient(command, async (client) =>
+    printView(client, command, await client.http.call<PolicyView>('GET', policyPath(name))),
+  );
+}
 
-  policy
-    .command('delete')
-    .description("forget a machine's own policy (it follows the default again); `default` resets the default")
-    .argument('<name>')
-    .action(async (name: string, _flags: unknown, command: Command) => {
-      const client = await clientFor(command);
-      try {
-        const view = await client.http.call<PolicyView>('DELETE', `/policies/${encodeURIComponent(name)}`);
-        if (globals(command).json) printJson(view);
-        else process.stdout.write(`${describe(view, await serverTimeFormat(client))}\n`);
-      } finally {
-        await client.close();
-      }
-    });
+async function deletePolicy(name: string, _flags: unknown, command: Command): Promise<void> {
+  await withClient(command, async (client) =>
+    printView(client, command, await client.http.call<PolicyView>('DELETE', policyPath(name))),
+  );
+}
+
+async function listPolicies(_flags: unknown, command: Command): Promise<void> {
+  await withClient(command, async (client) => {
+    const { policies } = await client.http.call<{ policies: PolicyView[] }>('GET', '/policies');
+    if (globals(command).json) printJson(policies);
+    else printTable(policies.map(policyRow), ['name', 'schedule', 'disks', 'keep']);
+  });
+}
+
+const policyPath = (name: string) => `/policies/${encodeURIComponent(name)}`;
+
+async function withClient(command: Command, work: (client: RepositoryClient) => Promise<void>): Promise<void> {
+  const client = await clientFor(command);
+  try {
+    await work(client);
+  } finally {
+    await client.close();
+  }
+}
+
+async function printView(client: RepositoryClient, command: Command, view: PolicyView): Promise<void> {
+  if (globals(command).json) printJson(view);
+  else process.stdout.write(`${describe(view, await serverTimeFormat(client))}\n`);
+}
+
+/** One line of `policy list`: retention as d7 w4 m12 (the first letter of each keep). */
+function policyRow(view: PolicyView): Record<string, string> {
+  const { effective } = view;
+  return {
+    name: view.name,
+    schedule: `${effective.schedule} ${effective.timezone}${effective.enabled ? '' : ' (off)'}`,
+    disks: effective.disks.join(',') || 'all fixed',
+    keep:
+      RETENTION_KEYS.filter((key) => effective.retention[key] > 0)
+        .map((key) => `${key.slice(4, 5).toLowerCase()}${effective.retention[key]}`)
+        .join(' ') || 'all',
+  };
 }
