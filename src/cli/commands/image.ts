@@ -8,7 +8,7 @@ import { defaultStateDirectory } from '../../client/session-state.js';
 import { parseChunkSize } from '../../format/chunk.js';
 import { assertMachineName } from '../../format/image-ref.js';
 import { createLogger } from '../../core/log.js';
-import { clientFor, globals, interruptSignal } from '../context.js';
+import { globals, interruptSignal, REPO_OPTION_HELP, repositoryFor } from '../context.js';
 import { byteProgress, printJson } from '../output.js';
 import { formatBytes, formatDuration } from '../../core/units.js';
 import { plural } from '../../core/plural.js';
@@ -53,6 +53,7 @@ export function registerImage(program: Command): void {
     .option('--full', 'do not trust the previous image; ask the server about every chunk')
     .option('--state-dir <dir>', 'where unfinished upload sessions are remembered')
     .option('--threads <n>', 'compression threads')
+    .option('--repo <dir>', REPO_OPTION_HELP)
     .action(async (sources: string[], options: ImageOptions, command: Command) => {
       const global = globals(command);
       const machine = assertMachineName(options.machine);
@@ -61,7 +62,7 @@ export function registerImage(program: Command): void {
         throw new UsageError('choose --freeze or --crash-consistent, not both');
       const live: LiveMode = options.freeze ? 'freeze' : options.crashConsistent ? 'crash-consistent' : 'refuse';
       const { disks, beforeVolume } = await planSources(sources, { chunkSize, raw: options.raw, live });
-      const client = await clientFor(command, 'transfer');
+      const client = await repositoryFor(command, 'transfer', 'create');
       const progress = byteProgress(`imaging ${sources.join(', ')}`, !global.json);
       const interrupt = interruptSignal();
       try {
