@@ -66,7 +66,7 @@ setInterval(() => {}, 1000);`;
   t.pass('the kernel dropped the dead holder’s lock');
 });
 
-t.test('b365 server refuses a directory another server holds', async (t) => {
+t.test('b365 server and an offline reindex refuse a directory a server holds', async (t) => {
   const server = await startServer(t);
   const second = await b365(['server', '--repo', server.repo, '--listen', '127.0.0.1:0', '--insecure-http'], {
     timeout: 30_000,
@@ -76,4 +76,7 @@ t.test('b365 server refuses a directory another server holds', async (t) => {
     second.stderr,
     `b365: repository ${server.repo} is in use by b365 server (pid ${server.process.pid} on host ${os.hostname()})\n`,
   );
+  const reindex = await b365(['server', 'reindex', '--repo', server.repo]);
+  t.equal(reindex.exitCode, ExitCode.conflict, 'an offline reindex waits for the server to stop');
+  t.match(reindex.stderr, /is in use by b365 server/);
 });
