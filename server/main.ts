@@ -12,6 +12,7 @@ import type { Logger } from '../src/core/log.js';
 import { createApp } from './app.js';
 import { parseListen } from '../src/core/listen.js';
 import { Repository } from './repository.js';
+import { lockRepository } from './repository-lock.js';
 import { SigningKey } from './signing.js';
 import type { Verifier } from './jobs/verify.js';
 import { type CertificateFiles, type LoadedCertificate, ensureSelfSigned, loadCertificate } from './tls.js';
@@ -87,16 +88,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const transport = options.transport ?? { kind: 'https' };
   checkPlainHttp(transport, host);
   const clock = options.clock ?? clockFromEnvironment();
+  // Held until close: no capture or restore with --repo opens the directory meanwhile.
+  const lock = lockRepository(options.repo, 'b365 server', { create: true });
   const { repository, newAdminToken } = await Repository.open(options.repo, {
     clock,
     log: options.log,
     ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
+  }).catch((error: unknown) => {
+    lock.release();
+    throw error;
   });
   const signingKey = await SigningKey.load(options.repo);
   const config = options.config ?? defaultConfig();
   let { certificate, created: certificateCreated } = await certificateFor(transport, options.repo).catch(
     (error: unknown) => {
       repository.close();
+      lock.release();
       throw error;
     },
   );
@@ -147,6 +154,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         server.closeAllConnections();
       });
       repository.close();
+      lock.release();
     },
   };
 }

@@ -3,33 +3,12 @@
 // lock behind; a second process (or a second trigger in the same one) finds it taken.
 import fs from 'node:fs';
 import path from 'node:path';
-import fsExt from 'fs-ext';
+import { type FileLock, tryExclusiveLock } from '../core/file-lock.js';
 
-export interface RunLock {
-  release(): void;
-}
+export type RunLock = FileLock;
 
 /** Take the lock, or return null if someone holds it. */
 export function tryLock(file: string): RunLock | null {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const fd = fs.openSync(file, 'a', 0o600);
-  try {
-    fsExt.flockSync(fd, 'exnb');
-  } catch (error) {
-    fs.closeSync(fd);
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return null;
-    throw error;
-  }
-  fs.ftruncateSync(fd);
-  fs.writeSync(fd, `${process.pid}\n`);
-  let held = true;
-  return {
-    release() {
-      if (!held) return;
-      held = false;
-      fsExt.flockSync(fd, 'un');
-      fs.closeSync(fd);
-    },
-  };
+  return tryExclusiveLock(file, `${process.pid}\n`);
 }

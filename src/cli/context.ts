@@ -3,7 +3,9 @@
 // B365_FINGERPRINT, B365_TOKEN, B365_TOKEN_FILE).
 import fs from 'node:fs';
 import type { Command } from 'commander';
+import type { LocalRepository } from '../../server/local-repository.js';
 import { RepositoryClient } from '../client/repository.js';
+import { clockFromEnvironment } from '../core/clock.js';
 import { UsageError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { installInterruptHandling, processSignal } from './interrupt.js';
@@ -21,6 +23,8 @@ export interface GlobalOptions {
   logLevel?: string;
   logFormat?: string;
   restoreCode?: string;
+  /** A repository directory on this machine, used in process instead of a server. */
+  repo?: string;
 }
 
 export function globals(command: Command): GlobalOptions {
@@ -102,6 +106,39 @@ export async function clientFor(command: Command, patience: Patience = 'interact
           .token
       : resolveToken(options);
   return new RepositoryClient({ server, token, log, signal: processSignal, fingerprint, ...waits });
+}
+
+/** `--repo DIR`, described once for every command that takes it. */
+export const REPO_OPTION_HELP =
+  'a repository directory on this machine (a USB disk...), used without a server; see docs/local-repository.md';
+
+/** "b365 files get": how the lock names this command to anyone who finds the directory in use. */
+function commandLine(command: Command): string {
+  const words: string[] = [];
+  for (let current: Command | null = command; current?.parent; current = current.parent) words.unshift(current.name());
+  return ['b365', ...words].join(' ');
+}
+
+/**
+ * Where a command's images live: the directory of `--repo`, opened in this process and
+ * locked until closed (`create`: made on first use, as by a capture), or the server's client.
+ */
+export async function repositoryFor(
+  command: Command,
+  patience: Patience,
+  directory: 'create' | 'existing',
+): Promise<RepositoryClient | LocalRepository> {
+  const options = globals(command);
+  if (!options.repo) return clientFor(command, patience);
+  if (options.server) throw new UsageError('choose --repo DIR (a directory on this machine) or --server URL, not both');
+  // Loaded only here: commands that talk to a server never load the repository's modules.
+  const { LocalRepository } = await import('../../server/local-repository.js');
+  return LocalRepository.open(options.repo, {
+    command: commandLine(command),
+    create: directory === 'create',
+    clock: clockFromEnvironment(),
+    log: createLogger({ level: options.logLevel ?? process.env.B365_LOG_LEVEL ?? 'warn' }),
+  });
 }
 
 /** A client without a token, for what the server publishes to anyone (its signing keys). */

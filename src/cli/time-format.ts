@@ -74,7 +74,7 @@ function knownZone(zone: unknown): zone is string {
  * The server's zone and clock, from its health answer. A server too old to say its zone
  * leaves the times in this machine's zone.
  */
-export async function serverTimeFormat(client: RepositoryClient): Promise<TimeFormat> {
+export async function serverTimeFormat(client: Pick<RepositoryClient, 'health'>): Promise<TimeFormat> {
   const health = await client.health();
   const serverNow = Date.parse(health.time);
   return {

@@ -1,10 +1,9 @@
 // Typed calls to the repository API. Everything that comes back is checked: chunks
 // and indexes are decompressed and re-hashed, manifests validated against the schema.
 import { decodeChunk } from '../format/chunk.js';
-import { digestOf } from '../format/digest.js';
 import { type FixedIndex, decodeIndex } from '../format/fixed-index.js';
-import { type Manifest, parseManifestText } from '../format/manifest.js';
-import { FormatError } from '../core/errors.js';
+import type { Manifest } from '../format/manifest.js';
+import { checkedManifest } from './checked-manifest.js';
 import { HttpClient, type HttpClientOptions } from './http.js';
 import type { VerificationJob } from '../format/verification.js';
 import type { ImageInfo, RepositorySink, RepositorySource, SessionInfo } from './ports.js';
@@ -123,13 +122,7 @@ export class RepositoryClient implements RepositorySink, RepositorySource {
   async manifest(reference: string): Promise<{ image: ImageInfo; manifest: Manifest; bytes: Buffer }> {
     const image = await this.image(reference);
     const bytes = await this.http.bytes(`/images/${enc(image.id)}/manifest`);
-    const actual = digestOf(bytes);
-    if (actual !== image.manifestDigest) {
-      throw new FormatError(
-        `manifest of ${image.id} hashes to ${actual}, the catalog recorded ${image.manifestDigest}`,
-      );
-    }
-    return { image, manifest: parseManifestText(bytes.toString('utf8'), `manifest of ${image.id}`), bytes };
+    return { image, manifest: checkedManifest(image, bytes), bytes };
   }
 
   chunkFrame(digest: string): Promise<Buffer> {

@@ -8,7 +8,7 @@ import { openImageVolume } from '../../../imaging/files/open.js';
 import { OVERWRITE_MODES, type OverwriteMode } from '../../../imaging/files/overwrite.js';
 import { writeTar } from '../../../imaging/files/tar.js';
 import { FormatError, UsageError } from '../../core/errors.js';
-import { clientFor, globals } from '../context.js';
+import { globals, REPO_OPTION_HELP, repositoryFor } from '../context.js';
 import { fileProgress, printJson } from '../output.js';
 import { formatBytes, formatDuration } from '../../core/units.js';
 import { plural } from '../../core/plural.js';
@@ -16,7 +16,8 @@ import { plural } from '../../core/plural.js';
 export function registerFiles(program: Command): void {
   const files = program
     .command('files')
-    .description('browse and extract files from an image, without restoring the disk');
+    .description('browse and extract files from an image, without restoring the disk')
+    .option('--repo <dir>', REPO_OPTION_HELP);
 
   files
     .command('ls')
@@ -25,7 +26,7 @@ export function registerFiles(program: Command): void {
     .argument('[path]', 'path from the volume root', '/')
     .option('--volume <n>', 'partition number (as in /dev/sdaN); default: the largest filesystem')
     .action(async (reference: string, volumePath: string, options: { volume?: string }, command: Command) => {
-      const client = await clientFor(command);
+      const client = await repositoryFor(command, 'interactive', 'existing');
       try {
         const opened = await openImageVolume(client, reference, options.volume);
         const listing = await listPath(opened.tree, volumePath);
@@ -58,7 +59,7 @@ export function registerFiles(program: Command): void {
       if (options.tar && options.to) throw new UsageError('choose --to DIR or --tar, not both');
       if (options.tar && options.overwrite) throw new UsageError('--overwrite applies to --to DIR, not to --tar');
       const overwrite = overwriteMode(options.overwrite);
-      const client = await clientFor(command, 'transfer');
+      const client = await repositoryFor(command, 'transfer', 'existing');
       try {
         // A whole tree streams through: a small cache holds the metadata it reads again.
         const opened = await openImageVolume(client, reference, options.volume, { cacheBytes: 24 << 20 });

@@ -4,13 +4,14 @@ import { captureImage, type CaptureReport } from '../../../imaging/capture/image
 import { planSources } from '../../../imaging/capture/sources.js';
 import type { LiveMode } from '../../../imaging/live.js';
 import { UsageError } from '../../core/errors.js';
+import { limitUploadRate, TokenBucket } from '../../client/rate-limit.js';
 import { defaultStateDirectory } from '../../client/session-state.js';
 import { parseChunkSize } from '../../format/chunk.js';
 import { assertMachineName } from '../../format/image-ref.js';
 import { createLogger } from '../../core/log.js';
-import { clientFor, globals, interruptSignal } from '../context.js';
+import { globals, interruptSignal, REPO_OPTION_HELP, repositoryFor } from '../context.js';
 import { byteProgress, printJson } from '../output.js';
-import { formatBytes, formatDuration } from '../../core/units.js';
+import { formatBytes, formatDuration, parseBytes } from '../../core/units.js';
 import { plural } from '../../core/plural.js';
 
 interface ImageOptions {
@@ -22,6 +23,7 @@ interface ImageOptions {
   full?: boolean;
   stateDir?: string;
   threads?: string;
+  limitRate?: string;
 }
 
 export function printCaptureReport(report: CaptureReport): void {
@@ -53,20 +55,23 @@ export function registerImage(program: Command): void {
     .option('--full', 'do not trust the previous image; ask the server about every chunk')
     .option('--state-dir <dir>', 'where unfinished upload sessions are remembered')
     .option('--threads <n>', 'compression threads')
+    .option('--repo <dir>', REPO_OPTION_HELP)
+    .option('--limit-rate <rate>', 'upload at most RATE bytes per second, e.g. 20M (MiB/s) or 512K')
     .action(async (sources: string[], options: ImageOptions, command: Command) => {
       const global = globals(command);
       const machine = assertMachineName(options.machine);
       const chunkSize = options.chunkSize === 'auto' ? 'auto' : parseChunkSize(options.chunkSize);
       if (options.freeze && options.crashConsistent)
         throw new UsageError('choose --freeze or --crash-consistent, not both');
+      const rate = options.limitRate === undefined ? null : parseBytes(options.limitRate, '--limit-rate');
       const live: LiveMode = options.freeze ? 'freeze' : options.crashConsistent ? 'crash-consistent' : 'refuse';
       const { disks, beforeVolume } = await planSources(sources, { chunkSize, raw: options.raw, live });
-      const client = await clientFor(command, 'transfer');
+      const client = await repositoryFor(command, 'transfer', 'create');
       const progress = byteProgress(`imaging ${sources.join(', ')}`, !global.json);
       const interrupt = interruptSignal();
       try {
         const report = await captureImage({
-          client,
+          client: rate === null ? client : limitUploadRate(client, new TokenBucket(rate), interrupt.signal),
           machine,
           disks,
           stateDirectory: options.stateDir ?? defaultStateDirectory(),

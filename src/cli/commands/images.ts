@@ -1,16 +1,20 @@
 // `b365 images` and `b365 machines`: what the repository holds.
 import type { Command } from 'commander';
-import type { ImageInfo, RepositoryClient } from '../../client/repository.js';
+import { type ImageInfo, RepositoryClient } from '../../client/repository.js';
 import { AuthError } from '../../core/errors.js';
 import type { VerificationJob } from '../../format/verification.js';
 import { imageSummary, lastVerificationOf, type LastVerification } from '../image-summary.js';
-import { clientFor, globals } from '../context.js';
+import { clientFor, globals, REPO_OPTION_HELP, repositoryFor } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import { formatBytes } from '../../core/units.js';
 import { formatWhen, serverTimeFormat } from '../time-format.js';
 
-/** Machine tokens and restore codes may not read verification history: then it is unknown. */
-async function lastVerification(client: RepositoryClient, image: ImageInfo): Promise<LastVerification> {
+/**
+ * Machine tokens and restore codes may not read verification history: then it is unknown,
+ * as it is for a repository directory (verification runs on a server).
+ */
+async function lastVerification(client: unknown, image: ImageInfo): Promise<LastVerification> {
+  if (!(client instanceof RepositoryClient)) return undefined;
   try {
     const { verifications } = await client.http.call<{ verifications: VerificationJob[] }>('GET', '/verifications');
     return lastVerificationOf(image, verifications);
@@ -25,8 +29,9 @@ export function registerImages(program: Command): void {
     .command('images')
     .description('list images')
     .option('--machine <name>', 'only this machine')
+    .option('--repo <dir>', REPO_OPTION_HELP)
     .action(async (options: { machine?: string }, command: Command) => {
-      const client = await clientFor(command);
+      const client = await repositoryFor(command, 'interactive', 'existing');
       try {
         const list = await client.listImages(options.machine);
         if (globals(command).json) return printJson({ images: list });
@@ -54,7 +59,7 @@ export function registerImages(program: Command): void {
     )
     .argument('<image>', 'image id or MACHINE@latest')
     .action(async (reference: string, _options: unknown, command: Command) => {
-      const client = await clientFor(command);
+      const client = await repositoryFor(command, 'interactive', 'existing');
       try {
         const { image, manifest } = await client.manifest(reference);
         if (globals(command).json) return printJson(manifest);
@@ -71,7 +76,7 @@ export function registerImages(program: Command): void {
     .description('delete an image (admin); its chunks are freed by garbage collection')
     .argument('<image>', 'image id')
     .action(async (reference: string, _options: unknown, command: Command) => {
-      const client = await clientFor(command);
+      const client = await repositoryFor(command, 'interactive', 'existing');
       try {
         const deleted = await client.deleteImage(reference);
         if (globals(command).json) printJson({ deleted });

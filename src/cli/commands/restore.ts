@@ -1,7 +1,7 @@
 // `b365 restore IMAGE --to TARGET`: write an image back onto a disk or image file.
 import type { Command } from 'commander';
 import { restoreImage, type RestoreReport } from '../../../imaging/restore/image.js';
-import { clientFor, globals, interruptSignal } from '../context.js';
+import { globals, interruptSignal, REPO_OPTION_HELP, repositoryFor } from '../context.js';
 import { byteProgress, printJson } from '../output.js';
 import { formatBytes, formatDuration } from '../../core/units.js';
 import { plural } from '../../core/plural.js';
@@ -29,6 +29,7 @@ export function registerRestore(program: Command): void {
     .option('--zero-unused', 'on a block device, also zero the blocks the image holds as unused')
     .option('--skip-checks', 'skip fsck and /etc/fstab checks (content digests are still compared)')
     .option('--parallel <n>', 'chunks fetched at once', '12')
+    .option('--repo <dir>', REPO_OPTION_HELP)
     .action(
       async (
         reference: string,
@@ -44,7 +45,7 @@ export function registerRestore(program: Command): void {
         command: Command,
       ) => {
         const global = globals(command);
-        const client = await clientFor(command, 'transfer');
+        const client = await repositoryFor(command, 'transfer', 'existing');
         const progress = byteProgress(`restoring ${reference}`, !global.json);
         const interrupt = interruptSignal();
         try {

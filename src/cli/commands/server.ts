@@ -137,11 +137,18 @@ async function reindexOffline(repo: string, command: Command): Promise<ReindexOu
   const log = createLogger({ level: globals(command).logLevel ?? 'warn' });
   const { Repository } = await import('../../../server/repository.js');
   const { reindex } = await import('../../../server/reindex.js');
-  const { repository } = await Repository.open(repo, { clock: clockFromEnvironment(), log });
+  const { lockRepository } = await import('../../../server/repository-lock.js');
+  // A server running on the directory holds its lock: the rebuild would race its catalog.
+  const lock = lockRepository(repo, 'b365 server reindex', { create: true });
   try {
-    return await reindex(repository);
+    const { repository } = await Repository.open(repo, { clock: clockFromEnvironment(), log });
+    try {
+      return await reindex(repository);
+    } finally {
+      repository.close();
+    }
   } finally {
-    repository.close();
+    lock.release();
   }
 }
 
