@@ -1,10 +1,11 @@
 // The GUID partition table (UEFI specification, chapter 5): a header at LBA 1 and its
 // entry array, with a backup copy at the end of the disk. Both copies are checked
 // (CRC32s, positions, sizes); a damaged primary falls back to an intact backup.
+// GPT's CRC32 is zlib's (IEEE 802.3, reflected polynomial 0xEDB88320).
+import { crc32 } from 'node:zlib';
 import { FormatError } from '../../src/core/errors.js';
 import type { Partition, PartitionTable } from '../../src/format/manifest.js';
 import type { BlockReader } from '../block-reader.js';
-import { crc32 } from './crc32.js';
 import { decodeGuid, encodeGuid, ZERO_GUID } from './guid.js';
 import { MAX_PARTITION_NUMBER } from './mbr.js';
 
