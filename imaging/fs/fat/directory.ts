@@ -90,7 +90,7 @@ function decodeLongName(units: number[]): string | null {
   if (terminator >= 0 && units.slice(terminator + 1).some((unit) => unit !== 0xffff)) return null;
   if (used.length === 0) return null;
   const encoded = Buffer.alloc(used.length * 2);
-  used.forEach((unit, index) => encoded.writeUInt16LE(unit, index * 2));
+  for (const [index, unit] of used.entries()) encoded.writeUInt16LE(unit, index * 2);
   const name = encoded.toString('utf16le');
   if (name.includes('/') || name === '.' || name === '..') return null;
   return name;
