@@ -42,7 +42,7 @@ async function storeChunks(repository: Repository, root: string, session: string
 
 async function manifestOf(repository: Repository, session: string, digests: string[]) {
   const index = new FixedIndex(CHUNK_SIZE, CHUNK_SIZE * digests.length);
-  digests.forEach((digest, position) => index.set(position, digest));
+  for (const [position, digest] of digests.entries()) index.set(position, digest);
   const bytes = index.encode();
   await repository.putObject(ADMIN, session, 'index', digestOf(bytes), encodeFrame(bytes));
   const manifest = sampleManifest();

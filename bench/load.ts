@@ -32,7 +32,8 @@ const percentile = (sorted: number[], fraction: number) =>
   sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))]! : 0;
 
 function count(tally: Tally, operation: string, ok: boolean, bytes: number, error?: string): void {
-  const entry = (tally.operations[operation] ??= { count: 0, errors: 0, bytes: 0 });
+  tally.operations[operation] ??= { count: 0, errors: 0, bytes: 0 };
+  const entry = tally.operations[operation];
   entry.count++;
   entry.bytes += bytes;
   if (!ok) {
@@ -132,7 +133,9 @@ export async function benchLoad(context: BenchContext): Promise<void> {
   let peakRssMiB = 0;
   const sampler = setInterval(() => {
     void processUsage(server.process.pid!).then(
-      (usage) => void (peakRssMiB = Math.max(peakRssMiB, usage.peakRssMiB)),
+      (usage) => {
+        peakRssMiB = Math.max(peakRssMiB, usage.peakRssMiB);
+      },
       () => undefined,
     );
   }, 1000);

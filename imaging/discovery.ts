@@ -82,7 +82,7 @@ function partitionNumberOf(device: LsblkDevice, parent: LsblkDevice): number {
 
 /** Our own probe of one partition, for what lsblk leaves empty (no udev to ask). */
 async function probe(node: string): Promise<{ type: string; uuid: string | null; label: string | null } | null> {
-  let opened;
+  let opened: Awaited<ReturnType<typeof DeviceBlockReader.open>>;
   try {
     opened = await DeviceBlockReader.open(node);
   } catch {

@@ -6,6 +6,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
+import type { CaptureReport } from '../imaging/capture/image.js';
+import type { RestoreReport } from '../imaging/restore/image.js';
 import { formatBytes, formatDuration } from '../src/core/units.js';
 import { b365 } from '../test/helpers/cli.js';
 import { attachLoop, makeImageFile, mount, run, sfdisk } from '../test/helpers/disk.js';
@@ -18,10 +20,10 @@ function step(text: string): void {
   process.stdout.write(`\n== ${text}\n`);
 }
 
-async function cli(args: string[], env: Record<string, string>): Promise<any> {
+async function cli<Report>(args: string[], env: Record<string, string>): Promise<Report> {
   const result = await b365([...args, '--json'], { env });
   if (result.exitCode !== 0) throw new Error(`b365 ${args.join(' ')} failed (${result.exitCode}): ${result.stderr}`);
-  return result.json;
+  return result.json as Report;
 }
 
 /** SHA-256 over every file's path, mode and content: one value for a whole tree. */
@@ -78,7 +80,7 @@ async function main(): Promise<void> {
   await loop.detach();
 
   step('first image');
-  const first = await cli(['image', disk, '--machine', 'demo-pc'], server.env);
+  const first = await cli<CaptureReport>(['image', disk, '--machine', 'demo-pc'], server.env);
   process.stdout.write(
     `${first.image}: read ${formatBytes(first.bytesRead)}, uploaded ${formatBytes(first.bytesUploaded)} in ${formatDuration(first.durationMs)}\n`,
   );
@@ -97,14 +99,14 @@ async function main(): Promise<void> {
   await loop2.detach();
 
   step('second image (incremental: only changes are sent)');
-  const second = await cli(['image', disk, '--machine', 'demo-pc'], server.env);
+  const second = await cli<CaptureReport>(['image', disk, '--machine', 'demo-pc'], server.env);
   process.stdout.write(
     `${second.image}: read ${formatBytes(second.bytesRead)}, uploaded ${formatBytes(second.bytesUploaded)} (${second.chunksUploaded} chunks new, ${second.chunksReused} reused) in ${formatDuration(second.durationMs)}\n`,
   );
 
   step('restoring the second image onto a new disk file');
   const restoredDisk = path.join(work, 'restored-disk.img');
-  const restore = await cli(['restore', second.image, '--to', restoredDisk], server.env);
+  const restore = await cli<RestoreReport>(['restore', second.image, '--to', restoredDisk], server.env);
   for (const check of restore.checks) process.stdout.write(`${check.ok ? 'ok  ' : 'FAIL'} ${check.check}\n`);
   const loop3 = await attachLoop(scope, restoredDisk, { readOnly: true });
   const fsck = await execa('e2fsck', ['-fn', loop3.partition(1)], { reject: false });
@@ -118,13 +120,13 @@ async function main(): Promise<void> {
   const verified = restore.verified && fsck.exitCode === 0 && restoredTree.digest === sourceTree.digest;
   step('summary');
   process.stdout.write(
-    [
+    `${[
       `bytes read         ${formatBytes(first.bytesRead + second.bytesRead)} (two images)`,
       `bytes uploaded     ${formatBytes(first.bytesUploaded)} + ${formatBytes(second.bytesUploaded)}`,
       `repository holds   ${formatBytes(stored)} for ${formatBytes(logical)} of disk data: dedup and compression ratio ${(logical / stored).toFixed(2)}x`,
       `restore verified   ${verified ? 'yes' : 'NO'}: content digests (BLAKE3) ${restore.verified ? 'equal' : 'differ'}, e2fsck ${fsck.exitCode === 0 ? 'clean' : 'found problems'}, ${restoredTree.files} files ${restoredTree.digest === sourceTree.digest ? 'identical' : 'DIFFER'}`,
       `demo took          ${formatDuration(Date.now() - started)}`,
-    ].join('\n') + '\n',
+    ].join('\n')}\n`,
   );
   if (!verified) throw new Error('the restored disk does not match the source');
 }

@@ -80,6 +80,25 @@ export function metadataMarkedFree(
   return null;
 }
 
+/**
+ * The cross-check as every module runs it: metadata the map marks free sends the volume
+ * to raw capture; otherwise `collect` reports what in-use files reference, and the map
+ * gains what it marked free.
+ */
+export async function crossCheckMap(
+  used: RangeList,
+  volumeSize: number,
+  wording: MapWording,
+  metadata: MetadataRegion[],
+  collect: (referenced: ReferencedBlocks) => Promise<void>,
+): Promise<CaptureMap> {
+  const damaged = metadataMarkedFree(used, metadata, wording);
+  if (damaged) return rawCaptureMap(volumeSize, [damaged]);
+  const referenced = new ReferencedBlocks(used, volumeSize, wording);
+  await collect(referenced);
+  return referenced.captureMap();
+}
+
 /** The capture map of a volume whose used-block map cannot be trusted. */
 export function rawCaptureMap(size: number, warnings: string[]): CaptureMap {
   return { method: 'raw', ranges: RangeList.full(size), warnings };
@@ -131,6 +150,11 @@ export class ReferencedBlocks {
   /** The map with every referenced range added. */
   ranges(): RangeList {
     return this.extra.length === 0 ? this.used : RangeList.of([...this.used.ranges, ...this.extra]);
+  }
+
+  /** The used-blocks capture map: the map with every referenced range, and the warnings. */
+  captureMap(): CaptureMap {
+    return { method: 'used-blocks', ranges: this.ranges(), warnings: this.warnings() };
   }
 
   warnings(): string[] {

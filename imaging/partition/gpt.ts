@@ -1,10 +1,11 @@
 // The GUID partition table (UEFI specification, chapter 5): a header at LBA 1 and its
 // entry array, with a backup copy at the end of the disk. Both copies are checked
 // (CRC32s, positions, sizes); a damaged primary falls back to an intact backup.
+// GPT's CRC32 is zlib's (IEEE 802.3, reflected polynomial 0xEDB88320).
+import { crc32 } from 'node:zlib';
 import { FormatError } from '../../src/core/errors.js';
 import type { Partition, PartitionTable } from '../../src/format/manifest.js';
 import type { BlockReader } from '../block-reader.js';
-import { crc32 } from './crc32.js';
 import { decodeGuid, encodeGuid, ZERO_GUID } from './guid.js';
 import { MAX_PARTITION_NUMBER } from './mbr.js';
 
@@ -233,62 +234,62 @@ function describeDifferences(primary: GptHeader, backup: GptHeader): string[] {
     .map((field) => `${field} ${primary[field]} vs ${backup[field]}`);
 }
 
-/**
- * The GPT of a disk whose sector 0 is a protective or hybrid MBR (or none at all).
- * `pmbr` and `hybridMbr` are filled in by the caller, which read sector 0.
- */
-export async function readGpt(reader: BlockReader, sectorSize: number, warnings: string[]): Promise<PartitionTable> {
+type UsableCopy = GptCopy & { ok: true };
+
+/** The first usable backup: where the primary says it is, else at the last LBA; with why the others were not. */
+async function readBackup(reader: BlockReader, sectorSize: number, primary: GptCopy) {
   const diskSectors = Math.floor(reader.size / sectorSize);
-  const lastLba = diskSectors - 1;
-  const primary = await readGptCopy(reader, sectorSize, 1, 'primary');
   // The primary says where its backup is; a disk copied onto a larger one keeps it there.
   const backupLbas = [
-    ...new Set([primary.header?.alternateLba, lastLba].filter((lba): lba is number => lba !== undefined && lba > 1)),
+    ...new Set(
+      [primary.header?.alternateLba, diskSectors - 1].filter((lba): lba is number => lba !== undefined && lba > 1),
+    ),
   ];
-  const backupProblems: string[] = [];
-  let backup: (GptCopy & { ok: true }) | undefined;
+  const problems: string[] = [];
   for (const lba of backupLbas) {
     const copy = await readGptCopy(reader, sectorSize, lba, 'backup');
-    if (copy.ok) {
-      backup = copy;
-      break;
-    }
-    backupProblems.push(copy.problem);
+    if (copy.ok) return { backup: copy, problems };
+    problems.push(copy.problem);
   }
-  if (backupLbas.length === 0) backupProblems.push(`the ${diskSectors}-sector disk has no room for a backup GPT`);
+  if (backupLbas.length === 0) problems.push(`the ${diskSectors}-sector disk has no room for a backup GPT`);
+  return { backup: undefined, problems };
+}
 
-  let chosen: { header: GptHeader; entries: Buffer };
-  let where: string;
-  if (primary.ok) {
-    chosen = primary;
-    where = `${reader.description}: primary GPT`;
-    if (!backup) {
-      warnings.push(`the backup GPT is unusable (${backupProblems.join('; ')}); the primary GPT is used`);
-    } else {
-      if (backup.header.myLba !== primary.header.alternateLba)
-        warnings.push(
-          `the primary GPT header names LBA ${primary.header.alternateLba} for its backup, but the backup is at LBA ${backup.header.myLba}`,
-        );
-      else if (backup.header.myLba !== lastLba)
-        warnings.push(
-          `the backup GPT header is at LBA ${backup.header.myLba}, not at the last LBA ${lastLba}: the disk is larger than its partition table`,
-        );
-      const differences = describeDifferences(primary.header, backup.header);
-      if (differences.length > 0)
-        warnings.push(`the primary and backup GPT differ (${differences.join(', ')}); the primary GPT is used`);
-    }
-  } else if (backup) {
-    chosen = backup;
-    where = `${reader.description}: backup GPT`;
-    warnings.push(`${primary.problem}; the backup GPT at LBA ${backup.header.myLba} is used`);
-  } else {
-    throw new FormatError(
-      `${reader.description}: no usable GPT: ${primary.problem}; ${backupProblems.join('; ')}${await otherSectorSizeHint(reader, sectorSize)}`,
+/** Where an intact primary and its backup disagree, as warnings. */
+function compareWithBackup(primary: UsableCopy, backup: UsableCopy, lastLba: number, warnings: string[]): void {
+  if (backup.header.myLba !== primary.header.alternateLba)
+    warnings.push(
+      `the primary GPT header names LBA ${primary.header.alternateLba} for its backup, but the backup is at LBA ${backup.header.myLba}`,
     );
-  }
+  else if (backup.header.myLba !== lastLba)
+    warnings.push(
+      `the backup GPT header is at LBA ${backup.header.myLba}, not at the last LBA ${lastLba}: the disk is larger than its partition table`,
+    );
+  const differences = describeDifferences(primary.header, backup.header);
+  if (differences.length > 0)
+    warnings.push(`the primary and backup GPT differ (${differences.join(', ')}); the primary GPT is used`);
+}
 
-  const { header } = chosen;
-  const partitions = parseGptEntries(chosen.entries, header, sectorSize, where);
+/** The copy to use: the primary when intact, else the backup; neither is a FormatError. */
+async function chooseCopy(reader: BlockReader, sectorSize: number, primary: GptCopy, warnings: string[]) {
+  const { backup, problems } = await readBackup(reader, sectorSize, primary);
+  if (primary.ok) {
+    if (!backup) warnings.push(`the backup GPT is unusable (${problems.join('; ')}); the primary GPT is used`);
+    else compareWithBackup(primary, backup, Math.floor(reader.size / sectorSize) - 1, warnings);
+    return { chosen: primary, where: `${reader.description}: primary GPT` };
+  }
+  if (backup) {
+    warnings.push(`${primary.problem}; the backup GPT at LBA ${backup.header.myLba} is used`);
+    return { chosen: backup, where: `${reader.description}: backup GPT` };
+  }
+  throw new FormatError(
+    `${reader.description}: no usable GPT: ${primary.problem}; ${problems.join('; ')}${await otherSectorSizeHint(reader, sectorSize)}`,
+  );
+}
+
+/** Warnings for partitions outside the usable area or past the end of the disk. */
+function checkPartitionBounds(partitions: Partition[], header: GptHeader, diskSectors: number, sectorSize: number) {
+  const warnings: string[] = [];
   for (const partition of partitions) {
     const firstLba = partition.start / sectorSize;
     const endLba = (partition.start + partition.size) / sectorSize - 1;
@@ -297,11 +298,24 @@ export async function readGpt(reader: BlockReader, sectorSize: number, warnings:
         `GPT partition ${partition.number} (LBA ${firstLba}-${endLba}) lies outside the usable area (LBA ${header.firstUsableLba}-${header.lastUsableLba})`,
       );
     }
-    if (endLba > lastLba)
+    if (endLba > diskSectors - 1)
       warnings.push(
         `GPT partition ${partition.number} (LBA ${firstLba}-${endLba}) ends past the end of the ${diskSectors}-sector disk`,
       );
   }
+  return warnings;
+}
+
+/**
+ * The GPT of a disk whose sector 0 is a protective or hybrid MBR (or none at all).
+ * `pmbr` and `hybridMbr` are filled in by the caller, which read sector 0.
+ */
+export async function readGpt(reader: BlockReader, sectorSize: number, warnings: string[]): Promise<PartitionTable> {
+  const primary = await readGptCopy(reader, sectorSize, 1, 'primary');
+  const { chosen, where } = await chooseCopy(reader, sectorSize, primary, warnings);
+  const { header } = chosen;
+  const partitions = parseGptEntries(chosen.entries, header, sectorSize, where);
+  warnings.push(...checkPartitionBounds(partitions, header, Math.floor(reader.size / sectorSize), sectorSize));
   return {
     type: 'gpt',
     diskGuid: header.diskGuid,

@@ -2,9 +2,9 @@
 // backup moved to its end, the last partition optionally grown), the exact bytes
 // to write for it, and the writes that first make a disk look unpartitioned.
 import type fsp from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
 import { FormatError, UnsafeTargetError } from '../../src/core/errors.js';
 import type { Partition, PartitionTable } from '../../src/format/manifest.js';
-import { crc32 } from './crc32.js';
 import {
   encodeGptEntries,
   encodeGptHeader,

@@ -2,6 +2,7 @@
 // scheduled run within its window, the outcome of every run, and the repository's
 // free space. Conditions become incidents (incidents.ts); the notifier announces them.
 import type { Logger } from '../../src/core/log.js';
+import { formatBytes } from '../../src/core/units.js';
 import { Schedule } from '../../src/core/schedule.js';
 import type { ServerConfig } from '../config.js';
 import type { Policies } from '../policies.js';
@@ -133,15 +134,4 @@ export class Monitor {
       { occurrence: true },
     );
   }
-}
-
-function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }

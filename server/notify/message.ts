@@ -3,6 +3,7 @@
 import type { Incident, IncidentEvent } from '../monitoring/incidents.js';
 import { incidentView } from '../monitoring/incidents.js';
 import { plural } from '../../src/core/plural.js';
+import { formatBytes } from '../../src/core/units.js';
 
 export interface Notification {
   /** incident.opened, incident.updated, incident.reminder, incident.resolved, summary.daily */
@@ -70,7 +71,6 @@ export interface SummaryFacts {
 export function summaryNotification(facts: SummaryFacts): Notification {
   const failed = facts.runs.reduce((sum, row) => sum + row.failed, 0);
   const ok = facts.runs.reduce((sum, row) => sum + row.ok, 0);
-  const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
   const lines = [
     `Backup365 daily summary, ${new Date(facts.since).toISOString()} to ${new Date(facts.now).toISOString()}`,
     '',
@@ -85,7 +85,7 @@ export function summaryNotification(facts: SummaryFacts): Notification {
       (incident) => `  #${incident.id} ${incident.kind} ${incident.subject}: ${incident.summary}`,
     ),
     '',
-    `Repository: ${plural(facts.images, 'image')}, ${gib(facts.storedBytes)} stored${facts.freeBytes === null ? '' : `, ${gib(facts.freeBytes)} free`}.`,
+    `Repository: ${plural(facts.images, 'image')}, ${formatBytes(facts.storedBytes)} stored${facts.freeBytes === null ? '' : `, ${formatBytes(facts.freeBytes)} free`}.`,
   ];
   return {
     event: 'summary.daily',

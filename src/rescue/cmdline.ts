@@ -54,7 +54,7 @@ const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
 function checkIpv4(text: string, withPrefix: boolean, what: string): string {
   const match = (withPrefix ? IPV4_CIDR : IPV4).exec(text);
-  const octetsOk = match && match.slice(1, 5).every((octet) => Number(octet) <= 255);
+  const octetsOk = match?.slice(1, 5).every((octet) => Number(octet) <= 255);
   const prefixOk = !withPrefix || (match && Number(match[5]) >= 1 && Number(match[5]) <= 32);
   if (!octetsOk || !prefixOk)
     throw new UsageError(

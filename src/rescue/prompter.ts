@@ -70,7 +70,7 @@ export class Prompter {
 
   /** A numbered list; the answer is a number or one of a choice's keys; defaultIndex -1 means no default. */
   async choose<T>(question: string, choices: Choice<T>[], defaultIndex = 0): Promise<T> {
-    choices.forEach((choice, index) => this.say(`  ${String(index + 1).padStart(2)}) ${choice.label}`));
+    for (const [index, choice] of choices.entries()) this.say(`  ${String(index + 1).padStart(2)}) ${choice.label}`);
     const find = (answer: string) => {
       const number = Number(answer);
       if (Number.isInteger(number) && number >= 1 && number <= choices.length) return choices[number - 1];

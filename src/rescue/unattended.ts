@@ -74,113 +74,138 @@ export function refusedServerLine(error: UntrustedServerError): string {
   return `B365: REFUSED the server: ${what}; the restore code was not sent. Boot with b365.fingerprint= set to what \`b365 server fingerprint\` prints on the server.`;
 }
 
+type Say = (text: string) => void;
+
+/** What each stage of a run needs: the settings, the consoles, the log and when the run began. */
+interface RunContext extends UnattendedOptions {
+  say: Say;
+  started: number;
+}
+
+async function bringUpNetwork(network: UnattendedSettings['network'], say: Say): Promise<void> {
+  if (network.mode === 'none') return;
+  say(`B365: network: ${network.mode}${network.interface ? ` on ${network.interface}` : ''}`);
+  const interfaces = await configureNetwork(network);
+  say(`B365: network up: ${interfaces.map((entry) => `${entry.name} ${entry.addresses.join(' ')}`).join(', ')}`);
+}
+
+/** The machine the run is for: the one the restore code opens, which must be the one asked for, if any. */
+function machineOf(connection: Connection, settings: UnattendedSettings, say: Say): string {
+  if (connection.via === 'code')
+    say(`B365: restore code accepted for machine ${connection.machine}, valid until ${connection.expiresAt}`);
+  if (connection.machine && settings.machine && connection.machine !== settings.machine) {
+    throw new UsageError(`the restore code opens machine ${connection.machine}, not ${settings.machine}`);
+  }
+  const machine = settings.machine ?? connection.machine;
+  if (!machine) throw new UsageError('b365.machine=NAME is needed with a token');
+  return machine;
+}
+
+async function restoreUnattended(run: RunContext, connection: Connection, machine: string): Promise<void> {
+  const { settings, say } = run;
+  const { info, manifest } = await loadImage(connection.client, imageReference(machine, settings.image));
+  say(`B365: image ${info.id} taken ${info.createdAt}, ${formatBytes(info.sizeBytes)}, verification ${info.state}`);
+  if (info.state === 'failed')
+    throw new VerificationError(
+      `image ${info.id} failed verification (${info.stateReason ?? 'no reason given'}); choose another image`,
+    );
+  const disk = await waitForDisk(settings.disk, settings.diskWaitSeconds * 1000);
+  say(`B365: target ${describeDisk(disk).replace(/\s+/g, ' ')}`);
+  const source = manifest.disks[0];
+  if (source?.serial && disk.serial && source.serial !== disk.serial)
+    say(`B365: note: the image was taken from a disk with serial ${source.serial}`);
+  const report = await restoreOnto({
+    client: connection.client,
+    image: info.id,
+    disk,
+    signal: run.signal,
+    onProgress: progressPrinter(say),
+  });
+  for (const check of report.checks) say(`B365: check ${check.ok ? 'ok' : 'FAILED'}: ${check.check}: ${check.detail}`);
+  say(
+    resultLine({
+      status: 'ok',
+      action: 'restore',
+      image: report.image,
+      target: report.target,
+      bytes: report.bytesWritten,
+      verified: report.verified ? 'yes' : 'no',
+      seconds: Math.round((Date.now() - run.started) / 1000),
+    }),
+  );
+}
+
+async function captureUnattended(run: RunContext, connection: Connection, machine: string): Promise<void> {
+  const { settings, say } = run;
+  assertMayCapture(connection);
+  const disk = await waitForDisk(settings.disk, settings.diskWaitSeconds * 1000);
+  say(`B365: source ${describeDisk(disk).replace(/\s+/g, ' ')}`);
+  const report = await captureFrom({
+    client: connection.client,
+    machine,
+    disk,
+    log: run.log,
+    signal: run.signal,
+    onProgress: progressPrinter(say),
+  });
+  say(
+    `B365: read ${formatBytes(report.bytesRead)}, uploaded ${formatBytes(report.bytesUploaded)} in ${formatDuration(report.durationMs)}`,
+  );
+  say(
+    resultLine({
+      status: 'ok',
+      action: 'capture',
+      image: report.image,
+      source: disk.path,
+      bytes: report.bytesRead,
+      uploaded: report.bytesUploaded,
+      seconds: Math.round((Date.now() - run.started) / 1000),
+    }),
+  );
+}
+
+/** The failure on every console, as a readable line and the final B365-RESULT line, then the after-failure action. */
+async function reportFailure(run: RunContext, connection: Connection | null, error: unknown): Promise<void> {
+  const { settings, say } = run;
+  run.log.debug({ error: error instanceof Error ? error.stack : String(error) }, 'unattended run failed');
+  await connection?.client.close().catch(() => undefined);
+  if (error instanceof UntrustedServerError) say(refusedServerLine(error));
+  const exitCode = error instanceof UserError ? error.exitCode : ExitCode.failure;
+  say(
+    resultLine({
+      status: 'failed',
+      action: settings.action,
+      code: failureCode(error),
+      exit: exitCode,
+      message: errorMessage(error),
+    }),
+  );
+  await finish(settings.afterFailure);
+}
+
 /** Runs to the end; a failure is reported on the consoles, then thrown for the exit code. */
 export async function runUnattended(options: UnattendedOptions): Promise<void> {
   const { settings, echo, log } = options;
-  const say = (text: string) => echo.line(text);
-  const started = Date.now();
+  const run: RunContext = { ...options, say: (text: string) => echo.line(text), started: Date.now() };
   let connection: Connection | null = null;
-  say(
+  run.say(
     `B365: unattended ${settings.action} of ${settings.disk} starting (server ${settings.server}, system up ${Math.round(os.uptime())} s)`,
   );
   try {
-    if (settings.network.mode !== 'none') {
-      say(
-        `B365: network: ${settings.network.mode}${settings.network.interface ? ` on ${settings.network.interface}` : ''}`,
-      );
-      const interfaces = await configureNetwork(settings.network);
-      say(`B365: network up: ${interfaces.map((entry) => `${entry.name} ${entry.addresses.join(' ')}`).join(', ')}`);
-    }
-    say(trustLine(settings));
+    await bringUpNetwork(settings.network, run.say);
+    run.say(trustLine(settings));
     connection = await connect(
       settings.server,
       { code: settings.code, token: settings.token },
       { log, signal: options.signal, fingerprint: settings.fingerprint ?? undefined },
     );
-    if (connection.via === 'code')
-      say(`B365: restore code accepted for machine ${connection.machine}, valid until ${connection.expiresAt}`);
-    if (connection.machine && settings.machine && connection.machine !== settings.machine) {
-      throw new UsageError(`the restore code opens machine ${connection.machine}, not ${settings.machine}`);
-    }
-    const machine = settings.machine ?? connection.machine;
-    if (!machine) throw new UsageError('b365.machine=NAME is needed with a token');
-
-    if (settings.action === 'restore') {
-      const { info, manifest } = await loadImage(connection.client, imageReference(machine, settings.image));
-      say(`B365: image ${info.id} taken ${info.createdAt}, ${formatBytes(info.sizeBytes)}, verification ${info.state}`);
-      if (info.state === 'failed')
-        throw new VerificationError(
-          `image ${info.id} failed verification (${info.stateReason ?? 'no reason given'}); choose another image`,
-        );
-      const disk = await waitForDisk(settings.disk, settings.diskWaitSeconds * 1000);
-      say(`B365: target ${describeDisk(disk).replace(/\s+/g, ' ')}`);
-      const source = manifest.disks[0];
-      if (source?.serial && disk.serial && source.serial !== disk.serial)
-        say(`B365: note: the image was taken from a disk with serial ${source.serial}`);
-      const report = await restoreOnto({
-        client: connection.client,
-        image: info.id,
-        disk,
-        signal: options.signal,
-        onProgress: progressPrinter(say),
-      });
-      for (const check of report.checks)
-        say(`B365: check ${check.ok ? 'ok' : 'FAILED'}: ${check.check}: ${check.detail}`);
-      say(
-        resultLine({
-          status: 'ok',
-          action: 'restore',
-          image: report.image,
-          target: report.target,
-          bytes: report.bytesWritten,
-          verified: report.verified ? 'yes' : 'no',
-          seconds: Math.round((Date.now() - started) / 1000),
-        }),
-      );
-    } else {
-      assertMayCapture(connection);
-      const disk = await waitForDisk(settings.disk, settings.diskWaitSeconds * 1000);
-      say(`B365: source ${describeDisk(disk).replace(/\s+/g, ' ')}`);
-      const report = await captureFrom({
-        client: connection.client,
-        machine,
-        disk,
-        log,
-        signal: options.signal,
-        onProgress: progressPrinter(say),
-      });
-      say(
-        `B365: read ${formatBytes(report.bytesRead)}, uploaded ${formatBytes(report.bytesUploaded)} in ${formatDuration(report.durationMs)}`,
-      );
-      say(
-        resultLine({
-          status: 'ok',
-          action: 'capture',
-          image: report.image,
-          source: disk.path,
-          bytes: report.bytesRead,
-          uploaded: report.bytesUploaded,
-          seconds: Math.round((Date.now() - started) / 1000),
-        }),
-      );
-    }
+    const machine = machineOf(connection, settings, run.say);
+    if (settings.action === 'restore') await restoreUnattended(run, connection, machine);
+    else await captureUnattended(run, connection, machine);
     await connection.client.close();
     await finish(settings.after);
   } catch (error) {
-    log.debug({ error: error instanceof Error ? error.stack : String(error) }, 'unattended run failed');
-    await connection?.client.close().catch(() => undefined);
-    if (error instanceof UntrustedServerError) say(refusedServerLine(error));
-    const exitCode = error instanceof UserError ? error.exitCode : ExitCode.failure;
-    say(
-      resultLine({
-        status: 'failed',
-        action: settings.action,
-        code: failureCode(error),
-        exit: exitCode,
-        message: errorMessage(error),
-      }),
-    );
-    await finish(settings.afterFailure);
+    await reportFailure(run, connection, error);
     throw error;
   }
 }

@@ -6,14 +6,7 @@
 // bitmap says.
 import { FormatError } from '../../../src/core/errors.js';
 import type { RangeList } from '../../ranges.js';
-import {
-  metadataMarkedFree,
-  rawCaptureMap,
-  ReferencedBlocks,
-  type CaptureMap,
-  type MapWording,
-  type MetadataRegion,
-} from '../used-map-check.js';
+import { type CaptureMap, crossCheckMap, type MetadataRegion, type ReferencedBlocks } from '../used-map-check.js';
 import { fileBlockMap } from './block-map.js';
 import { BG_INODE_UNINIT } from './group-descriptors.js';
 import { hasBlockMap, InodeTable, parseInode } from './inode.js';
@@ -85,11 +78,10 @@ function groupInodeSlots(volume: ExtVolume, group: number): number {
   return unused > superblock.inodesPerGroup ? superblock.inodesPerGroup : superblock.inodesPerGroup - unused;
 }
 
-/** Every block an in-use inode references, checked against `used`. */
-async function referencedBlocks(volume: ExtVolume, used: RangeList, wording: MapWording): Promise<ReferencedBlocks> {
+/** Every block an in-use inode references, by the inode that owns it. */
+async function referenceInodeBlocks(volume: ExtVolume, referenced: ReferencedBlocks): Promise<void> {
   const { superblock, groups, reader } = volume;
   const { blockSize, inodeSize, inodesPerGroup, blocksCount } = superblock;
-  const referenced = new ReferencedBlocks(used, reader.size, wording);
   const referenceBlocks = (owner: number, first: number, count: number) => {
     if (first + count > blocksCount)
       referenced.skip(`inode ${owner}: blocks ${first}-${first + count - 1} are outside the filesystem`);
@@ -130,20 +122,18 @@ async function referencedBlocks(volume: ExtVolume, used: RangeList, wording: Map
       }
     }
   }
-  return referenced;
 }
 
 /** The capture map of an ext volume from its block bitmaps (`used`, before idle journal blocks are left out). */
 export async function checkBlockBitmaps(volume: ExtVolume, used: RangeList): Promise<CaptureMap> {
-  const wording: MapWording = {
+  const wording = {
     volume: `${volume.superblock.type} on ${volume.reader.description}`,
     map: 'the block bitmap',
     unit: 'block',
     unitSize: volume.superblock.blockSize,
     owner: 'inode',
   };
-  const damaged = metadataMarkedFree(used, await metadataRegions(volume), wording);
-  if (damaged) return rawCaptureMap(volume.reader.size, [damaged]);
-  const referenced = await referencedBlocks(volume, used, wording);
-  return { method: 'used-blocks', ranges: referenced.ranges(), warnings: referenced.warnings() };
+  return crossCheckMap(used, volume.reader.size, wording, await metadataRegions(volume), (referenced) =>
+    referenceInodeBlocks(volume, referenced),
+  );
 }

@@ -294,8 +294,7 @@ export class ExtFileTree implements FileTree {
     const first = runs[findRun(runs, Math.floor(offset / blockSize))];
     // The common case, all of it inside one extent: one read, no copy.
     if (
-      first &&
-      first.initialized &&
+      first?.initialized &&
       first.logical * blockSize <= offset &&
       (first.logical + first.length) * blockSize >= end
     ) {

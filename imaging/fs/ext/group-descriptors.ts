@@ -63,11 +63,9 @@ function descriptorChecksum(superblock: Superblock, group: number, bytes: Buffer
   return crc;
 }
 
-export async function readGroupDescriptors(reader: BlockReader, superblock: Superblock): Promise<GroupDescriptors> {
-  const { blockSize, descSize, groupCount, descriptorsPerBlock, descriptorBlocks } = superblock;
-  const where = reader.description;
-
-  // Locations of every descriptor block, then contiguous runs of them read at once.
+/** Every descriptor block, found where meta_bg or the old layout puts it, contiguous ones read at once. */
+async function readDescriptorBlocks(reader: BlockReader, superblock: Superblock) {
+  const { blockSize, descriptorBlocks } = superblock;
   const locations: number[] = [];
   for (let index = 0; index < descriptorBlocks; index++) locations.push(descriptorBlockLocation(superblock, index));
   const blocks: Buffer[] = new Array<Buffer>(descriptorBlocks);
@@ -82,15 +80,19 @@ export async function readGroupDescriptors(reader: BlockReader, superblock: Supe
     const first = locations[index]!;
     if (first + run > superblock.blocksCount) {
       throw new FormatError(
-        `${where}: group descriptor block ${index} would be at block ${first}, beyond the ${superblock.blocksCount}-block filesystem`,
+        `${reader.description}: group descriptor block ${index} would be at block ${first}, beyond the ${superblock.blocksCount}-block filesystem`,
       );
     }
     const bytes = await readBlocks(reader, blockSize, first, run);
     for (let k = 0; k < run; k++) blocks[index + k] = bytes.subarray(k * blockSize, (k + 1) * blockSize);
     index += run;
   }
+  return { locations, blocks };
+}
 
-  const result: GroupDescriptors = {
+function emptyDescriptors(superblock: Superblock): GroupDescriptors {
+  const { groupCount } = superblock;
+  return {
     count: groupCount,
     blockBitmap: new Float64Array(groupCount),
     inodeBitmap: new Float64Array(groupCount),
@@ -98,64 +100,97 @@ export async function readGroupDescriptors(reader: BlockReader, superblock: Supe
     flags: new Uint16Array(groupCount),
     itableUnused: new Float64Array(groupCount),
     blockBitmapChecksum: new Uint32Array(groupCount),
-    blockBitmapChecksumHasHigh: descSize >= 0x3a,
+    blockBitmapChecksumHasHigh: superblock.descSize >= 0x3a,
     offset: new Float64Array(groupCount),
     flagsValid: superblock.has.gdtCsum || superblock.has.metadataCsum,
   };
-  const wide = descSize >= 64;
-  const checked = result.flagsValid;
+}
 
+/** One descriptor's bytes with its group, its place in the volume and the error that names both. */
+class Descriptor {
+  constructor(
+    readonly group: number,
+    readonly bytes: Buffer,
+    readonly offset: number,
+    private readonly where: string,
+  ) {}
+
+  readonly fail = (problem: string): never => {
+    throw new FormatError(`${this.where}: group descriptor ${this.group} at byte ${this.offset}: ${problem}`);
+  };
+
+  u16(at: number): number {
+    return this.bytes.readUInt16LE(at);
+  }
+
+  /** A field whose high half sits at `high` in descriptors of 64 bytes and more. */
+  u64(low: number, high: number): number {
+    const wide = this.bytes.length >= 64;
+    return this.bytes.readUInt32LE(low) + (wide ? this.bytes.readUInt32LE(high) * 0x1_0000_0000 : 0);
+  }
+}
+
+/** Copy one descriptor's fields into the arrays, its checksum checked first when the flags are trusted. */
+function storeDescriptor(result: GroupDescriptors, superblock: Superblock, descriptor: Descriptor): void {
+  const { group } = descriptor;
+  const checked = result.flagsValid;
+  if (checked) {
+    const stored = descriptor.u16(0x1e);
+    const computed = descriptorChecksum(superblock, group, descriptor.bytes);
+    if (stored !== computed)
+      descriptor.fail(
+        `checksum 0x${stored.toString(16).padStart(4, '0')} does not match the contents (0x${computed.toString(16).padStart(4, '0')})`,
+      );
+  }
+  const wide = descriptor.bytes.length >= 64;
+  result.offset[group] = descriptor.offset;
+  result.blockBitmap[group] = descriptor.u64(0x00, 0x20);
+  result.inodeBitmap[group] = descriptor.u64(0x04, 0x24);
+  result.inodeTable[group] = descriptor.u64(0x08, 0x28);
+  result.flags[group] = checked ? descriptor.u16(0x12) : 0;
+  result.itableUnused[group] = checked ? descriptor.u16(0x1c) + (wide ? descriptor.u16(0x32) * 0x10000 : 0) : 0;
+  result.blockBitmapChecksum[group] =
+    descriptor.u16(0x18) | (result.blockBitmapChecksumHasHigh ? descriptor.u16(0x38) << 16 : 0);
+}
+
+/** Refuse bitmaps and inode tables outside where the group may keep them, and impossible counts. */
+function checkPlacement(result: GroupDescriptors, superblock: Superblock, descriptor: Descriptor, primaryEnd: number) {
+  const { group, fail } = descriptor;
+  const blockBitmap = result.blockBitmap[group]!;
+  const inodeBitmap = result.inodeBitmap[group]!;
+  const inodeTable = result.inodeTable[group]!;
+  const inodeTableBlocks = superblock.inodeBlocksPerGroup;
+  // Without flex_bg a group's bitmaps and table live inside it; with it, anywhere.
+  const lowest = superblock.has.flexBg ? primaryEnd : Math.max(primaryEnd, groupFirstBlock(superblock, group));
+  const limit = superblock.has.flexBg
+    ? superblock.blocksCount
+    : groupFirstBlock(superblock, group) + groupBlockCount(superblock, group);
+  const range = superblock.has.flexBg
+    ? `blocks ${lowest}-${limit - 1} of the filesystem`
+    : `blocks ${lowest}-${limit - 1} of the group`;
+  if (blockBitmap < lowest || blockBitmap >= limit) fail(`block bitmap at block ${blockBitmap} is outside ${range}`);
+  if (inodeBitmap < lowest || inodeBitmap >= limit) fail(`inode bitmap at block ${inodeBitmap} is outside ${range}`);
+  if (inodeTable < lowest || inodeTable + inodeTableBlocks > limit)
+    fail(`inode table at blocks ${inodeTable}-${inodeTable + inodeTableBlocks - 1} is outside ${range}`);
+  if (result.itableUnused[group]! > superblock.inodesPerGroup)
+    fail(`${result.itableUnused[group]} unused inodes is more than the ${superblock.inodesPerGroup} of a group`);
+}
+
+export async function readGroupDescriptors(reader: BlockReader, superblock: Superblock): Promise<GroupDescriptors> {
+  const { blockSize, descSize, groupCount, descriptorsPerBlock } = superblock;
+  const { locations, blocks } = await readDescriptorBlocks(reader, superblock);
+  const result = emptyDescriptors(superblock);
   // Metadata must not overlap the primary superblock and descriptor table.
   const followingSuperblock =
     superblock.has.metaBg && superblock.firstMetaBg === 0 ? 1 : oldStyleDescriptorBlocks(superblock);
   const primaryEnd = primarySuperblockBlock(superblock) + 1 + followingSuperblock;
-  const inodeTableBlocks = superblock.inodeBlocksPerGroup;
-
   for (let group = 0; group < groupCount; group++) {
     const blockIndex = Math.floor(group / descriptorsPerBlock);
     const within = (group % descriptorsPerBlock) * descSize;
     const bytes = blocks[blockIndex]!.subarray(within, within + descSize);
-    const offset = locations[blockIndex]! * blockSize + within;
-    result.offset[group] = offset;
-    const fail = (problem: string): never => {
-      throw new FormatError(`${where}: group descriptor ${group} at byte ${offset}: ${problem}`);
-    };
-    const u16 = (at: number) => bytes.readUInt16LE(at);
-    const u32 = (at: number) => bytes.readUInt32LE(at);
-    const u64 = (low: number, high: number) => u32(low) + (wide ? u32(high) * 0x1_0000_0000 : 0);
-
-    if (checked) {
-      const stored = u16(0x1e);
-      const computed = descriptorChecksum(superblock, group, bytes);
-      if (stored !== computed)
-        fail(
-          `checksum 0x${stored.toString(16).padStart(4, '0')} does not match the contents (0x${computed.toString(16).padStart(4, '0')})`,
-        );
-    }
-    const blockBitmap = u64(0x00, 0x20);
-    const inodeBitmap = u64(0x04, 0x24);
-    const inodeTable = u64(0x08, 0x28);
-    result.blockBitmap[group] = blockBitmap;
-    result.inodeBitmap[group] = inodeBitmap;
-    result.inodeTable[group] = inodeTable;
-    result.flags[group] = checked ? u16(0x12) : 0;
-    result.itableUnused[group] = checked ? u16(0x1c) + (wide ? u16(0x32) * 0x10000 : 0) : 0;
-    result.blockBitmapChecksum[group] = u16(0x18) | (result.blockBitmapChecksumHasHigh ? u16(0x38) << 16 : 0);
-
-    // Without flex_bg a group's bitmaps and table live inside it; with it, anywhere.
-    const lowest = superblock.has.flexBg ? primaryEnd : Math.max(primaryEnd, groupFirstBlock(superblock, group));
-    const limit = superblock.has.flexBg
-      ? superblock.blocksCount
-      : groupFirstBlock(superblock, group) + groupBlockCount(superblock, group);
-    const range = superblock.has.flexBg
-      ? `blocks ${lowest}-${limit - 1} of the filesystem`
-      : `blocks ${lowest}-${limit - 1} of the group`;
-    if (blockBitmap < lowest || blockBitmap >= limit) fail(`block bitmap at block ${blockBitmap} is outside ${range}`);
-    if (inodeBitmap < lowest || inodeBitmap >= limit) fail(`inode bitmap at block ${inodeBitmap} is outside ${range}`);
-    if (inodeTable < lowest || inodeTable + inodeTableBlocks > limit)
-      fail(`inode table at blocks ${inodeTable}-${inodeTable + inodeTableBlocks - 1} is outside ${range}`);
-    if (result.itableUnused[group]! > superblock.inodesPerGroup)
-      fail(`${result.itableUnused[group]} unused inodes is more than the ${superblock.inodesPerGroup} of a group`);
+    const descriptor = new Descriptor(group, bytes, locations[blockIndex]! * blockSize + within, reader.description);
+    storeDescriptor(result, superblock, descriptor);
+    checkPlacement(result, superblock, descriptor, primaryEnd);
   }
   return result;
 }

@@ -116,80 +116,86 @@ export class InodeTable {
   }
 }
 
+type Fail = (problem: string) => never;
+
+/** Bytes beyond the first 128 that this inode uses (i_extra_isize), checked against the inode size. */
+function extraInodeSize(superblock: Superblock, raw: Buffer, fail: Fail): number {
+  if (superblock.inodeSize <= 128) return 0;
+  const extraIsize = raw.readUInt16LE(0x80);
+  if (128 + extraIsize > superblock.inodeSize || extraIsize % 4 !== 0)
+    fail(`extra size ${extraIsize} does not fit a ${superblock.inodeSize}-byte inode`);
+  return extraIsize;
+}
+
+/** Check the metadata_csum checksum, which covers the whole inode with its own two fields taken as zero. */
+function checkInodeChecksum(raw: Buffer, checksumSeed: number, extraIsize: number, fail: Fail): void {
+  const hasHigh = extraIsize >= 4;
+  let computed = crc32cRaw(checksumSeed, raw, 0, 0x7c);
+  computed = crc32cZeros(computed, 2);
+  if (hasHigh) {
+    computed = crc32cRaw(computed, raw, 0x7e, 0x82);
+    computed = crc32cZeros(computed, 2);
+    computed = crc32cRaw(computed, raw, 0x84, raw.length);
+  } else {
+    computed = crc32cRaw(computed, raw, 0x7e, raw.length);
+  }
+  const stored = raw.readUInt16LE(0x7c) + (hasHigh ? raw.readUInt16LE(0x82) * 0x10000 : 0);
+  const matches = hasHigh ? computed === stored : (computed & 0xffff) === stored;
+  if (!matches)
+    fail(
+      `checksum 0x${stored.toString(16)} does not match the contents (0x${(hasHigh ? computed : computed & 0xffff).toString(16)})`,
+    );
+}
+
+/** The file size; the high half counts only for regular files and, with large_dir, directories. */
+function fileSize(superblock: Superblock, raw: Buffer, type: FileType, fail: Fail): number {
+  const sizeHigh = raw.readUInt32LE(0x6c);
+  const sizeLow = raw.readUInt32LE(0x04);
+  if (type !== 'file' && !superblock.has.largeDir) return sizeLow;
+  if (sizeHigh >= 0x200000) fail(`size ${sizeHigh} * 2^32 + ${sizeLow} is beyond what can be addressed`);
+  return sizeLow + sizeHigh * 0x1_0000_0000;
+}
+
+/** A timestamp: seconds, extended by the extra field (epoch bits and nanoseconds) when the inode has it. */
+function inodeTime(raw: Buffer, extraIsize: number, secondsAt: number, extraAt: number): Timestamp {
+  let seconds = raw.readInt32LE(secondsAt);
+  let nanoseconds = 0;
+  if (extraAt + 4 <= 128 + extraIsize) {
+    const extra = raw.readUInt32LE(extraAt);
+    seconds += (extra & 3) * 0x1_0000_0000;
+    nanoseconds = extra >>> 2;
+  }
+  return { seconds, nanoseconds };
+}
+
 export function parseInode(volume: ExtVolume, number: number, offset: number, raw: Buffer): Inode {
   const { superblock } = volume;
-  const fail = (problem: string): never => {
+  const fail: Fail = (problem) => {
     throw new FormatError(`inode ${number} at byte ${offset}: ${problem}`);
   };
   const u16 = (at: number) => raw.readUInt16LE(at);
   const u32 = (at: number) => raw.readUInt32LE(at);
   const linux = superblock.creatorOs === OS_LINUX;
-
-  let extraIsize = 0;
-  if (superblock.inodeSize > 128) {
-    extraIsize = u16(0x80);
-    if (128 + extraIsize > superblock.inodeSize || extraIsize % 4 !== 0)
-      fail(`extra size ${extraIsize} does not fit a ${superblock.inodeSize}-byte inode`);
-  }
+  const extraIsize = extraInodeSize(superblock, raw, fail);
   const generation = u32(0x64);
   const checksumSeed = superblock.has.metadataCsum
     ? crc32cU32(crc32cU32(superblock.checksumSeed, number), generation)
     : 0;
-  if (superblock.has.metadataCsum && linux) {
-    const hasHigh = extraIsize >= 4;
-    // The checksum covers the whole inode with its own two fields taken as zero.
-    let computed = crc32cRaw(checksumSeed, raw, 0, 0x7c);
-    computed = crc32cZeros(computed, 2);
-    if (hasHigh) {
-      computed = crc32cRaw(computed, raw, 0x7e, 0x82);
-      computed = crc32cZeros(computed, 2);
-      computed = crc32cRaw(computed, raw, 0x84, raw.length);
-    } else {
-      computed = crc32cRaw(computed, raw, 0x7e, raw.length);
-    }
-    const stored = u16(0x7c) + (hasHigh ? u16(0x82) * 0x10000 : 0);
-    const matches = hasHigh ? computed === stored : (computed & 0xffff) === stored;
-    if (!matches)
-      fail(
-        `checksum 0x${stored.toString(16)} does not match the contents (0x${(hasHigh ? computed : computed & 0xffff).toString(16)})`,
-      );
-  }
+  if (superblock.has.metadataCsum && linux) checkInodeChecksum(raw, checksumSeed, extraIsize, fail);
 
   const mode = u16(0x00);
-  const type = TYPE_BY_MODE[mode & 0xf000];
-  if (!type) fail(`mode 0o${mode.toString(8)} is no known file type`);
+  const type = TYPE_BY_MODE[mode & 0xf000] ?? fail(`mode 0o${mode.toString(8)} is no known file type`);
   const linksCount = u16(0x1a);
   if (linksCount === 0) fail('is not in use (its link count is 0)');
   const flags = u32(0x20);
-
-  const sizeHigh = u32(0x6c);
-  const sizeLow = u32(0x04);
-  let size = sizeLow;
-  if (type === 'file' || superblock.has.largeDir) {
-    if (sizeHigh >= 0x200000) fail(`size ${sizeHigh} * 2^32 + ${sizeLow} is beyond what can be addressed`);
-    size += sizeHigh * 0x1_0000_0000;
-  }
-
+  const size = fileSize(superblock, raw, type, fail);
   let sectors = u32(0x1c) + (superblock.has.hugeFile && linux ? u16(0x74) * 0x1_0000_0000 : 0);
   if (superblock.has.hugeFile && flags & InodeFlag.hugeFile) sectors *= superblock.blockSize / 512;
-  const xattrBlock = u32(0x68) + (linux ? u16(0x76) * 0x1_0000_0000 : 0);
-
-  const time = (secondsAt: number, extraAt: number): Timestamp => {
-    let seconds = raw.readInt32LE(secondsAt);
-    let nanoseconds = 0;
-    if (extraAt + 4 <= 128 + extraIsize) {
-      const extra = u32(extraAt);
-      seconds += (extra & 3) * 0x1_0000_0000;
-      nanoseconds = extra >>> 2;
-    }
-    return { seconds, nanoseconds };
-  };
-
   return {
     number,
     offset,
     mode,
-    type: type!,
+    type,
     uid: u16(0x02) + u16(0x78) * 0x10000,
     gid: u16(0x18) + u16(0x7a) * 0x10000,
     size,
@@ -197,11 +203,11 @@ export function parseInode(volume: ExtVolume, number: number, offset: number, ra
     flags,
     generation,
     sectors,
-    xattrBlock,
+    xattrBlock: u32(0x68) + (linux ? u16(0x76) * 0x1_0000_0000 : 0),
     blockArea: raw.subarray(0x28, 0x28 + INLINE_AREA_SIZE),
-    atime: time(0x08, 0x8c),
-    ctime: time(0x0c, 0x84),
-    mtime: time(0x10, 0x88),
+    atime: inodeTime(raw, extraIsize, 0x08, 0x8c),
+    ctime: inodeTime(raw, extraIsize, 0x0c, 0x84),
+    mtime: inodeTime(raw, extraIsize, 0x10, 0x88),
     extraIsize,
     raw,
     checksumSeed,

@@ -72,20 +72,60 @@ export async function journalWarnings(volume: ExtVolume): Promise<JournalFinding
   }
 }
 
-async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
-  const { superblock, groups } = volume;
-  const findings: JournalFindings = { warnings: [], bitmaps: new Map(), idle: [] };
-  const { blockSize } = superblock;
-  const journal = await new InodeTable(volume).read(superblock.journalInode);
-  const runs: FileExtent[] = await fileBlockMap(volume, journal);
-  const journalBlocks = Math.floor(journal.size / blockSize);
-  const readJournalBlock = async (position: number): Promise<Buffer | null> => {
-    const run = runs[findRun(runs, position)];
-    if (!run || run.logical > position || !run.initialized) return null;
-    return volume.reader.read((run.physical + position - run.logical) * blockSize, blockSize);
-  };
+/** The journal inode's blocks, read by their position in the journal. */
+class JournalFile {
+  private constructor(
+    private readonly volume: ExtVolume,
+    readonly runs: FileExtent[],
+    /** Whole blocks of the journal inode. */
+    readonly blocks: number,
+  ) {}
 
-  const header = await readJournalBlock(0);
+  static async open(volume: ExtVolume): Promise<JournalFile> {
+    const journal = await new InodeTable(volume).read(volume.superblock.journalInode);
+    const runs = await fileBlockMap(volume, journal);
+    return new JournalFile(volume, runs, Math.floor(journal.size / volume.superblock.blockSize));
+  }
+
+  /** The block at `position`, or null where the journal has a hole or an unwritten extent. */
+  async block(position: number): Promise<Buffer | null> {
+    const { blockSize } = this.volume.superblock;
+    const run = this.runs[findRun(this.runs, position)];
+    if (!run || run.logical > position || !run.initialized) return null;
+    return this.volume.reader.read((run.physical + position - run.logical) * blockSize, blockSize);
+  }
+
+  /** Byte ranges of every block but the journal superblock. */
+  logRanges(): [number, number][] {
+    const { blockSize } = this.volume.superblock;
+    const ranges: [number, number][] = [];
+    for (const run of this.runs) {
+      const from = Math.max(run.logical, 1);
+      if (from >= run.logical + run.length) continue;
+      ranges.push([(run.physical + from - run.logical) * blockSize, (run.physical + run.length) * blockSize]);
+    }
+    return ranges;
+  }
+}
+
+/** What the journal superblock says about where the log lies and how its tags are laid out. */
+interface LogLayout {
+  /** First block of the log, and the first block past it (the log wraps there). */
+  first: number;
+  maxLength: number;
+  start: number;
+  sequence: number;
+  fastCommitBlocks: number;
+  tagSize: number;
+  tailSize: number;
+  csumV3: boolean;
+  wide: boolean;
+}
+
+async function readJournalSuperblock(file: JournalFile, volume: ExtVolume): Promise<Buffer> {
+  const { superblock } = volume;
+  const { blockSize } = superblock;
+  const header = await file.block(0);
   if (!header || header.readUInt32BE(0) !== JBD2_MAGIC)
     throw new FormatError(`the journal (inode ${superblock.journalInode}) has no valid superblock`);
   const type = header.readUInt32BE(4);
@@ -93,20 +133,14 @@ async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
     throw new FormatError(`the journal superblock has unknown type ${type}`);
   if (header.readUInt32BE(0x0c) !== blockSize)
     throw new FormatError(`the journal's block size ${header.readUInt32BE(0x0c)} is not the filesystem's ${blockSize}`);
+  return header;
+}
+
+/** The layout of a journal whose log is not empty (its start is not 0). */
+function logLayout(header: Buffer, journalBlocks: number): LogLayout {
   const first = header.readUInt32BE(0x14);
-  let sequence = header.readUInt32BE(0x18);
   const start = header.readUInt32BE(0x1c);
-  if (start === 0) {
-    if (!superblock.has.needsRecovery) {
-      for (const run of runs) {
-        const from = Math.max(run.logical, 1);
-        if (from >= run.logical + run.length) continue;
-        findings.idle.push([(run.physical + from - run.logical) * blockSize, (run.physical + run.length) * blockSize]);
-      }
-    }
-    return findings;
-  }
-  const incompat = type === BLOCK_SUPERBLOCK_V2 ? header.readUInt32BE(0x28) : 0;
+  const incompat = header.readUInt32BE(4) === BLOCK_SUPERBLOCK_V2 ? header.readUInt32BE(0x28) : 0;
   // Fast-commit blocks follow the log proper: the log wraps before them.
   const fastCommitBlocks =
     incompat & INCOMPAT_FAST_COMMIT ? header.readUInt32BE(0x54) || DEFAULT_FAST_COMMIT_BLOCKS : 0;
@@ -117,41 +151,55 @@ async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
   const csumV3 = (incompat & INCOMPAT_CSUM_V3) !== 0;
   const csumV2 = (incompat & INCOMPAT_CSUM_V2) !== 0;
   const wide = (incompat & INCOMPAT_64BIT) !== 0;
-  const tagSize = csumV3 ? 16 : 8 + (wide ? 4 : 0) + (csumV2 ? 2 : 0);
-  const tailSize = csumV2 || csumV3 ? 4 : 0;
+  return {
+    first,
+    maxLength,
+    start,
+    sequence: header.readUInt32BE(0x18),
+    fastCommitBlocks,
+    tagSize: csumV3 ? 16 : 8 + (wide ? 4 : 0) + (csumV2 ? 2 : 0),
+    tailSize: csumV2 || csumV3 ? 4 : 0,
+    csumV3,
+    wide,
+  };
+}
 
-  const bitmapGroups = new Map<number, number>();
-  for (let group = 0; group < groups.count; group++) bitmapGroups.set(groups.blockBitmap[group]!, group);
+/** The blocks a descriptor block announces, at the log positions that follow it. */
+function descriptorTags(block: Buffer, position: number, layout: LogLayout, wrap: (at: number) => number) {
+  const tags: LoggedBlock[] = [];
+  const { tagSize, csumV3, wide } = layout;
+  let dataPosition = wrap(position + 1);
+  for (let at = HEADER_SIZE; at + tagSize <= block.length - layout.tailSize; ) {
+    const low = block.readUInt32BE(at);
+    const flags = csumV3 ? block.readUInt32BE(at + 4) : block.readUInt16BE(at + 6);
+    const high = wide ? block.readUInt32BE(at + 8) : 0;
+    tags.push({ target: high * 0x1_0000_0000 + low, position: dataPosition, escaped: (flags & FLAG_ESCAPE) !== 0 });
+    dataPosition = wrap(dataPosition + 1);
+    at += tagSize + (flags & FLAG_SAME_UUID ? 0 : 16);
+    if (flags & FLAG_LAST_TAG) break;
+  }
+  return { tags, next: dataPosition };
+}
 
+/** Walk the log from its start: the blocks of every committed transaction, and how many there are. */
+async function committedBlocks(file: JournalFile, layout: LogLayout) {
+  const { first, maxLength } = layout;
   const wrap = (position: number) => (position >= maxLength ? first + (position - maxLength) : position);
-  let position = start;
+  let position = layout.start;
+  let sequence = layout.sequence;
   let pending: LoggedBlock[] = [];
   const committed: LoggedBlock[] = [];
   let transactions = 0;
   // The log can hold at most maxLength blocks: a longer walk means a loop.
   for (let visited = 0; visited < maxLength; visited++) {
-    const block = await readJournalBlock(position);
+    const block = await file.block(position);
     if (!block || block.readUInt32BE(0) !== JBD2_MAGIC || block.readUInt32BE(8) !== sequence) break;
     const blockType = block.readUInt32BE(4);
     if (blockType === BLOCK_DESCRIPTOR) {
-      let dataPosition = wrap(position + 1);
-      let tags = 0;
-      for (let at = HEADER_SIZE; at + tagSize <= blockSize - tailSize; ) {
-        const low = block.readUInt32BE(at);
-        const flags = csumV3 ? block.readUInt32BE(at + 4) : block.readUInt16BE(at + 6);
-        const high = wide ? block.readUInt32BE(at + 8) : 0;
-        pending.push({
-          target: high * 0x1_0000_0000 + low,
-          position: dataPosition,
-          escaped: (flags & FLAG_ESCAPE) !== 0,
-        });
-        dataPosition = wrap(dataPosition + 1);
-        tags++;
-        at += tagSize + (flags & FLAG_SAME_UUID ? 0 : 16);
-        if (flags & FLAG_LAST_TAG) break;
-      }
-      position = dataPosition;
-      visited += tags;
+      const { tags, next } = descriptorTags(block, position, layout, wrap);
+      pending.push(...tags);
+      position = next;
+      visited += tags.length;
       continue;
     }
     if (blockType === BLOCK_COMMIT) {
@@ -164,24 +212,46 @@ async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
     }
     position = wrap(position + 1);
   }
-  if (transactions === 0) return findings;
+  return { committed, transactions };
+}
 
+/** The journal's copies of block bitmaps, by the bitmap block they will be written over. */
+async function loggedBitmaps(file: JournalFile, volume: ExtVolume, committed: LoggedBlock[]) {
+  const { superblock, groups } = volume;
+  const bitmapBlocks = new Set<number>();
+  for (let group = 0; group < groups.count; group++) bitmapBlocks.add(groups.blockBitmap[group]!);
   const bitmapBytes = superblock.clustersPerGroup / 8;
+  const bitmaps = new Map<number, Buffer[]>();
   for (const logged of committed) {
-    if (!bitmapGroups.has(logged.target)) continue;
-    const data = await readJournalBlock(logged.position);
+    if (!bitmapBlocks.has(logged.target)) continue;
+    const data = await file.block(logged.position);
     if (!data) continue;
     const copy = Buffer.from(data.subarray(0, bitmapBytes));
     if (logged.escaped) copy.writeUInt32BE(JBD2_MAGIC, 0);
-    const list = findings.bitmaps.get(logged.target) ?? [];
+    const list = bitmaps.get(logged.target) ?? [];
     list.push(copy);
-    findings.bitmaps.set(logged.target, list);
+    bitmaps.set(logged.target, list);
   }
+  return bitmaps;
+}
+
+async function examineJournal(volume: ExtVolume): Promise<JournalFindings> {
+  const findings: JournalFindings = { warnings: [], bitmaps: new Map(), idle: [] };
+  const file = await JournalFile.open(volume);
+  const header = await readJournalSuperblock(file, volume);
+  if (header.readUInt32BE(0x1c) === 0) {
+    if (!volume.superblock.has.needsRecovery) findings.idle = file.logRanges();
+    return findings;
+  }
+  const layout = logLayout(header, file.blocks);
+  const { committed, transactions } = await committedBlocks(file, layout);
+  if (transactions === 0) return findings;
+  findings.bitmaps = await loggedBitmaps(file, volume, committed);
   findings.warnings.push(
     `the journal holds ${transactions} committed transaction${transactions === 1 ? '' : 's'} not yet written in place (the filesystem was in use or not cleanly unmounted); ` +
       `blocks they allocate are kept, and mounting or checking the restored filesystem replays them`,
   );
-  if (fastCommitBlocks > 0)
+  if (layout.fastCommitBlocks > 0)
     findings.warnings.push(
       'fast-commit journal blocks were not examined: blocks they allocate may be missing from the used-block map',
     );

@@ -2,7 +2,7 @@
 // large runs, with the bitmaps of BLOCK_UNINIT groups (never written to disk) rebuilt
 // from the metadata such a group holds, turned into byte ranges of the volume.
 import type { BlockReader } from '../../block-reader.js';
-import { RangeList, type Range } from '../../ranges.js';
+import { type Range, type RangeCursor, RangeList } from '../../ranges.js';
 import { crc32cRaw } from './checksums.js';
 import { BG_BLOCK_UNINIT, MAX_READ_BYTES, type GroupDescriptors } from './group-descriptors.js';
 import { groupBlockCount, groupFirstBlock, groupFixedMetadata } from './layout.js';
@@ -69,22 +69,13 @@ export interface UsedBlockMapOptions {
   warnings: string[];
 }
 
-/** Byte ranges of the volume in use by the filesystem: data, metadata and the boot block. */
-export async function usedByteRanges(
-  reader: BlockReader,
-  superblock: Superblock,
-  groups: GroupDescriptors,
-  options: UsedBlockMapOptions,
-): Promise<RangeList> {
-  const { blockSize, clusterRatio, clusterSize, clustersPerGroup } = superblock;
-  const totalBytes = superblock.blocksCount * blockSize;
-  const bitmapBytes = clustersPerGroup / 8;
-  const uninit = (group: number) => groups.flagsValid && (groups.flags[group]! & BG_BLOCK_UNINIT) !== 0;
-
-  // Read every on-disk bitmap, contiguous ones (flex_bg packs them) in one read.
+/** Every on-disk block bitmap (none for BLOCK_UNINIT groups), contiguous ones (flex_bg packs them) in one read. */
+async function readBitmaps(reader: BlockReader, superblock: Superblock, groups: GroupDescriptors) {
+  const { blockSize } = superblock;
+  const bitmapBytes = superblock.clustersPerGroup / 8;
   const wanted: { group: number; block: number }[] = [];
   for (let group = 0; group < groups.count; group++)
-    if (!uninit(group)) wanted.push({ group, block: groups.blockBitmap[group]! });
+    if (!isBlockUninit(groups, group)) wanted.push({ group, block: groups.blockBitmap[group]! });
   wanted.sort((a, b) => a.block - b.block);
   const runs: { first: number; count: number; groups: number[] }[] = [];
   for (const { group, block } of wanted) {
@@ -111,7 +102,87 @@ export async function usedByteRanges(
     }
   };
   await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, runs.length) }, worker));
+  return bitmaps;
+}
 
+function isBlockUninit(groups: GroupDescriptors, group: number): boolean {
+  return groups.flagsValid && (groups.flags[group]! & BG_BLOCK_UNINIT) !== 0;
+}
+
+/** The bitmap if its metadata_csum checksum holds; else, with a warning, a bitmap that keeps the whole group. */
+function checkedBitmap(
+  superblock: Superblock,
+  groups: GroupDescriptors,
+  group: number,
+  bitmap: Uint8Array,
+  warnings: string[],
+): Uint8Array {
+  const bitmapBytes = superblock.clustersPerGroup / 8;
+  const computed = crc32cRaw(superblock.checksumSeed, bitmap, 0, bitmapBytes);
+  const expected = groups.blockBitmapChecksum[group]!;
+  const matches = groups.blockBitmapChecksumHasHigh
+    ? computed === expected
+    : (computed & 0xffff) === (expected & 0xffff);
+  if (matches) return bitmap;
+  warnings.push(
+    `block bitmap of group ${group} at byte ${groups.blockBitmap[group]! * superblock.blockSize} fails its checksum: the whole group is kept`,
+  );
+  return new Uint8Array(bitmapBytes).fill(0xff);
+}
+
+/**
+ * The bitmap of a BLOCK_UNINIT group: free except for the superblock and descriptor copies
+ * and any bitmaps or inode tables (of this or, with flex_bg, other groups) placed here.
+ */
+function uninitBitmap(
+  superblock: Superblock,
+  groups: GroupDescriptors,
+  group: number,
+  flexMetadata: RangeCursor | null,
+): Uint8Array {
+  const { blockSize, clusterRatio, clustersPerGroup } = superblock;
+  const bitmap = new Uint8Array(clustersPerGroup / 8);
+  const groupStart = groupFirstBlock(superblock, group);
+  const groupEnd = groupStart + groupBlockCount(superblock, group);
+  const clusterBase = Math.floor(superblock.firstDataBlock / clusterRatio) + group * clustersPerGroup;
+  const markBlocks = (start: number, end: number) =>
+    markBits(bitmap, Math.floor(start / clusterRatio) - clusterBase, Math.ceil(end / clusterRatio) - clusterBase);
+  const fixed = groupFixedMetadata(superblock, group);
+  if (fixed.superblock !== null) markBlocks(fixed.superblock, fixed.superblock + 1);
+  if (fixed.oldDescriptors)
+    markBlocks(fixed.oldDescriptors.start, fixed.oldDescriptors.start + fixed.oldDescriptors.count);
+  if (fixed.newDescriptor !== null) markBlocks(fixed.newDescriptor, fixed.newDescriptor + 1);
+  if (group === 0 && blockSize === 1024 && clusterRatio > 1) markBlocks(0, 1);
+  if (flexMetadata) {
+    for (const [start, end] of flexMetadata.within(groupStart, groupEnd))
+      markBlocks(groupStart + start, groupStart + end);
+  } else {
+    markBlocks(groups.blockBitmap[group]!, groups.blockBitmap[group]! + 1);
+    markBlocks(groups.inodeBitmap[group]!, groups.inodeBitmap[group]! + 1);
+    markBlocks(groups.inodeTable[group]!, groups.inodeTable[group]! + superblock.inodeBlocksPerGroup);
+  }
+  return bitmap;
+}
+
+/** The bitmap with the bits of every extra copy (journal) set too. */
+function withExtraCopies(bitmap: Uint8Array, copies: Buffer[] | undefined, bitmapBytes: number): Uint8Array {
+  if (!copies) return bitmap;
+  const merged = Uint8Array.from(bitmap.subarray(0, bitmapBytes));
+  for (const copy of copies) for (let index = 0; index < bitmapBytes; index++) merged[index]! |= copy[index] ?? 0;
+  return merged;
+}
+
+/** Byte ranges of the volume in use by the filesystem: data, metadata and the boot block. */
+export async function usedByteRanges(
+  reader: BlockReader,
+  superblock: Superblock,
+  groups: GroupDescriptors,
+  options: UsedBlockMapOptions,
+): Promise<RangeList> {
+  const { blockSize, clusterRatio, clusterSize, clustersPerGroup } = superblock;
+  const totalBytes = superblock.blocksCount * blockSize;
+  const bitmapBytes = clustersPerGroup / 8;
+  const bitmaps = await readBitmaps(reader, superblock, groups);
   const metadata = superblock.has.flexBg ? allGroupMetadata(superblock, groups).cursor() : null;
   const ranges: [number, number][] = [];
   const pushBytes = (start: number, end: number) => {
@@ -126,52 +197,15 @@ export async function usedByteRanges(
 
   const firstCluster = Math.floor(superblock.firstDataBlock / clusterRatio);
   for (let group = 0; group < groups.count; group++) {
-    const groupStart = groupFirstBlock(superblock, group);
-    const groupEnd = groupStart + groupBlockCount(superblock, group);
+    const groupEnd = groupFirstBlock(superblock, group) + groupBlockCount(superblock, group);
     const clusterBase = firstCluster + group * clustersPerGroup;
     const clustersInGroup = Math.min(clustersPerGroup, Math.ceil(groupEnd / clusterRatio) - clusterBase);
-    let bitmap = bitmaps[group];
-
-    if (bitmap && superblock.has.metadataCsum) {
-      const computed = crc32cRaw(superblock.checksumSeed, bitmap, 0, bitmapBytes);
-      const expected = groups.blockBitmapChecksum[group]!;
-      const matches = groups.blockBitmapChecksumHasHigh
-        ? computed === expected
-        : (computed & 0xffff) === (expected & 0xffff);
-      if (!matches) {
-        options.warnings.push(
-          `block bitmap of group ${group} at byte ${groups.blockBitmap[group]! * blockSize} fails its checksum: the whole group is kept`,
-        );
-        bitmap = new Uint8Array(bitmapBytes).fill(0xff);
-      }
-    }
-    if (!bitmap) {
-      // BLOCK_UNINIT: free except for the superblock and descriptor copies and any
-      // bitmaps or inode tables (of this or, with flex_bg, other groups) placed here.
-      bitmap = new Uint8Array(bitmapBytes);
-      const markBlocks = (start: number, end: number) =>
-        markBits(bitmap!, Math.floor(start / clusterRatio) - clusterBase, Math.ceil(end / clusterRatio) - clusterBase);
-      const fixed = groupFixedMetadata(superblock, group);
-      if (fixed.superblock !== null) markBlocks(fixed.superblock, fixed.superblock + 1);
-      if (fixed.oldDescriptors)
-        markBlocks(fixed.oldDescriptors.start, fixed.oldDescriptors.start + fixed.oldDescriptors.count);
-      if (fixed.newDescriptor !== null) markBlocks(fixed.newDescriptor, fixed.newDescriptor + 1);
-      if (group === 0 && blockSize === 1024 && clusterRatio > 1) markBlocks(0, 1);
-      if (metadata) {
-        for (const [start, end] of metadata.within(groupStart, groupEnd))
-          markBlocks(groupStart + start, groupStart + end);
-      } else {
-        markBlocks(groups.blockBitmap[group]!, groups.blockBitmap[group]! + 1);
-        markBlocks(groups.inodeBitmap[group]!, groups.inodeBitmap[group]! + 1);
-        markBlocks(groups.inodeTable[group]!, groups.inodeTable[group]! + superblock.inodeBlocksPerGroup);
-      }
-    }
-    const extra = options.extraBitmaps?.get(groups.blockBitmap[group]!);
-    if (extra) {
-      const merged = Uint8Array.from(bitmap.subarray(0, bitmapBytes));
-      for (const copy of extra) for (let index = 0; index < bitmapBytes; index++) merged[index]! |= copy[index] ?? 0;
-      bitmap = merged;
-    }
+    const onDisk = bitmaps[group];
+    let bitmap: Uint8Array;
+    if (!onDisk) bitmap = uninitBitmap(superblock, groups, group, metadata);
+    else if (superblock.has.metadataCsum) bitmap = checkedBitmap(superblock, groups, group, onDisk, options.warnings);
+    else bitmap = onDisk;
+    bitmap = withExtraCopies(bitmap, options.extraBitmaps?.get(groups.blockBitmap[group]!), bitmapBytes);
     setBitRuns(bitmap, clustersInGroup, (start, end) =>
       pushBytes((clusterBase + start) * clusterSize, (clusterBase + end) * clusterSize),
     );

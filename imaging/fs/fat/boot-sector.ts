@@ -75,14 +75,22 @@ export function looksLikeFatBootSector(sector: Buffer): boolean {
   );
 }
 
-/** Parse the first 512 bytes of a volume of `volumeSize` bytes. `where` names the volume. */
-export function parseBootSector(sector: Buffer, volumeSize: number, where: string): ParsedBootSector {
-  const fail = (offset: number, problem: string): never => {
-    throw new FormatError(`${where}: FAT boot sector: ${problem} (byte ${offset})`);
-  };
-  if (sector.length < 512) fail(0, `only ${sector.length} bytes, a boot sector has 512`);
-  const warnings: string[] = [];
+type Fail = (offset: number, problem: string) => never;
 
+/** The BIOS parameter block fields every FAT type shares (bytes 11-35). */
+interface BiosParameters {
+  bytesPerSector: number;
+  sectorsPerCluster: number;
+  reservedSectors: number;
+  fatCount: number;
+  rootEntryCount: number;
+  totalSectors16: number;
+  mediaByte: number;
+  sectorsPerFat16: number;
+  totalSectors: number;
+}
+
+function readBiosParameters(sector: Buffer, fail: Fail): BiosParameters {
   if (sector[0] !== 0xeb && sector[0] !== 0xe9) fail(0, `jump instruction is 0x${hex(sector[0]!)}, not 0xEB or 0xE9`);
   const bytesPerSector = sector.readUInt16LE(11);
   if (!isPowerOfTwo(bytesPerSector) || bytesPerSector < 512 || bytesPerSector > 4096) {
@@ -101,14 +109,37 @@ export function parseBootSector(sector: Buffer, volumeSize: number, where: strin
   if (mediaByte !== 0xf0 && mediaByte < 0xf8)
     fail(21, `media descriptor is 0x${hex(mediaByte)}, not 0xF0 or 0xF8-0xFF`);
   const sectorsPerFat16 = sector.readUInt16LE(22);
-  const totalSectors32 = sector.readUInt32LE(32);
-  const totalSectors = totalSectors16 !== 0 ? totalSectors16 : totalSectors32;
+  const totalSectors = totalSectors16 !== 0 ? totalSectors16 : sector.readUInt32LE(32);
   if (totalSectors === 0) fail(19, 'total sector count is 0 in both the 16-bit (byte 19) and 32-bit (byte 32) fields');
+  return {
+    bytesPerSector,
+    sectorsPerCluster,
+    reservedSectors,
+    fatCount,
+    rootEntryCount,
+    totalSectors16,
+    mediaByte,
+    sectorsPerFat16,
+    totalSectors,
+  };
+}
 
+/** Where the FATs, the fixed root directory and the data region lie, and how many clusters fit. */
+interface Regions {
+  /** A zero 16-bit FAT size: the FAT32 layout (see readRegions). */
+  fat32Layout: boolean;
+  sectorsPerFat: number;
+  totalBytes: number;
+  dataStartSector: number;
+  clusterCount: number;
+}
+
+function readRegions(sector: Buffer, bpb: BiosParameters, volumeSize: number, fail: Fail): Regions {
+  const { bytesPerSector, fatCount, rootEntryCount, totalSectors } = bpb;
   // Linux, dosfstools and blkid read a zero 16-bit FAT size as "this is FAT32", whatever
   // the cluster count; Microsoft's cluster-count rule decides between FAT12 and FAT16.
-  const fat32Layout = sectorsPerFat16 === 0;
-  const sectorsPerFat = fat32Layout ? sector.readUInt32LE(36) : sectorsPerFat16;
+  const fat32Layout = bpb.sectorsPerFat16 === 0;
+  const sectorsPerFat = fat32Layout ? sector.readUInt32LE(36) : bpb.sectorsPerFat16;
   if (sectorsPerFat === 0) fail(36, 'sectors per FAT is 0 in both the 16-bit (byte 22) and 32-bit (byte 36) fields');
   if (fat32Layout && rootEntryCount !== 0)
     fail(17, `FAT32 volume declares ${rootEntryCount} fixed root directory entries, it must be 0`);
@@ -117,21 +148,26 @@ export function parseBootSector(sector: Buffer, volumeSize: number, where: strin
   const totalBytes = totalSectors * bytesPerSector;
   if (totalBytes > volumeSize) {
     fail(
-      totalSectors16 !== 0 ? 19 : 32,
+      bpb.totalSectors16 !== 0 ? 19 : 32,
       `the filesystem claims ${totalSectors} sectors (${totalBytes} bytes) but the volume holds only ${volumeSize} bytes`,
     );
   }
   const rootDirSectors = Math.ceil((rootEntryCount * 32) / bytesPerSector);
-  const dataStartSector = reservedSectors + fatCount * sectorsPerFat + rootDirSectors;
+  const dataStartSector = bpb.reservedSectors + fatCount * sectorsPerFat + rootDirSectors;
   if (dataStartSector >= totalSectors) {
     fail(
       fat32Layout ? 36 : 22,
       `reserved sectors, ${fatCount} FATs of ${sectorsPerFat} sectors and the root directory end at sector ${dataStartSector}, beyond the ${totalSectors} sectors of the filesystem`,
     );
   }
-  const clusterCount = Math.floor((totalSectors - dataStartSector) / sectorsPerCluster);
+  const clusterCount = Math.floor((totalSectors - dataStartSector) / bpb.sectorsPerCluster);
   if (clusterCount === 0) fail(13, 'the data region holds no whole cluster');
+  return { fat32Layout, sectorsPerFat, totalBytes, dataStartSector, clusterCount };
+}
 
+/** FAT12, 16 or 32, and a FAT large enough for every cluster. */
+function fatTypeOf(regions: Regions, bytesPerSector: number, warnings: string[], fail: Fail): FatType {
+  const { fat32Layout, clusterCount, sectorsPerFat } = regions;
   let fatType: FatType;
   if (fat32Layout) {
     fatType = 32;
@@ -148,68 +184,99 @@ export function parseBootSector(sector: Buffer, volumeSize: number, where: strin
   } else {
     fatType = fail(22, `${clusterCount} clusters need FAT32, but the 16-bit FAT size field is set (FAT12/16 layout)`);
   }
-
-  const fatBytes = sectorsPerFat * bytesPerSector;
-  const fatEntries = Math.floor((fatBytes * 8) / fatType);
+  const fatEntries = Math.floor((sectorsPerFat * bytesPerSector * 8) / fatType);
   if (fatEntries < clusterCount + 2) {
     fail(
       fat32Layout ? 36 : 22,
       `a FAT of ${sectorsPerFat} sectors holds ${fatEntries} entries, too few for ${clusterCount} clusters`,
     );
   }
+  return fatType;
+}
 
+/** The FAT32 extension of the BPB (bytes 36-63); FAT12/16 have none of it. */
+interface Fat32Fields {
+  activeFat: number;
+  rootCluster: number;
+  fsInfoSector: number | null;
+  backupBootSector: number | null;
+}
+
+function readFat32Fields(sector: Buffer, bpb: BiosParameters, clusterCount: number, fail: Fail): Fat32Fields {
+  const { fatCount, reservedSectors } = bpb;
   let activeFat = 0;
-  let rootCluster = 0;
-  let fsInfoSector: number | null = null;
-  let backupBootSector: number | null = null;
+  const extendedFlags = sector.readUInt16LE(40);
+  if (extendedFlags & 0x80) {
+    activeFat = extendedFlags & 0x0f;
+    if (activeFat >= fatCount)
+      fail(40, `FAT mirroring is off and the active FAT is number ${activeFat}, but there are only ${fatCount}`);
+  }
+  const version = sector.readUInt16LE(42);
+  if (version !== 0) fail(42, `FAT32 version is ${version >> 8}.${version & 0xff}, only 0.0 exists`);
+  const rootCluster = sector.readUInt32LE(44);
+  if (rootCluster < 2 || rootCluster > clusterCount + 1)
+    fail(44, `root directory cluster is ${rootCluster}, outside clusters 2..${clusterCount + 1}`);
+  return {
+    activeFat,
+    rootCluster,
+    fsInfoSector: optionalReservedSector(sector.readUInt16LE(48), reservedSectors, 48, 'FSInfo', fail),
+    backupBootSector: optionalReservedSector(sector.readUInt16LE(50), reservedSectors, 50, 'backup boot', fail),
+  };
+}
+
+const NO_FAT32_FIELDS: Fat32Fields = { activeFat: 0, rootCluster: 0, fsInfoSector: null, backupBootSector: null };
+
+/** Parse the first 512 bytes of a volume of `volumeSize` bytes. `where` names the volume. */
+export function parseBootSector(sector: Buffer, volumeSize: number, where: string): ParsedBootSector {
+  const fail: Fail = (offset, problem) => {
+    throw new FormatError(`${where}: FAT boot sector: ${problem} (byte ${offset})`);
+  };
+  if (sector.length < 512) fail(0, `only ${sector.length} bytes, a boot sector has 512`);
+  const warnings: string[] = [];
+  const bpb = readBiosParameters(sector, fail);
+  const regions = readRegions(sector, bpb, volumeSize, fail);
+  const fatType = fatTypeOf(regions, bpb.bytesPerSector, warnings, fail);
+  const fat32 = fatType === 32 ? readFat32Fields(sector, bpb, regions.clusterCount, fail) : NO_FAT32_FIELDS;
   // The extended BPB sits after the FAT32 fields on FAT32, right after the BPB otherwise.
   const extended = fatType === 32 ? 64 : 36;
-  if (fatType === 32) {
-    const extendedFlags = sector.readUInt16LE(40);
-    if (extendedFlags & 0x80) {
-      activeFat = extendedFlags & 0x0f;
-      if (activeFat >= fatCount)
-        fail(40, `FAT mirroring is off and the active FAT is number ${activeFat}, but there are only ${fatCount}`);
-    }
-    const version = sector.readUInt16LE(42);
-    if (version !== 0) fail(42, `FAT32 version is ${version >> 8}.${version & 0xff}, only 0.0 exists`);
-    rootCluster = sector.readUInt32LE(44);
-    if (rootCluster < 2 || rootCluster > clusterCount + 1)
-      fail(44, `root directory cluster is ${rootCluster}, outside clusters 2..${clusterCount + 1}`);
-    fsInfoSector = optionalReservedSector(sector.readUInt16LE(48), reservedSectors, 48, 'FSInfo', fail);
-    backupBootSector = optionalReservedSector(sector.readUInt16LE(50), reservedSectors, 50, 'backup boot', fail);
-  }
-
   const signature = sector[extended + 2]!;
   const serial = signature === 0x28 || signature === 0x29 ? sector.readUInt32LE(extended + 3) : null;
   if (sector[510] !== 0x55 || sector[511] !== 0xaa)
     warnings.push('the boot sector lacks the 0x55AA signature at byte 510');
+  return { geometry: geometryOf(bpb, regions, fatType, fat32, serial), warnings };
+}
 
+function geometryOf(
+  bpb: BiosParameters,
+  regions: Regions,
+  fatType: FatType,
+  fat32: Fat32Fields,
+  serial: number | null,
+): FatGeometry {
+  const { bytesPerSector, sectorsPerCluster, reservedSectors, fatCount } = bpb;
+  const { sectorsPerFat } = regions;
   return {
-    geometry: {
-      fatType,
-      bytesPerSector,
-      sectorsPerCluster,
-      clusterSize: bytesPerSector * sectorsPerCluster,
-      reservedSectors,
-      fatCount,
-      sectorsPerFat,
-      mediaByte,
-      totalSectors,
-      totalBytes,
-      fatOffset: reservedSectors * bytesPerSector,
-      fatBytes,
-      activeFat,
-      rootDirOffset: (reservedSectors + fatCount * sectorsPerFat) * bytesPerSector,
-      rootDirBytes: rootEntryCount * 32,
-      dataOffset: dataStartSector * bytesPerSector,
-      clusterCount,
-      rootCluster,
-      fsInfoSector,
-      backupBootSector,
-      serial,
-    },
-    warnings,
+    fatType,
+    bytesPerSector,
+    sectorsPerCluster,
+    clusterSize: bytesPerSector * sectorsPerCluster,
+    reservedSectors,
+    fatCount,
+    sectorsPerFat,
+    mediaByte: bpb.mediaByte,
+    totalSectors: bpb.totalSectors,
+    totalBytes: regions.totalBytes,
+    fatOffset: reservedSectors * bytesPerSector,
+    fatBytes: sectorsPerFat * bytesPerSector,
+    activeFat: fat32.activeFat,
+    rootDirOffset: (reservedSectors + fatCount * sectorsPerFat) * bytesPerSector,
+    rootDirBytes: bpb.rootEntryCount * 32,
+    dataOffset: regions.dataStartSector * bytesPerSector,
+    clusterCount: regions.clusterCount,
+    rootCluster: fat32.rootCluster,
+    fsInfoSector: fat32.fsInfoSector,
+    backupBootSector: fat32.backupBootSector,
+    serial,
   };
 }
 
@@ -218,7 +285,7 @@ function optionalReservedSector(
   reservedSectors: number,
   offset: number,
   what: string,
-  fail: (offset: number, problem: string) => never,
+  fail: Fail,
 ): number | null {
   // 0 and 0xFFFF both mean "there is none".
   if (value === 0 || value === 0xffff) return null;

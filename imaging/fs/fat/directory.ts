@@ -90,7 +90,7 @@ function decodeLongName(units: number[]): string | null {
   if (terminator >= 0 && units.slice(terminator + 1).some((unit) => unit !== 0xffff)) return null;
   if (used.length === 0) return null;
   const encoded = Buffer.alloc(used.length * 2);
-  used.forEach((unit, index) => encoded.writeUInt16LE(unit, index * 2));
+  for (const [index, unit] of used.entries()) encoded.writeUInt16LE(unit, index * 2);
   const name = encoded.toString('utf16le');
   if (name.includes('/') || name === '.' || name === '..') return null;
   return name;
@@ -126,6 +126,91 @@ function isDotEntry(entry: Buffer): boolean {
   );
 }
 
+/** Collects the long-name entries in front of a short entry: their parts by ordinal and the checksum they share. */
+class LongNameSet {
+  private parts: number[][] | null = null;
+  private checksum = 0;
+  /** The ordinal the next part must carry; 0 once the set is complete. */
+  private expectedOrdinal = 0;
+
+  add(entry: Buffer): void {
+    const first = entry[0]!;
+    const ordinal = first & 0x1f;
+    if (first & LAST_LONG_ENTRY && ordinal >= 1 && ordinal <= 20) {
+      this.parts = new Array<number[]>(ordinal);
+      this.parts[ordinal - 1] = longNameUnits(entry);
+      this.checksum = entry[13]!;
+      this.expectedOrdinal = ordinal - 1;
+    } else if (this.parts && ordinal === this.expectedOrdinal && ordinal >= 1 && entry[13] === this.checksum) {
+      this.parts[ordinal - 1] = longNameUnits(entry);
+      this.expectedOrdinal--;
+    } else {
+      // An orphan or out-of-order part: the set is broken, the short name will do.
+      this.parts = null;
+    }
+  }
+
+  discard(): void {
+    this.parts = null;
+  }
+
+  /** The long name of the short entry that ends the set, or null when the set is broken or absent; the set is emptied. */
+  take(shortEntry: Buffer): string | null {
+    const parts = this.parts;
+    this.parts = null;
+    if (!parts || this.expectedOrdinal !== 0 || this.checksum !== shortNameChecksum(shortEntry)) return null;
+    return decodeLongName(parts.flat());
+  }
+}
+
+/** Refuse a short entry whose name or cluster fields cannot be real. */
+function checkShortEntry(entry: Buffer, geometry: FatGeometry, fail: (problem: string) => never): void {
+  for (let index = 0; index < 11; index++) {
+    const byte = entry[index]!;
+    if ((byte < 0x20 && !(index === 0 && byte === KANJI_E5)) || byte === 0x2f || (index === 0 && byte === 0x20)) {
+      fail(`short name has the invalid byte 0x${byte.toString(16).padStart(2, '0')} at position ${index}`);
+    }
+  }
+  const isDirectory = (entry[11]! & ATTR_DIRECTORY) !== 0;
+  const size = entry.readUInt32LE(28);
+  const firstCluster = firstClusterOf(entry, geometry);
+  const short = shortName(entry, entry[12]!);
+  const maxFileBytes = geometry.clusterCount * geometry.clusterSize;
+  if (firstCluster !== 0 && (firstCluster < 2 || firstCluster > geometry.clusterCount + 1)) {
+    fail(`"${short}" starts at cluster ${firstCluster}, outside clusters 2..${geometry.clusterCount + 1}`);
+  }
+  if (isDirectory && firstCluster === 0) fail(`directory "${short}" has no first cluster`);
+  if (!isDirectory && size > 0 && firstCluster === 0) fail(`"${short}" holds ${size} bytes but has no first cluster`);
+  if (!isDirectory && size > maxFileBytes)
+    fail(`"${short}" claims ${size} bytes, more than the ${maxFileBytes}-byte data region`);
+}
+
+function firstClusterOf(entry: Buffer, geometry: FatGeometry): number {
+  const high = geometry.fatType === 32 ? entry.readUInt16LE(20) : 0;
+  return high * 0x10000 + entry.readUInt16LE(26);
+}
+
+/** A checked short entry as a typed entry, named by its long name when one was found. */
+function toDirEntry(entry: Buffer, geometry: FatGeometry, longName: string | null, entryOffset: number): FatDirEntry {
+  const attributes = entry[11]!;
+  const isDirectory = (attributes & ATTR_DIRECTORY) !== 0;
+  const short = shortName(entry, entry[12]!);
+  const mtimeMs = dosTimeMs(entry.readUInt16LE(24), entry.readUInt16LE(22));
+  // Bytes 13-17 hold the creation time, which FileStat has no place for.
+  const accessDate = entry.readUInt16LE(18);
+  return {
+    name: longName ?? short,
+    shortName: short,
+    attributes,
+    isDirectory,
+    firstCluster: firstClusterOf(entry, geometry),
+    size: isDirectory ? 0 : entry.readUInt32LE(28),
+    mtimeMs,
+    atimeMs: accessDate === 0 ? mtimeMs : dosTimeMs(accessDate),
+    entryOffset,
+  };
+}
+
 /**
  * Parse the entries of one directory. `bytes` is the whole directory (the fixed root
  * region, or its cluster chain concatenated), `pieces` where those bytes sit in the
@@ -140,83 +225,29 @@ export function parseDirectory(
 ): FatDirEntry[] {
   const map = new PieceMap(pieces);
   const entries: FatDirEntry[] = [];
-  const maxFileBytes = geometry.clusterCount * geometry.clusterSize;
-  // The long-name set being collected: its parts by ordinal, the checksum they share,
-  // and the ordinal the next entry must carry.
-  let longParts: number[][] | null = null;
-  let longChecksum = 0;
-  let expectedOrdinal = 0;
-
+  const longName = new LongNameSet();
   for (let position = 0; position + ENTRY_BYTES <= bytes.length; position += ENTRY_BYTES) {
     const entry = bytes.subarray(position, position + ENTRY_BYTES);
     const first = entry[0]!;
     if (first === END_OF_DIRECTORY) break;
     if (first === DELETED) {
-      longParts = null;
+      longName.discard();
       continue;
     }
     const attributes = entry[11]!;
     if ((attributes & ATTR_LONG_NAME_MASK) === ATTR_LONG_NAME) {
-      const ordinal = first & 0x1f;
-      if (first & LAST_LONG_ENTRY && ordinal >= 1 && ordinal <= 20) {
-        longParts = new Array<number[]>(ordinal);
-        longParts[ordinal - 1] = longNameUnits(entry);
-        longChecksum = entry[13]!;
-        expectedOrdinal = ordinal - 1;
-      } else if (longParts && ordinal === expectedOrdinal && ordinal >= 1 && entry[13] === longChecksum) {
-        longParts[ordinal - 1] = longNameUnits(entry);
-        expectedOrdinal--;
-      } else {
-        // An orphan or out-of-order part: the set is broken, the short name will do.
-        longParts = null;
-      }
+      longName.add(entry);
       continue;
     }
-    const parts = longParts;
-    longParts = null;
-    if (attributes & ATTR_VOLUME_ID || isDotEntry(entry)) continue;
-
+    if (attributes & ATTR_VOLUME_ID || isDotEntry(entry)) {
+      longName.discard();
+      continue;
+    }
     const entryOffset = map.volumeOffset(position);
-    const fail = (problem: string): never => {
+    checkShortEntry(entry, geometry, (problem) => {
       throw new FormatError(`${where}: directory ${path}: entry at byte ${entryOffset}: ${problem}`);
-    };
-    for (let index = 0; index < 11; index++) {
-      const byte = entry[index]!;
-      if ((byte < 0x20 && !(index === 0 && byte === KANJI_E5)) || byte === 0x2f || (index === 0 && byte === 0x20)) {
-        fail(`short name has the invalid byte 0x${byte.toString(16).padStart(2, '0')} at position ${index}`);
-      }
-    }
-    const isDirectory = (attributes & ATTR_DIRECTORY) !== 0;
-    const size = entry.readUInt32LE(28);
-    const high = geometry.fatType === 32 ? entry.readUInt16LE(20) : 0;
-    const firstCluster = high * 0x10000 + entry.readUInt16LE(26);
-    const short = shortName(entry, entry[12]!);
-    if (firstCluster !== 0 && (firstCluster < 2 || firstCluster > geometry.clusterCount + 1)) {
-      fail(`"${short}" starts at cluster ${firstCluster}, outside clusters 2..${geometry.clusterCount + 1}`);
-    }
-    if (isDirectory && firstCluster === 0) fail(`directory "${short}" has no first cluster`);
-    if (!isDirectory && size > 0 && firstCluster === 0) fail(`"${short}" holds ${size} bytes but has no first cluster`);
-    if (!isDirectory && size > maxFileBytes)
-      fail(`"${short}" claims ${size} bytes, more than the ${maxFileBytes}-byte data region`);
-
-    let name: string | null = null;
-    if (parts && expectedOrdinal === 0 && longChecksum === shortNameChecksum(entry)) {
-      name = decodeLongName(parts.flat());
-    }
-    const mtimeMs = dosTimeMs(entry.readUInt16LE(24), entry.readUInt16LE(22));
-    // Bytes 13-17 hold the creation time, which FileStat has no place for.
-    const accessDate = entry.readUInt16LE(18);
-    entries.push({
-      name: name ?? short,
-      shortName: short,
-      attributes,
-      isDirectory,
-      firstCluster,
-      size: isDirectory ? 0 : size,
-      mtimeMs,
-      atimeMs: accessDate === 0 ? mtimeMs : dosTimeMs(accessDate),
-      entryOffset,
     });
+    entries.push(toDirEntry(entry, geometry, longName.take(entry), entryOffset));
   }
   return entries;
 }

@@ -7,15 +7,9 @@
 import { FormatError } from '../../../src/core/errors.js';
 import type { BlockReader } from '../../block-reader.js';
 import type { RangeList } from '../../ranges.js';
-import {
-  metadataMarkedFree,
-  rawCaptureMap,
-  ReferencedBlocks,
-  type CaptureMap,
-  type MapWording,
-} from '../used-map-check.js';
+import { type CaptureMap, crossCheckMap, type ReferencedBlocks } from '../used-map-check.js';
 import type { FatGeometry } from './boot-sector.js';
-import { parseDirectory, type DirectoryPiece } from './directory.js';
+import { type DirectoryPiece, type FatDirEntry, parseDirectory } from './directory.js';
 import type { FatTable } from './table.js';
 
 /** Directories nested deeper than this are damage (a cycle through mismatched entries). */
@@ -62,72 +56,94 @@ async function followChain(table: FatTable, first: number, limit: number, isFile
   return { clusters, problem: null };
 }
 
+/** Walks the directory tree from the root, reporting every chain an entry reaches to `referenced`. */
+class DirectoryWalk {
+  private readonly visitedDirectories = new Set<number>();
+  private readonly directoryLimit: number;
+
+  constructor(
+    private readonly reader: BlockReader,
+    private readonly geometry: FatGeometry,
+    private readonly table: FatTable,
+    private readonly referenced: ReferencedBlocks,
+  ) {
+    this.directoryLimit = Math.ceil(MAX_DIRECTORY_BYTES / geometry.clusterSize);
+  }
+
+  /** `root` is the FAT32 root directory's chain, null for the fixed FAT12/16 root region. */
+  async run(root: LenientChain | null): Promise<void> {
+    if (root) {
+      this.visitedDirectories.add(this.geometry.rootCluster);
+      this.referenceChain('/', root);
+    }
+    await this.visitDirectory('/', root, 0);
+  }
+
+  private referenceChain(owner: string, chain: LenientChain): void {
+    const { clusterSize } = this.geometry;
+    for (const cluster of chain.clusters)
+      this.referenced.reference(
+        owner,
+        this.table.clusterOffset(cluster),
+        this.table.clusterOffset(cluster) + clusterSize,
+      );
+    if (chain.problem) this.referenced.skip(`${owner}: ${chain.problem}`);
+  }
+
+  private async visitDirectory(path: string, chain: LenientChain | null, depth: number): Promise<void> {
+    if (depth > MAX_DEPTH) return this.referenced.skip(`${path}: directories nested deeper than ${MAX_DEPTH}`);
+    const { geometry, table } = this;
+    const pieces: DirectoryPiece[] = chain
+      ? chain.clusters.map((cluster) => ({ volumeOffset: table.clusterOffset(cluster), length: geometry.clusterSize }))
+      : [{ volumeOffset: geometry.rootDirOffset, length: geometry.rootDirBytes }];
+    try {
+      const parts: Buffer[] = [];
+      for (const piece of pieces) parts.push(await this.reader.read(piece.volumeOffset, piece.length));
+      const entries = parseDirectory(Buffer.concat(parts), pieces, geometry, this.reader.description, path);
+      for (const entry of entries)
+        await this.visitEntry(path === '/' ? `/${entry.name}` : `${path}/${entry.name}`, entry, depth);
+    } catch (error) {
+      if (!(error instanceof FormatError)) throw error;
+      this.referenced.skip(error.message);
+    }
+  }
+
+  private async visitEntry(entryPath: string, entry: FatDirEntry, depth: number): Promise<void> {
+    if (entry.firstCluster === 0) return;
+    const limit = entry.isDirectory ? this.directoryLimit : Math.ceil(entry.size / this.geometry.clusterSize);
+    if (limit === 0) return;
+    const entryChain = await followChain(this.table, entry.firstCluster, limit, !entry.isDirectory);
+    this.referenceChain(entryPath, entryChain);
+    // A directory met twice is a cross-link or a cycle: its entries were counted already.
+    if (!entry.isDirectory || this.visitedDirectories.has(entry.firstCluster)) return;
+    this.visitedDirectories.add(entry.firstCluster);
+    await this.visitDirectory(entryPath, entryChain, depth + 1);
+  }
+}
+
 export async function checkFileAllocationTable(
   reader: BlockReader,
   geometry: FatGeometry,
   table: FatTable,
   used: RangeList,
 ): Promise<CaptureMap> {
-  const wording: MapWording = {
+  const wording = {
     volume: `vfat on ${reader.description}`,
     map: 'the FAT',
     unit: 'cluster',
     unitSize: geometry.clusterSize,
-    unitAt: (offset) => 2 + Math.floor((offset - geometry.dataOffset) / geometry.clusterSize),
+    unitAt: (offset: number) => 2 + Math.floor((offset - geometry.dataOffset) / geometry.clusterSize),
     owner: 'file',
   };
-  const clusterRegion = (cluster: number, name: string) => ({
-    name,
+  const directoryLimit = Math.ceil(MAX_DIRECTORY_BYTES / geometry.clusterSize);
+  // The FAT32 root directory lives in clusters: the FAT must mark them used.
+  const root = geometry.fatType === 32 ? await followChain(table, geometry.rootCluster, directoryLimit, false) : null;
+  const rootRegions = (root?.clusters ?? []).map((cluster) => ({
+    name: 'root directory',
     start: table.clusterOffset(cluster),
     end: table.clusterOffset(cluster) + geometry.clusterSize,
-  });
-  const directoryLimit = Math.ceil(MAX_DIRECTORY_BYTES / geometry.clusterSize);
-
-  let root: LenientChain | null = null;
-  if (geometry.fatType === 32) {
-    root = await followChain(table, geometry.rootCluster, directoryLimit, false);
-    const damaged = metadataMarkedFree(
-      used,
-      root.clusters.map((cluster) => clusterRegion(cluster, 'root directory')),
-      wording,
-    );
-    if (damaged) return rawCaptureMap(reader.size, [damaged]);
-  }
-
-  const referenced = new ReferencedBlocks(used, reader.size, wording);
-  const referenceChain = (owner: string, chain: LenientChain) => {
-    for (const cluster of chain.clusters)
-      referenced.reference(owner, table.clusterOffset(cluster), table.clusterOffset(cluster) + geometry.clusterSize);
-    if (chain.problem) referenced.skip(`${owner}: ${chain.problem}`);
-  };
-  const visitedDirectories = new Set<number>(root ? [geometry.rootCluster] : []);
-  const visitDirectory = async (path: string, chain: LenientChain | null, depth: number): Promise<void> => {
-    if (depth > MAX_DEPTH) return referenced.skip(`${path}: directories nested deeper than ${MAX_DEPTH}`);
-    const pieces: DirectoryPiece[] = chain
-      ? chain.clusters.map((cluster) => ({ volumeOffset: table.clusterOffset(cluster), length: geometry.clusterSize }))
-      : [{ volumeOffset: geometry.rootDirOffset, length: geometry.rootDirBytes }];
-    try {
-      const parts: Buffer[] = [];
-      for (const piece of pieces) parts.push(await reader.read(piece.volumeOffset, piece.length));
-      const entries = parseDirectory(Buffer.concat(parts), pieces, geometry, reader.description, path);
-      for (const entry of entries) {
-        if (entry.firstCluster === 0) continue;
-        const entryPath = path === '/' ? `/${entry.name}` : `${path}/${entry.name}`;
-        const limit = entry.isDirectory ? directoryLimit : Math.ceil(entry.size / geometry.clusterSize);
-        if (limit === 0) continue;
-        const entryChain = await followChain(table, entry.firstCluster, limit, !entry.isDirectory);
-        referenceChain(entryPath, entryChain);
-        // A directory met twice is a cross-link or a cycle: its entries were counted already.
-        if (!entry.isDirectory || visitedDirectories.has(entry.firstCluster)) continue;
-        visitedDirectories.add(entry.firstCluster);
-        await visitDirectory(entryPath, entryChain, depth + 1);
-      }
-    } catch (error) {
-      if (!(error instanceof FormatError)) throw error;
-      referenced.skip(error.message);
-    }
-  };
-  if (root) referenceChain('/', root);
-  await visitDirectory('/', root, 0);
-  return { method: 'used-blocks', ranges: referenced.ranges(), warnings: referenced.warnings() };
+  }));
+  return crossCheckMap(used, reader.size, wording, rootRegions, (referenced) =>
+    new DirectoryWalk(reader, geometry, table, referenced).run(root),
+  );
 }

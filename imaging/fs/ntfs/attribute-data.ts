@@ -59,7 +59,7 @@ export class AttributeData {
     // Sizes, flags and compression are meaningful in the extent that starts at VCN 0.
     const headAttribute = sorted[0]!;
     const head = headAttribute.nonResident;
-    if (!head || head.lowestVcn !== 0)
+    if (head?.lowestVcn !== 0)
       throw headAttribute.location.error(16, 'the first extent of a non-resident attribute does not start at VCN 0');
     const runs: Run[] = [];
     let nextVcn = 0;

@@ -4,14 +4,7 @@
 // free are captured anyway.
 import { FormatError } from '../../../src/core/errors.js';
 import type { RangeList } from '../../ranges.js';
-import {
-  metadataMarkedFree,
-  rawCaptureMap,
-  ReferencedBlocks,
-  type CaptureMap,
-  type MapWording,
-  type MetadataRegion,
-} from '../used-map-check.js';
+import { type CaptureMap, crossCheckMap, type MetadataRegion, type ReferencedBlocks } from '../used-map-check.js';
 import type { BootSector } from './boot-sector.js';
 import { AttributeType } from './mft-record.js';
 import { SystemFile, type Mft } from './mft.js';
@@ -43,24 +36,8 @@ async function metadataRegions(mft: Mft, boot: BootSector): Promise<MetadataRegi
   return regions;
 }
 
-export async function checkClusterBitmap(
-  mft: Mft,
-  boot: BootSector,
-  used: RangeList,
-  volumeSize: number,
-  description: string,
-): Promise<CaptureMap> {
-  const wording: MapWording = {
-    volume: `ntfs on ${description}`,
-    map: '$Bitmap',
-    unit: 'cluster',
-    unitSize: boot.clusterSize,
-    owner: 'MFT record',
-  };
-  const damaged = metadataMarkedFree(used, await metadataRegions(mft, boot), wording);
-  if (damaged) return rawCaptureMap(volumeSize, [damaged]);
-
-  const referenced = new ReferencedBlocks(used, volumeSize, wording);
+/** Every cluster in the runlists of in-use MFT records, by the record that owns it. */
+async function referenceRunlists(mft: Mft, clusterSize: number, referenced: ReferencedBlocks): Promise<void> {
   for (let number = 0; number < mft.recordCount; number++) {
     try {
       const record = await mft.recordIfInUse(number);
@@ -70,7 +47,7 @@ export async function checkClusterBitmap(
       for (const attribute of record.attributes) {
         for (const run of attribute.nonResident?.runs ?? []) {
           if (run.lcn !== null)
-            referenced.reference(owner, run.lcn * boot.clusterSize, (run.lcn + run.length) * boot.clusterSize);
+            referenced.reference(owner, run.lcn * clusterSize, (run.lcn + run.length) * clusterSize);
         }
       }
     } catch (error) {
@@ -78,5 +55,23 @@ export async function checkClusterBitmap(
       referenced.skip(error.message);
     }
   }
-  return { method: 'used-blocks', ranges: referenced.ranges(), warnings: referenced.warnings() };
+}
+
+export async function checkClusterBitmap(
+  mft: Mft,
+  boot: BootSector,
+  used: RangeList,
+  volumeSize: number,
+  description: string,
+): Promise<CaptureMap> {
+  const wording = {
+    volume: `ntfs on ${description}`,
+    map: '$Bitmap',
+    unit: 'cluster',
+    unitSize: boot.clusterSize,
+    owner: 'MFT record',
+  };
+  return crossCheckMap(used, volumeSize, wording, await metadataRegions(mft, boot), (referenced) =>
+    referenceRunlists(mft, boot.clusterSize, referenced),
+  );
 }

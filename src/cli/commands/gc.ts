@@ -32,12 +32,12 @@ export function registerGc(program: Command): void {
         else {
           const { report } = job;
           process.stdout.write(
-            [
+            `${[
               `garbage collection ${job.id}: ${job.state}${job.dryRun ? ' (dry run)' : ''}`,
               `  ${plural(report.manifests, 'manifest')} ${report.manifests === 1 ? 'references' : 'reference'} ${plural(report.referenced, 'object')}; ${plural(report.scanned, 'object')} in the store`,
               `  spared ${report.keptPinned} pinned by open uploads, ${report.keptRecent} touched within the grace period`,
               `  ${job.dryRun ? 'would remove' : 'removed'} ${plural(report.removed, 'object')}, ${formatBytes(report.bytesReclaimed)} ${job.dryRun ? 'reclaimable' : 'reclaimed'}`,
-            ].join('\n') + '\n',
+            ].join('\n')}\n`,
           );
         }
         if (job.state === 'error') throw new UserError(`garbage collection failed: ${job.error}`);

@@ -32,12 +32,12 @@ export function printCaptureReport(report: CaptureReport): void {
       ? (100 * report.chunksReused) / (report.chunksTotal - report.chunksHoles)
       : 0;
   process.stdout.write(
-    [
+    `${[
       `image ${report.image} committed${report.parent ? ` (base ${report.parent})` : ''}${report.resumed ? ', resumed an interrupted session' : ''}`,
       `  read ${formatBytes(report.bytesRead)} of ${formatBytes(report.bytesUsed)} used, uploaded ${formatBytes(report.bytesUploaded)} in ${plural(report.chunksUploaded, 'chunk')}`,
       `  ${plural(report.chunksReused, 'chunk')} reused (${reuse.toFixed(1)}%), ${plural(report.chunksHoles, 'hole')}, ${formatDuration(report.durationMs)}`,
       ...report.warnings.map((warning) => `  warning: ${warning}`),
-    ].join('\n') + '\n',
+    ].join('\n')}\n`,
   );
 }
 
