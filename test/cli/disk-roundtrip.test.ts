@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import t, { type Test } from 'tap';
-import { b365, CLI_MAIN } from '../helpers/cli.js';
+import { b365, CLI_MAIN, type CliResult } from '../helpers/cli.js';
 import { attachLoop, makeImageFile, MiB, mount, run } from '../helpers/disk.js';
 import {
   blkidOf,
@@ -112,7 +112,12 @@ async function compareDisks(
   await a.detach();
 }
 
-async function restore(server: TestServer, image: string, target: string, extra: string[] = []): Promise<any> {
+async function restore(
+  server: TestServer,
+  image: string,
+  target: string,
+  extra: string[] = [],
+): Promise<CliResult['json']> {
   const result = await b365(['restore', image, '--to', target, '--yes', '--json', ...extra], { env: server.env });
   if (result.exitCode !== 0) throw new Error(`restore failed (${result.exitCode}): ${result.stderr}`);
   return result.json;

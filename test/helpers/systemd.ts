@@ -82,7 +82,7 @@ export async function tracedSocketFamilies(traceFile: string): Promise<Set<strin
 
 /** The families the unit's RestrictAddressFamilies= lets a process open. */
 export function allowedSocketFamilies(unitText: string): Set<string> {
-  return new Set(/^RestrictAddressFamilies=(.*)$/m.exec(unitText)?.[1]!.trim().split(/\s+/) ?? []);
+  return new Set(/^RestrictAddressFamilies=(.*)$/m.exec(unitText)?.[1]?.trim().split(/\s+/) ?? []);
 }
 
 /** What `systemd-analyze verify` says of a unit file: empty when systemd accepts every line. */

@@ -157,8 +157,8 @@ t.test('repository API', async (t) => {
   t.test('a malformed manifest: 400 naming the JSON path', async (t) => {
     const session = await openSession(server, admin, 'malformed');
     const { manifest } = await uploadVolume(server, admin, session, 'malformed', 'm');
-    const bad = structuredClone(manifest) as any;
-    bad.disks[0].volumes[0].chunkSize = 'big';
+    const bad = structuredClone(manifest);
+    Object.assign(bad.disks[0]!.volumes[0]!, { chunkSize: 'big' });
     const response = await api(server.url, 'POST', `/sessions/${session}/commit`, { token: admin, json: bad });
     t.equal(response.status, 400);
     t.equal(response.body.code, 'bad_format');

@@ -105,7 +105,9 @@ t.test("one machine stalling 10 uploads does not stall another machine's image",
 
   const evil = await uploader(server, 'stalling');
   const stalls = await Promise.all(Array.from({ length: 10 }, (_, index) => stalledUpload(server, evil, 100 + index)));
-  t.teardown(() => stalls.forEach((stall) => stall.socket.destroy()));
+  t.teardown(() => {
+    for (const stall of stalls) stall.socket.destroy();
+  });
   let closed = 0;
   for (const stall of stalls) void stall.answer.then(() => closed++);
   await new Promise((resolve) => setTimeout(resolve, 500));

@@ -31,7 +31,7 @@ async function volumeManifest(
   chunks: string[],
 ): Promise<Manifest> {
   const index = new FixedIndex(CHUNK, CHUNK * chunks.length);
-  chunks.forEach((digest, position) => index.set(position, digest));
+  for (const [position, digest] of chunks.entries()) index.set(position, digest);
   const bytes = index.encode();
   const indexDigest = digestOf(bytes);
   const put = await api(server.url, 'PUT', `/sessions/${session}/indexes/${indexDigest}`, {

@@ -26,7 +26,7 @@ t.test('an image taken while mounted keeps what the journal allocates', async (t
   const snapshot = `${image}.snapshot`;
   const loop = await attachLoop(t, image);
   const mounted = await mount(t, loop.device);
-  let expected;
+  let expected: Awaited<ReturnType<typeof hashTree>>;
   try {
     // fsync writes each file's data and commits the journal, but (unlike sync or syncfs)
     // leaves the bitmaps and inode tables dirty in memory, not yet written in place.

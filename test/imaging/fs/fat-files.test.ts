@@ -38,7 +38,7 @@ const AWKWARD_NAMES = [
   '.hidden',
   'noextension',
   'x',
-  'A'.repeat(120) + ' very long name ' + 'z'.repeat(100) + '.bin',
+  `${'A'.repeat(120)} very long name ${'z'.repeat(100)}.bin`,
   'ends with space and dot é',
 ];
 

@@ -244,7 +244,10 @@ t.test('random damage to metadata only ever gives UserErrors', async (t) => {
   const iterations = 400;
   for (let iteration = 0; iteration < iterations; iteration++) {
     let pick = prng.next() % totalWeight;
-    const region = regions.find(([, , weight]) => (pick -= weight) < 0)!;
+    const region = regions.find(([, , weight]) => {
+      pick -= weight;
+      return pick < 0;
+    })!;
     const saved: Array<[number, number]> = [];
     const flips = 1 + (prng.next() % 12);
     for (let flip = 0; flip < flips; flip++) {

@@ -12,7 +12,7 @@ t.test('crc32 matches zlib', async (t) => {
   const samples = [Buffer.alloc(92), Buffer.alloc(16384, 0xff), randomBytes(1), randomBytes(513), randomBytes(16384)];
   const script = 'import sys, zlib\nfor line in sys.stdin: print(zlib.crc32(bytes.fromhex(line.strip())))';
   const expected = (
-    await run('python3', ['-c', script], { input: samples.map((sample) => sample.toString('hex')).join('\n') + '\n' })
+    await run('python3', ['-c', script], { input: `${samples.map((sample) => sample.toString('hex')).join('\n')}\n` })
   )
     .split('\n')
     .map(Number);
