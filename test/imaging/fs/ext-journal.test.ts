@@ -10,7 +10,6 @@ import { parseSuperblock } from '../../../imaging/fs/ext/superblock.js';
 import { usedByteRanges } from '../../../imaging/fs/ext/used-blocks.js';
 import { attachLoop, mount, run } from '../../helpers/disk.js';
 import {
-  copyRanges,
   e2fsckReadOnly,
   hashTree,
   largePattern,
@@ -20,6 +19,7 @@ import {
   patternBytes,
   withMounted,
 } from './ext-fixtures.js';
+import { copyRanges } from '../../helpers/ranges.js';
 
 t.test('an image taken while mounted keeps what the journal allocates', async (t) => {
   const image = await makeExtImage(t, 'ext4', 512 * MiB, []);

@@ -10,7 +10,8 @@ import { fatFilesystem } from '../../../imaging/fs/fat.js';
 import { Prng } from '../../helpers/content.js';
 import { attachLoop, makeImageFile, MiB, sfdisk } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { blkid, fsckFat, makeFatImage, mtools, openReader, patch, readAt, type MkfsOptions } from './fat-fixtures.js';
+import { fsckFat, makeFatImage, mtools, openReader, patch, readAt, type MkfsOptions } from './fat-fixtures.js';
+import { blkid } from '../../helpers/blkid.js';
 
 const sectorsTotal = (output: string) => Number(/(\d+) sectors total/.exec(output)![1]);
 

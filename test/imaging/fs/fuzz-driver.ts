@@ -14,7 +14,7 @@ import type { Range, RangeList } from '../../../imaging/ranges.js';
 import { Prng } from '../../helpers/content.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { CHECKER_TIMED_OUT } from './damage-roundtrip.js';
-import { MemoryBlockReader } from './ntfs-helpers.js';
+import { MemoryBlockReader } from '../../helpers/memory-reader.js';
 
 export interface FuzzOptions {
   name: string;

@@ -10,7 +10,8 @@ import { ntfsFilesystem } from '../../../imaging/fs/ntfs.js';
 import { Prng, textLike } from '../../helpers/content.js';
 import { MiB, run } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { makeNtfsImage, MemoryBlockReader, setXattr, withNtfsMount } from './ntfs-helpers.js';
+import { makeNtfsImage, setXattr, withNtfsMount } from './ntfs-helpers.js';
+import { MemoryBlockReader } from '../../helpers/memory-reader.js';
 
 interface Fixture {
   image: string;

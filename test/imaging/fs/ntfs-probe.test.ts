@@ -11,16 +11,16 @@ import { RangeList } from '../../../imaging/ranges.js';
 import { attachLoop, makeImageFile, MiB, mount, run, sfdisk } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
 import {
-  blkid,
-  copyRanges,
   makeNtfsImage,
-  MemoryBlockReader,
   ntfsfixCheck,
   ntfsinfoVolume,
   openNtfs,
   partcloneUsedRanges,
   withNtfsMount,
 } from './ntfs-helpers.js';
+import { MemoryBlockReader } from '../../helpers/memory-reader.js';
+import { copyRanges } from '../../helpers/ranges.js';
+import { blkid } from '../../helpers/blkid.js';
 
 const volumes = [
   {
