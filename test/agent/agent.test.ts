@@ -10,6 +10,7 @@ import t from 'tap';
 import type { incidentView } from '../../server/monitoring/incidents.js';
 import type { agentView, RunView } from '../../server/runs.js';
 import { tryLock } from '../../src/agent/lock.js';
+import { agentInstallArgs } from '../helpers/agent-install.js';
 import { api } from '../helpers/api.js';
 import { b365 } from '../helpers/cli.js';
 import { eventually, startSmtpReceiver, startWebhookReceiver } from '../helpers/notify-receivers.js';
@@ -103,23 +104,10 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
   const configDir = path.join(base, 'etc');
   const unitDir = path.join(base, 'systemd');
   const install = await b365(
-    [
-      'agent',
-      'install',
-      '--server',
-      server.url,
-      '--token',
-      machineToken,
-      '--config-dir',
-      configDir,
-      '--unit-dir',
-      unitDir,
-      '--state-dir',
-      path.join(base, 'agent-state'),
-      '--no-start',
-      '--allow-build-tree',
-      '--json',
-    ],
+    agentInstallArgs(
+      { configDir, unitDir, stateDir: path.join(base, 'agent-state'), server: server.url, token: machineToken },
+      ['--no-start', '--allow-build-tree', '--json'],
+    ),
     {},
   );
   t.equal(install.exitCode, 0, install.stderr);

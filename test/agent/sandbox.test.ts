@@ -10,6 +10,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import t from 'tap';
+import { agentInstallArgs } from '../helpers/agent-install.js';
 import { api } from '../helpers/api.js';
 import { b365 } from '../helpers/cli.js';
 import { attachLoop, makeImageFile, MiB, mount, run, sfdisk } from '../helpers/disk.js';
@@ -92,24 +93,18 @@ t.test('the agent images a live disk inside its unit sandbox, and the sandbox is
   });
   t.equal(created.status, 201);
   const stateDir = path.join(base, 'state');
-  const install = await b365([
-    'agent',
-    'install',
-    '--server',
-    server.url,
-    '--token',
-    created.body.token,
-    '--config-dir',
-    path.join(base, 'etc'),
-    '--unit-dir',
-    path.join(base, 'units'),
-    '--state-dir',
-    stateDir,
-    '--no-start',
-    '--no-check',
-    '--allow-build-tree',
-    '--json',
-  ]);
+  const install = await b365(
+    agentInstallArgs(
+      {
+        configDir: path.join(base, 'etc'),
+        unitDir: path.join(base, 'units'),
+        stateDir,
+        server: server.url,
+        token: created.body.token,
+      },
+      ['--no-start', '--no-check', '--allow-build-tree', '--json'],
+    ),
+  );
   t.equal(install.exitCode, 0, install.stderr);
   const unit = await fs.readFile(install.json.unit, 'utf8');
   const setPolicy = async (live: string) => {
