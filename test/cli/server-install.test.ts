@@ -138,7 +138,7 @@ t.test(
     const user = `b365t${randomBytes(3).toString('hex')}`;
     t.teardown(() => execa('userdel', [user], { reject: false }));
     const repo = path.join(directory, 'repo');
-    const install = await b365([
+    const installArgs = (...flags: string[]) => [
       'server',
       'install',
       '--unit-dir',
@@ -148,7 +148,9 @@ t.test(
       '--repo',
       repo,
       '--allow-build-tree',
-    ]);
+      ...flags,
+    ];
+    const install = await b365(installArgs());
     t.equal(install.exitCode, 1);
     t.match(install.stdout, `server service written: ${path.join(directory, 'backup365-server.service')}`);
     t.match(install.stdout, `as user ${user} (created now)`);
@@ -170,19 +172,7 @@ t.test(
       'a repository outside the state directory is named writable',
     );
 
-    const again = await b365([
-      'server',
-      'install',
-      '--unit-dir',
-      directory,
-      '--user',
-      user,
-      '--repo',
-      repo,
-      '--allow-build-tree',
-      '--no-start',
-      '--json',
-    ]);
+    const again = await b365(installArgs('--no-start', '--json'));
     t.equal(again.exitCode, 0, again.stderr);
     t.equal(again.json.userCreated, false, 'an existing user is kept');
   },
