@@ -182,14 +182,3 @@ export async function patch(file: string, offset: number, bytes: Buffer): Promis
     await handle.close();
   }
 }
-
-export async function readAt(file: string, offset: number, length: number): Promise<Buffer> {
-  const handle = await fs.open(file, 'r');
-  try {
-    const buffer = Buffer.alloc(length);
-    await handle.read(buffer, 0, length, offset);
-    return buffer;
-  } finally {
-    await handle.close();
-  }
-}

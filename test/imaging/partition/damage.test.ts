@@ -6,8 +6,9 @@ import t, { type Test } from 'tap';
 import { FormatError } from '../../../src/core/errors.js';
 import { readPartitionTable } from '../../../imaging/partition/table.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { gptDisk, mbrDisk, readBytes, readImageTable, sfdiskJson, writeBytes } from './disks.js';
+import { gptDisk, mbrDisk, readImageTable, sfdiskJson, writeBytes } from './disks.js';
 import { MemoryBlockReader } from '../../helpers/memory-reader.js';
+import { readAt } from '../../helpers/disk.js';
 
 /** A disk in memory on which a read past the end is the reader's bug, not bad input. */
 function memoryDisk(bytes: Buffer, description?: string): MemoryBlockReader {
@@ -17,7 +18,7 @@ function memoryDisk(bytes: Buffer, description?: string): MemoryBlockReader {
 const SECTOR = 512;
 
 async function flipByte(image: string, offset: number): Promise<void> {
-  const byte = await readBytes(image, offset, 1);
+  const byte = await readAt(image, offset, 1);
   await writeBytes(image, offset, Buffer.from([byte[0]! ^ 0x5a]));
 }
 

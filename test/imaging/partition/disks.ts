@@ -128,17 +128,6 @@ export async function readImageTable(image: string, sectorSize = 512): Promise<R
   }
 }
 
-export async function readBytes(image: string, offset: number, length: number): Promise<Buffer> {
-  const handle = await fs.open(image, 'r');
-  try {
-    const buffer = Buffer.alloc(length);
-    await handle.read(buffer, 0, length, offset);
-    return buffer;
-  } finally {
-    await handle.close();
-  }
-}
-
 export async function writeBytes(image: string, offset: number, bytes: Buffer): Promise<void> {
   await applyImageWrites(image, [{ offset, bytes }]);
 }
