@@ -19,6 +19,7 @@ import {
   allowedSocketFamilies,
   allowedSyscalls,
   execStart,
+  mountSandboxArgs,
   tracedSocketFamilies,
   tracedSyscalls,
 } from '../helpers/systemd.js';
@@ -43,24 +44,11 @@ async function runSandboxed(
 ): Promise<SandboxRun> {
   const command = [...execStart(unit), '--once'];
   const traced = options.trace ? ['strace', '-f', '-qq', '-o', options.trace, ...command] : command;
-  const script = [
-    'set -eu',
-    'mount --make-rprivate /',
-    `mount --bind "${options.writable}" "${options.writable}"`,
-    ...options.readOnlyMounts.map((mountPoint) => `mount -o remount,bind,ro "${mountPoint}"`),
-    'exec "$@"',
-  ].join('\n');
   // env -i: only the environment systemd would give (the test runner adds NODE_OPTIONS to children).
   const environment = ['env', '-i', `PATH=${process.env.PATH}`, 'B365_LOG_LEVEL=info', 'B365_RETRY_FOR_MS=1000'];
   const result = await execa(
     'unshare',
-    [
-      '--mount',
-      '--',
-      'sh',
-      '-c',
-      script,
-      'sandbox',
+    mountSandboxArgs(options, [
       ...environment,
       'setpriv',
       `--bounding-set=${options.bounding}`,
@@ -68,7 +56,7 @@ async function runSandboxed(
       '--no-new-privs',
       '--',
       ...traced,
-    ],
+    ]),
     {
       reject: false,
       timeout: 120_000,

@@ -15,6 +15,7 @@ import {
   allowedSocketFamilies,
   allowedSyscalls,
   execStart,
+  mountSandboxArgs,
   exposure,
   tracedSocketFamilies,
   tracedSyscalls,
@@ -201,13 +202,6 @@ t.test(
     const trace = path.join(base, 'server.trace');
     // As the unit: ProtectSystem=strict with ReadWritePaths= the repository, a user without
     // capabilities (nobody stands in for the service user), NoNewPrivileges=, systemd's environment.
-    const script = [
-      'set -eu',
-      'mount --make-rprivate /',
-      `mount --bind "${base}" "${base}"`,
-      'mount -o remount,bind,ro /',
-      'exec "$@"',
-    ].join('\n');
     const sandbox = [
       'env',
       '-i',
@@ -223,13 +217,7 @@ t.test(
     ];
     const child = execa(
       'unshare',
-      [
-        '--mount',
-        '--',
-        'sh',
-        '-c',
-        script,
-        'sandbox',
+      mountSandboxArgs({ writable: base, readOnlyMounts: ['/'] }, [
         ...sandbox,
         'strace',
         '-f',
@@ -237,7 +225,7 @@ t.test(
         '-o',
         trace,
         ...execStart(unit),
-      ],
+      ]),
       { reject: false, buffer: false, stdout: 'pipe', stderr: 'ignore' },
     );
     t.teardown(async () => {

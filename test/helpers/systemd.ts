@@ -96,3 +96,19 @@ export async function verifyUnit(unitFile: string): Promise<string> {
     (result.exitCode === 0 ? '' : `\n(exit code ${result.exitCode})`)
   );
 }
+
+/**
+ * `unshare` arguments that run `command` as a unit's file-system sandbox would: a private
+ * mount namespace where `readOnlyMounts` are read-only and only `writable` can be written
+ * (ProtectSystem=strict with ReadWritePaths=). `command` starts with env -i, setpriv... as needed.
+ */
+export function mountSandboxArgs(options: { writable: string; readOnlyMounts: string[] }, command: string[]): string[] {
+  const script = [
+    'set -eu',
+    'mount --make-rprivate /',
+    `mount --bind "${options.writable}" "${options.writable}"`,
+    ...options.readOnlyMounts.map((mountPoint) => `mount -o remount,bind,ro "${mountPoint}"`),
+    'exec "$@"',
+  ].join('\n');
+  return ['--mount', '--', 'sh', '-c', script, 'sandbox', ...command];
+}
