@@ -16,7 +16,7 @@ import { digestOf } from '../src/format/digest.js';
 import { FixedIndex } from '../src/format/fixed-index.js';
 import { encodeFrame } from '../src/format/lz4-frame.js';
 import { silentLogger } from '../src/core/log.js';
-import { sampleManifest } from '../test/helpers/manifest.js';
+import { rawDiskManifest } from '../test/helpers/manifest.js';
 import type { BenchContext } from './disk.js';
 import { renderTable } from './measure.js';
 
@@ -45,24 +45,7 @@ async function manifestOf(repository: Repository, session: string, digests: stri
   for (const [position, digest] of digests.entries()) index.set(position, digest);
   const bytes = index.encode();
   await repository.putObject(ADMIN, session, 'index', digestOf(bytes), encodeFrame(bytes));
-  const manifest = sampleManifest();
-  manifest.machine = 'bench';
-  const disk = manifest.disks[0]!;
-  disk.size = index.volumeSize;
-  disk.partitionTable = { type: 'none', partitions: [] };
-  Object.assign(disk.volumes[0]!, {
-    id: 'disk',
-    kind: 'disk',
-    partitionNumber: null,
-    offset: 0,
-    size: index.volumeSize,
-    filesystem: null,
-    method: 'raw',
-    chunkSize: CHUNK_SIZE,
-    index: digestOf(bytes),
-    contentDigest: 'c'.repeat(64),
-  });
-  return manifest;
+  return rawDiskManifest('bench', index, digestOf(bytes));
 }
 
 async function timed(step: () => Promise<unknown>): Promise<number> {

@@ -7,7 +7,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import t from 'tap';
+import type { incidentView } from '../../server/monitoring/incidents.js';
+import type { agentView, RunView } from '../../server/runs.js';
 import { tryLock } from '../../src/agent/lock.js';
+import { agentInstallArgs } from '../helpers/agent-install.js';
 import { api } from '../helpers/api.js';
 import { b365 } from '../helpers/cli.js';
 import { eventually, startSmtpReceiver, startWebhookReceiver } from '../helpers/notify-receivers.js';
@@ -89,7 +92,7 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
   t.same(policy.json.effective.disks, [disk]);
   t.equal(policy.json.effective.retention.keepDaily, 14, 'retention not set here is inherited from the default');
 
-  const runs = async (): Promise<any[]> =>
+  const runs = async (): Promise<RunView[]> =>
     (await api(server.url, 'GET', '/runs?machine=alpha', { token: admin })).body.runs;
   const runFor = async (scheduledFor: string, state?: string) =>
     (await runs()).find((run) => run.scheduledFor === scheduledFor && (!state || run.state === state));
@@ -101,23 +104,10 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
   const configDir = path.join(base, 'etc');
   const unitDir = path.join(base, 'systemd');
   const install = await b365(
-    [
-      'agent',
-      'install',
-      '--server',
-      server.url,
-      '--token',
-      machineToken,
-      '--config-dir',
-      configDir,
-      '--unit-dir',
-      unitDir,
-      '--state-dir',
-      path.join(base, 'agent-state'),
-      '--no-start',
-      '--allow-build-tree',
-      '--json',
-    ],
+    agentInstallArgs(
+      { configDir, unitDir, stateDir: path.join(base, 'agent-state'), server: server.url, token: machineToken },
+      ['--no-start', '--allow-build-tree', '--json'],
+    ),
     {},
   );
   t.equal(install.exitCode, 0, install.stderr);
@@ -151,7 +141,7 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
   let agentA = startAgent('agent-a');
   await eventually('the first heartbeat', async () =>
     (await api(server.url, 'GET', '/agents', { token: admin })).body.agents.find(
-      (agent: any) => agent.machine === 'alpha',
+      (agent: ReturnType<typeof agentView>) => agent.machine === 'alpha',
     ),
   );
 
@@ -171,7 +161,7 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
     t.equal(run.chunksReused, 0);
     t.ok(run.bytesUploaded >= 40 * MiB, 'random data does not compress');
     t.same(run.disks, [disk]);
-    const image = await api(server.url, 'GET', `/images/${encodeURIComponent(run.image)}`, { token: admin });
+    const image = await api(server.url, 'GET', `/images/${encodeURIComponent(String(run.image))}`, { token: admin });
     t.equal(image.status, 200, 'the image is in the repository');
     const reports = await b365(['reports', '--machine', 'alpha', '--json'], { env: adminEnv });
     t.equal(reports.exitCode, 0, reports.stderr);
@@ -225,7 +215,7 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
     t.equal((await runs()).filter((candidate) => candidate.scheduledFor === '2030-01-07T06:00:00.000Z').length, 1);
     const incidents = (await api(server.url, 'GET', '/incidents?state=all', { token: admin })).body.incidents;
     t.same(
-      incidents.filter((incident: any) => incident.kind === 'missed-run'),
+      incidents.filter((incident: ReturnType<typeof incidentView>) => incident.kind === 'missed-run'),
       [],
       'a late run inside its window is not a missed run',
     );
@@ -254,7 +244,7 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
     agentA = startAgent('agent-a2');
     await eventually('the agent back', async () =>
       (await api(server.url, 'GET', '/incidents?state=open', { token: admin })).body.incidents.every(
-        (incident: any) => incident.kind !== 'agent-silent',
+        (incident: ReturnType<typeof incidentView>) => incident.kind !== 'agent-silent',
       ),
     );
     await setTime('2030-01-07T09:59:59Z');
@@ -265,7 +255,7 @@ t.test('agent, schedules, reports, incidents and notifications', async (t) => {
     t.match(cleared.text, /Resolved: a run succeeded again/);
     await eventually('the all-clear webhook', () => hook('incident.resolved', 'missed-run'));
     const incidents = await b365(['incidents', '--all', '--json'], { env: adminEnv });
-    const missed = incidents.json.filter((incident: any) => incident.kind === 'missed-run');
+    const missed = incidents.json.filter((incident: ReturnType<typeof incidentView>) => incident.kind === 'missed-run');
     t.equal(missed.length, 1, 'one missed-run incident, not raised again after the all-clear');
     t.equal(missed[0].state, 'resolved');
     t.ok(missed[0].notifications >= 3, 'opened, reminded, resolved');

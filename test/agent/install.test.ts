@@ -6,6 +6,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import t from 'tap';
+import { agentInstallArgs, installPlacesUnder, UNREACHABLE_SERVER } from '../helpers/agent-install.js';
 import { api } from '../helpers/api.js';
 import { b365, CLI_MAIN } from '../helpers/cli.js';
 import { startServer } from '../helpers/server.js';
@@ -13,28 +14,12 @@ import { exposure, verifyUnit } from '../helpers/systemd.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const MiB = 1 << 20;
-const FAKE_TOKEN = 'b365_not_checked_0123456789';
 
 t.test('the agent unit is rated 5.0 or better by systemd-analyze security', async (t) => {
   const base = await tempDir(t, 'b365-agent-install-');
-  const install = await b365([
-    'agent',
-    'install',
-    '--server',
-    'http://127.0.0.1:9',
-    '--token',
-    FAKE_TOKEN,
-    '--config-dir',
-    path.join(base, 'etc'),
-    '--unit-dir',
-    base,
-    '--state-dir',
-    path.join(base, 'state'),
-    '--no-start',
-    '--no-check',
-    '--allow-build-tree',
-    '--json',
-  ]);
+  const install = await b365(
+    agentInstallArgs(installPlacesUnder(base), ['--no-start', '--no-check', '--allow-build-tree', '--json']),
+  );
   t.equal(install.exitCode, 0, install.stderr);
   t.equal(await verifyUnit(install.json.unit), '', 'systemd-analyze verify accepts every line');
   const { score, report } = await exposure(install.json.unit);
@@ -56,21 +41,11 @@ t.test('relative paths are resolved against the current directory and printed', 
     process.execPath,
     [
       CLI_MAIN,
-      'agent',
-      'install',
-      '--server',
-      'http://127.0.0.1:9',
-      '--token',
-      FAKE_TOKEN,
-      '--config-dir',
-      'etc',
-      '--unit-dir',
-      'units',
-      '--state-dir',
-      'state',
-      '--no-start',
-      '--no-check',
-      '--allow-build-tree',
+      ...agentInstallArgs({ configDir: 'etc', unitDir: 'units', stateDir: 'state' }, [
+        '--no-start',
+        '--no-check',
+        '--allow-build-tree',
+      ]),
     ],
     { cwd: base, reject: false },
   );
@@ -83,7 +58,7 @@ t.test('relative paths are resolved against the current directory and printed', 
     'the unit names the configuration by its absolute path',
   );
   t.same(JSON.parse(await fs.readFile(config, 'utf8')), {
-    server: 'http://127.0.0.1:9',
+    server: UNREACHABLE_SERVER,
     tokenFile: path.join(base, 'etc', 'agent.token'),
     stateDirectory: path.join(base, 'state'),
   });
@@ -96,23 +71,13 @@ t.test('an existing state directory is made private', async (t) => {
   const state = path.join(base, 'state');
   await fs.mkdir(state, { mode: 0o755 });
   await fs.chmod(state, 0o755);
-  const install = await b365([
-    'agent',
-    'install',
-    '--server',
-    'http://127.0.0.1:9',
-    '--token',
-    FAKE_TOKEN,
-    '--config-dir',
-    path.join(base, 'etc'),
-    '--unit-dir',
-    base,
-    '--state-dir',
-    state,
-    '--no-start',
-    '--no-check',
-    '--allow-build-tree',
-  ]);
+  const install = await b365(
+    agentInstallArgs({ ...installPlacesUnder(base), stateDir: state }, [
+      '--no-start',
+      '--no-check',
+      '--allow-build-tree',
+    ]),
+  );
   t.equal(install.exitCode, 0, install.stderr);
   t.equal((await fs.stat(state)).mode & 0o777, 0o700);
 });
@@ -127,22 +92,7 @@ t.test(
   { skip: systemdRuns && 'systemd runs here: enabling would really happen' },
   async (t) => {
     const base = await tempDir(t, 'b365-agent-install-');
-    const install = await b365([
-      'agent',
-      'install',
-      '--server',
-      'http://127.0.0.1:9',
-      '--token',
-      FAKE_TOKEN,
-      '--config-dir',
-      path.join(base, 'etc'),
-      '--unit-dir',
-      base,
-      '--state-dir',
-      path.join(base, 'state'),
-      '--no-check',
-      '--allow-build-tree',
-    ]);
+    const install = await b365(agentInstallArgs(installPlacesUnder(base), ['--no-check', '--allow-build-tree']));
     t.equal(install.exitCode, 1);
     t.match(
       install.stderr,
@@ -161,22 +111,7 @@ t.test(
 
 t.test('the service must not run a build tree unless told so', async (t) => {
   const base = await tempDir(t, 'b365-agent-install-');
-  const install = await b365([
-    'agent',
-    'install',
-    '--server',
-    'http://127.0.0.1:9',
-    '--token',
-    FAKE_TOKEN,
-    '--config-dir',
-    path.join(base, 'etc'),
-    '--unit-dir',
-    base,
-    '--state-dir',
-    path.join(base, 'state'),
-    '--no-start',
-    '--no-check',
-  ]);
+  const install = await b365(agentInstallArgs(installPlacesUnder(base), ['--no-start', '--no-check']));
   t.equal(install.exitCode, 2);
   t.match(install.stderr, /refusing to write a service that runs .*main\.js: .*--allow-build-tree/);
   t.same(await fs.readdir(base), [], 'nothing was written');
@@ -194,23 +129,13 @@ t.test("the configuration's token wins over B365_TOKEN, and the log names its so
   await fs.writeFile(disk, randomFillSync(Buffer.alloc(2 * MiB)));
   const policy = await b365(['policy', 'set', 'tokened', '--disks', disk, '--raw'], { env: server.env });
   t.equal(policy.exitCode, 0, policy.stderr);
-  const install = await b365([
-    'agent',
-    'install',
-    '--server',
-    server.url,
-    '--token',
-    machineToken,
-    '--config-dir',
-    path.join(base, 'etc'),
-    '--unit-dir',
-    base,
-    '--state-dir',
-    path.join(base, 'state'),
-    '--no-start',
-    '--allow-build-tree',
-    '--json',
-  ]);
+  const install = await b365(
+    agentInstallArgs({ ...installPlacesUnder(base), server: server.url, token: machineToken }, [
+      '--no-start',
+      '--allow-build-tree',
+      '--json',
+    ]),
+  );
   t.equal(install.exitCode, 0, install.stderr);
 
   const staleToken = 'b365_stale_token_from_some_environment';

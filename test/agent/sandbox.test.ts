@@ -10,6 +10,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import t from 'tap';
+import { agentInstallArgs } from '../helpers/agent-install.js';
 import { api } from '../helpers/api.js';
 import { b365 } from '../helpers/cli.js';
 import { attachLoop, makeImageFile, MiB, mount, run, sfdisk } from '../helpers/disk.js';
@@ -18,6 +19,7 @@ import {
   allowedSocketFamilies,
   allowedSyscalls,
   execStart,
+  mountSandboxArgs,
   tracedSocketFamilies,
   tracedSyscalls,
 } from '../helpers/systemd.js';
@@ -42,24 +44,11 @@ async function runSandboxed(
 ): Promise<SandboxRun> {
   const command = [...execStart(unit), '--once'];
   const traced = options.trace ? ['strace', '-f', '-qq', '-o', options.trace, ...command] : command;
-  const script = [
-    'set -eu',
-    'mount --make-rprivate /',
-    `mount --bind "${options.writable}" "${options.writable}"`,
-    ...options.readOnlyMounts.map((mountPoint) => `mount -o remount,bind,ro "${mountPoint}"`),
-    'exec "$@"',
-  ].join('\n');
   // env -i: only the environment systemd would give (the test runner adds NODE_OPTIONS to children).
   const environment = ['env', '-i', `PATH=${process.env.PATH}`, 'B365_LOG_LEVEL=info', 'B365_RETRY_FOR_MS=1000'];
   const result = await execa(
     'unshare',
-    [
-      '--mount',
-      '--',
-      'sh',
-      '-c',
-      script,
-      'sandbox',
+    mountSandboxArgs(options, [
       ...environment,
       'setpriv',
       `--bounding-set=${options.bounding}`,
@@ -67,7 +56,7 @@ async function runSandboxed(
       '--no-new-privs',
       '--',
       ...traced,
-    ],
+    ]),
     {
       reject: false,
       timeout: 120_000,
@@ -92,24 +81,18 @@ t.test('the agent images a live disk inside its unit sandbox, and the sandbox is
   });
   t.equal(created.status, 201);
   const stateDir = path.join(base, 'state');
-  const install = await b365([
-    'agent',
-    'install',
-    '--server',
-    server.url,
-    '--token',
-    created.body.token,
-    '--config-dir',
-    path.join(base, 'etc'),
-    '--unit-dir',
-    path.join(base, 'units'),
-    '--state-dir',
-    stateDir,
-    '--no-start',
-    '--no-check',
-    '--allow-build-tree',
-    '--json',
-  ]);
+  const install = await b365(
+    agentInstallArgs(
+      {
+        configDir: path.join(base, 'etc'),
+        unitDir: path.join(base, 'units'),
+        stateDir,
+        server: server.url,
+        token: created.body.token,
+      },
+      ['--no-start', '--no-check', '--allow-build-tree', '--json'],
+    ),
+  );
   t.equal(install.exitCode, 0, install.stderr);
   const unit = await fs.readFile(install.json.unit, 'utf8');
   const setPolicy = async (live: string) => {

@@ -6,17 +6,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import t, { type Test } from 'tap';
-import { b365, CLI_MAIN } from '../helpers/cli.js';
+import { blkid } from '../helpers/blkid.js';
+import { b365, CLI_MAIN, type CliResult } from '../helpers/cli.js';
 import { attachLoop, makeImageFile, MiB, mount, run } from '../helpers/disk.js';
-import {
-  blkidOf,
-  buildGptDisk,
-  buildMbrDisk,
-  snapshotFat,
-  snapshotTree,
-  tableDump,
-  SWAP_UUID,
-} from '../helpers/fixtures.js';
+import { buildGptDisk, buildMbrDisk, snapshotFat, snapshotTree, tableDump, SWAP_UUID } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -56,8 +49,8 @@ async function compareDisks(
   for (const { number, kind } of options.partitions) {
     const partA = a.partition(number);
     const partB = b.partition(number);
-    const idA = await blkidOf(partA);
-    const idB = await blkidOf(partB);
+    const idA = await blkid(partA);
+    const idB = await blkid(partB);
     for (const key of ['UUID', 'LABEL', 'TYPE', 'PART_ENTRY_UUID', 'PART_ENTRY_NAME', 'PART_ENTRY_TYPE']) {
       if (idA[key] !== undefined) t.equal(idB[key], idA[key], `partition ${number}: blkid ${key} equal`);
     }
@@ -112,7 +105,12 @@ async function compareDisks(
   await a.detach();
 }
 
-async function restore(server: TestServer, image: string, target: string, extra: string[] = []): Promise<any> {
+async function restore(
+  server: TestServer,
+  image: string,
+  target: string,
+  extra: string[] = [],
+): Promise<CliResult['json']> {
   const result = await b365(['restore', image, '--to', target, '--yes', '--json', ...extra], { env: server.env });
   if (result.exitCode !== 0) throw new Error(`restore failed (${result.exitCode}): ${result.stderr}`);
   return result.json;

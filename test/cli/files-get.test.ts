@@ -144,7 +144,8 @@ t.test('files get into a directory that already holds some of the paths', async 
       reject: false,
     });
     t.equal(tty.exitCode, 0, String(tty.stdout));
-    const frames = String(tty.stdout).split(/\r|\x1b\[1G/);
+    // A frame of the bar ends in a carriage return or in the ESC [1G that moves the cursor to column 1.
+    const frames = String(tty.stdout).replaceAll('\u001b[1G', '\r').split('\r');
     const last = frames.filter((frame) => frame.includes('% |')).at(-1) ?? '';
     t.match(last, /100% \| 7 of 7 files \| 8\.0 MiB of 8\.0 MiB \|/, 'the bar ends at the totals the walk counted');
   });

@@ -123,7 +123,7 @@ t.test('files from ext4, FAT32 and NTFS volumes of one image', async (t) => {
       t.same(
         actual,
         expected,
-        'SHA-256, mode, owner, mtime, link targets, hard links' + (kind === 'ext4' ? ', xattrs' : ''),
+        `SHA-256, mode, owner, mtime, link targets, hard links${kind === 'ext4' ? ', xattrs' : ''}`,
       );
       if (kind === 'ext4') {
         const acl = await execa('getfacl', ['-c', path.join(out, 'many', 'd000', 'f3.txt')]);

@@ -15,6 +15,7 @@ import {
   allowedSocketFamilies,
   allowedSyscalls,
   execStart,
+  mountSandboxArgs,
   exposure,
   tracedSocketFamilies,
   tracedSyscalls,
@@ -138,7 +139,7 @@ t.test(
     const user = `b365t${randomBytes(3).toString('hex')}`;
     t.teardown(() => execa('userdel', [user], { reject: false }));
     const repo = path.join(directory, 'repo');
-    const install = await b365([
+    const installArgs = (...flags: string[]) => [
       'server',
       'install',
       '--unit-dir',
@@ -148,7 +149,9 @@ t.test(
       '--repo',
       repo,
       '--allow-build-tree',
-    ]);
+      ...flags,
+    ];
+    const install = await b365(installArgs());
     t.equal(install.exitCode, 1);
     t.match(install.stdout, `server service written: ${path.join(directory, 'backup365-server.service')}`);
     t.match(install.stdout, `as user ${user} (created now)`);
@@ -170,19 +173,7 @@ t.test(
       'a repository outside the state directory is named writable',
     );
 
-    const again = await b365([
-      'server',
-      'install',
-      '--unit-dir',
-      directory,
-      '--user',
-      user,
-      '--repo',
-      repo,
-      '--allow-build-tree',
-      '--no-start',
-      '--json',
-    ]);
+    const again = await b365(installArgs('--no-start', '--json'));
     t.equal(again.exitCode, 0, again.stderr);
     t.equal(again.json.userCreated, false, 'an existing user is kept');
   },
@@ -211,13 +202,6 @@ t.test(
     const trace = path.join(base, 'server.trace');
     // As the unit: ProtectSystem=strict with ReadWritePaths= the repository, a user without
     // capabilities (nobody stands in for the service user), NoNewPrivileges=, systemd's environment.
-    const script = [
-      'set -eu',
-      'mount --make-rprivate /',
-      `mount --bind "${base}" "${base}"`,
-      'mount -o remount,bind,ro /',
-      'exec "$@"',
-    ].join('\n');
     const sandbox = [
       'env',
       '-i',
@@ -233,13 +217,7 @@ t.test(
     ];
     const child = execa(
       'unshare',
-      [
-        '--mount',
-        '--',
-        'sh',
-        '-c',
-        script,
-        'sandbox',
+      mountSandboxArgs({ writable: base, readOnlyMounts: ['/'] }, [
         ...sandbox,
         'strace',
         '-f',
@@ -247,7 +225,7 @@ t.test(
         '-o',
         trace,
         ...execStart(unit),
-      ],
+      ]),
       { reject: false, buffer: false, stdout: 'pipe', stderr: 'ignore' },
     );
     t.teardown(async () => {

@@ -342,7 +342,9 @@ export async function startRelay(
     if (!pinnedAgents.has(pin)) pinnedAgents.set(pin, new PinnedAgent(pin, { keepAlive: true }));
     return pinnedAgents.get(pin);
   };
-  t.teardown(() => pinnedAgents.forEach((agent) => agent.destroy()));
+  t.teardown(() => {
+    for (const agent of pinnedAgents.values()) agent.destroy();
+  });
   const relay = http.createServer((request, response) => {
     void (async () => {
       const described = { method: request.method ?? 'GET', path: request.url ?? '/' };

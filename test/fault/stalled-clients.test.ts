@@ -50,7 +50,9 @@ t.test('stalled and slow clients of one machine while another machine images', a
   const sockets = Array.from({ length: 10 }, (_, position) =>
     stalledUpload(rig.server.url, token, session, position >= 8),
   );
-  t.teardown(() => sockets.forEach((socket) => socket.destroy()));
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+  });
 
   // The connections must hold their upload slots before the other machine starts.
   await waitFor('the stalled connections to be open', () =>

@@ -62,7 +62,7 @@ t.test('bad frames fail with a message naming the problem', async (t) => {
   const corrupt = Buffer.from(frame);
   for (let position = 40; position < 60; position++) corrupt[position] = 0xff;
   t.throws(() => decodeChunk(corrupt, digest), /corrupt LZ4 block|hashes to|more than the declared/);
-  t.throws(() => decodeChunk(frame, '0'.repeat(63) + '1'), { code: 'digest_mismatch' });
+  t.throws(() => decodeChunk(frame, `${'0'.repeat(63)}1`), { code: 'digest_mismatch' });
   t.same(frame, encodeChunk(data).frame, 'decoding leaves the frame bytes as they were');
 });
 

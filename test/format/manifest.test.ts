@@ -8,26 +8,26 @@ t.test('a complete manifest validates', async (t) => {
 });
 
 t.test('problems are reported with their JSON path', async (t) => {
-  const unknown = sampleManifest() as any;
-  unknown.disks[0].volumes[0].colour = 'blue';
+  const unknown = sampleManifest();
+  Object.assign(unknown.disks[0]!.volumes[0]!, { colour: 'blue' });
   t.throws(() => parseManifest(unknown), { message: 'invalid manifest: /disks/0/volumes/0: unknown field "colour"' });
 
-  const missing = sampleManifest() as any;
-  delete missing.disks[0].serial;
+  const missing = sampleManifest();
+  Reflect.deleteProperty(missing.disks[0]!, 'serial');
   t.throws(() => parseManifest(missing), { message: 'invalid manifest: /disks/0: missing field "serial"' });
 
-  const badDigest = sampleManifest() as any;
-  badDigest.disks[0].volumes[0].index = 'xyz';
+  const badDigest = sampleManifest();
+  badDigest.disks[0]!.volumes[0]!.index = 'xyz';
   t.throws(() => parseManifest(badDigest), /invalid manifest: \/disks\/0\/volumes\/0\/index: must match pattern/);
 
-  const badMethod = sampleManifest() as any;
-  badMethod.disks[0].volumes[0].method = 'magic';
+  const badMethod = sampleManifest();
+  Object.assign(badMethod.disks[0]!.volumes[0]!, { method: 'magic' });
   t.throws(
     () => parseManifest(badMethod),
     /\/disks\/0\/volumes\/0\/method: must be one of "used-blocks", "raw", "swap-header-only"/,
   );
 
-  const badType = sampleManifest() as any;
+  const badType = sampleManifest();
   badType.stats.bytesRead = -1;
   t.throws(() => parseManifest(badType), /\/stats\/bytesRead: must be >= 0/);
 

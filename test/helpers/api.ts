@@ -1,6 +1,7 @@
 // Plain HTTP calls to a test server, to check status codes and error bodies exactly.
 export interface ApiResponse {
   status: number;
+  // biome-ignore lint/suspicious/noExplicitAny: parsed JSON of whatever shape the endpoint returns; tests read its fields directly and assert on them
   body: any;
   bytes: Buffer;
 }

@@ -9,6 +9,7 @@ export interface CliResult {
   stdout: string;
   stderr: string;
   /** stdout parsed as JSON when the command was given --json. */
+  // biome-ignore lint/suspicious/noExplicitAny: parsed JSON of whatever shape the command prints; tests read its fields directly and assert on them
   json: any;
 }
 

@@ -146,3 +146,15 @@ export async function writeTree(root: string, files: Record<string, string | Buf
     await fs.writeFile(file, content);
   }
 }
+
+/** `length` bytes of a file or device at `offset` (zeros past its end). */
+export async function readAt(file: string, offset: number, length: number): Promise<Buffer> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, offset);
+    return buffer;
+  } finally {
+    await handle.close();
+  }
+}

@@ -256,13 +256,3 @@ export async function tableDump(device: string): Promise<string> {
     .map((line) => line.replace(new RegExp(`^${device.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}p?`), 'P'))
     .join('\n');
 }
-
-export async function blkidOf(device: string): Promise<Record<string, string>> {
-  const result = await execa('blkid', ['-p', '-o', 'export', device], { reject: false });
-  const values: Record<string, string> = {};
-  for (const line of String(result.stdout).split('\n')) {
-    const [key, ...rest] = line.split('=');
-    if (key && rest.length && !['DEVNAME', 'PART_ENTRY_DISK'].includes(key)) values[key] = rest.join('=');
-  }
-  return values;
-}

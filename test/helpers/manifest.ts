@@ -92,3 +92,32 @@ export function sampleManifest(): Manifest {
     warnings: [],
   };
 }
+
+/**
+ * A manifest of one unpartitioned disk captured raw as a single volume, whose index is
+ * `index` (stored under `indexDigest`); the content digest is a placeholder the server does not check.
+ */
+export function rawDiskManifest(
+  machine: string,
+  index: { chunkSize: number; volumeSize: number },
+  indexDigest: string,
+): Manifest {
+  const manifest = sampleManifest();
+  manifest.machine = machine;
+  const disk = manifest.disks[0]!;
+  disk.size = index.volumeSize;
+  disk.partitionTable = { type: 'none', partitions: [] };
+  Object.assign(disk.volumes[0]!, {
+    id: 'disk',
+    kind: 'disk',
+    partitionNumber: null,
+    offset: 0,
+    size: index.volumeSize,
+    filesystem: null,
+    method: 'raw',
+    chunkSize: index.chunkSize,
+    index: indexDigest,
+    contentDigest: 'c'.repeat(64),
+  });
+  return manifest;
+}

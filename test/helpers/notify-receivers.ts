@@ -72,6 +72,7 @@ export async function startSmtpReceiver(t: Teardown): Promise<{ port: number; ma
 export interface ReceivedHook {
   headers: http.IncomingHttpHeaders;
   body: string;
+  // biome-ignore lint/suspicious/noExplicitAny: parsed JSON of whatever shape the webhook carries; tests read its fields directly and assert on them
   json: any;
 }
 

@@ -74,34 +74,35 @@ function transportArgs(tls: TestServerOptions['tls']): string[] {
   return tls === true ? [] : ['--tls-cert', tls.cert, '--tls-key', tls.key];
 }
 
+/** Node's arguments for a test server: its options, then `b365 server` on `repo`, logging beside it. */
+export function serverNodeArgs(repo: string, listen: string, extraArgs: string[] = []): string[] {
+  return [
+    ...SERVER_NODE_OPTIONS,
+    CLI_MAIN,
+    'server',
+    '--repo',
+    repo,
+    '--listen',
+    listen,
+    '--log-file',
+    path.join(repo, '..', 'server.log'),
+    ...extraArgs,
+  ];
+}
+
 async function spawn(
   repo: string,
   listen: string,
   env: Record<string, string>,
   extraArgs: string[],
 ): Promise<{ child: ResultPromise; url: string; fingerprint: string | null }> {
-  const child = execa(
-    process.execPath,
-    [
-      ...SERVER_NODE_OPTIONS,
-      CLI_MAIN,
-      'server',
-      '--repo',
-      repo,
-      '--listen',
-      listen,
-      '--log-file',
-      path.join(repo, '..', 'server.log'),
-      ...extraArgs,
-    ],
-    {
-      env: { B365_LOG_LEVEL: 'info', ...env },
-      reject: false,
-      buffer: false,
-      stdout: 'pipe',
-      stderr: 'inherit',
-    },
-  );
+  const child = execa(process.execPath, serverNodeArgs(repo, listen, extraArgs), {
+    env: { B365_LOG_LEVEL: 'info', ...env },
+    reject: false,
+    buffer: false,
+    stdout: 'pipe',
+    stderr: 'inherit',
+  });
   const { url, output } = await serverListening(child);
   return { child, url, fingerprint: printedFingerprint(output()) };
 }

@@ -1,4 +1,5 @@
 // Looking inside a local repository directory, as an auditor with shell access would.
+import type { Dirent } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { decodeChunk } from '../../src/format/chunk.js';
@@ -7,7 +8,7 @@ import { MAX_INDEX_BYTES } from '../../src/format/fixed-index.js';
 export async function listFiles(directory: string): Promise<string[]> {
   const found: string[] = [];
   async function walk(current: string): Promise<void> {
-    let entries;
+    let entries: Dirent[];
     try {
       entries = await fs.readdir(current, { withFileTypes: true });
     } catch {

@@ -82,7 +82,7 @@ export async function tracedSocketFamilies(traceFile: string): Promise<Set<strin
 
 /** The families the unit's RestrictAddressFamilies= lets a process open. */
 export function allowedSocketFamilies(unitText: string): Set<string> {
-  return new Set(/^RestrictAddressFamilies=(.*)$/m.exec(unitText)?.[1]!.trim().split(/\s+/) ?? []);
+  return new Set(/^RestrictAddressFamilies=(.*)$/m.exec(unitText)?.[1]?.trim().split(/\s+/) ?? []);
 }
 
 /** What `systemd-analyze verify` says of a unit file: empty when systemd accepts every line. */
@@ -95,4 +95,20 @@ export async function verifyUnit(unitFile: string): Promise<string> {
     `${String(result.stdout)}${String(result.stderr)}`.trim() +
     (result.exitCode === 0 ? '' : `\n(exit code ${result.exitCode})`)
   );
+}
+
+/**
+ * `unshare` arguments that run `command` as a unit's file-system sandbox would: a private
+ * mount namespace where `readOnlyMounts` are read-only and only `writable` can be written
+ * (ProtectSystem=strict with ReadWritePaths=). `command` starts with env -i, setpriv... as needed.
+ */
+export function mountSandboxArgs(options: { writable: string; readOnlyMounts: string[] }, command: string[]): string[] {
+  const script = [
+    'set -eu',
+    'mount --make-rprivate /',
+    `mount --bind "${options.writable}" "${options.writable}"`,
+    ...options.readOnlyMounts.map((mountPoint) => `mount -o remount,bind,ro "${mountPoint}"`),
+    'exec "$@"',
+  ].join('\n');
+  return ['--mount', '--', 'sh', '-c', script, 'sandbox', ...command];
 }

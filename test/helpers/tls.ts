@@ -13,6 +13,28 @@ function subjectAltName(names: string[]): string {
   return names.map((name) => (/^[\d.]+$|:/.test(name) ? `IP:${name}` : `DNS:${name}`)).join(',');
 }
 
+/** A P-256 key and a self-signed certificate for it, valid 30 days, with the given extensions. */
+async function selfSignedPair(files: CertificateFiles, subject: string, extensions: string[]): Promise<void> {
+  await execa('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '30',
+    '-subj',
+    subject,
+    ...extensions.flatMap((extension) => ['-addext', extension]),
+    '-keyout',
+    files.key,
+    '-out',
+    files.cert,
+  ]);
+}
+
 /** A self-signed EC certificate for `names` (the first is its CN). */
 export async function selfSignedCertificate(
   directory: string,
@@ -20,51 +42,16 @@ export async function selfSignedCertificate(
   names: string[],
 ): Promise<CertificateFiles> {
   const files = { cert: path.join(directory, `${base}.crt`), key: path.join(directory, `${base}.key`) };
-  await execa('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '30',
-    '-subj',
-    `/CN=${names[0]}`,
-    '-addext',
-    `subjectAltName=${subjectAltName(names)}`,
-    '-keyout',
-    files.key,
-    '-out',
-    files.cert,
-  ]);
+  await selfSignedPair(files, `/CN=${names[0]}`, [`subjectAltName=${subjectAltName(names)}`]);
   return files;
 }
 
 /** A private CA (certificate and key). */
 export async function certificateAuthority(directory: string): Promise<CertificateFiles> {
   const files = { cert: path.join(directory, 'ca.crt'), key: path.join(directory, 'ca.key') };
-  await execa('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '30',
-    '-subj',
-    '/CN=Test CA',
-    '-addext',
+  await selfSignedPair(files, '/CN=Test CA', [
     'basicConstraints=critical,CA:TRUE',
-    '-addext',
     'keyUsage=critical,keyCertSign,cRLSign',
-    '-keyout',
-    files.key,
-    '-out',
-    files.cert,
   ]);
   return files;
 }

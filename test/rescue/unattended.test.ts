@@ -5,27 +5,43 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { b3sum } from '../helpers/b3sum.js';
 import { b365 } from '../helpers/cli.js';
 import { writeLargeDistinctFile } from '../helpers/content.js';
 import { attachLoop, MiB } from '../helpers/disk.js';
 import { createRestoreCode, rescueUnattended, resultOf } from '../helpers/rescue.js';
-import { startServer } from '../helpers/server.js';
+import { startServer, type TestServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
+
+/**
+ * A source disk of distinct bytes imaged as `machine`, and a larger target disk of other
+ * bytes on a loop device, with the b3sum it must keep when a rescue is refused.
+ */
+async function imagedSourceAndTarget(
+  t: Test,
+  server: TestServer,
+  machine: string,
+  layout: { sourceSize: number; targetSize: number; seeds: [source: number, target: number] },
+) {
+  const directory = await tempDir(t);
+  const source = path.join(directory, 'source.img');
+  await writeLargeDistinctFile(source, layout.sourceSize, layout.seeds[0]);
+  const imaged = await b365(['image', source, '--machine', machine, '--json'], { env: server.env });
+  t.equal(imaged.exitCode, 0, imaged.stderr);
+  const targetFile = path.join(directory, 'target.img');
+  await writeLargeDistinctFile(targetFile, layout.targetSize, layout.seeds[1]);
+  const target = await attachLoop(t, targetFile);
+  return { image: imaged.json.image as string, source, targetFile, target, untouched: await b3sum(target.device) };
+}
 
 t.test('restore, capture and refusals', async (t) => {
   const server = await startServer(t);
-  const directory = await tempDir(t);
-  const source = path.join(directory, 'source.img');
-  await writeLargeDistinctFile(source, 24 * MiB, 5);
-  const imaged = await b365(['image', source, '--machine', 'host1', '--json'], { env: server.env });
-  t.equal(imaged.exitCode, 0, imaged.stderr);
-
-  const targetFile = path.join(directory, 'target.img');
-  await writeLargeDistinctFile(targetFile, 32 * MiB, 77);
-  const target = await attachLoop(t, targetFile);
-  const untouched = await b3sum(target.device);
+  const { image, source, targetFile, target, untouched } = await imagedSourceAndTarget(t, server, 'host1', {
+    sourceSize: 24 * MiB,
+    targetSize: 32 * MiB,
+    seeds: [5, 77],
+  });
 
   t.test('a wrong code fails with invalid_code and writes nothing', async (t) => {
     const run = await rescueUnattended(
@@ -108,7 +124,7 @@ t.test('restore, capture and refusals', async (t) => {
     t.equal(run.exitCode, 0, run.stderr + run.stdout);
     const fields = resultOf(run.stdout);
     t.equal(fields.status, 'ok', run.stdout);
-    t.equal(fields.image, imaged.json.image);
+    t.equal(fields.image, image);
     t.equal(fields.target, target.device);
     t.equal(fields.verified, 'yes');
     t.match(run.stdout, /B365: restore code accepted for machine host1/);
@@ -123,15 +139,11 @@ t.test('restore, capture and refusals', async (t) => {
 t.test('over HTTPS: b365.fingerprint= pins the server before the code is sent', async (t) => {
   const server = await startServer(t, { tls: true, env: { B365_LOG_LEVEL: 'debug' } });
   const serverLog = () => fs.readFile(path.join(server.repo, '..', 'server.log'), 'utf8');
-  const directory = await tempDir(t);
-  const source = path.join(directory, 'source.img');
-  await writeLargeDistinctFile(source, 4 * MiB, 6);
-  const imaged = await b365(['image', source, '--machine', 'host2', '--json'], { env: server.env });
-  t.equal(imaged.exitCode, 0, imaged.stderr);
-  const targetFile = path.join(directory, 'target.img');
-  await writeLargeDistinctFile(targetFile, 8 * MiB, 78);
-  const target = await attachLoop(t, targetFile);
-  const untouched = await b3sum(target.device);
+  const { target, untouched } = await imagedSourceAndTarget(t, server, 'host2', {
+    sourceSize: 4 * MiB,
+    targetSize: 8 * MiB,
+    seeds: [6, 78],
+  });
   const { code } = await createRestoreCode(server, 'host2');
   const fingerprint = server.fingerprint!;
   const wrong = fingerprint.replace(/^../, fingerprint.startsWith('00') ? '11' : '00');

@@ -13,30 +13,7 @@ import { operations } from '../../server/openapi.js';
 import { api } from '../helpers/api.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { listFiles, storedChunks } from '../helpers/store.js';
-import { sampleManifest } from '../helpers/manifest.js';
-
-/** A one-volume manifest of `data` (a whole number of 256 KiB chunks). */
-function manifestFor(machine: string, index: FixedIndex, indexDigest: string): Manifest {
-  const manifest = sampleManifest();
-  manifest.machine = machine;
-  const disk = manifest.disks[0]!;
-  disk.size = index.volumeSize;
-  disk.partitionTable = { type: 'none', partitions: [] };
-  const volume = disk.volumes[0]!;
-  Object.assign(volume, {
-    id: 'disk',
-    kind: 'disk',
-    partitionNumber: null,
-    offset: 0,
-    size: index.volumeSize,
-    filesystem: null,
-    method: 'raw',
-    chunkSize: index.chunkSize,
-    index: indexDigest,
-    contentDigest: 'c'.repeat(64),
-  });
-  return manifest;
-}
+import { rawDiskManifest } from '../helpers/manifest.js';
 
 async function token(server: TestServer, role: string, machine?: string): Promise<string> {
   const response = await api(server.url, 'POST', '/tokens', { token: server.adminToken, json: { role, machine } });
@@ -71,7 +48,7 @@ async function uploadVolume(
     token: authToken,
     body: encodeFrame(indexBytes),
   });
-  return { manifest: manifestFor(machine, index, indexDigest), chunk: digest };
+  return { manifest: rawDiskManifest(machine, index, indexDigest), chunk: digest };
 }
 
 t.test('repository API', async (t) => {
@@ -139,7 +116,7 @@ t.test('repository API', async (t) => {
     );
     const response = await api(server.url, 'POST', `/sessions/${session}/commit`, {
       token: admin,
-      json: manifestFor('absent', index, indexDigest),
+      json: rawDiskManifest('absent', index, indexDigest),
     });
     t.equal(response.status, 409);
     t.equal(response.body.code, 'missing_objects');
@@ -148,7 +125,7 @@ t.test('repository API', async (t) => {
     t.same((await api(server.url, 'GET', '/images?machine=absent', { token: admin })).body.images, []);
     t.same(await listFiles(path.join(server.repo, 'images')), []);
 
-    const missingIndex = manifestFor('absent', index, digestOf(Buffer.from('no such index')));
+    const missingIndex = rawDiskManifest('absent', index, digestOf(Buffer.from('no such index')));
     const noIndex = await api(server.url, 'POST', `/sessions/${session}/commit`, { token: admin, json: missingIndex });
     t.equal(noIndex.status, 409);
     t.equal(noIndex.body.kind, 'index');
@@ -157,8 +134,8 @@ t.test('repository API', async (t) => {
   t.test('a malformed manifest: 400 naming the JSON path', async (t) => {
     const session = await openSession(server, admin, 'malformed');
     const { manifest } = await uploadVolume(server, admin, session, 'malformed', 'm');
-    const bad = structuredClone(manifest) as any;
-    bad.disks[0].volumes[0].chunkSize = 'big';
+    const bad = structuredClone(manifest);
+    Object.assign(bad.disks[0]!.volumes[0]!, { chunkSize: 'big' });
     const response = await api(server.url, 'POST', `/sessions/${session}/commit`, { token: admin, json: bad });
     t.equal(response.status, 400);
     t.equal(response.body.code, 'bad_format');

@@ -39,7 +39,7 @@ t.test('reindex from the store alone reproduces the image list', async (t) => {
   t.same(reindex.json.skipped, []);
   await server.restart();
   const after = (await b365(['images', '--json'], { env: server.env })).json.images;
-  const comparable = (images: any[]) =>
+  const comparable = (images: Record<string, unknown>[]) =>
     images.map(
       ({ id, machine, timestamp, createdAt, manifestDigest, parent, sizeBytes, usedBytes, uploadedBytes, state }) => ({
         id,

@@ -5,11 +5,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import t from 'tap';
-import { SERVER_NODE_OPTIONS } from '../../server/main.js';
 import { adminTokenNotice } from '../../src/cli/commands/server.js';
-import { b365, CLI_MAIN } from '../helpers/cli.js';
+import { b365 } from '../helpers/cli.js';
 import { writeLargeDistinctFile } from '../helpers/content.js';
-import { printedFingerprint, serverListening } from '../helpers/server.js';
+import { printedFingerprint, serverNodeArgs, serverListening } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
 
 interface Started {
@@ -21,18 +20,7 @@ interface Started {
 
 /** `b365 server` with stdout piped (as under systemd) and a umask that would leave everything world-readable. */
 async function startWithUmask0(t: { teardown(fn: () => unknown): void }, repo: string): Promise<Started> {
-  const command = [
-    process.execPath,
-    ...SERVER_NODE_OPTIONS,
-    CLI_MAIN,
-    'server',
-    '--repo',
-    repo,
-    '--listen',
-    '127.0.0.1:0',
-    '--log-file',
-    path.join(repo, '..', 'server.log'),
-  ];
+  const command = [process.execPath, ...serverNodeArgs(repo, '127.0.0.1:0')];
   const child = execa('sh', ['-c', 'umask 000 && exec "$@"', 'sh', ...command], {
     reject: false,
     buffer: false,

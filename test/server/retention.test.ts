@@ -9,7 +9,6 @@ import { encodeChunk } from '../../src/format/chunk.js';
 import { digestOf } from '../../src/format/digest.js';
 import { FixedIndex } from '../../src/format/fixed-index.js';
 import { encodeFrame } from '../../src/format/lz4-frame.js';
-import type { Manifest } from '../../src/format/manifest.js';
 import { silentLogger } from '../../src/core/log.js';
 import type { Principal } from '../../server/auth.js';
 import { GarbageCollector } from '../../server/jobs/gc.js';
@@ -17,7 +16,7 @@ import { Pruner, isoWeek, selectRetained } from '../../server/jobs/prune.js';
 import { Policies } from '../../server/policies.js';
 import { Repository } from '../../server/repository.js';
 import { chunkKey } from '../../server/store/store.js';
-import { sampleManifest } from '../helpers/manifest.js';
+import { rawDiskManifest } from '../helpers/manifest.js';
 import { storedChunks } from '../helpers/store.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -152,23 +151,7 @@ async function commitNight(
   const indexBytes = index.encode();
   const indexDigest = digestOf(indexBytes);
   await repository.putObject(machine, session, 'index', indexDigest, encodeFrame(indexBytes));
-  const manifest: Manifest = sampleManifest();
-  manifest.machine = 'alpha';
-  const disk = manifest.disks[0]!;
-  disk.size = 2 * CHUNK;
-  disk.partitionTable = { type: 'none', partitions: [] };
-  Object.assign(disk.volumes[0]!, {
-    id: 'disk',
-    kind: 'disk',
-    partitionNumber: null,
-    offset: 0,
-    size: 2 * CHUNK,
-    filesystem: null,
-    method: 'raw',
-    chunkSize: CHUNK,
-    index: indexDigest,
-    contentDigest: 'c'.repeat(64),
-  });
+  const manifest = rawDiskManifest('alpha', index, indexDigest);
   const result = await repository.commit(machine, session, manifest);
   return { id: result.image.id, own: own.digest, index: indexDigest };
 }
@@ -261,23 +244,7 @@ t.test('prune of 400 nightly images, then garbage collection', async (t) => {
   index.set(2, fresh.digest);
   const indexBytes = index.encode();
   await repository.putObject(machine, running, 'index', digestOf(indexBytes), encodeFrame(indexBytes));
-  const manifest = sampleManifest();
-  manifest.machine = 'alpha';
-  const disk = manifest.disks[0]!;
-  disk.size = 3 * CHUNK;
-  disk.partitionTable = { type: 'none', partitions: [] };
-  Object.assign(disk.volumes[0]!, {
-    id: 'disk',
-    kind: 'disk',
-    partitionNumber: null,
-    offset: 0,
-    size: 3 * CHUNK,
-    filesystem: null,
-    method: 'raw',
-    chunkSize: CHUNK,
-    index: digestOf(indexBytes),
-    contentDigest: 'c'.repeat(64),
-  });
+  const manifest = rawDiskManifest('alpha', index, digestOf(indexBytes));
   now += 60_000;
   const committed = await repository.commit(machine, running, manifest);
   t.ok(committed.created, 'the backup that ran across the collection commits');

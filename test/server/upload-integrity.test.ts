@@ -13,7 +13,7 @@ import { FixedIndex } from '../../src/format/fixed-index.js';
 import { encodeFrame } from '../../src/format/lz4-frame.js';
 import type { Manifest } from '../../src/format/manifest.js';
 import { api } from '../helpers/api.js';
-import { sampleManifest } from '../helpers/manifest.js';
+import { rawDiskManifest } from '../helpers/manifest.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 const CHUNK = 256 << 10;
@@ -39,24 +39,7 @@ async function volumeManifest(
     body: encodeFrame(bytes),
   });
   if (put.status !== 201 && put.status !== 200) throw new Error(`index upload failed: ${JSON.stringify(put.body)}`);
-  const manifest = sampleManifest();
-  manifest.machine = machine;
-  const disk = manifest.disks[0]!;
-  disk.size = index.volumeSize;
-  disk.partitionTable = { type: 'none', partitions: [] };
-  Object.assign(disk.volumes[0]!, {
-    id: 'disk',
-    kind: 'disk',
-    partitionNumber: null,
-    offset: 0,
-    size: index.volumeSize,
-    filesystem: null,
-    method: 'raw',
-    chunkSize: CHUNK,
-    index: indexDigest,
-    contentDigest: 'c'.repeat(64),
-  });
-  return manifest;
+  return rawDiskManifest(machine, index, indexDigest);
 }
 
 async function machineToken(server: TestServer, machine: string): Promise<string> {

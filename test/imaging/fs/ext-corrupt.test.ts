@@ -4,12 +4,13 @@
 // damage never produces anything but FormatError or NotFoundError.
 import fs from 'node:fs/promises';
 import t from 'tap';
-import { checkRange, DeviceBlockReader, type BlockReader } from '../../../imaging/block-reader.js';
+import { DeviceBlockReader } from '../../../imaging/block-reader.js';
 import { extFilesystem } from '../../../imaging/fs/ext.js';
 import type { FileNode, FileTree } from '../../../imaging/fs/filesystem.js';
 import { FormatError, NotFoundError } from '../../../src/core/errors.js';
 import { run } from '../../helpers/disk.js';
 import { makeExtImage, MiB, openReader, patternBytes, withMounted } from './ext-fixtures.js';
+import { MemoryBlockReader } from '../../helpers/memory-reader.js';
 
 async function patch(image: string, offset: number, bytes: Buffer): Promise<void> {
   const handle = await fs.open(image, 'r+');
@@ -235,21 +236,6 @@ t.test('an ext2 inode with no file type names the path', async (t) => {
     ),
   });
 });
-
-/** A volume held in memory, so that damaged copies cost nothing on disk. */
-class MemoryBlockReader implements BlockReader {
-  readonly size: number;
-  constructor(
-    private readonly bytes: Buffer,
-    readonly description: string,
-  ) {
-    this.size = bytes.length;
-  }
-  async read(offset: number, length: number): Promise<Buffer> {
-    checkRange(this, offset, length);
-    return Buffer.from(this.bytes.subarray(offset, offset + length));
-  }
-}
 
 /**
  * Byte ranges worth damaging: every inode in use, every directory block, and the

@@ -6,6 +6,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { extFilesystem } from '../../../imaging/fs/ext.js';
 import { run } from '../../helpers/disk.js';
+import { differences, type FactsByPath, fileTreeFacts, mountFacts } from '../../helpers/tree-compare.js';
 import {
   fillSpecialFiles,
   largePattern,
@@ -15,19 +16,19 @@ import {
   patternBytes,
   withMounted,
 } from './ext-fixtures.js';
-import { differences, kernelFacts, treeFacts, type Facts } from './ext-tree-compare.js';
 
-async function compareWithKernel(t: Test, image: string): Promise<Map<string, Facts>> {
+async function compareWithKernel(t: Test, image: string): Promise<FactsByPath> {
   const reader = await openReader(t, image);
   const tree = await (await extFilesystem.open(reader)).files!();
   return withMounted(
     t,
     image,
     async (root) => {
-      const expected = await kernelFacts(root);
-      const actual = await treeFacts(tree);
+      const expected = await mountFacts(root, { xattrs: true });
+      const { files: actual, problems } = await fileTreeFacts(tree, { xattrs: true });
       const diff = differences(expected, actual);
       t.same(diff.slice(0, 30), [], `all ${expected.size} paths agree with the kernel (${diff.length} differences)`);
+      t.same(problems.slice(0, 30), [], 'readdir and lookup agree on types and inodes');
       return expected;
     },
     { readOnly: true },
@@ -100,7 +101,7 @@ t.test('ext4 with inline_data and ea_inode', async (t) => {
   t.match(stat100, /Size of inline data: 100/, 'inline-100 keeps 100 bytes inline (i_block and system.data)');
   const expected = await compareWithKernel(t, image);
   t.equal(
-    expected.get('/huge-xattr')!.xattrs['user.huge']?.length,
+    expected.get('/huge-xattr')!.xattrs?.['user.huge']?.length,
     24000,
     'a 12000-byte xattr (larger than a block: in its own inode) is compared',
   );

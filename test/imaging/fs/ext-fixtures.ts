@@ -6,8 +6,6 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { DeviceBlockReader } from '../../../imaging/block-reader.js';
-import { writeFully } from '../../../imaging/device.js';
-import type { RangeList } from '../../../imaging/ranges.js';
 import { attachLoop, makeImageFile, mount, run } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
 
@@ -110,27 +108,6 @@ export async function hashTree(root: string): Promise<Map<string, TreeEntry>> {
   return result;
 }
 
-/** Write only `ranges` of `source` into a new all-zero (sparse) file of the same size. */
-export async function copyRanges(source: string, target: string, ranges: RangeList): Promise<void> {
-  const size = (await fs.stat(source)).size;
-  await makeImageFile(target, size);
-  const input = await fs.open(source, 'r');
-  const output = await fs.open(target, 'r+');
-  try {
-    const buffer = Buffer.allocUnsafe(8 * MiB);
-    for (const [start, end] of ranges.ranges) {
-      for (let position = start; position < end; position += buffer.length) {
-        const length = Math.min(buffer.length, end - position);
-        const { bytesRead } = await input.read(buffer, 0, length, position);
-        await writeFully(output, buffer.subarray(0, bytesRead), position);
-      }
-    }
-  } finally {
-    await input.close();
-    await output.close();
-  }
-}
-
 export interface DumpGroup {
   number: number;
   first: number;
@@ -172,16 +149,6 @@ export async function dumpe2fs(image: string): Promise<Dump> {
     if (field && !current) header.set(field[1]!, field[2]!.trim());
   }
   return { header, groups };
-}
-
-export async function blkid(image: string): Promise<Record<string, string>> {
-  const { stdout } = await execa('blkid', ['-p', '-o', 'export', image]);
-  return Object.fromEntries(
-    stdout
-      .split('\n')
-      .filter((line) => line.includes('='))
-      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
-  );
 }
 
 /** `e2fsck -fn`: exit code and output (0 means clean). */

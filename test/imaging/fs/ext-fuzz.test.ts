@@ -13,7 +13,7 @@ import type { Range } from '../../../imaging/ranges.js';
 import { e2fsckReport } from './damage-roundtrip.js';
 import { makeExtImage, MiB, patternBytes, withMounted } from './ext-fixtures.js';
 import { fuzzFilesystem } from './fuzz-driver.js';
-import { MemoryBlockReader } from './ntfs-helpers.js';
+import { MemoryBlockReader } from '../../helpers/memory-reader.js';
 
 async function directoryBlocks(image: string, directories: string[]): Promise<number[]> {
   const blocks: number[] = [];

@@ -10,7 +10,6 @@ import { parseSuperblock } from '../../../imaging/fs/ext/superblock.js';
 import { usedByteRanges } from '../../../imaging/fs/ext/used-blocks.js';
 import { attachLoop, mount, run } from '../../helpers/disk.js';
 import {
-  copyRanges,
   e2fsckReadOnly,
   hashTree,
   largePattern,
@@ -20,13 +19,14 @@ import {
   patternBytes,
   withMounted,
 } from './ext-fixtures.js';
+import { copyRanges } from '../../helpers/ranges.js';
 
 t.test('an image taken while mounted keeps what the journal allocates', async (t) => {
   const image = await makeExtImage(t, 'ext4', 512 * MiB, []);
   const snapshot = `${image}.snapshot`;
   const loop = await attachLoop(t, image);
   const mounted = await mount(t, loop.device);
-  let expected;
+  let expected: Awaited<ReturnType<typeof hashTree>>;
   try {
     // fsync writes each file's data and commits the journal, but (unlike sync or syncfs)
     // leaves the bitmaps and inode tables dirty in memory, not yet written in place.

@@ -8,8 +8,6 @@ import { extFilesystem } from '../../../imaging/fs/ext.js';
 import { RangeList } from '../../../imaging/ranges.js';
 import { execa } from 'execa';
 import {
-  blkid,
-  copyRanges,
   dumpe2fs,
   e2fsckReadOnly,
   hashTree,
@@ -20,6 +18,8 @@ import {
   patternBytes,
   withMounted,
 } from './ext-fixtures.js';
+import { copyRanges } from '../../helpers/ranges.js';
+import { blkid } from '../../helpers/blkid.js';
 
 export interface Variant {
   name: string;

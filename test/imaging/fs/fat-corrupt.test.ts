@@ -9,19 +9,9 @@ import { DeviceBlockReader } from '../../../imaging/block-reader.js';
 import { fatFilesystem } from '../../../imaging/fs/fat.js';
 import type { FileTree } from '../../../imaging/fs/filesystem.js';
 import { Prng, textLike } from '../../helpers/content.js';
-import { MiB } from '../../helpers/disk.js';
+import { MiB, readAt } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import {
-  fsckFat,
-  makeFatImage,
-  mcopyInto,
-  mcopyOut,
-  openReader,
-  patch,
-  readAt,
-  walkLocal,
-  walkTree,
-} from './fat-fixtures.js';
+import { fsckFat, makeFatImage, mcopyInto, mcopyOut, openReader, patch, walkLocal, walkTree } from './fat-fixtures.js';
 
 interface Layout {
   fatType: 16 | 32;

@@ -9,7 +9,7 @@ import { NotFoundError, UsageError } from '../../../src/core/errors.js';
 import { fatFilesystem } from '../../../imaging/fs/fat.js';
 import type { FileNode, FileTree } from '../../../imaging/fs/filesystem.js';
 import { Prng, textLike, writeMixedFile } from '../../helpers/content.js';
-import { MiB } from '../../helpers/disk.js';
+import { MiB, readAt } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
 import {
   fsckFat,
@@ -19,7 +19,6 @@ import {
   mtools,
   openReader,
   patch,
-  readAt,
   walkLocal,
   walkTree,
   type MkfsOptions,
@@ -38,7 +37,7 @@ const AWKWARD_NAMES = [
   '.hidden',
   'noextension',
   'x',
-  'A'.repeat(120) + ' very long name ' + 'z'.repeat(100) + '.bin',
+  `${'A'.repeat(120)} very long name ${'z'.repeat(100)}.bin`,
   'ends with space and dot é',
 ];
 

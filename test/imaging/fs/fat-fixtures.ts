@@ -97,20 +97,6 @@ export async function fsckFat(image: string): Promise<FsckResult> {
   };
 }
 
-/** `blkid -o export` of a device or image, as a map. */
-export async function blkid(device: string): Promise<Record<string, string>> {
-  const result = await execa('blkid', ['-p', '-o', 'export', device], { reject: false });
-  const values: Record<string, string> = {};
-  for (const line of String(result.stdout).split('\n')) {
-    const at = line.indexOf('=');
-    if (at > 0) values[line.slice(0, at)] = line.slice(at + 1);
-  }
-  // Export format escapes shell characters and spells non-ASCII bytes as "M-x": ask for the label raw.
-  if (values.LABEL !== undefined)
-    values.LABEL = String((await execa('blkid', ['-p', '-o', 'value', '-s', 'LABEL', device])).stdout);
-  return values;
-}
-
 /** partclone's count of used sectors ("Space in use: ... = N Blocks"). */
 export async function partcloneUsedBlocks(image: string): Promise<{ usedBlocks: number; blockSize: number }> {
   const result = await execa('partclone.fat', ['-c', '-s', image, '-O', '/dev/null'], { reject: false, all: true });
@@ -192,17 +178,6 @@ export async function patch(file: string, offset: number, bytes: Buffer): Promis
   const handle = await fs.open(file, 'r+');
   try {
     await handle.write(bytes, 0, bytes.length, offset);
-  } finally {
-    await handle.close();
-  }
-}
-
-export async function readAt(file: string, offset: number, length: number): Promise<Buffer> {
-  const handle = await fs.open(file, 'r');
-  try {
-    const buffer = Buffer.alloc(length);
-    await handle.read(buffer, 0, length, offset);
-    return buffer;
   } finally {
     await handle.close();
   }

@@ -17,7 +17,7 @@ import { tempDir } from '../../helpers/tmp.js';
 import { fsckFatReport } from './damage-roundtrip.js';
 import { makeFatImage, mcopyInto } from './fat-fixtures.js';
 import { fuzzFilesystem } from './fuzz-driver.js';
-import { MemoryBlockReader } from './ntfs-helpers.js';
+import { MemoryBlockReader } from '../../helpers/memory-reader.js';
 
 /** The boot sector, the used part of the first FAT, the root directory and the subdirectory "docs". */
 async function metadataRegions(bytes: Buffer): Promise<Range[]> {

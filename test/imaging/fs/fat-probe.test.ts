@@ -8,9 +8,10 @@ import { FormatError } from '../../../src/core/errors.js';
 import { DeviceBlockReader } from '../../../imaging/block-reader.js';
 import { fatFilesystem } from '../../../imaging/fs/fat.js';
 import { Prng } from '../../helpers/content.js';
-import { attachLoop, makeImageFile, MiB, sfdisk } from '../../helpers/disk.js';
+import { attachLoop, makeImageFile, MiB, sfdisk, readAt } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { blkid, fsckFat, makeFatImage, mtools, openReader, patch, readAt, type MkfsOptions } from './fat-fixtures.js';
+import { fsckFat, makeFatImage, mtools, openReader, patch, type MkfsOptions } from './fat-fixtures.js';
+import { blkid } from '../../helpers/blkid.js';
 
 const sectorsTotal = (output: string) => Number(/(\d+) sectors total/.exec(output)![1]);
 

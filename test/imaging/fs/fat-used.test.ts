@@ -7,7 +7,7 @@ import t from 'tap';
 import { fatFilesystem } from '../../../imaging/fs/fat.js';
 import type { RangeList } from '../../../imaging/ranges.js';
 import { Prng, textLike } from '../../helpers/content.js';
-import { makeImageFile, MiB } from '../../helpers/disk.js';
+import { MiB } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
 import {
   fsckFat,
@@ -21,6 +21,7 @@ import {
   walkLocal,
   type MkfsOptions,
 } from './fat-fixtures.js';
+import { copyRanges } from '../../helpers/ranges.js';
 
 /** A tree of files of many sizes in a few directories, with deletions leaving holes behind. */
 async function fillVolume(image: string, directory: string, seed: number): Promise<void> {
@@ -38,21 +39,6 @@ async function fillVolume(image: string, directory: string, seed: number): Promi
   await mcopyInto(image, source);
   const doomed = names.filter((_, index) => index % 3 === 1).map((name) => `::/${name}`);
   await mtools('mdel', ['-i', image, ...doomed]);
-}
-
-async function copyRanges(source: string, target: string, ranges: RangeList): Promise<void> {
-  const input = await fs.open(source, 'r');
-  const output = await fs.open(target, 'r+');
-  try {
-    for (const [start, end] of ranges.ranges) {
-      const buffer = Buffer.alloc(end - start);
-      await input.read(buffer, 0, buffer.length, start);
-      await output.write(buffer, 0, buffer.length, start);
-    }
-  } finally {
-    await input.close();
-    await output.close();
-  }
 }
 
 async function fillUnused(target: string, size: number, ranges: RangeList, byte: number): Promise<void> {
@@ -113,7 +99,7 @@ for (const options of volumes) {
       ['zeros', 0],
       ['garbage', 0xa5],
     ] as const) {
-      const rebuilt = await makeImageFile(path.join(directory, `rebuilt-${what}.img`), options.size);
+      const rebuilt = path.join(directory, `rebuilt-${what}.img`);
       await copyRanges(image, rebuilt, used);
       if (byte) await fillUnused(rebuilt, options.size, used, byte);
       const rebuiltFsck = await fsckFat(rebuilt);

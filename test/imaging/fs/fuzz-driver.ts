@@ -9,12 +9,12 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Test } from 'tap';
 import { UserError } from '../../../src/core/errors.js';
-import type { FilesystemModule, FileNode, FileTree } from '../../../imaging/fs/filesystem.js';
+import type { DirEntry, FilesystemModule, FileNode, FileTree } from '../../../imaging/fs/filesystem.js';
 import type { Range, RangeList } from '../../../imaging/ranges.js';
 import { Prng } from '../../helpers/content.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { CHECKER_TIMED_OUT } from './damage-roundtrip.js';
-import { MemoryBlockReader } from './ntfs-helpers.js';
+import { MemoryBlockReader } from '../../helpers/memory-reader.js';
 
 export interface FuzzOptions {
   name: string;
@@ -70,7 +70,7 @@ async function walk(tree: FileTree, expectUserError: (error: unknown) => void): 
   let seen = 0;
   while (queue.length > 0 && seen < MAX_WALKED_ENTRIES) {
     const directory = queue.shift()!;
-    let entries;
+    let entries: DirEntry[];
     try {
       entries = await tree.readdir(directory);
     } catch (error) {

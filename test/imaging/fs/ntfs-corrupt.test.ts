@@ -10,7 +10,8 @@ import { ntfsFilesystem } from '../../../imaging/fs/ntfs.js';
 import { Prng, textLike } from '../../helpers/content.js';
 import { MiB, run } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { makeNtfsImage, MemoryBlockReader, setXattr, withNtfsMount } from './ntfs-helpers.js';
+import { makeNtfsImage, setXattr, withNtfsMount } from './ntfs-helpers.js';
+import { MemoryBlockReader } from '../../helpers/memory-reader.js';
 
 interface Fixture {
   image: string;
@@ -244,7 +245,10 @@ t.test('random damage to metadata only ever gives UserErrors', async (t) => {
   const iterations = 400;
   for (let iteration = 0; iteration < iterations; iteration++) {
     let pick = prng.next() % totalWeight;
-    const region = regions.find(([, , weight]) => (pick -= weight) < 0)!;
+    const region = regions.find(([, , weight]) => {
+      pick -= weight;
+      return pick < 0;
+    })!;
     const saved: Array<[number, number]> = [];
     const flips = 1 + (prng.next() % 12);
     for (let flip = 0; flip < flips; flip++) {

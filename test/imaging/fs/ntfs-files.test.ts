@@ -140,10 +140,14 @@ t.test('a filled volume reads like the ntfs-3g mount', async (t) => {
   t.match(await attributesOf(image, '/links/hub'), /\$ATTRIBUTE_LIST/, 'the many-linked file has an attribute list');
   t.match(
     await attributesOf(image, '/compressed/text.txt'),
-    /\$DATA[^]*Attribute flags:\s+0x0001/,
+    /\$DATA \(0x80\)(?:(?!Dumping attribute)[\s\S])*Attribute flags:\s+0x0001/,
     'text.txt is compressed',
   );
-  t.match(await attributesOf(image, '/sparse.bin'), /\$DATA[^]*Attribute flags:\s+0x8000/, 'sparse.bin is sparse');
+  t.match(
+    await attributesOf(image, '/sparse.bin'),
+    /\$DATA \(0x80\)(?:(?!Dumping attribute)[\s\S])*Attribute flags:\s+0x8000/,
+    'sparse.bin is sparse',
+  );
   t.match(await attributesOf(image, '/A long file name.txt'), /Namespace:\s+DOS/, 'a file with a DOS name');
 
   const { tree } = await openNtfs(t, image);
@@ -323,7 +327,7 @@ t.test('cluster sizes: 512 bytes and 64 KiB', async (t) => {
     const ours = await walkTree(tree);
     t.same(ours.problems, []);
     const theirs = await withNtfsMount(t, image, walkMount, 'ro');
-    t.equal(theirs.size, 603);
+    t.equal(theirs.size, 604, 'the root, files/ and its 600 files, large.bin, link');
     t.same(compareWalks(ours.files, theirs), [], `${clusterSize}-byte clusters: the tree matches the mount`);
   }
 });

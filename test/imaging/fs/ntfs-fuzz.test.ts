@@ -15,7 +15,8 @@ import { MiB } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { ntfsfixReport } from './damage-roundtrip.js';
 import { fuzzFilesystem } from './fuzz-driver.js';
-import { makeNtfsImage, MemoryBlockReader, withNtfsMount } from './ntfs-helpers.js';
+import { makeNtfsImage, withNtfsMount } from './ntfs-helpers.js';
+import { MemoryBlockReader } from '../../helpers/memory-reader.js';
 
 /** Where the boot sector, the first MFT records, $Bitmap and the root index sit. */
 async function metadataRegions(bytes: Buffer): Promise<Range[]> {

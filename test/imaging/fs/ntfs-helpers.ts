@@ -1,16 +1,17 @@
 // Shared by the NTFS tests: volumes made with mkntfs, filled through an ntfs-3g mount,
 // and the field's own tools (ntfsinfo, partclone.ntfs, blkid, the mount itself) read
 // back as oracles to compare the module with.
-import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Test } from 'tap';
-import { checkRange, DeviceBlockReader, type BlockReader } from '../../../imaging/block-reader.js';
-import type { FileTree, FileType, OpenFilesystem } from '../../../imaging/fs/filesystem.js';
+import { type BlockReader, DeviceBlockReader } from '../../../imaging/block-reader.js';
+import type { FileTree, OpenFilesystem } from '../../../imaging/fs/filesystem.js';
 import { ntfsFilesystem } from '../../../imaging/fs/ntfs.js';
 import { RangeList, type Range } from '../../../imaging/ranges.js';
 import { makeImageFile, mount, run } from '../../helpers/disk.js';
+import { copyRanges } from '../../helpers/ranges.js';
+import { differences, type FactsByPath, fileTreeFacts, mountFacts } from '../../helpers/tree-compare.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -50,178 +51,19 @@ export async function openNtfs(
   return { volume, tree: await volume.files!(), reader };
 }
 
-/** A volume held in memory, for corrupting freely. */
-export class MemoryBlockReader implements BlockReader {
-  constructor(
-    readonly bytes: Buffer,
-    readonly description: string,
-  ) {}
-
-  get size(): number {
-    return this.bytes.length;
-  }
-
-  async read(offset: number, length: number): Promise<Buffer> {
-    checkRange(this, offset, length);
-    return Buffer.from(this.bytes.subarray(offset, offset + length));
-  }
+/** The mount's facts; named streams (user.* xattrs) are compared on their own (mountXattrs). */
+export function walkMount(root: string): Promise<FactsByPath> {
+  return mountFacts(root, { xattrs: false });
 }
 
-export interface WalkedFile {
-  type: FileType;
-  size: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  nlink: number;
-  inode: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  atimeMs: number;
-  target?: string;
-  sha256?: string;
-  rdev?: number;
-}
-
-function typeOf(stats: {
-  isFile(): boolean;
-  isDirectory(): boolean;
-  isSymbolicLink(): boolean;
-  isFIFO(): boolean;
-  isSocket(): boolean;
-  isCharacterDevice(): boolean;
-  isBlockDevice(): boolean;
-}): FileType {
-  if (stats.isFile()) return 'file';
-  if (stats.isDirectory()) return 'directory';
-  if (stats.isSymbolicLink()) return 'symlink';
-  if (stats.isFIFO()) return 'fifo';
-  if (stats.isSocket()) return 'socket';
-  if (stats.isCharacterDevice()) return 'char-device';
-  return 'block-device';
-}
-
-/** One read buffer for every file (walks run one at a time): allocating 8 MiB per small file would be most of a walk. */
-const hashBuffer = Buffer.alloc(8 << 20);
-
-async function hashMountedFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  const handle = await fs.open(file, 'r');
-  try {
-    const buffer = hashBuffer;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-    }
-  } finally {
-    await handle.close();
-  }
-  return hash.digest('hex');
-}
-
-/** Every entry under a mounted directory, keyed by its path from the root ("/a/b"). */
-export async function walkMount(root: string): Promise<Map<string, WalkedFile>> {
-  const result = new Map<string, WalkedFile>();
-  const visit = async (relative: string): Promise<void> => {
-    for (const name of await fs.readdir(path.join(root, relative))) {
-      const entryPath = relative === '/' ? `/${name}` : `${relative}/${name}`;
-      const full = path.join(root, entryPath);
-      const stats = await fs.lstat(full, { bigint: true });
-      const type = typeOf(stats);
-      const walked: WalkedFile = {
-        type,
-        size: Number(stats.size),
-        mode: Number(stats.mode & 0o7777n),
-        uid: Number(stats.uid),
-        gid: Number(stats.gid),
-        nlink: Number(stats.nlink),
-        inode: Number(stats.ino),
-        mtimeMs: Number(stats.mtimeNs / 1000n) / 1000,
-        ctimeMs: Number(stats.ctimeNs / 1000n) / 1000,
-        atimeMs: Number(stats.atimeNs / 1000n) / 1000,
-      };
-      if (type === 'symlink') walked.target = await fs.readlink(full);
-      if (type === 'file') walked.sha256 = await hashMountedFile(full);
-      if (type === 'char-device' || type === 'block-device') walked.rdev = Number(stats.rdev);
-      result.set(entryPath, walked);
-      if (type === 'directory') await visit(entryPath);
-    }
-  };
-  await visit('/');
-  return result;
-}
-
-/**
- * The same walk through the module's FileTree. Also checks that readdir's types and
- * inodes agree with lookup; disagreements are returned in `problems`.
- */
-export async function walkTree(tree: FileTree): Promise<{ files: Map<string, WalkedFile>; problems: string[] }> {
-  const files = new Map<string, WalkedFile>();
-  const problems: string[] = [];
-  const visit = async (directoryPath: string): Promise<void> => {
-    const directory = await tree.lookup(directoryPath);
-    for (const entry of await tree.readdir(directory)) {
-      const entryPath = directoryPath === '/' ? `/${entry.name}` : `${directoryPath}/${entry.name}`;
-      const node = await tree.lookup(entryPath);
-      if (entry.type !== node.stat.type)
-        problems.push(`${entryPath}: readdir says ${entry.type}, lookup says ${node.stat.type}`);
-      if (entry.inode !== node.inode)
-        problems.push(`${entryPath}: readdir says inode ${entry.inode}, lookup says ${node.inode}`);
-      const { stat } = node;
-      const walked: WalkedFile = {
-        type: stat.type,
-        size: stat.size,
-        mode: stat.mode,
-        uid: stat.uid,
-        gid: stat.gid,
-        nlink: stat.nlink,
-        inode: stat.inode,
-        mtimeMs: stat.mtimeMs,
-        ctimeMs: stat.ctimeMs,
-        atimeMs: stat.atimeMs,
-      };
-      if (stat.type === 'symlink') walked.target = await tree.readlink(node);
-      if (stat.type === 'file') walked.sha256 = await hashTreeFile(tree, node);
-      if (stat.rdev !== undefined) walked.rdev = stat.rdev;
-      files.set(entryPath, walked);
-      if (stat.type === 'directory') await visit(entryPath);
-    }
-  };
-  await visit('/');
-  return { files, problems };
-}
-
-export async function hashTreeFile(tree: FileTree, node: Awaited<ReturnType<FileTree['lookup']>>): Promise<string> {
-  const hash = createHash('sha256');
-  const step = 8 << 20;
-  for (let offset = 0; offset < node.stat.size; offset += step) {
-    const piece = await tree.read(node, offset, step);
-    const expected = Math.min(step, node.stat.size - offset);
-    if (piece.length !== expected)
-      throw new Error(`${node.path}: read ${piece.length} bytes at ${offset}, expected ${expected}`);
-    hash.update(piece);
-  }
-  return hash.digest('hex');
+/** The same walk through the module's FileTree, with readdir/lookup disagreements in `problems`. */
+export function walkTree(tree: FileTree): Promise<{ files: FactsByPath; problems: string[] }> {
+  return fileTreeFacts(tree, { xattrs: false });
 }
 
 /** Differences between two walks, as readable lines (empty = identical). Times compared to the microsecond. */
-export function compareWalks(ours: Map<string, WalkedFile>, theirs: Map<string, WalkedFile>): string[] {
-  const differences: string[] = [];
-  for (const name of theirs.keys()) if (!ours.has(name)) differences.push(`${name}: missing`);
-  for (const name of ours.keys()) if (!theirs.has(name)) differences.push(`${name}: not in the mount`);
-  for (const [name, expected] of theirs) {
-    const actual = ours.get(name);
-    if (!actual) continue;
-    for (const field of Object.keys(expected) as Array<keyof WalkedFile>) {
-      const a = actual[field];
-      const e = expected[field];
-      const same =
-        typeof a === 'number' && typeof e === 'number' && field.endsWith('Ms') ? Math.abs(a - e) < 0.002 : a === e;
-      if (!same) differences.push(`${name}: ${field} is ${String(a)}, ntfs-3g says ${String(e)}`);
-    }
-  }
-  return differences;
+export function compareWalks(ours: FactsByPath, theirs: FactsByPath): string[] {
+  return differences(theirs, ours, { timeResolutionNs: 1000n });
 }
 
 /** The clusters partclone.ntfs would copy, from its ddrescue domain log. */
@@ -268,35 +110,6 @@ export async function ntfsinfoVolume(image: string): Promise<NtfsinfoVolume> {
     name: field('Volume Name'),
     version: field('Volume Version'),
   };
-}
-
-/** `blkid -p`: the serial and label util-linux reads from the volume (label null when none). */
-export async function blkid(device: string): Promise<{ uuid: string; label: string | null }> {
-  const tag = async (name: string): Promise<string> =>
-    (await execa('blkid', ['-p', '-o', 'value', '-s', name, device], { reject: false })).stdout.replace(/\n$/, '');
-  const label = await tag('LABEL');
-  return { uuid: await tag('UUID'), label: label === '' ? null : label };
-}
-
-/** An all-zero image of the source's size holding only the given ranges of the source. */
-export async function copyRanges(source: string, target: string, ranges: RangeList): Promise<void> {
-  const size = (await fs.stat(source)).size;
-  await makeImageFile(target, size);
-  const input = await fs.open(source, 'r');
-  const output = await fs.open(target, 'r+');
-  try {
-    const buffer = Buffer.alloc(8 << 20);
-    for (const [start, end] of ranges.ranges) {
-      for (let position = start; position < end; position += buffer.length) {
-        const length = Math.min(buffer.length, end - position);
-        const { bytesRead } = await input.read(buffer, 0, length, position);
-        await output.write(buffer, 0, bytesRead, position);
-      }
-    }
-  } finally {
-    await input.close();
-    await output.close();
-  }
 }
 
 /** `ntfsfix --no-action`: exit code and what it printed. */

@@ -6,9 +6,10 @@ import { execa } from 'execa';
 import t from 'tap';
 import { FormatError, UsageError } from '../../../src/core/errors.js';
 import { swapFilesystem, swapRecreateArgs } from '../../../imaging/fs/swap.js';
-import { attachLoop, makeImageFile, MiB, sfdisk } from '../../helpers/disk.js';
+import { attachLoop, makeImageFile, MiB, sfdisk, readAt } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { blkid, makeFatImage, openReader, patch, readAt } from './fat-fixtures.js';
+import { makeFatImage, openReader, patch } from './fat-fixtures.js';
+import { blkid } from '../../helpers/blkid.js';
 
 async function mkswap(target: string, args: string[], sizeKiB?: number): Promise<void> {
   await execa('mkswap', ['-q', ...args, target, ...(sizeKiB === undefined ? [] : [String(sizeKiB)])]);

@@ -6,12 +6,19 @@ import t, { type Test } from 'tap';
 import { FormatError } from '../../../src/core/errors.js';
 import { readPartitionTable } from '../../../imaging/partition/table.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { gptDisk, mbrDisk, MemoryBlockReader, readBytes, readImageTable, sfdiskJson, writeBytes } from './disks.js';
+import { gptDisk, mbrDisk, readImageTable, sfdiskJson, writeBytes } from './disks.js';
+import { MemoryBlockReader } from '../../helpers/memory-reader.js';
+import { readAt } from '../../helpers/disk.js';
+
+/** A disk in memory on which a read past the end is the reader's bug, not bad input. */
+function memoryDisk(bytes: Buffer, description?: string): MemoryBlockReader {
+  return new MemoryBlockReader(bytes, description, { outOfRangeIsBug: true });
+}
 
 const SECTOR = 512;
 
 async function flipByte(image: string, offset: number): Promise<void> {
-  const byte = await readBytes(image, offset, 1);
+  const byte = await readAt(image, offset, 1);
   await writeBytes(image, offset, Buffer.from([byte[0]! ^ 0x5a]));
 }
 
@@ -117,7 +124,7 @@ t.test('MBR: EBR chains that loop or leave their extended partition', async (t) 
   loop[linkOffset + 4] = 0x05;
   loop.writeUInt32LE(0, linkOffset + 8);
   loop.writeUInt32LE(1, linkOffset + 12);
-  await t.rejects(readPartitionTable(new MemoryBlockReader(loop, 'loop.img'), SECTOR), {
+  await t.rejects(readPartitionTable(memoryDisk(loop, 'loop.img'), SECTOR), {
     name: 'FormatError',
     message: `loop.img: the EBR chain of extended partition 2 (bytes ${extendedStart}-${extendedStart + 40 * 1024 * 1024 - 1}) loops: it comes back to the EBR at byte ${extendedStart}`,
   });
@@ -125,7 +132,7 @@ t.test('MBR: EBR chains that loop or leave their extended partition', async (t) 
   // The last EBR links to itself.
   const self = Buffer.from(loop);
   self.writeUInt32LE((lastEbr - extendedStart) / SECTOR, linkOffset + 8);
-  await t.rejects(readPartitionTable(new MemoryBlockReader(self, 'self.img'), SECTOR), {
+  await t.rejects(readPartitionTable(memoryDisk(self, 'self.img'), SECTOR), {
     name: 'FormatError',
     message: /loops: it comes back to the EBR at byte 20971520/,
   });
@@ -133,7 +140,7 @@ t.test('MBR: EBR chains that loop or leave their extended partition', async (t) 
   // The last EBR links past the end of the extended partition.
   const outside = Buffer.from(loop);
   outside.writeUInt32LE(40 * 2048 + 10, linkOffset + 8);
-  await t.rejects(readPartitionTable(new MemoryBlockReader(outside, 'outside.img'), SECTOR), {
+  await t.rejects(readPartitionTable(memoryDisk(outside, 'outside.img'), SECTOR), {
     name: 'FormatError',
     message: /^outside\.img: the EBR at byte 20971520 links to an EBR at byte 51385344, outside extended partition 2/,
   });
@@ -141,7 +148,7 @@ t.test('MBR: EBR chains that loop or leave their extended partition', async (t) 
   // An EBR without its signature ends the chain, with a warning.
   const unsigned = Buffer.from(bytes);
   unsigned.writeUInt16LE(0, lastEbr + 510);
-  const read = await readPartitionTable(new MemoryBlockReader(unsigned), SECTOR);
+  const read = await readPartitionTable(memoryDisk(unsigned), SECTOR);
   t.same(
     read.table.partitions.map((partition) => partition.number),
     [1, 2, 5],
@@ -153,19 +160,19 @@ t.test('sector 0 and LBA 1 disagreeing', async (t) => {
   const { bytes: mbr } = await mbrBytes(t);
   const directory = await tempDir(t);
   const gpt = await fs.readFile(await gptDisk(directory));
-  const { table: gptTable } = await readPartitionTable(new MemoryBlockReader(gpt), SECTOR);
+  const { table: gptTable } = await readPartitionTable(memoryDisk(gpt), SECTOR);
 
   // A GPT whose protective MBR was zeroed: still a GPT, and the restore writes a protective MBR.
   const noPmbr = Buffer.from(gpt);
   noPmbr.fill(0, 0, SECTOR);
-  const read = await readPartitionTable(new MemoryBlockReader(noPmbr), SECTOR);
+  const read = await readPartitionTable(memoryDisk(noPmbr), SECTOR);
   t.same(read.table, gptTable);
   t.match(read.warnings, [/sector 0 holds no protective MBR/]);
 
   // An MBR disk with an old GPT header left at LBA 1: the MBR rules, as for Linux and fdisk.
   const stale = Buffer.from(mbr);
   gpt.copy(stale, SECTOR, SECTOR, 2 * SECTOR);
-  const staleRead = await readPartitionTable(new MemoryBlockReader(stale), SECTOR);
+  const staleRead = await readPartitionTable(memoryDisk(stale), SECTOR);
   t.equal(staleRead.table.type, 'mbr');
   t.same(
     staleRead.table.partitions.map((partition) => partition.number),
@@ -176,7 +183,7 @@ t.test('sector 0 and LBA 1 disagreeing', async (t) => {
   // Entries that cannot be a table (status bytes other than 0x00 and 0x80).
   const garbage = Buffer.from(mbr.subarray(0, 1 << 20));
   garbage[446] = 0x12;
-  const garbageRead = await readPartitionTable(new MemoryBlockReader(garbage), SECTOR);
+  const garbageRead = await readPartitionTable(memoryDisk(garbage), SECTOR);
   t.same(garbageRead.table, { type: 'none', partitions: [] });
   t.match(garbageRead.warnings, [/MBR entry 1 has status byte 0x12/]);
 });
@@ -207,7 +214,7 @@ t.test('random damage to the table areas: a table or a FormatError, never a cras
     // Now and then the disk is also cut short.
     const length = random(8) === 0 ? random(source.length) : source.length;
     try {
-      await readPartitionTable(new MemoryBlockReader(source.subarray(0, length)), SECTOR);
+      await readPartitionTable(memoryDisk(source.subarray(0, length)), SECTOR);
       outcomes.table++;
     } catch (error) {
       if (!(error instanceof FormatError)) {

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { PartitionTable } from '../../../src/format/manifest.js';
-import { DeviceBlockReader, type BlockReader } from '../../../imaging/block-reader.js';
+import { DeviceBlockReader } from '../../../imaging/block-reader.js';
 import { readPartitionTable, type ReadTableResult } from '../../../imaging/partition/table.js';
 import { applyDiskWrites, type DiskWrite } from '../../../imaging/partition/write.js';
 import { makeImageFile, MiB, run, sfdisk } from '../../helpers/disk.js';
@@ -128,17 +128,6 @@ export async function readImageTable(image: string, sectorSize = 512): Promise<R
   }
 }
 
-export async function readBytes(image: string, offset: number, length: number): Promise<Buffer> {
-  const handle = await fs.open(image, 'r');
-  try {
-    const buffer = Buffer.alloc(length);
-    await handle.read(buffer, 0, length, offset);
-    return buffer;
-  } finally {
-    await handle.close();
-  }
-}
-
 export async function writeBytes(image: string, offset: number, bytes: Buffer): Promise<void> {
   await applyImageWrites(image, [{ offset, bytes }]);
 }
@@ -149,22 +138,6 @@ export async function applyImageWrites(image: string, writes: DiskWrite[]): Prom
     await applyDiskWrites(handle, writes);
   } finally {
     await handle.close();
-  }
-}
-
-/** A disk held in memory: corrupted copies are read without touching files. */
-export class MemoryBlockReader implements BlockReader {
-  readonly size: number;
-  constructor(
-    private readonly bytes: Buffer,
-    readonly description = 'memory disk',
-  ) {
-    this.size = bytes.length;
-  }
-  async read(offset: number, length: number): Promise<Buffer> {
-    if (offset < 0 || length < 0 || offset + length > this.size)
-      throw new RangeError(`read of ${length} at ${offset} outside ${this.size}`);
-    return Buffer.from(this.bytes.subarray(offset, offset + length));
   }
 }
 

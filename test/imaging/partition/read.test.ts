@@ -6,7 +6,7 @@ import type { Partition, PartitionTable } from '../../../src/format/manifest.js'
 import { parseManifest } from '../../../src/format/manifest.js';
 import { DeviceBlockReader } from '../../../imaging/block-reader.js';
 import { readPartitionTable } from '../../../imaging/partition/table.js';
-import { makeImageFile, run } from '../../helpers/disk.js';
+import { makeImageFile, run, readAt } from '../../helpers/disk.js';
 import { sampleManifest } from '../../helpers/manifest.js';
 import { tempDir } from '../../helpers/tmp.js';
 import {
@@ -18,7 +18,6 @@ import {
   mbrDisk,
   MiB,
   partitionNumberOf,
-  readBytes,
   readImageTable,
   sfdiskJson,
   writeBytes,
@@ -165,7 +164,7 @@ t.test('MBR with a primary NTFS partition, an extended partition and two logical
 
   // Each logical partition's EBR: a signed sector whose first entry points at the partition.
   for (const logical of table.partitions.filter((partition) => partition.kind === 'logical')) {
-    const ebr = await readBytes(image, logical.ebrOffset!, 512);
+    const ebr = await readAt(image, logical.ebrOffset!, 512);
     t.equal(ebr.readUInt16LE(510), 0xaa55, `partition ${logical.number}: a signed EBR at byte ${logical.ebrOffset}`);
     t.equal(
       logical.ebrOffset! + ebr.readUInt32LE(446 + 8) * 512,

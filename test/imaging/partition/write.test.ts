@@ -14,7 +14,7 @@ import {
   wipeTableSignatures,
   type DiskGeometry,
 } from '../../../imaging/partition/write.js';
-import { makeImageFile, run } from '../../helpers/disk.js';
+import { makeImageFile, run, readAt } from '../../helpers/disk.js';
 import { tempDir } from '../../helpers/tmp.js';
 import {
   applyImageWrites,
@@ -24,7 +24,6 @@ import {
   hybridDisk,
   mbrDisk,
   MiB,
-  readBytes,
   readImageTable,
   sfdiskJson,
 } from './disks.js';
@@ -41,7 +40,7 @@ async function restoreOnto(
   options: { grow?: boolean; keepFirstSector?: boolean } = {},
 ) {
   const { table } = await readImageTable(image);
-  const firstSector = await readBytes(image, 0, SECTOR);
+  const firstSector = await readAt(image, 0, SECTOR);
   const blank = await makeImageFile(path.join(directory, `target-${path.basename(image)}`), target.size);
   await applyImageWrites(blank, wipeTableSignatures(target));
   const restored = restoreTableWrites(table, SOURCE, target, {
@@ -53,8 +52,8 @@ async function restoreOnto(
 }
 
 async function sameBytes(t: Test, a: string, b: string, offset: number, length: number, what: string): Promise<void> {
-  const left = await readBytes(a, offset, length);
-  const right = await readBytes(b, offset, length);
+  const left = await readAt(a, offset, length);
+  const right = await readAt(b, offset, length);
   t.ok(left.equals(right), `${what}: bytes ${offset}-${offset + length - 1} identical`);
 }
 
@@ -101,7 +100,7 @@ t.test('GPT onto a disk twice the size: the backup moves to the new end', async 
   );
   t.equal((await sfdiskJson(target)).lastlba, TWICE.size / SECTOR - 34, 'last usable LBA at the new end');
   t.match(await sgdiskVerify(target), /No problems found/, 'sgdisk -v finds no problem');
-  const backup = await readBytes(target, TWICE.size - SECTOR, SECTOR);
+  const backup = await readAt(target, TWICE.size - SECTOR, SECTOR);
   t.equal(backup.toString('latin1', 0, 8), 'EFI PART', 'a backup header in the last sector');
   t.equal(Number(backup.readBigUInt64LE(24)), TWICE.size / SECTOR - 1, 'which says it is in the last sector');
   const reread = await readImageTable(target);
@@ -147,7 +146,7 @@ t.test('MBR onto a blank disk: identical tables, boot code kept, EBRs rewritten'
   const bare = await restoreOnto(directory2, image, SOURCE, { keepFirstSector: false });
   t.equal(await dumpOf(bare.target), await dumpOf(image));
   await sameBytes(t, image, bare.target, 446, 66, 'the four entries and the signature');
-  t.ok((await readBytes(bare.target, 0, 440)).equals(Buffer.alloc(440)), 'no boot code');
+  t.ok((await readAt(bare.target, 0, 440)).equals(Buffer.alloc(440)), 'no boot code');
 });
 
 t.test('MBR onto a disk twice the size, then grown', async (t) => {
@@ -209,7 +208,7 @@ t.test('hybrid MBR: written back entry by entry', async (t) => {
 t.test('wiping the signatures leaves a disk with no partition table', async (t) => {
   const directory = await tempDir(t);
   for (const image of [await gptDisk(directory), await mbrDisk(directory)]) {
-    const bootCode = await readBytes(image, 0, 440);
+    const bootCode = await readAt(image, 0, 440);
     await applyImageWrites(image, wipeTableSignatures(SOURCE));
     await t.rejects(
       run('sfdisk', ['--dump', image]),
@@ -218,7 +217,7 @@ t.test('wiping the signatures leaves a disk with no partition table', async (t) 
     );
     t.equal(await run('blkid', ['-p', '-o', 'export', image]).catch(() => ''), '', 'blkid finds nothing');
     t.same(await readImageTable(image), { table: { type: 'none', partitions: [] }, warnings: [] });
-    t.ok((await readBytes(image, 0, 440)).equals(bootCode), 'boot code untouched');
+    t.ok((await readAt(image, 0, 440)).equals(bootCode), 'boot code untouched');
   }
 });
 
@@ -233,7 +232,7 @@ t.test('a whole restore: gaps written with the signatures masked, the table last
       await applyImageWrites(target, [
         {
           offset: gap.offset,
-          bytes: maskTableSignatures(SOURCE, gap.offset, await readBytes(image, gap.offset, gap.size)),
+          bytes: maskTableSignatures(SOURCE, gap.offset, await readAt(image, gap.offset, gap.size)),
         },
       ]);
     }
@@ -243,7 +242,7 @@ t.test('a whole restore: gaps written with the signatures masked, the table last
       `${path.basename(image)}: no table before the table is written`,
     );
     t.same((await readImageTable(target)).table, { type: 'none', partitions: [] });
-    const { writes } = restoreTableWrites(table, SOURCE, SOURCE, { firstSector: await readBytes(image, 0, SECTOR) });
+    const { writes } = restoreTableWrites(table, SOURCE, SOURCE, { firstSector: await readAt(image, 0, SECTOR) });
     await applyImageWrites(target, writes);
     t.equal(await dumpOf(target), await dumpOf(image), `${path.basename(image)}: the table is back`);
     t.ok(
@@ -295,7 +294,7 @@ t.test('a GPT captured with 512-byte sectors restored onto a disk with 4096-byte
   const device = await attachLoop4k(t, targetImage);
   const target = { size: TWICE.size, sectorSize: 4096 };
   const handle = await fs.open(device, 'r+');
-  const { writes } = restoreTableWrites(table, SOURCE, target, { firstSector: await readBytes(image, 0, SECTOR) });
+  const { writes } = restoreTableWrites(table, SOURCE, target, { firstSector: await readAt(image, 0, SECTOR) });
   for (const write of [...wipeTableSignatures(target), ...writes])
     await handle.write(write.bytes, 0, write.bytes.length, write.offset);
   await handle.close();
