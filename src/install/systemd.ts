@@ -1,7 +1,6 @@
 // What the two `install` commands share: writing a unit file atomically, quoting
 // command words for ExecStart=, and handing the unit to systemd when systemd runs here.
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { execa } from 'execa';
 import { writeFileAtomic } from '../core/atomic-file.js';
 import { UserError } from '../core/errors.js';
