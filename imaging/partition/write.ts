@@ -4,6 +4,7 @@
 import type fsp from 'node:fs/promises';
 import { FormatError, UnsafeTargetError } from '../../src/core/errors.js';
 import type { Partition, PartitionTable } from '../../src/format/manifest.js';
+import { writeFully } from '../device.js';
 import { crc32 } from './crc32.js';
 import {
   encodeGptEntries,
@@ -457,14 +458,7 @@ export function maskTableSignatures(target: DiskGeometry, offset: number, bytes:
   return masked;
 }
 
-/** Applies writes in order, each in full. */
-export async function applyDiskWrites(handle: fsp.FileHandle, writes: DiskWrite[]): Promise<void> {
-  for (const { offset, bytes } of writes) {
-    let done = 0;
-    while (done < bytes.length) {
-      const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, offset + done);
-      if (bytesWritten === 0) throw new Error(`short write at byte ${offset + done}`);
-      done += bytesWritten;
-    }
-  }
+/** Applies writes in order, each in full (see writeFully for short and failed writes). */
+export async function applyDiskWrites(handle: fsp.FileHandle, writes: DiskWrite[], what: string): Promise<void> {
+  for (const { offset, bytes } of writes) await writeFully(handle, bytes, offset, what);
 }

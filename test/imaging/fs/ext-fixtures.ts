@@ -122,7 +122,7 @@ export async function copyRanges(source: string, target: string, ranges: RangeLi
       for (let position = start; position < end; position += buffer.length) {
         const length = Math.min(buffer.length, end - position);
         const { bytesRead } = await input.read(buffer, 0, length, position);
-        await writeFully(output, buffer.subarray(0, bytesRead), position);
+        await writeFully(output, buffer.subarray(0, bytesRead), position, target);
       }
     }
   } finally {
