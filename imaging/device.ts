@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import fsExt from 'fs-ext';
-import { NotFoundError, UsageError } from '../src/core/errors.js';
+import { DeviceWriteError, NotFoundError, UsageError } from '../src/core/errors.js';
 import { RangeList, type Range } from './ranges.js';
 
 const SEEK_END = 2;
@@ -125,10 +125,50 @@ export async function readFully(
   }
 }
 
-export async function writeFully(handle: fsp.FileHandle, buffer: Buffer, position: number): Promise<void> {
+/**
+ * Write all of `buffer` at `position`, going on after a short write. A write that takes
+ * no bytes, or one the kernel refuses (no space, I/O error, past the end of a device),
+ * fails with an error naming the device and the byte, never a loop.
+ */
+export async function writeFully(
+  handle: fsp.FileHandle,
+  buffer: Buffer,
+  position: number,
+  what: string,
+): Promise<void> {
   let done = 0;
   while (done < buffer.length) {
-    const { bytesWritten } = await handle.write(buffer, done, buffer.length - done, position + done);
+    const bytesWritten = await writeOnce(handle, buffer, done, position + done, what);
+    if (bytesWritten === 0)
+      throw new DeviceWriteError(
+        `${what}: the write at byte ${position + done} took no bytes (the device is full or at its end)`,
+      );
     done += bytesWritten;
   }
 }
+
+async function writeOnce(
+  handle: fsp.FileHandle,
+  buffer: Buffer,
+  from: number,
+  at: number,
+  what: string,
+): Promise<number> {
+  try {
+    return (await handle.write(buffer, from, buffer.length - from, at)).bytesWritten;
+  } catch (error) {
+    // Only what the device or its filesystem answers; a misused handle (EBADF) is a defect, kept raw.
+    const reason = WRITE_FAILURES[(error as NodeJS.ErrnoException).code ?? ''];
+    if (reason === undefined) throw error;
+    throw new DeviceWriteError(`${what}: cannot write at byte ${at}: ${reason}`, { cause: error });
+  }
+}
+
+const WRITE_FAILURES: Record<string, string> = {
+  ENOSPC: 'no space left (a full filesystem, or past the end of the device)',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'the file would exceed its maximum size',
+  EIO: 'I/O error',
+  EROFS: 'read-only',
+  ENXIO: 'no such device (was it removed?)',
+};

@@ -5,6 +5,7 @@ import type fsp from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { FormatError, UnsafeTargetError } from '../../src/core/errors.js';
 import type { Partition, PartitionTable } from '../../src/format/manifest.js';
+import { writeFully } from '../device.js';
 import {
   encodeGptEntries,
   encodeGptHeader,
@@ -259,6 +260,46 @@ function entryValues(partition: Partition, sectorSize: number, relativeTo = 0): 
   };
 }
 
+/** The EBRs of the logical partitions, chained from the extended partition's first sector. */
+function ebrChainWrites(container: Partition, logicals: Partition[], sectorSize: number): DiskWrite[] {
+  const writes: DiskWrite[] = [];
+  const containerLba = container.start / sectorSize;
+  const chain: { ebrLba: number; logical?: Partition }[] = logicals.map((logical) => {
+    if (
+      logical.ebrOffset === undefined ||
+      logical.ebrOffset < container.start ||
+      logical.ebrOffset >= endOf(container)
+    ) {
+      throw new FormatError(
+        `logical partition ${logical.number} has no EBR inside extended partition ${container.number}`,
+      );
+    }
+    return { ebrLba: logical.ebrOffset / sectorSize, logical };
+  });
+  // The chain always starts at the extended partition's first sector.
+  if (chain[0]?.ebrLba !== containerLba) chain.unshift({ ebrLba: containerLba });
+  chain.forEach((link, index) => {
+    const ebr = Buffer.alloc(sectorSize);
+    if (link.logical) encodeMbrEntry(ebr, 1, entryValues(link.logical, sectorSize, link.ebrLba));
+    const next = chain[index + 1];
+    if (next) {
+      // libfdisk's link spans the next EBR and the partition it holds.
+      const nextEnd = next.logical ? endOf(next.logical) / sectorSize : next.ebrLba + 1;
+      encodeMbrEntry(ebr, 2, {
+        bootable: false,
+        type: EBR_LINK_TYPE,
+        startLba: next.ebrLba - containerLba,
+        sectors: nextEnd - next.ebrLba,
+        absoluteStartLba: next.ebrLba,
+      });
+    }
+    ebr[MBR_SIGNATURE_OFFSET] = 0x55;
+    ebr[MBR_SIGNATURE_OFFSET + 1] = 0xaa;
+    writes.push({ offset: link.ebrLba * sectorSize, bytes: ebr });
+  });
+  return writes;
+}
+
 function mbrWrites(table: PartitionTable, target: DiskGeometry, firstSector: Buffer | undefined): DiskWrite[] {
   const sectorSize = target.sectorSize;
   const sector0 = firstSectorBase(firstSector, sectorSize);
@@ -282,44 +323,47 @@ function mbrWrites(table: PartitionTable, target: DiskGeometry, firstSector: Buf
     .sort((a, b) => a.number - b.number);
   if (logicals.length > 0 && !container)
     throw new FormatError('the table has logical partitions but no extended partition');
-  if (container) {
-    const containerLba = container.start / sectorSize;
-    const chain: { ebrLba: number; logical?: Partition }[] = logicals.map((logical) => {
-      if (
-        logical.ebrOffset === undefined ||
-        logical.ebrOffset < container.start ||
-        logical.ebrOffset >= endOf(container)
-      ) {
-        throw new FormatError(
-          `logical partition ${logical.number} has no EBR inside extended partition ${container.number}`,
-        );
-      }
-      return { ebrLba: logical.ebrOffset / sectorSize, logical };
-    });
-    // The chain always starts at the extended partition's first sector.
-    if (chain[0]?.ebrLba !== containerLba) chain.unshift({ ebrLba: containerLba });
-    chain.forEach((link, index) => {
-      const ebr = Buffer.alloc(sectorSize);
-      if (link.logical) encodeMbrEntry(ebr, 1, entryValues(link.logical, sectorSize, link.ebrLba));
-      const next = chain[index + 1];
-      if (next) {
-        // libfdisk's link spans the next EBR and the partition it holds.
-        const nextEnd = next.logical ? endOf(next.logical) / sectorSize : next.ebrLba + 1;
-        encodeMbrEntry(ebr, 2, {
-          bootable: false,
-          type: EBR_LINK_TYPE,
-          startLba: next.ebrLba - containerLba,
-          sectors: nextEnd - next.ebrLba,
-          absoluteStartLba: next.ebrLba,
-        });
-      }
-      ebr[MBR_SIGNATURE_OFFSET] = 0x55;
-      ebr[MBR_SIGNATURE_OFFSET + 1] = 0xaa;
-      writes.push({ offset: link.ebrLba * sectorSize, bytes: ebr });
-    });
-  }
+  if (container) writes.push(...ebrChainWrites(container, logicals, sectorSize));
   writes.push({ offset: 0, bytes: sector0 });
   return writes;
+}
+
+/** Sector 0 of a GPT disk: a protective MBR over the whole disk, or the captured hybrid MBR. */
+function protectiveMbr(
+  table: PartitionTable,
+  targetSectors: number,
+  sectorSize: number,
+  firstSector: Buffer | undefined,
+): Buffer {
+  const pmbr = firstSectorBase(firstSector, sectorSize);
+  if (table.pmbr === 'hybrid' && table.hybridMbr?.length) {
+    for (const entry of table.hybridMbr) {
+      const values = entryValues(entry, sectorSize);
+      writeEntry(
+        pmbr,
+        entry.number,
+        values.type === GPT_PROTECTIVE_TYPE ? { ...values, chsBeyond: [0xff, 0xff, 0xff] } : values,
+        firstSector,
+      );
+    }
+    return pmbr;
+  }
+  const sectors = Math.min(targetSectors - 1, MAX_MBR_SECTORS);
+  // UEFI: the end CHS is 0xffffff when the last sector is beyond CHS reach.
+  writeEntry(
+    pmbr,
+    1,
+    {
+      bootable: false,
+      type: GPT_PROTECTIVE_TYPE,
+      startLba: 1,
+      sectors,
+      absoluteStartLba: 1,
+      chsBeyond: [0xff, 0xff, 0xff],
+    },
+    firstSector,
+  );
+  return pmbr;
 }
 
 function gptWrites(table: PartitionTable, target: DiskGeometry, firstSector: Buffer | undefined): DiskWrite[] {
@@ -359,34 +403,7 @@ function gptWrites(table: PartitionTable, target: DiskGeometry, firstSector: Buf
   };
   const backup: GptHeader = { ...header, myLba: lastLba, alternateLba: 1, entriesLba: backupEntriesLba };
 
-  const pmbr = firstSectorBase(firstSector, sectorSize);
-  if (table.pmbr === 'hybrid' && table.hybridMbr?.length) {
-    for (const entry of table.hybridMbr) {
-      const values = entryValues(entry, sectorSize);
-      writeEntry(
-        pmbr,
-        entry.number,
-        values.type === GPT_PROTECTIVE_TYPE ? { ...values, chsBeyond: [0xff, 0xff, 0xff] } : values,
-        firstSector,
-      );
-    }
-  } else {
-    const sectors = Math.min(targetSectors - 1, MAX_MBR_SECTORS);
-    // UEFI: the end CHS is 0xffffff when the last sector is beyond CHS reach.
-    writeEntry(
-      pmbr,
-      1,
-      {
-        bootable: false,
-        type: GPT_PROTECTIVE_TYPE,
-        startLba: 1,
-        sectors,
-        absoluteStartLba: 1,
-        chsBeyond: [0xff, 0xff, 0xff],
-      },
-      firstSector,
-    );
-  }
+  const pmbr = protectiveMbr(table, targetSectors, sectorSize, firstSector);
   return [
     { offset: backupEntriesLba * sectorSize, bytes: entrySectorsBytes },
     { offset: lastLba * sectorSize, bytes: encodeGptHeader(backup, sectorSize) },
@@ -457,14 +474,7 @@ export function maskTableSignatures(target: DiskGeometry, offset: number, bytes:
   return masked;
 }
 
-/** Applies writes in order, each in full. */
-export async function applyDiskWrites(handle: fsp.FileHandle, writes: DiskWrite[]): Promise<void> {
-  for (const { offset, bytes } of writes) {
-    let done = 0;
-    while (done < bytes.length) {
-      const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, offset + done);
-      if (bytesWritten === 0) throw new Error(`short write at byte ${offset + done}`);
-      done += bytesWritten;
-    }
-  }
+/** Applies writes in order, each in full (see writeFully for short and failed writes). */
+export async function applyDiskWrites(handle: fsp.FileHandle, writes: DiskWrite[], what: string): Promise<void> {
+  for (const { offset, bytes } of writes) await writeFully(handle, bytes, offset, what);
 }

@@ -164,55 +164,67 @@ export async function checkFstab(
       const size =
         tableOnTarget.partitions.find((partition) => partition.number === volume.partitionNumber)?.size ?? volume.size;
       const reader = new DeviceBlockReader(handle, volume.offset, size, `${target.path} ${volume.id}`);
-      let text: string;
-      try {
-        const files = await (await ext.open(reader)).files?.();
-        if (!files) continue;
-        const node = await files.lookup('/etc/fstab');
-        text = (await files.read(node, 0, node.stat.size)).toString('utf8');
-      } catch {
-        continue;
-      }
+      const text = await readFstab(ext, reader);
+      if (text === null) continue;
       identity ??= await targetIdentity(target, disk, tableOnTarget);
-      const problems: string[] = [];
-      let named = 0;
-      for (const line of text.split('\n')) {
-        const fields = line.replace(/#.*/, '').trim().split(/\s+/);
-        if (fields.length < 2 || !fields[0]) continue;
-        const spec = decodeFstabField(fields[0]);
-        const options = fields[3] ?? '';
-        const known = (() => {
-          const match =
-            /^(UUID|LABEL|PARTUUID|PARTLABEL)=(.+)$/.exec(spec) ??
-            /^\/dev\/disk\/by-(uuid|label|partuuid|partlabel)\/(.+)$/.exec(spec);
-          if (!match) return null;
-          const [, kind, value] = match;
-          switch (kind!.toUpperCase()) {
-            case 'UUID':
-              return identity!.uuids.has(value!.toLowerCase());
-            case 'LABEL':
-              return identity!.labels.has(value!);
-            case 'PARTUUID':
-              return identity!.partUuids.has(value!.toLowerCase());
-            default:
-              return identity!.partLabels.has(value!);
-          }
-        })();
-        if (known === null) continue;
-        named++;
-        if (!known && !options.split(',').includes('nofail'))
-          problems.push(`${spec} (for ${fields[1]}) is on no filesystem of the target`);
-      }
-      checks.push({
-        check: `/etc/fstab on ${volume.id}`,
-        ok: problems.length === 0,
-        detail: problems.length
-          ? problems.join('; ')
-          : `all ${named} filesystems it names by UUID, label or partition id exist on the target`,
-      });
+      checks.push(fstabCheck(volume.id, text, identity));
     }
   } finally {
     await handle.close();
   }
   return checks;
+}
+
+/** /etc/fstab of an ext filesystem, or null when it has none (or is not a root at all). */
+async function readFstab(ext: (typeof filesystemModules)[number], reader: DeviceBlockReader): Promise<string | null> {
+  try {
+    const files = await (await ext.open(reader)).files?.();
+    if (!files) return null;
+    const node = await files.lookup('/etc/fstab');
+    return (await files.read(node, 0, node.stat.size)).toString('utf8');
+  } catch {
+    return null;
+  }
+}
+
+/** Every filesystem the fstab names by UUID, label or partition id must exist, unless nofail. */
+function fstabCheck(volumeId: string, text: string, identity: Identity): RestoreCheck {
+  const problems: string[] = [];
+  let named = 0;
+  for (const line of text.split('\n')) {
+    const fields = line.replace(/#.*/, '').trim().split(/\s+/);
+    if (fields.length < 2 || !fields[0]) continue;
+    const spec = decodeFstabField(fields[0]);
+    const known = knownToTarget(spec, identity);
+    if (known === null) continue;
+    named++;
+    if (!known && !(fields[3] ?? '').split(',').includes('nofail'))
+      problems.push(`${spec} (for ${fields[1]}) is on no filesystem of the target`);
+  }
+  return {
+    check: `/etc/fstab on ${volumeId}`,
+    ok: problems.length === 0,
+    detail: problems.length
+      ? problems.join('; ')
+      : `all ${named} filesystems it names by UUID, label or partition id exist on the target`,
+  };
+}
+
+/** Whether the target has what an fstab spec names; null for a spec by device path or other. */
+function knownToTarget(spec: string, identity: Identity): boolean | null {
+  const match =
+    /^(UUID|LABEL|PARTUUID|PARTLABEL)=(.+)$/.exec(spec) ??
+    /^\/dev\/disk\/by-(uuid|label|partuuid|partlabel)\/(.+)$/.exec(spec);
+  if (!match) return null;
+  const [, kind, value] = match;
+  switch (kind!.toUpperCase()) {
+    case 'UUID':
+      return identity.uuids.has(value!.toLowerCase());
+    case 'LABEL':
+      return identity.labels.has(value!);
+    case 'PARTUUID':
+      return identity.partUuids.has(value!.toLowerCase());
+    default:
+      return identity.partLabels.has(value!);
+  }
 }

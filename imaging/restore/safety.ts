@@ -7,6 +7,7 @@ import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline/promises';
 import { InterruptedError, UnsafeTargetError } from '../../src/core/errors.js';
+import { formatBytes } from '../../src/core/units.js';
 import type { Disk } from '../../src/format/manifest.js';
 import { DeviceBlockReader } from '../block-reader.js';
 import type { DeviceInfo } from '../device.js';
@@ -14,13 +15,8 @@ import { diskMounts, readMounts } from '../live.js';
 import { readPartitionTable } from '../partition/table.js';
 import { BlockStack, describeChain, devnoOf, readText, type SystemView } from '../stack.js';
 
-export function formatSize(bytes: number): string {
-  if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
-  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-}
-
 export function describeTarget(device: DeviceInfo): string {
-  return [device.path, device.model, device.serial ? `serial ${device.serial}` : null, formatSize(device.size)]
+  return [device.path, device.model, device.serial ? `serial ${device.serial}` : null, formatBytes(device.size)]
     .filter(Boolean)
     .join(', ');
 }
@@ -75,10 +71,16 @@ export async function stackedUses(stack: BlockStack, targetPath: string, name: s
 
 /** Everything that makes writing `target` unsafe, as one refusal naming the disk. */
 export async function checkTarget(target: DeviceInfo, disk: Disk): Promise<void> {
+  checkTargetFits(target, disk);
+  await checkTargetFree(target);
+}
+
+/** A target too small for the disk, or whose sectors its partitions do not fall on, is refused. */
+export function checkTargetFits(target: DeviceInfo, disk: Disk): void {
   const name = describeTarget(target);
   if (target.size < disk.size) {
     throw new UnsafeTargetError(
-      `refusing to restore onto ${name}: it is ${formatSize(disk.size - target.size)} (${disk.size - target.size} bytes) smaller than the ${formatSize(disk.size)} source disk; nothing was written`,
+      `refusing to restore onto ${name}: it is ${formatBytes(disk.size - target.size)} (${disk.size - target.size} bytes) smaller than the ${formatBytes(disk.size)} source disk; nothing was written`,
     );
   }
   if (target.logicalSectorSize !== disk.logicalSectorSize && disk.partitionTable.type !== 'none') {
@@ -92,7 +94,12 @@ export async function checkTarget(target: DeviceInfo, disk: Disk): Promise<void>
         `refusing to restore onto ${name}: partition ${misaligned.number} does not fit its ${target.logicalSectorSize}-byte sectors`,
       );
   }
+}
+
+/** A block device that is read-only, mounted, the running system's, stacked on or swapped to is refused. */
+export async function checkTargetFree(target: DeviceInfo): Promise<void> {
   if (target.kind !== 'block-device') return;
+  const name = describeTarget(target);
   if ((await readText(`/sys/dev/block/${target.devno}/ro`)) === '1') {
     throw new UnsafeTargetError(
       `cannot restore onto ${name}: the kernel holds it read-only (write-protected, or attached read-only); nothing was written`,
@@ -185,7 +192,7 @@ export async function describeContents(target: DeviceInfo): Promise<string[]> {
       `${table.type.toUpperCase()} partition table`,
       ...table.partitions.map(
         (partition) =>
-          `  partition ${partition.number}: ${formatSize(partition.size)}${partition.name ? ` "${partition.name}"` : ''} type ${partition.type}`,
+          `  partition ${partition.number}: ${formatBytes(partition.size)}${partition.name ? ` "${partition.name}"` : ''} type ${partition.type}`,
       ),
     ];
   } catch {

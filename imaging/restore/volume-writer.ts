@@ -12,6 +12,8 @@ import { dataRanges, readFully, writeFully } from '../device.js';
 export interface VolumeWriteOptions {
   client: RepositorySource;
   handle: FileHandle;
+  /** The target as errors name it (a device path or image file). */
+  targetName?: string;
   volume: Volume;
   index: FixedIndex;
   /** Where the volume starts on the target (differs from the source only when moved). */
@@ -65,7 +67,7 @@ export async function writeVolume(options: VolumeWriteOptions): Promise<VolumeWr
       await holes.flush();
       const written = options.transform ? options.transform(offset, chunk.bytes) : chunk.bytes;
       await writes.add(async () => {
-        await writeFully(options.handle, written, offset);
+        await writeFully(options.handle, written, offset, targetNameOf(options));
         options.onWritten?.(chunk.position, written);
         result.bytesWritten += chunk.length;
         options.onProgress?.(chunk.length);
@@ -87,6 +89,10 @@ export async function writeVolume(options: VolumeWriteOptions): Promise<VolumeWr
     throw error;
   }
   return result;
+}
+
+function targetNameOf(options: Pick<VolumeWriteOptions, 'targetName'>): string {
+  return options.targetName ?? 'the restore target';
 }
 
 /** At most `limit` writes at once; the first that fails stops the next `add`. */
@@ -127,7 +133,7 @@ class HoleRuns {
   private run: { offset: number; length: number } | null = null;
 
   constructor(
-    private readonly options: Pick<VolumeWriteOptions, 'handle' | 'zeroRange'>,
+    private readonly options: Pick<VolumeWriteOptions, 'handle' | 'zeroRange' | 'targetName'>,
     private readonly result: VolumeWriteResult,
   ) {}
 
@@ -150,6 +156,7 @@ class HoleRuns {
           this.options.handle,
           zeroView(Math.min(ZERO_WRITE_BYTES, run.length - done)),
           run.offset + done,
+          targetNameOf(this.options),
         );
     this.result.bytesWritten += run.length;
   }

@@ -117,6 +117,11 @@ export class UnsafeTargetError extends UserError {
   override readonly code: string = 'unsafe_target';
 }
 
+/** A disk or image file that does not take the bytes written to it: full, at its end, or failing. */
+export class DeviceWriteError extends UserError {
+  override readonly code = 'device_write_failed';
+}
+
 export class VerificationError extends UserError {
   override readonly exitCode = ExitCode.verificationFailed;
   override readonly code: string = 'verification_failed';

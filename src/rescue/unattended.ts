@@ -74,23 +74,45 @@ export function refusedServerLine(error: UntrustedServerError): string {
   return `B365: REFUSED the server: ${what}; the restore code was not sent. Boot with b365.fingerprint= set to what \`b365 server fingerprint\` prints on the server.`;
 }
 
-type Say = (text: string) => void;
-
-/** What each stage of a run needs: the settings, the consoles, the log and when the run began. */
-interface RunContext extends UnattendedOptions {
-  say: Say;
-  started: number;
+/** Runs to the end; a failure is reported on the consoles, then thrown for the exit code. */
+export async function runUnattended(options: UnattendedOptions): Promise<void> {
+  const { settings } = options;
+  const say = (text: string) => options.echo.line(text);
+  const started = Date.now();
+  let connection: Connection | null = null;
+  say(
+    `B365: unattended ${settings.action} of ${settings.disk} starting (server ${settings.server}, system up ${Math.round(os.uptime())} s)`,
+  );
+  try {
+    await bringUpNetwork(settings, say);
+    say(trustLine(settings));
+    connection = await connect(
+      settings.server,
+      { code: settings.code, token: settings.token },
+      { log: options.log, signal: options.signal, fingerprint: settings.fingerprint ?? undefined },
+    );
+    const machine = machineOf(settings, connection, say);
+    if (settings.action === 'restore') await unattendedRestore(options, connection, machine, started);
+    else await unattendedCapture(options, connection, machine, started);
+    await connection.client.close();
+    await finish(settings.after);
+  } catch (error) {
+    await reportFailure(options, connection, error);
+    throw error;
+  }
 }
 
-async function bringUpNetwork(network: UnattendedSettings['network'], say: Say): Promise<void> {
-  if (network.mode === 'none') return;
-  say(`B365: network: ${network.mode}${network.interface ? ` on ${network.interface}` : ''}`);
-  const interfaces = await configureNetwork(network);
+async function bringUpNetwork(settings: UnattendedSettings, say: (text: string) => void): Promise<void> {
+  if (settings.network.mode === 'none') return;
+  say(
+    `B365: network: ${settings.network.mode}${settings.network.interface ? ` on ${settings.network.interface}` : ''}`,
+  );
+  const interfaces = await configureNetwork(settings.network);
   say(`B365: network up: ${interfaces.map((entry) => `${entry.name} ${entry.addresses.join(' ')}`).join(', ')}`);
 }
 
-/** The machine the run is for: the one the restore code opens, which must be the one asked for, if any. */
-function machineOf(connection: Connection, settings: UnattendedSettings, say: Say): string {
+/** The machine the run acts for: the one the restore code opens, which b365.machine= may only confirm. */
+function machineOf(settings: UnattendedSettings, connection: Connection, say: (text: string) => void): string {
   if (connection.via === 'code')
     say(`B365: restore code accepted for machine ${connection.machine}, valid until ${connection.expiresAt}`);
   if (connection.machine && settings.machine && connection.machine !== settings.machine) {
@@ -101,8 +123,14 @@ function machineOf(connection: Connection, settings: UnattendedSettings, say: Sa
   return machine;
 }
 
-async function restoreUnattended(run: RunContext, connection: Connection, machine: string): Promise<void> {
-  const { settings, say } = run;
+async function unattendedRestore(
+  options: UnattendedOptions,
+  connection: Connection,
+  machine: string,
+  started: number,
+): Promise<void> {
+  const { settings } = options;
+  const say = (text: string) => options.echo.line(text);
   const { info, manifest } = await loadImage(connection.client, imageReference(machine, settings.image));
   say(`B365: image ${info.id} taken ${info.createdAt}, ${formatBytes(info.sizeBytes)}, verification ${info.state}`);
   if (info.state === 'failed')
@@ -118,7 +146,7 @@ async function restoreUnattended(run: RunContext, connection: Connection, machin
     client: connection.client,
     image: info.id,
     disk,
-    signal: run.signal,
+    signal: options.signal,
     onProgress: progressPrinter(say),
   });
   for (const check of report.checks) say(`B365: check ${check.ok ? 'ok' : 'FAILED'}: ${check.check}: ${check.detail}`);
@@ -130,22 +158,27 @@ async function restoreUnattended(run: RunContext, connection: Connection, machin
       target: report.target,
       bytes: report.bytesWritten,
       verified: report.verified ? 'yes' : 'no',
-      seconds: Math.round((Date.now() - run.started) / 1000),
+      seconds: Math.round((Date.now() - started) / 1000),
     }),
   );
 }
 
-async function captureUnattended(run: RunContext, connection: Connection, machine: string): Promise<void> {
-  const { settings, say } = run;
+async function unattendedCapture(
+  options: UnattendedOptions,
+  connection: Connection,
+  machine: string,
+  started: number,
+): Promise<void> {
+  const say = (text: string) => options.echo.line(text);
   assertMayCapture(connection);
-  const disk = await waitForDisk(settings.disk, settings.diskWaitSeconds * 1000);
+  const disk = await waitForDisk(options.settings.disk, options.settings.diskWaitSeconds * 1000);
   say(`B365: source ${describeDisk(disk).replace(/\s+/g, ' ')}`);
   const report = await captureFrom({
     client: connection.client,
     machine,
     disk,
-    log: run.log,
-    signal: run.signal,
+    log: options.log,
+    signal: options.signal,
     onProgress: progressPrinter(say),
   });
   say(
@@ -159,15 +192,16 @@ async function captureUnattended(run: RunContext, connection: Connection, machin
       source: disk.path,
       bytes: report.bytesRead,
       uploaded: report.bytesUploaded,
-      seconds: Math.round((Date.now() - run.started) / 1000),
+      seconds: Math.round((Date.now() - started) / 1000),
     }),
   );
 }
 
-/** The failure on every console, as a readable line and the final B365-RESULT line, then the after-failure action. */
-async function reportFailure(run: RunContext, connection: Connection | null, error: unknown): Promise<void> {
-  const { settings, say } = run;
-  run.log.debug({ error: error instanceof Error ? error.stack : String(error) }, 'unattended run failed');
+/** The failure on every console as one B365-RESULT line, then the power action for failures. */
+async function reportFailure(options: UnattendedOptions, connection: Connection | null, error: unknown): Promise<void> {
+  const { settings, log } = options;
+  const say = (text: string) => options.echo.line(text);
+  log.debug({ error: error instanceof Error ? error.stack : String(error) }, 'unattended run failed');
   await connection?.client.close().catch(() => undefined);
   if (error instanceof UntrustedServerError) say(refusedServerLine(error));
   const exitCode = error instanceof UserError ? error.exitCode : ExitCode.failure;
@@ -181,31 +215,4 @@ async function reportFailure(run: RunContext, connection: Connection | null, err
     }),
   );
   await finish(settings.afterFailure);
-}
-
-/** Runs to the end; a failure is reported on the consoles, then thrown for the exit code. */
-export async function runUnattended(options: UnattendedOptions): Promise<void> {
-  const { settings, echo, log } = options;
-  const run: RunContext = { ...options, say: (text: string) => echo.line(text), started: Date.now() };
-  let connection: Connection | null = null;
-  run.say(
-    `B365: unattended ${settings.action} of ${settings.disk} starting (server ${settings.server}, system up ${Math.round(os.uptime())} s)`,
-  );
-  try {
-    await bringUpNetwork(settings.network, run.say);
-    run.say(trustLine(settings));
-    connection = await connect(
-      settings.server,
-      { code: settings.code, token: settings.token },
-      { log, signal: options.signal, fingerprint: settings.fingerprint ?? undefined },
-    );
-    const machine = machineOf(connection, settings, run.say);
-    if (settings.action === 'restore') await restoreUnattended(run, connection, machine);
-    else await captureUnattended(run, connection, machine);
-    await connection.client.close();
-    await finish(settings.after);
-  } catch (error) {
-    await reportFailure(run, connection, error);
-    throw error;
-  }
 }

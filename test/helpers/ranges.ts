@@ -17,7 +17,7 @@ export async function copyRanges(source: string, target: string, ranges: RangeLi
       for (let position = start; position < end; position += copyBuffer.length) {
         const length = Math.min(copyBuffer.length, end - position);
         const { bytesRead } = await input.read(copyBuffer, 0, length, position);
-        await writeFully(output, copyBuffer.subarray(0, bytesRead), position);
+        await writeFully(output, copyBuffer.subarray(0, bytesRead), position, target);
       }
     }
   } finally {

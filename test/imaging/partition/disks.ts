@@ -135,7 +135,7 @@ export async function writeBytes(image: string, offset: number, bytes: Buffer): 
 export async function applyImageWrites(image: string, writes: DiskWrite[]): Promise<void> {
   const handle = await fs.open(image, 'r+');
   try {
-    await applyDiskWrites(handle, writes);
+    await applyDiskWrites(handle, writes, image);
   } finally {
     await handle.close();
   }
