@@ -45,7 +45,7 @@ bench: setup build
 
 # Biome's formatter check and linter over the whole tree (biome.json); CI runs it.
 lint: node_modules/.installed
-	npx biome ci --max-diagnostics=50 .
+	npx biome ci --error-on-warnings --max-diagnostics=50 .
 
 # The OpenAPI document, written to a file and linted with Redocly's recommended rules.
 lint-api: build

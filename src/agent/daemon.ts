@@ -4,7 +4,6 @@
 // by timers, so each occurrence fires once even when the clock jumps. The Agent wires
 // its collaborators (policy, schedule, runs, report delivery) and drives their ticks.
 import os from 'node:os';
-import type { Clock } from '../core/clock.js';
 import { abortableSleep } from '../core/backoff.js';
 import { AuthError, UnavailableError, UntrustedServerError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -14,18 +13,11 @@ import { AgentApi } from './api.js';
 import { ReportOutbox } from './outbox.js';
 import { PolicySource, retryBackoff } from './policy-source.js';
 import { ReportDelivery } from './report-delivery.js';
-import { RunExecutor } from './run-executor.js';
+import { type AgentConnection, RunExecutor } from './run-executor.js';
 import { ScheduleTracker } from './schedule-tracker.js';
 import { AgentStateFiles } from './state-files.js';
 
-export interface AgentOptions {
-  server: string;
-  token: string;
-  /** The server's pinned certificate fingerprint, if any. */
-  fingerprint?: string;
-  stateDirectory: string;
-  clock: Clock;
-  log: Logger;
+export interface AgentOptions extends AgentConnection {
   /** How often (real milliseconds) the agent looks at its clock. */
   tickMs?: number;
 }

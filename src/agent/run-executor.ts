@@ -16,7 +16,8 @@ import { imageJob } from './job.js';
 import { tryLock } from './lock.js';
 import type { ReportDelivery } from './report-delivery.js';
 
-export interface RunExecutorOptions {
+/** Where an agent sends its images and keeps its state: what the agent and its runs share. */
+export interface AgentConnection {
   server: string;
   token: string;
   /** The server's pinned certificate fingerprint, if any. */
@@ -24,6 +25,9 @@ export interface RunExecutorOptions {
   stateDirectory: string;
   clock: Clock;
   log: Logger;
+}
+
+export interface RunExecutorOptions extends AgentConnection {
   /** Stops a run: it is left open in the outbox, to be resumed at the next start. */
   signal: AbortSignal;
   /** How often (real milliseconds) a wait looks at the clock. */
