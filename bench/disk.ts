@@ -8,7 +8,15 @@ import { CLI_MAIN } from '../test/helpers/cli.js';
 import { attachLoop, type LoopDevice } from '../test/helpers/disk.js';
 import { startServer, type TestServer } from '../test/helpers/server.js';
 import { type BenchDisk, benchDisk } from './bench-disk.js';
-import { type Measurement, type RepeatPolicy, bestOf, measure, processUsage, renderTable } from './measure.js';
+import {
+  type Measurement,
+  type RepeatPolicy,
+  bestOf,
+  measure,
+  measurementCells,
+  processUsage,
+  renderTable,
+} from './measure.js';
 
 interface Scope {
   teardown(fn: () => unknown): void;
@@ -280,21 +288,7 @@ export async function benchDiskImaging(
     'attempts',
     'what',
   ];
-  const tableLines = lines.map(([row, what]) => {
-    const b365 = 'serverCpuSeconds' in row ? (row as B365Row) : null;
-    return [
-      row.label,
-      row.wallSeconds.toFixed(1),
-      row.cpuSeconds.toFixed(1),
-      b365 ? b365.serverCpuSeconds.toFixed(1) : '',
-      row.peakRssMiB.toFixed(0),
-      b365 ? b365.serverPeakRssMiB.toFixed(0) : '',
-      mib(row.bytes ?? 0),
-      (row.load ?? 0).toFixed(1),
-      (row as { attempts?: string }).attempts ?? '',
-      what,
-    ];
-  });
+  const tableLines = lines.map(([row, what]) => measurementCells(row, what, { bytes: true }));
 
   const checks = [
     target(

@@ -17,6 +17,26 @@ export interface Measurement {
   load?: number;
 }
 
+/**
+ * One row of a measurement table: step, wall, CPU, the server's CPU and RSS when the
+ * step ran against our server, peak RSS, optionally the bytes moved, load, attempts, what.
+ */
+export function measurementCells(row: Measurement, what: string, options: { bytes?: boolean } = {}): string[] {
+  const extra = row as Measurement & { serverCpuSeconds?: number; serverPeakRssMiB?: number; attempts?: string };
+  return [
+    row.label,
+    row.wallSeconds.toFixed(1),
+    row.cpuSeconds.toFixed(1),
+    extra.serverCpuSeconds?.toFixed(1) ?? '',
+    row.peakRssMiB.toFixed(0),
+    extra.serverPeakRssMiB?.toFixed(0) ?? '',
+    ...(options.bytes ? [((row.bytes ?? 0) / 2 ** 20).toFixed(1)] : []),
+    (row.load ?? 0).toFixed(1),
+    extra.attempts ?? '',
+    what,
+  ];
+}
+
 /** The 1-minute load average. */
 export async function loadAverage(): Promise<number> {
   return Number((await fs.readFile('/proc/loadavg', 'utf8')).split(' ')[0]);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { attachLoop, makeImageFile, sfdisk } from '../test/helpers/disk.js';
 import { type BenchContext, type DiskArtifacts, measureB365, prepareArtifacts, target } from './disk.js';
-import { type Measurement, bestOf, measure, renderTable } from './measure.js';
+import { type Measurement, bestOf, measure, measurementCells, renderTable } from './measure.js';
 import { storeObjects } from './store-stats.js';
 
 interface RestoreReportJson {
@@ -136,20 +136,7 @@ export async function benchRestore(
       `${objects.objects} objects, ${mb(objects.rawBytes)} MB of chunk data (${mb(objects.storedBytes)} MB stored): ${perCoreRaw.toFixed(0)} MB/s per server core (${perCoreStored.toFixed(0)} MB/s of stored bytes)`,
     ],
   ] as const;
-  const tableLines = lines.map(([row, what]) => {
-    const server = 'serverCpuSeconds' in row ? (row as { serverCpuSeconds: number; serverPeakRssMiB: number }) : null;
-    return [
-      row.label,
-      row.wallSeconds.toFixed(1),
-      row.cpuSeconds.toFixed(1),
-      server ? server.serverCpuSeconds.toFixed(1) : '',
-      row.peakRssMiB.toFixed(0),
-      server ? server.serverPeakRssMiB.toFixed(0) : '',
-      (row.load ?? 0).toFixed(1),
-      (row as { attempts?: string }).attempts ?? '',
-      what,
-    ];
-  });
+  const tableLines = lines.map(([row, what]) => measurementCells(row, what));
   const checks = [
     target(
       'restore wall vs restic dump',
