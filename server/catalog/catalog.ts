@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Clock } from '../../src/core/clock.js';
 import { NotFoundError, UsageError } from '../../src/core/errors.js';
+import type { ImageInfo } from '../../src/client/ports.js';
 import { isStorageFull } from '../storage-full.js';
 
 export type Role = 'admin' | 'machine' | 'auditor' | 'restore';
@@ -35,20 +36,10 @@ export interface SessionRecord {
   imageId: string | null;
 }
 
-export interface ImageRecord {
-  id: string;
-  machine: string;
-  timestamp: string;
+/** An image as the catalog keeps it: the wire's `ImageInfo`, with its time in milliseconds. */
+export interface ImageRecord extends Omit<ImageInfo, 'createdAt' | 'state'> {
   createdAt: number;
-  manifestDigest: string;
-  parent: string | null;
-  diskKeys: string[];
-  sizeBytes: number;
-  usedBytes: number;
-  uploadedBytes: number;
-  storedBytes: number;
   state: ImageState;
-  stateReason: string | null;
 }
 
 export interface RestoreCodeRecord {
