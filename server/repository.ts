@@ -65,6 +65,8 @@ export interface CommitResult {
 export class Repository {
   /** Objects garbage collection is deleting: an upload of one waits until it is gone. */
   private readonly removals = new Map<string, Promise<void>>();
+  /** Sets of running garbage collections: each receives what every image committed meanwhile references. */
+  private readonly commitWatchers = new Set<Set<string>>();
 
   constructor(
     readonly store: ObjectStore,
@@ -305,8 +307,12 @@ export class Repository {
     const manifestDigest = digestOf(bytes);
     const storedBytes = this.sessionStoredBytes(sessionId);
     const record = this.imageRecordOf(committed, timestamp, when, manifestDigest, storedBytes);
+    const referenced = [...indexDigests, ...chunkDigests];
+    // insertImage drops the session's pins; a running collection may have marked before
+    // this image existed, so it learns the image's objects in the same synchronous step.
+    for (const watcher of this.commitWatchers) for (const digest of referenced) watcher.add(digest);
     try {
-      this.catalog.insertImage(record, [...indexDigests, ...chunkDigests], sessionId);
+      this.catalog.insertImage(record, referenced, sessionId);
     } catch (error) {
       // Uncatalogued, the manifest would be an image nobody was told of (reindex would list it).
       await this.store.remove(manifestKey(committed.machine, timestamp)).catch(() => undefined);
@@ -579,6 +585,18 @@ export class Repository {
     await this.store.remove(imageStateKey(image.machine, image.timestamp));
     this.catalog.deleteImage(image.id);
     this.log.info({ image: image.id }, 'image deleted');
+  }
+
+  /**
+   * Until the returned function is called, add to `referenced` every object an image
+   * committed from now on references. Garbage collection needs it: its mark lists the
+   * images once, and an upload session's pins and touches end when its image is
+   * recorded, which may be after that listing and long after the touches (a slow
+   * commit), so neither the pins nor the grace period would spare those objects.
+   */
+  watchCommits(referenced: Set<string>): () => void {
+    this.commitWatchers.add(referenced);
+    return () => this.commitWatchers.delete(referenced);
   }
 
   /**
