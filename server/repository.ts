@@ -67,6 +67,8 @@ export class Repository {
   private readonly removals = new Map<string, Promise<void>>();
   /** Sets of running garbage collections: each receives what every image committed meanwhile references. */
   private readonly commitWatchers = new Set<Set<string>>();
+  /** Objects being uploaded right now, with how many uploads of each: garbage collection spares them. */
+  private readonly uploads = new Map<string, number>();
 
   constructor(
     readonly store: ObjectStore,
@@ -228,13 +230,25 @@ export class Repository {
     const actual = digestOf(data);
     if (actual !== digest) throw new DigestMismatchError(digest, actual, `${what} (nothing was stored)`);
     if (kind === 'index') FixedIndex.parse(data, what);
-    const removal = this.removals.get(digest);
-    if (removal) await removal;
-    await this.keepReserve(chunkKey(digest), frame.length);
-    // Asked before the object is pinned to the session, which makes it readable.
-    const machineSawIt = principal.role === 'admin' ? null : this.catalog.machineMayRead(session.machine, digest);
-    const { created } = await this.store.put(chunkKey(digest), frame, { ifAbsent: true });
-    this.catalog.recordObject(digest, kind, frame.length, data.length, sessionId);
+    for (let removal = this.removals.get(digest); removal; removal = this.removals.get(digest)) await removal;
+    // Nothing awaits between the last removal check and this: a collection either removed
+    // the file before (the upload writes it anew) or sees the upload and spares the object.
+    // Without it, an existing file could be found and touched, then removed, and the
+    // upload answered as stored.
+    this.uploads.set(digest, (this.uploads.get(digest) ?? 0) + 1);
+    let created: boolean;
+    let machineSawIt: boolean | null;
+    try {
+      await this.keepReserve(chunkKey(digest), frame.length);
+      // Asked before the object is pinned to the session, which makes it readable.
+      machineSawIt = principal.role === 'admin' ? null : this.catalog.machineMayRead(session.machine, digest);
+      ({ created } = await this.store.put(chunkKey(digest), frame, { ifAbsent: true }));
+      this.catalog.recordObject(digest, kind, frame.length, data.length, sessionId);
+    } finally {
+      const left = (this.uploads.get(digest) ?? 1) - 1;
+      if (left) this.uploads.set(digest, left);
+      else this.uploads.delete(digest);
+    }
     this.catalog.renewLease(sessionId, this.leaseMs);
     await this.repairImagesLacking(digest);
     // A machine learns only whether the object is new to its own view of the repository:
@@ -585,6 +599,11 @@ export class Repository {
     await this.store.remove(imageStateKey(image.machine, image.timestamp));
     this.catalog.deleteImage(image.id);
     this.log.info({ image: image.id }, 'image deleted');
+  }
+
+  /** Is an upload of this object under way (between its removal check and its catalog record)? */
+  isBeingUploaded(digest: string): boolean {
+    return this.uploads.has(digest);
   }
 
   /**

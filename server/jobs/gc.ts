@@ -185,7 +185,7 @@ export class GarbageCollector {
     job.report.sessionsExpired = expired.length;
   }
 
-  /** Add to `referenced` every object referenced by a manifest the store or the catalog knows, and every index it names. */
+  /** Add to `referenced` every index of every manifest in the store or the catalog, and every chunk they name. */
   private async mark(job: GcJob, referenced: Set<string>): Promise<void> {
     const { catalog, store } = this.repository;
     const manifestKeys = new Set<string>();
@@ -264,7 +264,7 @@ export class GarbageCollector {
       if (referenced.has(digest)) continue;
       // From here to forget() nothing awaits: no request can pin or touch in between.
       const blob = Buffer.from(digest, 'hex');
-      if (pinned.get(blob, catalog.now())) {
+      if (this.repository.isBeingUploaded(digest) || pinned.get(blob, catalog.now())) {
         job.report.keptPinned++;
         continue;
       }

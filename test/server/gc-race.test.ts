@@ -53,9 +53,9 @@ function gateStore(repository: Repository, manifestWrite: Gate, chunkListing: Ga
 t.test('garbage collection against commits and lost indexes', async (t) => {
   const server = await startServer(t);
   const work = await tempDir(t);
-  for (const machine of ['alpha', 'beta']) {
+  for (const [seed, machine] of ['alpha', 'beta', 'gamma'].entries()) {
     const disk = path.join(work, `${machine}.img`);
-    await writeMixedFile(disk, 4 << 20, machine.length);
+    await writeMixedFile(disk, 4 << 20, seed + 1);
     const captured = await b365(['image', disk, '--machine', machine, '--json'], { env: server.env });
     t.equal(captured.exitCode, 0, captured.stderr);
   }
@@ -110,6 +110,43 @@ t.test('garbage collection against commits and lost indexes', async (t) => {
     const lost = [];
     for (const digest of index.distinctDigests()) if (!(await present(digest))) lost.push(digest);
     t.same(lost, [], 'and every chunk it names');
+  });
+
+  t.test('an upload of an object being collected is stored', async (t) => {
+    // The object is garbage (its image deleted) and another session sends it again; the
+    // collection decides while the upload is between its checks and its write.
+    const image = imageOf('gamma');
+    const [{ volume }] = [...manifestVolumes(await manifestOf('gamma'))];
+    const digest = (await repository.loadIndex(volume!.index)).get(0)!;
+    const frame = await repository.store.get(chunkKey(digest));
+    await repository.removeImage(image);
+    const session = repository.openSession(admin, { id: randomUUID(), machine: 'gamma' });
+
+    const reserveCheck = new Gate();
+    const removal = new Gate();
+    const { store } = repository;
+    const freeBytes = store.freeBytes.bind(store);
+    const remove = store.remove.bind(store);
+    store.freeBytes = async () => {
+      await reserveCheck.pass();
+      return freeBytes();
+    };
+    store.remove = async (key) => {
+      if (key === chunkKey(digest)) await removal.pass();
+      return remove(key);
+    };
+    const upload = repository.putObject(admin, session.id, 'chunk', digest, frame);
+    await reserveCheck.reached;
+    now += 1000;
+    collector.begin({ dryRun: false, graceSeconds: 0 });
+    const collected = collector.idle();
+    await Promise.race([removal.reached, collected]); // decided, and removing (or sparing) it
+    reserveCheck.open();
+    await upload; // found the file still there
+    removal.open();
+    await collected;
+    t.ok(await present(digest), 'the uploaded object is in the store');
+    t.ok(repository.catalog.objectInfo(digest), 'and in the catalog');
   });
 
   t.test('a lost index fails its image; collections go on', async (t) => {
