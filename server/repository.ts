@@ -314,6 +314,8 @@ export class Repository {
     const session = this.sessionFor(principal, sessionId);
     const earlier = this.earlierCommit(session);
     if (earlier) return earlier;
+    // The pins taken below last as long as the lease: a commit is activity of the session.
+    this.catalog.renewLease(sessionId, this.leaseMs);
     const committed = this.manifestToCommit(session, body);
     const scope = { machine: principal.role === 'admin' ? null : session.machine, sessionId };
     const { indexDigests, chunkDigests } = await this.requireReferencedObjects(session, committed, scope);

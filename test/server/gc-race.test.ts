@@ -53,7 +53,7 @@ function gateStore(repository: Repository, manifestWrite: Gate, chunkListing: Ga
 t.test('garbage collection against commits and lost indexes', async (t) => {
   const server = await startServer(t);
   const work = await tempDir(t);
-  for (const [seed, machine] of ['alpha', 'beta', 'gamma'].entries()) {
+  for (const [seed, machine] of ['alpha', 'beta', 'gamma', 'delta', 'epsilon'].entries()) {
     const disk = path.join(work, `${machine}.img`);
     await writeMixedFile(disk, 4 << 20, seed + 1);
     const captured = await b365(['image', disk, '--machine', machine, '--json'], { env: server.env });
@@ -147,6 +147,54 @@ t.test('garbage collection against commits and lost indexes', async (t) => {
     await collected;
     t.ok(await present(digest), 'the uploaded object is in the store');
     t.ok(repository.catalog.objectInfo(digest), 'and in the catalog');
+  });
+
+  t.test('a commit late in its lease is not expired by a collection under way', async (t) => {
+    const base = imageOf('delta');
+    const { id: _id, createdAt: _createdAt, ...manifest } = await manifestOf('delta');
+    const session = repository.openSession(admin, { id: randomUUID(), machine: 'delta', parent: base.id });
+    await repository.removeImage(base);
+    now += 59 * 60_000; // the last upload renewed the lease an hour ago, less a minute
+
+    const manifestWrite = new Gate();
+    const chunkListing = new Gate();
+    chunkListing.open();
+    gateStore(repository, manifestWrite, chunkListing);
+    const commit = repository.commit(admin, session.id, { ...manifest, parent: base.id });
+    await manifestWrite.reached;
+    now += 2 * 60_000;
+    collector.begin({ dryRun: false, graceSeconds: 0 });
+    await collector.idle(); // the whole collection runs while the commit writes its manifest
+    manifestWrite.open();
+    await commit;
+    const lost = [];
+    for (const { volume } of manifestVolumes(manifest)) {
+      if (!(await present(volume.index))) lost.push(volume.index);
+      else
+        for (const digest of (await repository.loadIndex(volume.index)).distinctDigests()) {
+          if (!(await present(digest))) lost.push(digest);
+        }
+    }
+    t.same(lost, [], 'every object of the committed image is kept');
+  });
+
+  t.test('a commit whose session expires meanwhile is refused', async (t) => {
+    const base = imageOf('epsilon');
+    const { id: _id, createdAt: _createdAt, ...manifest } = await manifestOf('epsilon');
+    const session = repository.openSession(admin, { id: randomUUID(), machine: 'epsilon', parent: base.id });
+    await repository.removeImage(base);
+    const manifestWrite = new Gate();
+    const chunkListing = new Gate();
+    chunkListing.open();
+    gateStore(repository, manifestWrite, chunkListing);
+    const commit = repository.commit(admin, session.id, { ...manifest, parent: base.id });
+    await manifestWrite.reached;
+    now += 2 * 3600_000; // a commit stalled past its lease
+    collector.begin({ dryRun: false, graceSeconds: 0 });
+    await collector.idle();
+    manifestWrite.open();
+    await t.rejects(commit, { code: 'conflict', message: /ended while it committed/ });
+    t.same(repository.catalog.listImages('epsilon'), [], 'no image is recorded');
   });
 
   t.test('a lost index fails its image; collections go on', async (t) => {
