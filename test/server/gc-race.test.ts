@@ -1,8 +1,9 @@
-// Garbage collection against commits and lost objects, in this process over a real
-// repository directory holding images captured by the CLI. The store's manifest write
-// and chunk listing are held at gates, so a commit and a collection interleave exactly
-// as they did under load: the commit touches its objects, the collection starts and
-// marks, the image is recorded, then the collection sweeps.
+// Garbage collection against commits, uploads and lost objects, in this process over a
+// real repository directory holding images captured by the CLI. The store's manifest
+// write, chunk listing, reserve check and removal are held at gates, so a commit or an
+// upload and a collection interleave exactly as they can under load (the first case is
+// the one a load run hit: the commit touches its objects, the collection starts and
+// marks, the image is recorded, then the collection sweeps).
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
