@@ -65,6 +65,10 @@ export interface CommitResult {
 export class Repository {
   /** Objects garbage collection is deleting: an upload of one waits until it is gone. */
   private readonly removals = new Map<string, Promise<void>>();
+  /** Sets of running garbage collections: each receives what every image committed meanwhile references. */
+  private readonly commitWatchers = new Set<Set<string>>();
+  /** Objects being uploaded right now, with how many uploads of each: garbage collection spares them. */
+  private readonly uploads = new Map<string, number>();
 
   constructor(
     readonly store: ObjectStore,
@@ -226,13 +230,25 @@ export class Repository {
     const actual = digestOf(data);
     if (actual !== digest) throw new DigestMismatchError(digest, actual, `${what} (nothing was stored)`);
     if (kind === 'index') FixedIndex.parse(data, what);
-    const removal = this.removals.get(digest);
-    if (removal) await removal;
-    await this.keepReserve(chunkKey(digest), frame.length);
-    // Asked before the object is pinned to the session, which makes it readable.
-    const machineSawIt = principal.role === 'admin' ? null : this.catalog.machineMayRead(session.machine, digest);
-    const { created } = await this.store.put(chunkKey(digest), frame, { ifAbsent: true });
-    this.catalog.recordObject(digest, kind, frame.length, data.length, sessionId);
+    for (let removal = this.removals.get(digest); removal; removal = this.removals.get(digest)) await removal;
+    // Nothing awaits between the last removal check and this: a collection either removed
+    // the file before (the upload writes it anew) or sees the upload and spares the object.
+    // Without it, an existing file could be found and touched, then removed, and the
+    // upload answered as stored.
+    this.uploads.set(digest, (this.uploads.get(digest) ?? 0) + 1);
+    let created: boolean;
+    let machineSawIt: boolean | null;
+    try {
+      await this.keepReserve(chunkKey(digest), frame.length);
+      // Asked before the object is pinned to the session, which makes it readable.
+      machineSawIt = principal.role === 'admin' ? null : this.catalog.machineMayRead(session.machine, digest);
+      ({ created } = await this.store.put(chunkKey(digest), frame, { ifAbsent: true }));
+      this.catalog.recordObject(digest, kind, frame.length, data.length, sessionId);
+    } finally {
+      const left = (this.uploads.get(digest) ?? 1) - 1;
+      if (left) this.uploads.set(digest, left);
+      else this.uploads.delete(digest);
+    }
     this.catalog.renewLease(sessionId, this.leaseMs);
     await this.repairImagesLacking(digest);
     // A machine learns only whether the object is new to its own view of the repository:
@@ -298,6 +314,8 @@ export class Repository {
     const session = this.sessionFor(principal, sessionId);
     const earlier = this.earlierCommit(session);
     if (earlier) return earlier;
+    // The pins taken below last as long as the lease: a commit is activity of the session.
+    this.catalog.renewLease(sessionId, this.leaseMs);
     const committed = this.manifestToCommit(session, body);
     const scope = { machine: principal.role === 'admin' ? null : session.machine, sessionId };
     const { indexDigests, chunkDigests } = await this.requireReferencedObjects(session, committed, scope);
@@ -305,8 +323,12 @@ export class Repository {
     const manifestDigest = digestOf(bytes);
     const storedBytes = this.sessionStoredBytes(sessionId);
     const record = this.imageRecordOf(committed, timestamp, when, manifestDigest, storedBytes);
+    const referenced = [...indexDigests, ...chunkDigests];
+    // insertImage drops the session's pins; a running collection may have marked before
+    // this image existed, so it learns the image's objects in the same synchronous step.
+    for (const watcher of this.commitWatchers) for (const digest of referenced) watcher.add(digest);
     try {
-      this.catalog.insertImage(record, [...indexDigests, ...chunkDigests], sessionId);
+      this.catalog.insertImage(record, referenced, sessionId);
     } catch (error) {
       // Uncatalogued, the manifest would be an image nobody was told of (reindex would list it).
       await this.store.remove(manifestKey(committed.machine, timestamp)).catch(() => undefined);
@@ -579,6 +601,23 @@ export class Repository {
     await this.store.remove(imageStateKey(image.machine, image.timestamp));
     this.catalog.deleteImage(image.id);
     this.log.info({ image: image.id }, 'image deleted');
+  }
+
+  /** Is an upload of this object under way (between its removal check and its catalog record)? */
+  isBeingUploaded(digest: string): boolean {
+    return this.uploads.has(digest);
+  }
+
+  /**
+   * Until the returned function is called, add to `referenced` every object an image
+   * committed from now on references. Garbage collection needs it: its mark lists the
+   * images once, and an upload session's pins and touches end when its image is
+   * recorded, which may be after that listing and long after the touches (a slow
+   * commit), so neither the pins nor the grace period would spare those objects.
+   */
+  watchCommits(referenced: Set<string>): () => void {
+    this.commitWatchers.add(referenced);
+    return () => this.commitWatchers.delete(referenced);
   }
 
   /**

@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Clock } from '../../src/core/clock.js';
-import { NotFoundError, UsageError } from '../../src/core/errors.js';
+import { ConflictError, NotFoundError, UsageError } from '../../src/core/errors.js';
 import type { ImageInfo } from '../../src/client/ports.js';
 import { isStorageFull } from '../storage-full.js';
 
@@ -626,7 +626,10 @@ export class Catalog {
     );
   }
 
-  /** Record a committed image and make every object it references visible to its machine. */
+  /**
+   * Record a committed image and make every object it references visible to its machine;
+   * with a session, only while that session is still open.
+   */
   insertImage(
     image: Omit<ImageRecord, 'state' | 'stateReason'>,
     referenced: Iterable<string>,
@@ -653,7 +656,13 @@ export class Catalog {
       );
       for (const digest of referenced) grant.run(machineId, digestBlob(digest));
       if (sessionId) {
-        this.sql("UPDATE sessions SET state = 'committed', image_id = ? WHERE id = ?").run(image.id, sessionId);
+        const { changes } = this.sql(
+          "UPDATE sessions SET state = 'committed', image_id = ? WHERE id = ? AND state = 'open'",
+        ).run(image.id, sessionId);
+        // Aborted while it committed (its lease ran out): its pins are gone, and garbage
+        // collection may have removed what it found present, so the image is not recorded.
+        if (changes === 0)
+          throw new ConflictError(`upload session ${sessionId} ended while it committed; nothing was committed`);
         this.sql('DELETE FROM session_objects WHERE session_id = ?').run(sessionId);
       }
     });

@@ -2,14 +2,17 @@
 // image references. Marking reads every manifest in the store and in the catalog, and
 // every index they name. An object is spared if it is referenced, pinned by an upload
 // session whose lease has not expired, or touched (catalog or file time) within the
-// grace period before the collection started; images committed while it runs touch
-// all their objects at commit, so they fall in that last group. The decision to remove
+// grace period before the collection started. Images committed while it runs add their
+// objects to its referenced set as they are recorded (Repository.watchCommits): their
+// touches may predate the collection and their pins end at the commit. An image whose
+// index is lost is marked failed and the collection goes on. The decision to remove
 // and the catalog row's removal happen in one synchronous step, and an upload of the
 // same object waits for the file to be gone (Repository.removeObjectFile).
 import { randomBytes } from 'node:crypto';
 import { ConflictError, NotFoundError, UsageError } from '../../src/core/errors.js';
 import type { GcJob } from '../../src/format/gc-job.js';
-import { timestampOf } from '../../src/format/image-ref.js';
+import type { FixedIndex } from '../../src/format/fixed-index.js';
+import { imageId, timestampOf } from '../../src/format/image-ref.js';
 import { manifestVolumes, parseManifestText } from '../../src/format/manifest.js';
 import type { Logger } from '../../src/core/log.js';
 import { type Principal, requireRole } from '../auth.js';
@@ -87,7 +90,11 @@ export class GarbageCollector {
       error: null,
     };
     this.save(job);
-    const done = this.collect(job, started).finally(() => {
+    // Watched from before the mark lists the images, so no commit falls between the two.
+    const referenced = new Set<string>();
+    const unwatch = this.repository.watchCommits(referenced);
+    const done = this.collect(job, started, referenced).finally(() => {
+      unwatch();
       this.current = null;
     });
     this.current = { job, done };
@@ -145,9 +152,9 @@ export class GarbageCollector {
       );
   }
 
-  private async collect(job: GcJob, started: number): Promise<void> {
+  private async collect(job: GcJob, started: number, referenced: Set<string>): Promise<void> {
     try {
-      await this.pass(job, started);
+      await this.pass(job, started, referenced);
       job.state = 'done';
       this.log.info({ gc: job.id, dryRun: job.dryRun, ...job.report }, 'garbage collection finished');
     } catch (error) {
@@ -160,9 +167,9 @@ export class GarbageCollector {
     this.save(job);
   }
 
-  private async pass(job: GcJob, started: number): Promise<void> {
+  private async pass(job: GcJob, started: number, referenced: Set<string>): Promise<void> {
     this.expireSessions(job, started);
-    const referenced = await this.mark(job);
+    await this.mark(job, referenced);
     job.report.referenced = referenced.size;
     job.stage = 'sweeping';
     await this.sweep(job, referenced, started - job.graceSeconds * 1000);
@@ -178,14 +185,13 @@ export class GarbageCollector {
     job.report.sessionsExpired = expired.length;
   }
 
-  /** Every object referenced by a manifest the store or the catalog knows, and every index it names. */
-  private async mark(job: GcJob): Promise<Set<string>> {
+  /** Add to `referenced` every index of every manifest in the store or the catalog, and every chunk they name. */
+  private async mark(job: GcJob, referenced: Set<string>): Promise<void> {
     const { catalog, store } = this.repository;
     const manifestKeys = new Set<string>();
     for await (const object of store.list(IMAGES_PREFIX))
       if (parseManifestKey(object.key)) manifestKeys.add(object.key);
     for (const image of catalog.listImages()) manifestKeys.add(manifestKey(image.machine, image.timestamp));
-    const referenced = new Set<string>();
     const indexesSeen = new Set<string>();
     for (const key of manifestKeys) {
       let text: string;
@@ -201,13 +207,41 @@ export class GarbageCollector {
       for (const { volume } of manifestVolumes(manifest)) {
         referenced.add(volume.index);
         if (indexesSeen.has(volume.index)) continue;
+        const index = await this.indexOf(volume.index, key, job);
+        // A lost index is looked up again for each image naming it, so each is marked failed.
+        if (!index) continue;
         indexesSeen.add(volume.index);
-        // An unreadable index hides what it references: stop rather than guess.
-        const index = await this.repository.loadIndex(volume.index, `index ${volume.index} of ${key}`);
         for (const digest of index.distinctDigests()) referenced.add(digest);
       }
     }
-    return referenced;
+  }
+
+  /**
+   * The index, or null when it is lost: its image cannot be restored whatever is kept,
+   * so it is marked failed and the collection goes on (stopping would make every later
+   * collection fail on it). It is not made repairable by an upload of the index, since
+   * the chunks only it named may be removed now. A corrupt or unreadable index still
+   * stops the collection: it hides what it references, and verification quarantines it.
+   */
+  private async indexOf(digest: string, key: string, job: GcJob): Promise<FixedIndex | null> {
+    try {
+      return await this.repository.loadIndex(digest, `index ${digest} of ${key}`);
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+    }
+    const named = parseManifestKey(key);
+    const image = named && this.repository.catalog.image(imageId(named.machine, named.timestamp));
+    this.log.error(
+      { gc: job.id, index: digest, manifest: key },
+      'an image references a lost index; it is marked failed',
+    );
+    if (image && !job.dryRun) {
+      this.repository.catalog.setImageDamage(image.id, []);
+      await this.repository.recordImageState(image.id, 'failed', `its index ${digest} is missing from the repository`, {
+        garbageCollection: job.id,
+      });
+    }
+    return null;
   }
 
   /** Remove every stored object not referenced, not pinned by an open session, and not touched since `cutoff`. */
@@ -230,7 +264,7 @@ export class GarbageCollector {
       if (referenced.has(digest)) continue;
       // From here to forget() nothing awaits: no request can pin or touch in between.
       const blob = Buffer.from(digest, 'hex');
-      if (pinned.get(blob, catalog.now())) {
+      if (this.repository.isBeingUploaded(digest) || pinned.get(blob, catalog.now())) {
         job.report.keptPinned++;
         continue;
       }
