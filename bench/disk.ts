@@ -14,6 +14,7 @@ import {
   bestOf,
   measure,
   measurementCells,
+  measurementHeader,
   processUsage,
   renderTable,
 } from './measure.js';
@@ -276,18 +277,7 @@ export async function benchDiskImaging(
       `${mib(b365Incremental.report.bytesUploaded)} MiB uploaded in ${b365Incremental.report.chunksUploaded} chunks; ${b365Incremental.report.chunksReused} reused`,
     ],
   ] as const;
-  const header = [
-    'step',
-    'wall s',
-    'CPU s',
-    'server CPU s',
-    'peak RSS MiB',
-    'server RSS MiB',
-    'MiB sent/stored',
-    'load',
-    'attempts',
-    'what',
-  ];
+  const header = measurementHeader('MiB sent/stored');
   const tableLines = lines.map(([row, what]) => measurementCells(row, what, { bytes: true }));
 
   const checks = [

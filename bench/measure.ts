@@ -17,6 +17,12 @@ export interface Measurement {
   load?: number;
 }
 
+/** The header of a table of `measurementCells` rows; `bytes` names that optional column. */
+export function measurementHeader(bytes?: string): string[] {
+  const head = ['step', 'wall s', 'CPU s', 'server CPU s', 'peak RSS MiB', 'server RSS MiB'];
+  return [...head, ...(bytes ? [bytes] : []), 'load', 'attempts', 'what'];
+}
+
 /**
  * One row of a measurement table: step, wall, CPU, the server's CPU and RSS when the
  * step ran against our server, peak RSS, optionally the bytes moved, load, attempts, what.

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { attachLoop, makeImageFile, sfdisk } from '../test/helpers/disk.js';
 import { type BenchContext, type DiskArtifacts, measureB365, prepareArtifacts, target } from './disk.js';
-import { type Measurement, bestOf, measure, measurementCells, renderTable } from './measure.js';
+import { type Measurement, bestOf, measure, measurementCells, measurementHeader, renderTable } from './measure.js';
 import { storeObjects } from './store-stats.js';
 
 interface RestoreReportJson {
@@ -113,17 +113,7 @@ export async function benchRestore(
   const perCoreStored = objects.storedBytes / 1e6 / verify.serverCpuSeconds;
 
   const rows: Measurement[] = [b365Restore, resticDump, partcloneRestore, verify];
-  const header = [
-    'step',
-    'wall s',
-    'CPU s',
-    'server CPU s',
-    'peak RSS MiB',
-    'server RSS MiB',
-    'load',
-    'attempts',
-    'what',
-  ];
+  const header = measurementHeader();
   const lines = [
     [
       b365Restore,
