@@ -3,10 +3,11 @@
 // fsynced: after a crash an object is either whole under its name or not there.
 // The directory is private to the server's user: directories 0700, files 0600.
 import { randomBytes } from 'node:crypto';
-import { type Dirent, constants as fsConstants } from 'node:fs';
+import type { Dirent } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type Clock, systemClock } from '../../src/core/clock.js';
+import { syncDirectory } from '../../src/core/atomic-file.js';
 import { NotFoundError } from '../../src/core/errors.js';
 import { asRepositoryFull } from '../storage-full.js';
 import type { ObjectStat, ObjectStore, PutResult } from './store.js';
@@ -16,15 +17,6 @@ export const PRIVATE_DIRECTORY_MODE = 0o700;
 export const PRIVATE_FILE_MODE = 0o600;
 
 const KEY_PATTERN = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._@-]+(?:\/[A-Za-z0-9._@-]+)*$/;
-
-async function fsyncDirectory(directory: string): Promise<void> {
-  const handle = await fs.open(directory, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 export class LocalStore implements ObjectStore {
   readonly description: string;
@@ -94,7 +86,7 @@ export class LocalStore implements ObjectStore {
       } else {
         await fs.rename(tmpPath, finalPath);
       }
-      await fsyncDirectory(directory);
+      await syncDirectory(directory);
       return { created: true };
     } catch (error) {
       throw asRepositoryFull(error, `writing ${key}`);
@@ -180,7 +172,7 @@ export class LocalStore implements ObjectStore {
   async remove(key: string): Promise<void> {
     const target = this.pathOf(key);
     await fs.rm(target, { force: true });
-    await fsyncDirectory(path.dirname(target)).catch(() => undefined);
+    await syncDirectory(path.dirname(target)).catch(() => undefined);
   }
 
   async move(fromKey: string, toKey: string): Promise<void> {
@@ -189,8 +181,8 @@ export class LocalStore implements ObjectStore {
     try {
       await this.ensureDirectory(path.dirname(to));
       await fs.rename(from, to);
-      await fsyncDirectory(path.dirname(to));
-      await fsyncDirectory(path.dirname(from));
+      await syncDirectory(path.dirname(to));
+      await syncDirectory(path.dirname(from));
     } catch (error) {
       throw asRepositoryFull(error, `moving ${fromKey} to ${toKey}`);
     }
@@ -225,7 +217,7 @@ export class LocalStore implements ObjectStore {
       }
       await fs.chmod(current, PRIVATE_DIRECTORY_MODE);
       // Make each new directory entry durable.
-      await fsyncDirectory(parent);
+      await syncDirectory(parent);
     }
     this.knownDirectories.add(directory);
   }

@@ -3,6 +3,7 @@
 // a crash or power cut leaves the old content or the new, never half of either, and no
 // temporary file is left behind when the write fails (a full disk).
 import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
@@ -42,7 +43,7 @@ export async function writeFileAtomic(
 
 /** Make a rename or a new entry in `directory` survive a power cut. */
 export async function syncDirectory(directory: string): Promise<void> {
-  const handle = await fs.open(directory, 'r');
+  const handle = await fs.open(directory, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
   try {
     await handle.sync();
   } finally {
