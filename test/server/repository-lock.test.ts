@@ -33,8 +33,7 @@ t.test('a second lock is refused, naming the holder, until the first is released
     `repository ${repo} is in use by b365 image (pid ${process.pid} on host ${os.hostname()})`,
   );
   first.release();
-  lockRepository(repo, 'b365 restore').release();
-  t.pass('taken again once released');
+  t.doesNotThrow(() => lockRepository(repo, 'b365 restore').release(), 'taken again once released');
 });
 
 t.test('the in-process repository holds the lock from open to close', async (t) => {
@@ -62,8 +61,7 @@ setInterval(() => {}, 1000);`;
   });
   holder.kill('SIGKILL');
   await holder;
-  lockRepository(repo, 'b365 restore').release();
-  t.pass('the kernel dropped the dead holder’s lock');
+  t.doesNotThrow(() => lockRepository(repo, 'b365 restore').release(), 'the kernel dropped the dead holder’s lock');
 });
 
 t.test('b365 server and an offline reindex refuse a directory a server holds', async (t) => {
