@@ -21,7 +21,7 @@ import type { Principal } from './auth.js';
 import type { Catalog } from './catalog/catalog.js';
 import { Repository } from './repository.js';
 import { lockRepository } from './repository-lock.js';
-import { imageView } from './routes/images.js';
+import { imageView } from './image-view.js';
 import { asRepositoryFull } from './storage-full.js';
 
 export interface LocalRepositoryOptions {

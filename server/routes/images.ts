@@ -1,15 +1,10 @@
 // Images and their manifests: list, show, read the manifest as stored, delete (admin).
 import { Router } from 'express';
-import type { ImageRecord } from '../catalog/catalog.js';
+import { imageView } from '../image-view.js';
 import { assertMachineName } from '../../src/format/image-ref.js';
 import { principalOf } from '../http.js';
 import type { Repository } from '../repository.js';
 import { accepts } from '../api-schemas/validate.js';
-
-export function imageView(image: ImageRecord) {
-  return { ...image, createdAt: new Date(image.createdAt).toISOString() };
-}
-export type ImageView = ReturnType<typeof imageView>;
 
 export function imageRoutes(repository: Repository): Router {
   const router = Router();

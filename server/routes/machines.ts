@@ -3,7 +3,7 @@ import { Router } from 'express';
 import { assertMachineName } from '../../src/format/image-ref.js';
 import { principalOf } from '../http.js';
 import type { Repository } from '../repository.js';
-import { imageView } from './images.js';
+import { imageView } from '../image-view.js';
 import { accepts } from '../api-schemas/validate.js';
 
 export function machineRoutes(repository: Repository): Router {

@@ -8,7 +8,7 @@ import { requireRole } from '../auth.js';
 import { jsonBody, principalOf, rawBody } from '../http.js';
 import type { Repository } from '../repository.js';
 import { uploadSlot, type UploadSlots } from '../upload-slots.js';
-import { imageView } from './images.js';
+import { imageView } from '../image-view.js';
 import { accepts } from '../api-schemas/validate.js';
 
 /** A frame may exceed its content by a 4-byte header per 4 MiB block plus framing. */
